@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+# Both create .venv and install the project into it; nothing else is assumed.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch for the reference/training extras. Override on machines
+# where another build is wanted, e.g. TORCH_SPEC='torch' make test.
+TORCH_SPEC ?= torch==2.13.0
+SEED ?= $(shell $(PYTHON) -c "import random; print(random.randrange(1 << 16))")
+JOBS ?= 2
+
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test,reference,plot]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ternary golden --rows 4 --cols 10 --format base3
+
+test: $(STAMP)
+	@echo "test seed: $(SEED) (repeat with SEED=$(SEED) make test)"
+	TERNARY_TEST_SEED=$(SEED) $(BIN)/python -m pytest -n $(JOBS) --hypothesis-seed=$(SEED) -ra tests
+
+clean:
+	rm -rf $(VENV) build sim_build .pytest_cache .hypothesis

@@ -1,0 +1,69 @@
+"""Parameters of one engine instance, shared by the RTL generator and the host.
+
+The RTL is built from an :class:`EngineConfig`; the device reports it in its INFO
+reply, and the host rebuilds the same object from that reply to pack weights.
+"""
+
+from dataclasses import dataclass
+
+from .checks import positive_int
+from .errors import TernaryError
+from .golden import accumulator_bits
+from .native import TileLayout
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """``rows x cols`` ternary MACs, weight format, largest matvec, weight memory depth.
+
+    ``weight_words`` is the depth of the weight store in words; a word is one tile
+    of ``rows*cols`` trits (see :mod:`ternary_core.native`).
+    """
+
+    rows: int = 4
+    cols: int = 8
+    fmt: str = "2bit"
+    max_m: int = 1024
+    max_k: int = 1024
+    weight_words: int = 4096
+
+    def __post_init__(self):
+        for name in ("rows", "cols", "max_m", "max_k", "weight_words"):
+            positive_int(name, getattr(self, name))
+        self.layout  # validates rows*cols against the format
+        if self.max_m > 65535 or self.max_k > 65535:
+            raise TernaryError("max_m and max_k must be at most 65535 (16-bit command fields)")
+        if self.weight_words > 1 << 24:
+            raise TernaryError("weight_words must be at most 2**24 (24-bit word addresses)")
+
+    @property
+    def layout(self):
+        return TileLayout(self.rows, self.cols, self.fmt)
+
+    @property
+    def word_bytes(self):
+        return self.layout.word_bytes
+
+    @property
+    def acc_bits(self):
+        return accumulator_bits(self.max_k)
+
+    @property
+    def act_words(self):
+        return -(-self.max_k // self.cols)
+
+    @property
+    def result_bytes(self):
+        """Bytes per result on the link: the accumulator, sign-extended to whole bytes."""
+        return -(-self.acc_bits // 8)
+
+    @property
+    def weight_bytes(self):
+        return self.weight_words * self.word_bytes
+
+    def check_shape(self, m, k):
+        """Raise a clear error if an ``m x k`` matvec does not fit this engine."""
+        if not 1 <= m <= self.max_m:
+            raise TernaryError(f"M={m} is outside 1..{self.max_m} (the engine's max_m)")
+        if not 1 <= k <= self.max_k:
+            raise TernaryError(f"K={k} is outside 1..{self.max_k} (the engine's max_k)")

@@ -1,0 +1,27 @@
+import os
+import random
+import zlib
+
+import numpy as np
+import pytest
+
+# One seed per run, shared with hypothesis (the Makefile passes the same value as
+# --hypothesis-seed). Repeat a run with TERNARY_TEST_SEED=N make test.
+SEED = int(os.environ.get("TERNARY_TEST_SEED") or random.SystemRandom().randrange(1 << 16))
+
+
+def pytest_report_header(config):
+    return f"ternary test seed: {SEED} (repeat with TERNARY_TEST_SEED={SEED})"
+
+
+@pytest.fixture
+def seed(request):
+    """A per-test seed derived from the run seed; printed so a failure can be repeated."""
+    s = (SEED << 32) | zlib.crc32(request.node.nodeid.encode())
+    print(f"seed: TERNARY_TEST_SEED={SEED} (per-test {s})")
+    return s
+
+
+@pytest.fixture
+def rng(seed):
+    return np.random.default_rng(seed)
