@@ -40,4 +40,46 @@ def _golden(args):
           f"{ideal_cycles(args.m, args.k, args.rows, args.cols)}; acc[:8] = {acc[:8].tolist()}")
 
 
-REGISTRY = [register_golden]
+DEFAULT_CORPUS = "../shared/data/tinyshakespeare.txt"
+
+
+def register_train(sub):
+    from ternary_core.model_config import BitNetConfig
+    from ternary_core.train import TrainOptions
+
+    c, o = BitNetConfig(), TrainOptions()
+    p = sub.add_parser("train", help="train a BitNet b1.58 from scratch (QAT, CPU torch)",
+                       description="Quantization-aware training of a byte-level BitNet b1.58 on a "
+                                   "text corpus, saved in the project's model format. Needs the "
+                                   "'train' extra (torch).")
+    p.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"text file (default {DEFAULT_CORPUS})")
+    p.add_argument("-o", "--out", default="model.safetensors", help="output model file")
+    p.add_argument("--steps", type=int, default=o.steps)
+    p.add_argument("--batch", type=int, default=o.batch)
+    p.add_argument("--seq-len", type=int, default=o.seq_len)
+    p.add_argument("--lr", type=float, default=o.lr)
+    p.add_argument("--seed", type=int, default=o.seed)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--full-precision", action="store_true",
+                   help="train the same shape with float linears (the comparison baseline)")
+    p.add_argument("--hidden-size", type=int, default=c.hidden_size)
+    p.add_argument("--intermediate-size", type=int, default=c.intermediate_size)
+    p.add_argument("--layers", type=int, default=c.num_hidden_layers)
+    p.add_argument("--heads", type=int, default=c.num_attention_heads)
+    p.add_argument("--kv-heads", type=int, default=c.num_key_value_heads)
+    p.set_defaults(func=_train)
+
+
+def _train(args):
+    from ternary_core.model_config import BitNetConfig
+    from ternary_core.train import TrainOptions, train
+
+    config = BitNetConfig(hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
+                          num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                          num_key_value_heads=args.kv_heads)
+    opts = TrainOptions(steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
+                        seed=args.seed, threads=args.threads, full_precision=args.full_precision)
+    train(args.corpus, None if args.full_precision else args.out, config, opts)
+
+
+REGISTRY = [register_golden, register_train]

@@ -1,0 +1,92 @@
+"""Packed-weight decoder: one memory word in, one tile of trits out, every cycle."""
+
+from amaranth import Cat, Const, Module, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ternary_core.native import TileLayout
+
+# A trit is signed(2): 0b11 = -1, 0b00 = 0, 0b01 = +1. Bit 0 is "non-zero", bit 1 is
+# "negative", so the MAC array selects +a / -a / 0 from the bits without arithmetic.
+TRIT = signed(2)
+
+# Thresholds of the base-3 digit: digit = (q*3) >> 8 is 0 for q < 86, 1 for q < 171, else 2.
+_BASE3_T1, _BASE3_T2 = 86, 171
+
+
+def trit_from_code(nonzero, negative):
+    return Cat(nonzero, negative).as_signed()
+
+
+class WeightDecoder(wiring.Component):
+    """Decode one packed word (one tile, see :mod:`ternary_core.native`) into trits.
+
+    Parameters
+    ----------
+    layout : TileLayout
+        Array shape and weight format; the word has ``layout.word_bytes`` bytes.
+    base3_impl : "arith" or "rom"
+        How a base-3 byte becomes five digits: ``arith`` computes ``q = byte*3^k mod 256``
+        with shifts and adds and compares it with two thresholds; ``rom`` looks the
+        byte up in a 256-entry table of 10-bit codes. Neither uses a multiplier.
+
+    Ports
+    -----
+    word : In(unsigned(8*word_bytes))
+    trits : Out(ArrayLayout(signed(2), rows*cols))
+        Trit ``n = r*cols + c``. Combinational: latency 0 cycles.
+    """
+
+    def __init__(self, layout, base3_impl="arith"):
+        if not isinstance(layout, TileLayout):
+            raise TypeError(f"layout must be a TileLayout, not {layout!r}")
+        if base3_impl not in ("arith", "rom"):
+            raise ValueError(f"base3_impl must be 'arith' or 'rom', not {base3_impl!r}")
+        self.layout = layout
+        self.base3_impl = base3_impl
+        super().__init__({
+            "word": In(unsigned(8 * layout.word_bytes)),
+            "trits": Out(data.ArrayLayout(TRIT, layout.word_trits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n = 0
+        for b in range(self.layout.word_bytes):
+            byte = self.word[8 * b: 8 * b + 8]
+            digits = self._decode_2bit(byte) if self.layout.fmt == "2bit" else self._decode_base3(byte)
+            for trit in digits:
+                m.d.comb += self.trits[n].eq(trit)
+                n += 1
+        return m
+
+    @staticmethod
+    def _decode_2bit(byte):
+        # code = w+1: 0 -> -1, 1 -> 0, 2 -> +1 (3 never appears in a packed word)
+        return [trit_from_code(~byte[2 * i], ~byte[2 * i] & ~byte[2 * i + 1]) for i in range(4)]
+
+    def _decode_base3(self, byte):
+        if self.base3_impl == "rom":
+            return self._decode_base3_rom(byte)
+        digits, q = [], byte
+        for k in range(5):
+            if k:
+                q = ((q << 1) + q)[:8]  # q*3 mod 256: shift and add
+            ge1, ge2 = q >= _BASE3_T1, q >= _BASE3_T2
+            digits.append(trit_from_code(~ge1 | ge2, ~ge1))
+        return digits
+
+    @staticmethod
+    def _decode_base3_rom(byte):
+        from amaranth import Array
+
+        table = []
+        for v in range(256):
+            code = 0
+            for k in range(5):
+                d = (((v * 3 ** k) & 0xFF) * 3) >> 8
+                nz, neg = d != 1, d == 0
+                code |= (nz | (neg << 1)) << (2 * k)
+            table.append(Const(code, 10))
+        rom = Array(table)[byte]
+        return [rom[2 * k: 2 * k + 2].as_signed() for k in range(5)]

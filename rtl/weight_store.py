@@ -1,0 +1,92 @@
+"""The weight store: a single-port RAM of packed words (one tile each).
+
+Single-port because the iCE40UP5K's SPRAMs are; the engine reads it while a matvec
+runs and the command engine writes or reads it back while the engine is idle.
+"""
+
+from amaranth import Module, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+
+class WeightBusSignature(wiring.Signature):
+    """A single-port RAM, seen from the user: ``addr`` and ``wmask`` (a byte-enable per
+    byte of ``wdata``) in, ``rdata`` out one cycle after ``addr``."""
+
+    def __init__(self, addr_bits, word_bytes):
+        super().__init__({
+            "addr": Out(unsigned(addr_bits)),
+            "wdata": Out(unsigned(8 * word_bytes)),
+            "wmask": Out(unsigned(word_bytes)),
+            "rdata": In(unsigned(8 * word_bytes)),
+        })
+
+
+class WeightStore(wiring.Component):
+    """``depth`` words of ``word_bytes`` bytes; read latency 1 cycle.
+
+    ``impl="generic"`` uses ``lib.memory.Memory`` (block RAM on ECP5, and what Verilator
+    simulates); ``impl="ice40_spram"`` instantiates SB_SPRAM256KA blocks side by side
+    (16 bits each) and stacked (16K words each).
+    """
+
+    def __init__(self, depth, word_bytes, impl="generic"):
+        if impl not in ("generic", "ice40_spram"):
+            raise ValueError(f"impl must be 'generic' or 'ice40_spram', not {impl!r}")
+        if impl == "ice40_spram":
+            if (8 * word_bytes) % 16:
+                raise ValueError("ice40_spram needs a word width that is a multiple of 16 bits")
+            if -(-depth // 16384) * (8 * word_bytes // 16) > 4:
+                raise ValueError(f"ice40_spram: {depth} words of {8 * word_bytes} bits need more "
+                                 f"than the iCE40UP5K's four 16K x 16 SPRAMs")
+        self.depth, self.word_bytes, self.impl = depth, word_bytes, impl
+        self.addr_bits = max(1, (depth - 1).bit_length())
+        super().__init__({"bus": In(WeightBusSignature(self.addr_bits, word_bytes))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.impl == "generic":
+            m.submodules.mem = mem = memory.Memory(shape=unsigned(8 * self.word_bytes),
+                                                   depth=self.depth, init=[])
+            rd = mem.read_port(transparent_for=())
+            wr = mem.write_port(granularity=8)
+            m.d.comb += [rd.addr.eq(self.bus.addr), wr.addr.eq(self.bus.addr),
+                         wr.data.eq(self.bus.wdata), wr.en.eq(self.bus.wmask),
+                         self.bus.rdata.eq(rd.data)]
+        else:
+            self._elaborate_spram(m)
+        return m
+
+    def _elaborate_spram(self, m):
+        from amaranth import Cat, Instance, Signal
+
+        lanes = 8 * self.word_bytes // 16
+        banks = -(-self.depth // 16384)
+        bank = Signal(range(max(2, banks)))
+        bank_q = Signal.like(bank)
+        m.d.comb += bank.eq(self.bus.addr >> 14 if banks > 1 else 0)
+        m.d.sync += bank_q.eq(bank)
+        outs = []
+        for b in range(banks):
+            lane_outs = []
+            for ln in range(lanes):
+                dout = Signal(16, name=f"spram_b{b}_l{ln}_dout")
+                mask = self.bus.wmask[2 * ln: 2 * ln + 2]
+                m.submodules[f"spram_b{b}_l{ln}"] = Instance(
+                    "SB_SPRAM256KA",
+                    i_ADDRESS=self.bus.addr[:14], i_DATAIN=self.bus.wdata[16 * ln: 16 * ln + 16],
+                    # MASKWREN is per nibble: each byte enable drives two nibbles.
+                    i_MASKWREN=Cat(mask[0], mask[0], mask[1], mask[1]),
+                    i_WREN=(mask != 0) & (bank == b), i_CHIPSELECT=1, i_CLOCK=self._clock(),
+                    i_STANDBY=0, i_SLEEP=0, i_POWEROFF=1, o_DATAOUT=dout)
+                lane_outs.append(dout)
+            outs.append(Cat(*lane_outs))
+        with m.Switch(bank_q):
+            for b, o in enumerate(outs):
+                with m.Case(b):
+                    m.d.comb += self.bus.rdata.eq(o)
+
+    @staticmethod
+    def _clock():
+        from amaranth import ClockSignal
+        return ClockSignal("sync")

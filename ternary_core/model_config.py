@@ -1,0 +1,71 @@
+"""The BitNet model configuration (the fields of HF's ``BitNetConfig`` we use) and the
+names of a model's BitLinear layers."""
+
+from dataclasses import asdict, dataclass, fields
+
+from .errors import TernaryError
+
+BITLINEAR_NAMES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+
+
+@dataclass(frozen=True)
+class BitNetConfig:
+    vocab_size: int = 256
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 256
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    hidden_act: str = "relu2"
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise TernaryError(f"config: {f.name} must be a positive integer, got {v!r}")
+        if self.hidden_size % self.num_attention_heads:
+            raise TernaryError("config: hidden_size must be a multiple of num_attention_heads")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise TernaryError("config: num_attention_heads must be a multiple of num_key_value_heads")
+        if self.hidden_act != "relu2":
+            raise TernaryError(f"config: hidden_act must be relu2 (BitNet), got {self.hidden_act!r}")
+        if (self.hidden_size // self.num_attention_heads) % 2:
+            raise TernaryError("config: head_dim must be even (RoPE rotates pairs)")
+
+    @property
+    def head_dim(self):
+        return self.hidden_size // self.num_attention_heads
+
+    def bitlinear_shapes(self):
+        """``{name: (out, in)}`` for every BitLinear of the model, in execution order."""
+        d, f, kv = self.hidden_size, self.intermediate_size, self.num_key_value_heads * self.head_dim
+        per = {"self_attn.q_proj": (d, d), "self_attn.k_proj": (kv, d), "self_attn.v_proj": (kv, d),
+               "self_attn.o_proj": (d, d), "mlp.gate_proj": (f, d), "mlp.up_proj": (f, d),
+               "mlp.down_proj": (d, f)}
+        return {f"model.layers.{i}.{n}": per[n] for i in range(self.num_hidden_layers)
+                for n in BITLINEAR_NAMES}
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d, *, source="config"):
+        if not isinstance(d, dict):
+            raise TernaryError(f"{source}: expected a JSON object")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "rope_theta" not in d and isinstance(d.get("rope_parameters"), dict):
+            kwargs["rope_theta"] = d["rope_parameters"].get("rope_theta", cls.rope_theta)
+        if "rope_theta" in kwargs:
+            kwargs["rope_theta"] = float(kwargs["rope_theta"])
+        if "rms_norm_eps" in kwargs:
+            kwargs["rms_norm_eps"] = float(kwargs["rms_norm_eps"])
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise TernaryError(f"{source}: {exc}") from None

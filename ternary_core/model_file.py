@@ -1,0 +1,136 @@
+"""The project's model file: one ``.safetensors`` file, no pickle.
+
+Tensors use HF BitNet's names. Each BitLinear is stored packed in HF's offline
+2-bit layout (``{name}.weight``, uint8 ``(ceil(out/4), in)``) with its float32
+``{name}.weight_scale`` of shape ``(1,)`` (HF's meaning: ``y = acc / (input_scale *
+weight_scale)``). Embeddings, norms and ``lm_head`` are float32. The safetensors
+metadata holds ``format`` (``ternary-engine-bitnet``), ``format_version``, ``config``
+(JSON of :class:`~ternary_core.model_config.BitNetConfig`) and ``tokenizer`` (JSON,
+see :mod:`ternary_core.tokenizer`).
+
+Loading treats the file as untrusted: every tensor is checked for presence, dtype,
+shape and value range, and the error names the tensor and the problem.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import hf_bitnet_format
+from .errors import TernaryError
+from .model_config import BitNetConfig
+
+FORMAT_NAME = "ternary-engine-bitnet"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class BitLinearWeights:
+    trits: np.ndarray          # int8 (out, in) in {-1, 0, 1}
+    weight_scale: np.float32   # HF meaning: W ~ trits / weight_scale
+
+
+@dataclass
+class BitNetModel:
+    config: BitNetConfig
+    tokenizer: dict
+    floats: dict = field(default_factory=dict)      # name -> float32 array
+    bitlinears: dict = field(default_factory=dict)  # name -> BitLinearWeights
+
+    def ternary_params(self):
+        return sum(b.trits.size for b in self.bitlinears.values())
+
+
+def float_tensor_shapes(config):
+    """``{name: shape}`` of the float tensors a model of ``config`` has."""
+    d, f = config.hidden_size, config.intermediate_size
+    shapes = {"model.embed_tokens.weight": (config.vocab_size, d), "model.norm.weight": (d,)}
+    if not config.tie_word_embeddings:
+        shapes["lm_head.weight"] = (config.vocab_size, d)
+    for i in range(config.num_hidden_layers):
+        p = f"model.layers.{i}."
+        shapes[p + "input_layernorm.weight"] = (d,)
+        shapes[p + "post_attention_layernorm.weight"] = (d,)
+        shapes[p + "self_attn.attn_sub_norm.weight"] = (d,)
+        shapes[p + "mlp.ffn_sub_norm.weight"] = (f,)
+    return shapes
+
+
+def save_model(path, model):
+    from safetensors.numpy import save_file
+
+    tensors = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in model.floats.items()}
+    for name, b in model.bitlinears.items():
+        tensors[name + ".weight"] = hf_bitnet_format.pack(b.trits)
+        tensors[name + ".weight_scale"] = np.array([b.weight_scale], dtype=np.float32)
+    meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
+            "config": json.dumps(model.config.to_dict()), "tokenizer": json.dumps(model.tokenizer)}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+
+
+def _read(path):
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise TernaryError(f"{path}: no such model file")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TernaryError(f"{path}: not a readable safetensors file ({exc})") from None
+    return meta, tensors
+
+
+def load_model(path):
+    """Load and validate a model file; raise :class:`TernaryError` naming what is wrong."""
+    meta, tensors = _read(path)
+    where = str(path)
+    if meta.get("format") != FORMAT_NAME:
+        raise TernaryError(f"{where}: not a ternary-engine model (metadata format="
+                           f"{meta.get('format')!r}); use `ternary import` for HF or GGUF files")
+    if meta.get("format_version") != str(FORMAT_VERSION):
+        raise TernaryError(f"{where}: model format version {meta.get('format_version')!r} is not "
+                           f"supported (this version reads {FORMAT_VERSION})")
+    try:
+        config = BitNetConfig.from_dict(json.loads(meta.get("config", "")), source=f"{where}: config")
+        tokenizer = json.loads(meta.get("tokenizer", ""))
+    except json.JSONDecodeError as exc:
+        raise TernaryError(f"{where}: metadata is not valid JSON ({exc})") from None
+
+    floats = {}
+    for name, shape in float_tensor_shapes(config).items():
+        a = _expect(tensors, name, shape, "f", where)
+        if not np.isfinite(a).all():
+            raise TernaryError(f"{where}: tensor {name} has non-finite values")
+        floats[name] = a.astype(np.float32)
+    bitlinears = {}
+    for name, (out, k) in config.bitlinear_shapes().items():
+        packed = _expect(tensors, name + ".weight", (-(-out // 4), k), "u", where)
+        if packed.dtype != np.uint8:
+            raise TernaryError(f"{where}: tensor {name}.weight must be uint8 (HF packed), got {packed.dtype}")
+        try:
+            trits = hf_bitnet_format.unpack(packed, out)
+        except TernaryError as exc:
+            raise TernaryError(f"{where}: tensor {name}.weight: {exc}") from None
+        scale = _expect(tensors, name + ".weight_scale", (1,), "f", where)
+        if not (np.isfinite(scale).all() and scale[0] > 0):
+            raise TernaryError(f"{where}: tensor {name}.weight_scale must be finite and positive")
+        bitlinears[name] = BitLinearWeights(trits, np.float32(scale[0]))
+    return BitNetModel(config, tokenizer, floats, bitlinears)
+
+
+def _expect(tensors, name, shape, kinds, where):
+    if name not in tensors:
+        raise TernaryError(f"{where}: tensor {name} is missing")
+    a = tensors[name]
+    if a.dtype.kind not in kinds:
+        raise TernaryError(f"{where}: tensor {name} has dtype {a.dtype}, expected "
+                           f"{'float' if kinds == 'f' else 'uint8'}")
+    if tuple(a.shape) != tuple(shape):
+        raise TernaryError(f"{where}: tensor {name} has shape {tuple(a.shape)}, expected {tuple(shape)}")
+    return a

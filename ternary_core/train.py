@@ -1,0 +1,258 @@
+"""Quantization-aware training of a BitNet b1.58 from scratch (CPU torch).
+
+The network is HF's ``BitNetForCausalLM`` layer for layer (see
+:mod:`ternary_core.reference` for the numpy twin). Every BitLinear keeps float master
+weights and, in the forward pass, uses absmean-ternary weights and absmax-int8
+activations through the straight-through estimator, as in the BitNet papers and
+HF's ``AutoBitLinear(online_quant=True)``. ``full_precision=True`` trains the same
+shape with plain float linears, the baseline the README compares against.
+
+Training tips from the BitNet b1.58 training note: a higher learning rate than a
+float model, warm-up then decay, and weight decay only in the first half.
+"""
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TernaryError
+from .model_config import BitNetConfig
+from .model_file import BitLinearWeights, BitNetModel, save_model
+from .quant import quantize_weights
+
+
+@dataclass
+class TrainOptions:
+    steps: int = 2000
+    batch: int = 32
+    seq_len: int = 128
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    seed: int = 0
+    threads: int = 0           # 0: torch's default
+    full_precision: bool = False
+    eval_batches: int = 20
+    val_fraction: float = 0.1
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise TernaryError("training needs PyTorch: pip install 'ternary-engine[train]'") from None
+    return torch
+
+
+def build_torch_model(config, full_precision=False):
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+
+    class STEWeightQuant(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, w):
+            scale = 1.0 / w.abs().mean().clamp(min=1e-5)
+            return (w * scale).round().clamp(-1, 1) / scale
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    class STEActQuant(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            scale = 127 / x.abs().max(dim=-1, keepdim=True).values.clamp(min=1e-5)
+            return (x * scale).round().clamp(-128, 127) / scale
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    class BitLinear(nn.Linear):
+        def forward(self, x):
+            if full_precision:
+                return F.linear(x, self.weight)
+            return F.linear(STEActQuant.apply(x), STEWeightQuant.apply(self.weight))
+
+    class RMSNorm(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(n))
+
+        def forward(self, x):
+            var = x.pow(2).mean(-1, keepdim=True)
+            return self.weight * (x * torch.rsqrt(var + config.rms_norm_eps))
+
+    hd, nh, nkv = config.head_dim, config.num_attention_heads, config.num_key_value_heads
+
+    def rotate_half(x):
+        x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+        return torch.cat((-x2, x1), dim=-1)
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            d, f = config.hidden_size, config.intermediate_size
+            self.input_layernorm, self.post_attention_layernorm = RMSNorm(d), RMSNorm(d)
+            self.self_attn = nn.Module()
+            self.self_attn.q_proj = BitLinear(d, nh * hd, bias=False)
+            self.self_attn.k_proj = BitLinear(d, nkv * hd, bias=False)
+            self.self_attn.v_proj = BitLinear(d, nkv * hd, bias=False)
+            self.self_attn.o_proj = BitLinear(nh * hd, d, bias=False)
+            self.self_attn.attn_sub_norm = RMSNorm(d)
+            self.mlp = nn.Module()
+            self.mlp.gate_proj = BitLinear(d, f, bias=False)
+            self.mlp.up_proj = BitLinear(d, f, bias=False)
+            self.mlp.down_proj = BitLinear(f, d, bias=False)
+            self.mlp.ffn_sub_norm = RMSNorm(f)
+
+        def forward(self, x, cos, sin):
+            b, t, _ = x.shape
+            a = self.self_attn
+            h = self.input_layernorm(x)
+            q = a.q_proj(h).view(b, t, nh, hd).transpose(1, 2)
+            k = a.k_proj(h).view(b, t, nkv, hd).transpose(1, 2)
+            v = a.v_proj(h).view(b, t, nkv, hd).transpose(1, 2)
+            q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+            k = k.repeat_interleave(nh // nkv, dim=1)
+            v = v.repeat_interleave(nh // nkv, dim=1)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            o = a.attn_sub_norm(o.transpose(1, 2).reshape(b, t, nh * hd))
+            x = x + a.o_proj(o)
+            h = self.post_attention_layernorm(x)
+            m = self.mlp
+            g = F.relu(m.gate_proj(h)).square() * m.up_proj(h)
+            return x + m.down_proj(m.ffn_sub_norm(g))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = nn.Module()
+            self.model.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+            self.model.layers = nn.ModuleList(Layer() for _ in range(config.num_hidden_layers))
+            self.model.norm = RMSNorm(config.hidden_size)
+            self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+            inv = 1.0 / (config.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float) / hd))
+            self.register_buffer("inv_freq", inv, persistent=False)
+            for mod in self.modules():
+                if isinstance(mod, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(mod.weight, std=0.02)
+
+        def forward(self, ids):
+            t = ids.shape[1]
+            freqs = torch.outer(torch.arange(t, dtype=torch.float), self.inv_freq)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            cos, sin = emb.cos()[None, None], emb.sin()[None, None]
+            x = self.model.embed_tokens(ids)
+            for layer in self.model.layers:
+                x = layer(x, cos, sin)
+            return self.lm_head(self.model.norm(x))
+
+    return Model()
+
+
+def export_model(net, config, tokenizer):
+    """The trained float master weights -> the project's model (ternary BitLinears)."""
+    torch = _torch()
+    state = {k: v.detach().float().numpy() for k, v in net.state_dict().items()}
+    model = BitNetModel(config, tokenizer)
+    for name in config.bitlinear_shapes():
+        trits, scale = quantize_weights(state.pop(name + ".weight"))
+        model.bitlinears[name] = BitLinearWeights(trits, scale)
+    if config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    model.floats = {k: v for k, v in state.items()}
+    del torch
+    return model
+
+
+def _lr_at(step, opts):
+    if step < opts.warmup:
+        return opts.lr * (step + 1) / opts.warmup
+    progress = (step - opts.warmup) / max(1, opts.steps - opts.warmup)
+    return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
+    """Train on a text corpus (byte-level tokens) and save the model; return a report dict."""
+    torch = _torch()
+    config = config or BitNetConfig()
+    opts = opts or TrainOptions()
+    corpus_path = Path(corpus_path)
+    if not corpus_path.is_file():
+        raise TernaryError(f"corpus: {corpus_path} is not a file")
+    data = np.frombuffer(corpus_path.read_bytes(), dtype=np.uint8)
+    if data.size < 4 * (opts.seq_len + 1):
+        raise TernaryError(f"corpus: {corpus_path} is too short ({data.size} bytes)")
+    if config.vocab_size != 256:
+        raise TernaryError("the trainer's tokenizer is byte-level: vocab_size must be 256")
+    split = int(data.size * (1 - opts.val_fraction))
+    train_data = torch.from_numpy(data[:split].astype(np.int64))
+    val_data = torch.from_numpy(data[split:].astype(np.int64))
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)
+    gen = torch.Generator().manual_seed(opts.seed)
+
+    def batch(src, g):
+        idx = torch.randint(0, src.numel() - opts.seq_len - 1, (opts.batch,), generator=g)
+        chunk = torch.stack([src[i:i + opts.seq_len + 1] for i in idx.tolist()])
+        return chunk[:, :-1], chunk[:, 1:]
+
+    net = build_torch_model(config, opts.full_precision)
+    decay = [p for n, p in net.named_parameters() if p.dim() == 2]
+    no_decay = [p for n, p in net.named_parameters() if p.dim() < 2]
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": opts.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}],
+                              lr=opts.lr, betas=(0.9, 0.95))
+
+    def evaluate():
+        net.eval()
+        g = torch.Generator().manual_seed(12345)
+        with torch.no_grad():
+            losses = [torch.nn.functional.cross_entropy(net(x).flatten(0, 1), y.flatten()).item()
+                      for x, y in (batch(val_data, g) for _ in range(opts.eval_batches))]
+        net.train()
+        return float(np.mean(losses))
+
+    kind = "full precision" if opts.full_precision else "BitNet b1.58 QAT"
+    print(f"training {kind}: {sum(p.numel() for p in net.parameters()):,} parameters, "
+          f"{opts.steps} steps of {opts.batch}x{opts.seq_len} bytes", file=log, flush=True)
+    t0 = time.time()
+    history = []
+    loss_avg = None
+    for step in range(opts.steps):
+        for group in optim.param_groups:
+            group["lr"] = _lr_at(step, opts)
+            if group["weight_decay"] and step >= opts.steps // 2:
+                group["weight_decay"] = 0.0
+        x, y = batch(train_data, gen)
+        loss = torch.nn.functional.cross_entropy(net(x).flatten(0, 1), y.flatten())
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optim.step()
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        if step % 50 == 0 or step == opts.steps - 1:
+            el = time.time() - t0
+            eta = el / (step + 1) * (opts.steps - step - 1)
+            print(f"  step {step + 1:5d}/{opts.steps}  loss {loss_avg:.4f}  "
+                  f"{el:6.0f}s elapsed, ~{eta:.0f}s left", file=log, flush=True)
+        if (step + 1) % 500 == 0 or step == opts.steps - 1:
+            history.append({"step": step + 1, "train_loss": loss_avg, "val_loss": evaluate()})
+    val = evaluate()
+    report = {"kind": kind, "config": config.to_dict(), "options": opts.__dict__,
+              "val_loss": val, "seconds": time.time() - t0, "history": history}
+    print(f"final validation loss {val:.4f} ({kind}, {report['seconds']:.0f}s)", file=log, flush=True)
+    if out_path and not opts.full_precision:
+        model = export_model(net, config, {"type": "bytes"})
+        save_model(out_path, model)
+        report["ternary_params"] = model.ternary_params()
+        Path(str(out_path) + ".json").write_text(json.dumps(report, indent=2))
+        print(f"saved {out_path}", file=log)
+    return report
