@@ -40,6 +40,40 @@ def _golden(args):
           f"{ideal_cycles(args.m, args.k, args.rows, args.cols)}; acc[:8] = {acc[:8].tolist()}")
 
 
+def register_verilog(sub):
+    p = sub.add_parser("verilog", help="write plain Verilog of the matvec engine",
+                       description="Generate the matvec engine as plain Verilog for other flows "
+                                   "(ASIC, other FPGAs, other simulators). The top module is "
+                                   "ternary_engine; its ports are documented in rtl/matvec_engine.py.")
+    _array_args(p)
+    p.add_argument("--max-k", type=int, default=1024, help="largest K (sets the accumulator width)")
+    p.add_argument("--max-m", type=int, default=1024, help="largest M")
+    p.add_argument("--weight-words", type=int, default=4096, help="weight store depth in words")
+    p.add_argument("--base3-impl", choices=["arith", "rom"], default="arith",
+                   help="base-3 decoder: shift-and-add (default) or a 256-entry table")
+    p.add_argument("--name", default="ternary_engine", help="top module name")
+    p.add_argument("-o", "--output", required=True, help="output .v file ('-' for stdout)")
+    p.set_defaults(func=_verilog)
+
+
+def _verilog(args):
+    import sys
+
+    from sim.export import engine_verilog
+    from ternary_core.engine_config import EngineConfig
+
+    cfg = EngineConfig(rows=args.rows, cols=args.cols, fmt=args.fmt, max_m=args.max_m,
+                       max_k=args.max_k, weight_words=args.weight_words)
+    text = engine_verilog(cfg, name=args.name, base3_impl=args.base3_impl)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"wrote {args.output}: {args.rows}x{args.cols} {args.fmt} engine, K<={args.max_k}, "
+              f"{cfg.acc_bits}-bit accumulators, {args.weight_words} weight words", file=sys.stderr)
+
+
 DEFAULT_CORPUS = "../shared/data/tinyshakespeare.txt"
 
 
@@ -82,4 +116,4 @@ def _train(args):
     train(args.corpus, None if args.full_precision else args.out, config, opts)
 
 
-REGISTRY = [register_golden, register_train]
+REGISTRY = [register_golden, register_verilog, register_train]

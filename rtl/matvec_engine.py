@@ -1,7 +1,7 @@
 """The matvec engine: weight store, activation buffer, tile sequencer, decoder, MAC
 array and accumulators, as one stream pipeline."""
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -107,35 +107,38 @@ class MatvecEngine(wiring.Component):
             "sums": data.ArrayLayout(signed(sum_bits(C)), R), **meta})).create()
 
         # --- sequencer: walks row tiles, and column tiles within each -----------------
+        CW = 17  # counters reach max M or K (16 bits) plus one tile
         running = Signal()
-        base, m_rows, k_cols = Signal(self.addr_bits), Signal(16), Signal(16)
-        row, col = Signal(17), Signal(17)
+        m_rows, k_cols = Signal(CW), Signal(CW)
+        row, col = Signal(CW), Signal(CW)
         waddr, aaddr = Signal(self.addr_bits), Signal(self.act_addr_bits)
         busy = Signal()
         m.d.comb += [self.busy.eq(busy), self.cmd.ready.eq(~busy)]
         with m.If(self.cmd.valid & ~busy):
             p = self.cmd.payload
-            start = (p.m != 0) & (p.k != 0)
+            start = p.m.any() & p.k.any()
             m.d.sync += [m_rows.eq(p.m), k_cols.eq(p.k), waddr.eq(p.base), aaddr.eq(0),
                          row.eq(0), col.eq(0), running.eq(start), busy.eq(start)]
 
-        last = col + C >= k_cols
-        rows_left = m_rows - row
+        col_next = (col + Const(C, CW))[:CW]
+        row_next = (row + Const(R, CW))[:CW]
+        last = col_next >= k_cols
+        rows_left = (m_rows - row)[:CW]
         m.d.comb += [
             beat.valid.eq(running),
             beat.payload.waddr.eq(waddr), beat.payload.aaddr.eq(aaddr),
-            beat.payload.first.eq(col == 0), beat.payload.last.eq(last),
-            beat.payload.final.eq(last & (row + R >= m_rows)),
-            beat.payload.nrows.eq(Mux(rows_left >= R, R, rows_left)),
+            beat.payload.first.eq(~col.any()), beat.payload.last.eq(last),
+            beat.payload.final.eq(last & (row_next >= m_rows)),
+            beat.payload.nrows.eq(Mux(rows_left >= Const(R, CW), R, rows_left[:len(beat.payload.nrows)])),
         ]
         with m.If(beat.valid & beat.ready):
             m.d.sync += waddr.eq(waddr + 1)
             with m.If(last):
-                m.d.sync += [col.eq(0), aaddr.eq(0), row.eq(row + R)]
+                m.d.sync += [col.eq(0), aaddr.eq(0), row.eq(row_next)]
                 with m.If(beat.payload.final):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += [col.eq(col + C), aaddr.eq(aaddr + 1)]
+                m.d.sync += [col.eq(col_next), aaddr.eq(aaddr + 1)]
 
         # --- fetch: synchronous RAM reads. While stalled, the address of the held beat
         # is presented again, so the RAM output stays that beat's (no read enable needed).
@@ -170,15 +173,16 @@ class MatvecEngine(wiring.Component):
         out_count = Signal(range(R + 1))
         out_final = Signal()
         pop = self.result.valid & self.result.ready
-        out_free = (out_count == 0) | ((out_count == 1) & self.result.ready)
+        one = Const(1, len(out_count))
+        out_free = ~out_count.any() | ((out_count == one) & self.result.ready)
         s = summed.payload
         m.d.comb += summed.ready.eq(~s.last | out_free)
         new_acc = [Mux(s.first, 0, acc[r]) + s.sums[r] for r in range(R)]
 
         m.d.comb += [
-            self.result.valid.eq(out_count != 0),
+            self.result.valid.eq(out_count.any()),
             self.result.payload.value.eq(out_vals[0]),
-            self.result.payload.last.eq(out_final & (out_count == 1)),
+            self.result.payload.last.eq(out_final & (out_count == one)),
         ]
         with m.If(pop):
             m.d.sync += out_count.eq(out_count - 1)

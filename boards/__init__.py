@@ -1,0 +1,1 @@
+"""Board tops, the YoWASP build driver and report parsing."""
