@@ -1,0 +1,259 @@
+"""The command engine: executes checked frames against the matvec engine and its
+memories, and produces the response. Commands and layouts: ternary_core.protocol."""
+
+from amaranth import Array, Const, Module, Signal, signed
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.crc import catalog
+from amaranth.lib.wiring import In, Out
+
+from ternary_core import protocol as P
+from ternary_core.protocol import Cmd, Status
+
+from .framing import FrameBufferReadSignature, frame_layout, header_layout
+from .matvec_engine import MatvecEngine
+
+
+class CommandEngine(wiring.Component):
+    """Runs one request at a time: INFO, WRITE_WEIGHTS, CHECK_WEIGHTS, LOAD_ACTIVATIONS,
+    MATVEC, READ_RESULTS, RESET (see ``docs/protocol.md``); answers each with exactly
+    one response frame, or a NACK for a frame the parser flagged.
+
+    It owns the :class:`MatvecEngine` and the results memory (``max_m`` accumulators).
+    A frame is acknowledged on ``frame`` only after its response is out, so the parser
+    keeps the payload untouched while it is being read.
+
+    Ports
+    -----
+    frame : In(stream of frame_layout)
+    buf : Out(FrameBufferReadSignature)
+    header : Out(stream of header_layout) — to the framer
+    payload : Out(stream of bytes) — to the framer
+    """
+
+    def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith"):
+        self.config = config
+        self.max_payload = max_payload
+        self.info = P.info_for(config, max_payload).pack()
+        self.engine = MatvecEngine(config, weight_store=weight_store, base3_impl=base3_impl)
+        self.max_read = min(config.max_m, (max_payload - 1) // config.result_bytes)
+        super().__init__({
+            "frame": In(stream.Signature(frame_layout())),
+            "buf": Out(FrameBufferReadSignature(max(1, (max_payload - 1).bit_length()))),
+            "header": Out(stream.Signature(header_layout())),
+            "payload": Out(stream.Signature(8)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        m = Module()
+        m.submodules.engine = eng = self.engine
+        m.submodules.results = results = memory.Memory(shape=signed(cfg.acc_bits), depth=cfg.max_m, init=[])
+        res_wr = results.write_port()
+        res_rd = results.read_port(transparent_for=())
+        m.submodules.crc32 = crc32 = getattr(catalog, P.CHECK_CRC)(data_width=8).create()
+
+        fr = Signal(frame_layout())
+        a32_0, a32_1 = fr.args[:32], fr.args[32:64]
+        a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
+        status = Signal(8)
+        resp_cmd = Signal(8)
+        resp_len = Signal(16)
+        extra = Signal(range(4))  # what follows the status byte
+        EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS = range(4)
+        word32 = Signal(32)
+        idx = Signal(16)                  # payload byte index / results index
+        end = Signal(17)
+        waddr = Signal(32)
+        lane = Signal(range(max(cfg.word_bytes, cfg.cols) + 1))
+        nwords = Signal(32)
+        shreg = Signal(8 * max(cfg.word_bytes, cfg.result_bytes, 4))
+        W, A = cfg.weight_words, cfg.act_words
+        info_rom = Array(Const(b, 8) for b in self.info)
+
+        def respond(code, length=1, kind=EXTRA_NONE):
+            m.d.sync += [status.eq(code), resp_len.eq(length), extra.eq(kind)]
+            m.next = "RESP_HDR"
+
+        m.d.comb += [self.header.payload.seq.eq(fr.seq), self.header.payload.cmd.eq(resp_cmd),
+                     self.header.payload.length.eq(resp_len)]
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.frame.valid):
+                    m.d.sync += [fr.eq(self.frame.payload), resp_cmd.eq(self.frame.payload.cmd | P.RESPONSE_BIT)]
+                    m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                length = fr.length
+                with m.If(fr.error != 0):
+                    m.d.sync += resp_cmd.eq(P.NACK)
+                    respond(fr.error)
+                with m.Else():
+                    with m.Switch(fr.cmd):
+                        with m.Case(Cmd.INFO):
+                            with m.If(length != 0):
+                                respond(Status.BAD_LENGTH)
+                            with m.Else():
+                                respond(Status.OK, 1 + len(self.info), EXTRA_INFO)
+                        with m.Case(Cmd.RESET):
+                            respond(Status.OK)
+                        with m.Case(Cmd.WRITE_WEIGHTS):
+                            with m.If(length < 5):
+                                respond(Status.BAD_LENGTH)
+                            with m.Elif(a32_0 >= W):
+                                respond(Status.OUT_OF_RANGE)
+                            with m.Else():
+                                m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
+                                m.next = "WW_ADDR"
+                        with m.Case(Cmd.LOAD_ACTIVATIONS):
+                            with m.If(length < 3):
+                                respond(Status.BAD_LENGTH)
+                            with m.Elif(a16[0] >= A):
+                                respond(Status.OUT_OF_RANGE)
+                            with m.Else():
+                                m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2)]
+                                m.next = "LA_ADDR"
+                        with m.Case(Cmd.CHECK_WEIGHTS):
+                            with m.If(length != 8):
+                                respond(Status.BAD_LENGTH)
+                            with m.Elif((a32_0 >= W) | (a32_1 > W - a32_0)):
+                                respond(Status.OUT_OF_RANGE)
+                            with m.Else():
+                                m.d.comb += crc32.start.eq(1)
+                                m.d.sync += [waddr.eq(a32_0), nwords.eq(a32_1)]
+                                m.next = "CW_NEXT"
+                        with m.Case(Cmd.MATVEC):
+                            mm, kk = a16[2], a16[3]
+                            with m.If(length != 8):
+                                respond(Status.BAD_LENGTH)
+                            with m.Elif((mm == 0) | (mm > cfg.max_m) | (kk == 0) | (kk > cfg.max_k) | (a32_0 >= W)):
+                                respond(Status.OUT_OF_RANGE)
+                            with m.Else():
+                                m.d.sync += idx.eq(0)
+                                m.next = "MV_CMD"
+                        with m.Case(Cmd.READ_RESULTS):
+                            off, cnt = a16[0], a16[1]
+                            with m.If(length != 4):
+                                respond(Status.BAD_LENGTH)
+                            with m.Elif((cnt == 0) | (cnt > self.max_read) | (off + cnt > cfg.max_m)):
+                                respond(Status.OUT_OF_RANGE)
+                            with m.Else():
+                                m.d.sync += [idx.eq(off), end.eq(off + cnt)]
+                                respond(Status.OK, 1 + cnt * cfg.result_bytes, EXTRA_RESULTS)
+                        with m.Default():
+                            respond(Status.UNKNOWN_COMMAND)
+
+            # WRITE_WEIGHTS / LOAD_ACTIVATIONS: payload byte idx -> lane of word waddr.
+            for prefix, limit, lanes in (("WW", W, cfg.word_bytes), ("LA", A, cfg.cols)):
+                with m.State(f"{prefix}_ADDR"):
+                    m.d.comb += self.buf.addr.eq(idx)
+                    m.next = f"{prefix}_DATA"
+                with m.State(f"{prefix}_DATA"):
+                    with m.If(waddr >= limit):
+                        respond(Status.OUT_OF_RANGE)
+                    with m.Else():
+                        if prefix == "WW":
+                            m.d.comb += [eng.weights.addr.eq(waddr),
+                                         eng.weights.wdata.eq(self.buf.data.replicate(lanes)),
+                                         eng.weights.wmask.eq(1 << lane)]
+                        else:
+                            m.d.comb += [eng.acts.addr.eq(waddr), eng.acts.data.eq(self.buf.data.replicate(lanes)),
+                                         eng.acts.en.eq(1 << lane)]
+                        with m.If(lane == lanes - 1):
+                            m.d.sync += [lane.eq(0), waddr.eq(waddr + 1)]
+                        with m.Else():
+                            m.d.sync += lane.eq(lane + 1)
+                        m.d.sync += idx.eq(idx + 1)
+                        with m.If(idx + 1 == fr.length):
+                            respond(Status.OK)
+                        with m.Else():
+                            m.next = f"{prefix}_ADDR"
+
+            # CHECK_WEIGHTS: read each word back and run its bytes through CRC-32.
+            with m.State("CW_NEXT"):
+                with m.If(nwords == 0):
+                    m.next = "CW_END"
+                with m.Else():
+                    m.d.comb += eng.weights.addr.eq(waddr)
+                    m.next = "CW_LATCH"
+            with m.State("CW_LATCH"):
+                m.d.sync += [shreg.eq(eng.weights.rdata), lane.eq(0)]
+                m.next = "CW_BYTES"
+            with m.State("CW_BYTES"):
+                m.d.comb += [crc32.data.eq(shreg[:8]), crc32.valid.eq(1)]
+                m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
+                with m.If(lane == cfg.word_bytes - 1):
+                    m.d.sync += [waddr.eq(waddr + 1), nwords.eq(nwords - 1)]
+                    m.next = "CW_NEXT"
+            with m.State("CW_END"):  # the CRC register has taken the last byte
+                m.d.sync += word32.eq(crc32.crc)
+                respond(Status.OK, 5, EXTRA_WORD32)
+
+            # MATVEC: start the engine, store every result, report the cycle count.
+            with m.State("MV_CMD"):
+                m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.base.eq(a32_0),
+                             eng.cmd.payload.m.eq(a16[2]), eng.cmd.payload.k.eq(a16[3])]
+                with m.If(eng.cmd.ready):
+                    m.next = "MV_RUN"
+            with m.State("MV_RUN"):
+                m.d.comb += [eng.result.ready.eq(1), res_wr.addr.eq(idx),
+                             res_wr.data.eq(eng.result.payload.value), res_wr.en.eq(eng.result.valid)]
+                with m.If(eng.result.valid):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(eng.result.payload.last):
+                        m.next = "MV_END"
+            with m.State("MV_END"):
+                m.d.sync += word32.eq(eng.cycles)
+                respond(Status.OK, 5, EXTRA_WORD32)
+
+            # The response: header, status byte, then what the command returns.
+            with m.State("RESP_HDR"):
+                m.d.comb += self.header.valid.eq(1)
+                with m.If(self.header.ready):
+                    m.next = "RESP_STATUS"
+            with m.State("RESP_STATUS"):
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(status)]
+                with m.If(self.payload.ready):
+                    m.d.sync += [lane.eq(0), shreg.eq(word32)]
+                    with m.Switch(extra):
+                        with m.Case(EXTRA_WORD32):
+                            m.next = "RESP_WORD32"
+                        with m.Case(EXTRA_INFO):
+                            m.d.sync += idx.eq(0)
+                            m.next = "RESP_INFO"
+                        with m.Case(EXTRA_RESULTS):
+                            m.next = "RESP_RES_ADDR"
+                        with m.Default():
+                            m.next = "DONE"
+            with m.State("RESP_WORD32"):
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
+                with m.If(self.payload.ready):
+                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
+                    with m.If(lane == 3):
+                        m.next = "DONE"
+            with m.State("RESP_INFO"):
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(info_rom[idx])]
+                with m.If(self.payload.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == len(self.info) - 1):
+                        m.next = "DONE"
+            with m.State("RESP_RES_ADDR"):
+                m.d.comb += res_rd.addr.eq(idx)
+                m.next = "RESP_RES_LATCH"
+            with m.State("RESP_RES_LATCH"):
+                m.d.sync += [shreg.eq(res_rd.data.as_signed()), lane.eq(0)]  # sign-extends
+                m.next = "RESP_RES_BYTES"
+            with m.State("RESP_RES_BYTES"):
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
+                with m.If(self.payload.ready):
+                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
+                    with m.If(lane == cfg.result_bytes - 1):
+                        m.d.sync += idx.eq(idx + 1)
+                        with m.If(idx + 1 == end):
+                            m.next = "DONE"
+                        with m.Else():
+                            m.next = "RESP_RES_ADDR"
+            with m.State("DONE"):
+                m.d.comb += self.frame.ready.eq(1)
+                m.next = "IDLE"
+        return m

@@ -1,0 +1,98 @@
+"""The device's command path on byte streams (no UART), in the Amaranth simulator."""
+
+import struct
+
+import numpy as np
+
+from rtl.device import DeviceCore
+from ternary_core import protocol as P
+from ternary_core.engine_config import EngineConfig
+from ternary_core.golden import matvec
+from tests.amaranth_helpers import stream_send
+from tests.helpers import random_int8, random_trits
+
+CFG = EngineConfig(rows=4, cols=10, fmt="base3", max_m=32, max_k=60, weight_words=64)
+
+
+def exchange(frames, *, max_payload=64, gap=600):
+    """Send each raw byte string, ``gap`` cycles apart, while another process drains
+    the response bytes (as a UART would); return the decoded response frames."""
+    from amaranth.sim import Simulator
+
+    dut = DeviceCore(CFG, max_payload=max_payload, timeout=200)
+    received = bytearray()
+    total = sum(len(f) for f in frames) * 2 + gap * (len(frames) + 2) + 20_000
+
+    async def sender(ctx):
+        for raw in frames:
+            for b in raw:
+                await stream_send(ctx, dut.i, b)
+            await ctx.tick().repeat(gap)
+
+    async def receiver(ctx):
+        ctx.set(dut.o.ready, 1)
+        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            if valid:
+                received.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(sender)
+    sim.add_process(receiver)
+    sim.run_until(total * 1e-8)
+    return P.FrameDecoder().feed(bytes(received))
+
+
+def test_info_reply_describes_the_engine():
+    (seq, cmd, payload), = exchange([P.encode_frame(7, P.Cmd.INFO)])
+    assert (seq, cmd, payload[0]) == (7, P.Cmd.INFO | P.RESPONSE_BIT, P.Status.OK)
+    assert P.DeviceInfo.unpack(payload[1:]) == P.info_for(CFG, 64)
+
+
+def test_bad_crc_gets_a_nack_and_garbage_is_skipped():
+    bad = bytearray(P.encode_frame(3, P.Cmd.INFO))
+    bad[-1] ^= 0x40
+    truncated = P.encode_frame(9, P.Cmd.INFO)[:4]
+    replies = exchange([b"\x00\x13garbage\x7d" + bytes(bad), truncated + P.encode_frame(4, P.Cmd.INFO)])
+    assert replies[0][1] == P.NACK and replies[0][2] == bytes([P.Status.BAD_CRC])
+    assert replies[-1][0] == 4 and replies[-1][2][0] == P.Status.OK
+
+
+def test_upload_check_and_matvec_match_golden(rng):
+    m, k = 9, 47
+    w, x = random_trits(rng, m, k), random_int8(rng, k)
+    packed = CFG.layout.pack(w)
+    words = CFG.layout.words(m, k)
+    base = 5
+    chunk = 6 * CFG.word_bytes  # 48 bytes + 4 of address fit max_payload = 64
+    assert packed.size == 120
+    reqs = [P.encode_frame(1, P.Cmd.WRITE_WEIGHTS, struct.pack("<I", base) + packed[:chunk].tobytes()),
+            P.encode_frame(2, P.Cmd.WRITE_WEIGHTS, struct.pack("<I", base + 6) + packed[chunk:2 * chunk].tobytes()),
+            P.encode_frame(2, P.Cmd.WRITE_WEIGHTS, struct.pack("<I", base + 12) + packed[2 * chunk:].tobytes()),
+            P.encode_frame(3, P.Cmd.CHECK_WEIGHTS, struct.pack("<II", base, words)),
+            P.encode_frame(4, P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", 0) + x[:30].tobytes()),
+            P.encode_frame(5, P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", 3) + x[30:].tobytes()),
+            P.encode_frame(6, P.Cmd.MATVEC, struct.pack("<IHH", base, m, k)),
+            P.encode_frame(7, P.Cmd.READ_RESULTS, struct.pack("<HH", 0, m))]
+    replies = exchange(reqs)
+    assert [r[0] for r in replies] == [1, 2, 2, 3, 4, 5, 6, 7]
+    assert all(r[2][0] == P.Status.OK for r in replies), replies
+    assert struct.unpack("<I", replies[3][2][1:])[0] == P.check_crc(packed)
+    cycles = struct.unpack("<I", replies[6][2][1:])[0]
+    assert 15 <= cycles <= 15 + 8  # 15 tiles plus the pipeline's fill and drain
+    rb = CFG.result_bytes
+    data = replies[7][2][1:]
+    got = [int.from_bytes(data[i * rb:(i + 1) * rb], "little", signed=True) for i in range(m)]
+    assert got == matvec(w, x).tolist()
+
+
+def test_errors_out_of_range_bad_length_unknown():
+    replies = exchange([P.encode_frame(1, P.Cmd.MATVEC, struct.pack("<IHH", 0, 0, 5)),
+                        P.encode_frame(2, P.Cmd.MATVEC, struct.pack("<IH", 0, 5)),
+                        P.encode_frame(3, 0x42),
+                        P.encode_frame(4, P.Cmd.WRITE_WEIGHTS, struct.pack("<I", 64) + b"\x00"),
+                        P.encode_frame(5, P.Cmd.INFO, b"\x00" * 65)])
+    codes = [(r[1], r[2][0]) for r in replies]
+    assert codes == [(P.Cmd.MATVEC | 0x80, P.Status.OUT_OF_RANGE), (P.Cmd.MATVEC | 0x80, P.Status.BAD_LENGTH),
+                     (0x42 | 0x80, P.Status.UNKNOWN_COMMAND), (P.Cmd.WRITE_WEIGHTS | 0x80, P.Status.OUT_OF_RANGE),
+                     (P.NACK, P.Status.BAD_LENGTH)]
