@@ -28,6 +28,7 @@ class CommandEngine(wiring.Component):
     buf : Out(FrameBufferReadSignature)
     header : Out(stream of header_layout) — to the framer
     payload : Out(stream of bytes) — to the framer
+    idle : Out(1) — no request pending or in progress
     """
 
     def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith"):
@@ -41,6 +42,7 @@ class CommandEngine(wiring.Component):
             "buf": Out(FrameBufferReadSignature(max(1, (max_payload - 1).bit_length()))),
             "header": Out(stream.Signature(header_layout())),
             "payload": Out(stream.Signature(8)),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -77,7 +79,8 @@ class CommandEngine(wiring.Component):
         m.d.comb += [self.header.payload.seq.eq(fr.seq), self.header.payload.cmd.eq(resp_cmd),
                      self.header.payload.length.eq(resp_len)]
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~self.frame.valid)
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     m.d.sync += [fr.eq(self.frame.payload), resp_cmd.eq(self.frame.payload.cmd | P.RESPONSE_BIT)]

@@ -18,6 +18,7 @@ class DeviceCore(wiring.Component):
 
     i: In(stream.Signature(8))
     o: Out(stream.Signature(8))
+    idle: Out(1)
 
     def __init__(self, config, *, max_payload=DEFAULT_MAX_PAYLOAD, timeout=100_000,
                  weight_store="generic", base3_impl="arith"):
@@ -38,6 +39,7 @@ class DeviceCore(wiring.Component):
         wiring.connect(m, cmds.header, framer.header)
         wiring.connect(m, cmds.payload, framer.payload)
         wiring.connect(m, framer.o, wiring.flipped(self.o))
+        m.d.comb += self.idle.eq(cmds.idle & framer.idle & ~framer.o.valid)
         return m
 
 
@@ -59,6 +61,9 @@ class DeviceTop(wiring.Component):
 
     rx: In(1, init=1)
     tx: Out(1, init=1)
+    # Nothing to do until the next request byte: the simulated board's harness then
+    # sleeps on its input pipe instead of clocking. Unused (and removed) on a board.
+    idle: Out(1)
 
     def __init__(self, config, *, divisor, max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout_bits=2000,
                  weight_store="generic", base3_impl="arith"):
@@ -77,4 +82,5 @@ class DeviceTop(wiring.Component):
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         wiring.connect(m, rx.o, core.i)
         wiring.connect(m, core.o, tx.i)
+        m.d.comb += self.idle.eq(core.idle & tx.idle & ~rx.o.valid)
         return m

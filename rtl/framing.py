@@ -169,6 +169,7 @@ class Framer(wiring.Component):
             "header": In(stream.Signature(header_layout())),
             "payload": In(stream.Signature(8)),
             "o": Out(stream.Signature(8)),
+            "idle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -191,7 +192,8 @@ class Framer(wiring.Component):
             m.d.sync += esc_sent.eq(need_esc & ~esc_sent)
         m.d.comb += crc16.data.eq(cur)
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~self.header.valid)
             with m.State("IDLE"):
                 m.d.comb += self.header.ready.eq(1)
                 with m.If(self.header.valid):

@@ -74,6 +74,7 @@ class UartTx(wiring.Component):
 
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
+    idle: Out(1)
 
     def __init__(self, divisor):
         _check_divisor(divisor)
@@ -85,7 +86,8 @@ class UartTx(wiring.Component):
         shreg = Signal(10, init=0x3FF)
         count = Signal(range(11))
         timer = Signal(range(self.divisor))
-        m.d.comb += [self.tx.eq(shreg[0]), self.i.ready.eq(count == 0)]
+        m.d.comb += [self.tx.eq(shreg[0]), self.i.ready.eq(count == 0),
+                     self.idle.eq((count == 0) & ~self.i.valid)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [shreg.eq((self.i.payload << 1) | (1 << 9)), count.eq(10),
                          timer.eq(self.divisor - 1)]

@@ -1,0 +1,181 @@
+"""The ``Device`` API: one engine behind a link, as the host's BitNet loop sees it."""
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from ternary_core import protocol as P
+from ternary_core.checks import int8_vector, ternary_matrix
+from ternary_core.engine_config import EngineConfig
+from ternary_core.errors import TernaryError
+from ternary_core.native import FORMAT_CODES
+
+from .errors import DeviceError, DeviceMute, ProtocolMismatch
+from .link import Link
+from .transport import SerialTransport, SimulatedBoardTransport
+
+FORMAT_NAMES = {v: k for k, v in FORMAT_CODES.items()}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A weight matrix stored on the device: ``m x k`` trits from word ``base``."""
+    base: int
+    m: int
+    k: int
+    words: int
+
+
+@dataclass
+class DeviceStats:
+    matvecs: int = 0
+    device_cycles: int = 0
+    uploads: int = 0
+    upload_bytes: int = 0
+
+
+class Device:
+    """Open with :meth:`open_serial` or :meth:`open_sim`; then :meth:`upload` layers and
+    run :meth:`matvec`. Every upload is read back (CHECK_WEIGHTS) before it is used."""
+
+    def __init__(self, transport, *, timeout=2.0, retries=6):
+        self.transport = transport
+        self.link = Link(transport, timeout=timeout, retries=retries)
+        self.stats = DeviceStats()
+        try:
+            self.info = self._read_info()
+        except DeviceMute:
+            transport.close()
+            raise DeviceMute(f"nothing answered INFO on the {transport.name}: is the board "
+                             f"programmed with the ternary engine bitstream?") from None
+        except DeviceError:
+            transport.close()
+            raise
+        i = self.info
+        if i.fmt not in FORMAT_NAMES:
+            raise ProtocolMismatch(f"the device reports an unknown weight format code {i.fmt}")
+        self.config = EngineConfig(rows=i.rows, cols=i.cols, fmt=FORMAT_NAMES[i.fmt], max_m=i.max_m,
+                                   max_k=i.max_k, weight_words=i.weight_words)
+        if self.config.acc_bits != i.acc_bits or self.config.result_bytes != i.result_bytes:
+            raise ProtocolMismatch("the device's accumulator width does not match its max_k")
+        self._next_free = 0
+
+    @classmethod
+    def open_serial(cls, port, baud=115200, **kw):
+        return cls(SerialTransport(port, baud), **kw)
+
+    @classmethod
+    def open_sim(cls, config, *, max_payload=None, log=None, **kw):
+        return cls(SimulatedBoardTransport(config, max_payload=max_payload, log=log), **kw)
+
+    def _read_info(self):
+        body = self.link.request(P.Cmd.INFO)
+        if len(body) != P.INFO_STRUCT.size or not body.startswith(P.MAGIC):
+            raise ProtocolMismatch(f"the {self.transport.name} answered INFO, but not as a ternary "
+                                   f"engine ({body[:8].hex()}...)")
+        info = P.DeviceInfo.unpack(body)
+        if info.version != P.PROTOCOL_VERSION:
+            raise ProtocolMismatch(f"the device speaks protocol version {info.version}; this host "
+                                   f"speaks {P.PROTOCOL_VERSION}: rebuild the bitstream or update the host")
+        return info
+
+    # --- weights ---------------------------------------------------------------
+    @property
+    def free_words(self):
+        return self.config.weight_words - self._next_free
+
+    def fits(self, m, k):
+        return self.config.layout.words(m, k) <= self.free_words
+
+    def clear(self):
+        """Forget every uploaded layer (the memory is reused by later uploads)."""
+        self._next_free = 0
+
+    def upload(self, trits):
+        """Store a ternary ``m x k`` matrix at the next free address; verify it; return a Layer."""
+        w = ternary_matrix("weights", trits)
+        m, k = w.shape
+        self.config.check_shape(m, k)
+        words = self.config.layout.words(m, k)
+        if words > self.free_words:
+            raise TernaryError(f"a {m}x{k} layer needs {words} words; the device has {self.free_words} free")
+        layer = Layer(self._next_free, m, k, words)
+        self.write_layer(layer, w)
+        self._next_free += words
+        return layer
+
+    def write_layer(self, layer, trits, *, attempts=3):
+        """Write ``trits`` into ``layer``'s words and check them by CRC read-back."""
+        packed = self.config.layout.pack(trits).tobytes()
+        wb = self.config.word_bytes
+        per_frame = (self.info.max_payload - 4) // wb  # whole words per WRITE_WEIGHTS
+        for _ in range(attempts):
+            for w0 in range(0, layer.words, per_frame):
+                chunk = packed[w0 * wb:(w0 + per_frame) * wb]
+                self.link.request(P.Cmd.WRITE_WEIGHTS, struct.pack("<I", layer.base + w0) + chunk)
+            self.stats.uploads += 1
+            self.stats.upload_bytes += len(packed)
+            if self.check_layer(layer) == P.check_crc(packed):
+                return
+        raise DeviceError(f"the layer at word {layer.base} did not read back correctly after "
+                          f"{attempts} uploads")
+
+    def check_layer(self, layer):
+        body = self.link.request(P.Cmd.CHECK_WEIGHTS, struct.pack("<II", layer.base, layer.words))
+        return struct.unpack("<I", body)[0]
+
+    # --- compute ---------------------------------------------------------------
+    def matvec(self, layer, x):
+        """``W~ . x`` for an uploaded layer and an int8 vector: int32 numpy array."""
+        x = int8_vector("activations", x)
+        if x.shape[0] != layer.k:
+            raise TernaryError(f"activations have {x.shape[0]} values; the layer has K={layer.k}")
+        self.load_activations(x)
+        return self.run(layer)
+
+    def load_activations(self, x):
+        """Put ``x`` in the activation buffer (shared by every following :meth:`run`)."""
+        c = self.config.cols
+        per_frame = (self.info.max_payload - 2) // c * c
+        data = np.asarray(x, dtype=np.int8).tobytes()
+        for off in range(0, len(data), per_frame):
+            self.link.request(P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", off // c) + data[off:off + per_frame])
+
+    def run(self, layer):
+        """Run a matvec on the activations already loaded; return the results."""
+        body = self.link.request(P.Cmd.MATVEC, struct.pack("<IHH", layer.base, layer.m, layer.k))
+        self.stats.matvecs += 1
+        self.stats.device_cycles += struct.unpack("<I", body)[0]
+        rb = self.config.result_bytes
+        per_frame = (self.info.max_payload - 1) // rb
+        out = np.empty(layer.m, dtype=np.int32)
+        for r0 in range(0, layer.m, per_frame):
+            n = min(per_frame, layer.m - r0)
+            raw = self.link.request(P.Cmd.READ_RESULTS, struct.pack("<HH", r0, n))
+            if len(raw) != n * rb:
+                raise ProtocolMismatch(f"READ_RESULTS returned {len(raw)} bytes for {n} results")
+            out[r0:r0 + n] = _sign_extend(np.frombuffer(raw, dtype=np.uint8).reshape(n, rb))
+        return out
+
+    def reset(self):
+        self.link.request(P.Cmd.RESET)
+
+    def close(self):
+        self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _sign_extend(rows):
+    """Little-endian signed integers of ``rb`` bytes each (uint8 rows) -> int32."""
+    rb = rows.shape[1]
+    val = np.zeros(rows.shape[0], dtype=np.int64)
+    for i in range(rb):
+        val |= rows[:, i].astype(np.int64) << (8 * i)
+    sign = 1 << (8 * rb - 1)
+    return ((val ^ sign) - sign).astype(np.int32)

@@ -1,0 +1,139 @@
+// The simulated board: the device top under Verilator, its UART pins wired to a pipe.
+//
+// Bytes read from stdin are sent on the device's rx pin (8N1, DIVISOR clocks per bit);
+// bytes the device sends on tx are decoded and written to stdout. When the device is
+// idle and no input is pending, the harness sleeps in poll() instead of clocking, so
+// an idle simulated board costs no CPU. On EOF of stdin it prints its statistics to
+// stderr and exits. No Python runs per cycle.
+#include <poll.h>
+#include <unistd.h>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <vector>
+
+#include "verilated.h"
+#include "Vboard.h"
+
+#ifndef DIVISOR
+#error "compile with -DDIVISOR=<clocks per bit>"
+#endif
+
+static Vboard *top;
+static uint64_t cycles = 0;
+
+static void tick() {
+    top->clk = 0;
+    top->eval();
+    top->clk = 1;
+    top->eval();
+    cycles++;
+}
+
+int main(int argc, char **argv) {
+    Verilated::commandArgs(argc, argv);
+    top = new Vboard;
+    top->rx = 1;
+    top->rst = 1;
+    for (int i = 0; i < 8; i++) tick();
+    top->rst = 0;
+
+    std::deque<uint8_t> in;
+    std::vector<uint8_t> out;
+    bool eof = false;
+    // rx driver state: the current frame of 10 bits, and clocks left in the current bit
+    int rx_bit = -1, rx_clk = 0;
+    uint16_t rx_frame = 0;
+    // tx decoder state
+    int tx_state = -1, tx_clk = 0;
+    uint8_t tx_byte = 0;
+    uint64_t idle_run = 0, bytes_in = 0, bytes_out = 0;
+    auto t0 = std::chrono::steady_clock::now();
+    const uint64_t settle = 2 * 10 * DIVISOR + 16;
+
+    auto flush = [&]() {
+        size_t off = 0;
+        while (off < out.size()) {
+            ssize_t n = write(1, out.data() + off, out.size() - off);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                return false;
+            }
+            off += (size_t)n;
+        }
+        out.clear();
+        return true;
+    };
+    auto read_input = [&](int timeout_ms) {
+        struct pollfd p = {0, POLLIN, 0};
+        if (poll(&p, 1, timeout_ms) > 0) {
+            uint8_t buf[4096];
+            ssize_t n = read(0, buf, sizeof buf);
+            if (n <= 0) eof = true;
+            else in.insert(in.end(), buf, buf + n);
+        }
+    };
+
+    for (;;) {
+        bool line_busy = rx_bit >= 0 || tx_state >= 0;
+        if (!line_busy && in.empty()) {
+            idle_run = top->idle ? idle_run + 1 : 0;
+            if (idle_run > settle) {
+                if (!flush()) break;
+                if (eof) break;
+                read_input(-1);  // sleep until the host sends something
+                idle_run = 0;
+                continue;
+            }
+        } else {
+            idle_run = 0;
+        }
+        if ((cycles & 1023) == 0 && !eof) read_input(0);
+
+        // drive rx
+        if (rx_bit < 0 && !in.empty()) {
+            rx_frame = (uint16_t)((in.front() << 1) | 0x200);  // start 0, data LSB first, stop 1
+            in.pop_front();
+            bytes_in++;
+            rx_bit = 0;
+            rx_clk = DIVISOR;
+        }
+        if (rx_bit >= 0) {
+            top->rx = (rx_frame >> rx_bit) & 1;
+            if (--rx_clk == 0) {
+                rx_clk = DIVISOR;
+                if (++rx_bit == 10) { rx_bit = -1; top->rx = 1; }
+            }
+        }
+
+        tick();
+
+        // decode tx, sampling each bit in its middle
+        if (tx_state < 0) {
+            if (!top->tx) { tx_state = 0; tx_clk = DIVISOR / 2; tx_byte = 0; }
+        } else if (--tx_clk == 0) {
+            tx_clk = DIVISOR;
+            if (tx_state == 0) {
+                if (top->tx) tx_state = -1;  // a glitch, not a start bit
+                else tx_state = 1;
+            } else if (tx_state <= 8) {
+                tx_byte |= (uint8_t)(top->tx ? 1 : 0) << (tx_state - 1);
+                tx_state++;
+            } else {
+                if (top->tx) { out.push_back(tx_byte); bytes_out++; }
+                tx_state = -1;
+                if (out.size() >= 4096 && !flush()) break;
+            }
+        }
+    }
+    flush();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fprintf(stderr, "board: %llu cycles, %llu bytes in, %llu bytes out, %.3f s\n",
+            (unsigned long long)cycles, (unsigned long long)bytes_in,
+            (unsigned long long)bytes_out, secs);
+    top->final();
+    delete top;
+    return 0;
+}
