@@ -56,3 +56,51 @@ def test_board_killed_mid_session_is_a_clear_error(device, rng):
     device.transport.proc.wait()
     with pytest.raises(LinkClosed, match="exited"):
         device.matvec(layer, random_int8(rng, 16))
+
+
+def _faulty_device(tx, rx, seed, timeout=0.25, retries=12):
+    from host.transport import SimulatedBoardTransport
+    from tests.faulty_transport import FaultyTransport
+
+    inner = SimulatedBoardTransport(CFG)
+    ft = FaultyTransport(inner, tx=tx, rx=rx, seed=seed)
+    return Device(ft, timeout=timeout, retries=retries), ft
+
+
+def test_faulty_link_gives_correct_results_or_clear_errors(rng, seed):
+    from host.errors import DeviceError
+    from tests.faulty_transport import FaultRates
+
+    rates = FaultRates(flip=0.08, drop=0.05, dup=0.05, garbage=0.05, stall=0.03, stall_seconds=0.4)
+    dev, ft = _faulty_device(rates, rates, seed)
+    try:
+        w = random_trits(rng, 64, 200)
+        layer = dev.upload(w)
+        right, errors = 0, 0
+        for _ in range(25):
+            x = random_int8(rng, 200)
+            try:
+                got = dev.matvec(layer, x)
+            except DeviceError:
+                errors += 1
+                continue
+            np.testing.assert_array_equal(got, matvec(w, x))  # never a wrong answer
+            right += 1
+    finally:
+        dev.close()
+    print(f"faults injected: {ft.injected.counts}; retries {dev.link.stats.retries}, "
+          f"nacks {dev.link.stats.nacks}; {right} right, {errors} clear errors")
+    assert ft.injected.total() > 10 and dev.link.stats.retries > 0
+    assert right >= 20
+
+
+def test_dead_silent_link_times_out_with_a_clear_error():
+    import time
+
+    from host.errors import DeviceMute
+    from tests.faulty_transport import FaultRates
+
+    t0 = time.monotonic()
+    with pytest.raises(DeviceMute, match="INFO"):
+        _faulty_device(FaultRates(), FaultRates(stall=1.0, stall_seconds=60), 1, timeout=0.2, retries=3)
+    assert time.monotonic() - t0 < 10
