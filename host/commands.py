@@ -116,4 +116,104 @@ def _train(args):
     train(args.corpus, None if args.full_precision else args.out, config, opts)
 
 
-REGISTRY = [register_golden, register_verilog, register_train]
+def register_import(sub):
+    p = sub.add_parser("import", help="import a HF BitNet folder or a GGUF (TQ1_0/TQ2_0) file",
+                       description="Convert a Hugging Face BitNetForCausalLM checkpoint folder "
+                                   "(offline-packed or float weights) or a GGUF file of the bitnet "
+                                   "architecture with TQ1_0/TQ2_0 tensors into this project's model "
+                                   "file (safetensors, no pickle).")
+    p.add_argument("src", help="checkpoint folder (config.json + *.safetensors) or .gguf file")
+    p.add_argument("-o", "--out", required=True, help="output .safetensors model file")
+    p.set_defaults(func=_import)
+
+
+def _import(args):
+    import sys
+
+    from ternary_core.importers import import_checkpoint
+    from ternary_core.model_file import save_model
+
+    model = import_checkpoint(args.src)
+    save_model(args.out, model)
+    c = model.config
+    print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+          f"{model.ternary_params():,} ternary weights, tokenizer {model.tokenizer.get('type')} "
+          f"-> {args.out}", file=sys.stderr)
+
+
+def register_generate(sub):
+    p = sub.add_parser("generate", help="generate text with a BitNet model",
+                       description="Generate text with a BitNet model. Every BitLinear runs on the "
+                                   "chosen backend: 'reference' (numpy golden model), 'sim' (the RTL "
+                                   "on the simulated board) or 'serial' (a board on a serial port).")
+    p.add_argument("--backend", choices=["reference", "sim", "serial"], default="reference")
+    p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--prompt", default=None, help="prompt text (default 'ROMEO:')")
+    g.add_argument("--prompt-ids", help="prompt as comma-separated token ids")
+    p.add_argument("--tokens", type=int, default=64, help="tokens to generate (default 64)")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 for greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=40, help="sample from the k likeliest (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    for register in GENERATE_OPTIONS:
+        register(p)
+    p.set_defaults(func=_generate)
+
+
+GENERATE_OPTIONS = []
+
+
+def _generate(args):
+    import json
+    import sys
+
+    from host.generate import Sampler, generate, load
+    from host.backends import open_backend
+    from ternary_core.errors import TernaryError
+
+    if args.tokens < 1:
+        raise TernaryError("--tokens must be at least 1")
+    model, tok = load(args.model)
+    if args.prompt_ids:
+        try:
+            prompt = [int(t) for t in args.prompt_ids.split(",") if t.strip()]
+        except ValueError:
+            raise TernaryError(f"--prompt-ids must be comma-separated integers, got {args.prompt_ids!r}") from None
+    else:
+        prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
+    sampler = Sampler(args.temperature, args.top_k, args.seed)
+    backend = open_backend(args, model)
+    try:
+        if not args.json:
+            sys.stdout.write(tok.decode(prompt))
+            sys.stdout.flush()
+        emitted = []
+
+        def show(t):
+            emitted.append(t)
+            if not args.json:
+                # decode the whole tail so multi-byte characters come out whole
+                sys.stdout.write(tok.decode(emitted)[len(tok.decode(emitted[:-1])):])
+                sys.stdout.flush()
+
+        result = generate(model, backend, prompt, args.tokens, sampler, on_token=show)
+        result.text = tok.decode(result.token_ids)
+        result.stats = backend.summary(result) if hasattr(backend, "summary") else {}
+    finally:
+        backend.close()
+    if args.json:
+        print(json.dumps({"backend": args.backend, "prompt_ids": result.prompt_ids,
+                          "token_ids": result.token_ids, "text": result.text,
+                          "seconds": round(result.seconds, 4),
+                          "prefill_seconds": round(result.prefill_seconds, 4),
+                          "tokens_per_s": round(result.tokens_per_s, 2), **result.stats}))
+    else:
+        print()
+        print(f"\n[{len(result.token_ids)} tokens in {result.seconds:.2f} s, "
+              f"{result.tokens_per_s:.1f} tokens/s on the {args.backend} backend]", file=sys.stderr)
+        for line in result.stats.get("summary_lines", []):
+            print(line, file=sys.stderr)
+
+
+REGISTRY = [register_golden, register_verilog, register_train, register_import, register_generate]

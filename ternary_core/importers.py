@@ -1,0 +1,197 @@
+"""Import BitNet checkpoints into the project's model (``ternary import``).
+
+* A Hugging Face ``BitNetForCausalLM`` folder: ``config.json`` and ``*.safetensors``.
+  BitLinear weights are either HF's offline packing (uint8 ``(out/4, in)`` with
+  ``weight_scale``) or unpacked float (bf16/f16/f32), quantized here with the absmean
+  rule. ``tokenizer.json`` comes along when present.
+* A GGUF file of llama.cpp's ``bitnet`` architecture whose BitLinear tensors are TQ1_0
+  or TQ2_0 (read with the ``gguf`` package). llama.cpp's BitNet converter does not
+  permute q/k for RoPE, so the rotation is HF's (``rotate_half``). TQ blocks carry one
+  scale each; a BitLinear has one scale, so all blocks of a tensor must agree.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import hf_bitnet_format
+from .errors import TernaryError
+from .gguf_format import unpack as unpack_tq
+from .model_config import BitNetConfig
+from .model_file import BitLinearWeights, BitNetModel, float_tensor_shapes
+from .quant import quantize_weights
+from .safetensors_raw import read_safetensors
+
+
+def import_checkpoint(src):
+    src = Path(src)
+    if src.is_dir():
+        return import_hf_folder(src)
+    if src.is_file() and src.suffix == ".gguf":
+        return import_gguf(src)
+    if not src.exists():
+        raise TernaryError(f"{src}: no such file or folder")
+    raise TernaryError(f"{src}: expected a Hugging Face checkpoint folder or a .gguf file")
+
+
+def import_hf_folder(folder):
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        raise TernaryError(f"{folder}: no config.json (not a Hugging Face checkpoint folder)")
+    try:
+        raw_cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TernaryError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if raw_cfg.get("model_type") not in (None, "bitnet"):
+        raise TernaryError(f"{cfg_path}: model_type is {raw_cfg.get('model_type')!r}, not bitnet")
+    config = BitNetConfig.from_dict(raw_cfg, source=str(cfg_path))
+    tensors = {}
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise TernaryError(f"{folder}: no .safetensors files")
+    for f in files:
+        tensors.update(read_safetensors(f)[0])
+
+    model = BitNetModel(config, _hf_tokenizer(folder, config))
+    for name, shape in float_tensor_shapes(config).items():
+        if name not in tensors and name == "lm_head.weight":
+            continue
+        model.floats[name] = _take(tensors, name, shape, folder).astype(np.float32)
+    if "lm_head.weight" not in model.floats and not config.tie_word_embeddings:
+        if "lm_head.weight" in tensors:
+            model.floats["lm_head.weight"] = _take(tensors, "lm_head.weight",
+                                                   (config.vocab_size, config.hidden_size), folder)
+        else:
+            raise TernaryError(f"{folder}: lm_head.weight is missing and embeddings are not tied")
+    for name, (out, k) in config.bitlinear_shapes().items():
+        w = tensors.get(name + ".weight")
+        if w is None:
+            raise TernaryError(f"{folder}: tensor {name}.weight is missing")
+        if w.dtype == np.uint8:
+            scale = tensors.get(name + ".weight_scale")
+            if scale is None or scale.size != 1:
+                raise TernaryError(f"{folder}: packed {name}.weight needs a one-value weight_scale")
+            try:
+                trits = hf_bitnet_format.unpack(w, out)
+            except TernaryError as exc:
+                raise TernaryError(f"{folder}: {name}.weight: {exc}") from None
+            if trits.shape != (out, k):
+                raise TernaryError(f"{folder}: {name}.weight unpacks to {trits.shape}, expected {(out, k)}")
+            model.bitlinears[name] = BitLinearWeights(trits, np.float32(scale.reshape(-1)[0]))
+        else:
+            trits, scale = quantize_weights(_take(tensors, name + ".weight", (out, k), folder))
+            model.bitlinears[name] = BitLinearWeights(trits, scale)
+    return model
+
+
+def _take(tensors, name, shape, where):
+    if name not in tensors:
+        raise TernaryError(f"{where}: tensor {name} is missing")
+    a = tensors[name]
+    if a.dtype.kind != "f":
+        raise TernaryError(f"{where}: tensor {name} has dtype {a.dtype}, expected float")
+    if tuple(a.shape) != tuple(shape):
+        raise TernaryError(f"{where}: tensor {name} has shape {tuple(a.shape)}, expected {tuple(shape)}")
+    return a
+
+
+def _hf_tokenizer(folder, config):
+    tj = folder / "tokenizer.json"
+    if tj.is_file():
+        return {"type": "tokenizers", "json": tj.read_text()}
+    if config.vocab_size == 256:
+        return {"type": "bytes"}
+    return {"type": "none"}
+
+
+GGUF_LINEARS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+                "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+                "ffn_down": "mlp.down_proj"}
+GGUF_NORMS = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+              "attn_sub_norm": "self_attn.attn_sub_norm", "ffn_sub_norm": "mlp.ffn_sub_norm"}
+
+
+def import_gguf(path):
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as exc:  # the reader raises ValueError/struct.error/... on a bad file
+        raise TernaryError(f"{path}: not a readable GGUF file ({exc})") from None
+
+    def field(key, default=None):
+        f = reader.fields.get(key)
+        if f is None:
+            return default
+        v = f.parts[f.data[0]]
+        return v.tobytes().decode() if v.dtype == np.uint8 else v.item()
+
+    arch = field("general.architecture")
+    if arch != "bitnet":
+        raise TernaryError(f"{path}: GGUF architecture is {arch!r}; only 'bitnet' is supported")
+    tensors = {t.name: t for t in reader.tensors}
+    d = field("bitnet.embedding_length")
+    config = BitNetConfig(
+        vocab_size=int(tensors["token_embd.weight"].shape[-1]) if "token_embd.weight" in tensors else 0,
+        hidden_size=int(d), intermediate_size=int(field("bitnet.feed_forward_length")),
+        num_hidden_layers=int(field("bitnet.block_count")),
+        num_attention_heads=int(field("bitnet.attention.head_count")),
+        num_key_value_heads=int(field("bitnet.attention.head_count_kv", field("bitnet.attention.head_count"))),
+        max_position_embeddings=int(field("bitnet.context_length", 2048)),
+        rms_norm_eps=_f32(field("bitnet.attention.layer_norm_rms_epsilon", 1e-5)),
+        rope_theta=_f32(field("bitnet.rope.freq_base", 10000.0)),
+        tie_word_embeddings="output.weight" not in tensors)
+
+    def floats(name, shape):
+        t = tensors.get(name)
+        if t is None:
+            raise TernaryError(f"{path}: tensor {name} is missing")
+        if t.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
+            raise TernaryError(f"{path}: tensor {name} is {t.tensor_type.name}; expected F32 or F16")
+        a = np.asarray(t.data, dtype=np.float32).reshape(shape)
+        return a
+
+    tokens = field_list(reader, "tokenizer.ggml.tokens")
+    tok = {"type": "vocab", "tokens": tokens} if tokens else (
+        {"type": "bytes"} if config.vocab_size == 256 else {"type": "none"})
+    model = BitNetModel(config, tok)
+    model.floats["model.embed_tokens.weight"] = floats("token_embd.weight", (config.vocab_size, d))
+    model.floats["model.norm.weight"] = floats("output_norm.weight", (d,))
+    if not config.tie_word_embeddings:
+        model.floats["lm_head.weight"] = floats("output.weight", (config.vocab_size, d))
+    for i in range(config.num_hidden_layers):
+        for g, h in GGUF_NORMS.items():
+            n = config.intermediate_size if g == "ffn_sub_norm" else d
+            model.floats[f"model.layers.{i}.{h}.weight"] = floats(f"blk.{i}.{g}.weight", (n,))
+    for name, (out, k) in config.bitlinear_shapes().items():
+        i, hf = name.split(".")[2], ".".join(name.split(".")[3:])
+        g = next(key for key, v in GGUF_LINEARS.items() if v == hf)
+        t = tensors.get(f"blk.{i}.{g}.weight")
+        if t is None:
+            raise TernaryError(f"{path}: tensor blk.{i}.{g}.weight is missing")
+        qtype = t.tensor_type.name
+        if qtype not in ("TQ1_0", "TQ2_0"):
+            raise TernaryError(f"{path}: tensor blk.{i}.{g}.weight is {qtype}; the engine imports "
+                               f"ternary TQ1_0 or TQ2_0")
+        trits, scales = unpack_tq(np.asarray(t.data).reshape(-1), (out, k), qtype)
+        used = scales[np.abs(trits).reshape(out, k // 256, 256).any(axis=2)]
+        if used.size and not np.all(used == used[0]):
+            raise TernaryError(f"{path}: blk.{i}.{g}.weight has different scales per block; "
+                               f"a BitLinear takes one scale per tensor")
+        d_scale = used[0] if used.size else np.float32(1.0)
+        model.bitlinears[name] = BitLinearWeights(trits, np.float32(1.0) / np.float32(d_scale))
+    return model
+
+
+def _f32(v):
+    """GGUF stores these as float32: take the shortest decimal that is that float32
+    (1e-05, not 9.99999974e-06)."""
+    return float(str(np.float32(v)))
+
+
+def field_list(reader, key):
+    f = reader.fields.get(key)
+    if f is None:
+        return []
+    return [bytes(f.parts[i]).decode("utf-8", errors="replace") for i in f.data]

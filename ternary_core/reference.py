@@ -1,0 +1,127 @@
+"""Numpy inference of HF transformers' ``BitNetForCausalLM``, one token at a time with
+a KV cache. Float32 throughout, like the reference on CPU.
+
+Every BitLinear goes through a :class:`MatvecBackend`: the host quantizes the input
+(per-token absmax int8, exactly as HF does), the backend computes the integer
+``acc = W~ . x_q``, and the host applies ``acc / (input_scale * weight_scale)``. The
+default backend is the golden integer model; the device backend (host/) sends the
+same integer work to the engine. Layers that share an input (q/k/v, gate/up) are
+handed to the backend together, so a device loads that input once.
+"""
+
+import numpy as np
+
+from .golden import matvec
+from .quant import dequantize_output, quantize_activations
+
+
+class MatvecBackend:
+    """Computes ``W~ . x_q`` for named BitLinear layers of a loaded model."""
+
+    name = "backend"
+
+    def prepare(self, model):
+        """Called once before generation (a device uploads weights here)."""
+
+    def run(self, names, x_q):
+        """``[W~_name . x_q for name in names]`` as int32 arrays (one shared int8 input)."""
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+class GoldenBackend(MatvecBackend):
+    """The bit-exact integer golden model, in numpy."""
+
+    name = "reference"
+
+    def prepare(self, model):
+        self.trits = {n: b.trits for n, b in model.bitlinears.items()}
+
+    def run(self, names, x_q):
+        return [matvec(self.trits[n], x_q) for n in names]
+
+
+def rms_norm(x, weight, eps):
+    x = x.astype(np.float32)
+    var = np.mean(x * x, axis=-1, keepdims=True, dtype=np.float32)
+    return weight * (x * (np.float32(1.0) / np.sqrt(var + np.float32(eps))))
+
+
+def rope_tables(config, max_pos):
+    hd = config.head_dim
+    inv_freq = (np.float32(1.0) / (np.float32(config.rope_theta) **
+                                   (np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd)))).astype(np.float32)
+    freqs = np.arange(max_pos, dtype=np.float32)[:, None] * inv_freq[None, :]
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    return np.cos(emb).astype(np.float32), np.sin(emb).astype(np.float32)
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+class BitNetRunner:
+    """Runs a :class:`~ternary_core.model_file.BitNetModel` token by token."""
+
+    def __init__(self, model, backend=None, max_len=None):
+        self.model, self.cfg = model, model.config
+        self.backend = backend or GoldenBackend()
+        self.backend.prepare(model)
+        self.max_len = max_len or self.cfg.max_position_embeddings
+        self.cos, self.sin = rope_tables(self.cfg, self.max_len)
+        self.reset()
+
+    def reset(self):
+        c = self.cfg
+        shape = (c.num_hidden_layers, c.num_key_value_heads, self.max_len, c.head_dim)
+        self.k_cache = np.zeros(shape, np.float32)
+        self.v_cache = np.zeros(shape, np.float32)
+        self.pos = 0
+
+    def _bitlinear(self, names, x):
+        x_q, scale = quantize_activations(x)
+        accs = self.backend.run(names, x_q)
+        return [dequantize_output(acc, scale[0], self.model.bitlinears[n].weight_scale)
+                for n, acc in zip(names, accs)]
+
+    def step(self, token):
+        """Feed one token id; return the float32 logits for the next token."""
+        c, f = self.cfg, self.model.floats
+        if self.pos >= self.max_len:
+            raise ValueError(f"context full: the model takes at most {self.max_len} tokens")
+        if not 0 <= token < c.vocab_size:
+            raise ValueError(f"token id {token} is outside the vocabulary (0..{c.vocab_size - 1})")
+        nh, nkv, hd, t = c.num_attention_heads, c.num_key_value_heads, c.head_dim, self.pos
+        x = f["model.embed_tokens.weight"][token].astype(np.float32)
+        cos, sin = self.cos[t], self.sin[t]
+        for i in range(c.num_hidden_layers):
+            p = f"model.layers.{i}."
+            h = rms_norm(x, f[p + "input_layernorm.weight"], c.rms_norm_eps)
+            q, k, v = self._bitlinear([p + "self_attn.q_proj", p + "self_attn.k_proj",
+                                       p + "self_attn.v_proj"], h)
+            q, k, v = q.reshape(nh, hd), k.reshape(nkv, hd), v.reshape(nkv, hd)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            self.k_cache[i, :, t], self.v_cache[i, :, t] = k, v
+            keys = np.repeat(self.k_cache[i, :, :t + 1], nh // nkv, axis=0)    # (nh, t+1, hd)
+            vals = np.repeat(self.v_cache[i, :, :t + 1], nh // nkv, axis=0)
+            scores = np.einsum("hd,htd->ht", q, keys) * np.float32(hd ** -0.5)
+            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            probs = (scores / scores.sum(axis=-1, keepdims=True)).astype(np.float32)
+            attn = np.einsum("ht,htd->hd", probs, vals).reshape(nh * hd)
+            attn = rms_norm(attn, f[p + "self_attn.attn_sub_norm.weight"], c.rms_norm_eps)
+            (o,) = self._bitlinear([p + "self_attn.o_proj"], attn)
+            x = x + o
+            h = rms_norm(x, f[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
+            g, u = self._bitlinear([p + "mlp.gate_proj", p + "mlp.up_proj"], h)
+            a = np.square(np.maximum(g, 0)) * u
+            a = rms_norm(a, f[p + "mlp.ffn_sub_norm.weight"], c.rms_norm_eps)
+            (d,) = self._bitlinear([p + "mlp.down_proj"], a)
+            x = x + d
+        x = rms_norm(x, f["model.norm.weight"], c.rms_norm_eps)
+        head = f["model.embed_tokens.weight"] if c.tie_word_embeddings else f["lm_head.weight"]
+        self.pos += 1
+        return head @ x

@@ -1,0 +1,92 @@
+"""Our numpy BitNet against HF transformers' BitNetForCausalLM, through `ternary import`."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="installed by `make test` (reference extra)")
+transformers = pytest.importorskip("transformers", reason="installed by `make test` (reference extra)")
+
+from host.cli import main  # noqa: E402
+from ternary_core.model_file import load_model  # noqa: E402
+from ternary_core.reference import BitNetRunner  # noqa: E402
+
+
+def build_hf_checkpoint(folder, seed, packed=True):
+    """A random small BitNet built, packed and saved by transformers itself."""
+    import torch._dynamo
+    from transformers import BitNetConfig, BitNetForCausalLM
+    from transformers.integrations.bitnet import pack_weights, replace_with_bitnet_linear
+    from transformers.utils.quantization_config import BitNetQuantConfig
+
+    torch._dynamo.config.disable = True  # HF's BitLinear decorates with torch.compile
+    g = torch.Generator().manual_seed(seed)
+    cfg = BitNetConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                       rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                       bos_token_id=None, eos_token_id=None, tie_word_embeddings=False)
+    model = BitNetForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:  # norms
+                p.copy_(0.5 + torch.rand(p.shape, generator=g))
+            else:
+                p.copy_(torch.randn(p.shape, generator=g))
+    if packed:
+        qc = BitNetQuantConfig(linear_class="bitlinear", quantization_mode="offline",
+                               modules_to_not_convert=["lm_head"])
+        floats = {n: m.weight.detach().clone() for n, m in model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and "layers" in n}
+        model = replace_with_bitnet_linear(model, modules_to_not_convert=["lm_head"], quantization_config=qc)
+        with torch.no_grad():  # the new BitLinears live on the meta device: give them tensors
+            for n, m in model.named_modules():
+                if type(m).__name__ == "BitLinear":
+                    w = floats[n]
+                    scale = 1.0 / w.abs().mean().clamp(min=1e-5)
+                    trits = (w * scale).round().clamp(-1, 1)
+                    m.weight = torch.nn.Parameter(pack_weights(trits.clone()), requires_grad=False)
+                    m.weight_scale = scale.reshape(1).float()
+        model.config.quantization_config = qc
+    model.save_pretrained(folder)
+    return model
+
+
+def test_logits_and_greedy_match_transformers(tmp_path, seed):
+    hf = build_hf_checkpoint(tmp_path / "hf", seed % (1 << 31), packed=True)
+    out = tmp_path / "model.safetensors"
+    assert main(["import", str(tmp_path / "hf"), "-o", str(out)]) == 0
+    model = load_model(out)
+
+    ids = np.random.default_rng(seed).integers(0, 256, size=24)
+    with torch.no_grad():
+        ref = hf(torch.from_numpy(ids)[None]).logits[0].numpy()
+    runner = BitNetRunner(model)
+    ours = np.stack([runner.step(int(t)) for t in ids])
+    scale = np.abs(ref).max()
+    print(f"max |logit diff| {np.abs(ours - ref).max():.3g} of max |logit| {scale:.3g}")
+    np.testing.assert_allclose(ours, ref, atol=2e-4 * scale, rtol=0)
+
+    with torch.no_grad():
+        cont = hf.generate(torch.from_numpy(ids[:8])[None], max_new_tokens=16, do_sample=False,
+                           pad_token_id=0)[0, 8:].tolist()
+    runner.reset()
+    logits = [runner.step(int(t)) for t in ids[:8]][-1]
+    mine = []
+    for _ in range(16):
+        mine.append(int(np.argmax(logits)))
+        logits = runner.step(mine[-1])
+    assert mine == cont
+
+
+def test_float_import_quantizes_like_hf(tmp_path, seed):
+    from ternary_core.quant import quantize_weights
+
+    hf = build_hf_checkpoint(tmp_path / "hf", seed % (1 << 31), packed=False)
+    out = tmp_path / "model.safetensors"
+    assert main(["import", str(tmp_path / "hf"), "-o", str(out)]) == 0
+    model = load_model(out)
+    w = hf.model.layers[1].mlp.down_proj.weight.detach().numpy()
+    trits, scale = quantize_weights(w)
+    np.testing.assert_array_equal(model.bitlinears["model.layers.1.mlp.down_proj"].trits, trits)
+    # the HF transcription of WeightQuant gives the same trits
+    s = 1.0 / torch.from_numpy(w).abs().mean().clamp(min=1e-5)
+    np.testing.assert_array_equal(trits, (torch.from_numpy(w) * s).round().clamp(-1, 1).numpy())

@@ -1,0 +1,141 @@
+"""Model files and importers: round trips, GGUF TQ1_0/TQ2_0 import, and one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from host.cli import main
+from host.generate import default_model_path
+from ternary_core import gguf_format
+from ternary_core.model_config import BitNetConfig
+from ternary_core.model_file import BitLinearWeights, BitNetModel, float_tensor_shapes, load_model, save_model
+from ternary_core.reference import BitNetRunner
+from tests.helpers import random_trits
+
+
+def random_model(rng, config):
+    m = BitNetModel(config, {"type": "bytes"})
+    for name, shape in float_tensor_shapes(config).items():
+        m.floats[name] = (rng.normal(size=shape) if len(shape) == 2 else 0.5 + rng.random(shape)).astype(np.float32)
+    for name, (out, k) in config.bitlinear_shapes().items():
+        m.bitlinears[name] = BitLinearWeights(random_trits(rng, out, k), np.float32(rng.uniform(0.5, 4)))
+    return m
+
+
+def test_model_file_round_trip(tmp_path, rng):
+    m = random_model(rng, BitNetConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2))
+    save_model(tmp_path / "m.safetensors", m)
+    back = load_model(tmp_path / "m.safetensors")
+    assert back.config == m.config
+    for n, b in m.bitlinears.items():
+        np.testing.assert_array_equal(back.bitlinears[n].trits, b.trits)
+        assert back.bitlinears[n].weight_scale == b.weight_scale
+
+
+def test_shipped_model_fits_icebreaker_spram_in_base3():
+    from ternary_core.native import TileLayout
+    m = load_model(default_model_path())
+    layout = TileLayout(4, 10, "base3")
+    total = sum(layout.packed_bytes(*b.trits.shape) for b in m.bitlinears.values())
+    print(f"shipped model: {m.ternary_params():,} trits, {total:,} bytes in base3 on 4x10")
+    assert total <= 128 * 1024
+
+
+@pytest.mark.parametrize("qtype", ["TQ1_0", "TQ2_0"])
+def test_gguf_import_keeps_trits_and_logits(tmp_path, rng, qtype):
+    import gguf
+
+    cfg = BitNetConfig(hidden_size=256, intermediate_size=256, num_hidden_layers=1, num_attention_heads=4,
+                       num_key_value_heads=2, max_position_embeddings=32)
+    m = random_model(rng, cfg)
+    for b in m.bitlinears.values():  # scales that fp16 holds exactly
+        b.weight_scale = np.float32(1.0) / np.float32(np.float16(1.0 / b.weight_scale))
+    path = tmp_path / "m.gguf"
+    w = gguf.GGUFWriter(str(path), arch="bitnet")
+    w.add_embedding_length(256)
+    w.add_feed_forward_length(256)
+    w.add_block_count(1)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_context_length(32)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+             "lm_head.weight": "output.weight"}
+    from ternary_core.importers import GGUF_LINEARS, GGUF_NORMS
+    for g, h in GGUF_NORMS.items():
+        names[f"model.layers.0.{h}.weight"] = f"blk.0.{g}.weight"
+    for name, a in m.floats.items():
+        w.add_tensor(names[name], a)
+    for g, h in GGUF_LINEARS.items():
+        b = m.bitlinears[f"model.layers.0.{h}"]
+        raw = gguf_format.pack(b.trits, np.float32(1.0) / b.weight_scale, qtype)
+        w.add_tensor(f"blk.0.{g}.weight", raw.reshape(b.trits.shape[0], -1),
+                     raw_dtype=gguf_format.QTYPES[qtype])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    out = tmp_path / "imported.safetensors"
+    assert main(["import", str(path), "-o", str(out)]) == 0
+    got = load_model(out)
+    assert got.config == cfg
+    for n, b in m.bitlinears.items():
+        np.testing.assert_array_equal(got.bitlinears[n].trits, b.trits)
+        assert got.bitlinears[n].weight_scale == b.weight_scale
+    a, bb = BitNetRunner(m), BitNetRunner(got)
+    for t in [1, 100, 7]:
+        np.testing.assert_array_equal(a.step(t), bb.step(t))
+
+
+def _cli_error(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_truncated_model_file_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(default_model_path().read_bytes()[:100_000])
+    err = _cli_error(capsys, ["generate", "--model", str(bad), "--tokens", "2"])
+    assert "bad.safetensors" in err and ("truncated" in err or "not a readable" in err)
+
+
+def test_misshaped_and_non_ternary_model_files_name_the_tensor(tmp_path, capsys, rng):
+    from safetensors.numpy import load_file, save_file
+    from safetensors import safe_open
+
+    src = default_model_path()
+    with safe_open(str(src), framework="numpy") as f:
+        meta = f.metadata()
+    tensors = load_file(str(src))
+    shaped = dict(tensors)
+    shaped["model.layers.1.mlp.ffn_sub_norm.weight"] = np.ones(7, np.float32)
+    save_file(shaped, str(tmp_path / "shape.safetensors"), metadata=meta)
+    err = _cli_error(capsys, ["generate", "--model", str(tmp_path / "shape.safetensors"), "--tokens", "2"])
+    assert "model.layers.1.mlp.ffn_sub_norm.weight" in err and "shape" in err
+
+    trit = dict(tensors)
+    packed = trit["model.layers.2.self_attn.k_proj.weight"].copy()
+    packed[3, 5] = 0xFF  # code 3 is not a trit
+    trit["model.layers.2.self_attn.k_proj.weight"] = packed
+    save_file(trit, str(tmp_path / "trit.safetensors"), metadata=meta)
+    err = _cli_error(capsys, ["generate", "--model", str(tmp_path / "trit.safetensors"), "--tokens", "2"])
+    assert "model.layers.2.self_attn.k_proj" in err and "not a trit" in err
+
+    meta2 = dict(meta, format_version="99")
+    save_file(tensors, str(tmp_path / "ver.safetensors"), metadata=meta2)
+    err = _cli_error(capsys, ["generate", "--model", str(tmp_path / "ver.safetensors"), "--tokens", "2"])
+    assert "version" in err
+
+
+def test_generate_reference_json_is_deterministic(capsys):
+    outs = []
+    for _ in range(2):
+        assert main(["generate", "--json", "--seed", "3", "--tokens", "12", "--prompt", "KING:"]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0]["token_ids"] == outs[1]["token_ids"] and len(outs[0]["token_ids"]) == 12
+    assert outs[0]["text"] and outs[0]["prompt_ids"] == list(b"KING:")
