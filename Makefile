@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test,reference,plot]"
 	touch $(STAMP)
 
+# End-to-end generation with the shipped model, every BitLinear on the RTL (the
+# iCEBreaker's engine on the simulated board), checked against the golden model.
 demo: $(STAMP)
-	$(BIN)/ternary golden --rows 4 --cols 10 --format base3
+	$(BIN)/ternary generate --backend sim --tokens 96 --prompt "ROMEO:" --check
 
 test: $(STAMP)
 	@echo "test seed: $(SEED) (repeat with SEED=$(SEED) make test)"

@@ -156,12 +156,9 @@ def register_generate(sub):
     p.add_argument("--top-k", type=int, default=40, help="sample from the k likeliest (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    for register in GENERATE_OPTIONS:
-        register(p)
+    from .backends import add_device_options
+    add_device_options(p)
     p.set_defaults(func=_generate)
-
-
-GENERATE_OPTIONS = []
 
 
 def _generate(args):

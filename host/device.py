@@ -66,8 +66,8 @@ class Device:
         return cls(SerialTransport(port, baud), **kw)
 
     @classmethod
-    def open_sim(cls, config, *, max_payload=None, log=None, **kw):
-        return cls(SimulatedBoardTransport(config, max_payload=max_payload, log=log), **kw)
+    def open_sim(cls, config, *, max_payload=None, phy=None, log=None, **kw):
+        return cls(SimulatedBoardTransport(config, max_payload=max_payload, phy=phy, log=log), **kw)
 
     def _read_info(self):
         body = self.link.request(P.Cmd.INFO)
@@ -147,12 +147,12 @@ class Device:
         body = self.link.request(P.Cmd.MATVEC, struct.pack("<IHH", layer.base, layer.m, layer.k))
         self.stats.matvecs += 1
         self.stats.device_cycles += struct.unpack("<I", body)[0]
-        rb = self.config.result_bytes
+        rb = min(self.config.result_bytes, P.result_width(layer.k))  # narrowed on-chip
         per_frame = (self.info.max_payload - 1) // rb
         out = np.empty(layer.m, dtype=np.int32)
         for r0 in range(0, layer.m, per_frame):
             n = min(per_frame, layer.m - r0)
-            raw = self.link.request(P.Cmd.READ_RESULTS, struct.pack("<HH", r0, n))
+            raw = self.link.request(P.Cmd.READ_RESULTS, struct.pack("<HHB", r0, n, rb))
             if len(raw) != n * rb:
                 raise ProtocolMismatch(f"READ_RESULTS returned {len(raw)} bytes for {n} results")
             out[r0:r0 + n] = _sign_extend(np.frombuffer(raw, dtype=np.uint8).reshape(n, rb))

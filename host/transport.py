@@ -125,15 +125,16 @@ class PipeTransport(Transport):
 class SimulatedBoardTransport(PipeTransport):
     """Start the simulated board (building it on first use) and talk to it."""
 
-    def __init__(self, config, *, max_payload=None, log=None):
+    def __init__(self, config, *, max_payload=None, phy=None, log=None):
         import sys
 
-        from sim.board import start_board
+        from sim.board import DEFAULT_PHY, start_board
 
         t0 = time.monotonic()
+        phy = phy or DEFAULT_PHY
         try:
-            proc = start_board(config, max_payload=max_payload, log=log or sys.stderr)
+            proc = start_board(config, max_payload=max_payload, phy=phy, log=log or sys.stderr)
         except OSError as exc:
             raise DeviceAbsent(f"cannot start the simulated board: {exc}") from None
-        super().__init__(proc)
+        super().__init__(proc, name=f"simulated board ({phy} PHY)")
         self.start_seconds = time.monotonic() - t0

@@ -1,7 +1,7 @@
 """The command engine: executes checked frames against the matvec engine and its
 memories, and produces the response. Commands and layouts: ternary_core.protocol."""
 
-from amaranth import Array, Const, Module, Signal, signed
+from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
@@ -36,7 +36,6 @@ class CommandEngine(wiring.Component):
         self.max_payload = max_payload
         self.info = P.info_for(config, max_payload).pack()
         self.engine = MatvecEngine(config, weight_store=weight_store, base3_impl=base3_impl)
-        self.max_read = min(config.max_m, (max_payload - 1) // config.result_bytes)
         super().__init__({
             "frame": In(stream.Signature(frame_layout())),
             "buf": Out(FrameBufferReadSignature(max(1, (max_payload - 1).bit_length()))),
@@ -63,6 +62,7 @@ class CommandEngine(wiring.Component):
         extra = Signal(range(4))  # what follows the status byte
         EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS = range(4)
         word32 = Signal(32)
+        res_width = Signal(range(cfg.result_bytes + 1))  # bytes sent per result
         idx = Signal(16)                  # payload byte index / results index
         end = Signal(17)
         waddr = Signal(32)
@@ -135,14 +135,18 @@ class CommandEngine(wiring.Component):
                                 m.d.sync += idx.eq(0)
                                 m.next = "MV_CMD"
                         with m.Case(Cmd.READ_RESULTS):
-                            off, cnt = a16[0], a16[1]
-                            with m.If(length != 4):
+                            off, cnt, width = a16[0], a16[1], fr.args[32:40]
+                            # cnt * width by shift-and-add over width's few bits: no multiplier
+                            nbytes = sum(Mux(width[i], cnt << i, 0)
+                                         for i in range(cfg.result_bytes.bit_length()))
+                            with m.If(length != P.ARG_BYTES[Cmd.READ_RESULTS]):
                                 respond(Status.BAD_LENGTH)
-                            with m.Elif((cnt == 0) | (cnt > self.max_read) | (off + cnt > cfg.max_m)):
+                            with m.Elif((cnt == 0) | (off + cnt > cfg.max_m) | (width == 0) |
+                                        (width > cfg.result_bytes) | (nbytes > self.max_payload - 1)):
                                 respond(Status.OUT_OF_RANGE)
                             with m.Else():
-                                m.d.sync += [idx.eq(off), end.eq(off + cnt)]
-                                respond(Status.OK, 1 + cnt * cfg.result_bytes, EXTRA_RESULTS)
+                                m.d.sync += [idx.eq(off), end.eq(off + cnt), res_width.eq(width)]
+                                respond(Status.OK, 1 + nbytes, EXTRA_RESULTS)
                         with m.Default():
                             respond(Status.UNKNOWN_COMMAND)
 
@@ -250,7 +254,7 @@ class CommandEngine(wiring.Component):
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
                 with m.If(self.payload.ready):
                     m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                    with m.If(lane == cfg.result_bytes - 1):
+                    with m.If(lane == res_width - 1):
                         m.d.sync += idx.eq(idx + 1)
                         with m.If(idx + 1 == end):
                             m.next = "DONE"

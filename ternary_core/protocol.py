@@ -50,7 +50,7 @@ class Cmd(IntEnum):
     CHECK_WEIGHTS = 0x03     # word_addr u32, words u32          -> status, crc32 u32
     LOAD_ACTIVATIONS = 0x04  # word_offset u16, int8 bytes...    -> status
     MATVEC = 0x05            # base u32, m u16, k u16            -> status, cycles u32
-    READ_RESULTS = 0x06      # offset u16, count u16             -> status, count * result_bytes
+    READ_RESULTS = 0x06      # offset u16, count u16, width u8   -> status, count * width bytes
     RESET = 0x07             # (none)                            -> status
 
 
@@ -65,7 +65,7 @@ class Status(IntEnum):
 # Fixed argument bytes at the start of each request's payload; WRITE_WEIGHTS and
 # LOAD_ACTIVATIONS are followed by data bytes.
 ARG_BYTES = {Cmd.INFO: 0, Cmd.WRITE_WEIGHTS: 4, Cmd.CHECK_WEIGHTS: 8, Cmd.LOAD_ACTIVATIONS: 2,
-             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 4, Cmd.RESET: 0}
+             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0}
 HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS}
 ARGS_MAX = 8
 
@@ -107,6 +107,12 @@ def info_for(config, max_payload):
     return DeviceInfo(MAGIC, PROTOCOL_VERSION, config.rows, config.cols, FORMAT_CODES[config.fmt],
                       config.acc_bits, config.result_bytes, config.word_bytes, config.max_m,
                       config.max_k, config.weight_words, max_payload)
+
+
+def result_width(k):
+    """Bytes that hold any result of a matvec with ``k`` inputs (|acc| <= 128 k): the
+    width the host asks READ_RESULTS for, so small layers cost fewer link bytes."""
+    return ((128 * k).bit_length() + 1 + 7) // 8
 
 
 def frame_crc(body):

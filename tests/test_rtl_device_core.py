@@ -73,9 +73,10 @@ def test_upload_check_and_matvec_match_golden(rng):
             P.encode_frame(4, P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", 0) + x[:30].tobytes()),
             P.encode_frame(5, P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", 3) + x[30:].tobytes()),
             P.encode_frame(6, P.Cmd.MATVEC, struct.pack("<IHH", base, m, k)),
-            P.encode_frame(7, P.Cmd.READ_RESULTS, struct.pack("<HH", 0, m))]
+            P.encode_frame(7, P.Cmd.READ_RESULTS, struct.pack("<HHB", 0, m, CFG.result_bytes)),
+            P.encode_frame(8, P.Cmd.READ_RESULTS, struct.pack("<HHB", 2, 3, 1))]
     replies = exchange(reqs)
-    assert [r[0] for r in replies] == [1, 2, 2, 3, 4, 5, 6, 7]
+    assert [r[0] for r in replies] == [1, 2, 2, 3, 4, 5, 6, 7, 8]
     assert all(r[2][0] == P.Status.OK for r in replies), replies
     assert struct.unpack("<I", replies[3][2][1:])[0] == P.check_crc(packed)
     cycles = struct.unpack("<I", replies[6][2][1:])[0]
@@ -84,6 +85,8 @@ def test_upload_check_and_matvec_match_golden(rng):
     data = replies[7][2][1:]
     got = [int.from_bytes(data[i * rb:(i + 1) * rb], "little", signed=True) for i in range(m)]
     assert got == matvec(w, x).tolist()
+    low = [int.from_bytes(bytes([b]), "little", signed=True) for b in replies[8][2][1:]]
+    assert low == [((v + 128) & 0xFF) - 128 for v in got[2:5]]  # the low byte of each, narrowed
 
 
 def test_errors_out_of_range_bad_length_unknown():

@@ -1,7 +1,9 @@
-// The simulated board: the device top under Verilator, its UART pins wired to a pipe.
+// The simulated board: the device under Verilator, its link wired to a pipe.
 //
-// Bytes read from stdin are sent on the device's rx pin (8N1, DIVISOR clocks per bit);
-// bytes the device sends on tx are decoded and written to stdout. When the device is
+// PHY_UART: bytes read from stdin are sent on the device top's rx pin (8N1, DIVISOR
+// clocks per bit); bytes the device sends on tx are decoded and written to stdout.
+// PHY_STREAM: the same device core without its UART; bytes go straight onto its
+// input stream and come off its output stream, one a clock (the "PHY" swapped for speed). When the device is
 // idle and no input is pending, the harness sleeps in poll() instead of clocking, so
 // an idle simulated board costs no CPU. On EOF of stdin it prints its statistics to
 // stderr and exits. No Python runs per cycle.
@@ -17,8 +19,18 @@
 #include "verilated.h"
 #include "Vboard.h"
 
-#ifndef DIVISOR
-#error "compile with -DDIVISOR=<clocks per bit>"
+#if !defined(PHY_STREAM) && !defined(DIVISOR)
+#error "compile with -DPHY_STREAM or -DDIVISOR=<clocks per bit>"
+#endif
+#ifdef PHY_STREAM
+#define DIVISOR 1
+// Amaranth names the stream members i__valid etc.; Verilator escapes "__" as "___05F".
+#define I_VALID i___05Fvalid
+#define I_READY i___05Fready
+#define I_PAYLOAD i___05Fpayload
+#define O_VALID o___05Fvalid
+#define O_READY o___05Fready
+#define O_PAYLOAD o___05Fpayload
 #endif
 
 static Vboard *top;
@@ -35,7 +47,12 @@ static void tick() {
 int main(int argc, char **argv) {
     Verilated::commandArgs(argc, argv);
     top = new Vboard;
+#ifdef PHY_STREAM
+    top->O_READY = 1;
+    top->I_VALID = 0;
+#else
     top->rx = 1;
+#endif
     top->rst = 1;
     for (int i = 0; i < 8; i++) tick();
     top->rst = 0;
@@ -77,7 +94,11 @@ int main(int argc, char **argv) {
     };
 
     for (;;) {
+#ifdef PHY_STREAM
+        bool line_busy = false;
+#else
         bool line_busy = rx_bit >= 0 || tx_state >= 0;
+#endif
         if (!line_busy && in.empty()) {
             idle_run = top->idle ? idle_run + 1 : 0;
             if (idle_run > settle) {
@@ -92,6 +113,29 @@ int main(int argc, char **argv) {
         }
         if ((cycles & 1023) == 0 && !eof) read_input(0);
 
+#ifdef PHY_STREAM
+        if (!in.empty()) {
+            top->I_VALID = 1;
+            top->I_PAYLOAD = in.front();
+        } else {
+            top->I_VALID = 0;
+        }
+        top->clk = 0;
+        top->eval();
+        bool taken = top->I_VALID && top->I_READY;
+        bool sent = top->O_VALID;
+        uint8_t byte = top->O_PAYLOAD;
+        top->clk = 1;
+        top->eval();
+        cycles++;
+        if (taken) { in.pop_front(); bytes_in++; }
+        if (sent) {
+            out.push_back(byte);
+            bytes_out++;
+            if (out.size() >= 4096 && !flush()) break;
+        }
+    }
+#else
         // drive rx
         if (rx_bit < 0 && !in.empty()) {
             rx_frame = (uint16_t)((in.front() << 1) | 0x200);  // start 0, data LSB first, stop 1
@@ -128,6 +172,7 @@ int main(int argc, char **argv) {
             }
         }
     }
+#endif
     flush();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fprintf(stderr, "board: %llu cycles, %llu bytes in, %llu bytes out, %.3f s\n",

@@ -1,0 +1,37 @@
+"""What the host needs to know of each supported board: the engine it carries, its
+clock target and its UART rate. The board builds (boards/) and the simulated board
+(sim/) are made from the same entries, so the simulated board runs the RTL a board has.
+"""
+
+from dataclasses import dataclass
+
+from .engine_config import EngineConfig
+from .errors import TernaryError
+
+
+@dataclass(frozen=True)
+class BoardProfile:
+    name: str
+    engine: EngineConfig
+    clock_hz: int          # target clock of the engine
+    baud: int              # UART rate on the board's USB serial bridge
+    weight_memory: str     # "spram" or "bram"
+
+    @property
+    def link_bytes_per_s(self):
+        return self.baud / 10  # 8N1: ten bits a byte
+
+
+BOARDS = {
+    # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
+    "icebreaker": BoardProfile(
+        "icebreaker", EngineConfig(rows=4, cols=10, fmt="base3", max_m=1024, max_k=1024,
+                                   weight_words=16384), clock_hz=24_000_000, baud=3_000_000,
+        weight_memory="spram"),
+}
+
+
+def board(name):
+    if name not in BOARDS:
+        raise TernaryError(f"unknown board {name!r}; known: {', '.join(sorted(BOARDS))}")
+    return BOARDS[name]
