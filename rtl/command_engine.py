@@ -62,9 +62,12 @@ class CommandEngine(wiring.Component):
         extra = Signal(range(4))  # what follows the status byte
         EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS = range(4)
         word32 = Signal(32)
+        last_idx = Signal(16)                   # index of the last payload byte
+        known, len_ok, range_ok = Signal(), Signal(), Signal()
+        nbytes_q = Signal(16)                   # READ_RESULTS reply bytes after the status
         res_width = Signal(range(cfg.result_bytes + 1))  # bytes sent per result
         idx = Signal(16)                  # payload byte index / results index
-        end = Signal(17)
+        last_res = Signal(16)                   # index of the last result to send
         waddr = Signal(32)
         lane = Signal(range(max(cfg.word_bytes, cfg.cols) + 1))
         nwords = Signal(32)
@@ -84,71 +87,70 @@ class CommandEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     m.d.sync += [fr.eq(self.frame.payload), resp_cmd.eq(self.frame.payload.cmd | P.RESPONSE_BIT)]
-                    m.next = "DISPATCH"
+                    m.next = "CHECK"
+
+            # Every check of the request is computed here, from registers into registers,
+            # so that no comparator sits in front of the state machine's next-state logic.
+            with m.State("CHECK"):
+                length, mm, kk = fr.length, a16[2], a16[3]
+                off, cnt, width = a16[0], a16[1], fr.args[32:40]
+                # cnt * width by shift-and-add over width's few bits: no multiplier
+                nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
+                m.d.sync += [last_idx.eq(length - 1), known.eq(1), nbytes_q.eq(nbytes),
+                             last_res.eq(off + cnt - 1), len_ok.eq(0), range_ok.eq(0)]
+                with m.Switch(fr.cmd):
+                    with m.Case(Cmd.INFO, Cmd.RESET):
+                        m.d.sync += [len_ok.eq(length == 0), range_ok.eq(1)]
+                    with m.Case(Cmd.WRITE_WEIGHTS):
+                        m.d.sync += [len_ok.eq(length >= 5), range_ok.eq(a32_0 < W)]
+                    with m.Case(Cmd.LOAD_ACTIVATIONS):
+                        m.d.sync += [len_ok.eq(length >= 3), range_ok.eq(a16[0] < A)]
+                    with m.Case(Cmd.CHECK_WEIGHTS):
+                        m.d.sync += [len_ok.eq(length == 8), range_ok.eq((a32_0 < W) & (a32_1 <= W - a32_0))]
+                    with m.Case(Cmd.MATVEC):
+                        m.d.sync += [len_ok.eq(length == 8),
+                                     range_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) &
+                                                 (kk <= cfg.max_k) & (a32_0 < W))]
+                    with m.Case(Cmd.READ_RESULTS):
+                        m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.READ_RESULTS]),
+                                     range_ok.eq((cnt != 0) & (off + cnt <= cfg.max_m) & (width != 0) &
+                                                 (width <= cfg.result_bytes) & (nbytes <= self.max_payload - 1))]
+                    with m.Default():
+                        m.d.sync += known.eq(0)
+                m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
-                length = fr.length
                 with m.If(fr.error != 0):
                     m.d.sync += resp_cmd.eq(P.NACK)
                     respond(fr.error)
+                with m.Elif(~known):
+                    respond(Status.UNKNOWN_COMMAND)
+                with m.Elif(~len_ok):
+                    respond(Status.BAD_LENGTH)
+                with m.Elif(~range_ok):
+                    respond(Status.OUT_OF_RANGE)
                 with m.Else():
                     with m.Switch(fr.cmd):
                         with m.Case(Cmd.INFO):
-                            with m.If(length != 0):
-                                respond(Status.BAD_LENGTH)
-                            with m.Else():
-                                respond(Status.OK, 1 + len(self.info), EXTRA_INFO)
+                            respond(Status.OK, 1 + len(self.info), EXTRA_INFO)
                         with m.Case(Cmd.RESET):
                             respond(Status.OK)
                         with m.Case(Cmd.WRITE_WEIGHTS):
-                            with m.If(length < 5):
-                                respond(Status.BAD_LENGTH)
-                            with m.Elif(a32_0 >= W):
-                                respond(Status.OUT_OF_RANGE)
-                            with m.Else():
-                                m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
-                                m.next = "WW_ADDR"
+                            m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
+                            m.next = "WW_ADDR"
                         with m.Case(Cmd.LOAD_ACTIVATIONS):
-                            with m.If(length < 3):
-                                respond(Status.BAD_LENGTH)
-                            with m.Elif(a16[0] >= A):
-                                respond(Status.OUT_OF_RANGE)
-                            with m.Else():
-                                m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2)]
-                                m.next = "LA_ADDR"
+                            m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2)]
+                            m.next = "LA_ADDR"
                         with m.Case(Cmd.CHECK_WEIGHTS):
-                            with m.If(length != 8):
-                                respond(Status.BAD_LENGTH)
-                            with m.Elif((a32_0 >= W) | (a32_1 > W - a32_0)):
-                                respond(Status.OUT_OF_RANGE)
-                            with m.Else():
-                                m.d.comb += crc32.start.eq(1)
-                                m.d.sync += [waddr.eq(a32_0), nwords.eq(a32_1)]
-                                m.next = "CW_NEXT"
+                            m.d.comb += crc32.start.eq(1)
+                            m.d.sync += [waddr.eq(a32_0), nwords.eq(a32_1)]
+                            m.next = "CW_NEXT"
                         with m.Case(Cmd.MATVEC):
-                            mm, kk = a16[2], a16[3]
-                            with m.If(length != 8):
-                                respond(Status.BAD_LENGTH)
-                            with m.Elif((mm == 0) | (mm > cfg.max_m) | (kk == 0) | (kk > cfg.max_k) | (a32_0 >= W)):
-                                respond(Status.OUT_OF_RANGE)
-                            with m.Else():
-                                m.d.sync += idx.eq(0)
-                                m.next = "MV_CMD"
+                            m.d.sync += idx.eq(0)
+                            m.next = "MV_CMD"
                         with m.Case(Cmd.READ_RESULTS):
-                            off, cnt, width = a16[0], a16[1], fr.args[32:40]
-                            # cnt * width by shift-and-add over width's few bits: no multiplier
-                            nbytes = sum(Mux(width[i], cnt << i, 0)
-                                         for i in range(cfg.result_bytes.bit_length()))
-                            with m.If(length != P.ARG_BYTES[Cmd.READ_RESULTS]):
-                                respond(Status.BAD_LENGTH)
-                            with m.Elif((cnt == 0) | (off + cnt > cfg.max_m) | (width == 0) |
-                                        (width > cfg.result_bytes) | (nbytes > self.max_payload - 1)):
-                                respond(Status.OUT_OF_RANGE)
-                            with m.Else():
-                                m.d.sync += [idx.eq(off), end.eq(off + cnt), res_width.eq(width)]
-                                respond(Status.OK, 1 + nbytes, EXTRA_RESULTS)
-                        with m.Default():
-                            respond(Status.UNKNOWN_COMMAND)
+                            m.d.sync += [idx.eq(a16[0]), res_width.eq(fr.args[32:40])]
+                            respond(Status.OK, 1 + nbytes_q, EXTRA_RESULTS)
 
             # WRITE_WEIGHTS / LOAD_ACTIVATIONS: payload byte idx -> lane of word waddr.
             for prefix, limit, lanes in (("WW", W, cfg.word_bytes), ("LA", A, cfg.cols)):
@@ -171,7 +173,7 @@ class CommandEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += lane.eq(lane + 1)
                         m.d.sync += idx.eq(idx + 1)
-                        with m.If(idx + 1 == fr.length):
+                        with m.If(idx == last_idx):
                             respond(Status.OK)
                         with m.Else():
                             m.next = f"{prefix}_ADDR"
@@ -256,7 +258,7 @@ class CommandEngine(wiring.Component):
                     m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
                     with m.If(lane == res_width - 1):
                         m.d.sync += idx.eq(idx + 1)
-                        with m.If(idx + 1 == end):
+                        with m.If(idx == last_res):
                             m.next = "DONE"
                         with m.Else():
                             m.next = "RESP_RES_ADDR"

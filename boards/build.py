@@ -1,0 +1,81 @@
+"""``ternary build``: a bitstream and a report for a board, with the YoWASP tools."""
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ternary_core.boards import board
+from ternary_core.errors import TernaryError
+
+from .yowasp import tool_env
+
+
+def _platform_and_top(name, config, clock_hz, baud):
+    if name == "icebreaker":
+        from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+        from .tops import ICEBreakerTop
+        return ICEBreakerPlatform(), ICEBreakerTop(config, clock_hz, baud), ".bin"
+    raise TernaryError(f"no build recipe for board {name!r}")
+
+
+def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=sys.stderr):
+    """Build ``name``'s bitstream; return the report dict (also written as report.json)."""
+    profile = board(name)
+    cfg = profile.engine
+    cfg = replace(cfg, rows=rows or cfg.rows, cols=cols or cfg.cols, fmt=fmt or cfg.fmt)
+    clock_hz = int(freq_mhz * 1e6) if freq_mhz else profile.clock_hz
+    out = Path(out or Path("build") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud)
+    print(f"building {name}: {cfg.rows}x{cfg.cols} {cfg.fmt} engine at {clock_hz / 1e6:g} MHz, "
+          f"UART {profile.baud} baud, in {out} (YoWASP tools; the first run compiles them, "
+          f"about a minute) ...", file=log, flush=True)
+    t0 = time.time()
+    plan = platform.prepare(top, name="top",
+                            synth_opts="-dsp",
+                            script_after_synth="tee -q -o top.stat.json stat -json",
+                            nextpnr_opts="--report top.report.json --timing-allow-fail --seed 1")
+    env = tool_env()
+    try:
+        plan.execute_local(str(out), env=env)
+    except Exception as exc:  # the build script's failure: show the tool's last lines
+        logs = [p for p in (out / "top.tim", out / "top.rpt") if p.exists()]
+        tail = "\n".join(logs[0].read_text().splitlines()[-15:]) if logs else str(exc)
+        raise TernaryError(f"the {name} build failed:\n{tail}") from None
+    report = make_report(name, cfg, clock_hz, out, time.time() - t0)
+    shutil.copy(out / f"top{ext}", out / f"{name}{ext}")
+    report["bitstream"] = str(out / f"{name}{ext}")
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def make_report(name, cfg, clock_hz, out, seconds):
+    from .reports import parse_nextpnr_report, parse_yosys_stat
+
+    cells = parse_yosys_stat(out / "top.stat.json")
+    pnr = parse_nextpnr_report(out / "top.report.json")
+    pnr["utilization"]["ffs"] = sum(v for k, v in cells.items() if k.startswith(("SB_DFF", "TRELLIS_FF")))
+    fmax = pnr["fmax_mhz"]
+    return {
+        "board": name, "rows": cfg.rows, "cols": cfg.cols, "format": cfg.fmt,
+        "engine": cfg.__dict__, "target_mhz": clock_hz / 1e6, "fmax_mhz": fmax,
+        "timing_met": fmax is not None and fmax >= clock_hz / 1e6,
+        **pnr["utilization"], "yosys_cells": cells, "seconds": round(seconds, 1),
+    }
+
+
+def summary(report):
+    r = report
+    parts = [f"{r['board']}: {r['rows']}x{r['cols']} {r['format']}",
+             f"Fmax {r['fmax_mhz']:.1f} MHz (target {r['target_mhz']:g}: "
+             f"{'met' if r['timing_met'] else 'NOT MET'})",
+             f"LUT {r['luts']}/{r['luts_total']}", f"FF {r['ffs']}", f"BRAM {r['bram']}/{r['bram_total']}"]
+    if r.get("spram_total"):
+        parts.append(f"SPRAM {r['spram']}/{r['spram_total']}")
+    parts.append(f"DSP {r['dsp']}/{r['dsp_total']}")
+    return ", ".join(parts)

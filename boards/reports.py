@@ -1,0 +1,36 @@
+"""Resources and Fmax from the tools' machine-readable reports."""
+
+import json
+
+from ternary_core.errors import TernaryError
+
+# nextpnr's cell-type names per resource, for iCE40 and ECP5.
+RESOURCES = {
+    "luts": ("ICESTORM_LC", "TRELLIS_COMB"),
+    "bram": ("ICESTORM_RAM", "DP16KD"),
+    "spram": ("ICESTORM_SPRAM",),
+    "dsp": ("ICESTORM_DSP", "MULT18X18D"),
+}
+
+
+def parse_nextpnr_report(path):
+    """Utilisation and achieved Fmax of the ``sync`` clock from ``nextpnr --report``."""
+    try:
+        rep = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TernaryError(f"cannot read the nextpnr report {path}: {exc}") from None
+    util = rep.get("utilization", {})
+    out = {}
+    for key, names in RESOURCES.items():
+        used = sum(util.get(n, {}).get("used", 0) for n in names)
+        total = sum(util.get(n, {}).get("available", 0) for n in names)
+        out[key], out[f"{key}_total"] = used, total
+    fmax = [v.get("achieved") for k, v in rep.get("fmax", {}).items() if v.get("achieved")]
+    return {"utilization": out, "fmax_mhz": min(fmax) if fmax else None}
+
+
+def parse_yosys_stat(path):
+    """Cell counts by type after synthesis (``stat -json``)."""
+    stat = json.loads(path.read_text())
+    cells = stat["design"].get("num_cells_by_type", {})
+    return {k: int(v) for k, v in cells.items() if not k.startswith("$scopeinfo")}
