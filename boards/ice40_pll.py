@@ -9,6 +9,9 @@ def ice40_pll_params(fin_hz, fout_hz):
     fout = fin * (DIVF+1) / ((DIVR+1) * 2**DIVQ), with the phase detector at 10-133 MHz
     and the VCO at 533-1066 MHz (iCE40 sysCLOCK PLL guide). The closest setting wins.
     """
+    if not 16e6 <= fout_hz <= 275e6:
+        raise TernaryError(f"no iCE40 PLL setting makes {fout_hz / 1e6:g} MHz: the PLL output "
+                           f"range is 16-275 MHz")
     best = None
     for divr in range(16):
         fpfd = fin_hz / (divr + 1)

@@ -1,6 +1,7 @@
 """One small top per board: clock, reset, UART pins, and the device top."""
 
 from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.lib import io
 
 from rtl.device import DeviceTop
 
@@ -36,8 +37,10 @@ class ICEBreakerTop(Elaboratable):
         m.d.comb += ClockSignal("sync").eq(clk)
         platform.add_clock_constraint(clk, self.achieved_hz)
         m.d.comb += ResetSignal("sync").eq(~locked)
-        uart = platform.request("uart", 0)
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor,
                                               weight_store="ice40_spram")
-        m.d.comb += [dev.rx.eq(uart.rx.i), uart.tx.o.eq(dev.tx)]
+        m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
         return m

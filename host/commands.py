@@ -213,4 +213,52 @@ def _generate(args):
             print(line, file=sys.stderr)
 
 
-REGISTRY = [register_golden, register_verilog, register_train, register_import, register_generate]
+def register_build(sub):
+    p = sub.add_parser("build", help="build a bitstream for a board (YoWASP tools, from PyPI)",
+                       description="Synthesize, place and route the device for a board with the "
+                                   "YoWASP Yosys/nextpnr from PyPI; write the bitstream and "
+                                   "report.json (resources, Fmax, timing) and print a summary. "
+                                   "Exits 1 if timing is not met.")
+    p.add_argument("--board", required=True, help="icebreaker")
+    p.add_argument("--rows", type=int, help="MAC array rows (default: the board's)")
+    p.add_argument("--cols", type=int, help="MAC array columns (default: the board's)")
+    p.add_argument("--format", dest="fmt", choices=["2bit", "base3"], help="weight format (default: the board's)")
+    p.add_argument("--freq", type=float, help="clock in MHz (default: the board's)")
+    p.add_argument("--out", help="output folder (default build/BOARD)")
+    p.set_defaults(func=_build)
+
+
+def _build(args):
+    import sys
+
+    from boards.build import build, summary
+
+    report = build(args.board, rows=args.rows, cols=args.cols, fmt=args.fmt, freq_mhz=args.freq,
+                   out=args.out)
+    print(summary(report))
+    print(f"bitstream: {report['bitstream']}", file=sys.stderr)
+    if not report["timing_met"]:
+        print(f"timing NOT met: Fmax {report['fmax_mhz']:.1f} MHz < {report['target_mhz']:g} MHz; "
+              f"try a lower --freq", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register_program(sub):
+    p = sub.add_parser("program", help="load a built bitstream onto a board",
+                       description="Program the board with iceprog or openFPGALoader (whichever "
+                                   "is installed).")
+    p.add_argument("--board", required=True)
+    p.add_argument("--bitstream", help="bitstream file (default build/BOARD/BOARD.bin|.bit)")
+    p.set_defaults(func=_program)
+
+
+def _program(args):
+    from boards.program import program
+
+    tool = program(args.board, args.bitstream)
+    print(f"programmed {args.board} with {tool}")
+
+
+REGISTRY = [register_golden, register_verilog, register_train, register_import, register_generate,
+            register_build, register_program]

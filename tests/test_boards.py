@@ -1,0 +1,50 @@
+"""Board builds with the YoWASP toolchain (the iCEBreaker in every run; about 2 minutes)."""
+
+import json
+
+import pytest
+
+from boards.ice40_pll import ice40_pll_params
+from boards.program import program
+from boards.tops import uart_divisor
+from host.cli import main
+from ternary_core.boards import board
+from ternary_core.errors import TernaryError
+
+
+def test_icebreaker_bitstream_meets_timing_with_spram_and_no_dsp(tmp_path, capsys):
+    out = tmp_path / "icebreaker"
+    assert main(["build", "--board", "icebreaker", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    print(capsys.readouterr().out)
+    assert (out / "icebreaker.bin").stat().st_size > 100_000
+    assert rep["timing_met"] and rep["fmax_mhz"] >= rep["target_mhz"] == 24
+    assert rep["dsp"] == 0 and rep["spram"] == 4 and rep["luts"] <= rep["luts_total"]
+    assert rep["engine"] == board("icebreaker").engine.__dict__
+
+
+def test_pll_settings_are_within_the_datasheet_ranges():
+    divr, divf, divq, filt, fout = ice40_pll_params(12e6, 24e6)
+    assert fout == 24e6
+    assert 533e6 <= 12e6 / (divr + 1) * (divf + 1) <= 1066e6
+    with pytest.raises(TernaryError, match="no iCE40 PLL setting"):
+        ice40_pll_params(12e6, 300e6)
+    assert uart_divisor(24e6, 3_000_000) == 8
+    with pytest.raises(ValueError, match="baud"):
+        uart_divisor(25e6, 3_000_000)
+
+
+def test_program_without_bitstream_or_programmer_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(TernaryError, match="no bitstream"):
+        program("icebreaker", tmp_path / "missing.bin")
+    bit = tmp_path / "x.bin"
+    bit.write_bytes(b"\0")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TernaryError, match="no programmer found"):
+        program("icebreaker", bit)
+
+
+def test_committed_board_report_is_of_the_shipped_engine():
+    from host.projection import REPORTS
+    rep = json.loads((REPORTS / "icebreaker.json").read_text())
+    assert rep["engine"] == board("icebreaker").engine.__dict__ and rep["timing_met"]
