@@ -20,6 +20,13 @@ def _platform_and_top(name, config, clock_hz, baud):
 
         from .tops import ICEBreakerTop
         return ICEBreakerPlatform(), ICEBreakerTop(config, clock_hz, baud), ".bin"
+    if name.startswith("ulx3s-"):
+        from amaranth_boards import ulx3s
+
+        from .tops import ULX3STop
+        plat = {"ulx3s-12f": ulx3s.ULX3S_12F_Platform, "ulx3s-25f": ulx3s.ULX3S_25F_Platform,
+                "ulx3s-45f": ulx3s.ULX3S_45F_Platform, "ulx3s-85f": ulx3s.ULX3S_85F_Platform}[name]
+        return plat(), ULX3STop(config, clock_hz, baud), ".bit"
     raise TernaryError(f"no build recipe for board {name!r}")
 
 
@@ -37,7 +44,7 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=
           f"about a minute) ...", file=log, flush=True)
     t0 = time.time()
     plan = platform.prepare(top, name="top",
-                            synth_opts="-dsp",
+                            synth_opts="-dsp" if name == "icebreaker" else "",
                             script_after_synth="tee -q -o top.stat.json stat -json",
                             nextpnr_opts="--report top.report.json --timing-allow-fail --seed 1")
     env = tool_env()

@@ -44,3 +44,64 @@ class ICEBreakerTop(Elaboratable):
                                               weight_store="ice40_spram")
         m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
         return m
+
+
+class ULX3STop(Elaboratable):
+    """ULX3S (ECP5): EHXPLLL from the 25 MHz oscillator, the FT231X as the UART, weights
+    in block RAM (``lib.memory``, mapped to DP16KD).
+
+    The PLL runs with feedback from CLKOP: fout = 25 MHz * CLKFB_DIV / CLKI_DIV, the
+    VCO at fout * CLKOP_DIV within 400-800 MHz and the phase detector at >= 3.125 MHz.
+    """
+
+    def __init__(self, config, clock_hz, baud):
+        self.config, self.clock_hz, self.baud = config, clock_hz, baud
+        self.clki_div, self.clkfb_div, self.clkop_div = ecp5_pll_params(25e6, clock_hz)
+        self.achieved_hz = 25e6 * self.clkfb_div / self.clki_div
+        self.divisor = uart_divisor(self.achieved_hz, baud)
+
+    def elaborate(self, platform):
+        m = Module()
+        clk_pin = platform.request("clk25", dir="-")
+        m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_pin)
+        m.domains.sync = ClockDomain("sync")
+        locked, clk = Signal(), Signal()
+        mhz = lambda f: str(round(f / 1e6, 3))  # noqa: E731
+        m.submodules.pll = Instance(
+            "EHXPLLL",
+            a_FREQUENCY_PIN_CLKI="25", a_FREQUENCY_PIN_CLKOP=mhz(self.achieved_hz),
+            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
+            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA", p_CLKOP_ENABLE="ENABLED",
+            p_CLKOP_DIV=self.clkop_div, p_CLKOP_CPHASE=self.clkop_div // 2 - 1, p_CLKOP_FPHASE=0,
+            p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=self.clkfb_div, p_CLKI_DIV=self.clki_div,
+            i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=clk, i_CLKFB=clk, i_PHASESEL0=0,
+            i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
+            i_ENCLKOP=0, o_LOCK=locked)
+        m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(~locked)]
+        platform.add_clock_constraint(clk, self.achieved_hz)
+        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor)
+        m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
+        return m
+
+
+def ecp5_pll_params(fin_hz, fout_hz):
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` making ``fout`` exactly or as near as can be."""
+    best = None
+    for clki in range(1, 129):
+        if fin_hz / clki < 3.125e6:
+            break
+        for clkfb in range(1, 81):
+            f = fin_hz * clkfb / clki
+            for clkop in range(1, 129):
+                if 400e6 <= f * clkop <= 800e6:
+                    err = abs(f - fout_hz)
+                    if best is None or err < best[0]:
+                        best = (err, clki, clkfb, clkop)
+                    break
+    if best is None or best[0] > 0.01 * fout_hz:
+        raise ValueError(f"no ECP5 PLL setting makes {fout_hz / 1e6:g} MHz from {fin_hz / 1e6:g} MHz")
+    return best[1:]

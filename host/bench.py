@@ -1,0 +1,140 @@
+"""``ternary bench``: resources, Fmax, cycles against the ideal, and tokens/s bounds
+per board and array configuration, measured, with a table, JSON and a plot."""
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ternary_core.boards import board
+from ternary_core.errors import TernaryError
+from ternary_core.golden import ideal_cycles
+from ternary_core.reference import GoldenBackend
+
+from .device import Device
+from .device_backend import DeviceBackend
+from .generate import Sampler, generate, load
+from .projection import project
+
+DEFAULT_CONFIGS = {"icebreaker": ["4x10/base3", "4x8/2bit", "2x20/base3"]}
+FIELDS = ("board", "rows", "cols", "format", "luts", "ffs", "dsp", "bram", "fmax_mhz",
+          "macs_per_cycle", "cycles_per_token", "ideal_cycles_per_token", "tokens_per_s_compute",
+          "tokens_per_s_memory", "tokens_per_s_link", "tokens_per_s")
+PROMPT, TOKENS = "ROMEO:", 8
+
+
+def parse_config(text):
+    """``RxC/format`` (``x`` or ``×``) -> ``(rows, cols, format)``."""
+    try:
+        shape, fmt = text.strip().split("/")
+        r, c = shape.replace("×", "x").split("x")
+        return int(r), int(c), fmt
+    except ValueError:
+        raise TernaryError(f"config {text!r}: expected ROWSxCOLS/FORMAT, e.g. 4x10/base3") from None
+
+
+def cached_build(name, cfg, log):
+    """The board's build report for ``cfg``, reusing a build of the same design."""
+    from boards.build import build
+    from rtl.fingerprint import design_fingerprint
+
+    out = Path("build") / "bench" / f"{name}-{cfg.rows}x{cfg.cols}-{cfg.fmt}-{design_fingerprint(cfg)}"
+    rep = out / "report.json"
+    if rep.is_file():
+        print(f"reusing the build in {out}", file=log)
+        return json.loads(rep.read_text())
+    return build(name, rows=cfg.rows, cols=cfg.cols, fmt=cfg.fmt, out=out, log=log)
+
+
+def measure_engine(cfg, model, log):
+    """Generate a few tokens on a simulated board of ``cfg``: per-token costs, sim speed."""
+    tok_ids = list(PROMPT.encode())
+    device = Device.open_sim(cfg, log=log)
+    backend = DeviceBackend(device, log=log)
+    t0 = time.perf_counter()
+    generate(model, backend, tok_ids, TOKENS, Sampler(0.0))
+    wall = time.perf_counter() - t0
+    per = backend.per_token()
+    backend.close()
+    stats = device.transport.stats_line()  # "board: N cycles, ..."
+    cycles = int(stats.split()[1]) if stats.startswith("board:") else 0
+    return per, cycles / wall if wall else 0.0
+
+
+def reference_tokens_per_s(model):
+    res = generate(model, GoldenBackend(), list(PROMPT.encode()), 64, Sampler(0.0))
+    return res.tokens_per_s
+
+
+def bench(boards=None, configs=None, log=sys.stderr):
+    model, _ = load()
+    rows = []
+    for name in boards or ["icebreaker"]:
+        profile = board(name)
+        for text in configs or DEFAULT_CONFIGS.get(name, []):
+            r, c, fmt = parse_config(text)
+            cfg = replace(profile.engine, rows=r, cols=c, fmt=fmt)
+            print(f"== {name} {r}x{c} {fmt}", file=log, flush=True)
+            rep = cached_build(name, cfg, log)
+            per, sim_cps = measure_engine(cfg, model, log)
+            ideal = sum(ideal_cycles(*b.trits.shape, r, c) for b in model.bitlinears.values())
+            fmax = rep["fmax_mhz"]
+            proj = project(profile, per, clock_hz=fmax * 1e6)
+            rows.append({
+                "board": name, "rows": r, "cols": c, "format": fmt, "luts": rep["luts"],
+                "ffs": rep["ffs"], "dsp": rep["dsp"], "bram": rep["bram"], "spram": rep.get("spram", 0),
+                "fmax_mhz": round(fmax, 2), "target_mhz": rep["target_mhz"], "timing_met": rep["timing_met"],
+                "macs_per_cycle": r * cfg.cols, "trits_per_word": r * c, "word_bits": 8 * cfg.word_bytes,
+                "cycles_per_token": round(per["device_cycles_per_token"]),
+                "ideal_cycles_per_token": ideal,
+                "link_bytes_per_token": round(per["link_bytes_per_token"]),
+                "tokens_per_s_compute": round(proj["tokens_per_s_compute"], 1),
+                "tokens_per_s_memory": round(proj["tokens_per_s_memory"], 1),
+                "tokens_per_s_link": round(proj["tokens_per_s_link"], 2),
+                "tokens_per_s": round(proj["tokens_per_s"], 2), "bound": proj["bound"],
+                "sim_cycles_per_s": round(sim_cps),
+            })
+    return {"configs": rows, "reference_tokens_per_s": round(reference_tokens_per_s(model), 1),
+            "model": "shipped shakespeare-bitnet", "tokens_measured": TOKENS}
+
+
+def table(result):
+    head = ["board", "array", "fmt", "LUT", "FF", "DSP", "BRAM", "Fmax MHz", "MAC/cyc",
+            "cycles/tok", "ideal", "tok/s compute", "tok/s memory", "tok/s link", "tok/s", "bound"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["configs"]:
+        lines.append("| " + " | ".join(str(v) for v in [
+            r["board"], f"{r['rows']}x{r['cols']}", r["format"], r["luts"], r["ffs"], r["dsp"], r["bram"],
+            f"{r['fmax_mhz']:.1f}", r["macs_per_cycle"], f"{r['cycles_per_token']:,}",
+            f"{r['ideal_cycles_per_token']:,}", f"{r['tokens_per_s_compute']:,.0f}",
+            f"{r['tokens_per_s_memory']:,.0f}", f"{r['tokens_per_s_link']:.1f}",
+            f"{r['tokens_per_s']:.1f}", r["bound"]]) + " |")
+    return "\n".join(lines)
+
+
+def plot(result, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise TernaryError("--plot needs matplotlib: pip install 'ternary-engine[plot]'") from None
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    groups = {}
+    for r in result["configs"]:
+        groups.setdefault((r["board"], r["format"]), []).append(r)
+    for (b, fmt), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["macs_per_cycle"])
+        x = [r["macs_per_cycle"] for r in rs]
+        a1.plot(x, [r["luts"] for r in rs], "o-", label=f"{b} {fmt}")
+        a2.plot(x, [r["tokens_per_s_compute"] for r in rs], "o-", label=f"{b} {fmt} (compute)")
+        a2.plot(x, [r["tokens_per_s"] for r in rs], "x--", label=f"{b} {fmt} (min, with link)")
+    a1.set(xlabel="ternary MACs per cycle", ylabel="LUTs", title="Area")
+    a2.set(xlabel="ternary MACs per cycle", ylabel="tokens/s (shipped model)", title="Speed bounds",
+           yscale="log")
+    for a in (a1, a2):
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
