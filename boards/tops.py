@@ -78,8 +78,9 @@ class ULX3STop(Elaboratable):
             i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=clk, i_CLKFB=clk, i_PHASESEL0=0,
             i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0,
             i_ENCLKOP=0, o_LOCK=locked)
+        # nextpnr-ecp5 derives the PLL output's constraint from the 25 MHz pin's and the
+        # FREQUENCY_PIN_* attributes, so the sync clock needs none of its own here.
         m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(~locked)]
-        platform.add_clock_constraint(clk, self.achieved_hz)
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)

@@ -17,7 +17,8 @@ from .device_backend import DeviceBackend
 from .generate import Sampler, generate, load
 from .projection import project
 
-DEFAULT_CONFIGS = {"icebreaker": ["4x10/base3", "4x8/2bit", "2x20/base3"]}
+DEFAULT_CONFIGS = {"icebreaker": ["4x10/base3", "4x8/2bit", "2x20/base3"],
+                   "ulx3s-85f": ["8x16/2bit", "4x40/base3"]}
 FIELDS = ("board", "rows", "cols", "format", "luts", "ffs", "dsp", "bram", "fmax_mhz",
           "macs_per_cycle", "cycles_per_token", "ideal_cycles_per_token", "tokens_per_s_compute",
           "tokens_per_s_memory", "tokens_per_s_link", "tokens_per_s")
@@ -39,7 +40,9 @@ def cached_build(name, cfg, log):
     from boards.build import build
     from rtl.fingerprint import design_fingerprint
 
-    out = Path("build") / "bench" / f"{name}-{cfg.rows}x{cfg.cols}-{cfg.fmt}-{design_fingerprint(cfg)}"
+    boards_src = sorted((Path(__file__).resolve().parent.parent / "boards").glob("*.py"))
+    key = design_fingerprint(cfg, *(p.read_bytes() for p in boards_src))
+    out = Path("build") / "bench" / f"{name}-{cfg.rows}x{cfg.cols}-{cfg.fmt}-{key}"
     rep = out / "report.json"
     if rep.is_file():
         print(f"reusing the build in {out}", file=log)
@@ -120,21 +123,26 @@ def plot(result, path):
         import matplotlib.pyplot as plt
     except ImportError:
         raise TernaryError("--plot needs matplotlib: pip install 'ternary-engine[plot]'") from None
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    groups = {}
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    markers = {"2bit": "s", "base3": "o"}
+    colors = {}
     for r in result["configs"]:
-        groups.setdefault((r["board"], r["format"]), []).append(r)
-    for (b, fmt), rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r["macs_per_cycle"])
-        x = [r["macs_per_cycle"] for r in rs]
-        a1.plot(x, [r["luts"] for r in rs], "o-", label=f"{b} {fmt}")
-        a2.plot(x, [r["tokens_per_s_compute"] for r in rs], "o-", label=f"{b} {fmt} (compute)")
-        a2.plot(x, [r["tokens_per_s"] for r in rs], "x--", label=f"{b} {fmt} (min, with link)")
-    a1.set(xlabel="ternary MACs per cycle", ylabel="LUTs", title="Area")
-    a2.set(xlabel="ternary MACs per cycle", ylabel="tokens/s (shipped model)", title="Speed bounds",
-           yscale="log")
+        c = colors.setdefault(r["board"], f"C{len(colors)}")
+        x, label = r["macs_per_cycle"], f"{r['rows']}x{r['cols']}"
+        a1.scatter(x, r["luts"], marker=markers[r["format"]], color=c)
+        a1.annotate(label, (x, r["luts"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        a2.scatter(x, r["tokens_per_s_compute"], marker=markers[r["format"]], color=c)
+        a2.scatter(x, r["tokens_per_s"], marker=markers[r["format"]], facecolors="none", edgecolors=c)
+        a2.annotate(label, (x, r["tokens_per_s_compute"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color=c, marker="o", ls="", label=b) for b, c in colors.items()]
+    handles += [Line2D([], [], color="k", marker=mk, ls="", label=f) for f, mk in markers.items()]
+    handles += [Line2D([], [], color="k", marker="o", ls="", mfc="none", label="with the UART (min)")]
+    a1.set(xlabel="ternary MACs per cycle", ylabel="LUTs (log)", title="Area", xscale="log", yscale="log")
+    a2.set(xlabel="ternary MACs per cycle", ylabel="tokens/s of the shipped model (log)",
+           title="Compute bound (filled) and overall (hollow)", xscale="log", yscale="log")
     for a in (a1, a2):
-        a.grid(True, alpha=0.3)
-        a.legend(fontsize=7)
+        a.grid(True, which="both", alpha=0.3)
+    a2.legend(handles=handles, fontsize=7, loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -6,12 +6,17 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 
-def _check_divisor(divisor):
-    if not isinstance(divisor, int) or divisor < 4:
-        raise ValueError(f"divisor must be an integer of at least 4 clocks per bit, not {divisor!r}")
+class _UartPart(wiring.Component):
+    """What both halves share: ``divisor`` clock cycles per bit, checked once."""
+
+    def __init__(self, divisor):
+        if not isinstance(divisor, int) or divisor < 4:
+            raise ValueError(f"divisor must be an integer of at least 4 clocks per bit, not {divisor!r}")
+        self.divisor = divisor
+        super().__init__()
 
 
-class UartRx(wiring.Component):
+class UartRx(_UartPart):
     """Receive bytes from ``rx``; each arrives on the ``o`` stream.
 
     The line is synchronised with two flip-flops, the start bit is checked at its
@@ -22,11 +27,6 @@ class UartRx(wiring.Component):
 
     rx: In(1, init=1)
     o: Out(stream.Signature(8))
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()
@@ -69,17 +69,12 @@ class UartRx(wiring.Component):
         return m
 
 
-class UartTx(wiring.Component):
+class UartTx(_UartPart):
     """Send each byte of the ``i`` stream on ``tx`` (start bit, 8 data bits LSB first, stop bit)."""
 
     i: In(stream.Signature(8))
     tx: Out(1, init=1)
     idle: Out(1)
-
-    def __init__(self, divisor):
-        _check_divisor(divisor)
-        self.divisor = divisor
-        super().__init__()
 
     def elaborate(self, platform):
         m = Module()

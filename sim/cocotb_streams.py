@@ -28,14 +28,21 @@ def field(layout, raw, name):
     return v
 
 
-class StreamSource:
-    """Drives ``valid``/``payload`` of a stream, with random idle cycles (``stall`` 0..1)."""
+class _StreamPort:
+    """The handles of an Amaranth stream port on the DUT, and the stall settings."""
 
     def __init__(self, dut, name, clk, *, stall=0.0, rng=None):
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
         self.clk, self.stall, self.rng = clk, stall, rng or random.Random(0)
+
+
+class StreamSource(_StreamPort):
+    """Drives ``valid``/``payload`` of a stream, with random idle cycles (``stall`` 0..1)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
         self.valid.value = 0
 
     async def send(self, value):
@@ -52,14 +59,11 @@ class StreamSource:
         self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_StreamPort):
     """Accepts payloads, withholding ``ready`` on random cycles (``stall`` 0..1)."""
 
-    def __init__(self, dut, name, clk, *, stall=0.0, rng=None):
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.clk, self.stall, self.rng = clk, stall, rng or random.Random(0)
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
         self.ready.value = 0
 
     async def recv(self, max_cycles=1_000_000):

@@ -48,3 +48,13 @@ def test_committed_board_report_is_of_the_shipped_engine():
     from host.projection import REPORTS
     rep = json.loads((REPORTS / "icebreaker.json").read_text())
     assert rep["engine"] == board("icebreaker").engine.__dict__ and rep["timing_met"]
+
+
+@pytest.mark.slow
+def test_ulx3s_85f_bitstream_meets_timing_with_no_dsp(tmp_path):
+    """About 5 minutes on 2 cores: run with `pytest -m slow`."""
+    out = tmp_path / "ulx3s"
+    assert main(["build", "--board", "ulx3s-85f", "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert (out / "ulx3s-85f.bit").stat().st_size > 100_000
+    assert rep["timing_met"] and rep["dsp"] == 0 and rep["bram"] > 0
