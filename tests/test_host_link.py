@@ -1,0 +1,65 @@
+"""The host's link and Device against scripted fake devices (no simulator needed)."""
+
+import pytest
+
+from host.device import Device
+from host.errors import DeviceMute, ProtocolMismatch
+from host.transport import Transport
+from ternary_core import protocol as P
+from ternary_core.engine_config import EngineConfig
+
+
+class ScriptedDevice(Transport):
+    """Answers each request frame with ``reply(seq, cmd, payload) -> bytes``."""
+
+    name = "scripted device"
+
+    def __init__(self, reply):
+        self.reply, self.pending, self.decoder = reply, b"", P.FrameDecoder()
+
+    def write(self, data):
+        for seq, cmd, payload in self.decoder.feed(data):
+            self.pending += self.reply(seq, cmd, payload)
+
+    def read(self, timeout):
+        data, self.pending = self.pending, b""
+        return data
+
+
+def info_reply(version=P.PROTOCOL_VERSION, magic=P.MAGIC):
+    info = P.info_for(EngineConfig(), 512)
+    body = P.DeviceInfo(magic, version, *[getattr(info, f) for f in P.INFO_FIELDS[2:]]).pack()
+    return lambda seq, cmd, payload: P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
+
+
+def test_device_speaking_another_protocol_version_is_named():
+    with pytest.raises(ProtocolMismatch, match="protocol version 9.*speaks 1"):
+        Device(ScriptedDevice(info_reply(version=9)), timeout=0.05)
+
+
+def test_something_else_answering_info_is_a_mismatch():
+    with pytest.raises(ProtocolMismatch, match="not as a ternary engine"):
+        Device(ScriptedDevice(info_reply(magic=b"XX")), timeout=0.05)
+
+
+def test_a_device_that_only_nacks_is_mute_after_bounded_retries():
+    nacks = []
+
+    def nack(seq, cmd, payload):
+        nacks.append(seq)
+        return P.encode_frame(seq, P.NACK, bytes([P.Status.BAD_CRC]))
+
+    with pytest.raises(DeviceMute, match="INFO"):
+        Device(ScriptedDevice(nack), timeout=0.05, retries=3)
+    assert len(nacks) == 4 and len(set(nacks)) == 1  # the same request, resent
+
+
+def test_stale_and_duplicated_responses_are_ignored():
+    good = info_reply()
+
+    def noisy(seq, cmd, payload):
+        stale = P.encode_frame((seq - 1) & 0xFF, cmd | P.RESPONSE_BIT, b"\x00stale")
+        return b"\x00garbage" + stale + good(seq, cmd, payload) + good(seq, cmd, payload)
+
+    dev = Device(ScriptedDevice(noisy), timeout=0.05)
+    assert dev.config == EngineConfig() and dev.link.stats.retries == 0
