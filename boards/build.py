@@ -24,8 +24,7 @@ def _platform_and_top(name, config, clock_hz, baud):
         from amaranth_boards import ulx3s
 
         from .tops import ULX3STop
-        plat = {"ulx3s-12f": ulx3s.ULX3S_12F_Platform, "ulx3s-25f": ulx3s.ULX3S_25F_Platform,
-                "ulx3s-45f": ulx3s.ULX3S_45F_Platform, "ulx3s-85f": ulx3s.ULX3S_85F_Platform}[name]
+        plat = {"ulx3s-85f": ulx3s.ULX3S_85F_Platform}[name]  # the smaller ECP5s need own profiles
         return plat(), ULX3STop(config, clock_hz, baud), ".bit"
     raise TernaryError(f"no build recipe for board {name!r}")
 

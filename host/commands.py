@@ -187,7 +187,7 @@ def register_build(sub):
                                    "YoWASP Yosys/nextpnr from PyPI; write the bitstream and "
                                    "report.json (resources, Fmax, timing) and print a summary. "
                                    "Exits 1 if timing is not met.")
-    p.add_argument("--board", required=True, help="icebreaker")
+    p.add_argument("--board", required=True, help="icebreaker or ulx3s-85f")
     p.add_argument("--rows", type=int, help="MAC array rows (default: the board's)")
     p.add_argument("--cols", type=int, help="MAC array columns (default: the board's)")
     p.add_argument("--format", dest="fmt", choices=["2bit", "base3"], help="weight format (default: the board's)")
