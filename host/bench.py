@@ -83,7 +83,7 @@ def bench(boards=None, configs=None, log=sys.stderr):
             per, sim_cps = measure_engine(cfg, model, log)
             ideal = sum(ideal_cycles(*b.trits.shape, r, c) for b in model.bitlinears.values())
             fmax = rep["fmax_mhz"]
-            proj = project(profile, per, clock_hz=fmax * 1e6)
+            proj = project(profile, per, fmax * 1e6, "Fmax of this build")
             rows.append({
                 "board": name, "rows": r, "cols": c, "format": fmt, "luts": rep["luts"],
                 "ffs": rep["ffs"], "dsp": rep["dsp"], "bram": rep["bram"], "spram": rep.get("spram", 0),

@@ -85,9 +85,6 @@ class Device:
     def free_words(self):
         return self.config.weight_words - self._next_free
 
-    def fits(self, m, k):
-        return self.config.layout.words(m, k) <= self.free_words
-
     def clear(self):
         """Forget every uploaded layer (the memory is reused by later uploads)."""
         self._next_free = 0

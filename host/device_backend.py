@@ -105,13 +105,14 @@ class DeviceBackend(MatvecBackend):
     def summary(self, result):
         """Figures for the end of a run: measured per-token costs, and what the same run
         would reach on the board (see :func:`host.projection.project`)."""
-        from .projection import project
+        from .projection import board_clock, project
 
         t = self.per_token()
         lines = [f"device: {t['engine']} engine, {t['mode']} weights; per token "
                  f"{t['device_cycles_per_token']:,.0f} device cycles, "
                  f"{t['link_bytes_per_token']:,.0f} link bytes"]
-        proj = project(self.board_profile, t) if getattr(self, "board_profile", None) else None
+        profile = getattr(self, "board_profile", None)
+        proj = project(profile, t, *board_clock(profile)) if profile else None
         if proj:
             t["projection"] = proj
             lines.append(proj["line"])

@@ -4,6 +4,8 @@ from amaranth import Module, Mux, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ternary_core.golden import accumulator_bits
+
 from .decoder import TRIT
 
 
@@ -22,7 +24,7 @@ def adder_tree(values):
 
 def sum_bits(cols):
     """Width of one row's sum of ``cols`` terms, each in [-128, 128]."""
-    return (128 * cols).bit_length() + 1
+    return accumulator_bits(cols)
 
 
 class TernaryMacArray(wiring.Component):

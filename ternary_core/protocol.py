@@ -110,9 +110,11 @@ def info_for(config, max_payload):
 
 
 def result_width(k):
-    """Bytes that hold any result of a matvec with ``k`` inputs (|acc| <= 128 k): the
-    width the host asks READ_RESULTS for, so small layers cost fewer link bytes."""
-    return ((128 * k).bit_length() + 1 + 7) // 8
+    """Bytes that hold any result of a matvec with ``k`` inputs: the width the host asks
+    READ_RESULTS for, so small layers cost fewer link bytes."""
+    from .golden import accumulator_bits
+
+    return -(-accumulator_bits(k) // 8)
 
 
 def frame_crc(body):

@@ -158,7 +158,6 @@ def build_torch_model(config, full_precision=False):
 
 def export_model(net, config, tokenizer):
     """The trained float master weights -> the project's model (ternary BitLinears)."""
-    torch = _torch()
     state = {k: v.detach().float().numpy() for k, v in net.state_dict().items()}
     model = BitNetModel(config, tokenizer)
     for name in config.bitlinear_shapes():
@@ -166,8 +165,7 @@ def export_model(net, config, tokenizer):
         model.bitlinears[name] = BitLinearWeights(trits, scale)
     if config.tie_word_embeddings:
         state.pop("lm_head.weight", None)
-    model.floats = {k: v for k, v in state.items()}
-    del torch
+    model.floats = state
     return model
 
 

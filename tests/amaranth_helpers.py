@@ -9,11 +9,12 @@ def run(dut, testbench, *, vcd=None, deadline=None):
     sim = Simulator(dut)
     sim.add_clock(1e-8, if_exists=True)  # combinational blocks have no clock domain
     sim.add_testbench(testbench)
+    go = (lambda: sim.run_until(deadline)) if deadline else sim.run
     if vcd:
         with sim.write_vcd(vcd):
-            sim.run_until(deadline) if deadline else sim.run()
+            go()
     else:
-        sim.run_until(deadline) if deadline else sim.run()
+        go()
 
 
 async def stream_send(ctx, s, payload):

@@ -28,8 +28,8 @@ def test_accumulator_holds_the_extremes_at_max_k():
 @pytest.mark.parametrize("k", [1, 5, 127, 128, 1000, 4095, 4097])
 def test_accumulator_bits_is_the_smallest_that_fits(k):
     bits = accumulator_bits(k)
-    assert 128 * k <= (1 << (bits - 1)) - 1 or -128 * k >= -(1 << (bits - 1))
-    assert 128 * k > (1 << (bits - 2)) - 1  # one bit fewer would not hold +128K
+    assert 128 * k <= (1 << (bits - 1)) - 1   # +128K (all -128 times all -1) fits
+    assert 128 * k > (1 << (bits - 2)) - 1    # one bit fewer would not hold it
 
 
 def test_ideal_cycles_rounds_tiles_up():
