@@ -1,17 +1,16 @@
 """``ternary bench``: resources, Fmax, cycles against the ideal, and tokens/s bounds
 per board and array configuration, measured, with a table, JSON and a plot."""
 
-import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from ternary_core.boards import board
 from ternary_core.errors import TernaryError
 from ternary_core.golden import ideal_cycles
 from ternary_core.reference import GoldenBackend
 
+from .bench_builds import BuildRequest, build_all
 from .device import Device
 from .device_backend import DeviceBackend
 from .generate import Sampler, generate, load
@@ -35,21 +34,6 @@ def parse_config(text):
         raise TernaryError(f"config {text!r}: expected ROWSxCOLS/FORMAT, e.g. 4x10/base3") from None
 
 
-def cached_build(name, cfg, log):
-    """The board's build report for ``cfg``, reusing a build of the same design."""
-    from boards.build import build
-    from rtl.fingerprint import design_fingerprint
-
-    boards_src = sorted((Path(__file__).resolve().parent.parent / "boards").glob("*.py"))
-    key = design_fingerprint(cfg, *(p.read_bytes() for p in boards_src))
-    out = Path("build") / "bench" / f"{name}-{cfg.rows}x{cfg.cols}-{cfg.fmt}-{key}"
-    rep = out / "report.json"
-    if rep.is_file():
-        print(f"reusing the build in {out}", file=log)
-        return json.loads(rep.read_text())
-    return build(name, rows=cfg.rows, cols=cfg.cols, fmt=cfg.fmt, out=out, log=log)
-
-
 def measure_engine(cfg, model, log):
     """Generate a few tokens on a simulated board of ``cfg``: per-token costs, sim speed."""
     tok_ids = list(PROMPT.encode())
@@ -70,36 +54,49 @@ def reference_tokens_per_s(model):
     return res.tokens_per_s
 
 
-def bench(boards=None, configs=None, log=sys.stderr):
-    model, _ = load()
-    rows = []
+def bench(boards=None, configs=None, *, jobs=None, log=sys.stderr):
+    """Build every (board, config) — in parallel, ``jobs`` at a time, reusing cached
+    builds (see :mod:`host.bench_builds`) — then measure each on the simulated board.
+    Rows come in the order requested: boards, then each board's configs."""
+    plan = []
     for name in boards or ["icebreaker"]:
         profile = board(name)
         for text in configs or DEFAULT_CONFIGS.get(name, []):
             r, c, fmt = parse_config(text)
-            cfg = replace(profile.engine, rows=r, cols=c, fmt=fmt)
-            print(f"== {name} {r}x{c} {fmt}", file=log, flush=True)
-            rep = cached_build(name, cfg, log)
-            per, sim_cps = measure_engine(cfg, model, log)
-            ideal = sum(ideal_cycles(*b.trits.shape, r, c) for b in model.bitlinears.values())
-            fmax = rep["fmax_mhz"]
-            proj = project(profile, per, fmax * 1e6, "Fmax of this build")
-            rows.append({
-                "board": name, "rows": r, "cols": c, "format": fmt, "luts": rep["luts"],
-                "ffs": rep["ffs"], "dsp": rep["dsp"], "bram": rep["bram"], "spram": rep.get("spram", 0),
-                "fmax_mhz": round(fmax, 2), "target_mhz": rep["target_mhz"], "timing_met": rep["timing_met"],
-                "macs_per_cycle": r * cfg.cols, "trits_per_word": r * c, "word_bits": 8 * cfg.word_bytes,
-                "cycles_per_token": round(per["device_cycles_per_token"]),
-                "ideal_cycles_per_token": ideal,
-                "link_bytes_per_token": round(per["link_bytes_per_token"]),
-                "tokens_per_s_compute": round(proj["tokens_per_s_compute"], 1),
-                "tokens_per_s_memory": round(proj["tokens_per_s_memory"], 1),
-                "tokens_per_s_link": round(proj["tokens_per_s_link"], 2),
-                "tokens_per_s": round(proj["tokens_per_s"], 2), "bound": proj["bound"],
-                "sim_cycles_per_s": round(sim_cps),
-            })
+            plan.append((profile, BuildRequest(name, replace(profile.engine, rows=r, cols=c, fmt=fmt))))
+    if not plan:
+        raise TernaryError("--configs: no configuration to bench for these boards")
+    reports = build_all([req for _, req in plan], jobs=jobs, log=log)
+    model, _ = load()
+    rows = []
+    for (profile, req), rep in zip(plan, reports):
+        print(f"== measuring {req.label} on the simulated board", file=log, flush=True)
+        rows.append(measure_row(profile, req.config, rep, model, log))
     return {"configs": rows, "reference_tokens_per_s": round(reference_tokens_per_s(model), 1),
             "model": "shipped shakespeare-bitnet", "tokens_measured": TOKENS}
+
+
+def measure_row(profile, cfg, rep, model, log):
+    """One row of the bench: the build's report and the engine's measured costs."""
+    r, c = cfg.rows, cfg.cols
+    per, sim_cps = measure_engine(cfg, model, log)
+    ideal = sum(ideal_cycles(*b.trits.shape, r, c) for b in model.bitlinears.values())
+    fmax = rep["fmax_mhz"]
+    proj = project(profile, per, fmax * 1e6, "Fmax of this build")
+    return {
+        "board": profile.name, "rows": r, "cols": c, "format": cfg.fmt, "luts": rep["luts"],
+        "ffs": rep["ffs"], "dsp": rep["dsp"], "bram": rep["bram"], "spram": rep.get("spram", 0),
+        "fmax_mhz": round(fmax, 2), "target_mhz": rep["target_mhz"], "timing_met": rep["timing_met"],
+        "macs_per_cycle": r * cfg.cols, "trits_per_word": r * c, "word_bits": 8 * cfg.word_bytes,
+        "cycles_per_token": round(per["device_cycles_per_token"]),
+        "ideal_cycles_per_token": ideal,
+        "link_bytes_per_token": round(per["link_bytes_per_token"]),
+        "tokens_per_s_compute": round(proj["tokens_per_s_compute"], 1),
+        "tokens_per_s_memory": round(proj["tokens_per_s_memory"], 1),
+        "tokens_per_s_link": round(proj["tokens_per_s_link"], 2),
+        "tokens_per_s": round(proj["tokens_per_s"], 2), "bound": proj["bound"],
+        "sim_cycles_per_s": round(sim_cps),
+    }
 
 
 def table(result):

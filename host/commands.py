@@ -239,16 +239,40 @@ def register_bench(sub):
     p.add_argument("--configs", help="comma-separated ROWSxCOLS/FORMAT (default: a set per board)")
     p.add_argument("--json", dest="json_out", help="write the results as JSON")
     p.add_argument("--plot", help="write a PNG plot")
+    p.add_argument("--jobs", type=_positive_int, default=None,
+                   help="builds run at once, each in its own process (default: the machine's "
+                        "cores)")
     p.set_defaults(func=_bench)
+
+
+def _positive_int(text):
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _bench(args):
     import json
 
     from host.bench import bench, plot, table
+    from ternary_core.errors import TernaryError
 
-    result = bench([b.strip() for b in args.boards.split(",") if b.strip()],
-                   [c for c in (args.configs or "").split(",") if c.strip()] or None)
+    boards = [b.strip() for b in args.boards.split(",") if b.strip()]
+    if not boards:
+        raise TernaryError(f"--boards names no board: {args.boards!r}")
+    configs = None
+    if args.configs is not None:
+        configs = [c for c in args.configs.split(",") if c.strip()]
+        if not configs:
+            raise TernaryError(f"--configs names no configuration: {args.configs!r}")
+    result = bench(boards, configs, jobs=args.jobs)
     print(table(result))
     print(f"reference (numpy) backend on this machine: {result['reference_tokens_per_s']} tokens/s")
     for r in result["configs"]:
