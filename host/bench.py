@@ -63,7 +63,8 @@ def bench(boards=None, configs=None, *, jobs=None, log=sys.stderr):
         profile = board(name)
         for text in configs or DEFAULT_CONFIGS.get(name, []):
             r, c, fmt = parse_config(text)
-            plan.append((profile, BuildRequest(name, replace(profile.engine, rows=r, cols=c, fmt=fmt))))
+            cfg = replace(profile.engine, rows=r, cols=c, fmt=fmt)
+            plan.append((profile, BuildRequest(name, cfg)))
     if not plan:
         raise TernaryError("--configs: no configuration to bench for these boards")
     reports = build_all([req for _, req in plan], jobs=jobs, log=log)

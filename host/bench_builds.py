@@ -144,7 +144,8 @@ def build_all(requests, *, jobs=None, build_fn=board_build, root=BUILD_ROOT, log
                     req = requests[i]
                     fut = pool.submit(_worker, build_fn, req.board, req.config, folders[i])
                     running[fut] = (i, time.monotonic())
-                    print(f"{tag[i]}: started (log: {folders[i] / 'bench.log'})", file=log, flush=True)
+                    print(f"{tag[i]}: started (log: {folders[i] / 'bench.log'})", file=log,
+                          flush=True)
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for fut in done:
                     i, t0 = running.pop(fut)

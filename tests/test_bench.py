@@ -110,7 +110,8 @@ def _build(tmp_path, names, jobs):
     log = tmp_path / "progress.log"
     with open(log, "w") as f:
         try:
-            return build_all(_requests(names), jobs=jobs, build_fn=stand_in_build, root=tmp_path, log=f)
+            return build_all(_requests(names), jobs=jobs, build_fn=stand_in_build,
+                             root=tmp_path, log=f)
         finally:
             f.flush()
 
@@ -128,8 +129,8 @@ def test_builds_run_jobs_at_a_time_in_worker_processes_and_return_in_request_ord
     for i, n in enumerate(names):
         tag = f"[{i + 1}/4] {n} 4x10 base3: "
         assert sum(line.startswith(tag + "started (log: ") for line in lines) == 1
-        assert sum(line.startswith(tag + "done in ") and line.endswith("s (Fmax 50.0 MHz, timing met)")
-                   for line in lines) == 1
+        assert sum(line.startswith(tag + "done in ")
+                   and line.endswith(" s (Fmax 50.0 MHz, timing met)") for line in lines) == 1
     done = [line.split("]")[1].split()[0] for line in lines if ": done in " in line]
     assert done[-1] == "slow" and len(lines) == 8
     log = build_folder(_requests(["a"])[0], tmp_path) / "bench.log"
