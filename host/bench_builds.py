@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -122,11 +123,11 @@ def build_all(requests, *, jobs=None, build_fn=board_build, root=BUILD_ROOT, log
     n = len(requests)
     tag = {i: f"[{i + 1}/{n}] {r.label}" for i, r in enumerate(requests)}
     folders = [build_folder(r, root) for r in requests]
-    reports, owner, todo = {}, {}, []
+    reports, seen, todo = {}, set(), []
     for i, folder in enumerate(folders):
-        if folder in owner:  # the same design twice: build it once
+        if folder in seen:  # the same design twice: build it once
             continue
-        owner[folder] = i
+        seen.add(folder)
         rep = cached_report(folder)
         if rep is not None:
             reports[folder] = rep
@@ -142,7 +143,11 @@ def build_all(requests, *, jobs=None, build_fn=board_build, root=BUILD_ROOT, log
                 while queue and len(running) < jobs:
                     i = queue.pop(0)
                     req = requests[i]
-                    fut = pool.submit(_worker, build_fn, req.board, req.config, folders[i])
+                    try:
+                        fut = pool.submit(_worker, build_fn, req.board, req.config, folders[i])
+                    except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                        failures.append(f"{req.label}: not started: {_one_line(exc)}")
+                        continue
                     running[fut] = (i, time.monotonic())
                     print(f"{tag[i]}: started (log: {folders[i] / 'bench.log'})", file=log,
                           flush=True)
@@ -158,7 +163,7 @@ def build_all(requests, *, jobs=None, build_fn=board_build, root=BUILD_ROOT, log
                         print(f"{tag[i]}: FAILED in {secs:.0f} s", file=log, flush=True)
                         continue
                     reports[folders[i]] = rep
-                    timing = "" if "fmax_mhz" not in rep else (
+                    timing = "" if rep.get("fmax_mhz") is None else (
                         f" (Fmax {rep['fmax_mhz']:.1f} MHz, timing "
                         f"{'met' if rep.get('timing_met') else 'NOT met'})")
                     print(f"{tag[i]}: done in {secs:.0f} s{timing}", file=log, flush=True)

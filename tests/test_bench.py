@@ -82,13 +82,15 @@ def _wait_for(cond, what):
 def stand_in_build(board_name, config, out, log):
     """Runs in a worker process. Each build waits until ``jobs`` builds have started (so
     it passes only if that many run at once); the one named "slow" also waits until all
-    the others have ended; "broken" fails as a tool would."""
+    the others have ended; "broken" fails as a tool would; "crash" kills its worker."""
     root = out.parent
     plan = json.loads((root / "plan.json").read_text())
     (root / "started").mkdir(exist_ok=True)
     (root / "ended").mkdir(exist_ok=True)
     (root / "started" / out.name).touch()
     print(f"stand-in build of {board_name}", file=log)
+    if board_name == "crash":  # the worker process dies (as if killed)
+        os._exit(3)
     _wait_for(lambda: _count(root / "started") >= plan["jobs"], f"{plan['jobs']} builds at once")
     if board_name == "slow":
         _wait_for(lambda: _count(root / "ended") >= plan["n"] - 1, "the other builds")
@@ -159,3 +161,10 @@ def test_a_failed_build_is_named_after_the_others_have_finished(tmp_path):
     # the builds that worked are kept for the next run
     for n in ("a", "b"):
         assert (build_folder(_requests([n])[0], tmp_path) / "report.json").is_file()
+
+
+def test_a_dead_worker_fails_its_build_and_the_rest_with_a_clear_error(tmp_path):
+    with pytest.raises(TernaryError, match=r"^2 of 2 builds failed: crash 4x10 base3: "
+                                           r"BrokenProcessPool: .*; a 4x10 base3: ") as err:
+        _build(tmp_path, ["crash", "a"], jobs=1)
+    assert "\n" not in str(err.value)
