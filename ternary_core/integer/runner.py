@@ -73,7 +73,7 @@ class IntegerRunner:
 
     def _matvecs(self, names, xq):
         """``acc = W~ . x_q`` for each name and each row of ``xq`` (T, K)."""
-        if isinstance(self.backend, GoldenBackend) and xq.shape[0] > 1:
+        if type(self.backend) is GoldenBackend and xq.shape[0] > 1:
             # the golden backend's own trits, all rows at once (same integers as row by row)
             if self._trits_t is None:
                 self._trits_t = {n: np.ascontiguousarray(w.T) for n, w in self.backend.trits.items()}
