@@ -179,6 +179,9 @@ def test_bitlinear_rescale_and_residual_saturation(rng):
     assert np.all(np.abs(y - want) <= 0.5 + np.abs(want) * 2.0 ** -16)
     top = (1 << 31) - 1
     assert ops.to_fixed(np.array([[1 << 17]]), row_scalar([2.0 ** 20]), 16, 32)[0, 0] == top
+    # a left shift far past 64 bits saturates (the leading-one detector sees it) instead of wrapping
+    huge = ops.to_fixed(np.array([[3, -3, 0]]), row_scalar([2.0 ** 200]), 16, 32)
+    assert huge.tolist() == [[top, -top - 1, 0]]
     x = np.array([top - 5, -top, 100])
     np.testing.assert_array_equal(ops.residual_add(x, np.array([10, -10, -50])), [top, -top - 1, 50])
 

@@ -212,6 +212,16 @@ def scalar_from_float(x):
     return Scalar(np.where(zero, 0, m), np.where(zero, E_ZERO, e))
 
 
+def shift_round_saturate(x, s, bits):
+    """:func:`shift_round` then :func:`saturate`, saturating left shifts that would leave
+    ``bits`` (their overflow is seen by the leading-one detector, never wrapped)."""
+    x, s = np.broadcast_arrays(_i64(x), _i64(s))
+    over = (s < 0) & (x != 0) & (bit_length(x) - s >= bits)
+    lim = 1 << (bits - 1)
+    y = shift_round(np.where(over, 0, x), np.where(over, 0, s))
+    return np.where(over, np.where(x < 0, -lim, lim - 1), saturate(y, bits))
+
+
 def apply_scalar(x, a, frac_bits, bits):
     """``x * a`` as a fixed-point integer with ``frac_bits`` fraction bits, saturated to
     ``bits``: one multiply by the mantissa and one rounding shift per element.
@@ -219,7 +229,7 @@ def apply_scalar(x, a, frac_bits, bits):
     ``a`` broadcasts against ``x`` (e.g. one scalar per row: pass ``a`` with a trailing
     axis of 1).
     """
-    return saturate(shift_round(_i64(x) * a.m, -(a.e + frac_bits)), bits)
+    return shift_round_saturate(_i64(x) * a.m, -(a.e + frac_bits), bits)
 
 
 def exp2_neg(d, frac_bits=EXP2_FRAC_BITS):
