@@ -107,14 +107,14 @@ class Scalar:
 
 def scalar_from_int(x, e=0):
     """The scalar nearest ``x * 2**e`` for non-negative integers ``x`` (round half up)."""
-    x, e = np.broadcast_arrays(_i64(x), _i64(e))
+    x = _i64(x)
     s = bit_length(x) - MANT_BITS
     m = shift_round(x, s)
-    over = m >= (1 << MANT_BITS)          # rounding carried into a 17th bit
-    m = np.where(over, m >> 1, m)
-    s = s + over
+    over = m >> MANT_BITS                 # 1 where rounding carried into a 17th bit
     zero = x == 0
-    return Scalar(np.where(zero, 0, m), np.where(zero, E_ZERO, e + s))
+    e = np.where(zero, E_ZERO, _i64(e) + s + over)
+    m = np.where(zero, 0, m >> over)
+    return Scalar(m if m.shape == e.shape else np.broadcast_to(m, e.shape), e)
 
 
 def scalar_shift(a, k):

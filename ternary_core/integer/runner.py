@@ -109,17 +109,12 @@ class IntegerRunner:
             self.v8[i, :, p0:end] = v8.transpose(1, 0, 2)
             for cache, sc in ((self.k_scale, k_sc), (self.v_scale, v_sc)):
                 cache.m[i, :, p0:end], cache.e[i, :, p0:end] = sc.m.T, sc.e.T
-            accs, scales = [], []
-            for h in range(nh):
-                kv = h // group
-                acc, sc = ops.attention(q8[:, h], q_sc[:, h], self.k8[i, kv, :end],
-                                        self.k_scale[i, kv, :end], self.v8[i, kv, :end],
-                                        self.v_scale[i, kv, :end], mask, im.score_k)
-                accs.append(acc)
-                scales.append(sc)
-            attn, a_sc = ops.merge_heads(np.stack(accs, axis=1),
-                                         Scalar(np.stack([s.m for s in scales], axis=1),
-                                                np.stack([s.e for s in scales], axis=1)))
+            # heads on the leading axis; query head h reads kv head h // group (GQA)
+            kv = np.arange(nh) // group
+            acc, sc = ops.attention(q8.transpose(1, 0, 2), Scalar(q_sc.m.T, q_sc.e.T),
+                                    self.k8[i, kv, :end], self.k_scale[i, kv, :end],
+                                    self.v8[i, kv, :end], self.v_scale[i, kv, :end], mask, im.score_k)
+            attn, a_sc = ops.merge_heads(acc.transpose(1, 0, 2), Scalar(sc.m.T, sc.e.T))
             xq, r = self._norm(p + "self_attn.attn_sub_norm", attn, a_sc)
             (oa,) = self._matvecs([p + "self_attn.o_proj"], xq)
             o = ops.to_fixed(oa, scalar_mul(r, im.linear_scale[p + "self_attn.o_proj"]),
