@@ -27,7 +27,7 @@ class IntegerRunner:
 
     def __init__(self, im, backend=None, max_len=None):
         self.im, self.cfg = im, im.config
-        self.backend = backend or GoldenBackend()
+        self.backend = backend if backend is not None else GoldenBackend()
         self.backend.prepare(im.model)
         self.max_len = int(max_len or im.max_len)
         if not 1 <= self.max_len <= im.max_len:
