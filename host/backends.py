@@ -68,6 +68,12 @@ class RunnerBackend:
     make_runner: object        # max_len -> runner
     integer: bool = False
 
+    @property
+    def vectorized(self):
+        """Whether runners can ``score`` a window at once: only when their matvecs are the
+        golden model's (a device computes them one step at a time)."""
+        return isinstance(self.matvec, GoldenBackend)
+
     def sampler(self, temperature=0.0, top_k=0, seed=0):
         if self.integer:
             from ternary_core.integer import IntegerSampler

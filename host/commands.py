@@ -196,6 +196,75 @@ def _generate(args):
             print(line, file=sys.stderr)
 
 
+def register_eval(sub):
+    from ternary_core.corpus import SPLITS
+
+    from .backends import BACKENDS, add_device_options
+
+    p = sub.add_parser("eval", help="measure a model's next-token loss on a text",
+                       description="Teacher-forced next-token loss of a model on a text: nats per "
+                                   "token and per byte, bits per byte, perplexity, and top-1 "
+                                   "agreement with the float reference backend. Text longer than "
+                                   "the model's context is scored in consecutive windows of the "
+                                   "context. By default: the held-out 10% of the training corpus "
+                                   f"({DEFAULT_CORPUS}), the split `ternary train` did not train on.")
+    p.add_argument("--backend", choices=BACKENDS, default="reference")
+    p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--text", help=f"text file to score (default {DEFAULT_CORPUS}, split val)")
+    g.add_argument("--ids", help="file of token ids separated by whitespace or commas (for models "
+                                 "without a tokenizer)")
+    p.add_argument("--split", choices=SPLITS,
+                   help="part of the text: the held-out last 10%% ('val', the default for the "
+                        "default corpus), the first 90%% ('train') or 'all' (the default for --text)")
+    p.add_argument("--bytes", type=int, help="score only the first N bytes of the text")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_options(p)
+    p.set_defaults(func=_eval)
+
+
+def _eval(args):
+    import json
+    import sys
+
+    from host.backends import open_runner
+    from host.eval import evaluate, read_ids, read_text, text_ids
+    from host.generate import load
+    from ternary_core.errors import TernaryError
+
+    if args.bytes is not None and args.bytes < 2:
+        raise TernaryError(f"--bytes must be at least 2, got {args.bytes}")
+    if args.ids and (args.split or args.bytes):
+        raise TernaryError("--split and --bytes apply to text; with --ids the file's ids are "
+                           "scored as they are")
+    model, tok = load(args.model)
+    if args.ids:
+        ids, source = read_ids(args.ids), {"ids": args.ids}
+    else:
+        path = args.text or DEFAULT_CORPUS
+        split = args.split or ("all" if args.text else "val")
+        data = read_text(path, split, args.bytes, "--text" if args.text else "corpus")
+        ids, source = text_ids(tok, data, path), {"text": path, "split": split}
+    backend = open_runner(args, model)
+    try:
+        result = evaluate(model, backend, ids, tok)
+    finally:
+        backend.close()
+    result = {**result, **source, "model": args.model or "shipped"}
+    if args.json:
+        print(json.dumps(result))
+        return
+    what = f"{result['positions']:,} positions in {result['windows']} windows of {result['context']}"
+    print(f"{args.backend}: {what} ({result['seconds']:.1f} s)")
+    print(f"  loss            {result['loss_nats_per_token']:.4f} nats/token, "
+          f"perplexity {result['perplexity']:.3f}")
+    if result["bytes"]:
+        print(f"  per byte        {result['loss_nats_per_byte']:.4f} nats/byte, "
+              f"{result['bits_per_byte']:.4f} bits/byte ({result['bytes']:,} bytes)")
+    print(f"  top-1 agreement {result['top1_agreement']:.2%} with the float reference; "
+          f"top-1 accuracy {result['top1_accuracy']:.2%}")
+
+
 def register_build(sub):
     p = sub.add_parser("build", help="build a bitstream for a board (YoWASP tools, from PyPI)",
                        description="Synthesize, place and route the device for a board with the "
@@ -278,5 +347,5 @@ def _bench(args):
         plot(result, args.plot)
 
 
-REGISTRY = [register_verilog, register_train, register_import, register_generate,
+REGISTRY = [register_verilog, register_train, register_import, register_generate, register_eval,
             register_build, register_program, register_bench]
