@@ -1,0 +1,209 @@
+"""Fixed-point building blocks of the integer decode: rounding shifts, saturation, and the
+*scalar unit* — a 16-bit-mantissa number format for the per-token scale factors.
+
+Everything here is integer arithmetic on int64 numpy arrays (vectorized over any leading
+shape). The only float is in building the three ROM tables and in :func:`scalar_from_float`,
+which the compiler calls once at load time; the per-token datapath never uses them.
+
+Rounding: :func:`shift_round` adds half an LSB and shifts right arithmetically (round half
+up, one adder and a shifter). Saturation: :func:`saturate` clamps to a signed width.
+
+The scalar format ("scalar unit"): a positive value ``m * 2**e`` with an unsigned 16-bit
+mantissa ``m`` in ``[2**15, 2**16)`` and a signed exponent ``e`` (a small integer; the shipped
+model stays within -80..40). Zero is ``m == 0`` with ``e == E_ZERO``. A product is one 16x16
+multiply, a leading-one detector and a shift; :func:`scalar_recip` and :func:`scalar_rsqrt`
+are a 128/192-entry table and one Newton step each (three multiplies). These run once per
+vector per token (a few dozen times per token), never per element.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MANT_BITS = 16
+E_ZERO = -1024          # exponent of the scalar zero (below every real exponent)
+MAX_SHIFT = 62          # shifts beyond this are clamped: the result is already 0 or -1
+
+RECIP_INDEX_BITS = 7    # 1/f for f in [1, 2): 128 entries of 17 bits
+RSQRT_INDEX_BITS = 6    # 1/sqrt(f) for f in [1, 4): 192 entries of 17 bits (64 per octave)
+EXP2_FRAC_BITS = 8      # 2**-f for f in [0, 1) in steps of 1/256: 256 entries of 16 bits
+EXP2_ONE = 1 << 15      # the table's 1.0
+
+
+def _i64(x):
+    return np.asarray(x, dtype=np.int64)
+
+
+def shift_round(x, s):
+    """``round(x / 2**s)`` (half up) for ``s >= 0``; ``x * 2**-s`` for ``s < 0``.
+
+    ``x`` and ``s`` are integer arrays (broadcast). Left shifts are exact; the caller
+    saturates if the result can leave its width.
+    """
+    x, s = np.broadcast_arrays(_i64(x), _i64(s))
+    right = np.clip(s, 1, MAX_SHIFT)
+    down = (x + (np.int64(1) << (right - 1))) >> right
+    up = x << np.clip(-s, 0, MAX_SHIFT)
+    return np.where(s > 0, down, up)
+
+
+def saturate(x, bits):
+    """Clamp ``x`` to the signed ``bits``-bit range."""
+    lim = 1 << (bits - 1)
+    return np.clip(_i64(x), -lim, lim - 1)
+
+
+def bit_length(x):
+    """Number of bits of ``|x|`` (0 for 0): the leading-one detector."""
+    x = np.abs(_i64(x))
+    n = np.zeros(x.shape, np.int64)
+    for step in (32, 16, 8, 4, 2, 1):
+        big = x >= (np.int64(1) << step)
+        x = np.where(big, x >> step, x)
+        n += np.where(big, step, 0)
+    return n + (x > 0)
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """Positive values ``m * 2**e`` (arrays of any common shape); see the module docstring."""
+
+    m: np.ndarray
+    e: np.ndarray
+
+    def __getitem__(self, idx):
+        return Scalar(self.m[idx], self.e[idx])
+
+    @property
+    def shape(self):
+        return np.shape(self.m)
+
+    def to_float(self):
+        """Host-side only (measuring and tests)."""
+        return np.where(self.m == 0, 0.0, np.ldexp(self.m.astype(np.float64), self.e))
+
+
+def scalar_from_int(x, e=0):
+    """The scalar nearest ``x * 2**e`` for non-negative integers ``x`` (round half up)."""
+    x, e = np.broadcast_arrays(_i64(x), _i64(e))
+    s = bit_length(x) - MANT_BITS
+    m = shift_round(x, s)
+    over = m >= (1 << MANT_BITS)          # rounding carried into a 17th bit
+    m = np.where(over, m >> 1, m)
+    s = s + over
+    zero = x == 0
+    return Scalar(np.where(zero, 0, m), np.where(zero, E_ZERO, e + s))
+
+
+def scalar_shift(a, k):
+    """``a * 2**k`` (exponent add)."""
+    return Scalar(a.m, np.where(a.m == 0, E_ZERO, a.e + _i64(k)))
+
+
+def scalar_mul(a, b):
+    """``a * b``: one 16x16 multiply, then renormalize."""
+    return scalar_from_int(a.m * b.m, a.e + b.e)
+
+
+def scalar_add(a, b):
+    """``a + b`` for positive scalars: align to the larger exponent with 16 guard bits."""
+    top = np.maximum(a.e, b.e)
+    sa = shift_round(a.m << MANT_BITS, top - a.e)
+    sb = shift_round(b.m << MANT_BITS, top - b.e)
+    return scalar_from_int(sa + sb, top - MANT_BITS)
+
+
+def _recip_table():
+    i = np.arange(1 << RECIP_INDEX_BITS)
+    f = 1.0 + (i + 0.5) / (1 << RECIP_INDEX_BITS)
+    return np.round(2.0 ** 16 / f).astype(np.int64)
+
+
+def _rsqrt_table():
+    # index k = m2 >> (17 - 2 - RSQRT_INDEX_BITS) for m2 in [2**15, 2**17): f = m2 / 2**15
+    lo, hi = 1 << RSQRT_INDEX_BITS, 4 << RSQRT_INDEX_BITS
+    k = np.arange(lo, hi)
+    f = (k + 0.5) / (1 << RSQRT_INDEX_BITS)
+    return np.round(2.0 ** 16 / np.sqrt(f)).astype(np.int64)
+
+
+def _exp2_table():
+    i = np.arange(1 << EXP2_FRAC_BITS)
+    return np.round(EXP2_ONE * 2.0 ** (-i / (1 << EXP2_FRAC_BITS))).astype(np.int64)
+
+
+RECIP_TABLE = _recip_table()    # Q0.16 of 1/f at the bucket midpoints
+RSQRT_TABLE = _rsqrt_table()    # Q0.16 of 1/sqrt(f) at the bucket midpoints
+EXP2_TABLE = _exp2_table()      # Q1.15 of 2**-f
+
+
+def scalar_recip(a):
+    """``1 / a``: table of ``1/f`` on the top 7 fraction bits, one Newton step.
+
+    With ``f = m / 2**15`` in ``[1, 2)``: ``y0 = T[f]`` (Q0.16), ``y1 = y0 * (2 - f*y0)``.
+    Relative error below 2**-15. ``1 / 0`` is returned as 0 (callers only divide by a
+    sum that contains a 1.0, or scale a vector that is then all zero).
+    """
+    m = a.m
+    idx = np.clip((m >> (MANT_BITS - 1 - RECIP_INDEX_BITS)) - (1 << RECIP_INDEX_BITS),
+                  0, (1 << RECIP_INDEX_BITS) - 1)
+    y0 = RECIP_TABLE[idx]
+    t = m * y0                                   # ~ 2**31 * f * y
+    d = shift_round((np.int64(1) << 32) - t, 16)  # ~ 2**16 * (2 - f*y0)
+    y1 = shift_round(y0 * d, 15)                 # Q0.16 of 1/f
+    r = scalar_from_int(y1, -31 - a.e)
+    return Scalar(np.where(m == 0, 0, r.m), np.where(m == 0, E_ZERO, r.e))
+
+
+def scalar_rsqrt(a):
+    """``1 / sqrt(a)``: table of ``1/sqrt(f)`` (64 entries per octave), one Newton step.
+
+    The exponent is made odd (so ``15 + e`` halves exactly) by doubling the mantissa
+    when needed; ``f = m2 / 2**15`` lies in ``[1, 4)``. ``y1 = y0 * (3 - f*y0**2) / 2``.
+    Relative error below 2**-15. ``rsqrt(0)`` is returned as 0 (only reachable with
+    ``eps == 0`` and an all-zero vector, whose quantized value is zero anyway).
+    """
+    m, e = a.m, a.e
+    even = (e % 2) == 0
+    m2 = np.where(even, m << 1, m)
+    e2 = np.where(even, e - 1, e)
+    idx = np.clip((m2 >> (MANT_BITS - 1 - RSQRT_INDEX_BITS)) - (1 << RSQRT_INDEX_BITS),
+                  0, RSQRT_TABLE.size - 1)
+    y0 = RSQRT_TABLE[idx]
+    s = shift_round(y0 * y0, 16)                  # Q0.16 of y0**2
+    t = m2 * s                                    # ~ 2**31 * f * y0**2
+    d = shift_round(3 * (np.int64(1) << 31) - t, 16)
+    y1 = shift_round(y0 * d, 16)                  # Q0.16 of 1/sqrt(f)
+    r = scalar_from_int(y1, -16 - (15 + e2) // 2)
+    return Scalar(np.where(m == 0, 0, r.m), np.where(m == 0, E_ZERO, r.e))
+
+
+def scalar_from_float(x):
+    """Compile-time only: the scalar nearest the positive float(s) ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    f, k = np.frexp(x)                     # x = f * 2**k, f in [0.5, 1)
+    m = np.round(f * (1 << MANT_BITS)).astype(np.int64)
+    over = m >= (1 << MANT_BITS)
+    m = np.where(over, m >> 1, m)
+    e = (k - MANT_BITS + over).astype(np.int64)
+    zero = x <= 0
+    return Scalar(np.where(zero, 0, m), np.where(zero, E_ZERO, e))
+
+
+def apply_scalar(x, a, frac_bits, bits):
+    """``x * a`` as a fixed-point integer with ``frac_bits`` fraction bits, saturated to
+    ``bits``: one multiply by the mantissa and one rounding shift per element.
+
+    ``a`` broadcasts against ``x`` (e.g. one scalar per row: pass ``a`` with a trailing
+    axis of 1).
+    """
+    return saturate(shift_round(_i64(x) * a.m, -(a.e + frac_bits)), bits)
+
+
+def exp2_neg(d, frac_bits=EXP2_FRAC_BITS):
+    """``2**(-d / 2**frac_bits)`` in Q1.15 for integers ``d >= 0``: the table gives the
+    fraction, a right shift (rounded) the integer part; 0 from 2**-16 on."""
+    d = _i64(d)
+    ip, fp = d >> frac_bits, d & ((1 << frac_bits) - 1)
+    v = shift_round(EXP2_TABLE[fp], np.minimum(ip, MAX_SHIFT))
+    return np.where(ip > 16, 0, v)
