@@ -144,9 +144,10 @@ def _window_logits(backend, runner, window, on_position):
     return np.stack(rows)
 
 
-def evaluate(model, backend, ids, tokenizer, log=sys.stderr):
+def evaluate(model, backend, ids, tokenizer, log=None):
     """Score ``ids`` on ``backend`` (a :class:`host.backends.RunnerBackend`); return the
-    figures as a dict (see the module docstring)."""
+    figures as a dict (see the module docstring). The progress line goes to ``log``
+    (default: stderr)."""
     vocab, context = model.config.vocab_size, model.config.max_position_embeddings
     ids = np.asarray(ids, dtype=np.int64)
     if ids.size < 2:
@@ -159,7 +160,7 @@ def evaluate(model, backend, ids, tokenizer, log=sys.stderr):
     runner = backend.make_runner(min(context, ids.size - 1))
     reference = runner if backend.name == "reference" else \
         BitNetRunner(model, GoldenBackend(), max_len=min(context, ids.size - 1))
-    totals, progress = EvalTotals(), ProgressLine(log, ids.size - 1)
+    totals, progress = EvalTotals(), ProgressLine(log or sys.stderr, ids.size - 1)
     t0 = time.perf_counter()
     for start, end in spans:
         window, targets = ids[start:end], ids[start + 1:end + 1]
