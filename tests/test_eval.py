@@ -196,3 +196,38 @@ def test_bad_text_arguments_are_one_line_errors(tiny, tmp_path, capsys):
     assert "--bytes must be at least 2" in _error(capsys, ["eval", "--model", path, "--text", text,
                                                            "--bytes", "1"])
     assert "--ids: " in _error(capsys, ["eval", "--model", path, "--ids", str(tmp_path)])
+
+
+def test_hf_folder_without_tokenizer_imports_evaluates_and_generates(tmp_path, capsys, rng):
+    """The issue's acceptance path: `ternary import` of a float HF BitNet folder with no
+    tokenizer files (vocab 300, so not byte-level) writes tokenizer 'none'; the model
+    then evaluates with --ids and generates with --prompt-ids."""
+    from safetensors.numpy import save_file
+
+    from tests.test_generate_window import TINY
+    from ternary_core.model_config import BitNetConfig
+    from ternary_core.model_file import float_tensor_shapes
+
+    cfg = BitNetConfig(vocab_size=300, max_position_embeddings=16, **TINY)
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bitnet", **cfg.to_dict()}))
+    tensors = {n: (rng.normal(size=s) if len(s) == 2 else 1 + 0.1 * rng.random(s)).astype(np.float32)
+               for n, s in float_tensor_shapes(cfg).items()}
+    tensors.update({n + ".weight": rng.normal(size=s).astype(np.float32)
+                    for n, s in cfg.bitlinear_shapes().items()})
+    save_file(tensors, str(folder / "model.safetensors"))
+    model_path = str(tmp_path / "m.safetensors")
+    assert main(["import", str(folder), "-o", model_path]) == 0
+    assert load(model_path)[0].tokenizer == {"type": "none"}
+
+    ids = [int(t) for t in rng.integers(0, 300, 40)]
+    (tmp_path / "ids.txt").write_text(" ".join(map(str, ids)))
+    out, _ = _json(capsys, ["eval", "--model", model_path, "--ids", str(tmp_path / "ids.txt"),
+                            "--json"])
+    assert out["positions"] == 39 and out["bits_per_byte"] is None
+    assert 0 < out["loss_nats_per_token"] < 50 and out["top1_agreement"] == 1.0
+    gen, _ = _json(capsys, ["generate", "--model", model_path, "--prompt-ids", "299,0,150",
+                            "--tokens", "20", "--json"])
+    assert len(gen["token_ids"]) == 20 and max(gen["token_ids"]) < 300 and gen["window_shifts"] == [16]
+    assert "--prompt-ids" in _error(capsys, ["generate", "--model", model_path, "--prompt", "hi"])
