@@ -11,8 +11,9 @@ from ternary_core.model_file import load_model  # noqa: E402
 from ternary_core.reference import BitNetRunner  # noqa: E402
 
 
-def build_hf_checkpoint(folder, seed, packed=True):
-    """A random small BitNet built, packed and saved by transformers itself."""
+def build_hf_checkpoint(folder, seed, packed=True, hf_init=False):
+    """A random small BitNet built, packed and saved by transformers itself: weights
+    N(0, 1) and norms U(0.5, 1.5), or transformers' own initialization with ``hf_init``."""
     import torch._dynamo
     from transformers import BitNetConfig, BitNetForCausalLM
     from transformers.integrations.bitnet import pack_weights, replace_with_bitnet_linear
@@ -24,9 +25,10 @@ def build_hf_checkpoint(folder, seed, packed=True):
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                        rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                        bos_token_id=None, eos_token_id=None, tie_word_embeddings=False)
+    torch.manual_seed(seed)
     model = BitNetForCausalLM(cfg).eval()
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for name, p in ([] if hf_init else model.named_parameters()):
             if p.dim() == 1:  # norms
                 p.copy_(0.5 + torch.rand(p.shape, generator=g))
             else:

@@ -23,6 +23,7 @@ import numpy as np
 MANT_BITS = 16
 E_ZERO = -1024          # exponent of the scalar zero (below every real exponent)
 MAX_SHIFT = 62          # shifts beyond this are clamped: the result is already 0 or -1
+EXACT_FLOAT = 1 << 53   # integers below this are exact in float64
 
 RECIP_INDEX_BITS = 7    # 1/f for f in [1, 2): 128 entries of 17 bits
 RSQRT_INDEX_BITS = 6    # 1/sqrt(f) for f in [1, 4): 192 entries of 17 bits (64 per octave)
@@ -40,28 +41,49 @@ def shift_round(x, s):
     ``x`` and ``s`` are integer arrays (broadcast). Left shifts are exact; the caller
     saturates if the result can leave its width.
     """
-    x, s = np.broadcast_arrays(_i64(x), _i64(s))
-    right = np.clip(s, 1, MAX_SHIFT)
+    x = _i64(x)
+    if np.ndim(s) == 0:
+        s = int(s)
+        if s > 0:
+            s = min(s, MAX_SHIFT)
+            return (x + (1 << (s - 1))) >> s
+        return x << min(-s, MAX_SHIFT)
+    s = _i64(s)
+    right = np.minimum(np.maximum(s, 1), MAX_SHIFT)
     down = (x + (np.int64(1) << (right - 1))) >> right
-    up = x << np.clip(-s, 0, MAX_SHIFT)
+    up = x << np.minimum(np.maximum(-s, 0), MAX_SHIFT)
     return np.where(s > 0, down, up)
 
 
 def saturate(x, bits):
     """Clamp ``x`` to the signed ``bits``-bit range."""
     lim = 1 << (bits - 1)
-    return np.clip(_i64(x), -lim, lim - 1)
+    return np.minimum(np.maximum(_i64(x), -lim), lim - 1)
 
 
 def bit_length(x):
     """Number of bits of ``|x|`` (0 for 0): the leading-one detector."""
     x = np.abs(_i64(x))
+    if x.size and x.max() < EXACT_FLOAT:
+        # frexp of an exactly representable integer is its bit length (fast path only)
+        return np.frexp(x.astype(np.float64))[1].astype(np.int64)
     n = np.zeros(x.shape, np.int64)
     for step in (32, 16, 8, 4, 2, 1):
         big = x >= (np.int64(1) << step)
         x = np.where(big, x >> step, x)
         n += np.where(big, step, 0)
     return n + (x > 0)
+
+
+def exact_matmul(a, b):
+    """The integer matrix product ``a @ b`` (int64). When every partial sum is below
+    2**53 in magnitude, float64 BLAS computes it exactly and much faster than numpy's
+    integer loop; otherwise the int64 product is used. Either way the result is exact."""
+    a, b = _i64(a), _i64(b)
+    bound = (int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) * a.shape[-1])
+    if bound < EXACT_FLOAT:
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a @ b
 
 
 @dataclass(frozen=True)
@@ -190,6 +212,16 @@ def scalar_from_float(x):
     return Scalar(np.where(zero, 0, m), np.where(zero, E_ZERO, e))
 
 
+def shift_round_saturate(x, s, bits):
+    """:func:`shift_round` then :func:`saturate`, saturating left shifts that would leave
+    ``bits`` (their overflow is seen by the leading-one detector, never wrapped)."""
+    x, s = np.broadcast_arrays(_i64(x), _i64(s))
+    over = (s < 0) & (x != 0) & (bit_length(x) - s >= bits)
+    lim = 1 << (bits - 1)
+    y = shift_round(np.where(over, 0, x), np.where(over, 0, s))
+    return np.where(over, np.where(x < 0, -lim, lim - 1), saturate(y, bits))
+
+
 def apply_scalar(x, a, frac_bits, bits):
     """``x * a`` as a fixed-point integer with ``frac_bits`` fraction bits, saturated to
     ``bits``: one multiply by the mantissa and one rounding shift per element.
@@ -197,7 +229,7 @@ def apply_scalar(x, a, frac_bits, bits):
     ``a`` broadcasts against ``x`` (e.g. one scalar per row: pass ``a`` with a trailing
     axis of 1).
     """
-    return saturate(shift_round(_i64(x) * a.m, -(a.e + frac_bits)), bits)
+    return shift_round_saturate(_i64(x) * a.m, -(a.e + frac_bits), bits)
 
 
 def exp2_neg(d, frac_bits=EXP2_FRAC_BITS):

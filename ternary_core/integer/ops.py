@@ -8,9 +8,10 @@ See docs/integer-decode.md for the widths and the cost of each op.
 
 import numpy as np
 
-from .fixed import (EXP2_FRAC_BITS, MANT_BITS, Scalar, apply_scalar, bit_length, exp2_neg,
-                    saturate, scalar_add, scalar_from_float, scalar_from_int, scalar_mul,
-                    scalar_recip, scalar_rsqrt, scalar_shift, shift_round)
+from .fixed import (EXP2_FRAC_BITS, MANT_BITS, Scalar, apply_scalar, bit_length, exact_matmul,
+                    exp2_neg, saturate, scalar_add, scalar_from_float, scalar_from_int,
+                    scalar_mul, scalar_recip, scalar_rsqrt, scalar_shift, shift_round,
+                    shift_round_saturate)
 
 INV_127 = scalar_from_float(1.0 / 127.0)
 RES_FRAC_BITS = 16      # residual stream: int32, Q15.16
@@ -112,10 +113,10 @@ def attention(q8, qs, k8, ks, v8, vs, mask, score_k):
 
     Returns ``(acc int (Tq, hd), scale Scalar (Tq,))``.
     """
-    dot = q8.astype(np.int64) @ k8.astype(np.int64).T                     # (Tq, Tk)
+    dot = exact_matmul(q8, k8.T)                                           # (Tq, Tk)
     c = scalar_mul(scalar_mul(Scalar(qs.m[:, None], qs.e[:, None]),
                               Scalar(ks.m[None, :], ks.e[None, :])), score_k)
-    z = saturate(shift_round(dot * c.m, -(c.e + SCORE_FRAC_BITS)), SCORE_BITS)
+    z = shift_round_saturate(dot * c.m, -(c.e + SCORE_FRAC_BITS), SCORE_BITS)
     lowest = -(1 << (SCORE_BITS - 1))
     z = np.where(mask, z, lowest)
     zmax = z.max(axis=-1, keepdims=True)
@@ -125,7 +126,7 @@ def attention(q8, qs, k8, ks, v8, vs, mask, score_k):
     emax = vexp.max(axis=-1, keepdims=True)
     w = shift_round(e * vs.m[None, :], MANT_BITS + emax - vexp)              # < 2**16
     w = np.where(mask, w, 0)
-    acc = w @ v8.astype(np.int64)
+    acc = exact_matmul(w, v8)
     scale = scalar_shift(scalar_recip(scalar_from_int(total)), emax[:, 0] + MANT_BITS)
     return acc, scale
 
@@ -147,12 +148,13 @@ def merge_heads(acc, scale):
 
 def relu2_glu(g, gs, u, us):
     """``relu(g)**2 * u`` for BitLinear accumulators ``g``, ``u`` with row scales
-    ``gs``, ``us``: square (normalized to 16 bits per row), times ``u`` (16 bits), a
-    32-bit product. Returns ``(ints, Scalar per row)``."""
-    r = np.maximum(g, 0)
-    sq, s1 = normalize_rows(r * r, 17)          # non-negative: 16 magnitude bits
+    ``gs``, ``us``: ``relu(g)`` normalized to 16 magnitude bits and squared, the square
+    normalized to 16 magnitude bits, times ``u`` normalized to signed 16 bits: two 17x17
+    multiplies per element. Returns ``(ints of 32 bits, Scalar per row)``."""
+    r, s0 = normalize_rows(np.maximum(g, 0), 17)      # non-negative: 16 magnitude bits
+    sq, s1 = normalize_rows(r * r, 17)
     u16, s2 = normalize_rows(u, 16)
-    scale = scalar_shift(scalar_mul(scalar_mul(gs, gs), us), s1 + s2)
+    scale = scalar_shift(scalar_mul(scalar_mul(gs, gs), us), 2 * s0 + s1 + s2)
     return sq * u16, scale
 
 
@@ -161,7 +163,7 @@ def lm_head(x_q, xs, w8, row_scale):
 
     ``x_q`` (T, d) int8 with scale ``xs`` (T, 1); ``w8`` (V, d) int8; ``row_scale`` (V,).
     One 21x16 multiply and a shift per logit after the dot product."""
-    dot = x_q.astype(np.int64) @ w8.astype(np.int64).T                     # (T, V)
+    dot = exact_matmul(x_q, w8.T)                                          # (T, V)
     c = scalar_mul(xs, Scalar(row_scale.m[None, :], row_scale.e[None, :]))
     return apply_scalar(dot, c, LOGIT_FRAC_BITS, LOGIT_BITS)
 

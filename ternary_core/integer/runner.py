@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import TernaryError
 from ..reference import GoldenBackend
 from . import ops
-from .fixed import Scalar, scalar_from_int, scalar_mul
+from .fixed import Scalar, exact_matmul, scalar_from_int, scalar_mul
 
 _ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 _MLP = ("mlp.gate_proj", "mlp.up_proj")
@@ -34,6 +34,7 @@ class IntegerRunner:
             raise TernaryError(f"max_len must be 1..{im.max_len} (the compiled RoPE table), "
                                f"got {self.max_len}")
         self.last_logit_scale = LOGIT_SCALE
+        self._trits_t = None
         self.reset()
 
     def reset(self):
@@ -72,10 +73,11 @@ class IntegerRunner:
 
     def _matvecs(self, names, xq):
         """``acc = W~ . x_q`` for each name and each row of ``xq`` (T, K)."""
-        if isinstance(self.backend, GoldenBackend) and xq.shape[0] > 1:
-            # exact: |sum| <= 128 * K < 2**53, so float64 BLAS computes the integer product
-            x = xq.astype(np.float64)
-            return [(x @ self.backend.trits[n].T.astype(np.float64)).astype(np.int64) for n in names]
+        if type(self.backend) is GoldenBackend and xq.shape[0] > 1:
+            # the golden backend's own trits, all rows at once (same integers as row by row)
+            if self._trits_t is None:
+                self._trits_t = {n: np.ascontiguousarray(w.T) for n, w in self.backend.trits.items()}
+            return [exact_matmul(xq, self._trits_t[n]) for n in names]
         rows = [self.backend.run(names, row) for row in xq]
         return [np.stack([np.asarray(r[j], np.int64) for r in rows]) for j in range(len(names))]
 
