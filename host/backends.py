@@ -6,6 +6,7 @@ decode, golden matvecs), ``sim`` / ``serial`` (float numpy BitNet, matvecs on th
 simulated board / a board).
 """
 
+import sys
 from dataclasses import dataclass
 
 from ternary_core.boards import board
@@ -53,7 +54,9 @@ def open_backend(args, model):
         if not args.port:
             raise TernaryError("--backend serial needs --port (e.g. /dev/ttyUSB1)")
         device = Device.open_serial(args.port, args.baud or profile.baud)
-    backend = DeviceBackend(device, check=args.check, stream=True if args.stream else None)
+    # log= at call time: DeviceBackend's default is the sys.stderr of when it was imported
+    backend = DeviceBackend(device, check=args.check, stream=True if args.stream else None,
+                            log=sys.stderr)
     backend.board_profile = profile
     return backend
 

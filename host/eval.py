@@ -77,7 +77,8 @@ def text_ids(tok, data, source):
 
 
 def predicted_bytes(tok, ids):
-    """How many bytes of text the predicted tokens ``ids[1:]`` stand for (None without a tokenizer)."""
+    """How many bytes of text the predicted tokens ``ids[1:]`` stand for (None without a
+    tokenizer)."""
     if not tok.has_text:
         return None
     if hasattr(tok, "token_bytes"):

@@ -160,4 +160,5 @@ def make_tokenizer(desc):
         return HFTokenizer(desc.get("json", ""))
     if kind == "vocab":
         return VocabTokenizer(desc.get("tokens", []))
-    raise TernaryError(f"tokenizer: unknown description {kind!r} (expected bytes, tokenizers, vocab or none)")
+    raise TernaryError(f"tokenizer: unknown description {kind!r} (expected bytes, tokenizers, "
+                       "vocab or none)")

@@ -6,15 +6,17 @@ import math
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from host.cli import main
 from host.eval import consecutive_windows
 from host.generate import load
 from ternary_core.corpus import corpus_split, split_point
 from ternary_core.integer import IntegerRunner, compile_model
-from ternary_core.model_file import save_model
+from ternary_core.model_config import BitNetConfig
+from ternary_core.model_file import float_tensor_shapes, save_model
 from ternary_core.reference import BitNetRunner
-from tests.test_generate_window import tiny_model
+from tests.test_generate_window import TINY, tiny_model
 
 KEYS = {"loss_nats_per_byte", "bits_per_byte", "perplexity", "top1_agreement", "positions"}
 TEXT = (b"First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -171,7 +173,8 @@ def test_tokenizer_none_evaluates_ids(tiny, tmp_path, capsys):
     ids_file.write_text(", ".join(map(str, TEXT[:20])) + "\n" + " ".join(map(str, TEXT[20:40])))
     out, _ = _json(capsys, ["eval", "--model", str(path), "--ids", str(ids_file), "--json"])
     nats, _ = stepped_nll(lambda: BitNetRunner(model, max_len=16), list(TEXT[:40]), 16)
-    assert out["positions"] == 39 and out["loss_nats_per_token"] == pytest.approx(nats.mean(), rel=1e-4)
+    assert out["positions"] == 39
+    assert out["loss_nats_per_token"] == pytest.approx(nats.mean(), rel=1e-4)
     assert out["bytes"] is None and out["bits_per_byte"] is None and out["perplexity"] > 1
     assert "has no tokenizer" in _error(capsys, ["eval", "--model", str(path)])
 
@@ -202,18 +205,12 @@ def test_hf_folder_without_tokenizer_imports_evaluates_and_generates(tmp_path, c
     """The issue's acceptance path: `ternary import` of a float HF BitNet folder with no
     tokenizer files (vocab 300, so not byte-level) writes tokenizer 'none'; the model
     then evaluates with --ids and generates with --prompt-ids."""
-    from safetensors.numpy import save_file
-
-    from tests.test_generate_window import TINY
-    from ternary_core.model_config import BitNetConfig
-    from ternary_core.model_file import float_tensor_shapes
-
     cfg = BitNetConfig(vocab_size=300, max_position_embeddings=16, **TINY)
     folder = tmp_path / "hf"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "bitnet", **cfg.to_dict()}))
-    tensors = {n: (rng.normal(size=s) if len(s) == 2 else 1 + 0.1 * rng.random(s)).astype(np.float32)
-               for n, s in float_tensor_shapes(cfg).items()}
+    tensors = {n: (rng.normal(size=s) if len(s) == 2 else 1 + 0.1 * rng.random(s))
+               .astype(np.float32) for n, s in float_tensor_shapes(cfg).items()}
     tensors.update({n + ".weight": rng.normal(size=s).astype(np.float32)
                     for n, s in cfg.bitlinear_shapes().items()})
     save_file(tensors, str(folder / "model.safetensors"))
@@ -229,5 +226,6 @@ def test_hf_folder_without_tokenizer_imports_evaluates_and_generates(tmp_path, c
     assert 0 < out["loss_nats_per_token"] < 50 and out["top1_agreement"] == 1.0
     gen, _ = _json(capsys, ["generate", "--model", model_path, "--prompt-ids", "299,0,150",
                             "--tokens", "20", "--json"])
-    assert len(gen["token_ids"]) == 20 and max(gen["token_ids"]) < 300 and gen["window_shifts"] == [16]
+    assert len(gen["token_ids"]) == 20 and max(gen["token_ids"]) < 300
+    assert gen["window_shifts"] == [16]
     assert "--prompt-ids" in _error(capsys, ["generate", "--model", model_path, "--prompt", "hi"])

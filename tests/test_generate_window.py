@@ -161,14 +161,15 @@ def test_text_stream_of_a_tokenizer_that_decodes_whole_sequences():
 
 @pytest.mark.parametrize("prompt, tokens, text", [
     (["--prompt", "€"], 9, " € € "),
-    (["--prompt-ids", "226,130"], 10, "€ € € "),       # the prompt's euro sign ends in the output
-    (["--prompt", "€"], 7, " € \ufffd"),               # ends in the middle of a character
+    (["--prompt-ids", "226,130"], 10, "€ € € "),  # the prompt's euro sign ends in the output
+    (["--prompt", "€"], 7, " € \ufffd"),  # ends in the middle of a character
 ], ids=["whole-prompt", "prompt-ends-mid-character", "output-ends-mid-character"])
 def test_printed_text_equals_json_text_when_tokens_split_characters(tmp_path, capsys, prompt,
                                                                     tokens, text):
     path = tmp_path / "euro.safetensors"
     save_model(path, bigram_model([0xE2, 0x82, 0xAC, 0x20]))  # "€ ", the euro sign in 3 tokens
-    argv = ["generate", "--model", str(path), "--temperature", "0", "--tokens", str(tokens)] + prompt
+    argv = ["generate", "--model", str(path), "--temperature", "0", "--tokens", str(tokens),
+            *prompt]
     out = _json(capsys, argv + ["--json"])
     assert out["text"] == text
     assert main(argv) == 0
