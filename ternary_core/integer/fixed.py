@@ -9,11 +9,12 @@ Rounding: :func:`shift_round` adds half an LSB and shifts right arithmetically (
 up, one adder and a shifter). Saturation: :func:`saturate` clamps to a signed width.
 
 The scalar format ("scalar unit"): a positive value ``m * 2**e`` with an unsigned 16-bit
-mantissa ``m`` in ``[2**15, 2**16)`` and a signed exponent ``e`` (a small integer; the shipped
-model stays within -80..40). Zero is ``m == 0`` with ``e == E_ZERO``. A product is one 16x16
-multiply, a leading-one detector and a shift; :func:`scalar_recip` and :func:`scalar_rsqrt`
-are a 128/192-entry table and one Newton step each (three multiplies). These run once per
-vector per token (a few dozen times per token), never per element.
+mantissa ``m`` in ``[2**15, 2**16)`` and a signed exponent ``e`` (a small integer, not
+bounded here). Zero is ``m == 0`` (its exponent is a don't-care;
+the golden model writes ``E_ZERO``). A product is one 16x16 multiply, a leading-one
+detector and a shift; :func:`scalar_recip` and :func:`scalar_rsqrt` are a 128/192-entry
+table and one Newton step each (two and three multiplies). They run once per vector per
+token, or once per attention score, never in the long per-element loops.
 """
 
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ E_ZERO = -1024          # exponent of the scalar zero (below every real exponent
 MAX_SHIFT = 62          # shifts beyond this are clamped: the result is already 0 or -1
 EXACT_FLOAT = 1 << 53   # integers below this are exact in float64
 
-RECIP_INDEX_BITS = 7    # 1/f for f in [1, 2): 128 entries of 17 bits
-RSQRT_INDEX_BITS = 6    # 1/sqrt(f) for f in [1, 4): 192 entries of 17 bits (64 per octave)
+RECIP_INDEX_BITS = 7    # 1/f for f in [1, 2): 128 entries of 16 bits
+RSQRT_INDEX_BITS = 6    # 1/sqrt(f) for f in [1, 4): 192 entries of 16 bits (step 1/64)
 EXP2_FRAC_BITS = 8      # 2**-f for f in [0, 1) in steps of 1/256: 256 entries of 16 bits
 EXP2_ONE = 1 << 15      # the table's 1.0
 
@@ -107,14 +108,14 @@ class Scalar:
 
 def scalar_from_int(x, e=0):
     """The scalar nearest ``x * 2**e`` for non-negative integers ``x`` (round half up)."""
-    x, e = np.broadcast_arrays(_i64(x), _i64(e))
+    x = _i64(x)
     s = bit_length(x) - MANT_BITS
     m = shift_round(x, s)
-    over = m >= (1 << MANT_BITS)          # rounding carried into a 17th bit
-    m = np.where(over, m >> 1, m)
-    s = s + over
+    over = m >> MANT_BITS                 # 1 where rounding carried into a 17th bit
     zero = x == 0
-    return Scalar(np.where(zero, 0, m), np.where(zero, E_ZERO, e + s))
+    e = np.where(zero, E_ZERO, _i64(e) + s + over)
+    m = np.where(zero, 0, m >> over)
+    return Scalar(m if m.shape == e.shape else np.broadcast_to(m, e.shape), e)
 
 
 def scalar_shift(a, k):

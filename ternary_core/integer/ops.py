@@ -1,8 +1,9 @@
 """The vector ops of the integer decode, each vectorized over leading axes (positions).
 
 A vector travels as integers plus one :class:`~.fixed.Scalar` per row (block floating
-point: ``real = ints * scale``). Element-wise work is integer multiplies (at most 18x18
-bits, i.e. one ECP5 DSP), adds and shifts; per-row work goes through the scalar unit.
+point: ``real = ints * scale``). Element-wise work is integer multiplies (18x18 bits at
+most, one ECP5 DSP, except the attention score and logit rescales: 20x16 and 21x16), adds
+and shifts; per-row work goes through the scalar unit.
 See docs/integer-decode.md for the widths and the cost of each op.
 """
 
@@ -98,11 +99,12 @@ def quant_heads(x, xs):
 
 
 def attention(q8, qs, k8, ks, v8, vs, mask, score_k):
-    """Causal softmax attention of int8 queries over an int8 KV cache, one kv head group.
+    """Causal softmax attention of int8 queries over an int8 KV cache.
 
-    ``q8`` (Tq, hd) int8 with scale ``qs`` (Tq,); ``k8``/``v8`` (Tk, hd) int8 with scales
-    ``ks``/``vs`` (Tk,) (per position); ``mask`` (Tq, Tk) bool, True where a query sees
-    a key; ``score_k`` = log2(e)/sqrt(hd) (Scalar). Steps, all integer:
+    ``q8`` (..., Tq, hd) int8 with scale ``qs`` (..., Tq); ``k8``/``v8`` (..., Tk, hd)
+    int8 with scales ``ks``/``vs`` (..., Tk) (one per position); leading axes are heads.
+    ``mask`` (Tq, Tk) bool, True where a query sees a key; ``score_k`` = log2(e)/sqrt(hd)
+    (Scalar). Steps, all integer:
 
     1. ``dot = q8 . k8`` (int8 x int8, 20-bit sums); ``z = dot * (qs*ks*score_k)`` as
        Q.8 log2 units, saturated to 24 bits.
@@ -111,23 +113,23 @@ def attention(q8, qs, k8, ks, v8, vs, mask, score_k):
        (16-bit weights), ``acc = w . v8`` (32-bit).
     4. output scale ``2**(emax+16) / sum_e`` (scalar reciprocal).
 
-    Returns ``(acc int (Tq, hd), scale Scalar (Tq,))``.
+    Returns ``(acc int (..., Tq, hd), scale Scalar (..., Tq))``.
     """
-    dot = exact_matmul(q8, k8.T)                                           # (Tq, Tk)
-    c = scalar_mul(scalar_mul(Scalar(qs.m[:, None], qs.e[:, None]),
-                              Scalar(ks.m[None, :], ks.e[None, :])), score_k)
+    dot = exact_matmul(q8, np.swapaxes(k8, -1, -2))                        # (..., Tq, Tk)
+    c = scalar_mul(scalar_mul(Scalar(qs.m[..., :, None], qs.e[..., :, None]),
+                              Scalar(ks.m[..., None, :], ks.e[..., None, :])), score_k)
     z = shift_round_saturate(dot * c.m, -(c.e + SCORE_FRAC_BITS), SCORE_BITS)
     lowest = -(1 << (SCORE_BITS - 1))
     z = np.where(mask, z, lowest)
     zmax = z.max(axis=-1, keepdims=True)
     e = np.where(mask, exp2_neg(zmax - z), 0)                                # Q1.15
     total = e.sum(axis=-1)
-    vexp = np.where(mask, vs.e[None, :], lowest)
+    vexp = np.where(mask, vs.e[..., None, :], lowest)
     emax = vexp.max(axis=-1, keepdims=True)
-    w = shift_round(e * vs.m[None, :], MANT_BITS + emax - vexp)              # < 2**16
+    w = shift_round(e * vs.m[..., None, :], MANT_BITS + emax - vexp)         # < 2**16
     w = np.where(mask, w, 0)
     acc = exact_matmul(w, v8)
-    scale = scalar_shift(scalar_recip(scalar_from_int(total)), emax[:, 0] + MANT_BITS)
+    scale = scalar_shift(scalar_recip(scalar_from_int(total)), emax[..., 0] + MANT_BITS)
     return acc, scale
 
 

@@ -27,13 +27,14 @@ class IntegerRunner:
 
     def __init__(self, im, backend=None, max_len=None):
         self.im, self.cfg = im, im.config
-        self.backend = backend or GoldenBackend()
+        self.backend = backend if backend is not None else GoldenBackend()
         self.backend.prepare(im.model)
         self.max_len = int(max_len or im.max_len)
         if not 1 <= self.max_len <= im.max_len:
             raise TernaryError(f"max_len must be 1..{im.max_len} (the compiled RoPE table), "
                                f"got {self.max_len}")
         self.last_logit_scale = LOGIT_SCALE
+        self.residual_peak = 0      # largest |residual| (Q15.16) since creation, for measuring
         self._trits_t = None
         self.reset()
 
@@ -76,7 +77,8 @@ class IntegerRunner:
         if type(self.backend) is GoldenBackend and xq.shape[0] > 1:
             # the golden backend's own trits, all rows at once (same integers as row by row)
             if self._trits_t is None:
-                self._trits_t = {n: np.ascontiguousarray(w.T) for n, w in self.backend.trits.items()}
+                self._trits_t = {n: np.ascontiguousarray(w.T)
+                                 for n, w in self.backend.trits.items()}
             return [exact_matmul(xq, self._trits_t[n]) for n in names]
         rows = [self.backend.run(names, row) for row in xq]
         return [np.stack([np.asarray(r[j], np.int64) for r in rows]) for j in range(len(names))]
@@ -94,9 +96,11 @@ class IntegerRunner:
         pos = np.arange(p0, p0 + t)
         end = p0 + t
         mask = np.arange(end)[None, :] <= pos[:, None]              # (t, end)
-        cos, sin = im.rope_cos[pos][:, None, :].astype(np.int64), im.rope_sin[pos][:, None, :].astype(np.int64)
+        cos = im.rope_cos[pos][:, None, :].astype(np.int64)
+        sin = im.rope_sin[pos][:, None, :].astype(np.int64)
         res_scale = scalar_from_int(np.ones((t, 1), np.int64), -ops.RES_FRAC_BITS)
         x = ops.embed(im.embed_q[ids], im.embed_scale[ids])
+        self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
         for i in range(c.num_hidden_layers):
             p = f"model.layers.{i}."
             xq, r = self._norm(p + "input_layernorm", x, res_scale)
@@ -109,22 +113,19 @@ class IntegerRunner:
             self.v8[i, :, p0:end] = v8.transpose(1, 0, 2)
             for cache, sc in ((self.k_scale, k_sc), (self.v_scale, v_sc)):
                 cache.m[i, :, p0:end], cache.e[i, :, p0:end] = sc.m.T, sc.e.T
-            accs, scales = [], []
-            for h in range(nh):
-                kv = h // group
-                acc, sc = ops.attention(q8[:, h], q_sc[:, h], self.k8[i, kv, :end],
-                                        self.k_scale[i, kv, :end], self.v8[i, kv, :end],
-                                        self.v_scale[i, kv, :end], mask, im.score_k)
-                accs.append(acc)
-                scales.append(sc)
-            attn, a_sc = ops.merge_heads(np.stack(accs, axis=1),
-                                         Scalar(np.stack([s.m for s in scales], axis=1),
-                                                np.stack([s.e for s in scales], axis=1)))
+            # heads on the leading axis; query head h reads kv head h // group (GQA)
+            kv = np.arange(nh) // group
+            acc, sc = ops.attention(q8.transpose(1, 0, 2), Scalar(q_sc.m.T, q_sc.e.T),
+                                    self.k8[i, kv, :end], self.k_scale[i, kv, :end],
+                                    self.v8[i, kv, :end], self.v_scale[i, kv, :end], mask,
+                                    im.score_k)
+            attn, a_sc = ops.merge_heads(acc.transpose(1, 0, 2), Scalar(sc.m.T, sc.e.T))
             xq, r = self._norm(p + "self_attn.attn_sub_norm", attn, a_sc)
             (oa,) = self._matvecs([p + "self_attn.o_proj"], xq)
             o = ops.to_fixed(oa, scalar_mul(r, im.linear_scale[p + "self_attn.o_proj"]),
                              ops.RES_FRAC_BITS, ops.RES_BITS)
             x = ops.residual_add(x, o)
+            self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
             xq, r = self._norm(p + "post_attention_layernorm", x, res_scale)
             ga, ua = self._matvecs([p + n for n in _MLP], xq)
             gs, us = (scalar_mul(r, im.linear_scale[p + n]) for n in _MLP)
@@ -134,6 +135,7 @@ class IntegerRunner:
             d = ops.to_fixed(da, scalar_mul(r, im.linear_scale[p + "mlp.down_proj"]),
                              ops.RES_FRAC_BITS, ops.RES_BITS)
             x = ops.residual_add(x, d)
+            self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
         xq, r = self._norm("model.norm", x, res_scale)
         self.pos = end
         return ops.lm_head(xq, r, im.head_q, im.head_scale)
