@@ -78,8 +78,8 @@ class SlidingWindow:
     device holding an int8 KV cache that is a second datapath with its own rounding.
     A re-prefill uses only ``reset`` and ``step``, which every runner and backend
     already has, so the float reference, the integer decode and the device compute the
-    same thing by construction, and ``--check`` stays exact. It costs ``keep`` extra
-    steps every ``context - keep`` tokens: about two steps per token once past the
+    same thing by construction, and ``--check`` stays exact. It costs ``keep - 1`` extra
+    steps every ``context - keep + 1`` tokens: about two steps per token once past the
     context.
 
     ``shifts`` lists the sequence positions (0-based, prompt included) of the tokens
