@@ -1,8 +1,20 @@
-"""Choosing a matvec backend for generation from the command line's options."""
+"""Choosing a backend for generation and evaluation from the command line's options.
+
+``--backend`` names both where the BitLinears run and which arithmetic runs around
+them: ``reference`` (float numpy BitNet, golden matvecs), ``integer`` (the integer
+decode, golden matvecs), ``sim`` / ``serial`` (float numpy BitNet, matvecs on the
+simulated board / a board).
+"""
+
+import sys
+from dataclasses import dataclass
 
 from ternary_core.boards import board
 from ternary_core.errors import TernaryError
-from ternary_core.reference import GoldenBackend
+from ternary_core.reference import GoldenBackend, MatvecBackend
+from ternary_core.sampling import Sampler
+
+BACKENDS = ["reference", "integer", "sim", "serial"]
 
 
 def add_device_options(p):
@@ -24,7 +36,8 @@ def add_device_options(p):
 
 
 def open_backend(args, model):
-    if args.backend == "reference":
+    """The matvec backend ``args.backend`` runs its BitLinears on."""
+    if args.backend in ("reference", "integer"):
         return GoldenBackend()
     from dataclasses import replace
 
@@ -41,6 +54,51 @@ def open_backend(args, model):
         if not args.port:
             raise TernaryError("--backend serial needs --port (e.g. /dev/ttyUSB1)")
         device = Device.open_serial(args.port, args.baud or profile.baud)
-    backend = DeviceBackend(device, check=args.check, stream=True if args.stream else None)
+    # log= at call time: DeviceBackend's default is the sys.stderr of when it was imported
+    backend = DeviceBackend(device, check=args.check, stream=True if args.stream else None,
+                            log=sys.stderr)
     backend.board_profile = profile
     return backend
+
+
+@dataclass
+class RunnerBackend:
+    """What ``--backend`` chose: a runner factory (see :mod:`host.generate`), the
+    sampler that goes with its logits, and the matvec backend underneath."""
+
+    name: str
+    matvec: MatvecBackend
+    make_runner: object        # max_len -> runner
+    integer: bool = False
+
+    @property
+    def vectorized(self):
+        """Whether runners can ``score`` a window at once: only when their matvecs are the
+        golden model's (a device computes them one step at a time)."""
+        return isinstance(self.matvec, GoldenBackend)
+
+    def sampler(self, temperature=0.0, top_k=0, seed=0):
+        if self.integer:
+            from ternary_core.integer import IntegerSampler
+            return IntegerSampler(temperature, top_k, seed)
+        return Sampler(temperature, top_k, seed)
+
+    def summary(self, result):
+        return self.matvec.summary(result) if hasattr(self.matvec, "summary") else {}
+
+    def close(self):
+        self.matvec.close()
+
+
+def open_runner(args, model):
+    """The :class:`RunnerBackend` for ``args.backend`` (and the device options)."""
+    from .generate import float_runner, integer_runner
+
+    matvec = open_backend(args, model)
+    try:
+        if args.backend == "integer":
+            return RunnerBackend(args.backend, matvec, integer_runner(model, matvec), integer=True)
+        return RunnerBackend(args.backend, matvec, float_runner(model, matvec))
+    except BaseException:
+        matvec.close()
+        raise

@@ -110,21 +110,26 @@ def _import(args):
 
 
 def register_generate(sub):
+    from .backends import BACKENDS, add_device_options
+
     p = sub.add_parser("generate", help="generate text with a BitNet model",
                        description="Generate text with a BitNet model. Every BitLinear runs on the "
-                                   "chosen backend: 'reference' (numpy golden model), 'sim' (the RTL "
-                                   "on the simulated board) or 'serial' (a board on a serial port).")
-    p.add_argument("--backend", choices=["reference", "sim", "serial"], default="reference")
+                                   "chosen backend: 'reference' (numpy golden model), 'integer' (the "
+                                   "integer decode a device runs), 'sim' (the RTL on the simulated "
+                                   "board) or 'serial' (a board on a serial port). Past the model's "
+                                   "context the window slides (the last context/2 tokens are fed "
+                                   "again), on every backend alike.")
+    p.add_argument("--backend", choices=BACKENDS, default="reference")
     p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--prompt", default=None, help="prompt text (default 'ROMEO:')")
-    g.add_argument("--prompt-ids", help="prompt as comma-separated token ids")
+    g.add_argument("--prompt-ids", help="prompt as comma- or space-separated token ids (for models "
+                                        "without a tokenizer)")
     p.add_argument("--tokens", type=int, default=64, help="tokens to generate (default 64)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 for greedy (default 0.8)")
     p.add_argument("--top-k", type=int, default=40, help="sample from the k likeliest (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    from .backends import add_device_options
     add_device_options(p)
     p.set_defaults(func=_generate)
 
@@ -133,52 +138,131 @@ def _generate(args):
     import json
     import sys
 
-    from host.generate import Sampler, generate, load
-    from host.backends import open_backend
+    from host.backends import open_runner
+    from host.generate import generate, load
     from ternary_core.errors import TernaryError
+    from ternary_core.tokenizer import TextStream, parse_token_ids
 
     if args.tokens < 1:
         raise TernaryError("--tokens must be at least 1")
     model, tok = load(args.model)
-    if args.prompt_ids:
-        try:
-            prompt = [int(t) for t in args.prompt_ids.split(",") if t.strip()]
-        except ValueError:
-            raise TernaryError(f"--prompt-ids must be comma-separated integers, got {args.prompt_ids!r}") from None
+    if args.prompt_ids is not None:
+        prompt = parse_token_ids(args.prompt_ids, "--prompt-ids")
+    elif not tok.has_text:
+        raise TernaryError("--prompt: this model has no tokenizer (its model file says tokenizer "
+                           "'none'); give the prompt as --prompt-ids")
     else:
         prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
-    sampler = Sampler(args.temperature, args.top_k, args.seed)
-    backend = open_backend(args, model)
+    backend = open_runner(args, model)
     try:
+        sampler = backend.sampler(args.temperature, args.top_k, args.seed)
+        # One decoder for prompt and continuation, so a character split across tokens
+        # prints whole; ``text`` is exactly what was printed after the prompt.
+        stream, pieces = TextStream(tok), []
+        head = stream.feed(prompt)
         if not args.json:
-            sys.stdout.write(tok.decode(prompt))
+            sys.stdout.write(head)
             sys.stdout.flush()
-        emitted = []
 
         def show(t):
-            emitted.append(t)
+            pieces.append(stream.feed([t]))
             if not args.json:
-                # decode the whole tail so multi-byte characters come out whole
-                sys.stdout.write(tok.decode(emitted)[len(tok.decode(emitted[:-1])):])
+                sys.stdout.write(pieces[-1])
                 sys.stdout.flush()
 
-        result = generate(model, backend, prompt, args.tokens, sampler, on_token=show)
-        result.text = tok.decode(result.token_ids)
-        result.stats = backend.summary(result) if hasattr(backend, "summary") else {}
+        result = generate(model, backend.make_runner, prompt, args.tokens, sampler, on_token=show)
+        pieces.append(stream.finish())
+        result.text = "".join(pieces)
+        result.stats = backend.summary(result)
     finally:
         backend.close()
     if args.json:
         print(json.dumps({"backend": args.backend, "prompt_ids": result.prompt_ids,
-                          "token_ids": result.token_ids, "text": result.text,
+                          "token_ids": result.token_ids,
+                          "text": result.text if tok.has_text else None,
+                          "context": result.context, "window_shifts": result.window_shifts,
                           "seconds": round(result.seconds, 4),
                           "prefill_seconds": round(result.prefill_seconds, 4),
                           "tokens_per_s": round(result.tokens_per_s, 2), **result.stats}))
     else:
+        sys.stdout.write(pieces[-1])
         print()
+        shifts = (f", the window slid {len(result.window_shifts)} times (context "
+                  f"{result.context})" if result.window_shifts else "")
         print(f"\n[{len(result.token_ids)} tokens in {result.seconds:.2f} s, "
-              f"{result.tokens_per_s:.1f} tokens/s on the {args.backend} backend]", file=sys.stderr)
+              f"{result.tokens_per_s:.1f} tokens/s on the {args.backend} backend{shifts}]",
+              file=sys.stderr)
         for line in result.stats.get("summary_lines", []):
             print(line, file=sys.stderr)
+
+
+def register_eval(sub):
+    from ternary_core.corpus import SPLITS
+
+    from .backends import BACKENDS, add_device_options
+
+    p = sub.add_parser("eval", help="measure a model's next-token loss on a text",
+                       description="Teacher-forced next-token loss of a model on a text: nats per "
+                                   "token and per byte, bits per byte, perplexity, and top-1 "
+                                   "agreement with the float reference backend. Text longer than "
+                                   "the model's context is scored in consecutive windows of the "
+                                   "context. By default: the held-out 10% of the training corpus "
+                                   f"({DEFAULT_CORPUS}), the split `ternary train` did not train on.")
+    p.add_argument("--backend", choices=BACKENDS, default="reference")
+    p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--text", help=f"text file to score (default {DEFAULT_CORPUS}, split val)")
+    g.add_argument("--ids", help="file of token ids separated by whitespace or commas (for models "
+                                 "without a tokenizer)")
+    p.add_argument("--split", choices=SPLITS,
+                   help="part of the text: the held-out last 10%% ('val', the default for the "
+                        "default corpus), the first 90%% ('train') or 'all' (the default for --text)")
+    p.add_argument("--bytes", type=int, help="score only the first N bytes of the text")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_device_options(p)
+    p.set_defaults(func=_eval)
+
+
+def _eval(args):
+    import json
+    import sys
+
+    from host.backends import open_runner
+    from host.eval import evaluate, read_ids, read_text, text_ids
+    from host.generate import load
+    from ternary_core.errors import TernaryError
+
+    if args.bytes is not None and args.bytes < 2:
+        raise TernaryError(f"--bytes must be at least 2, got {args.bytes}")
+    if args.ids and (args.split or args.bytes):
+        raise TernaryError("--split and --bytes apply to text; with --ids the file's ids are "
+                           "scored as they are")
+    model, tok = load(args.model)
+    if args.ids:
+        ids, source = read_ids(args.ids), {"ids": args.ids}
+    else:
+        path = args.text or DEFAULT_CORPUS
+        split = args.split or ("all" if args.text else "val")
+        data = read_text(path, split, args.bytes, "--text" if args.text else "corpus")
+        ids, source = text_ids(tok, data, path), {"text": path, "split": split}
+    backend = open_runner(args, model)
+    try:
+        result = evaluate(model, backend, ids, tok)
+    finally:
+        backend.close()
+    result = {**result, **source, "model": args.model or "shipped"}
+    if args.json:
+        print(json.dumps(result))
+        return
+    what = f"{result['positions']:,} positions in {result['windows']} windows of {result['context']}"
+    print(f"{args.backend}: {what} ({result['seconds']:.1f} s)")
+    print(f"  loss            {result['loss_nats_per_token']:.4f} nats/token, "
+          f"perplexity {result['perplexity']:.3f}")
+    if result["bytes"]:
+        print(f"  per byte        {result['loss_nats_per_byte']:.4f} nats/byte, "
+              f"{result['bits_per_byte']:.4f} bits/byte ({result['bytes']:,} bytes)")
+    print(f"  top-1 agreement {result['top1_agreement']:.2%} with the float reference; "
+          f"top-1 accuracy {result['top1_accuracy']:.2%}")
 
 
 def register_build(sub):
@@ -287,5 +371,5 @@ def _bench(args):
         plot(result, args.plot)
 
 
-REGISTRY = [register_verilog, register_train, register_import, register_generate,
+REGISTRY = [register_verilog, register_train, register_import, register_generate, register_eval,
             register_build, register_program, register_bench]

@@ -1,4 +1,14 @@
-"""Text generation with a BitNet model on a matvec backend, with timing statistics."""
+"""Text generation with a BitNet model, on any runner, past the model's context.
+
+A *runner* feeds one token at a time and returns the logits for the next one
+(``reset()``, ``step(token)``, ``pos``). Two kinds plug in the same way, through a
+*runner factory* ``make(max_len) -> runner``:
+
+- :func:`float_runner`: the numpy float BitNet (:class:`~ternary_core.reference.BitNetRunner`)
+  with its BitLinears on a matvec backend (the golden model, or a device);
+- :func:`integer_runner`: the integer decode (:mod:`ternary_core.integer`), the
+  arithmetic a device runs when it holds the whole model.
+"""
 
 import time
 from dataclasses import dataclass, field
@@ -7,7 +17,7 @@ from pathlib import Path
 
 from ternary_core.errors import TernaryError
 from ternary_core.model_file import load_model
-from ternary_core.reference import BitNetRunner
+from ternary_core.reference import BitNetRunner, MatvecBackend
 from ternary_core.sampling import Sampler
 from ternary_core.tokenizer import make_tokenizer
 
@@ -26,6 +36,8 @@ class GenerationResult:
     seconds: float
     prefill_seconds: float
     stats: dict = field(default_factory=dict)
+    context: int = 0
+    window_shifts: list = field(default_factory=list)
 
     @property
     def tokens_per_s(self):
@@ -33,22 +45,89 @@ class GenerationResult:
         return len(self.token_ids) / decode if decode > 0 else float("inf")
 
 
-def generate(model, backend, prompt_ids, n_tokens, sampler, on_token=None):
-    """Feed ``prompt_ids``, then sample ``n_tokens``; call ``on_token(id)`` as each arrives."""
+def float_runner(model, backend=None):
+    """Runner factory for the float numpy BitNet, every BitLinear on ``backend``
+    (default: the golden model). The backend is prepared (a device uploads its
+    weights) when the runner is made."""
+    return lambda max_len: BitNetRunner(model, backend, max_len=max_len)
+
+
+def integer_runner(model, backend=None):
+    """Runner factory for the integer decode of ``model``, every ternary matvec on
+    ``backend`` (default: the golden model). Compiles the fixed-point constants once."""
+    try:
+        from ternary_core.integer import IntegerRunner, compile_model
+    except ImportError:
+        raise TernaryError("--backend integer: this installation has no integer decode "
+                           "(ternary_core.integer)") from None
+    compiled = compile_model(model)
+    return lambda max_len: IntegerRunner(compiled, backend, max_len=max_len)
+
+
+class SlidingWindow:
+    """Feeds a token sequence of any length to a runner whose context is ``context``.
+
+    When the context is full, the runner is reset and the last ``keep = context // 2``
+    tokens (the newest included) are fed again, so the model always sees between
+    ``keep`` and ``context`` tokens of history at positions ``0..context-1``.
+
+    Why re-prefill and not a KV shift: keys enter the cache already rotated by RoPE at
+    their absolute position. Shifting the cache either lets positions run past the
+    context (where the model was never trained, and past the sin/cos tables of the
+    integer decode and of a device) or needs every cached key re-rotated, and on a
+    device holding an int8 KV cache that is a second datapath with its own rounding.
+    A re-prefill uses only ``reset`` and ``step``, which every runner and backend
+    already has, so the float reference, the integer decode and the device compute the
+    same thing by construction, and ``--check`` stays exact. It costs ``keep - 1`` extra
+    steps every ``context - keep + 1`` tokens: about two steps per token once past the
+    context.
+
+    ``shifts`` lists the sequence positions (0-based, prompt included) of the tokens
+    whose feeding moved the window; after a shift at position ``p`` the window holds
+    positions ``p - keep + 1 .. p``.
+    """
+
+    def __init__(self, runner, context, capacity):
+        self.runner, self.context, self.capacity = runner, context, min(capacity, context)
+        self.keep = max(1, context // 2)
+        self.seq, self.shifts = [], []
+
+    def feed(self, token):
+        """Feed one token; return the runner's logits for the next one."""
+        self.seq.append(token)
+        if self.runner.pos < self.capacity:
+            return self.runner.step(token)
+        self.shifts.append(len(self.seq) - 1)
+        self.runner.reset()
+        for t in self.seq[-self.keep:-1]:
+            self.runner.step(t)
+        return self.runner.step(token)
+
+
+def generate(model, runner, prompt_ids, n_tokens, sampler, on_token=None):
+    """Feed ``prompt_ids``, then sample ``n_tokens``; call ``on_token(id)`` as each arrives.
+
+    ``runner`` is a runner factory (:func:`float_runner`, :func:`integer_runner`); a
+    :class:`~ternary_core.reference.MatvecBackend` stands for ``float_runner(model, it)``.
+    Past the model's context, generation goes on in a :class:`SlidingWindow`; the
+    result's ``window_shifts`` says where it moved.
+    """
+    if isinstance(runner, MatvecBackend):
+        runner = float_runner(model, runner)
     if not prompt_ids:
         raise TernaryError("the prompt is empty: give --prompt text or --prompt-ids")
-    limit = model.config.max_position_embeddings
-    if len(prompt_ids) + n_tokens > limit:
-        raise TernaryError(f"prompt ({len(prompt_ids)}) + tokens ({n_tokens}) exceed the model's "
-                           f"context of {limit}")
+    if n_tokens < 1:
+        raise TernaryError(f"tokens to generate must be at least 1, got {n_tokens}")
+    vocab = model.config.vocab_size
     for t in prompt_ids:
-        if not 0 <= t < model.config.vocab_size:
-            raise TernaryError(f"prompt token id {t} is outside the vocabulary (0..{model.config.vocab_size - 1})")
+        if not 0 <= t < vocab:
+            raise TernaryError(f"prompt token id {t} is outside the vocabulary (0..{vocab - 1})")
+    context = model.config.max_position_embeddings
     t0 = time.perf_counter()
-    runner = BitNetRunner(model, backend, max_len=len(prompt_ids) + n_tokens)
-    for t in prompt_ids[:-1]:
-        runner.step(t)
-    logits = runner.step(prompt_ids[-1])
+    window = SlidingWindow(runner(min(context, len(prompt_ids) + n_tokens)), context,
+                           len(prompt_ids) + n_tokens)
+    for t in prompt_ids:
+        logits = window.feed(t)
     t_prefill = time.perf_counter() - t0
     out = []
     for _ in range(n_tokens):
@@ -57,8 +136,9 @@ def generate(model, backend, prompt_ids, n_tokens, sampler, on_token=None):
         if on_token:
             on_token(nxt)
         if len(out) < n_tokens:
-            logits = runner.step(nxt)
-    return GenerationResult(list(prompt_ids), out, "", time.perf_counter() - t0, t_prefill)
+            logits = window.feed(nxt)
+    return GenerationResult(list(prompt_ids), out, "", time.perf_counter() - t0, t_prefill,
+                            context=context, window_shifts=window.shifts)
 
 
 def load(path=None):
@@ -67,4 +147,5 @@ def load(path=None):
     return model, make_tokenizer(model.tokenizer)
 
 
-__all__ = ["GenerationResult", "Sampler", "default_model_path", "generate", "load"]
+__all__ = ["GenerationResult", "Sampler", "SlidingWindow", "default_model_path", "float_runner",
+           "generate", "integer_runner", "load"]

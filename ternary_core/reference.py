@@ -125,3 +125,73 @@ class BitNetRunner:
         head = f["model.embed_tokens.weight"] if c.tie_word_embeddings else f["lm_head.weight"]
         self.pos += 1
         return head @ x
+
+    def _bitlinear_rows(self, names, x):
+        """:meth:`_bitlinear` for a (T, K) block of tokens, each quantized on its own.
+
+        The integer matvecs are done here as one float matmul of integer values, which
+        is exact (every partial sum is an integer below 2**24 for K <= 131072, checked)
+        and so equals the golden model; they do not go through the backend."""
+        x_q, scale = quantize_activations(x)
+        xf = x_q.astype(np.float32)
+        out = []
+        for n in names:
+            b = self.model.bitlinears[n]
+            if n not in self._trits_t:
+                if b.trits.shape[1] * 128 >= 1 << 24:
+                    raise ValueError(f"layer {n}: K={b.trits.shape[1]} is too wide for the "
+                                     "float32 window scorer")
+                self._trits_t[n] = np.ascontiguousarray(b.trits.T, dtype=np.float32)
+            out.append(dequantize_output(xf @ self._trits_t[n], scale, b.weight_scale))
+        return out
+
+    def score(self, ids):
+        """Logits after every token of ``ids`` fed from an empty context, all at once.
+
+        Returns float32 ``(len(ids), vocab)``: row ``t`` is what :meth:`step` returns
+        after feeding ``ids[:t+1]`` from :meth:`reset`, equal to it within float32
+        rounding (sums are taken in another order). Causal attention over the window
+        is one masked matrix product per layer. Leaves the runner's state alone.
+        ``len(ids)`` is at most ``max_len``.
+        """
+        c, f = self.cfg, self.model.floats
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        n = ids.size
+        if not 1 <= n <= self.max_len:
+            raise ValueError(f"score takes 1..{self.max_len} tokens, got {n}")
+        if ids.min() < 0 or ids.max() >= c.vocab_size:
+            raise ValueError(f"token ids must be in 0..{c.vocab_size - 1}")
+        if not hasattr(self, "_trits_t"):
+            self._trits_t = {}
+        nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        cos, sin = self.cos[:n], self.sin[:n]                              # (T, hd)
+        causal = np.triu(np.ones((n, n), dtype=bool), 1)
+        x = f["model.embed_tokens.weight"][ids].astype(np.float32)        # (T, d)
+        for i in range(c.num_hidden_layers):
+            p = f"model.layers.{i}."
+            h = rms_norm(x, f[p + "input_layernorm.weight"], c.rms_norm_eps)
+            q, k, v = self._bitlinear_rows([p + "self_attn.q_proj", p + "self_attn.k_proj",
+                                            p + "self_attn.v_proj"], h)
+            q = q.reshape(n, nh, hd).transpose(1, 0, 2)                      # (nh, T, hd)
+            k = k.reshape(n, nkv, hd).transpose(1, 0, 2)
+            v = v.reshape(n, nkv, hd).transpose(1, 0, 2)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            keys, vals = np.repeat(k, nh // nkv, axis=0), np.repeat(v, nh // nkv, axis=0)
+            scores = np.einsum("hqd,hkd->hqk", q, keys) * np.float32(hd ** -0.5)
+            scores[:, causal] = -np.inf
+            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            probs = (scores / scores.sum(axis=-1, keepdims=True)).astype(np.float32)
+            attn = np.einsum("hqk,hkd->hqd", probs, vals).transpose(1, 0, 2).reshape(n, nh * hd)
+            attn = rms_norm(attn, f[p + "self_attn.attn_sub_norm.weight"], c.rms_norm_eps)
+            (o,) = self._bitlinear_rows([p + "self_attn.o_proj"], attn)
+            x = x + o
+            h = rms_norm(x, f[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
+            g, u = self._bitlinear_rows([p + "mlp.gate_proj", p + "mlp.up_proj"], h)
+            a = np.square(np.maximum(g, 0)) * u
+            a = rms_norm(a, f[p + "mlp.ffn_sub_norm.weight"], c.rms_norm_eps)
+            (d,) = self._bitlinear_rows([p + "mlp.down_proj"], a)
+            x = x + d
+        x = rms_norm(x, f["model.norm.weight"], c.rms_norm_eps)
+        head = f["model.embed_tokens.weight"] if c.tie_word_embeddings else f["lm_head.weight"]
+        return x @ head.T

@@ -4,22 +4,36 @@
 ``{"type": "tokenizers", "json": ...}``  a Hugging Face ``tokenizer.json`` (``tokenizers`` package).
 ``{"type": "vocab", "tokens": [...]}``  a plain id -> string list (e.g. from GGUF); decode only
                                    greedy-matches on encode.
+``{"type": "none"}``              no tokenizer (an HF folder without tokenizer files): the model
+                                   takes and gives token ids only.
+
+Streaming text out of a token stream goes through :class:`TextStream`, which never
+splits a character that spans tokens.
 """
+
+import codecs
 
 from .errors import TernaryError
 
 
 class ByteTokenizer:
     vocab_size = 256
+    has_text = True
 
     def encode(self, text):
         return list(text.encode("utf-8"))
 
+    def token_bytes(self, ids):
+        """The exact bytes ``ids`` stand for (a byte tokenizer knows them token by token)."""
+        return bytes(int(i) & 0xFF for i in ids)
+
     def decode(self, ids):
-        return bytes(int(i) & 0xFF for i in ids).decode("utf-8", errors="replace")
+        return self.token_bytes(ids).decode("utf-8", errors="replace")
 
 
 class HFTokenizer:
+    has_text = True
+
     def __init__(self, json_text):
         from tokenizers import Tokenizer
 
@@ -37,6 +51,8 @@ class HFTokenizer:
 
 
 class VocabTokenizer:
+    has_text = True
+
     def __init__(self, tokens):
         self.tokens = [str(t) for t in tokens]
         self.vocab_size = len(self.tokens)
@@ -59,12 +75,90 @@ class VocabTokenizer:
         return "".join(self.tokens[i] for i in ids)
 
 
+class NoTokenizer:
+    """A model without a tokenizer: ids in, ids out. ``encode`` is an error; ``decode``
+    spells the ids out (space-separated), which is what text output then shows."""
+
+    has_text = False
+    vocab_size = None
+
+    def encode(self, text):
+        raise TernaryError("this model has no tokenizer (its model file says tokenizer 'none'): "
+                           "give token ids instead of text")
+
+    def decode(self, ids):
+        return " ".join(str(int(i)) for i in ids)
+
+
+class TextStream:
+    """Turns token ids, fed one at a time, into text as soon as it is whole.
+
+    A character may span tokens (a byte tokenizer emits one UTF-8 byte per token), so
+    the bytes go through an incremental UTF-8 decoder that holds back an unfinished
+    character until its last byte arrives; :meth:`finish` flushes what is left (an
+    unfinished character becomes U+FFFD, as ``decode`` does). Tokenizers that do not
+    know their tokens' bytes (HF ``tokenizers``) are decoded as a whole and the new
+    tail emitted, holding back a trailing U+FFFD that the next token may complete.
+    Tokenizer-less models stream their ids, space-separated.
+    """
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace") \
+            if hasattr(tokenizer, "token_bytes") else None
+        self._ids, self._emitted = [], 0
+
+    def feed(self, ids):
+        """Feed token ids; return the text that is now complete (maybe '')."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            return ""
+        if not self.tok.has_text:
+            out = ("" if not self._ids else " ") + self.tok.decode(ids)
+            self._ids.extend(ids)
+            return out
+        if self._utf8:
+            return self._utf8.decode(self.tok.token_bytes(ids))
+        self._ids.extend(ids)
+        text = self.tok.decode(self._ids)
+        end = len(text.rstrip("\ufffd"))
+        out, self._emitted = text[self._emitted:end], max(self._emitted, end)
+        return out
+
+    def finish(self):
+        """The text still held back (an unfinished character at the end)."""
+        if not self.tok.has_text:
+            return ""
+        if self._utf8:
+            return self._utf8.decode(b"", final=True)
+        text = self.tok.decode(self._ids)
+        out, self._emitted = text[self._emitted:], len(text)
+        return out
+
+
+def parse_token_ids(text, source):
+    """Token ids written as integers separated by commas and/or whitespace; ``source``
+    (an argument or file name) is named in the error."""
+    parts = [p for p in text.replace(",", " ").split()]
+    if not parts:
+        raise TernaryError(f"{source}: no token ids given")
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        bad = next(p for p in parts if not p.lstrip("+-").isdigit())
+        raise TernaryError(f"{source}: token ids must be integers separated by commas or "
+                           f"spaces, got {bad[:20]!r}") from None
+
+
 def make_tokenizer(desc):
     kind = desc.get("type") if isinstance(desc, dict) else None
+    if kind == "none":
+        return NoTokenizer()
     if kind == "bytes":
         return ByteTokenizer()
     if kind == "tokenizers":
         return HFTokenizer(desc.get("json", ""))
     if kind == "vocab":
         return VocabTokenizer(desc.get("tokens", []))
-    raise TernaryError(f"tokenizer: unknown description {kind!r} (expected bytes, tokenizers or vocab)")
+    raise TernaryError(f"tokenizer: unknown description {kind!r} (expected bytes, tokenizers, "
+                       "vocab or none)")

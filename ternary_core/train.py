@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .corpus import VAL_FRACTION, split_point
 from .errors import TernaryError
 from .model_config import BitNetConfig
 from .model_file import BitLinearWeights, BitNetModel, save_model
@@ -38,7 +39,7 @@ class TrainOptions:
     threads: int = 0           # 0: torch's default
     full_precision: bool = False
     eval_batches: int = 20
-    val_fraction: float = 0.1
+    val_fraction: float = VAL_FRACTION
 
 
 def _torch():
@@ -189,7 +190,7 @@ def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
         raise TernaryError(f"corpus: {corpus_path} is too short ({data.size} bytes)")
     if config.vocab_size != 256:
         raise TernaryError("the trainer's tokenizer is byte-level: vocab_size must be 256")
-    split = int(data.size * (1 - opts.val_fraction))
+    split = split_point(data.size, opts.val_fraction)
     train_data = torch.from_numpy(data[:split].astype(np.int64))
     val_data = torch.from_numpy(data[split:].astype(np.int64))
     if opts.threads:

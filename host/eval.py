@@ -1,0 +1,196 @@
+"""``ternary eval``: teacher-forced next-token loss of a model on a text, on any backend.
+
+Every token of the text but the first is predicted from the tokens before it, and the
+model's log-probability of the true token is summed (natural log). Text longer than the
+model's context is cut into consecutive windows of the context, each scored from an
+empty cache, as llama.cpp's ``perplexity`` does: window ``i`` feeds tokens
+``[i*C, (i+1)*C)`` and predicts ``[i*C+1, (i+1)*C]``, so every token after the first is
+predicted exactly once and the first token of each window is predicted with no history.
+
+Reported: ``loss_nats_per_token``, ``loss_nats_per_byte`` (total nats over the UTF-8
+bytes of the predicted tokens), ``bits_per_byte`` (that over ln 2), ``perplexity``
+(per token), ``top1_agreement`` (share of positions whose argmax equals the float
+reference backend's) and ``top1_accuracy`` (argmax equals the true next token).
+
+The reference and integer backends score a window in one vectorized forward pass
+(``score``); a device steps token by token through its matvecs.
+"""
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ternary_core.corpus import corpus_split
+from ternary_core.errors import TernaryError
+from ternary_core.reference import BitNetRunner, GoldenBackend
+from ternary_core.tokenizer import parse_token_ids
+
+
+def consecutive_windows(n_tokens, context):
+    """``[(start, end)]``: each window feeds ``ids[start:end]`` and predicts
+    ``ids[start+1:end+1]``; windows hold at most ``context`` tokens and tile ``1..n-1``."""
+    spans, start = [], 0
+    while start < n_tokens - 1:
+        end = min(start + context, n_tokens - 1)
+        spans.append((start, end))
+        start = end
+    return spans
+
+
+def read_ids(path):
+    """Token ids from a file of integers separated by whitespace and/or commas."""
+    p = Path(path)
+    if not p.is_file():
+        raise TernaryError(f"--ids: {path} is not a file")
+    try:
+        text = p.read_text("utf-8")
+    except UnicodeDecodeError:
+        raise TernaryError(f"--ids: {path} is not a text file of token ids") from None
+    return parse_token_ids(text, f"--ids {path}")
+
+
+def read_text(path, split, n_bytes, what="--text"):
+    """The bytes of ``path`` cut to ``split`` ('train', 'val', 'all'), then to the
+    first ``n_bytes`` (if given)."""
+    p = Path(path)
+    if not p.is_file():
+        raise TernaryError(f"{what}: {path} is not a file")
+    data = corpus_split(p.read_bytes(), split)
+    return data[:n_bytes] if n_bytes else data
+
+
+def text_ids(tok, data, source):
+    """Token ids of the bytes ``data`` with tokenizer ``tok``."""
+    if not tok.has_text:
+        raise TernaryError(f"{source}: this model has no tokenizer (its model file says tokenizer "
+                           "'none'); give token ids with --ids")
+    if hasattr(tok, "token_bytes"):  # byte-level: any bytes are tokens, no decoding
+        return list(data)
+    try:
+        return tok.encode(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TernaryError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+
+
+def predicted_bytes(tok, ids):
+    """How many bytes of text the predicted tokens ``ids[1:]`` stand for (None without a
+    tokenizer)."""
+    if not tok.has_text:
+        return None
+    if hasattr(tok, "token_bytes"):
+        return len(tok.token_bytes(ids[1:]))
+    return len(tok.decode(ids[1:]).encode("utf-8"))
+
+
+@dataclass
+class EvalTotals:
+    positions: int = 0
+    nats: float = 0.0
+    agree: int = 0
+    correct: int = 0
+
+    def add(self, logits, targets, ref_argmax):
+        """Add a window's float64 logits ``(T, vocab)`` against ``targets`` ``(T,)``."""
+        z = logits - logits.max(axis=1, keepdims=True)
+        logp = z[np.arange(len(targets)), targets] - np.log(np.exp(z).sum(axis=1))
+        top = logits.argmax(axis=1)
+        self.positions += len(targets)
+        self.nats -= float(logp.sum())
+        self.agree += int((top == ref_argmax).sum())
+        self.correct += int((top == targets).sum())
+
+
+class ProgressLine:
+    """One ``\\r``-updated status line on ``stream``, at most ``rate`` times a second."""
+
+    def __init__(self, stream, total, rate=4.0):
+        self.stream, self.total, self.period = stream, total, 1.0 / rate
+        self.t0 = self.last = time.perf_counter()
+
+    def show(self, totals, pending=0, final=False):
+        """Show ``totals`` (and ``pending`` positions stepped but not yet scored)."""
+        now = time.perf_counter()
+        if not final and now - self.last < self.period:
+            return
+        self.last = now
+        done = totals.positions + pending
+        rate = done / max(now - self.t0, 1e-9)
+        scored = max(totals.positions, 1)
+        self.stream.write(f"\reval: {done:,}/{self.total:,} positions, "
+                          f"{totals.nats / scored:.4f} nats/token, top-1 agreement "
+                          f"{totals.agree / scored:.2%}, {rate:,.0f} positions/s "
+                          + ("\n" if final else ""))
+        self.stream.flush()
+
+
+def _window_logits(backend, runner, window, on_position):
+    """float64 logits ``(len(window), vocab)`` after each token of ``window`` (from empty);
+    ``on_position(n)`` after each of the ``n`` steps when stepping."""
+    if backend.vectorized:
+        out = runner.score(window)
+        if backend.integer:
+            ints, scales = out
+            return ints.astype(np.float64) * np.asarray(scales, np.float64)[:, None]
+        return np.asarray(out, np.float64)
+    runner.reset()
+    rows = []
+    for t in window:
+        row = np.asarray(runner.step(int(t)), np.float64)
+        rows.append(row * runner.last_logit_scale if backend.integer else row)
+        on_position(len(rows))
+    return np.stack(rows)
+
+
+def evaluate(model, backend, ids, tokenizer, log=None):
+    """Score ``ids`` on ``backend`` (a :class:`host.backends.RunnerBackend`); return the
+    figures as a dict (see the module docstring). The progress line goes to ``log``
+    (default: stderr)."""
+    vocab, context = model.config.vocab_size, model.config.max_position_embeddings
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size < 2:
+        raise TernaryError(f"eval needs at least 2 tokens of text, got {ids.size}")
+    bad = np.nonzero((ids < 0) | (ids >= vocab))[0]
+    if bad.size:
+        raise TernaryError(f"token id {int(ids[bad[0]])} (position {int(bad[0])}) is outside the "
+                           f"vocabulary (0..{vocab - 1})")
+    spans = consecutive_windows(ids.size, context)
+    runner = backend.make_runner(min(context, ids.size - 1))
+    reference = runner if backend.name == "reference" else \
+        BitNetRunner(model, GoldenBackend(), max_len=min(context, ids.size - 1))
+    totals, progress = EvalTotals(), ProgressLine(log or sys.stderr, ids.size - 1)
+    t0 = time.perf_counter()
+    for start, end in spans:
+        window, targets = ids[start:end], ids[start + 1:end + 1]
+        logits = _window_logits(backend, runner, window,
+                                lambda n: progress.show(totals, pending=n))
+        ref_argmax = logits.argmax(axis=1) if reference is runner else \
+            reference.score(window).argmax(axis=1)
+        totals.add(logits, targets, ref_argmax)
+        progress.show(totals)
+    seconds = time.perf_counter() - t0
+    progress.show(totals, final=True)
+    n_bytes = predicted_bytes(tokenizer, ids.tolist())
+    per_token = totals.nats / totals.positions
+    per_byte = totals.nats / n_bytes if n_bytes else None
+    return {
+        "backend": backend.name,
+        "positions": totals.positions,
+        "windows": len(spans),
+        "context": context,
+        "bytes": n_bytes,
+        "loss_nats_per_token": per_token,
+        "loss_nats_per_byte": per_byte,
+        "bits_per_byte": per_byte / math.log(2) if per_byte is not None else None,
+        "perplexity": math.exp(per_token),
+        "top1_agreement": totals.agree / totals.positions,
+        "top1_accuracy": totals.correct / totals.positions,
+        "seconds": round(seconds, 3),
+    }
+
+
+__all__ = ["consecutive_windows", "evaluate", "predicted_bytes", "read_ids", "read_text",
+           "text_ids"]

@@ -1,0 +1,25 @@
+"""The training corpus and its split: one definition, used by the trainer (which
+trains on the first part) and by ``ternary eval`` (which scores the held-out rest)."""
+
+from .errors import TernaryError
+
+VAL_FRACTION = 0.1
+SPLITS = ("train", "val", "all")
+
+
+def split_point(n_bytes, val_fraction=VAL_FRACTION):
+    """Index of the first held-out byte: the last ``val_fraction`` of the corpus is validation."""
+    return int(n_bytes * (1 - val_fraction))
+
+
+def corpus_split(data, split, val_fraction=VAL_FRACTION):
+    """``data`` (bytes or a uint8 array) cut to ``split``: 'train', 'val' or 'all'."""
+    if split not in SPLITS:
+        raise TernaryError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "all":
+        return data
+    k = split_point(len(data), val_fraction)
+    return data[:k] if split == "train" else data[k:]
+
+
+__all__ = ["SPLITS", "VAL_FRACTION", "corpus_split", "split_point"]
