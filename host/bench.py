@@ -43,10 +43,10 @@ def cached_build(name, cfg, log):
     boards_src = sorted((Path(__file__).resolve().parent.parent / "boards").glob("*.py"))
     key = design_fingerprint(cfg, *(p.read_bytes() for p in boards_src))
     out = Path("build") / "bench" / f"{name}-{cfg.rows}x{cfg.cols}-{cfg.fmt}-{key}"
-    rep = out / "report.json"
-    if rep.is_file():
-        print(f"reusing the build in {out}", file=log)
-        return json.loads(rep.read_text())
+    for rep in (out / "report.json", out / "report.failed.json"):  # bench reports misses too
+        if rep.is_file():
+            print(f"reusing the build in {out}", file=log)
+            return json.loads(rep.read_text())
     return build(name, rows=cfg.rows, cols=cfg.cols, fmt=cfg.fmt, out=out, log=log)
 
 

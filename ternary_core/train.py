@@ -300,7 +300,7 @@ def load_checkpoint(path, net, optim, gen, config, opts):
     return step, loss_avg, history
 
 
-def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
+def train(corpus_path, out_path, config=None, opts=None, log=None):
     """Train on a text corpus (byte-level tokens) and save the model; return a report dict.
 
     Everything that can be checked is checked before the first step: the options, the
@@ -310,6 +310,7 @@ def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
     from it, and gives the same model as an uninterrupted run.
     """
     torch = _torch()
+    log = log or sys.stderr
     config = config or BitNetConfig()
     opts = opts or TrainOptions()
     opts.check(config)
@@ -325,6 +326,8 @@ def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
         ckpt = checkpoint_path(out_path)
         if opts.checkpoint_every or opts.resume:
             check_output_path(ckpt, what="checkpoint", inputs=[corpus_path])
+        if opts.resume and not ckpt.is_file():
+            raise TernaryError(f"--resume: no checkpoint at {ckpt}")
     elif opts.resume:
         raise TernaryError("--resume needs an output model (-o); full-precision runs keep no checkpoint")
     train_data = torch.from_numpy(data[:split].astype(np.int64))
