@@ -112,6 +112,9 @@ def _read(path):
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise TernaryError(f"{path}: is a folder, not a model file (`ternary import` reads "
+                           f"Hugging Face folders)")
     if not path.is_file():
         raise TernaryError(f"{path}: no such model file")
     try:
