@@ -276,17 +276,18 @@ def register_bench(sub):
 def _bench(args):
     import json
 
-    from host.bench import bench, parse_config, plot, table
+    from dataclasses import replace
+
+    from host.bench import DEFAULT_CONFIGS, bench, parse_config, plot, table
     from ternary_core.boards import board
-    from ternary_core.engine_config import EngineConfig
     from ternary_core.output_file import check_output_path, open_output, write_output
 
     # everything checkable before the builds, which take minutes each
     for name in args.boards:
-        board(name)
-    for text in args.configs or []:
-        r, c, fmt = parse_config(text)
-        EngineConfig(rows=r, cols=c, fmt=fmt)
+        engine = board(name).engine
+        for text in args.configs or DEFAULT_CONFIGS.get(name, []):
+            r, c, fmt = parse_config(text)
+            replace(engine, rows=r, cols=c, fmt=fmt)  # EngineConfig checks sizes against the boards
     if args.json_out:
         check_output_path(args.json_out, what="--json")
     if args.plot:
