@@ -1,8 +1,8 @@
 """``ternary build``: a bitstream and a report for a board, with the YoWASP tools."""
 
+import hashlib
 import json
-import os
-import shutil
+import math
 import sys
 import time
 from dataclasses import replace
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ternary_core.boards import board
 from ternary_core.errors import TernaryError
+from ternary_core.output_file import write_output
 
 from .yowasp import tool_env
 
@@ -30,14 +31,24 @@ def _platform_and_top(name, config, clock_hz, baud):
 
 
 def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=sys.stderr):
-    """Build ``name``'s bitstream; return the report dict (also written as report.json)."""
+    """Build ``name``'s bitstream; return the report dict (also written as report.json).
+
+    A build that misses timing does not replace the last good bitstream and report:
+    it is kept beside them as ``NAME.failed.EXT`` and ``report.failed.json`` (see
+    :func:`publish`), and the returned report says so.
+    """
     profile = board(name)
     cfg = profile.engine
-    cfg = replace(cfg, rows=rows or cfg.rows, cols=cols or cfg.cols, fmt=fmt or cfg.fmt)
-    clock_hz = int(freq_mhz * 1e6) if freq_mhz else profile.clock_hz
+    cfg = replace(cfg, rows=cfg.rows if rows is None else rows, cols=cfg.cols if cols is None else cols,
+                  fmt=fmt or cfg.fmt)  # EngineConfig checks the values and sizes
+    if freq_mhz is not None and not (math.isfinite(freq_mhz) and freq_mhz > 0):
+        raise TernaryError(f"--freq: expected a clock in MHz greater than 0, got {freq_mhz!r}")
+    clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else profile.clock_hz
     out = Path(out or Path("build") / name)
+    if out.exists() and not out.is_dir():
+        raise TernaryError(f"--out {out}: exists and is not a folder")
+    platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud)  # checks the PLL
     out.mkdir(parents=True, exist_ok=True)
-    platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud)
     print(f"building {name}: {cfg.rows}x{cfg.cols} {cfg.fmt} engine at {clock_hz / 1e6:g} MHz, "
           f"UART {profile.baud} baud, in {out} (YoWASP tools; the first run compiles them, "
           f"about a minute) ...", file=log, flush=True)
@@ -54,9 +65,32 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=
         tail = "\n".join(logs[0].read_text().splitlines()[-15:]) if logs else str(exc)
         raise TernaryError(f"the {name} build failed:\n{tail}") from None
     report = make_report(name, cfg, clock_hz, out, time.time() - t0)
-    shutil.copy(out / f"top{ext}", out / f"{name}{ext}")
-    report["bitstream"] = str(out / f"{name}{ext}")
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return publish(out, name, ext, report)
+
+
+def publish(out, name, ext, report):
+    """Put the build's ``top{ext}`` and ``report`` under their board names in ``out``.
+
+    Timing met: ``NAME{ext}`` and ``report.json`` (each written whole, then renamed in),
+    and a stale failed pair is removed. Timing missed: ``NAME.failed{ext}`` and
+    ``report.failed.json``, so the last good bitstream and report stay as they were
+    and `ternary program` cannot pick the failed one up by default. The report records
+    the bitstream's name and SHA-256, which `program` checks.
+    """
+    good = report["timing_met"]
+    data = (out / f"top{ext}").read_bytes()
+    bit = out / (f"{name}{ext}" if good else f"{name}.failed{ext}")
+    rep = out / ("report.json" if good else "report.failed.json")
+    report["bitstream"] = str(bit)
+    report["bitstream_sha256"] = hashlib.sha256(data).hexdigest()
+    if not good:
+        last = out / f"{name}{ext}"
+        report["last_good_bitstream"] = str(last) if last.is_file() else None
+    write_output(bit, data, what="bitstream")
+    write_output(rep, json.dumps(report, indent=2), what="report")
+    if good:
+        for stale in (out / f"{name}.failed{ext}", out / "report.failed.json"):
+            stale.unlink(missing_ok=True)
     return report
 
 

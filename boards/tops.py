@@ -4,6 +4,7 @@ from amaranth import ClockDomain, ClockSignal, Elaboratable, Instance, Module, R
 from amaranth.lib import io
 
 from rtl.device import DeviceTop
+from ternary_core.errors import TernaryError
 
 from .ice40_pll import ice40_pll_params
 
@@ -11,8 +12,8 @@ from .ice40_pll import ice40_pll_params
 def uart_divisor(clock_hz, baud):
     div = round(clock_hz / baud)
     if div < 4 or abs(clock_hz / div - baud) > 0.02 * baud:
-        raise ValueError(f"a {clock_hz / 1e6:g} MHz clock cannot make {baud} baud within 2% "
-                         f"(divisor {div})")
+        raise TernaryError(f"--freq: a {clock_hz / 1e6:g} MHz clock cannot make {baud} baud "
+                           f"within 2% (divisor {div})")
     return div
 
 
@@ -104,5 +105,6 @@ def ecp5_pll_params(fin_hz, fout_hz):
                         best = (err, clki, clkfb, clkop)
                     break
     if best is None or best[0] > 0.01 * fout_hz:
-        raise ValueError(f"no ECP5 PLL setting makes {fout_hz / 1e6:g} MHz from {fin_hz / 1e6:g} MHz")
+        raise TernaryError(f"--freq: no ECP5 PLL setting makes {fout_hz / 1e6:g} MHz from "
+                           f"{fin_hz / 1e6:g} MHz")
     return best[1:]

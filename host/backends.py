@@ -9,20 +9,22 @@ simulated board / a board).
 import sys
 from dataclasses import dataclass
 
-from ternary_core.boards import board
+from ternary_core.boards import BOARDS, board
 from ternary_core.errors import TernaryError
 from ternary_core.reference import GoldenBackend, MatvecBackend
 from ternary_core.sampling import Sampler
 
 BACKENDS = ["reference", "integer", "sim", "serial"]
 
+from .arg_types import positive_int
+
 
 def add_device_options(p):
-    p.add_argument("--board", default="icebreaker",
+    p.add_argument("--board", default="icebreaker", choices=sorted(BOARDS),
                    help="board whose engine the simulated board runs, and whose clock and UART "
                         "rate the summary projects to (default icebreaker)")
     p.add_argument("--port", help="serial port of a real board (--backend serial)")
-    p.add_argument("--baud", type=int, help="serial baud rate (default: the board's)")
+    p.add_argument("--baud", type=positive_int, help="serial baud rate (default: the board's)")
     p.add_argument("--check", action="store_true",
                    help="also compute every device result with the golden model; stop on a mismatch")
     p.add_argument("--stream", action="store_true",
@@ -30,7 +32,7 @@ def add_device_options(p):
     p.add_argument("--sim-phy", choices=["stream", "uart"], default="stream",
                    help="simulated board's link: 'stream' (the device core on a byte stream, "
                         "fast; default) or 'uart' (the full device top with its UART)")
-    p.add_argument("--weight-words", type=int,
+    p.add_argument("--weight-words", type=positive_int,
                    help="simulated board only: weight store depth in words (smaller than the "
                         "model forces streaming)")
 

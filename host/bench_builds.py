@@ -27,6 +27,7 @@ from ternary_core.errors import TernaryError
 
 BUILD_ROOT = Path("build") / "bench"
 REPORT = "report.json"
+FAILED_REPORT = "report.failed.json"  # a build that missed timing (boards/build.py)
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,10 @@ def build_folder(req, root=BUILD_ROOT):
 
 def cached_report(folder):
     """The report of a finished build in ``folder``, or None."""
-    rep = Path(folder) / REPORT
-    return json.loads(rep.read_text()) if rep.is_file() else None
+    for rep in (Path(folder) / REPORT, Path(folder) / FAILED_REPORT):  # bench reports misses too
+        if rep.is_file():
+            return json.loads(rep.read_text())
+    return None
 
 
 def board_build(board, config, out, log):

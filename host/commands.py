@@ -1,9 +1,18 @@
 """Subcommands of the ``ternary`` CLI, one ``register_*`` function each."""
 
+from .arg_types import (comma_list, non_negative_float, non_negative_int, png_path, positive_float,
+                        positive_int, token_ids, utf8_text, verilog_identifier)
+
+
+def _board_names():
+    from ternary_core.boards import BOARDS
+
+    return sorted(BOARDS)
+
 
 def _array_args(p):
-    p.add_argument("--rows", type=int, default=4, help="MAC array rows R (default 4)")
-    p.add_argument("--cols", type=int, default=8, help="MAC array columns C (default 8)")
+    p.add_argument("--rows", type=positive_int, default=4, help="MAC array rows R (default 4)")
+    p.add_argument("--cols", type=positive_int, default=8, help="MAC array columns C (default 8)")
     p.add_argument("--format", dest="fmt", choices=["2bit", "base3"], default="2bit",
                    help="native weight format (default 2bit)")
 
@@ -14,12 +23,12 @@ def register_verilog(sub):
                                    "(ASIC, other FPGAs, other simulators). The top module is "
                                    "ternary_engine; its ports are documented in rtl/matvec_engine.py.")
     _array_args(p)
-    p.add_argument("--max-k", type=int, default=1024, help="largest K (sets the accumulator width)")
-    p.add_argument("--max-m", type=int, default=1024, help="largest M")
-    p.add_argument("--weight-words", type=int, default=4096, help="weight store depth in words")
+    p.add_argument("--max-k", type=positive_int, default=1024, help="largest K (sets the accumulator width)")
+    p.add_argument("--max-m", type=positive_int, default=1024, help="largest M")
+    p.add_argument("--weight-words", type=positive_int, default=4096, help="weight store depth in words")
     p.add_argument("--base3-impl", choices=["arith", "rom"], default="arith",
                    help="base-3 decoder: shift-and-add (default) or a 256-entry table")
-    p.add_argument("--name", default="ternary_engine", help="top module name")
+    p.add_argument("--name", type=verilog_identifier, default="ternary_engine", help="top module name")
     p.add_argument("-o", "--output", required=True, help="output .v file ('-' for stdout)")
     p.set_defaults(func=_verilog)
 
@@ -30,14 +39,18 @@ def _verilog(args):
     from sim.export import engine_verilog
     from ternary_core.engine_config import EngineConfig
 
+    from ternary_core.output_file import check_output_path, write_output
+
+    # every check before elaboration, which takes seconds to minutes
     cfg = EngineConfig(rows=args.rows, cols=args.cols, fmt=args.fmt, max_m=args.max_m,
                        max_k=args.max_k, weight_words=args.weight_words)
+    if args.output != "-":
+        check_output_path(args.output, what="-o")
     text = engine_verilog(cfg, name=args.name, base3_impl=args.base3_impl)
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        with open(args.output, "w") as f:
-            f.write(text)
+        write_output(args.output, text, what="-o")
         print(f"wrote {args.output}: {args.rows}x{args.cols} {args.fmt} engine, K<={args.max_k}, "
               f"{cfg.acc_bits}-bit accumulators, {args.weight_words} weight words", file=sys.stderr)
 
@@ -56,19 +69,23 @@ def register_train(sub):
                                    "'train' extra (torch).")
     p.add_argument("--corpus", default=DEFAULT_CORPUS, help=f"text file (default {DEFAULT_CORPUS})")
     p.add_argument("-o", "--out", default="model.safetensors", help="output model file")
-    p.add_argument("--steps", type=int, default=o.steps)
-    p.add_argument("--batch", type=int, default=o.batch)
-    p.add_argument("--seq-len", type=int, default=o.seq_len)
-    p.add_argument("--lr", type=float, default=o.lr)
-    p.add_argument("--seed", type=int, default=o.seed)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--steps", type=positive_int, default=o.steps)
+    p.add_argument("--batch", type=positive_int, default=o.batch)
+    p.add_argument("--seq-len", type=positive_int, default=o.seq_len)
+    p.add_argument("--lr", type=positive_float, default=o.lr)
+    p.add_argument("--seed", type=non_negative_int, default=o.seed)
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=o.checkpoint_every,
+                   help=f"save OUT.ckpt.safetensors every N steps (default {o.checkpoint_every}; 0: never)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT.ckpt.safetensors (same options as the run that made it)")
     p.add_argument("--full-precision", action="store_true",
                    help="train the same shape with float linears (the comparison baseline)")
-    p.add_argument("--hidden-size", type=int, default=c.hidden_size)
-    p.add_argument("--intermediate-size", type=int, default=c.intermediate_size)
-    p.add_argument("--layers", type=int, default=c.num_hidden_layers)
-    p.add_argument("--heads", type=int, default=c.num_attention_heads)
-    p.add_argument("--kv-heads", type=int, default=c.num_key_value_heads)
+    p.add_argument("--hidden-size", type=positive_int, default=c.hidden_size)
+    p.add_argument("--intermediate-size", type=positive_int, default=c.intermediate_size)
+    p.add_argument("--layers", type=positive_int, default=c.num_hidden_layers)
+    p.add_argument("--heads", type=positive_int, default=c.num_attention_heads)
+    p.add_argument("--kv-heads", type=positive_int, default=c.num_key_value_heads)
     p.set_defaults(func=_train)
 
 
@@ -80,7 +97,8 @@ def _train(args):
                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
                           num_key_value_heads=args.kv_heads)
     opts = TrainOptions(steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
-                        seed=args.seed, threads=args.threads, full_precision=args.full_precision)
+                        seed=args.seed, threads=args.threads, full_precision=args.full_precision,
+                        checkpoint_every=args.checkpoint_every, resume=args.resume)
     train(args.corpus, None if args.full_precision else args.out, config, opts)
 
 
@@ -98,11 +116,16 @@ def register_import(sub):
 def _import(args):
     import sys
 
-    from ternary_core.importers import import_checkpoint
-    from ternary_core.model_file import save_model
+    from pathlib import Path
 
+    from ternary_core.importers import import_checkpoint, input_files
+    from ternary_core.model_file import save_model
+    from ternary_core.output_file import check_output_path
+
+    inputs = input_files(args.src) if Path(args.src).exists() else []
+    check_output_path(args.out, what="-o", inputs=inputs)  # before reading a large checkpoint
     model = import_checkpoint(args.src)
-    save_model(args.out, model)
+    save_model(args.out, model, what="-o", inputs=inputs)
     c = model.config
     print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
           f"{model.ternary_params():,} ternary weights, tokenizer {model.tokenizer.get('type')} "
@@ -122,13 +145,14 @@ def register_generate(sub):
     p.add_argument("--backend", choices=BACKENDS, default="reference")
     p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--prompt", default=None, help="prompt text (default 'ROMEO:')")
-    g.add_argument("--prompt-ids", help="prompt as comma- or space-separated token ids (for models "
-                                        "without a tokenizer)")
-    p.add_argument("--tokens", type=int, default=64, help="tokens to generate (default 64)")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 for greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=40, help="sample from the k likeliest (0: all)")
-    p.add_argument("--seed", type=int, default=0)
+    g.add_argument("--prompt", type=utf8_text, default=None, help="prompt text (default 'ROMEO:')")
+    g.add_argument("--prompt-ids", type=token_ids,
+                   help="prompt as comma- or space-separated token ids (for models without a "
+                        "tokenizer)")
+    p.add_argument("--tokens", type=positive_int, default=64, help="tokens to generate (default 64)")
+    p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 for greedy (default 0.8)")
+    p.add_argument("--top-k", type=non_negative_int, default=40, help="sample from the k likeliest (0: all)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     add_device_options(p)
     p.set_defaults(func=_generate)
@@ -271,11 +295,11 @@ def register_build(sub):
                                    "YoWASP Yosys/nextpnr from PyPI; write the bitstream and "
                                    "report.json (resources, Fmax, timing) and print a summary. "
                                    "Exits 1 if timing is not met.")
-    p.add_argument("--board", required=True, help="icebreaker or ulx3s-85f")
-    p.add_argument("--rows", type=int, help="MAC array rows (default: the board's)")
-    p.add_argument("--cols", type=int, help="MAC array columns (default: the board's)")
+    p.add_argument("--board", required=True, choices=_board_names())
+    p.add_argument("--rows", type=positive_int, help="MAC array rows (default: the board's)")
+    p.add_argument("--cols", type=positive_int, help="MAC array columns (default: the board's)")
     p.add_argument("--format", dest="fmt", choices=["2bit", "base3"], help="weight format (default: the board's)")
-    p.add_argument("--freq", type=float, help="clock in MHz (default: the board's)")
+    p.add_argument("--freq", type=positive_float, help="clock in MHz (default: the board's)")
     p.add_argument("--out", help="output folder (default build/BOARD)")
     p.set_defaults(func=_build)
 
@@ -290,8 +314,13 @@ def _build(args):
     print(summary(report))
     print(f"bitstream: {report['bitstream']}", file=sys.stderr)
     if not report["timing_met"]:
-        print(f"timing NOT met: Fmax {report['fmax_mhz']:.1f} MHz < {report['target_mhz']:g} MHz; "
-              f"try a lower --freq", file=sys.stderr)
+        last = report.get("last_good_bitstream")
+        kept = (f"the last good bitstream {last} and its report.json are unchanged" if last else
+                "there is no earlier good bitstream")
+        fmax = "none" if report["fmax_mhz"] is None else f"{report['fmax_mhz']:.1f} MHz"
+        print(f"timing NOT met: Fmax {fmax} < {report['target_mhz']:g} MHz; this build is kept as "
+              f"{report['bitstream']} and report.failed.json, {kept}; try a lower --freq",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -300,15 +329,17 @@ def register_program(sub):
     p = sub.add_parser("program", help="load a built bitstream onto a board",
                        description="Program the board with iceprog or openFPGALoader (whichever "
                                    "is installed).")
-    p.add_argument("--board", required=True)
+    p.add_argument("--board", required=True, choices=_board_names())
     p.add_argument("--bitstream", help="bitstream file (default build/BOARD/BOARD.bin|.bit)")
+    p.add_argument("--force", action="store_true",
+                   help="program even if the build report says timing was not met")
     p.set_defaults(func=_program)
 
 
 def _program(args):
     from boards.program import program
 
-    tool = program(args.board, args.bitstream)
+    tool = program(args.board, args.bitstream, force=args.force)
     print(f"programmed {args.board} with {tool}")
 
 
@@ -319,44 +350,38 @@ def register_bench(sub):
                                    "cycles per token of the shipped model on the simulated engine, "
                                    "and compute compute-, memory- and link-bound tokens/s. Prints a "
                                    "table; writes JSON and a plot on request.")
-    p.add_argument("--boards", default="icebreaker", help="comma-separated boards (default icebreaker)")
-    p.add_argument("--configs", help="comma-separated ROWSxCOLS/FORMAT (default: a set per board)")
+    p.add_argument("--boards", type=comma_list, default="icebreaker",
+                   help="comma-separated boards (default icebreaker)")
+    p.add_argument("--configs", type=comma_list, help="comma-separated ROWSxCOLS/FORMAT (default: a set per board)")
     p.add_argument("--json", dest="json_out", help="write the results as JSON")
-    p.add_argument("--plot", help="write a PNG plot")
-    p.add_argument("--jobs", type=_positive_int, default=None,
+    p.add_argument("--plot", type=png_path, help="write a PNG plot")
+    p.add_argument("--jobs", type=positive_int, default=None,
                    help="builds run at once, each in its own process (default: the machine's "
                         "cores)")
     p.set_defaults(func=_bench)
 
 
-def _positive_int(text):
-    """argparse type: an integer >= 1 (argparse names the option in its error)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
 
 def _bench(args):
     import json
 
-    from host.bench import bench, plot, table
-    from ternary_core.errors import TernaryError
+    from dataclasses import replace
 
-    boards = [b.strip() for b in args.boards.split(",") if b.strip()]
-    if not boards:
-        raise TernaryError(f"--boards names no board: {args.boards!r}")
-    configs = None
-    if args.configs is not None:
-        configs = [c for c in args.configs.split(",") if c.strip()]
-        if not configs:
-            raise TernaryError(f"--configs names no configuration: {args.configs!r}")
-    result = bench(boards, configs, jobs=args.jobs)
+    from host.bench import DEFAULT_CONFIGS, bench, parse_config, plot, table
+    from ternary_core.boards import board
+    from ternary_core.output_file import check_output_path, open_output, write_output
+
+    # everything checkable before the builds, which take minutes each
+    for name in args.boards:
+        engine = board(name).engine
+        for text in args.configs or DEFAULT_CONFIGS.get(name, []):
+            r, c, fmt = parse_config(text)
+            replace(engine, rows=r, cols=c, fmt=fmt)  # EngineConfig checks sizes against the boards
+    if args.json_out:
+        check_output_path(args.json_out, what="--json")
+    if args.plot:
+        check_output_path(args.plot, what="--plot")
+    result = bench(args.boards, args.configs, jobs=args.jobs)
     print(table(result))
     print(f"reference (numpy) backend on this machine: {result['reference_tokens_per_s']} tokens/s")
     for r in result["configs"]:
@@ -365,10 +390,10 @@ def _bench(args):
                   f"{r['cycles_per_token']} cycles/token vs ideal {r['ideal_cycles_per_token']}, "
                   f"{r['dsp']} DSP")
     if args.json_out:
-        with open(args.json_out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_output(args.json_out, json.dumps(result, indent=2), what="--json")
     if args.plot:
-        plot(result, args.plot)
+        with open_output(args.plot, what="--plot") as f:
+            plot(result, f)
 
 
 REGISTRY = [register_verilog, register_train, register_import, register_generate, register_eval,

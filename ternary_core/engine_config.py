@@ -11,6 +11,15 @@ from .errors import TernaryError
 from .golden import accumulator_bits
 from .native import TileLayout
 
+# Upper bounds from the largest supported board, the ULX3S-85F (ECP5 LFE5U-85F), checked
+# before any hardware is elaborated: a design past them fits no board, and elaborating
+# it takes gigabytes and minutes (a 64x64 array, 2**20 weight words).
+# Its 208 DP16KD block RAMs hold 2 KiB of data each (parity bits unused).
+MAX_MEMORY_BYTES = 208 * 2048
+# Its 83,640 LUTs; the 8x16 2-bit build takes 10,599 LUTs for 128 MACs (83 a MAC, in
+# boards/reports/ulx3s-85f.json), so about 1,000 MACs fill it.
+MAX_MACS = 1024
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -35,6 +44,18 @@ class EngineConfig:
             raise TernaryError("max_m and max_k must be at most 65535 (16-bit command fields)")
         if self.weight_words > 1 << 24:
             raise TernaryError("weight_words must be at most 2**24 (24-bit word addresses)")
+        if self.rows * self.cols > MAX_MACS:
+            raise TernaryError(f"rows x cols: {self.rows}x{self.cols} = {self.rows * self.cols} MACs is "
+                               f"more than the {MAX_MACS} the largest supported board (ULX3S-85F) holds")
+        memory = {"weight_words": self.weight_words * self.word_bytes, "max_k": self.max_k,
+                  "max_m": self.max_m * self.result_bytes}
+        if sum(memory.values()) > MAX_MEMORY_BYTES:
+            worst = max(memory, key=memory.get)
+            raise TernaryError(
+                f"{worst}: the engine's memories need {sum(memory.values()):,} bytes (weights "
+                f"{memory['weight_words']:,}, activations {memory['max_k']:,}, results "
+                f"{memory['max_m']:,}), more than the {MAX_MEMORY_BYTES:,} bytes of block RAM of "
+                f"the largest supported board (ULX3S-85F)")
 
     @property
     def layout(self):

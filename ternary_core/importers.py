@@ -19,20 +19,32 @@ from . import hf_bitnet_format
 from .errors import TernaryError
 from .gguf_format import unpack as unpack_tq
 from .model_config import BitNetConfig
-from .model_file import BitLinearWeights, BitNetModel, float_tensor_shapes
+from .model_file import BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
 from .quant import quantize_weights
 from .safetensors_raw import read_safetensors
 
 
 def import_checkpoint(src):
+    """Read a HF folder or GGUF file into a :class:`BitNetModel`, checked like a model
+    file on load (shapes, finite numbers, scales > 0), so import never passes on a model
+    that could not run."""
     src = Path(src)
     if src.is_dir():
-        return import_hf_folder(src)
-    if src.is_file() and src.suffix == ".gguf":
-        return import_gguf(src)
-    if not src.exists():
+        model = import_hf_folder(src)
+    elif src.is_file() and src.suffix == ".gguf":
+        model = import_gguf(src)
+    elif not src.exists():
         raise TernaryError(f"{src}: no such file or folder")
-    raise TernaryError(f"{src}: expected a Hugging Face checkpoint folder or a .gguf file")
+    else:
+        raise TernaryError(f"{src}: expected a Hugging Face checkpoint folder or a .gguf file")
+    check_model(model, str(src))
+    return model
+
+
+def input_files(src):
+    """The files an import of ``src`` reads (the output must be none of them)."""
+    src = Path(src)
+    return sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
 
 
 def import_hf_folder(folder):
@@ -40,9 +52,11 @@ def import_hf_folder(folder):
     if not cfg_path.is_file():
         raise TernaryError(f"{folder}: no config.json (not a Hugging Face checkpoint folder)")
     try:
-        raw_cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
+        raw_cfg = json.loads(cfg_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TernaryError(f"{cfg_path}: not valid JSON ({exc})") from None
+    if not isinstance(raw_cfg, dict):
+        raise TernaryError(f"{cfg_path}: expected a JSON object")
     if raw_cfg.get("model_type") not in (None, "bitnet"):
         raise TernaryError(f"{cfg_path}: model_type is {raw_cfg.get('model_type')!r}, not bitnet")
     config = BitNetConfig.from_dict(raw_cfg, source=str(cfg_path))
@@ -78,6 +92,8 @@ def import_hf_folder(folder):
                 raise TernaryError(f"{folder}: {name}.weight: {exc}") from None
             if trits.shape != (out, k):
                 raise TernaryError(f"{folder}: {name}.weight unpacks to {trits.shape}, expected {(out, k)}")
+            if scale.dtype.kind != "f":
+                raise TernaryError(f"{folder}: {name}.weight_scale has dtype {scale.dtype}, expected float")
             model.bitlinears[name] = BitLinearWeights(trits, np.float32(scale.reshape(-1)[0]))
         else:
             trits, scale = quantize_weights(_take(tensors, name + ".weight", (out, k), folder))
@@ -99,7 +115,10 @@ def _take(tensors, name, shape, where):
 def _hf_tokenizer(folder, config):
     tj = folder / "tokenizer.json"
     if tj.is_file():
-        return {"type": "tokenizers", "json": tj.read_text()}
+        try:
+            return {"type": "tokenizers", "json": tj.read_bytes().decode("utf-8")}
+        except UnicodeDecodeError as exc:
+            raise TernaryError(f"{tj}: not UTF-8 text ({exc})") from None
     if config.vocab_size == 256:
         return {"type": "bytes"}
     return {"type": "none"}
@@ -125,23 +144,37 @@ def import_gguf(path):
         if f is None:
             return default
         v = f.parts[f.data[0]]
-        return v.tobytes().decode() if v.dtype == np.uint8 else v.item()
+        return v.tobytes().decode("utf-8", errors="replace") if v.dtype == np.uint8 else v.item()
 
     arch = field("general.architecture")
     if arch != "bitnet":
         raise TernaryError(f"{path}: GGUF architecture is {arch!r}; only 'bitnet' is supported")
     tensors = {t.name: t for t in reader.tensors}
-    d = field("bitnet.embedding_length")
-    config = BitNetConfig(
-        vocab_size=int(tensors["token_embd.weight"].shape[-1]) if "token_embd.weight" in tensors else 0,
-        hidden_size=int(d), intermediate_size=int(field("bitnet.feed_forward_length")),
-        num_hidden_layers=int(field("bitnet.block_count")),
-        num_attention_heads=int(field("bitnet.attention.head_count")),
-        num_key_value_heads=int(field("bitnet.attention.head_count_kv", field("bitnet.attention.head_count"))),
-        max_position_embeddings=int(field("bitnet.context_length", 2048)),
-        rms_norm_eps=_f32(field("bitnet.attention.layer_norm_rms_epsilon", 1e-5)),
-        rope_theta=_f32(field("bitnet.rope.freq_base", 10000.0)),
-        tie_word_embeddings="output.weight" not in tensors)
+
+    def need(key, default=None, kind=int):
+        v = field(key, default)
+        if v is None:
+            raise TernaryError(f"{path}: GGUF key {key} is missing")
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise TernaryError(f"{path}: GGUF key {key} must be a number, got {v!r}")
+        return int(v) if kind is int else _f32(v)
+
+    if "token_embd.weight" not in tensors:
+        raise TernaryError(f"{path}: tensor token_embd.weight is missing")
+    d = need("bitnet.embedding_length")
+    try:
+        config = BitNetConfig(
+            vocab_size=int(tensors["token_embd.weight"].shape[-1]),
+            hidden_size=d, intermediate_size=need("bitnet.feed_forward_length"),
+            num_hidden_layers=need("bitnet.block_count"),
+            num_attention_heads=need("bitnet.attention.head_count"),
+            num_key_value_heads=need("bitnet.attention.head_count_kv", field("bitnet.attention.head_count")),
+            max_position_embeddings=need("bitnet.context_length", 2048),
+            rms_norm_eps=need("bitnet.attention.layer_norm_rms_epsilon", 1e-5, float),
+            rope_theta=need("bitnet.rope.freq_base", 10000.0, float),
+            tie_word_embeddings="output.weight" not in tensors)
+    except TernaryError as exc:
+        raise TernaryError(f"{path}: {exc}") from None
 
     def floats(name, shape):
         t = tensors.get(name)
@@ -149,8 +182,10 @@ def import_gguf(path):
             raise TernaryError(f"{path}: tensor {name} is missing")
         if t.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             raise TernaryError(f"{path}: tensor {name} is {t.tensor_type.name}; expected F32 or F16")
-        a = np.asarray(t.data, dtype=np.float32).reshape(shape)
-        return a
+        a = np.asarray(t.data, dtype=np.float32)
+        if a.size != int(np.prod(shape)):
+            raise TernaryError(f"{path}: tensor {name} has {a.size} values, expected shape {shape}")
+        return a.reshape(shape)
 
     tokens = field_list(reader, "tokenizer.ggml.tokens")
     tok = {"type": "vocab", "tokens": tokens} if tokens else (

@@ -1,9 +1,14 @@
 """The BitNet model configuration (the fields of HF's ``BitNetConfig`` we use) and the
 names of a model's BitLinear layers."""
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from .errors import TernaryError
+
+# A sanity bound on every integer field: 8x the largest real BitNet's (vocab 128,256 of
+# BitNet b1.58 2B4T); a larger value is a corrupt or hostile file, not a model.
+MAX_CONFIG_INT = 1 << 20
 
 BITLINEAR_NAMES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                    "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -24,10 +29,25 @@ class BitNetConfig:
     tie_word_embeddings: bool = False
 
     def __post_init__(self):
+        # Model files and config.json are untrusted: check every field's type and domain
+        # here, so a bad value is named on load instead of surfacing as NaN logits.
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise TernaryError(f"config: {f.name} must be a positive integer, got {v!r}")
+            if f.type in ("int", int):
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    raise TernaryError(f"config: {f.name} must be a positive integer, got {v!r}")
+                if v > MAX_CONFIG_INT:
+                    raise TernaryError(f"config: {f.name} must be at most {MAX_CONFIG_INT}, got {v!r}")
+            elif f.type in ("float", float):
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise TernaryError(f"config: {f.name} must be a number, got {v!r}")
+                if not (math.isfinite(v) and v > 0):
+                    raise TernaryError(f"config: {f.name} must be finite and greater than 0, got {v!r}")
+                object.__setattr__(self, f.name, float(v))
+            elif f.type in ("bool", bool) and not isinstance(v, bool):
+                raise TernaryError(f"config: {f.name} must be true or false, got {v!r}")
+            elif f.type in ("str", str) and not isinstance(v, str):
+                raise TernaryError(f"config: {f.name} must be a string, got {v!r}")
         if self.hidden_size % self.num_attention_heads:
             raise TernaryError("config: hidden_size must be a multiple of num_attention_heads")
         if self.num_attention_heads % self.num_key_value_heads:
@@ -61,11 +81,7 @@ class BitNetConfig:
         kwargs = {k: v for k, v in d.items() if k in known}
         if "rope_theta" not in d and isinstance(d.get("rope_parameters"), dict):
             kwargs["rope_theta"] = d["rope_parameters"].get("rope_theta", cls.rope_theta)
-        if "rope_theta" in kwargs:
-            kwargs["rope_theta"] = float(kwargs["rope_theta"])
-        if "rms_norm_eps" in kwargs:
-            kwargs["rms_norm_eps"] = float(kwargs["rms_norm_eps"])
         try:
             return cls(**kwargs)
-        except TypeError as exc:
-            raise TernaryError(f"{source}: {exc}") from None
+        except TernaryError as exc:  # "config: field ..." -> "<file>: config: field ..."
+            raise TernaryError(f"{source}: {str(exc).removeprefix('config: ')}") from None

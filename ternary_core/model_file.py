@@ -58,23 +58,63 @@ def float_tensor_shapes(config):
     return shapes
 
 
-def save_model(path, model):
-    from safetensors.numpy import save_file
+def check_model(model, where):
+    """Check a model's numbers are usable; raise :class:`TernaryError` naming the tensor.
 
+    Every float tensor must have its config's shape and only finite values; every
+    BitLinear its ``(out, in)`` shape, trits in {-1, 0, 1} and a finite scale > 0 (the
+    host divides by it). Run on load, on import and before saving, so no path produces
+    or accepts a model that generates NaN.
+    """
+    for name, shape in float_tensor_shapes(model.config).items():
+        a = model.floats.get(name)
+        if a is None:
+            raise TernaryError(f"{where}: tensor {name} is missing")
+        if tuple(np.shape(a)) != tuple(shape):
+            raise TernaryError(f"{where}: tensor {name} has shape {tuple(np.shape(a))}, expected {tuple(shape)}")
+        bad = np.size(a) - np.count_nonzero(np.isfinite(a))
+        if bad:
+            raise TernaryError(f"{where}: tensor {name} has {bad} non-finite values (NaN or inf)")
+    for name, (out, k) in model.config.bitlinear_shapes().items():
+        b = model.bitlinears.get(name)
+        if b is None:
+            raise TernaryError(f"{where}: tensor {name}.weight is missing")
+        if tuple(b.trits.shape) != (out, k):
+            raise TernaryError(f"{where}: tensor {name}.weight has shape {tuple(b.trits.shape)}, "
+                               f"expected {(out, k)}")
+        if b.trits.size and (b.trits.min() < -1 or b.trits.max() > 1):
+            raise TernaryError(f"{where}: tensor {name}.weight has values outside -1, 0, 1")
+        scale = float(np.asarray(b.weight_scale, dtype=np.float32).reshape(-1)[0])
+        if not (np.isfinite(scale) and scale > 0):
+            raise TernaryError(f"{where}: tensor {name}.weight_scale must be finite and greater "
+                               f"than 0, got {scale!r}")
+
+
+def save_model(path, model, *, what="output", inputs=()):
+    """Write ``model`` to ``path`` through :mod:`ternary_core.output_file` (all or nothing,
+    the umask's mode); ``what`` and ``inputs`` as there."""
+    from safetensors.numpy import save
+
+    from .output_file import check_output_path, write_output
+
+    check_output_path(path, what=what, inputs=inputs)
+    check_model(model, f"{what} {path}: refusing to save the model")
     tensors = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in model.floats.items()}
     for name, b in model.bitlinears.items():
         tensors[name + ".weight"] = hf_bitnet_format.pack(b.trits)
         tensors[name + ".weight_scale"] = np.array([b.weight_scale], dtype=np.float32)
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
             "config": json.dumps(model.config.to_dict()), "tokenizer": json.dumps(model.tokenizer)}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
+    write_output(path, save(tensors, metadata=meta), what=what, inputs=inputs)
 
 
 def _read(path):
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise TernaryError(f"{path}: is a folder, not a model file (`ternary import` reads "
+                           f"Hugging Face folders)")
     if not path.is_file():
         raise TernaryError(f"{path}: no such model file")
     try:
@@ -104,10 +144,7 @@ def load_model(path):
 
     floats = {}
     for name, shape in float_tensor_shapes(config).items():
-        a = _expect(tensors, name, shape, "f", where)
-        if not np.isfinite(a).all():
-            raise TernaryError(f"{where}: tensor {name} has non-finite values")
-        floats[name] = a.astype(np.float32)
+        floats[name] = _expect(tensors, name, shape, "f", where).astype(np.float32)
     bitlinears = {}
     for name, (out, k) in config.bitlinear_shapes().items():
         packed = _expect(tensors, name + ".weight", (-(-out // 4), k), "u", where)
@@ -118,10 +155,10 @@ def load_model(path):
         except TernaryError as exc:
             raise TernaryError(f"{where}: tensor {name}.weight: {exc}") from None
         scale = _expect(tensors, name + ".weight_scale", (1,), "f", where)
-        if not (np.isfinite(scale).all() and scale[0] > 0):
-            raise TernaryError(f"{where}: tensor {name}.weight_scale must be finite and positive")
         bitlinears[name] = BitLinearWeights(trits, np.float32(scale[0]))
-    return BitNetModel(config, tokenizer, floats, bitlinears)
+    model = BitNetModel(config, tokenizer, floats, bitlinears)
+    check_model(model, where)
+    return model
 
 
 def _expect(tensors, name, shape, kinds, where):

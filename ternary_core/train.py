@@ -40,6 +40,28 @@ class TrainOptions:
     full_precision: bool = False
     eval_batches: int = 20
     val_fraction: float = VAL_FRACTION
+    checkpoint_every: int = 500  # steps between checkpoints (0: none)
+    resume: bool = False         # continue from the checkpoint beside the output
+
+    def check(self, config):
+        """Raise :class:`TernaryError` naming the first option out of its domain."""
+        for name in ("steps", "batch", "seq_len", "eval_batches"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise TernaryError(f"{name}: expected a positive integer, got {v!r}")
+        for name in ("warmup", "seed", "threads", "checkpoint_every"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise TernaryError(f"{name}: expected an integer >= 0, got {v!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise TernaryError(f"lr: expected a finite learning rate > 0, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise TernaryError(f"weight_decay: expected a finite value >= 0, got {self.weight_decay!r}")
+        if not 0 < self.val_fraction < 1:
+            raise TernaryError(f"val_fraction: expected a value between 0 and 1, got {self.val_fraction!r}")
+        if self.seq_len > config.max_position_embeddings:
+            raise TernaryError(f"seq_len: {self.seq_len} is longer than the model's context "
+                               f"(max_position_embeddings {config.max_position_embeddings})")
 
 
 def _torch():
@@ -177,20 +199,138 @@ def _lr_at(step, opts):
     return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
-    """Train on a text corpus (byte-level tokens) and save the model; return a report dict."""
-    torch = _torch()
-    config = config or BitNetConfig()
-    opts = opts or TrainOptions()
+def load_corpus(corpus_path, opts):
+    """The corpus as bytes and its train/validation split point, checked so that both
+    parts hold a whole sample (``seq_len + 1`` bytes, at two or more start offsets)
+    before any step is taken."""
     corpus_path = Path(corpus_path)
     if not corpus_path.is_file():
         raise TernaryError(f"corpus: {corpus_path} is not a file")
-    data = np.frombuffer(corpus_path.read_bytes(), dtype=np.uint8)
-    if data.size < 4 * (opts.seq_len + 1):
-        raise TernaryError(f"corpus: {corpus_path} is too short ({data.size} bytes)")
+    try:
+        data = np.frombuffer(corpus_path.read_bytes(), dtype=np.uint8)
+    except OSError as exc:
+        raise TernaryError(f"corpus: cannot read {corpus_path} ({exc.strerror})") from None
+    split = split_point(data.size, opts.val_fraction)
+    need = opts.seq_len + 2  # torch.randint(0, n - seq_len - 1) needs n - seq_len - 1 >= 1
+    for part, n in (("training", split), ("validation", data.size - split)):
+        if n < need:
+            raise TernaryError(
+                f"corpus: {corpus_path} has {data.size} bytes; its {part} part ({n} bytes, "
+                f"{1 - opts.val_fraction if part == 'training' else opts.val_fraction:.0%}) needs at "
+                f"least seq_len + 2 = {need}: give a longer corpus or a smaller --seq-len")
+    return data, split
+
+
+def checkpoint_path(out_path):
+    return Path(str(out_path) + ".ckpt.safetensors")
+
+
+CHECKPOINT_FORMAT = "ternary-engine-train-checkpoint-1"
+# Options that must match for a resumed run to continue the same run (threads may differ:
+# the result then differs in the last bits, as any run with other threads would).
+_RESUME_KEYS = ("steps", "batch", "seq_len", "lr", "warmup", "weight_decay", "seed",
+                "full_precision", "eval_batches", "val_fraction")
+
+
+def save_checkpoint(path, net, optim, gen, step, loss_avg, history, config, opts):
+    """Everything a run needs to continue after ``step`` steps, as safetensors (no pickle):
+    the float master weights, AdamW's moments and step counts, the batch sampler's RNG."""
+    torch = _torch()
+    from safetensors.torch import save
+
+    from .output_file import write_output
+
+    t = {f"net/{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
+    for i, st in optim.state_dict()["state"].items():
+        for k, v in st.items():
+            t[f"opt/{i}/{k}"] = v.detach().reshape(-1).contiguous()
+    t["rng/batches"] = gen.get_state()
+    t["rng/torch"] = torch.get_rng_state()
+    meta = {"format": CHECKPOINT_FORMAT, "step": str(step), "loss_avg": json.dumps(loss_avg),
+            "history": json.dumps(history), "config": json.dumps(config.to_dict()),
+            "options": json.dumps({k: getattr(opts, k) for k in _RESUME_KEYS})}
+    write_output(path, save(t, metadata=meta), what="checkpoint")
+
+
+def load_checkpoint(path, net, optim, gen, config, opts):
+    """Restore a :func:`save_checkpoint`; return ``(step, loss_avg, history)``."""
+    torch = _torch()
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise TernaryError(f"--resume: no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TernaryError(f"--resume: {path} is not a readable checkpoint ({exc})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise TernaryError(f"--resume: {path} is not a checkpoint of this trainer")
+    try:
+        saved_cfg, saved_opts = json.loads(meta["config"]), json.loads(meta["options"])
+        step, loss_avg, history = int(meta["step"]), json.loads(meta["loss_avg"]), json.loads(meta["history"])
+    except (KeyError, ValueError) as exc:
+        raise TernaryError(f"--resume: {path} has bad metadata ({exc})") from None
+    if saved_cfg != config.to_dict():
+        diff = next(k for k in saved_cfg.keys() | config.to_dict().keys()
+                    if saved_cfg.get(k) != config.to_dict().get(k))
+        raise TernaryError(f"--resume: {path} is of a model with {diff}={saved_cfg.get(diff)!r}, "
+                           f"not {config.to_dict().get(diff)!r}")
+    for k in _RESUME_KEYS:
+        if saved_opts.get(k) != getattr(opts, k):
+            raise TernaryError(f"--resume: {path} was made with {k}={saved_opts.get(k)!r}, not "
+                               f"{getattr(opts, k)!r}; give the same options to continue it")
+    if not 0 < step < opts.steps:
+        raise TernaryError(f"--resume: {path} is at step {step}, outside 1..{opts.steps - 1}")
+    try:
+        net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net/")})
+        state = optim.state_dict()
+        shapes = {i: p.shape for i, p in enumerate(q for g in optim.param_groups for q in g["params"])}
+        state["state"] = {}
+        for key, v in t.items():
+            if key.startswith("opt/"):
+                _, i, name = key.split("/")
+                state["state"].setdefault(int(i), {})[name] = (
+                    v.reshape(()) if name == "step" else v.reshape(shapes[int(i)]))
+        optim.load_state_dict(state)
+        gen.set_state(t["rng/batches"])
+        torch.set_rng_state(t["rng/torch"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise TernaryError(f"--resume: {path} does not fit this model ({str(exc).splitlines()[0]})") from None
+    return step, loss_avg, history
+
+
+def train(corpus_path, out_path, config=None, opts=None, log=None):
+    """Train on a text corpus (byte-level tokens) and save the model; return a report dict.
+
+    Everything that can be checked is checked before the first step: the options, the
+    corpus against its split and sequence length, and the output paths (the model, its
+    ``.json`` report and the checkpoint). With ``opts.checkpoint_every`` a checkpoint
+    ``OUT.ckpt.safetensors`` is written every that many steps; ``opts.resume`` continues
+    from it, and gives the same model as an uninterrupted run.
+    """
+    torch = _torch()
+    log = log or sys.stderr
+    config = config or BitNetConfig()
+    opts = opts or TrainOptions()
+    opts.check(config)
     if config.vocab_size != 256:
         raise TernaryError("the trainer's tokenizer is byte-level: vocab_size must be 256")
-    split = split_point(data.size, opts.val_fraction)
+    data, split = load_corpus(corpus_path, opts)
+    ckpt = None
+    if out_path and not opts.full_precision:
+        from .output_file import check_output_path
+
+        for p, what in ((out_path, "-o"), (str(out_path) + ".json", "-o (its .json report)")):
+            check_output_path(p, what=what, inputs=[corpus_path])
+        ckpt = checkpoint_path(out_path)
+        if opts.checkpoint_every or opts.resume:
+            check_output_path(ckpt, what="checkpoint", inputs=[corpus_path])
+        if opts.resume and not ckpt.is_file():
+            raise TernaryError(f"--resume: no checkpoint at {ckpt}")
+    elif opts.resume:
+        raise TernaryError("--resume needs an output model (-o); full-precision runs keep no checkpoint")
     train_data = torch.from_numpy(data[:split].astype(np.int64))
     val_data = torch.from_numpy(data[split:].astype(np.int64))
     if opts.threads:
@@ -225,7 +365,11 @@ def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
     t0 = time.time()
     history = []
     loss_avg = None
-    for step in range(opts.steps):
+    first = 0
+    if opts.resume:
+        first, loss_avg, history = load_checkpoint(ckpt, net, optim, gen, config, opts)
+        print(f"resuming from {ckpt} at step {first}", file=log, flush=True)
+    for step in range(first, opts.steps):
         for group in optim.param_groups:
             group["lr"] = _lr_at(step, opts)
             if group["weight_decay"] and step >= opts.steps // 2:
@@ -244,14 +388,20 @@ def train(corpus_path, out_path, config=None, opts=None, log=sys.stderr):
                   f"{el:6.0f}s elapsed, ~{eta:.0f}s left", file=log, flush=True)
         if (step + 1) % 500 == 0 or step == opts.steps - 1:
             history.append({"step": step + 1, "train_loss": loss_avg, "val_loss": evaluate()})
+        if ckpt and opts.checkpoint_every and (step + 1) % opts.checkpoint_every == 0 \
+                and step + 1 < opts.steps:
+            save_checkpoint(ckpt, net, optim, gen, step + 1, loss_avg, history, config, opts)
     val = evaluate()
     report = {"kind": kind, "config": config.to_dict(), "options": opts.__dict__,
               "val_loss": val, "seconds": time.time() - t0, "history": history}
     print(f"final validation loss {val:.4f} ({kind}, {report['seconds']:.0f}s)", file=log, flush=True)
     if out_path and not opts.full_precision:
+        from .output_file import write_output
+
         model = export_model(net, config, {"type": "bytes"})
-        save_model(out_path, model)
+        save_model(out_path, model, what="-o", inputs=[corpus_path])
         report["ternary_params"] = model.ternary_params()
-        Path(str(out_path) + ".json").write_text(json.dumps(report, indent=2))
+        write_output(str(out_path) + ".json", json.dumps(report, indent=2), what="-o (its .json report)")
+        ckpt.unlink(missing_ok=True)  # the run is complete: nothing left to resume
         print(f"saved {out_path}", file=log)
     return report
