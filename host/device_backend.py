@@ -21,7 +21,10 @@ class DeviceBackend(MatvecBackend):
     model fits the weight store. *Streaming* mode, used when it does not (or when asked),
     uploads layers on demand into the free memory and starts over from address 0 when
     memory runs out, so a model of any size runs, paying its weights over the link on
-    every token. With ``check``, every result is also computed by the golden model.
+    every token. Layers that share an input (q/k/v, gate/up) run as one MATVEC_GROUP
+    request when they fit the weight store together; when they do not, they stream one
+    layer at a time on activations loaded once, so the device needs room only for its
+    largest layer. With ``check``, every result is also computed by the golden model.
     """
 
     name = "device"
@@ -41,6 +44,10 @@ class DeviceBackend(MatvecBackend):
                                    f"{cfg.max_m}x{cfg.max_k}")
         self.words = {n: cfg.layout.words(*b.trits.shape) for n, b in model.bitlinears.items()}
         total = sum(self.words.values())
+        largest = max(self.words, key=self.words.get)
+        if self.words[largest] > cfg.weight_words:
+            raise TernaryError(f"layer {largest} needs {self.words[largest]:,} weight words; the "
+                               f"device holds {cfg.weight_words:,} (--weight-words)")
         if self.stream is None:
             self.stream = total > cfg.weight_words
         self.mode = "streaming" if self.stream else "resident"
@@ -76,9 +83,15 @@ class DeviceBackend(MatvecBackend):
     def run(self, names, x_q):
         if names[0].endswith("layers.0.self_attn.q_proj"):
             self.steps += 1
-        self._ensure(names)
-        self.device.load_activations(x_q)
-        outs = [self.device.run(self.layers[n]) for n in names]
+        if sum(self.words[n] for n in names) <= self.device.config.weight_words:
+            self._ensure(names)
+            outs = self.device.run_group([self.layers[n] for n in names], x_q)
+        else:  # the group does not fit at once: one layer at a time, the input sent once
+            self.device.load_activations(x_q)
+            outs = []
+            for n in names:
+                self._ensure([n])
+                outs += self.device.run_group([self.layers[n]], x_q, loaded=True)
         if self.check:
             for n, got in zip(names, outs):
                 want = matvec(self.model.bitlinears[n].trits, x_q)
@@ -115,7 +128,7 @@ class DeviceBackend(MatvecBackend):
         proj = project(profile, t, *board_clock(profile)) if profile else None
         if proj:
             t["projection"] = proj
-            lines.append(proj["line"])
+            lines += [proj["line"], proj["line_bauds"]]
         t["summary_lines"] = lines
         return t
 

@@ -21,6 +21,9 @@ byte is a :class:`Status`. A frame the device could not read (bad CRC, length ov
 ``max_payload``) is answered by a NACK frame: ``cmd = 0xFF``, payload ``[status]``.
 Every command is idempotent — its effect depends only on its payload — so the host
 may resend a request whose response was lost without doing anything twice.
+
+Version 2 adds MATVEC_GROUP: the activations once, a list of layers that share them,
+and all their results in the one response (which may be longer than ``max_payload``).
 """
 
 import binascii
@@ -31,7 +34,7 @@ from enum import IntEnum
 
 from .errors import TernaryError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"TE"
 SYNC = 0x7E
 ESC = 0x7D
@@ -52,6 +55,8 @@ class Cmd(IntEnum):
     MATVEC = 0x05            # base u32, m u16, k u16            -> status, cycles u32
     READ_RESULTS = 0x06      # offset u16, count u16, width u8   -> status, count * width bytes
     RESET = 0x07             # (none)                            -> status
+    MATVEC_GROUP = 0x08      # k u16, width u8, n u8, n * (base u32, m u16), int8 bytes...
+    #                          -> status, cycles u32, (m_0 + .. + m_n-1) * width bytes
 
 
 class Status(IntEnum):
@@ -65,9 +70,14 @@ class Status(IntEnum):
 # Fixed argument bytes at the start of each request's payload; WRITE_WEIGHTS and
 # LOAD_ACTIVATIONS are followed by data bytes.
 ARG_BYTES = {Cmd.INFO: 0, Cmd.WRITE_WEIGHTS: 4, Cmd.CHECK_WEIGHTS: 8, Cmd.LOAD_ACTIVATIONS: 2,
-             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0}
-HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS}
+             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0, Cmd.MATVEC_GROUP: 4}
+HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS, Cmd.MATVEC_GROUP}
 ARGS_MAX = 8
+
+# MATVEC_GROUP: the fixed arguments, then one entry per layer, then the activations.
+GROUP_ARGS = struct.Struct("<HBB")      # k, width, n
+GROUP_LAYER = struct.Struct("<IH")      # base, m
+GROUP_MAX_LAYERS = 255
 
 # INFO reply payload after the status byte.
 INFO_STRUCT = struct.Struct("<2sBBBBBBBHHIH")
@@ -115,6 +125,31 @@ def result_width(k):
     from .golden import accumulator_bits
 
     return -(-accumulator_bits(k) // 8)
+
+
+def bound_width(x_q):
+    """Bytes that hold every result of any ternary matvec with the int8 input ``x_q``:
+    ``|W~ . x| <= sum |x|`` for trits, so this bound, taken from the input alone, is
+    rigorous — and for real activations far tighter than :func:`result_width` (the
+    shipped model's K=256 layer fits 2 bytes, not 3)."""
+    import numpy as np
+
+    bound = int(np.abs(np.asarray(x_q, dtype=np.int64)).sum())
+    return max(1, -(-(bound.bit_length() + 1) // 8))
+
+
+def encode_group(k, width, layers, activations=b""):
+    """MATVEC_GROUP payload: ``layers`` is a list of ``(base, m)``; the activations
+    (int8 bytes, from activation 0 on) may be left out if already loaded."""
+    if not 1 <= len(layers) <= GROUP_MAX_LAYERS:
+        raise TernaryError(f"a MATVEC_GROUP takes 1..{GROUP_MAX_LAYERS} layers, not {len(layers)}")
+    return (GROUP_ARGS.pack(k, width, len(layers)) +
+            b"".join(GROUP_LAYER.pack(base, m) for base, m in layers) + bytes(activations))
+
+
+def group_frame_bytes(n_layers, n_activations):
+    """Payload bytes of a MATVEC_GROUP request (to check it against ``max_payload``)."""
+    return GROUP_ARGS.size + n_layers * GROUP_LAYER.size + n_activations
 
 
 def frame_crc(body):

@@ -33,7 +33,7 @@ def info_reply(version=P.PROTOCOL_VERSION, magic=P.MAGIC):
 
 
 def test_device_speaking_another_protocol_version_is_named():
-    with pytest.raises(ProtocolMismatch, match="protocol version 9.*speaks 1"):
+    with pytest.raises(ProtocolMismatch, match=f"protocol version 9.*speaks {P.PROTOCOL_VERSION}"):
         Device(ScriptedDevice(info_reply(version=9)), timeout=0.05)
 
 

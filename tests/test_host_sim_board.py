@@ -36,12 +36,65 @@ def test_two_layers_uploaded_and_run_match_golden(device, rng):
     assert device.link.stats.retries == 0
 
 
+def test_version_1_commands_still_run_a_matvec(device, rng):
+    w, x = random_trits(rng, 70, 99), random_int8(rng, 99)
+    layer = device.upload(w)
+    device.load_activations(x)
+    np.testing.assert_array_equal(device.run(layer), matvec(w, x))  # MATVEC + READ_RESULTS
+
+
+def test_group_sharing_an_input_is_one_request_with_every_result(device, rng):
+    ws = [random_trits(rng, m, 128) for m in (128, 64, 64)]  # q, k, v of the shipped model
+    layers = [device.upload(w) for w in ws]
+    for _ in range(3):
+        x = random_int8(rng, 128)
+        before = device.link.stats.requests
+        got = device.run_group(layers, x)
+        assert device.link.stats.requests == before + 1
+        for w, g in zip(ws, got):
+            np.testing.assert_array_equal(g, matvec(w, x))
+    assert device.stats.matvecs == 9
+
+
+def test_group_past_the_results_memory_is_split_and_stays_exact(device, rng):
+    ws = [random_trits(rng, m, 40) for m in (200, 100, 56, 256)]  # max_m is 256
+    layers = [device.upload(w) for w in ws]
+    x = random_int8(rng, 40)
+    before = device.link.stats.requests
+    got = device.run_group(layers, x)
+    assert device.link.stats.requests == before + 3  # [200], [100, 56], [256]
+    for w, g in zip(ws, got):
+        np.testing.assert_array_equal(g, matvec(w, x))
+
+
 def test_extremes_through_the_link(device):
     k = CFG.max_k
     w = np.stack([np.full(k, -1), np.full(k, 1), np.zeros(k)]).astype(np.int8)
     layer = device.upload(w)
     x = np.full(k, -128, np.int8)
-    assert device.matvec(layer, x).tolist() == [128 * k, -128 * k, 0]
+    assert device.matvec(layer, x).tolist() == [128 * k, -128 * k, 0]  # full result width
+    x[1:] = 0
+    assert device.matvec(layer, x).tolist() == [128, -128, 0]  # narrowed to 2 bytes on the link
+
+
+def test_small_frames_split_groups_and_send_big_inputs_ahead(rng):
+    """max_payload 64: 100 activations do not fit a group frame (LOAD_ACTIVATIONS goes
+    first), and at most 10 layer entries fit one (6 beside 20 activations)."""
+    dev = Device.open_sim(CFG, max_payload=64, timeout=2.0)
+    try:
+        big, small = random_trits(rng, 9, 100), [random_trits(rng, 4, 20) for _ in range(17)]
+        lb, ls = dev.upload(big), [dev.upload(w) for w in small]
+        x, xs = random_int8(rng, 100), random_int8(rng, 20)
+        before = dev.link.stats.requests
+        np.testing.assert_array_equal(dev.matvec(lb, x), matvec(big, x))
+        assert dev.link.stats.requests == before + 3  # two LOAD_ACTIVATIONS, one group
+        before = dev.link.stats.requests
+        got = dev.run_group(ls, xs)
+        assert dev.link.stats.requests == before + 3  # 6 entries + 20 acts, then 10, then 1
+        for w, g in zip(small, got):
+            np.testing.assert_array_equal(g, matvec(w, xs))
+    finally:
+        dev.close()
 
 
 def test_out_of_range_request_is_rejected_not_hung(device):
@@ -74,17 +127,20 @@ def test_faulty_link_gives_correct_results_or_clear_errors(rng, seed):
     rates = FaultRates(flip=0.08, drop=0.05, dup=0.05, garbage=0.05, stall=0.03, stall_seconds=0.4)
     dev, ft = _faulty_device(rates, rates, seed)
     try:
-        w = random_trits(rng, 64, 200)
-        layer = dev.upload(w)
+        ws = [random_trits(rng, m, 100) for m in (64, 150, 90)]
+        layers = [dev.upload(w) for w in ws]
         right, errors = 0, 0
-        for _ in range(25):
-            x = random_int8(rng, 200)
+        for i in range(25):
+            x = random_int8(rng, 100)
+            # one layer, and groups (the last split by max_m: its 2nd request has no activations)
+            group = [[0], [0, 1], [1, 2, 0]][i % 3]
             try:
-                got = dev.matvec(layer, x)
+                got = dev.run_group([layers[j] for j in group], x)
             except DeviceError:
                 errors += 1
                 continue
-            np.testing.assert_array_equal(got, matvec(w, x))  # never a wrong answer
+            for j, g in zip(group, got):
+                np.testing.assert_array_equal(g, matvec(ws[j], x))  # never a wrong answer
             right += 1
     finally:
         dev.close()
@@ -104,3 +160,32 @@ def test_dead_silent_link_times_out_with_a_clear_error():
     with pytest.raises(DeviceMute, match="INFO"):
         _faulty_device(FaultRates(), FaultRates(stall=1.0, stall_seconds=60), 1, timeout=0.2, retries=3)
     assert time.monotonic() - t0 < 10
+
+
+def test_group_too_big_for_the_weight_store_streams_one_layer_at_a_time(capsys):
+    """The shipped model's gate/up need 1,664 words together, its largest layer 832:
+    with 900 words each group member is uploaded and run in turn."""
+    import json
+
+    from host.cli import main
+
+    common = ["generate", "--json", "--tokens", "3", "--temperature", "0", "--prompt", "To"]
+    assert main(common + ["--backend", "reference"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert main(common + ["--backend", "sim", "--check", "--weight-words", "900"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert sim["mode"] == "streaming" and sim["token_ids"] == ref["token_ids"]
+
+
+def test_a_layer_bigger_than_the_weight_store_is_named():
+    from types import SimpleNamespace
+
+    from host.device_backend import DeviceBackend
+    from host.generate import load
+    from ternary_core.errors import TernaryError
+
+    small = EngineConfig(rows=4, cols=10, fmt="base3", max_m=1024, max_k=1024, weight_words=800)
+    backend = DeviceBackend(SimpleNamespace(config=small))  # refused before any traffic
+    with pytest.raises(TernaryError, match=r"layer model\.layers\.0\.mlp\.\w+_proj needs 832 weight "
+                                           r"words; the device holds 800 \(--weight-words\)"):
+        backend.prepare(load()[0])
