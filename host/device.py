@@ -37,18 +37,18 @@ class DeviceStats:
 
 class Device:
     """Open with :meth:`open_serial` or :meth:`open_sim`; then :meth:`upload` layers and
-    run :meth:`matvec` (one layer) or :meth:`run_group` (layers that share an input).
-    Every upload is read back (CHECK_WEIGHTS) before it is used.
+    run :meth:`matvec`. Every upload is read back (CHECK_WEIGHTS) before it is used.
 
-    A matvec is one MATVEC_GROUP request carrying the activations and one response
+    A matvec is one MATVEC_READ request carrying the activations and one response
     carrying the results, each narrowed to the bytes its input can need
-    (:func:`ternary_core.protocol.bound_width`).
+    (:func:`ternary_core.protocol.bound_width`). Layers that share an input are best
+    uploaded stacked (``np.vstack``) as one layer: one request runs them all.
 
     Example::
 
         with Device.open_sim(board("icebreaker").engine) as dev:
-            q, k = dev.upload(wq), dev.upload(wk)
-            yq, yk = dev.run_group([q, k], x_q)
+            qkv = dev.upload(np.vstack([wq, wk, wv]))
+            q, k, v = np.split(dev.matvec(qkv, x_q), [len(wq), len(wq) + len(wk)])
 
     Raises :class:`~host.errors.DeviceMute`, :class:`~host.errors.DeviceRejected`,
     :class:`~host.errors.LinkClosed` (link faults) and
@@ -139,73 +139,35 @@ class Device:
         return struct.unpack("<I", body)[0]
 
     # --- compute ---------------------------------------------------------------
-    def matvec(self, layer, x):
-        """``W~ . x`` for an uploaded layer and an int8 vector: int32 numpy array."""
-        return self.run_group([layer], x)[0]
+    def matvec(self, layer, x, *, loaded=False):
+        """``W~ . x`` for an uploaded layer and an int8 vector: int32 numpy array.
 
-    def run_group(self, layers, x, *, loaded=False):
-        """``[W~ . x for each layer]`` for uploaded layers that share the input ``x``.
-
-        The activations go with the first MATVEC_GROUP request (or, if they do not fit
-        its frame, in LOAD_ACTIVATIONS before it), once; ``loaded`` says ``x`` is
-        already in the activation buffer. Layers are sent in as few requests as the
-        device's results memory, frame size and the 255-layer limit allow; a layer
-        whose results alone outgrow a frame (M * width > 65530) is run by :meth:`run`.
+        One MATVEC_READ request, with the activations in it unless ``loaded`` says they
+        are in the activation buffer already (from the last :meth:`load_activations` or
+        matvec) or they do not fit its frame (then LOAD_ACTIVATIONS goes first).
         """
         x = int8_vector("activations", x)
-        if not layers:
-            return []
-        for layer in layers:
-            if x.shape[0] != layer.k:
-                raise TernaryError(f"activations have {x.shape[0]} values; the layer has K={layer.k}")
-        k = x.shape[0]
+        if x.shape[0] != layer.k:
+            raise TernaryError(f"activations have {x.shape[0]} values; the layer has K={layer.k}")
         width = min(self.config.result_bytes, P.bound_width(x))
-        acts = x.tobytes()
-        limit = self.info.max_payload
-        if not loaded and P.group_frame_bytes(1, k) > limit:  # too big to ride along
-            self.load_activations(x)
-            loaded = True
-        outs = []
-        for batch in self._group_batches(layers, width, 0 if loaded else k):
-            if 5 + batch[0].m * width > 0xFFFF or P.group_frame_bytes(1, 0) > limit:
-                if not loaded:
-                    self.load_activations(x)
-                    loaded = True
-                outs.append(self.run(batch[0]))
-                continue
-            payload = P.encode_group(k, width, [(lyr.base, lyr.m) for lyr in batch],
-                                     b"" if loaded else acts)
-            body = self.link.request(P.Cmd.MATVEC_GROUP, payload)
-            loaded = True
-            total = sum(lyr.m for lyr in batch)
-            if len(body) != 4 + total * width:
-                raise ProtocolMismatch(f"MATVEC_GROUP returned {len(body)} bytes for {total} "
-                                       f"results of {width} bytes")
-            self.stats.matvecs += len(batch)
-            self.stats.device_cycles += struct.unpack_from("<I", body)[0]
-            res = _sign_extend(np.frombuffer(body, dtype=np.uint8, offset=4).reshape(total, width))
-            at = 0
-            for lyr in batch:
-                outs.append(res[at:at + lyr.m])
-                at += lyr.m
-        return outs
-
-    def _group_batches(self, layers, width, first_acts):
-        """Split ``layers`` into MATVEC_GROUP requests: the results of one request fit
-        the results memory (max_m) and one response frame, its entries (and, in the
-        first, ``first_acts`` activation bytes) fit ``max_payload``."""
-        batches, cur, results, acts = [], [], 0, first_acts
-        for lyr in layers:
-            grown = results + lyr.m
-            if cur and (grown > self.config.max_m or 5 + lyr.m * width > 0xFFFF or 5 + grown * width > 0xFFFF
-                        or len(cur) == P.GROUP_MAX_LAYERS
-                        or P.group_frame_bytes(len(cur) + 1, acts) > self.info.max_payload):
-                batches.append(cur)
-                cur, results, acts = [], 0, 0
-            cur.append(lyr)
-            results += lyr.m
-        batches.append(cur)
-        return batches
+        if 5 + layer.m * width > P.MAX_RESPONSE:  # the results alone outgrow a frame
+            if not loaded:
+                self.load_activations(x)
+            return self.run(layer)
+        acts = b""
+        if not loaded:
+            if P.ARG_BYTES[P.Cmd.MATVEC_READ] + layer.k <= self.info.max_payload:
+                acts = x.tobytes()
+            else:
+                self.load_activations(x)
+        body = self.link.request(P.Cmd.MATVEC_READ,
+                                 P.encode_matvec_read(layer.base, width, layer.m, layer.k, acts))
+        if len(body) != 4 + layer.m * width:
+            raise ProtocolMismatch(f"MATVEC_READ returned {len(body)} bytes for {layer.m} results "
+                                   f"of {width} bytes")
+        self.stats.matvecs += 1
+        self.stats.device_cycles += struct.unpack_from("<I", body)[0]
+        return _sign_extend(np.frombuffer(body, dtype=np.uint8, offset=4).reshape(layer.m, width))
 
     def load_activations(self, x):
         """Put ``x`` in the activation buffer (shared by every following :meth:`run`)."""
@@ -216,9 +178,9 @@ class Device:
             self.link.request(P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", off // c) + data[off:off + per_frame])
 
     def run(self, layer):
-        """Run a matvec on the activations already loaded and read its results back, with
-        the protocol's version-1 commands (MATVEC, then READ_RESULTS): three frames where
-        :meth:`run_group` needs one."""
+        """Run a matvec on the activations already loaded and read its results, with the
+        protocol's version-1 commands (MATVEC, then READ_RESULTS in frames of at most
+        ``max_payload``): two or more round trips where :meth:`matvec` needs one."""
         body = self.link.request(P.Cmd.MATVEC, struct.pack("<IHH", layer.base, layer.m, layer.k))
         self.stats.matvecs += 1
         self.stats.device_cycles += struct.unpack("<I", body)[0]

@@ -1,7 +1,7 @@
 """The command engine: executes checked frames against the matvec engine and its
 memories, and produces the response. Commands and layouts: ternary_core.protocol."""
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
@@ -15,14 +15,12 @@ from .matvec_engine import MatvecEngine
 
 class CommandEngine(wiring.Component):
     """Runs one request at a time: INFO, WRITE_WEIGHTS, CHECK_WEIGHTS, LOAD_ACTIVATIONS,
-    MATVEC, READ_RESULTS, RESET, MATVEC_GROUP (see ``docs/protocol.md``); answers each
+    MATVEC, READ_RESULTS, RESET, MATVEC_READ (see ``docs/protocol.md``); answers each
     with exactly one response frame, or a NACK for a frame the parser flagged.
 
-    MATVEC_GROUP is the other commands chained: the LOAD_ACTIVATIONS path stores its
-    activation bytes, then each layer entry is shifted into the MATVEC argument
-    registers and run by the MATVEC path (its results land one after another in the
-    results memory), and the READ_RESULTS sender returns them all after the summed
-    cycle count. So it adds sequencing, not datapath.
+    MATVEC_READ is three of the others chained — LOAD_ACTIVATIONS (when it carries
+    activation bytes), MATVEC, READ_RESULTS — through their own states, so it adds
+    sequencing but hardly any datapath.
 
     It owns the :class:`MatvecEngine` and the results memory (``max_m`` accumulators).
     A frame is acknowledged on ``frame`` only after its response is out, so the parser
@@ -66,7 +64,7 @@ class CommandEngine(wiring.Component):
         resp_cmd = Signal(8)
         resp_len = Signal(16)
         extra = Signal(range(5))  # what follows the status byte
-        EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS, EXTRA_GROUP = range(5)
+        EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS, EXTRA_CYCLES_RESULTS = range(5)
         word32 = Signal(32)
         last_idx = Signal(16)                   # index of the last payload byte
         known, len_ok, range_ok = Signal(), Signal(), Signal()
@@ -75,23 +73,12 @@ class CommandEngine(wiring.Component):
         idx = Signal(16)                  # payload byte index / results index
         last_res = Signal(16)                   # index of the last result to send
         waddr = Signal(32)
-        lane = Signal(range(max(cfg.word_bytes, cfg.cols, P.GROUP_LAYER.size) + 1))
+        lane = Signal(range(max(cfg.word_bytes, cfg.cols) + 1))
         nwords = Signal(32)
         shreg = Signal(8 * max(cfg.word_bytes, cfg.result_bytes, 4))
         W, A = cfg.weight_words, cfg.act_words
-        # MATVEC_GROUP: set while the LOAD_ACTIVATIONS and MATVEC paths run for a group.
-        grouped = Signal()
-        layers_left = Signal(8)
-        acts_follow = Signal()  # the group request carries activation bytes
-        gptr = Signal(len(self.buf.addr))  # payload byte of the next layer entry
-        mv_ok = Signal()  # the MATVEC arguments in fr.args are in range
-        # READ_RESULTS' reply bytes, count * width by shift-and-add over width's few bits
-        # (no multiplier); MATVEC_GROUP puts its result count and width in the same places.
-        nbytes = Signal(16 + cfg.result_bytes.bit_length())
-        m.d.comb += nbytes.eq(sum(Mux(fr.args[32 + i], a16[1] << i, 0)
-                                  for i in range(cfg.result_bytes.bit_length())))
-        m.d.comb += mv_ok.eq((a16[2] != 0) & (a16[2] <= cfg.max_m) & (a16[3] != 0) &
-                             (a16[3] <= cfg.max_k) & (a32_0 < W))
+        chained = Signal()      # MATVEC_READ: LOAD_ACTIVATIONS and MATVEC go on to the next step
+        acts_follow = Signal()  # MATVEC_READ carries activation bytes
         info_rom = Array(Const(b, 8) for b in self.info)
 
         def respond(code, length=1, kind=EXTRA_NONE):
@@ -111,8 +98,10 @@ class CommandEngine(wiring.Component):
             # Every check of the request is computed here, from registers into registers,
             # so that no comparator sits in front of the state machine's next-state logic.
             with m.State("CHECK"):
-                length = fr.length
+                length, mm, kk = fr.length, a16[2], a16[3]
                 off, cnt, width = a16[0], a16[1], fr.args[32:40]
+                # cnt * width by shift-and-add over width's few bits: no multiplier
+                nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
                 m.d.sync += [last_idx.eq(length - 1), known.eq(1), nbytes_q.eq(nbytes),
                              last_res.eq(off + cnt - 1), len_ok.eq(0), range_ok.eq(0)]
                 with m.Switch(fr.cmd):
@@ -124,16 +113,21 @@ class CommandEngine(wiring.Component):
                         m.d.sync += [len_ok.eq(length >= 3), range_ok.eq(a16[0] < A)]
                     with m.Case(Cmd.CHECK_WEIGHTS):
                         m.d.sync += [len_ok.eq(length == 8), range_ok.eq((a32_0 < W) & (a32_1 <= W - a32_0))]
-                    with m.Case(Cmd.MATVEC):
-                        m.d.sync += [len_ok.eq(length == 8), range_ok.eq(mv_ok)]
-                    with m.Case(Cmd.MATVEC_GROUP):
-                        gk, gw, gn = a16[0], fr.args[16:24], fr.args[24:32]
-                        act_start = (gn << 2) + (gn << 1) + P.GROUP_ARGS.size
-                        # nbytes_q holds where the activations start, for DISPATCH
-                        m.d.sync += [len_ok.eq((gn != 0) & (length >= act_start)), nbytes_q.eq(act_start),
-                                     acts_follow.eq(length != act_start),
-                                     range_ok.eq((gk != 0) & (gk <= cfg.max_k) & (gw != 0) &
-                                                 (gw <= cfg.result_bytes))]
+                    with m.Case(Cmd.MATVEC, Cmd.MATVEC_READ):
+                        # MATVEC_READ's base is 24 bits, and its top byte the result width;
+                        # weight_words <= 2**24, so MATVEC's base must have that byte zero.
+                        is_read = fr.cmd == Cmd.MATVEC_READ
+                        read_width = fr.args[24:32]
+                        m.d.sync += [len_ok.eq(Mux(is_read, length >= 8, length == 8)),
+                                     acts_follow.eq(length != 8),
+                                     range_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) &
+                                                 (kk <= cfg.max_k) & (a32_0[:24] < W) &
+                                                 Mux(is_read, (read_width != 0) & (read_width <= cfg.result_bytes),
+                                                     read_width == 0))]
+                        if cfg.max_m * cfg.result_bytes + 5 > 0xFFFF:  # only then can a reply overflow
+                            nres = sum(Mux(read_width[i], mm << i, 0) for i in range(cfg.result_bytes.bit_length()))
+                            with m.If(is_read & (nres > 0xFFFF - 5)):
+                                m.d.sync += range_ok.eq(0)
                     with m.Case(Cmd.READ_RESULTS):
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.READ_RESULTS]),
                                      range_ok.eq((cnt != 0) & (off + cnt <= cfg.max_m) & (width != 0) &
@@ -162,23 +156,22 @@ class CommandEngine(wiring.Component):
                             m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
                             m.next = "WW_ADDR"
                         with m.Case(Cmd.LOAD_ACTIVATIONS):
-                            m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2), grouped.eq(0)]
+                            m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2), chained.eq(0)]
                             m.next = "LA_ADDR"
-                        with m.Case(Cmd.MATVEC_GROUP):
-                            # k moves to where MATVEC has it; each layer entry shifts in below it.
-                            m.d.sync += [fr.args[48:64].eq(a16[0]), res_width.eq(fr.args[16:24]),
-                                         layers_left.eq(fr.args[24:32]), word32.eq(0), grouped.eq(1),
-                                         waddr.eq(0), lane.eq(0), idx.eq(nbytes_q)]
+                        with m.Case(Cmd.MATVEC_READ):
+                            # activations from payload byte 8 into word 0 on, then the matvec
+                            m.d.sync += [waddr.eq(0), lane.eq(0), idx.eq(Mux(acts_follow, 8, 0)),
+                                         chained.eq(1), res_width.eq(fr.args[24:32])]
                             with m.If(acts_follow):
                                 m.next = "LA_ADDR"
                             with m.Else():
-                                m.next = "GL_START"  # no activations: use those loaded before
+                                m.next = "MV_CMD"
                         with m.Case(Cmd.CHECK_WEIGHTS):
                             m.d.comb += crc32.start.eq(1)
                             m.d.sync += [waddr.eq(a32_0), nwords.eq(a32_1)]
                             m.next = "CW_NEXT"
                         with m.Case(Cmd.MATVEC):
-                            m.d.sync += [idx.eq(0), grouped.eq(0), word32.eq(0)]
+                            m.d.sync += [idx.eq(0), chained.eq(0)]
                             m.next = "MV_CMD"
                         with m.Case(Cmd.READ_RESULTS):
                             m.d.sync += [idx.eq(a16[0]), res_width.eq(fr.args[32:40])]
@@ -207,55 +200,15 @@ class CommandEngine(wiring.Component):
                         m.d.sync += idx.eq(idx + 1)
                         with m.If(idx == last_idx):
                             if prefix == "LA":
-                                with m.If(grouped):
-                                    m.next = "GL_START"
+                                with m.If(chained):  # MATVEC_READ: on to the matvec
+                                    m.d.sync += idx.eq(0)
+                                    m.next = "MV_CMD"
                                 with m.Else():
                                     respond(Status.OK)
                             else:
                                 respond(Status.OK)
                         with m.Else():
                             m.next = f"{prefix}_ADDR"
-
-            # MATVEC_GROUP: shift each 6-byte layer entry (base u32, m u16) into
-            # fr.args[0:48], check it as MATVEC would, run it on the MATVEC path.
-            with m.State("GL_START"):
-                m.d.sync += [idx.eq(0), gptr.eq(P.GROUP_ARGS.size), lane.eq(0)]
-                m.next = "GL_ADDR"
-            with m.State("GL_ADDR"):
-                m.d.comb += self.buf.addr.eq(gptr)
-                m.next = "GL_DATA"
-            with m.State("GL_DATA"):
-                m.d.sync += [fr.args[:48].eq(Cat(fr.args[8:48], self.buf.data)),
-                             gptr.eq(gptr + 1), lane.eq(lane + 1)]
-                with m.If(lane == P.GROUP_LAYER.size - 1):
-                    m.d.sync += lane.eq(0)
-                    m.next = "GL_CHECK"
-                with m.Else():
-                    m.next = "GL_ADDR"
-            with m.State("GL_CHECK"):
-                # the results of all layers so far, and this one's, fit the results memory
-                m.d.sync += range_ok.eq(mv_ok & (idx + a16[2] <= cfg.max_m))
-                m.next = "GL_RUN"
-            with m.State("GL_RUN"):
-                with m.If(range_ok):
-                    m.next = "MV_CMD"
-                with m.Else():
-                    respond(Status.OUT_OF_RANGE)
-            with m.State("GL_END"):
-                # idx results of res_width bytes: READ_RESULTS' count and width fields
-                m.d.sync += [last_res.eq(idx - 1), fr.args[16:32].eq(idx), fr.args[32:40].eq(res_width)]
-                m.next = "GL_LEN"
-            with m.State("GL_LEN"):
-                m.d.sync += nbytes_q.eq(nbytes + 4)  # the cycle count comes first
-                if cfg.max_m * cfg.result_bytes + 5 > 0xFFFF:  # only then can it overflow
-                    with m.If(nbytes > 0xFFFF - 5):
-                        respond(Status.OUT_OF_RANGE)
-                    with m.Else():
-                        m.next = "GL_REPLY"
-                else:
-                    m.next = "GL_REPLY"
-            with m.State("GL_REPLY"):
-                respond(Status.OK, 1 + nbytes_q, EXTRA_GROUP)
 
             # CHECK_WEIGHTS: read each word back and run its bytes through CRC-32.
             with m.State("CW_NEXT"):
@@ -291,13 +244,12 @@ class CommandEngine(wiring.Component):
                     with m.If(eng.result.payload.last):
                         m.next = "MV_END"
             with m.State("MV_END"):
-                m.d.sync += word32.eq(word32 + eng.cycles)  # a group's layers add up
-                with m.If(grouped):
-                    m.d.sync += layers_left.eq(layers_left - 1)
-                    with m.If(layers_left == 1):
-                        m.next = "GL_END"
-                    with m.Else():
-                        m.next = "GL_ADDR"
+                m.d.sync += word32.eq(eng.cycles)
+                with m.If(chained):  # MATVEC_READ: the results follow the cycle count
+                    # m results of res_width bytes, by shift-and-add over res_width's bits
+                    nres = sum(Mux(res_width[i], a16[2] << i, 0) for i in range(len(res_width)))
+                    m.d.sync += last_res.eq(a16[2] - 1)
+                    respond(Status.OK, 5 + nres, EXTRA_CYCLES_RESULTS)
                 with m.Else():
                     respond(Status.OK, 5, EXTRA_WORD32)
 
@@ -311,7 +263,7 @@ class CommandEngine(wiring.Component):
                 with m.If(self.payload.ready):
                     m.d.sync += [lane.eq(0), shreg.eq(word32)]
                     with m.Switch(extra):
-                        with m.Case(EXTRA_WORD32, EXTRA_GROUP):
+                        with m.Case(EXTRA_WORD32, EXTRA_CYCLES_RESULTS):
                             m.next = "RESP_WORD32"
                         with m.Case(EXTRA_INFO):
                             m.d.sync += idx.eq(0)
@@ -325,7 +277,7 @@ class CommandEngine(wiring.Component):
                 with m.If(self.payload.ready):
                     m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
                     with m.If(lane == 3):
-                        with m.If(extra == EXTRA_GROUP):  # the results follow the cycles
+                        with m.If(extra == EXTRA_CYCLES_RESULTS):
                             m.d.sync += idx.eq(0)
                             m.next = "RESP_RES_ADDR"
                         with m.Else():

@@ -22,8 +22,9 @@ byte is a :class:`Status`. A frame the device could not read (bad CRC, length ov
 Every command is idempotent — its effect depends only on its payload — so the host
 may resend a request whose response was lost without doing anything twice.
 
-Version 2 adds MATVEC_GROUP: the activations once, a list of layers that share them,
-and all their results in the one response (which may be longer than ``max_payload``).
+Version 2 adds MATVEC_READ: a matvec with its activations in the request and its
+results in the response (which may be longer than ``max_payload``). Layers that share
+an input are stacked into one matrix by the host, so they too are one request.
 """
 
 import binascii
@@ -55,8 +56,8 @@ class Cmd(IntEnum):
     MATVEC = 0x05            # base u32, m u16, k u16            -> status, cycles u32
     READ_RESULTS = 0x06      # offset u16, count u16, width u8   -> status, count * width bytes
     RESET = 0x07             # (none)                            -> status
-    MATVEC_GROUP = 0x08      # k u16, width u8, n u8, n * (base u32, m u16), int8 bytes...
-    #                          -> status, cycles u32, (m_0 + .. + m_n-1) * width bytes
+    MATVEC_READ = 0x08       # base u24, width u8, m u16, k u16, int8 bytes...
+    #                          -> status, cycles u32, m * width bytes
 
 
 class Status(IntEnum):
@@ -70,14 +71,10 @@ class Status(IntEnum):
 # Fixed argument bytes at the start of each request's payload; WRITE_WEIGHTS and
 # LOAD_ACTIVATIONS are followed by data bytes.
 ARG_BYTES = {Cmd.INFO: 0, Cmd.WRITE_WEIGHTS: 4, Cmd.CHECK_WEIGHTS: 8, Cmd.LOAD_ACTIVATIONS: 2,
-             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0, Cmd.MATVEC_GROUP: 4}
-HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS, Cmd.MATVEC_GROUP}
+             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0, Cmd.MATVEC_READ: 8}
+HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS, Cmd.MATVEC_READ}
 ARGS_MAX = 8
-
-# MATVEC_GROUP: the fixed arguments, then one entry per layer, then the activations.
-GROUP_ARGS = struct.Struct("<HBB")      # k, width, n
-GROUP_LAYER = struct.Struct("<IH")      # base, m
-GROUP_MAX_LAYERS = 255
+MAX_RESPONSE = 0xFFFF   # a MATVEC_READ response may exceed max_payload, up to this
 
 # INFO reply payload after the status byte.
 INFO_STRUCT = struct.Struct("<2sBBBBBBBHHIH")
@@ -138,18 +135,12 @@ def bound_width(x_q):
     return max(1, -(-(bound.bit_length() + 1) // 8))
 
 
-def encode_group(k, width, layers, activations=b""):
-    """MATVEC_GROUP payload: ``layers`` is a list of ``(base, m)``; the activations
-    (int8 bytes, from activation 0 on) may be left out if already loaded."""
-    if not 1 <= len(layers) <= GROUP_MAX_LAYERS:
-        raise TernaryError(f"a MATVEC_GROUP takes 1..{GROUP_MAX_LAYERS} layers, not {len(layers)}")
-    return (GROUP_ARGS.pack(k, width, len(layers)) +
-            b"".join(GROUP_LAYER.pack(base, m) for base, m in layers) + bytes(activations))
-
-
-def group_frame_bytes(n_layers, n_activations):
-    """Payload bytes of a MATVEC_GROUP request (to check it against ``max_payload``)."""
-    return GROUP_ARGS.size + n_layers * GROUP_LAYER.size + n_activations
+def encode_matvec_read(base, width, m, k, activations=b""):
+    """MATVEC_READ payload. The activations (int8 bytes, stored from activation 0 on)
+    may be left out to use those already loaded."""
+    if not 0 <= base < 1 << 24:
+        raise TernaryError(f"MATVEC_READ takes a 24-bit base word address, not {base}")
+    return struct.pack("<IHH", base | width << 24, m, k) + bytes(activations)
 
 
 def frame_crc(body):

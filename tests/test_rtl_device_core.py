@@ -108,59 +108,52 @@ def _write_layer_frames(seq, base, packed, words_per_frame=7):
             for w0 in range(0, packed.size // wb, words_per_frame)]
 
 
-def _results(data, counts, width):
-    out, at = [], 0
-    for n in counts:
-        out.append([int.from_bytes(data[at + i * width: at + (i + 1) * width], "little", signed=True)
-                     for i in range(n)])
-        at += n * width
-    return out
+def _signed(data, width):
+    return [int.from_bytes(data[i:i + width], "little", signed=True) for i in range(0, len(data), width)]
 
 
-def test_matvec_group_returns_every_layers_results_in_one_frame(rng):
-    k = 47
-    (m1, m2), rb = (20, 12), CFG.result_bytes  # 32 results = max_m; the reply outgrows max_payload
+def test_matvec_read_takes_activations_and_returns_results_in_one_frame_each(rng):
+    k, rb = 50, CFG.result_bytes
+    m1, m2 = 32, 13  # 32 = max_m: its reply (5 + 64 bytes) outgrows max_payload
     w1, w2 = random_trits(rng, m1, k), random_trits(rng, m2, k)
     x, x2 = random_int8(rng, k), random_int8(rng, k)
     base2 = CFG.layout.words(m1, k)
     reqs = _write_layer_frames(1, 0, CFG.layout.pack(w1)) + _write_layer_frames(2, base2, CFG.layout.pack(w2))
-    layers = [(0, m1), (base2, m2)]
-    reqs += [P.encode_frame(3, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, layers, x.tobytes())),
-             # the activations stay loaded: a group without them reuses x
-             P.encode_frame(4, P.Cmd.MATVEC_GROUP, P.encode_group(k, 1, layers[1:])),
+    reqs += [P.encode_frame(3, P.Cmd.MATVEC_READ, P.encode_matvec_read(0, rb, m1, k, x.tobytes())),
+             # without activation bytes it uses those loaded: x, then x2
+             P.encode_frame(4, P.Cmd.MATVEC_READ, P.encode_matvec_read(base2, 1, m2, k)),
              P.encode_frame(5, P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", 0) + x2.tobytes()),
-             P.encode_frame(6, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, layers[::-1]))]
+             P.encode_frame(6, P.Cmd.MATVEC_READ, P.encode_matvec_read(base2, rb, m2, k)),
+             P.encode_frame(7, P.Cmd.MATVEC, struct.pack("<IHH", base2, m2, k))]  # v1 still works
     replies = exchange(reqs, max_payload=64)
-    group = [r for r in replies if r[1] == P.Cmd.MATVEC_GROUP | P.RESPONSE_BIT]
-    assert [r[0] for r in group] == [3, 4, 6] and all(r[2][0] == P.Status.OK for r in replies)
-    first = group[0][2]
-    assert len(first) == 1 + 4 + (m1 + m2) * rb > 64
-    cycles = struct.unpack("<I", first[1:5])[0]
-    ideal = CFG.layout.words(m1, k) + CFG.layout.words(m2, k)
-    assert ideal <= cycles <= ideal + 2 * 8  # each layer's tiles plus its fill and drain
-    assert _results(first[5:], (m1, m2), rb) == [matvec(w1, x).tolist(), matvec(w2, x).tolist()]
-    low = _results(group[1][2][5:], (m2,), 1)[0]
-    assert low == [((v + 128) & 0xFF) - 128 for v in matvec(w2, x).tolist()]  # narrowed to 1 byte
-    assert _results(group[2][2][5:], (m2, m1), rb) == [matvec(w2, x2).tolist(), matvec(w1, x2).tolist()]
+    assert all(r[2][0] == P.Status.OK for r in replies), replies
+    reads = {r[0]: r[2][1:] for r in replies if r[1] == P.Cmd.MATVEC_READ | P.RESPONSE_BIT}
+    assert sorted(reads) == [3, 4, 6] and len(reads[3]) == 4 + m1 * rb
+    cycles = struct.unpack("<I", reads[3][:4])[0]
+    words = CFG.layout.words(m1, k)
+    assert words <= cycles <= words + 8  # its tiles plus the pipeline's fill and drain
+    assert _signed(reads[3][4:], rb) == matvec(w1, x).tolist()
+    assert _signed(reads[4][4:], 1) == [((v + 128) & 0xFF) - 128 for v in matvec(w2, x).tolist()]
+    assert _signed(reads[6][4:], rb) == matvec(w2, x2).tolist()
+    assert replies[-1][1] == P.Cmd.MATVEC | P.RESPONSE_BIT and len(replies[-1][2]) == 5
 
 
-def test_matvec_group_rejects_bad_requests_and_keeps_answering():
+def test_matvec_read_rejects_bad_requests_and_keeps_answering():
     k, rb = 10, CFG.result_bytes
-    replies = exchange([
-        P.encode_frame(1, P.Cmd.MATVEC_GROUP, P.GROUP_ARGS.pack(k, rb, 0)),              # no layers
-        P.encode_frame(2, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, [(0, 4), (0, 4)])[:-1]),  # entry cut short
-        P.encode_frame(3, P.Cmd.MATVEC_GROUP, P.encode_group(k, 0, [(0, 4)])),           # width 0
-        P.encode_frame(4, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb + 1, [(0, 4)])),      # width too wide
-        P.encode_frame(5, P.Cmd.MATVEC_GROUP, P.encode_group(CFG.max_k + 1, rb, [(0, 4)])),
-        P.encode_frame(6, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, [(0, 4), (0, 0)])),  # m = 0
-        P.encode_frame(7, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, [(0, 4), (CFG.weight_words, 4)])),
-        P.encode_frame(8, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, [(0, 30), (0, 3)])),  # 33 > max_m results
-        P.encode_frame(9, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, [(0, 4)], bytes(61))),  # past the buffer
-        P.encode_frame(10, P.Cmd.MATVEC_GROUP, P.encode_group(k, rb, [(0, 30), (0, 2)])),
-    ], max_payload=128)  # room for more activations than the 60 the buffer holds
-    codes = [(r[0], r[1], r[2][0]) for r in replies]
-    S, G = P.Status, P.Cmd.MATVEC_GROUP | P.RESPONSE_BIT
-    assert codes == [(1, G, S.BAD_LENGTH), (2, G, S.BAD_LENGTH), (3, G, S.OUT_OF_RANGE),
-                     (4, G, S.OUT_OF_RANGE), (5, G, S.OUT_OF_RANGE), (6, G, S.OUT_OF_RANGE),
-                     (7, G, S.OUT_OF_RANGE), (8, G, S.OUT_OF_RANGE), (9, G, S.OUT_OF_RANGE), (10, G, S.OK)]
-    assert len(replies[-1][2]) == 5 + 32 * rb
+    G, S = P.Cmd.MATVEC_READ | P.RESPONSE_BIT, P.Status
+    cases = [(P.encode_matvec_read(0, rb, 4, k)[:7], S.BAD_LENGTH),          # arguments cut short
+             (P.encode_matvec_read(0, 0, 4, k), S.OUT_OF_RANGE),             # width 0
+             (P.encode_matvec_read(0, rb + 1, 4, k), S.OUT_OF_RANGE),        # wider than a result
+             (P.encode_matvec_read(0, rb, 0, k), S.OUT_OF_RANGE),            # m = 0
+             (P.encode_matvec_read(0, rb, CFG.max_m + 1, k), S.OUT_OF_RANGE),
+             (P.encode_matvec_read(0, rb, 4, CFG.max_k + 1), S.OUT_OF_RANGE),
+             (P.encode_matvec_read(CFG.weight_words, rb, 4, k), S.OUT_OF_RANGE),
+             (P.encode_matvec_read(0, rb, 4, k, bytes(61)), S.OUT_OF_RANGE),  # past the 60-byte buffer
+             (struct.pack("<IHH", 1 << 24, 4, k), S.OUT_OF_RANGE),           # MATVEC: base's top byte set
+             (P.encode_matvec_read(0, rb, 4, k, bytes(k)), S.OK)]
+    frames = [P.encode_frame(i, P.Cmd.MATVEC if i == 8 else P.Cmd.MATVEC_READ, payload)
+              for i, (payload, _) in enumerate(cases)]
+    replies = exchange(frames, max_payload=128)  # room for more activations than the buffer holds
+    assert [(r[0], r[2][0]) for r in replies] == [(i, want) for i, (_, want) in enumerate(cases)]
+    assert all(r[1] == G for i, r in enumerate(replies) if i != 8)
+    assert replies[-1][2][5:] == bytes(4 * rb)  # zero activations: zero results
