@@ -37,7 +37,23 @@ class DeviceStats:
 
 class Device:
     """Open with :meth:`open_serial` or :meth:`open_sim`; then :meth:`upload` layers and
-    run :meth:`matvec`. Every upload is read back (CHECK_WEIGHTS) before it is used."""
+    run :meth:`matvec`. Every upload is read back (CHECK_WEIGHTS) before it is used.
+
+    A matvec is one MATVEC_READ request carrying the activations and one response
+    carrying the results, each narrowed to the bytes its input can need
+    (:func:`ternary_core.protocol.bound_width`). Layers that share an input are best
+    uploaded stacked (``np.vstack``) as one layer: one request runs them all.
+
+    Example::
+
+        with Device.open_sim(board("icebreaker").engine) as dev:
+            qkv = dev.upload(np.vstack([wq, wk, wv]))
+            q, k, v = np.split(dev.matvec(qkv, x_q), [len(wq), len(wq) + len(wk)])
+
+    Raises :class:`~host.errors.DeviceMute`, :class:`~host.errors.DeviceRejected`,
+    :class:`~host.errors.LinkClosed` (link faults) and
+    :class:`~ternary_core.errors.TernaryError` (bad arguments).
+    """
 
     def __init__(self, transport, *, timeout=2.0, retries=6):
         self.transport = transport
@@ -123,13 +139,35 @@ class Device:
         return struct.unpack("<I", body)[0]
 
     # --- compute ---------------------------------------------------------------
-    def matvec(self, layer, x):
-        """``W~ . x`` for an uploaded layer and an int8 vector: int32 numpy array."""
+    def matvec(self, layer, x, *, loaded=False):
+        """``W~ . x`` for an uploaded layer and an int8 vector: int32 numpy array.
+
+        One MATVEC_READ request, with the activations in it unless ``loaded`` says they
+        are in the activation buffer already (from the last :meth:`load_activations` or
+        matvec) or they do not fit its frame (then LOAD_ACTIVATIONS goes first).
+        """
         x = int8_vector("activations", x)
         if x.shape[0] != layer.k:
             raise TernaryError(f"activations have {x.shape[0]} values; the layer has K={layer.k}")
-        self.load_activations(x)
-        return self.run(layer)
+        width = min(self.config.result_bytes, P.bound_width(x))
+        if 5 + layer.m * width > P.MAX_RESPONSE:  # the results alone outgrow a frame
+            if not loaded:
+                self.load_activations(x)
+            return self.run(layer)
+        acts = b""
+        if not loaded:
+            if P.ARG_BYTES[P.Cmd.MATVEC_READ] + layer.k <= self.info.max_payload:
+                acts = x.tobytes()
+            else:
+                self.load_activations(x)
+        body = self.link.request(P.Cmd.MATVEC_READ,
+                                 P.encode_matvec_read(layer.base, width, layer.m, layer.k, acts))
+        if len(body) != 4 + layer.m * width:
+            raise ProtocolMismatch(f"MATVEC_READ returned {len(body)} bytes for {layer.m} results "
+                                   f"of {width} bytes")
+        self.stats.matvecs += 1
+        self.stats.device_cycles += struct.unpack_from("<I", body)[0]
+        return _sign_extend(np.frombuffer(body, dtype=np.uint8, offset=4).reshape(layer.m, width))
 
     def load_activations(self, x):
         """Put ``x`` in the activation buffer (shared by every following :meth:`run`)."""
@@ -140,7 +178,9 @@ class Device:
             self.link.request(P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", off // c) + data[off:off + per_frame])
 
     def run(self, layer):
-        """Run a matvec on the activations already loaded; return the results."""
+        """Run a matvec on the activations already loaded and read its results, with the
+        protocol's version-1 commands (MATVEC, then READ_RESULTS in frames of at most
+        ``max_payload``): two or more round trips where :meth:`matvec` needs one."""
         body = self.link.request(P.Cmd.MATVEC, struct.pack("<IHH", layer.base, layer.m, layer.k))
         self.stats.matvecs += 1
         self.stats.device_cycles += struct.unpack("<I", body)[0]

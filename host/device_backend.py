@@ -14,6 +14,35 @@ class DeviceMismatch(TernaryError):
     """``--check`` found a device result that differs from the golden model."""
 
 
+# Layers that BitNetRunner.step hands over together, as the ends of their names: they
+# share one input, so the device stores them stacked as one matrix (as fused-QKV
+# engines do) and one matvec request runs them all.
+SHARED_INPUT = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+                ("mlp.gate_proj", "mlp.up_proj"))
+
+
+def stacks(bitlinears, max_m):
+    """The model's layers as stacks, in order: a tuple of the names of each
+    :data:`SHARED_INPUT` group of one block, the other layers alone. A group whose
+    members differ in K or whose rows add up past ``max_m`` stays unstacked."""
+    keys = {}
+    for name in bitlinears:
+        key = (name,)
+        for members in SHARED_INPUT:
+            for suffix in members:
+                if name.endswith("." + suffix):
+                    key = (name[:-len(suffix)], members)
+        keys.setdefault(key, []).append(name)
+    out = []
+    for names in keys.values():
+        shapes = [bitlinears[n].trits.shape for n in names]
+        if len({k for _, k in shapes}) == 1 and sum(m for m, _ in shapes) <= max_m:
+            out.append(tuple(names))
+        else:
+            out += [(n,) for n in names]
+    return out
+
+
 class DeviceBackend(MatvecBackend):
     """Runs BitLinears on a :class:`~host.device.Device`.
 
@@ -21,7 +50,11 @@ class DeviceBackend(MatvecBackend):
     model fits the weight store. *Streaming* mode, used when it does not (or when asked),
     uploads layers on demand into the free memory and starts over from address 0 when
     memory runs out, so a model of any size runs, paying its weights over the link on
-    every token. With ``check``, every result is also computed by the golden model.
+    every token. Layers that share an input run as one stacked matrix (:func:`stacks`):
+    one request carries their input, one response all their results. A stack too big
+    for the weight store at once streams one member at a time, its input sent once, so
+    the device needs room only for its largest layer. With ``check``, every result is
+    also computed by the golden model.
     """
 
     name = "device"
@@ -39,17 +72,32 @@ class DeviceBackend(MatvecBackend):
             if m > cfg.max_m or k > cfg.max_k:
                 raise TernaryError(f"layer {name} is {m}x{k}; the device takes at most "
                                    f"{cfg.max_m}x{cfg.max_k}")
-        self.words = {n: cfg.layout.words(*b.trits.shape) for n, b in model.bitlinears.items()}
-        total = sum(self.words.values())
+        self.stacks = stacks(model.bitlinears, cfg.max_m)
+        self.trits = {(n,): b.trits for n, b in model.bitlinears.items()}
+        self.trits.update({s: np.vstack([model.bitlinears[n].trits for n in s])
+                           for s in self.stacks if len(s) > 1})
+        self.words = {key: cfg.layout.words(*t.shape) for key, t in self.trits.items()}
+        self.rows = {}  # name -> (its stack, its first row in the stack's results)
+        for s in self.stacks:
+            at = 0
+            for n in s:
+                self.rows[n] = (s, at)
+                at += model.bitlinears[n].trits.shape[0]
+        largest = max(model.bitlinears, key=lambda n: self.words[(n,)])
+        if self.words[(largest,)] > cfg.weight_words:
+            raise TernaryError(f"layer {largest} needs {self.words[(largest,)]:,} weight words; the "
+                               f"device holds {cfg.weight_words:,} (--weight-words)")
+        total = sum(self.words[s] for s in self.stacks)
         if self.stream is None:
             self.stream = total > cfg.weight_words
         self.mode = "streaming" if self.stream else "resident"
         if not self.stream:
             t0 = time.perf_counter()
-            print(f"uploading {len(self.words)} layers ({total * cfg.word_bytes:,} bytes) to the "
-                  f"{self.device.transport.name} ...", file=self.log, flush=True)
-            for name in model.bitlinears:
-                self.layers[name] = self.device.upload(model.bitlinears[name].trits)
+            print(f"uploading {len(model.bitlinears)} layers as {len(self.stacks)} stacks "
+                  f"({total * cfg.word_bytes:,} bytes) to the {self.device.transport.name} ...",
+                  file=self.log, flush=True)
+            for s in self.stacks:
+                self.layers[s] = self.device.upload(self.trits[s])
             print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s", file=self.log, flush=True)
         else:
             print(f"streaming mode: the model needs {total:,} words, the device holds "
@@ -61,24 +109,36 @@ class DeviceBackend(MatvecBackend):
         s = self.device.link.stats
         return s.bytes_sent + s.bytes_received
 
-    def _ensure(self, names):
-        missing = [n for n in names if n not in self.layers]
-        if not missing:
-            return
-        need = sum(self.words[n] for n in missing)
-        if need > self.device.free_words:  # start over at address 0 (streaming)
-            self.device.clear()
-            self.layers = {}
-            missing = list(names)
-        for n in missing:
-            self.layers[n] = self.device.upload(self.model.bitlinears[n].trits)
+    def _ensure(self, key):
+        """The device layer of ``key`` (a stack, or one name as a 1-tuple), uploading it
+        into free memory first if needed — from address 0 again when memory is full."""
+        if key not in self.layers:
+            if self.words[key] > self.device.free_words:  # streaming: start over
+                self.device.clear()
+                self.layers = {}
+            self.layers[key] = self.device.upload(self.trits[key])
+        return self.layers[key]
+
+    def _run_stack(self, stack, x_q):
+        """Every member's results: one matvec on the stack, or, if the stack does not
+        fit the weight store at once, one per member on the input sent with the first."""
+        if self.words[stack] <= self.device.config.weight_words:
+            return self.device.matvec(self._ensure(stack), x_q)
+        return np.concatenate([self.device.matvec(self._ensure((n,)), x_q, loaded=i > 0)
+                               for i, n in enumerate(stack)])
 
     def run(self, names, x_q):
         if names[0].endswith("layers.0.self_attn.q_proj"):
             self.steps += 1
-        self._ensure(names)
-        self.device.load_activations(x_q)
-        outs = [self.device.run(self.layers[n]) for n in names]
+        results = {}
+        for n in names:
+            stack, at = self.rows[n]
+            if stack not in results:
+                results[stack] = self._run_stack(stack, x_q)
+        outs = []
+        for n in names:
+            stack, at = self.rows[n]
+            outs.append(results[stack][at:at + self.model.bitlinears[n].trits.shape[0]])
         if self.check:
             for n, got in zip(names, outs):
                 want = matvec(self.model.bitlinears[n].trits, x_q)
@@ -98,7 +158,7 @@ class DeviceBackend(MatvecBackend):
             "steps": self.steps,
             "device_cycles_per_token": (self.device.stats.device_cycles - self.cycles_base) / steps,
             "link_bytes_per_token": (self._link_bytes() - self.link_base) / steps,
-            "weight_words_per_token": sum(self.words.values()),
+            "weight_words_per_token": sum(self.words[s] for s in self.stacks),
             "engine": f"{cfg.rows}x{cfg.cols} {cfg.fmt}",
         }
 
@@ -115,7 +175,7 @@ class DeviceBackend(MatvecBackend):
         proj = project(profile, t, *board_clock(profile)) if profile else None
         if proj:
             t["projection"] = proj
-            lines.append(proj["line"])
+            lines += [proj["line"], proj["line_bauds"]]
         t["summary_lines"] = lines
         return t
 

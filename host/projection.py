@@ -4,6 +4,9 @@ import json
 from pathlib import Path
 
 REPORTS = Path(__file__).resolve().parent.parent / "boards" / "reports"
+# UART rates the projection also reports: the boards' 3 Mbaud and the faster rates an
+# FT2232H reaches (12 Mbaud is its maximum; 8 Mbaud needs a clock divisible to it).
+LINK_BAUDS = (3_000_000, 8_000_000, 12_000_000)
 
 
 def board_clock(profile):
@@ -36,7 +39,20 @@ def project(profile, per_token, clock_hz, source):
     line = (f"on {profile.name} at {clock_hz / 1e6:.0f} MHz ({source}), UART {profile.baud / 1e6:g} Mbaud: "
             f"compute {bounds['compute']:,.0f}, memory {bounds['memory']:,.0f}, link "
             f"{bounds['link']:,.1f} tokens/s -> {bounds[bound]:,.1f} tokens/s, {bound}-bound")
+    by_baud = [at_baud(bounds, per_token["link_bytes_per_token"], baud) for baud in LINK_BAUDS]
+    line_bauds = ("same clock, other UART rates: " +
+                  ", ".join(f"{b['baud'] / 1e6:g} Mbaud {b['tokens_per_s']:,.1f} ({b['bound']})"
+                            for b in by_baud) + " tokens/s")
     return {"board": profile.name, "clock_mhz": clock_hz / 1e6, "baud": profile.baud,
             "tokens_per_s_compute": bounds["compute"], "tokens_per_s_memory": bounds["memory"],
             "tokens_per_s_link": bounds["link"], "tokens_per_s": bounds[bound], "bound": bound,
-            "line": line}
+            "by_baud": by_baud, "line": line, "line_bauds": line_bauds}
+
+
+def at_baud(bounds, link_bytes_per_token, baud):
+    """The same bounds with the link at ``baud`` (8N1): ``{baud, tokens_per_s_link,
+    tokens_per_s, bound}``."""
+    link = baud / 10 / link_bytes_per_token if link_bytes_per_token else float("inf")
+    b = {"compute": bounds["compute"], "memory": bounds["memory"], "link": link}
+    bound = min(b, key=b.get)
+    return {"baud": baud, "tokens_per_s_link": link, "tokens_per_s": b[bound], "bound": bound}

@@ -15,8 +15,12 @@ from .matvec_engine import MatvecEngine
 
 class CommandEngine(wiring.Component):
     """Runs one request at a time: INFO, WRITE_WEIGHTS, CHECK_WEIGHTS, LOAD_ACTIVATIONS,
-    MATVEC, READ_RESULTS, RESET (see ``docs/protocol.md``); answers each with exactly
-    one response frame, or a NACK for a frame the parser flagged.
+    MATVEC, READ_RESULTS, RESET, MATVEC_READ (see ``docs/protocol.md``); answers each
+    with exactly one response frame, or a NACK for a frame the parser flagged.
+
+    MATVEC_READ is three of the others chained — LOAD_ACTIVATIONS (when it carries
+    activation bytes), MATVEC, READ_RESULTS — through their own states, so it adds
+    sequencing but hardly any datapath.
 
     It owns the :class:`MatvecEngine` and the results memory (``max_m`` accumulators).
     A frame is acknowledged on ``frame`` only after its response is out, so the parser
@@ -59,8 +63,8 @@ class CommandEngine(wiring.Component):
         status = Signal(8)
         resp_cmd = Signal(8)
         resp_len = Signal(16)
-        extra = Signal(range(4))  # what follows the status byte
-        EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS = range(4)
+        extra = Signal(range(5))  # what follows the status byte
+        EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS, EXTRA_CYCLES_RESULTS = range(5)
         word32 = Signal(32)
         last_idx = Signal(16)                   # index of the last payload byte
         known, len_ok, range_ok = Signal(), Signal(), Signal()
@@ -73,6 +77,8 @@ class CommandEngine(wiring.Component):
         nwords = Signal(32)
         shreg = Signal(8 * max(cfg.word_bytes, cfg.result_bytes, 4))
         W, A = cfg.weight_words, cfg.act_words
+        chained = Signal()      # MATVEC_READ: LOAD_ACTIVATIONS and MATVEC go on to the next step
+        acts_follow = Signal()  # MATVEC_READ carries activation bytes
         info_rom = Array(Const(b, 8) for b in self.info)
 
         def respond(code, length=1, kind=EXTRA_NONE):
@@ -107,10 +113,21 @@ class CommandEngine(wiring.Component):
                         m.d.sync += [len_ok.eq(length >= 3), range_ok.eq(a16[0] < A)]
                     with m.Case(Cmd.CHECK_WEIGHTS):
                         m.d.sync += [len_ok.eq(length == 8), range_ok.eq((a32_0 < W) & (a32_1 <= W - a32_0))]
-                    with m.Case(Cmd.MATVEC):
-                        m.d.sync += [len_ok.eq(length == 8),
+                    with m.Case(Cmd.MATVEC, Cmd.MATVEC_READ):
+                        # MATVEC_READ's base is 24 bits, and its top byte the result width;
+                        # weight_words <= 2**24, so MATVEC's base must have that byte zero.
+                        is_read = fr.cmd == Cmd.MATVEC_READ
+                        read_width = fr.args[24:32]
+                        m.d.sync += [len_ok.eq(Mux(is_read, length >= 8, length == 8)),
+                                     acts_follow.eq(length != 8),
                                      range_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) &
-                                                 (kk <= cfg.max_k) & (a32_0 < W))]
+                                                 (kk <= cfg.max_k) & (a32_0[:24] < W) &
+                                                 Mux(is_read, (read_width != 0) & (read_width <= cfg.result_bytes),
+                                                     read_width == 0))]
+                        if cfg.max_m * cfg.result_bytes + 5 > 0xFFFF:  # only then can a reply overflow
+                            nres = sum(Mux(read_width[i], mm << i, 0) for i in range(cfg.result_bytes.bit_length()))
+                            with m.If(is_read & (nres > 0xFFFF - 5)):
+                                m.d.sync += range_ok.eq(0)
                     with m.Case(Cmd.READ_RESULTS):
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.READ_RESULTS]),
                                      range_ok.eq((cnt != 0) & (off + cnt <= cfg.max_m) & (width != 0) &
@@ -139,14 +156,22 @@ class CommandEngine(wiring.Component):
                             m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
                             m.next = "WW_ADDR"
                         with m.Case(Cmd.LOAD_ACTIVATIONS):
-                            m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2)]
+                            m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2), chained.eq(0)]
                             m.next = "LA_ADDR"
+                        with m.Case(Cmd.MATVEC_READ):
+                            # activations from payload byte 8 into word 0 on, then the matvec
+                            m.d.sync += [waddr.eq(0), lane.eq(0), idx.eq(Mux(acts_follow, 8, 0)),
+                                         chained.eq(1), res_width.eq(fr.args[24:32])]
+                            with m.If(acts_follow):
+                                m.next = "LA_ADDR"
+                            with m.Else():
+                                m.next = "MV_CMD"
                         with m.Case(Cmd.CHECK_WEIGHTS):
                             m.d.comb += crc32.start.eq(1)
                             m.d.sync += [waddr.eq(a32_0), nwords.eq(a32_1)]
                             m.next = "CW_NEXT"
                         with m.Case(Cmd.MATVEC):
-                            m.d.sync += idx.eq(0)
+                            m.d.sync += [idx.eq(0), chained.eq(0)]
                             m.next = "MV_CMD"
                         with m.Case(Cmd.READ_RESULTS):
                             m.d.sync += [idx.eq(a16[0]), res_width.eq(fr.args[32:40])]
@@ -174,7 +199,14 @@ class CommandEngine(wiring.Component):
                             m.d.sync += lane.eq(lane + 1)
                         m.d.sync += idx.eq(idx + 1)
                         with m.If(idx == last_idx):
-                            respond(Status.OK)
+                            if prefix == "LA":
+                                with m.If(chained):  # MATVEC_READ: on to the matvec
+                                    m.d.sync += idx.eq(0)
+                                    m.next = "MV_CMD"
+                                with m.Else():
+                                    respond(Status.OK)
+                            else:
+                                respond(Status.OK)
                         with m.Else():
                             m.next = f"{prefix}_ADDR"
 
@@ -213,7 +245,13 @@ class CommandEngine(wiring.Component):
                         m.next = "MV_END"
             with m.State("MV_END"):
                 m.d.sync += word32.eq(eng.cycles)
-                respond(Status.OK, 5, EXTRA_WORD32)
+                with m.If(chained):  # MATVEC_READ: the results follow the cycle count
+                    # m results of res_width bytes, by shift-and-add over res_width's bits
+                    nres = sum(Mux(res_width[i], a16[2] << i, 0) for i in range(len(res_width)))
+                    m.d.sync += last_res.eq(a16[2] - 1)
+                    respond(Status.OK, 5 + nres, EXTRA_CYCLES_RESULTS)
+                with m.Else():
+                    respond(Status.OK, 5, EXTRA_WORD32)
 
             # The response: header, status byte, then what the command returns.
             with m.State("RESP_HDR"):
@@ -225,7 +263,7 @@ class CommandEngine(wiring.Component):
                 with m.If(self.payload.ready):
                     m.d.sync += [lane.eq(0), shreg.eq(word32)]
                     with m.Switch(extra):
-                        with m.Case(EXTRA_WORD32):
+                        with m.Case(EXTRA_WORD32, EXTRA_CYCLES_RESULTS):
                             m.next = "RESP_WORD32"
                         with m.Case(EXTRA_INFO):
                             m.d.sync += idx.eq(0)
@@ -239,7 +277,11 @@ class CommandEngine(wiring.Component):
                 with m.If(self.payload.ready):
                     m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
                     with m.If(lane == 3):
-                        m.next = "DONE"
+                        with m.If(extra == EXTRA_CYCLES_RESULTS):
+                            m.d.sync += idx.eq(0)
+                            m.next = "RESP_RES_ADDR"
+                        with m.Else():
+                            m.next = "DONE"
             with m.State("RESP_INFO"):
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(info_rom[idx])]
                 with m.If(self.payload.ready):

@@ -21,6 +21,10 @@ byte is a :class:`Status`. A frame the device could not read (bad CRC, length ov
 ``max_payload``) is answered by a NACK frame: ``cmd = 0xFF``, payload ``[status]``.
 Every command is idempotent — its effect depends only on its payload — so the host
 may resend a request whose response was lost without doing anything twice.
+
+Version 2 adds MATVEC_READ: a matvec with its activations in the request and its
+results in the response (which may be longer than ``max_payload``). Layers that share
+an input are stacked into one matrix by the host, so they too are one request.
 """
 
 import binascii
@@ -31,7 +35,7 @@ from enum import IntEnum
 
 from .errors import TernaryError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"TE"
 SYNC = 0x7E
 ESC = 0x7D
@@ -52,6 +56,8 @@ class Cmd(IntEnum):
     MATVEC = 0x05            # base u32, m u16, k u16            -> status, cycles u32
     READ_RESULTS = 0x06      # offset u16, count u16, width u8   -> status, count * width bytes
     RESET = 0x07             # (none)                            -> status
+    MATVEC_READ = 0x08       # base u24, width u8, m u16, k u16, int8 bytes...
+    #                          -> status, cycles u32, m * width bytes
 
 
 class Status(IntEnum):
@@ -65,9 +71,10 @@ class Status(IntEnum):
 # Fixed argument bytes at the start of each request's payload; WRITE_WEIGHTS and
 # LOAD_ACTIVATIONS are followed by data bytes.
 ARG_BYTES = {Cmd.INFO: 0, Cmd.WRITE_WEIGHTS: 4, Cmd.CHECK_WEIGHTS: 8, Cmd.LOAD_ACTIVATIONS: 2,
-             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0}
-HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS}
+             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0, Cmd.MATVEC_READ: 8}
+HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS, Cmd.MATVEC_READ}
 ARGS_MAX = 8
+MAX_RESPONSE = 0xFFFF   # a MATVEC_READ response may exceed max_payload, up to this
 
 # INFO reply payload after the status byte.
 INFO_STRUCT = struct.Struct("<2sBBBBBBBHHIH")
@@ -115,6 +122,25 @@ def result_width(k):
     from .golden import accumulator_bits
 
     return -(-accumulator_bits(k) // 8)
+
+
+def bound_width(x_q):
+    """Bytes that hold every result of any ternary matvec with the int8 input ``x_q``:
+    ``|W~ . x| <= sum |x|`` for trits, so this bound, taken from the input alone, is
+    rigorous — and for real activations far tighter than :func:`result_width` (the
+    shipped model's K=256 layer fits 2 bytes, not 3)."""
+    import numpy as np
+
+    bound = int(np.abs(np.asarray(x_q, dtype=np.int64)).sum())
+    return max(1, -(-(bound.bit_length() + 1) // 8))
+
+
+def encode_matvec_read(base, width, m, k, activations=b""):
+    """MATVEC_READ payload. The activations (int8 bytes, stored from activation 0 on)
+    may be left out to use those already loaded."""
+    if not 0 <= base < 1 << 24:
+        raise TernaryError(f"MATVEC_READ takes a 24-bit base word address, not {base}")
+    return struct.pack("<IHH", base | width << 24, m, k) + bytes(activations)
 
 
 def frame_crc(body):

@@ -33,7 +33,7 @@ def info_reply(version=P.PROTOCOL_VERSION, magic=P.MAGIC):
 
 
 def test_device_speaking_another_protocol_version_is_named():
-    with pytest.raises(ProtocolMismatch, match="protocol version 9.*speaks 1"):
+    with pytest.raises(ProtocolMismatch, match=f"protocol version 9.*speaks {P.PROTOCOL_VERSION}"):
         Device(ScriptedDevice(info_reply(version=9)), timeout=0.05)
 
 
@@ -63,3 +63,23 @@ def test_stale_and_duplicated_responses_are_ignored():
 
     dev = Device(ScriptedDevice(noisy), timeout=0.05)
     assert dev.config == EngineConfig() and dev.link.stats.retries == 0
+
+
+def test_a_matvec_reply_of_the_wrong_length_is_a_mismatch_not_a_result():
+    import numpy as np
+
+    from host.device import Layer
+
+    info = info_reply()
+    sent = []
+
+    def short_results(seq, cmd, payload):
+        if cmd == P.Cmd.INFO:
+            return info(seq, cmd, payload)
+        sent.append(payload)
+        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, b"\x00" + bytes(4) + bytes(2 * 3 - 1))
+
+    dev = Device(ScriptedDevice(short_results), timeout=0.05)
+    with pytest.raises(ProtocolMismatch, match="MATVEC_READ returned 9 bytes for 3 results of 2 bytes"):
+        dev.matvec(Layer(base=7, m=3, k=2, words=1), np.array([100, 100], np.int8))
+    assert sent == [P.encode_matvec_read(7, 2, 3, 2, bytes([100, 100]))]  # Σ|x| = 200: 2 bytes

@@ -99,3 +99,61 @@ def test_errors_out_of_range_bad_length_unknown():
     assert codes == [(P.Cmd.MATVEC | 0x80, P.Status.OUT_OF_RANGE), (P.Cmd.MATVEC | 0x80, P.Status.BAD_LENGTH),
                      (0x42 | 0x80, P.Status.UNKNOWN_COMMAND), (P.Cmd.WRITE_WEIGHTS | 0x80, P.Status.OUT_OF_RANGE),
                      (P.NACK, P.Status.BAD_LENGTH)]
+
+
+def _write_layer_frames(seq, base, packed, words_per_frame=7):
+    wb = CFG.word_bytes
+    return [P.encode_frame(seq, P.Cmd.WRITE_WEIGHTS,
+                           struct.pack("<I", base + w0) + packed[w0 * wb:(w0 + words_per_frame) * wb].tobytes())
+            for w0 in range(0, packed.size // wb, words_per_frame)]
+
+
+def _signed(data, width):
+    return [int.from_bytes(data[i:i + width], "little", signed=True) for i in range(0, len(data), width)]
+
+
+def test_matvec_read_takes_activations_and_returns_results_in_one_frame_each(rng):
+    k, rb = 50, CFG.result_bytes
+    m1, m2 = 32, 13  # 32 = max_m: its reply (5 + 64 bytes) outgrows max_payload
+    w1, w2 = random_trits(rng, m1, k), random_trits(rng, m2, k)
+    x, x2 = random_int8(rng, k), random_int8(rng, k)
+    base2 = CFG.layout.words(m1, k)
+    reqs = _write_layer_frames(1, 0, CFG.layout.pack(w1)) + _write_layer_frames(2, base2, CFG.layout.pack(w2))
+    reqs += [P.encode_frame(3, P.Cmd.MATVEC_READ, P.encode_matvec_read(0, rb, m1, k, x.tobytes())),
+             # without activation bytes it uses those loaded: x, then x2
+             P.encode_frame(4, P.Cmd.MATVEC_READ, P.encode_matvec_read(base2, 1, m2, k)),
+             P.encode_frame(5, P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", 0) + x2.tobytes()),
+             P.encode_frame(6, P.Cmd.MATVEC_READ, P.encode_matvec_read(base2, rb, m2, k)),
+             P.encode_frame(7, P.Cmd.MATVEC, struct.pack("<IHH", base2, m2, k))]  # v1 still works
+    replies = exchange(reqs, max_payload=64)
+    assert all(r[2][0] == P.Status.OK for r in replies), replies
+    reads = {r[0]: r[2][1:] for r in replies if r[1] == P.Cmd.MATVEC_READ | P.RESPONSE_BIT}
+    assert sorted(reads) == [3, 4, 6] and len(reads[3]) == 4 + m1 * rb
+    cycles = struct.unpack("<I", reads[3][:4])[0]
+    words = CFG.layout.words(m1, k)
+    assert words <= cycles <= words + 8  # its tiles plus the pipeline's fill and drain
+    assert _signed(reads[3][4:], rb) == matvec(w1, x).tolist()
+    assert _signed(reads[4][4:], 1) == [((v + 128) & 0xFF) - 128 for v in matvec(w2, x).tolist()]
+    assert _signed(reads[6][4:], rb) == matvec(w2, x2).tolist()
+    assert replies[-1][1] == P.Cmd.MATVEC | P.RESPONSE_BIT and len(replies[-1][2]) == 5
+
+
+def test_matvec_read_rejects_bad_requests_and_keeps_answering():
+    k, rb = 10, CFG.result_bytes
+    G, S = P.Cmd.MATVEC_READ | P.RESPONSE_BIT, P.Status
+    cases = [(P.encode_matvec_read(0, rb, 4, k)[:7], S.BAD_LENGTH),          # arguments cut short
+             (P.encode_matvec_read(0, 0, 4, k), S.OUT_OF_RANGE),             # width 0
+             (P.encode_matvec_read(0, rb + 1, 4, k), S.OUT_OF_RANGE),        # wider than a result
+             (P.encode_matvec_read(0, rb, 0, k), S.OUT_OF_RANGE),            # m = 0
+             (P.encode_matvec_read(0, rb, CFG.max_m + 1, k), S.OUT_OF_RANGE),
+             (P.encode_matvec_read(0, rb, 4, CFG.max_k + 1), S.OUT_OF_RANGE),
+             (P.encode_matvec_read(CFG.weight_words, rb, 4, k), S.OUT_OF_RANGE),
+             (P.encode_matvec_read(0, rb, 4, k, bytes(61)), S.OUT_OF_RANGE),  # past the 60-byte buffer
+             (struct.pack("<IHH", 1 << 24, 4, k), S.OUT_OF_RANGE),           # MATVEC: base's top byte set
+             (P.encode_matvec_read(0, rb, 4, k, bytes(k)), S.OK)]
+    frames = [P.encode_frame(i, P.Cmd.MATVEC if i == 8 else P.Cmd.MATVEC_READ, payload)
+              for i, (payload, _) in enumerate(cases)]
+    replies = exchange(frames, max_payload=128)  # room for more activations than the buffer holds
+    assert [(r[0], r[2][0]) for r in replies] == [(i, want) for i, (_, want) in enumerate(cases)]
+    assert all(r[1] == G for i, r in enumerate(replies) if i != 8)
+    assert replies[-1][2][5:] == bytes(4 * rb)  # zero activations: zero results
