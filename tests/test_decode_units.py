@@ -2,13 +2,22 @@
 (ternary_core.integer), over random (seeded) and extreme inputs, with idle cycles on
 every input stream and back-pressure on every output stream."""
 
+import gc
+import warnings
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from rtl.decode.argmax import ArgmaxUnit
+from rtl.decode.elementwise import RopeRotator, SaturatingAdd, ScaleUnit
+from rtl.decode.exp2 import Exp2Unit
 from rtl.decode.scalar_unit import ScalarOp, ScalarUnit
-from ternary_core.integer import fixed
+from rtl.decode.xorshift import SEED_MIX, Xorshift32
+from ternary_core.integer import fixed, ops
+from ternary_core.integer.compile import rope_table
 from ternary_core.integer.fixed import E_ZERO, Scalar
+from ternary_core.integer.sampling import xorshift32, xorshift32_seed
 
 # --- stream drivers ----------------------------------------------------------------
 
@@ -160,13 +169,178 @@ def test_scalar_unit_flags_exponent_overflow(rng):
     assert (got[3].value.m, got[4].value.m, got[4].value.e) == (0, 1 << 15, 2040)
 
 
-@pytest.mark.filterwarnings("ignore:.*created but never used")
+def rejects(cls, match, **kw):
+    """``cls(**kw)`` raises ValueError matching ``match``; the half-built component is
+    collected here, so Amaranth's unused-elaboratable warning does not leak into a later test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match=match):
+            cls(**kw)
+        gc.collect()
+
+
 def test_scalar_unit_latency_and_parameters():
     dut = ScalarUnit()
     item = {"op": ScalarOp.MUL, "a": {"m": 1 << 15, "e": 0}, "b": {"m": 1 << 15, "e": 0},
             "x": 0, "k": 0}
     assert first_result_cycles(dut, item, dut.i, dut.o) == dut.latency
-    with pytest.raises(ValueError, match="exp_bits must be an integer in 11..24"):
-        ScalarUnit(exp_bits=8)
-    with pytest.raises(ValueError, match="int_bits must be an integer in 34..64"):
-        ScalarUnit(int_bits=20)
+    rejects(ScalarUnit, "exp_bits must be an integer in 11..24", exp_bits=8)
+    rejects(ScalarUnit, "int_bits must be an integer in 34..64", int_bits=20)
+
+
+# --- exp2, argmax, xorshift32 ----------------------------------------------------
+
+
+def test_exp2_unit_matches_golden(rng):
+    dut = Exp2Unit()
+    d = np.concatenate([np.arange(0, 18 * 256, 7), [0, 255, 256, 16 * 256 - 1, 16 * 256,
+                                                    17 * 256 - 1, 17 * 256, 1 << 30, (1 << 32) - 1],
+                        rng.integers(0, 1 << 32, 100)])
+    items = [{"d": int(v), "last": int(j == len(d) - 1)} for j, v in enumerate(d)]
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    assert [g.value for g in got] == fixed.exp2_neg(d).tolist()
+    assert [g.last for g in got] == [it["last"] for it in items]
+    assert first_result_cycles(dut, items[0], dut.i, dut.o) == dut.latency
+
+
+def argmax_vectors(rng):
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    yield rng.integers(lo, hi, 300, endpoint=True)
+    yield np.full(17, 5)                                   # all equal: index 0
+    yield np.array([lo] * 4)                               # all at the minimum
+    yield np.array([hi, 3, hi, hi])                        # ties: first
+    yield np.array([lo, -1, hi])                           # maximum last
+    yield np.array([42])                                   # one element
+    v = rng.integers(-3, 3, 64)                            # many ties
+    yield v
+
+
+def test_argmax_unit_takes_first_of_equal_maxima(rng):
+    dut = ArgmaxUnit(max_len=512)
+    vecs = list(argmax_vectors(rng))
+    items = [{"value": int(x), "last": int(j == len(v) - 1)} for v in vecs for j, x in enumerate(v)]
+    got = []
+    # results arrive one per vector: collect them by driving the whole stream once
+    sim_items = simulate_vectors(dut, items, len(vecs), rng)
+    for v, g in zip(vecs, sim_items):
+        want = int(np.argmax(v))                            # numpy: first maximum
+        got.append((g.index, g.value))
+        assert (g.index, g.value) == (want, int(v[want]))
+    assert len(got) == len(vecs)
+
+
+def simulate_vectors(dut, items, n_out, rng, idle=0.3, stall=0.5):
+    """Like :func:`simulate` for units that give one result per input vector."""
+    got = []
+
+    async def source(ctx):
+        for item in items:
+            while rng.random() < idle:
+                await ctx.tick()
+            ctx.set(dut.i.payload, item)
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        while len(got) < n_out:
+            ready = rng.random() >= stall
+            ctx.set(dut.o.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and ready:
+                got.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run_until(1e-8 * 20 * (len(items) + 10))
+    assert len(got) == n_out, f"{len(got)} of {n_out} results arrived"
+    return got
+
+
+def test_xorshift32_matches_golden_sequence_and_reseeds(rng):
+    dut = Xorshift32()
+    seeds = [0, int(rng.integers(0, 1 << 32)), SEED_MIX]     # SEED_MIX mixes to 0 -> 1
+    got = {}
+
+    async def tb(ctx):
+        for seed in seeds:
+            ctx.set(dut.seed.payload, seed)
+            ctx.set(dut.seed.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.seed.valid, 0)
+            draws = []
+            while len(draws) < 20:
+                ready = rng.random() < 0.6
+                ctx.set(dut.o.ready, ready)
+                _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+                if ready and valid:
+                    draws.append(payload)
+            ctx.set(dut.o.ready, 0)
+            got[seed] = draws
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    for seed in seeds:
+        state, want = xorshift32_seed(seed), []
+        for _ in range(20):
+            state = xorshift32(state)
+            want.append(state)
+        assert got[seed] == want, seed
+
+
+# --- element-wise ops ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frac_bits, out_bits", [(16, 32), (0, 8), (8, 24)])
+def test_scale_unit_matches_apply_scalar(frac_bits, out_bits, rng):
+    dut = ScaleUnit(frac_bits=frac_bits, out_bits=out_bits, x_bits=24)
+    n = 250
+    x = rng.integers(-(1 << 23), 1 << 23, n)
+    x[:6] = [0, -(1 << 23), (1 << 23) - 1, 1, -1, 127]
+    x[rng.random(n) < 0.3] >>= 12
+    sc = random_scalars(rng, n, -60, 20)
+    sc.e[:8] = [-70, -60, -40, -16 - frac_bits, -frac_bits, 30, 1, -1]
+    items = [{"x": int(x[j]), "scale": {"m": int(sc.m[j]), "e": int(sc.e[j])}, "last": j % 7 == 0}
+             for j in range(n)]
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    want = fixed.apply_scalar(x, sc, frac_bits, out_bits)
+    assert [g.value for g in got] == want.tolist()
+    assert [g.last for g in got] == [int(it["last"]) for it in items]
+    assert first_result_cycles(dut, items[0], dut.i, dut.o) == dut.latency
+
+
+def test_saturating_add_matches_residual_add(rng):
+    dut = SaturatingAdd()
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    a = np.concatenate([rng.integers(lo, hi, 100, endpoint=True), [hi, lo, hi, lo, 0, -1]])
+    b = np.concatenate([rng.integers(lo, hi, 100, endpoint=True), [hi, lo, lo, -1, 0, 1]])
+    items = [{"a": int(p), "b": int(q), "last": 0} for p, q in zip(a, b)]
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    assert [g.value for g in got] == ops.residual_add(a, b).tolist()
+
+
+def test_rope_rotator_matches_golden_rope(rng):
+    dut = RopeRotator(x_bits=20)
+    hd, n = 32, 8
+    cfg = type("Cfg", (), {"head_dim": hd, "rope_theta": 10000.0})
+    cos, sin = rope_table(cfg, 256)
+    pos = rng.integers(0, 256, n)
+    pos[:2] = [0, 255]
+    x = rng.integers(-(1 << 19), 1 << 19, (n, hd))
+    x[0, :] = -(1 << 19)
+    x[1, :] = (1 << 19) - 1
+    x[2, :] = 0
+    c, s = cos[pos][:, None, :].astype(np.int64), sin[pos][:, None, :].astype(np.int64)
+    want = ops.rope(x[:, None, :], c, s)[:, 0, :]
+    half = hd // 2
+    items = [{"a": int(x[r, i]), "b": int(x[r, i + half]), "cos": int(cos[pos[r], i]),
+              "sin": int(sin[pos[r], i]), "last": int(i == half - 1)}
+             for r in range(n) for i in range(half)]
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    lo = np.array([g.lo for g in got]).reshape(n, half)
+    hi = np.array([g.hi for g in got]).reshape(n, half)
+    np.testing.assert_array_equal(np.concatenate([lo, hi], axis=1), want)
