@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 from rtl.decode.argmax import ArgmaxUnit
 from rtl.decode.elementwise import RopeRotator, SaturatingAdd, ScaleUnit
 from rtl.decode.exp2 import Exp2Unit
+from rtl.decode.rowwise import Int8Quantizer, RowRange
 from rtl.decode.scalar_unit import ScalarOp, ScalarUnit
 from rtl.decode.xorshift import SEED_MIX, Xorshift32
 from ternary_core.integer import fixed, ops
@@ -344,3 +345,71 @@ def test_rope_rotator_matches_golden_rope(rng):
     lo = np.array([g.lo for g in got]).reshape(n, half)
     hi = np.array([g.hi for g in got]).reshape(n, half)
     np.testing.assert_array_equal(np.concatenate([lo, hi], axis=1), want)
+
+
+# --- row-wise: normalize_rows range pass, int8 absmax quantizer -------------------------
+
+
+def quant_rows(rng, bits=32):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    rows = [rng.integers(lo, hi, 40, endpoint=True) >> int(rng.integers(0, bits - 1))
+            for _ in range(6)]
+    rows += [np.zeros(5, np.int64), np.full(9, 7), np.full(3, -5), np.array([lo, hi]),
+             np.array([hi] * 4), np.array([lo, 0, 1]), np.array([-(1 << 16) + 1, 3]),
+             np.array([(1 << 17) - 1, -(1 << 17) + 1]), np.array([1]), np.array([-1, 0]),
+             np.concatenate([rng.integers(-100, 100, 30), [1 << 30]])]    # one huge outlier
+    return rows
+
+
+def row_items(rows, key="value", extra=None):
+    return [{key: int(v), "last": int(j == len(r) - 1), **(extra(i) if extra else {})}
+            for i, r in enumerate(rows) for j, v in enumerate(r)]
+
+
+@pytest.mark.parametrize("bits", [16, 17])
+def test_row_range_matches_normalize_rows(bits, rng):
+    dut = RowRange(in_bits=32, bits=bits)
+    rows = quant_rows(rng)
+    got = simulate_vectors(dut, row_items(rows), len(rows), rng)
+    for r, g in zip(rows, got):
+        y, s = ops.normalize_rows(r[None, :], bits)
+        assert (g.shift, g.amax) == (int(s[0, 0]), int(np.abs(y).max())), r
+
+
+def scalar_ops(rng, requests):
+    """Run scalar-unit requests (dicts) through a ScalarUnit; return the result scalars."""
+    dut = ScalarUnit()
+    full = [{"op": q["op"], "a": q.get("a", {"m": 0, "e": 0}), "b": q.get("b", {"m": 0, "e": 0}),
+             "x": q.get("x", 0), "k": q.get("k", 0)} for q in requests]
+    got = simulate(dut, full, dut.i, dut.o, rng=rng)
+    assert not any(g.ovf for g in got)
+    return [{"m": g.value.m, "e": g.value.e} for g in got]
+
+
+def test_int8_quantizer_passes_and_scalar_program_match_quant_int8(rng):
+    """quant_int8 as the device runs it: range pass, four scalar ops, quantize pass."""
+    rows = quant_rows(rng)
+    ranges = simulate_vectors(RowRange(bits=17), row_items(rows), len(rows), rng)
+    inv127 = {"m": int(ops.INV_127.m), "e": int(ops.INV_127.e)}
+    n = len(ranges)
+    # the scalar program, each step batched over all rows (one pass of the pipeline)
+    *a, c127 = scalar_ops(rng, [{"op": ScalarOp.FROM_INT, "x": g.amax} for g in ranges]
+                          + [{"op": ScalarOp.FROM_INT, "x": 127}])
+    r = scalar_ops(rng, [{"op": ScalarOp.RECIP, "a": x} for x in a])
+    ka = scalar_ops(rng, [{"op": ScalarOp.MUL, "a": x, "b": c127} for x in r]
+                    + [{"op": ScalarOp.MUL, "a": x, "b": inv127} for x in a])
+    scales = scalar_ops(rng, [{"op": ScalarOp.SHIFT, "a": x, "k": g.shift}
+                              for x, g in zip(ka[n:], ranges)])
+    params = [(g.shift, k, sc) for g, k, sc in zip(ranges, ka[:n], scales)]
+    dut = Int8Quantizer()
+    items = row_items(rows, "y", lambda i: {"shift": params[i][0], "k": params[i][1]})
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    q = np.array([g.q for g in got])
+    off = 0
+    for i, r in enumerate(rows):
+        xq, scale = ops.quant_int8(r[None, :])
+        np.testing.assert_array_equal(q[off:off + len(r)], xq[0], err_msg=str(r))
+        sm = int(scale.m[0, 0])
+        assert (params[i][2]["m"], params[i][2]["e"] if sm else E_ZERO) == (sm, int(scale.e[0, 0]))
+        off += len(r)
+    assert [g.last for g in got] == [it["last"] for it in items]
