@@ -413,3 +413,20 @@ def test_int8_quantizer_passes_and_scalar_program_match_quant_int8(rng):
         assert (params[i][2]["m"], params[i][2]["e"] if sm else E_ZERO) == (sm, int(scale.e[0, 0]))
         off += len(r)
     assert [g.last for g in got] == [it["last"] for it in items]
+
+
+def test_int8_quantizer_clips_and_shifts_any_scale(rng):
+    """Pass 2 alone with scales quant_int8 never makes (clipping, left shifts, zero),
+    against the golden expression of quant_int8's last line."""
+    dut = Int8Quantizer()
+    n = 200
+    y = rng.integers(-(1 << 31), 1 << 31, n) >> rng.integers(0, 31, n)
+    s = rng.integers(-16, 16, n)
+    k = random_scalars(rng, n, -40, 0)
+    items = [{"y": int(y[j]), "shift": int(s[j]), "k": {"m": int(k.m[j]), "e": int(k.e[j])},
+              "last": 0} for j in range(n)]
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    y17 = fixed.saturate(fixed.shift_round(y, s), 17)
+    want = np.clip(fixed.shift_round(y17 * k.m, -k.e), -127, 127)
+    assert [g.q for g in got] == want.tolist()
+    assert {-127, 127} <= set(want.tolist())
