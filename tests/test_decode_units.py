@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from rtl.decode.argmax import ArgmaxUnit
 from rtl.decode.elementwise import RopeRotator, SaturatingAdd, ScaleUnit
 from rtl.decode.exp2 import Exp2Unit
-from rtl.decode.rowwise import Int8Quantizer, RowRange
+from rtl.decode.rowwise import Int8Quantizer, Relu2Glu, RowRange
 from rtl.decode.scalar_unit import ScalarOp, ScalarUnit
 from rtl.decode.xorshift import SEED_MIX, Xorshift32
 from ternary_core.integer import fixed, ops
@@ -430,3 +430,35 @@ def test_int8_quantizer_clips_and_shifts_any_scale(rng):
     want = np.clip(fixed.shift_round(y17 * k.m, -k.e), -127, 127)
     assert [g.q for g in got] == want.tolist()
     assert {-127, 127} <= set(want.tolist())
+
+
+def test_relu2_glu_passes_match_golden(rng):
+    """relu2_glu's integers: range passes over relu(g) (with the square's shift) and u,
+    then the element pass."""
+    lo, hi = -(1 << 31), (1 << 31) - 1
+    pairs = [(rng.integers(lo, hi, 24, endpoint=True) >> int(rng.integers(0, 28)),
+              rng.integers(lo, hi, 24, endpoint=True) >> int(rng.integers(0, 28)))
+             for _ in range(5)]
+    pairs += [(np.full(6, -9), np.arange(6)),                     # relu(g) all zero
+              (np.zeros(4, np.int64), np.zeros(4, np.int64)),
+              (np.array([hi, lo, hi]), np.array([lo, hi, lo])),    # saturating extremes
+              (np.array([1, 2, 3]), np.array([-1, 1, 0])),
+              (np.array([(1 << 16) - 1, 1, 5]), np.array([7, 7, 7]))]
+    g_rows, u_rows = [p[0] for p in pairs], [p[1] for p in pairs]
+    gr = simulate_vectors(RowRange(bits=17, relu=True, square=True), row_items(g_rows),
+                          len(pairs), rng)
+    ur = simulate_vectors(RowRange(bits=16), row_items(u_rows), len(pairs), rng)
+    for g, u, a, b in zip(g_rows, u_rows, gr, ur):
+        r, s0 = ops.normalize_rows(np.maximum(g, 0)[None, :], 17)
+        _, s1 = ops.normalize_rows(r * r, 17)
+        _, s2 = ops.normalize_rows(u[None, :], 16)
+        assert (a.shift, a.sq_shift, b.shift) == (int(s0[0, 0]), int(s1[0, 0]), int(s2[0, 0]))
+    dut = Relu2Glu()
+    items = [{"g": int(g[j]), "u": int(u[j]), "s0": a.shift, "s1": a.sq_shift, "s2": b.shift,
+              "last": int(j == len(g) - 1)}
+             for g, u, a, b in zip(g_rows, u_rows, gr, ur) for j in range(len(g))]
+    got = [x.value for x in simulate(dut, items, dut.i, dut.o, rng=rng)]
+    one = Scalar(np.ones((1, 1), np.int64) << 15, np.zeros((1, 1), np.int64))
+    want = np.concatenate([ops.relu2_glu(g[None, :], one, u[None, :], one)[0][0]
+                           for g, u in zip(g_rows, u_rows)])
+    assert got == want.tolist()

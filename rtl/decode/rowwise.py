@@ -54,30 +54,37 @@ class RowRange(wiring.Component):
         Signed width of the row's values (default 32).
     bits : int
         The normalized signed width (16 or 17 in the golden model).
+    relu : bool
+        Take ``max(y, 0)`` instead of ``y`` (the GLU's ``relu(g)``).
+    square : bool
+        Also give ``sq_shift``, the shift ``normalize_rows(r * r, bits)`` would find for
+        the squares of the normalized (non-negative) row ``r``: its maximum is
+        ``amax**2``, so no second pass over the squares is needed. One more multiply.
 
     Ports
     -----
     i : In(stream of {value: signed(in_bits), last: 1})
-    o : Out(stream of {shift: signed(8), amax: unsigned(bits)})
+    o : Out(stream of {shift: signed(8), amax: unsigned(bits), sq_shift: signed(8)})
+        ``sq_shift`` is 0 unless ``square``.
 
-    Throughput one element per cycle; the result is valid ``latency`` (5) cycles after
-    the ``last`` handshake (counted as the pipelines count: a one-stage unit has 1), and
-    ``i`` waits until it is read.
+    Throughput one element per cycle; the result is valid ``latency`` (5, or 7 with
+    ``square``) cycles after the ``last`` handshake (counted as the pipelines count: a
+    one-stage unit has 1), and ``i`` waits until it is read.
     """
 
-    def __init__(self, *, in_bits=32, bits=17):
+    def __init__(self, *, in_bits=32, bits=17, relu=False, square=False):
         _check("in_bits", in_bits, 2, 64)
-        _check("bits", bits, 2, in_bits)
-        self._in_bits, self._bits = in_bits, bits
+        _check("bits", bits, 2, min(in_bits, 18) if square else in_bits)
+        self._in_bits, self._bits, self._relu, self._square = in_bits, bits, bool(relu), bool(square)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"value": signed(in_bits), "last": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({"shift": SHIFT_SHAPE,
-                                                         "amax": unsigned(bits)}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "shift": SHIFT_SHAPE, "amax": unsigned(bits), "sq_shift": SHIFT_SHAPE}))),
         })
 
     @property
     def latency(self):
-        return 5
+        return 7 if self._square else 5
 
     @property
     def throughput(self):
@@ -87,9 +94,11 @@ class RowRange(wiring.Component):
         m = Module()
         IB, B = self._in_bits, self._bits
         v = self.i.payload.value
+        if self._relu:
+            v = Mux(v < 0, 0, v)
         hi, lo = Signal(signed(IB)), Signal(signed(IB))
         first = Signal(init=1)
-        steps = Signal(4)          # one-hot progress of the four finishing steps
+        steps = Signal(self.latency - 1)   # one-hot progress of the finishing steps
         m.d.comb += self.i.ready.eq(~steps.any() & ~self.o.valid)
         new_hi = Mux(first | (v > hi), v, hi)
         new_lo = Mux(first | (v < lo), v, lo)
@@ -99,9 +108,11 @@ class RowRange(wiring.Component):
         with m.If(self.i.valid & self.i.ready & self.i.payload.last):
             m.d.sync += steps.eq(1)
         # 1: max |y|   2: leading-one detector -> s   3: normalize both extremes   4: amax
+        # (square: 5: amax**2   6: its leading-one detector -> sq_shift)
         mag = Signal(unsigned(IB))
         s = Signal(SHIFT_SHAPE)
         nh, nl = Signal(signed(B)), Signal(signed(B))
+        amax = Signal(unsigned(B))
         ah, al = abs(hi), abs(lo)
         with m.If(steps[0]):
             m.d.sync += mag.eq(Mux(ah > al, ah, al))
@@ -112,11 +123,25 @@ class RowRange(wiring.Component):
             m.d.sync += [nh.eq(saturate(shift_round_any(hi, s, IB, B), B)),
                          nl.eq(saturate(shift_round_any(lo, s, IB, B), B))]
         an, al2 = abs(nh), abs(nl)
+        amax_now = Mux(an > al2, an, al2)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += self.o.valid.eq(0)
-        with m.If(steps[3]):
-            m.d.sync += [self.o.valid.eq(1), self.o.payload.shift.eq(s),
-                         self.o.payload.amax.eq(Mux(an > al2, an, al2))]
+        if not self._square:
+            with m.If(steps[3]):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.shift.eq(s),
+                             self.o.payload.amax.eq(amax_now), self.o.payload.sq_shift.eq(0)]
+        else:
+            SQ = 2 * B
+            sq = Signal(unsigned(SQ))
+            with m.If(steps[3]):
+                m.d.sync += amax.eq(amax_now)
+            with m.If(steps[4]):
+                m.d.sync += sq.eq(amax * amax)
+            _, sq_lz = normalize_left(m, sq, SQ)
+            with m.If(steps[5]):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.shift.eq(s),
+                             self.o.payload.amax.eq(amax),
+                             self.o.payload.sq_shift.eq(Mux(sq == 0, 0, SQ - sq_lz) - (B - 1))]
         return m
 
 
@@ -183,4 +208,67 @@ class Int8Quantizer(wiring.Component):
             v = r[3].v.as_signed()
             m.d.sync += [self.o.payload.q.eq(Mux(v > 127, 127, Mux(v < -127, -127, v))),
                          self.o.payload.last.eq(r[3].last)]
+        return m
+
+
+class Relu2Glu(wiring.Component):
+    """Pass 2 of ``relu2_glu``: ``normalize17(normalize17(relu(g))**2) * normalize16(u)``
+    per element, the row shifts ``s0`` (of ``relu(g)``, from ``RowRange(relu=True,
+    square=True)``), ``s1`` (its ``sq_shift``) and ``s2`` (of ``u``, from
+    ``RowRange(bits=16)``) carried in every element's payload.
+
+    Stages: 1 shifts of ``g`` and ``u``, 2 saturate, 3 square (17 x 17: one DSP),
+    4 shift, 5 saturate, 6 product with ``u`` (17 x 16: one DSP). The result fits 32 bits.
+
+    Ports
+    -----
+    i : In(stream of {g, u: signed(in_bits), s0, s1, s2: signed(8), last: 1})
+    o : Out(stream of {value: signed(32), last: 1})
+
+    Latency ``latency`` (6) cycles, throughput one element per cycle. The row scale
+    (``gs**2 * us * 2**(2*s0 + s1 + s2)``) is three scalar-unit ops.
+    """
+
+    def __init__(self, *, in_bits=32):
+        _check("in_bits", in_bits, 17, 64)
+        self._in_bits = in_bits
+        sh = SHIFT_SHAPE
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "g": signed(in_bits), "u": signed(in_bits), "s0": sh, "s1": sh, "s2": sh,
+                "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({"value": signed(32), "last": 1}))),
+        })
+
+    @property
+    def latency(self):
+        return 6
+
+    @property
+    def throughput(self):
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        IB = self._in_bits
+        pipe = StallPipeline(m, self.i, self.o, self.latency)
+        q = self.i.payload
+        lay = data.StructLayout({"r": signed(IB + 17), "u": signed(IB + 16), "s1": SHIFT_SHAPE,
+                                 "last": 1})
+        r = [Signal(lay, name=f"g{k + 1}") for k in range(5)]
+        relu_g = Mux(q.g < 0, 0, q.g)
+        with m.If(pipe.en):
+            m.d.sync += [r[0].r.eq(shift_round_any(relu_g, q.s0.as_signed(), IB, 17)),
+                         r[0].u.eq(shift_round_any(q.u, q.s2.as_signed(), IB, 16)),
+                         r[0].s1.eq(q.s1), r[0].last.eq(q.last)]
+            m.d.sync += [r[1].eq(r[0]), r[1].r.eq(saturate(r[0].r, 17)),
+                         r[1].u.eq(saturate(r[0].u, 16))]
+            r17 = r[1].r.as_signed()[:17].as_signed()
+            m.d.sync += [r[2].eq(r[1]), r[2].r.eq(r17 * r17)]
+            sq = r[2].r.as_signed()[:35].as_signed()
+            m.d.sync += [r[3].eq(r[2]), r[3].r.eq(shift_round_any(sq, r[2].s1.as_signed(), 35, 17))]
+            m.d.sync += [r[4].eq(r[3]), r[4].r.eq(saturate(r[3].r, 17))]
+            m.d.sync += [self.o.payload.value.eq(r[4].r.as_signed()[:17].as_signed()
+                                                 * r[4].u.as_signed()[:16].as_signed()),
+                         self.o.payload.last.eq(r[4].last)]
         return m
