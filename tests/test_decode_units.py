@@ -10,6 +10,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from rtl.decode.argmax import ArgmaxUnit
+from rtl.decode.cycle_model import DeviceLanes, ideal_cycles
 from rtl.decode.elementwise import RopeRotator, SaturatingAdd, ScaleUnit
 from rtl.decode.exp2 import Exp2Unit
 from rtl.decode.rowwise import Int8Quantizer, Relu2Glu, RowRange
@@ -462,3 +463,19 @@ def test_relu2_glu_passes_match_golden(rng):
     want = np.concatenate([ops.relu2_glu(g[None, :], one, u[None, :], one)[0][0]
                            for g, u in zip(g_rows, u_rows)])
     assert got == want.tolist()
+
+
+def test_cycle_model_counts_a_small_config_by_hand():
+    from ternary_core.model_config import BitNetConfig
+    cfg = BitNetConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8)
+    lanes = DeviceLanes(ternary_macs=8, attention_macs=8, lm_head_macs=4, vector_lanes=2)
+    c = ideal_cycles(cfg, 8, lanes)
+    # hd = 8, kv = 8: ternary 2 * (256 + 256 + 256 + 1024 + 512) = 4608 adds
+    assert c["ternary matvecs"] == 4608 // 8
+    assert c["attention"] == 2 * 2 * 2 * 8 * 8 // 8          # 2 passes x L x heads x t x hd
+    assert c["lm_head"] == 32 * 16 // 4
+    # per layer 48 + 12 + 64 + 32 + 48 + 16 + 48 + 96 + 96 + 16 = 476; + 48 + 16
+    assert c["element-wise passes"] == (2 * 476 + 64) // 2
+    assert c["total"] == sum(v for k, v in c.items() if k != "total")
+    assert ideal_cycles(cfg, 1, lanes)["attention"] == 2 * 2 * 2 * 1 * 8 // 8
