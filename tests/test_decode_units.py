@@ -479,3 +479,17 @@ def test_cycle_model_counts_a_small_config_by_hand():
     assert c["element-wise passes"] == (2 * 476 + 64) // 2
     assert c["total"] == sum(v for k, v in c.items() if k != "total")
     assert ideal_cycles(cfg, 1, lanes)["attention"] == 2 * 2 * 2 * 1 * 8 // 8
+
+
+@pytest.mark.parametrize("factory, item", [
+    (lambda: ArgmaxUnit(), {"value": -3, "last": 1}),
+    (lambda: SaturatingAdd(), {"a": 1, "b": 2, "last": 0}),
+    (lambda: RopeRotator(), {"a": 1, "b": 2, "cos": 1 << 14, "sin": 0, "last": 0}),
+    (lambda: RowRange(), {"value": 5, "last": 1}),
+    (lambda: RowRange(relu=True, square=True), {"value": 5, "last": 1}),
+    (lambda: Int8Quantizer(), {"y": 5, "shift": 0, "k": {"m": 1 << 15, "e": -15}, "last": 0}),
+    (lambda: Relu2Glu(), {"g": 5, "u": 5, "s0": 0, "s1": 0, "s2": 0, "last": 0}),
+], ids=["argmax", "add", "rope", "range", "range-square", "quantizer", "glu"])
+def test_units_meet_their_stated_latency(factory, item):
+    dut = factory()
+    assert first_result_cycles(dut, item, dut.i, dut.o) == dut.latency
