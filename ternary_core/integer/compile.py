@@ -83,7 +83,8 @@ def rope_table(config, max_len):
     inv_freq = 1.0 / (config.rope_theta ** (np.arange(0, hd, 2, dtype=np.float64) / hd))
     ang = np.arange(max_len, dtype=np.float64)[:, None] * inv_freq[None, :]
     one = 1 << ROPE_FRAC_BITS
-    return (np.round(np.cos(ang) * one).astype(np.int16), np.round(np.sin(ang) * one).astype(np.int16))
+    return (np.round(np.cos(ang) * one).astype(np.int16),
+            np.round(np.sin(ang) * one).astype(np.int16))
 
 
 def compile_model(model, max_len=None):

@@ -73,7 +73,8 @@ def decode_costs(config, context=None):
 
 def markdown_table(config, context=None):
     rows = decode_costs(config, context)
-    out = ["| op | multiplies / token | widest multiply | ternary adds / token | table bits | memory bytes |",
+    out = ["| op | multiplies / token | widest multiply | ternary adds / token | table bits "
+           "| memory bytes |",
            "| --- | ---: | --- | ---: | ---: | ---: |"]
     for r in rows:
         out.append(f"| {r.op} | {r.multiplies:,} | {r.widths} | {r.ternary_adds:,} | "

@@ -10,10 +10,11 @@ up, one adder and a shifter). Saturation: :func:`saturate` clamps to a signed wi
 
 The scalar format ("scalar unit"): a positive value ``m * 2**e`` with an unsigned 16-bit
 mantissa ``m`` in ``[2**15, 2**16)`` and a signed exponent ``e`` (a small integer; the shipped
-model stays within -80..40). Zero is ``m == 0`` with ``e == E_ZERO``. A product is one 16x16
-multiply, a leading-one detector and a shift; :func:`scalar_recip` and :func:`scalar_rsqrt`
-are a 128/192-entry table and one Newton step each (three multiplies). These run once per
-vector per token (a few dozen times per token), never per element.
+model uses -49..19 on held-out text). Zero is ``m == 0`` (its exponent is a don't-care;
+the golden model writes ``E_ZERO``). A product is one 16x16 multiply, a leading-one
+detector and a shift; :func:`scalar_recip` and :func:`scalar_rsqrt` are a 128/192-entry
+table and one Newton step each (two and three multiplies). They run once per vector per
+token, or once per attention score, never in the long per-element loops.
 """
 
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ E_ZERO = -1024          # exponent of the scalar zero (below every real exponent
 MAX_SHIFT = 62          # shifts beyond this are clamped: the result is already 0 or -1
 EXACT_FLOAT = 1 << 53   # integers below this are exact in float64
 
-RECIP_INDEX_BITS = 7    # 1/f for f in [1, 2): 128 entries of 17 bits
-RSQRT_INDEX_BITS = 6    # 1/sqrt(f) for f in [1, 4): 192 entries of 17 bits (64 per octave)
+RECIP_INDEX_BITS = 7    # 1/f for f in [1, 2): 128 entries of 16 bits
+RSQRT_INDEX_BITS = 6    # 1/sqrt(f) for f in [1, 4): 192 entries of 16 bits (step 1/64)
 EXP2_FRAC_BITS = 8      # 2**-f for f in [0, 1) in steps of 1/256: 256 entries of 16 bits
 EXP2_ONE = 1 << 15      # the table's 1.0
 

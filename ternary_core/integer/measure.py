@@ -70,7 +70,8 @@ def compare(model, ids, progress=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m ternary_core.integer.measure", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m ternary_core.integer.measure",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--corpus", default=str(DEFAULT_CORPUS))
     p.add_argument("--bytes", type=int, default=65536)

@@ -1,8 +1,9 @@
 """The vector ops of the integer decode, each vectorized over leading axes (positions).
 
 A vector travels as integers plus one :class:`~.fixed.Scalar` per row (block floating
-point: ``real = ints * scale``). Element-wise work is integer multiplies (at most 18x18
-bits, i.e. one ECP5 DSP), adds and shifts; per-row work goes through the scalar unit.
+point: ``real = ints * scale``). Element-wise work is integer multiplies (18x18 bits at
+most, one ECP5 DSP, except the attention score and logit rescales: 20x16 and 21x16), adds
+and shifts; per-row work goes through the scalar unit.
 See docs/integer-decode.md for the widths and the cost of each op.
 """
 

@@ -27,7 +27,7 @@ class IntegerRunner:
 
     def __init__(self, im, backend=None, max_len=None):
         self.im, self.cfg = im, im.config
-        self.backend = backend or GoldenBackend()
+        self.backend = backend if backend is not None else GoldenBackend()
         self.backend.prepare(im.model)
         self.max_len = int(max_len or im.max_len)
         if not 1 <= self.max_len <= im.max_len:
@@ -76,7 +76,8 @@ class IntegerRunner:
         if type(self.backend) is GoldenBackend and xq.shape[0] > 1:
             # the golden backend's own trits, all rows at once (same integers as row by row)
             if self._trits_t is None:
-                self._trits_t = {n: np.ascontiguousarray(w.T) for n, w in self.backend.trits.items()}
+                self._trits_t = {n: np.ascontiguousarray(w.T)
+                                 for n, w in self.backend.trits.items()}
             return [exact_matmul(xq, self._trits_t[n]) for n in names]
         rows = [self.backend.run(names, row) for row in xq]
         return [np.stack([np.asarray(r[j], np.int64) for r in rows]) for j in range(len(names))]
@@ -94,7 +95,8 @@ class IntegerRunner:
         pos = np.arange(p0, p0 + t)
         end = p0 + t
         mask = np.arange(end)[None, :] <= pos[:, None]              # (t, end)
-        cos, sin = im.rope_cos[pos][:, None, :].astype(np.int64), im.rope_sin[pos][:, None, :].astype(np.int64)
+        cos = im.rope_cos[pos][:, None, :].astype(np.int64)
+        sin = im.rope_sin[pos][:, None, :].astype(np.int64)
         res_scale = scalar_from_int(np.ones((t, 1), np.int64), -ops.RES_FRAC_BITS)
         x = ops.embed(im.embed_q[ids], im.embed_scale[ids])
         for i in range(c.num_hidden_layers):
@@ -113,7 +115,8 @@ class IntegerRunner:
             kv = np.arange(nh) // group
             acc, sc = ops.attention(q8.transpose(1, 0, 2), Scalar(q_sc.m.T, q_sc.e.T),
                                     self.k8[i, kv, :end], self.k_scale[i, kv, :end],
-                                    self.v8[i, kv, :end], self.v_scale[i, kv, :end], mask, im.score_k)
+                                    self.v8[i, kv, :end], self.v_scale[i, kv, :end], mask,
+                                    im.score_k)
             attn, a_sc = ops.merge_heads(acc.transpose(1, 0, 2), Scalar(sc.m.T, sc.e.T))
             xq, r = self._norm(p + "self_attn.attn_sub_norm", attn, a_sc)
             (oa,) = self._matvecs([p + "self_attn.o_proj"], xq)

@@ -44,7 +44,8 @@ class IntegerSampler:
     """
 
     def __init__(self, temperature=0.0, top_k=0, seed=0):
-        if not (isinstance(temperature, (int, float)) and temperature >= 0 and np.isfinite(temperature)):
+        if not (isinstance(temperature, (int, float)) and np.isfinite(temperature)
+                and temperature >= 0):
             raise TernaryError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
             raise TernaryError(f"top-k must be an integer >= 0 (0 is all tokens), got {top_k}")
