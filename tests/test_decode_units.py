@@ -13,7 +13,7 @@ from rtl.decode.argmax import ArgmaxUnit
 from rtl.decode.cycle_model import DeviceLanes, ideal_cycles
 from rtl.decode.elementwise import RopeRotator, SaturatingAdd, ScaleUnit
 from rtl.decode.exp2 import Exp2Unit
-from rtl.decode.rowwise import Int8Quantizer, Relu2Glu, RowRange
+from rtl.decode.rowwise import Int8Quantizer, NormGain, Relu2Glu, RowRange
 from rtl.decode.scalar_unit import ScalarOp, ScalarUnit
 from rtl.decode.xorshift import SEED_MIX, Xorshift32
 from ternary_core.integer import fixed, ops
@@ -489,7 +489,27 @@ def test_cycle_model_counts_a_small_config_by_hand():
     (lambda: RowRange(relu=True, square=True), {"value": 5, "last": 1}),
     (lambda: Int8Quantizer(), {"y": 5, "shift": 0, "k": {"m": 1 << 15, "e": -15}, "last": 0}),
     (lambda: Relu2Glu(), {"g": 5, "u": 5, "s0": 0, "s1": 0, "s2": 0, "last": 0}),
-], ids=["argmax", "add", "rope", "range", "range-square", "quantizer", "glu"])
+    (lambda: NormGain(), {"x": 5, "gain": 3, "shift": 0, "last": 0}),
+], ids=["argmax", "add", "rope", "range", "range-square", "quantizer", "glu", "norm-gain"])
 def test_units_meet_their_stated_latency(factory, item):
     dut = factory()
     assert first_result_cycles(dut, item, dut.i, dut.o) == dut.latency
+
+
+def test_norm_gain_pass_matches_norm_quant_pieces(rng):
+    """norm_quant's x16 * gain and sum of squares, after RowRange(16)'s shift."""
+    rows = quant_rows(rng)
+    gains = [rng.integers(-(1 << 15), 1 << 15, len(r)) for r in rows]
+    gains[0][:2] = [-(1 << 15), (1 << 15) - 1]
+    ranges = simulate_vectors(RowRange(bits=16), row_items(rows), len(rows), rng)
+    dut = NormGain()
+    items = [{"x": int(x), "gain": int(g[j]), "shift": ranges[i].shift, "last": int(j == len(r) - 1)}
+             for i, (r, g) in enumerate(zip(rows, gains)) for j, x in enumerate(r)]
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    off = 0
+    for r, g in zip(rows, gains):
+        x16, _ = ops.normalize_rows(r[None, :], 16)
+        out = got[off:off + len(r)]
+        assert [o.value for o in out] == (x16[0] * g).tolist()
+        assert out[-1].sumsq == int((x16 * x16).sum()) and out[-1].last == 1
+        off += len(r)

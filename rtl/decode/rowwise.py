@@ -272,3 +272,70 @@ class Relu2Glu(wiring.Component):
                                                  * r[4].u.as_signed()[:16].as_signed()),
                          self.o.payload.last.eq(r[4].last)]
         return m
+
+
+class NormGain(wiring.Component):
+    """The middle pass of ``norm_quant``: ``x16 = normalize16(x)`` (the row's shift from
+    ``RowRange(bits=16)``), then per element ``x16 * gain`` (what the quantizer's range and
+    quantize passes read) and the row's sum of squares ``sum(x16 * x16)`` (the variance).
+
+    Stages: 1 shift, 2 saturate to 16 bits, 3 the two products (16 x 16: one DSP each),
+    4 output and accumulate. ``sumsq`` of the element marked ``last`` is the row's sum
+    (the accumulator then restarts); on other elements it is the running sum.
+
+    Parameters
+    ----------
+    in_bits : int
+        Signed width of ``x`` (default 32, the residual stream).
+    sum_bits : int
+        Width of the sum of squares (default 48: 2**30 per element, rows up to 2**17).
+
+    Ports
+    -----
+    i : In(stream of {x: signed(in_bits), gain: signed(16), shift: signed(8), last: 1})
+    o : Out(stream of {value: signed(32), sumsq: unsigned(sum_bits), last: 1})
+
+    Latency ``latency`` (4) cycles, throughput one element per cycle.
+    """
+
+    def __init__(self, *, in_bits=32, sum_bits=48):
+        _check("in_bits", in_bits, 16, 64)
+        _check("sum_bits", sum_bits, 31, 64)
+        self._in_bits, self._sum_bits = in_bits, sum_bits
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "x": signed(in_bits), "gain": signed(16), "shift": SHIFT_SHAPE, "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "value": signed(32), "sumsq": unsigned(sum_bits), "last": 1}))),
+        })
+
+    @property
+    def latency(self):
+        return 4
+
+    @property
+    def throughput(self):
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        IB = self._in_bits
+        pipe = StallPipeline(m, self.i, self.o, self.latency)
+        q = self.i.payload
+        lay = data.StructLayout({"v": signed(IB + 16), "gain": signed(16), "sq": unsigned(32),
+                                 "last": 1})
+        r = [Signal(lay, name=f"n{k + 1}") for k in range(3)]
+        acc = Signal(unsigned(self._sum_bits))
+        with m.If(pipe.en):
+            m.d.sync += [r[0].v.eq(shift_round_any(q.x, q.shift.as_signed(), IB, 16)),
+                         r[0].gain.eq(q.gain), r[0].last.eq(q.last)]
+            m.d.sync += [r[1].eq(r[0]), r[1].v.eq(saturate(r[0].v, 16))]
+            x16 = r[1].v.as_signed()[:16].as_signed()
+            m.d.sync += [r[2].eq(r[1]), r[2].v.eq(x16 * r[1].gain.as_signed()),
+                         r[2].sq.eq((x16 * x16)[:32])]
+            total = acc + r[2].sq
+            m.d.sync += [self.o.payload.value.eq(r[2].v.as_signed()[:32]),
+                         self.o.payload.sumsq.eq(total), self.o.payload.last.eq(r[2].last)]
+            with m.If(pipe.valid[-2]):
+                m.d.sync += acc.eq(Mux(r[2].last, 0, total))
+        return m
