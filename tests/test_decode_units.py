@@ -13,7 +13,7 @@ from rtl.decode.argmax import ArgmaxUnit
 from rtl.decode.cycle_model import DeviceLanes, ideal_cycles
 from rtl.decode.elementwise import RopeRotator, SaturatingAdd, ScaleUnit
 from rtl.decode.exp2 import Exp2Unit
-from rtl.decode.rowwise import Int8Quantizer, NormGain, Relu2Glu, RowRange
+from rtl.decode.rowwise import Int8Quantizer, MergeAlign, NormGain, Relu2Glu, RowRange
 from rtl.decode.scalar_unit import ScalarOp, ScalarUnit
 from rtl.decode.xorshift import SEED_MIX, Xorshift32
 from ternary_core.integer import fixed, ops
@@ -490,7 +490,9 @@ def test_cycle_model_counts_a_small_config_by_hand():
     (lambda: Int8Quantizer(), {"y": 5, "shift": 0, "k": {"m": 1 << 15, "e": -15}, "last": 0}),
     (lambda: Relu2Glu(), {"g": 5, "u": 5, "s0": 0, "s1": 0, "s2": 0, "last": 0}),
     (lambda: NormGain(), {"x": 5, "gain": 3, "shift": 0, "last": 0}),
-], ids=["argmax", "add", "rope", "range", "range-square", "quantizer", "glu", "norm-gain"])
+    (lambda: MergeAlign(), {"acc": 5, "shift": 0, "m": 3, "rshift": 0, "live": 1, "last": 0}),
+], ids=["argmax", "add", "rope", "range", "range-square", "quantizer", "glu", "norm-gain",
+        "merge"])
 def test_units_meet_their_stated_latency(factory, item):
     dut = factory()
     assert first_result_cycles(dut, item, dut.i, dut.o) == dut.latency
@@ -513,3 +515,32 @@ def test_norm_gain_pass_matches_norm_quant_pieces(rng):
         assert [o.value for o in out] == (x16[0] * g).tolist()
         assert out[-1].sumsq == int((x16 * x16).sum()) and out[-1].last == 1
         off += len(r)
+
+
+def test_merge_align_pass_matches_merge_heads(rng):
+    """merge_heads' integers: RowRange(16) per head, the per-head exponent (a scalar
+    SHIFT), live and top (a compare over heads, done here as the sequencer will), then
+    the element pass."""
+    heads, hd = 4, 8
+    cases = [rng.integers(-(1 << 31), 1 << 31, (heads, hd)) >> rng.integers(0, 31, (heads, 1))
+             for _ in range(4)]
+    cases.append(np.zeros((heads, hd), np.int64))
+    cases[1][2] = 0                                            # one dead head (zero row)
+    scales = [random_scalars(rng, heads, -30, 10) for _ in cases]
+    scales[2] = Scalar(np.array([0, 1 << 15, 40000, 65535]), np.array([E_ZERO, -30, 0, 9]))
+    rows = [h for acc in cases for h in acc]
+    ranges = simulate_vectors(RowRange(bits=16), row_items(rows), len(rows), rng)
+    items = []
+    for c, (acc, sc) in enumerate(zip(cases, scales)):
+        rr = ranges[c * heads:(c + 1) * heads]
+        hs = fixed.scalar_shift(sc, np.array([g.shift for g in rr]))
+        live = (hs.m > 0) & (np.array([g.amax for g in rr]) > 0)
+        top = np.where(live, hs.e, -(1 << 20)).max()
+        items += [{"acc": int(acc[h, j]), "shift": rr[h].shift, "m": int(hs.m[h]),
+                   "rshift": int(min(max(top - hs.e[h], 0), 255)), "live": int(live[h]),
+                   "last": int(j == hd - 1)} for h in range(heads) for j in range(hd)]
+    dut = MergeAlign()
+    got = [g.value for g in simulate(dut, items, dut.i, dut.o, rng=rng)]
+    want = np.concatenate([ops.merge_heads(acc[None], Scalar(sc.m[None], sc.e[None]))[0][0]
+                           for acc, sc in zip(cases, scales)])
+    assert got == want.tolist()
