@@ -11,7 +11,7 @@ from amaranth.back import verilog
 from rtl.decode.argmax import ArgmaxUnit
 from rtl.decode.elementwise import RopeRotator, SaturatingAdd, ScaleUnit
 from rtl.decode.exp2 import Exp2Unit
-from rtl.decode.rowwise import Int8Quantizer, Relu2Glu, RowRange
+from rtl.decode.rowwise import Int8Quantizer, MergeAlign, NormGain, Relu2Glu, RowRange
 from rtl.decode.scalar_unit import ScalarUnit
 from rtl.decode.xorshift import Xorshift32
 
@@ -32,6 +32,8 @@ def units():
         ("RowRange", "32 -> 17, relu, square", lambda: RowRange(relu=True, square=True)),
         ("Int8Quantizer", "32 -> 17 -> 8", lambda: Int8Quantizer()),
         ("Relu2Glu", "32 -> 32", lambda: Relu2Glu()),
+        ("NormGain", "32 -> 16 x 16", lambda: NormGain()),
+        ("MergeAlign", "32 -> 16 x 16", lambda: MergeAlign()),
     ]
 
 

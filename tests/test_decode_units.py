@@ -490,7 +490,7 @@ def test_cycle_model_counts_a_small_config_by_hand():
     (lambda: Int8Quantizer(), {"y": 5, "shift": 0, "k": {"m": 1 << 15, "e": -15}, "last": 0}),
     (lambda: Relu2Glu(), {"g": 5, "u": 5, "s0": 0, "s1": 0, "s2": 0, "last": 0}),
     (lambda: NormGain(), {"x": 5, "gain": 3, "shift": 0, "last": 0}),
-    (lambda: MergeAlign(), {"acc": 5, "shift": 0, "m": 3, "rshift": 0, "live": 1, "last": 0}),
+    (lambda: MergeAlign(), {"acc": 5, "shift": 0, "m": 3, "rshift": 0, "last": 0}),
 ], ids=["argmax", "add", "rope", "range", "range-square", "quantizer", "glu", "norm-gain",
         "merge"])
 def test_units_meet_their_stated_latency(factory, item):
@@ -520,7 +520,7 @@ def test_norm_gain_pass_matches_norm_quant_pieces(rng):
 def test_merge_align_pass_matches_merge_heads(rng):
     """merge_heads' integers: RowRange(16) per head, the per-head exponent (a scalar
     SHIFT), live and top (a compare over heads, done here as the sequencer will), then
-    the element pass."""
+    the element pass. A dead head's rshift is whatever top - e gives: its products are 0."""
     heads, hd = 4, 8
     cases = [rng.integers(-(1 << 31), 1 << 31, (heads, hd)) >> rng.integers(0, 31, (heads, 1))
              for _ in range(4)]
@@ -537,8 +537,7 @@ def test_merge_align_pass_matches_merge_heads(rng):
         live = (hs.m > 0) & (np.array([g.amax for g in rr]) > 0)
         top = np.where(live, hs.e, -(1 << 20)).max()
         items += [{"acc": int(acc[h, j]), "shift": rr[h].shift, "m": int(hs.m[h]),
-                   "rshift": int(min(max(top - hs.e[h], 0), 255)), "live": int(live[h]),
-                   "last": int(j == hd - 1)} for h in range(heads) for j in range(hd)]
+                   "rshift": int(min(max(top - hs.e[h], 0), 255)), "last": int(j == hd - 1)} for h in range(heads) for j in range(hd)]
     dut = MergeAlign()
     got = [g.value for g in simulate(dut, items, dut.i, dut.o, rng=rng)]
     want = np.concatenate([ops.merge_heads(acc[None], Scalar(sc.m[None], sc.e[None]))[0][0]

@@ -344,19 +344,21 @@ class NormGain(wiring.Component):
 class MergeAlign(wiring.Component):
     """The element pass of ``merge_heads``: each head's accumulators normalized to 16
     bits (its shift from ``RowRange(bits=16)``), times the head's scale mantissa ``m``,
-    shifted right (rounded) by ``rshift = top - e`` to the largest live head exponent;
-    a head that is not live (zero scale or all-zero row) gives zeros.
+    shifted right (rounded) by ``rshift = top - e`` to the largest live head exponent.
+    A head that is not live (zero scale or all-zero row) needs no mask: its products are
+    zero already.
 
     The per-head parameters come from the sequencer: ``e`` is a scalar-unit ``SHIFT`` of
-    the head's scale by its row shift, ``live`` and ``top`` a compare over the heads.
+    the head's scale by its row shift, ``top`` the largest ``e`` over the live heads (a
+    compare; a head is live when its ``m`` and its ``RowRange`` amax are non-zero).
 
     Stages: 1 shift, 2 saturate to 16 bits, 3 multiply (16 x 16: one DSP), 4 rounding
-    right shift and the live mask.
+    right shift (amounts past 33 act as 33: the result is 0 or -1 from there on).
 
     Ports
     -----
     i : In(stream of {acc: signed(in_bits), shift: signed(8), m: unsigned(16),
-        rshift: unsigned(8), live: 1, last: 1})
+        rshift: unsigned(8), last: 1})
     o : Out(stream of {value: signed(32), last: 1})
 
     Latency ``latency`` (4) cycles, throughput one element per cycle.
@@ -368,7 +370,7 @@ class MergeAlign(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
                 "acc": signed(in_bits), "shift": SHIFT_SHAPE, "m": unsigned(16),
-                "rshift": unsigned(8), "live": 1, "last": 1}))),
+                "rshift": unsigned(8), "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"value": signed(32), "last": 1}))),
         })
 
@@ -386,16 +388,16 @@ class MergeAlign(wiring.Component):
         pipe = StallPipeline(m, self.i, self.o, self.latency)
         q = self.i.payload
         lay = data.StructLayout({"v": signed(IB + 16), "m": unsigned(16), "rshift": unsigned(8),
-                                 "live": 1, "last": 1})
+                                 "last": 1})
         r = [Signal(lay, name=f"h{k + 1}") for k in range(3)]
         PW = 33                                  # the signed 16 x 16 product
         with m.If(pipe.en):
             m.d.sync += [r[0].v.eq(shift_round_any(q.acc, q.shift.as_signed(), IB, 16)),
                          r[0].m.eq(q.m), r[0].rshift.eq(Mux(q.rshift > PW, PW, q.rshift)),
-                         r[0].live.eq(q.live), r[0].last.eq(q.last)]
+                         r[0].last.eq(q.last)]
             m.d.sync += [r[1].eq(r[0]), r[1].v.eq(saturate(r[0].v, 16))]
             m.d.sync += [r[2].eq(r[1]), r[2].v.eq(r[1].v.as_signed()[:16].as_signed() * r[1].m)]
             p = r[2].v.as_signed()[:PW].as_signed()
-            m.d.sync += [self.o.payload.value.eq(Mux(r[2].live, shift_round_right(p, r[2].rshift, PW), 0)),
+            m.d.sync += [self.o.payload.value.eq(shift_round_right(p, r[2].rshift, PW)),
                          self.o.payload.last.eq(r[2].last)]
         return m
