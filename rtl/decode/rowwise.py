@@ -1,6 +1,8 @@
-"""Row-wise ops of the integer decode that need the whole row first: the range pass of
-``normalize_rows`` and the int8 absmax quantizer (``quant_int8``), bit-exact to
-:mod:`ternary_core.integer.ops`.
+"""Row-wise ops of the integer decode, which need a whole row's range first, bit-exact to
+:mod:`ternary_core.integer.ops`: the range pass of ``normalize_rows`` (:class:`RowRange`)
+and the element passes that follow it — the int8 absmax quantizer (``quant_int8``), the
+norm's gain and sum of squares (``norm_quant``), the head merge (``merge_heads``) and the
+squared-ReLU GLU (``relu2_glu``).
 
 ``quant_int8`` in hardware is two passes over the row and four scalar-unit ops between::
 
