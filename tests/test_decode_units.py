@@ -537,7 +537,8 @@ def test_merge_align_pass_matches_merge_heads(rng):
         live = (hs.m > 0) & (np.array([g.amax for g in rr]) > 0)
         top = np.where(live, hs.e, -(1 << 20)).max()
         items += [{"acc": int(acc[h, j]), "shift": rr[h].shift, "m": int(hs.m[h]),
-                   "rshift": int(min(max(top - hs.e[h], 0), 255)), "last": int(j == hd - 1)} for h in range(heads) for j in range(hd)]
+                   "rshift": int(min(max(top - hs.e[h], 0), 255)), "last": int(j == hd - 1)}
+                  for h in range(heads) for j in range(hd)]
     dut = MergeAlign()
     got = [g.value for g in simulate(dut, items, dut.i, dut.o, rng=rng)]
     want = np.concatenate([ops.merge_heads(acc[None], Scalar(sc.m[None], sc.e[None]))[0][0]

@@ -2,7 +2,7 @@
 :mod:`ternary_core.integer` and each a stall-together pipeline taking one element per
 cycle. A ``last`` bit rides along with every element to mark a vector's end."""
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -8,7 +8,7 @@ several units share (rounding right shift, saturation, leading-one normalizer), 
 the hardware counterpart of a function in :mod:`ternary_core.integer.fixed`.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Mux, Signal, unsigned
 
 
 class StallPipeline:
@@ -30,12 +30,15 @@ class StallPipeline:
 
 def shift_round_right(v, d, width):
     """``round(v / 2**d)`` (half up) for unsigned or signed ``v`` and unsigned ``d``, as
-    ``((v << 1) >> d) + 1) >> 1``: one barrel shifter and one incrementer. ``width`` is
+    ``(((v << 1) >> d) + 1) >> 1``: one barrel shifter and one incrementer. ``width`` is
     the result's width (callers clamp ``d`` so that larger shifts give 0 or -1 as the
     golden model's do)."""
-    wide = Cat(Const(0, 1), v).as_signed() if v.shape().signed else Cat(Const(0, 1), v)
-    shifted = wide >> d
-    return ((shifted + 1) >> 1)[:width].as_signed() if v.shape().signed else ((shifted + 1) >> 1)[:width]
+    signed_v = v.shape().signed
+    wide = Cat(Const(0, 1), v)          # one extra fraction bit: the rounding bit
+    if signed_v:
+        wide = wide.as_signed()
+    rounded = (((wide >> d) + 1) >> 1)[:width]
+    return rounded.as_signed() if signed_v else rounded
 
 
 def saturate(v, bits):

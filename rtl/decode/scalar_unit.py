@@ -6,7 +6,7 @@ a signed exponent; zero is ``m == 0`` (the unit writes ``E_ZERO`` as its exponen
 golden model). Inputs must be canonical (what the unit and the golden model produce).
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
