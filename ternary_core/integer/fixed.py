@@ -9,8 +9,8 @@ Rounding: :func:`shift_round` adds half an LSB and shifts right arithmetically (
 up, one adder and a shifter). Saturation: :func:`saturate` clamps to a signed width.
 
 The scalar format ("scalar unit"): a positive value ``m * 2**e`` with an unsigned 16-bit
-mantissa ``m`` in ``[2**15, 2**16)`` and a signed exponent ``e`` (a small integer; the shipped
-model uses -49..19 on held-out text). Zero is ``m == 0`` (its exponent is a don't-care;
+mantissa ``m`` in ``[2**15, 2**16)`` and a signed exponent ``e`` (a small integer, not
+bounded here). Zero is ``m == 0`` (its exponent is a don't-care;
 the golden model writes ``E_ZERO``). A product is one 16x16 multiply, a leading-one
 detector and a shift; :func:`scalar_recip` and :func:`scalar_rsqrt` are a 128/192-entry
 table and one Newton step each (two and three multiplies). They run once per vector per

@@ -8,7 +8,8 @@ from a reset state through the float reference (:class:`~ternary_core.reference.
 stepped) and the integer decode (:meth:`IntegerRunner.score`). Each position's logits
 predict the next byte of the text. Prints the float and integer next-byte loss (nats per
 byte), their difference, and the top-1 agreement of the integer argmax with the float
-argmax. ``ternary eval`` is the user-facing tool; this is the gate's reproducible check.
+argmax, and the largest residual-stream magnitude (real units; Q15.16 saturates at 32768).
+``ternary eval`` is the user-facing tool; this is the gate's reproducible check.
 """
 
 import argparse
@@ -66,7 +67,8 @@ def compare(model, ids, progress=None):
             progress(n, ids.size - 1)
     return {"positions": n, "float_loss_nats_per_byte": nll_f / n,
             "integer_loss_nats_per_byte": nll_i / n, "delta_nats_per_byte": (nll_i - nll_f) / n,
-            "top1_agreement": agree / n}
+            "top1_agreement": agree / n,
+            "residual_peak": ir.residual_peak / 2 ** 16}    # real units; saturation at 32768
 
 
 def main(argv=None):

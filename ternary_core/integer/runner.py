@@ -34,6 +34,7 @@ class IntegerRunner:
             raise TernaryError(f"max_len must be 1..{im.max_len} (the compiled RoPE table), "
                                f"got {self.max_len}")
         self.last_logit_scale = LOGIT_SCALE
+        self.residual_peak = 0      # largest |residual| (Q15.16) since creation, for measuring
         self._trits_t = None
         self.reset()
 
@@ -99,6 +100,7 @@ class IntegerRunner:
         sin = im.rope_sin[pos][:, None, :].astype(np.int64)
         res_scale = scalar_from_int(np.ones((t, 1), np.int64), -ops.RES_FRAC_BITS)
         x = ops.embed(im.embed_q[ids], im.embed_scale[ids])
+        self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
         for i in range(c.num_hidden_layers):
             p = f"model.layers.{i}."
             xq, r = self._norm(p + "input_layernorm", x, res_scale)
@@ -123,6 +125,7 @@ class IntegerRunner:
             o = ops.to_fixed(oa, scalar_mul(r, im.linear_scale[p + "self_attn.o_proj"]),
                              ops.RES_FRAC_BITS, ops.RES_BITS)
             x = ops.residual_add(x, o)
+            self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
             xq, r = self._norm(p + "post_attention_layernorm", x, res_scale)
             ga, ua = self._matvecs([p + n for n in _MLP], xq)
             gs, us = (scalar_mul(r, im.linear_scale[p + n]) for n in _MLP)
@@ -132,6 +135,7 @@ class IntegerRunner:
             d = ops.to_fixed(da, scalar_mul(r, im.linear_scale[p + "mlp.down_proj"]),
                              ops.RES_FRAC_BITS, ops.RES_BITS)
             x = ops.residual_add(x, d)
+            self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
         xq, r = self._norm("model.norm", x, res_scale)
         self.pos = end
         return ops.lm_head(xq, r, im.head_q, im.head_scale)
