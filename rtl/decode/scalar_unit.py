@@ -70,8 +70,8 @@ class ScalarUnit(wiring.Component):
     Parameters
     ----------
     exp_bits : int
-        Width of the signed exponent (default 12: the golden model's ``E_ZERO = -1024``
-        and the shipped model's range -49..19 fit with room to spare).
+        Width of the signed exponent (default 12, so the golden model's
+        ``E_ZERO = -1024`` fits; results outside the range raise ``ovf``).
     int_bits : int
         Width of ``FROM_INT``'s unsigned ``x`` (default 48: a sum of squares of 4096
         16-bit values).
