@@ -358,3 +358,15 @@ def test_sampler_rejects_bad_arguments():
 def test_scalar_indexing_keeps_shapes():
     s = Scalar(np.arange(6).reshape(2, 3), np.zeros((2, 3), np.int64))
     assert s[1].shape == (3,) and s[:, 0].shape == (2,)
+
+
+@pytest.mark.parametrize("top", [1.99998, -1.99998, 1.0, 0.5 * (2 - 2 ** -16)])
+def test_int16_gain_never_wraps_at_the_top_of_an_octave(top):
+    # a gain just below a power of two rounds up to 2**15 at its first exponent; it must take
+    # the next exponent instead of wrapping to -32768 (a sign flip)
+    from ternary_core.integer.compile import int16_gain
+    g = np.array([1.0, top, -0.25])
+    q, e = int16_gain(g)
+    assert q.dtype == np.int16
+    assert np.all(np.sign(q) == np.sign(g))
+    assert np.abs(np.ldexp(q.astype(np.float64), e) - g).max() <= 2.0 ** (e - 1)

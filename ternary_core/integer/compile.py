@@ -69,13 +69,18 @@ def int8_rows(w):
 
 
 def int16_gain(g):
-    """A norm gain as int16 with one exponent: the largest |gain| lies in [2**14, 2**15)."""
+    """A norm gain as int16 with one exponent: the largest |gain| lies in [2**14, 2**15]
+    before rounding, and the rounded values never leave int16 (no wrap to -32768)."""
     g = np.asarray(g, np.float64)
     amax = np.abs(g).max()
     if amax == 0:
         return np.zeros(g.shape, np.int16), 0
     exp = int(np.floor(np.log2(amax))) - 14
-    return np.round(np.ldexp(g, -exp)).astype(np.int16), exp
+    q = np.round(np.ldexp(g, -exp))
+    if np.abs(q).max() > 32767:  # amax in the top half step below a power of two rounds up to 2**15
+        exp += 1
+        q = np.round(np.ldexp(g, -exp))
+    return q.astype(np.int16), exp
 
 
 def rope_table(config, max_len):
