@@ -95,7 +95,7 @@ def utf8_text(text):
 def token_ids(text):
     """Comma- or space-separated token ids, each >= 0, at least one; returned normalised
     (``"1, 2 3"`` -> ``"1,2,3"``). Range against the vocabulary is checked on use."""
-    parts = [p for p in re.split(r"[,\s]+", text.strip())]
+    parts = [p for p in re.split(r"\s*,\s*|\s+", text.strip())]
     if not any(parts):
         raise argparse.ArgumentTypeError("expected comma-separated token ids, got none")
     ids = []

@@ -47,10 +47,10 @@ def test_bench_rejects_a_malformed_config():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--jobs", "0"], "argument --jobs: must be at least 1, not 0"),
-    (["--jobs", "two"], "argument --jobs: must be a whole number, not 'two'"),
-    (["--boards", ","], "error: --boards names no board: ','"),
-    (["--configs", " , "], "error: --configs names no configuration: ' , '"),
+    (["--jobs", "0"], "argument --jobs: must be at least 1, got 0"),
+    (["--jobs", "two"], "argument --jobs: expected an integer, got 'two'"),
+    (["--boards", ","], "argument --boards: expected comma-separated names with none empty, got ','"),
+    (["--configs", " , "], "argument --configs: expected comma-separated names with none empty"),
 ])
 def test_bench_rejects_arguments_that_name_nothing(capsys, argv, message):
     try:
