@@ -1,8 +1,8 @@
 """The command engine: executes checked frames against the matvec engine and its
 memories, and produces the response. Commands and layouts: ternary_core.protocol."""
 
-from amaranth import Array, Const, Module, Mux, Signal, signed
-from amaranth.lib import memory, stream, wiring
+from amaranth import Array, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
@@ -11,6 +11,7 @@ from ternary_core.protocol import Cmd, Status
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
 from .matvec_engine import MatvecEngine
+from .results_memory import ResultsMemory
 
 
 class CommandEngine(wiring.Component):
@@ -48,9 +49,8 @@ class CommandEngine(wiring.Component):
         cfg = self.config
         m = Module()
         m.submodules.engine = eng = self.engine
-        m.submodules.results = results = memory.Memory(shape=signed(cfg.acc_bits), depth=cfg.max_m, init=[])
-        res_wr = results.write_port()
-        res_rd = results.read_port(transparent_for=())
+        m.submodules.results = results = ResultsMemory(cfg.rows, cfg.max_m, cfg.acc_bits)
+        res_wr, res_rd = results.write, results.read
         m.submodules.crc32 = crc32 = getattr(catalog, P.CHECK_CRC)(data_width=8).create()
 
         fr = Signal(frame_layout())
@@ -205,10 +205,12 @@ class CommandEngine(wiring.Component):
                 with m.If(eng.cmd.ready):
                     m.next = "MV_RUN"
             with m.State("MV_RUN"):
-                m.d.comb += [eng.result.ready.eq(1), res_wr.addr.eq(idx),
-                             res_wr.data.eq(eng.result.payload.value), res_wr.en.eq(eng.result.valid)]
+                # A row tile per beat, written whole (several results a cycle).
+                m.d.comb += [eng.result.ready.eq(1), res_wr.row.eq(idx), res_wr.en.eq(eng.result.valid),
+                             res_wr.data.eq(eng.result.payload.values),
+                             res_wr.count.eq(eng.result.payload.count)]
                 with m.If(eng.result.valid):
-                    m.d.sync += idx.eq(idx + 1)
+                    m.d.sync += idx.eq(idx + eng.result.payload.count)
                     with m.If(eng.result.payload.last):
                         m.next = "MV_END"
             with m.State("MV_END"):
