@@ -1,12 +1,11 @@
 """The multiplier-free ternary MAC array, with a pipelined adder tree per row."""
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternary_core.golden import accumulator_bits
 
-from .decoder import TRIT
 
 
 def ternary_term(trit, act, neg_act):
@@ -48,7 +47,11 @@ class TernaryMacArray(wiring.Component):
 
     Ports
     -----
-    trits : In(ArrayLayout(signed(2), rows*cols))
+    trits : In(unsigned(2*rows*cols))
+        Trit ``n = r*cols + c`` in bits ``2n, 2n+1`` (the :data:`~rtl.decoder.TRIT` code).
+        A plain vector, not an ``ArrayLayout``: Yosys names the element aliases
+        ``trits[n]`` like the vector's bits, and with the register before the array the
+        two collided into multiply driven nets in the ECP5 flow.
     acts, neg_acts : In(ArrayLayout(signed(9), cols))
         ``neg_acts[c]`` must equal ``-acts[c]`` (9 bits, since -(-128) = 128).
     sums : Out(ArrayLayout(signed(sum_bits(cols)), rows))
@@ -60,7 +63,7 @@ class TernaryMacArray(wiring.Component):
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         self.rows, self.cols, self.levels_per_stage = rows, cols, levels_per_stage
         super().__init__({
-            "trits": In(data.ArrayLayout(TRIT, rows * cols)),
+            "trits": In(unsigned(2 * rows * cols)),
             "acts": In(data.ArrayLayout(signed(9), cols)),
             "neg_acts": In(data.ArrayLayout(signed(9), cols)),
             "sums": Out(data.ArrayLayout(signed(sum_bits(cols)), rows)),
@@ -75,7 +78,8 @@ class TernaryMacArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         stages_left = self.latency
-        rows = [[ternary_term(self.trits[r * self.cols + c], self.acts[c], self.neg_acts[c])
+        trit = [self.trits.word_select(n, 2).as_signed() for n in range(self.rows * self.cols)]
+        rows = [[ternary_term(trit[r * self.cols + c], self.acts[c], self.neg_acts[c])
                  for c in range(self.cols)] for r in range(self.rows)]
         level = 0
         while len(rows[0]) > 1:

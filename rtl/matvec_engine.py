@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from ternary_core.engine_config import EngineConfig
 
-from .decoder import TRIT, WeightDecoder
+from .decoder import WeightDecoder
 from .mac_array import TernaryMacArray
 from .weight_store import WeightBusSignature, WeightStore
 
@@ -188,10 +188,10 @@ class MatvecEngine(wiring.Component):
 
         # --- decode and negate (stage 3 register) --------------------------------------
         m.d.comb += decoder.word.eq(word_q)
-        trits_d = Signal(data.ArrayLayout(TRIT, R * C))
+        trits_d = Signal(2 * R * C)
         acts_d = Signal(data.ArrayLayout(signed(9), C))
         neg_d = Signal(data.ArrayLayout(signed(9), C))
-        m.d.sync += trits_d.eq(decoder.trits)
+        m.d.sync += trits_d.eq(decoder.trits.as_value())
         m.d.sync += [acts_d[c].eq(acts_q[c]) for c in range(C)]
         m.d.sync += [neg_d[c].eq(-acts_q[c]) for c in range(C)]
 

@@ -28,11 +28,12 @@ BOARDS = {
         "icebreaker", EngineConfig(rows=4, cols=10, fmt="base3", max_m=1024, max_k=1024,
                                    weight_words=16384), clock_hz=24_000_000, baud=3_000_000,
         weight_memory="spram"),
-    # ECP5-85F: block RAM for the weights (8192 words of 256 bits = 256 KiB, 114 of 208
-    # DP16KD) and a 128-MAC array; K = 128 and 256 fill its 16 columns exactly.
+    # ECP5-85F: block RAM for the weights (4096 words of 512 bits = 256 KiB) and a
+    # 256-MAC array; K = 128 and 256 fill its 16 columns and M = 64..256 its 16 rows
+    # exactly. The FT231X tops out at 3 Mbaud.
     "ulx3s-85f": BoardProfile(
-        "ulx3s-85f", EngineConfig(rows=8, cols=16, fmt="2bit", max_m=1024, max_k=1024,
-                                  weight_words=8192), clock_hz=45_000_000, baud=3_000_000,
+        "ulx3s-85f", EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
+                                  weight_words=4096), clock_hz=100_000_000, baud=3_000_000,
         weight_memory="bram"),
 }
 
