@@ -70,11 +70,12 @@ class MatvecEngine(wiring.Component):
     result : Out(stream of result_layout)
         Row tiles in order; ``last`` marks the final tile of each command.
     weights : In(WeightBusSignature)
-        Access to the weight store for the command engine; honoured only while the
-        sequencer is free.
+        Access to the weight store for the command engine while the sequencer is free:
+        reads as a RAM's (data one cycle after the address), writes take effect a cycle
+        after they are presented (registered).
     acts : Out(WritePort.Signature)
-        Byte-granular writes to the activation buffer (the engine *is* this port). Only
-        while no command is in flight (``busy`` low).
+        Byte-granular writes to the activation buffer (the engine *is* this port),
+        registered like the weight writes. Only while no command is in flight.
     busy : Out(1)
         A command is being issued or has results not yet taken.
     cycles : Out(32)
@@ -123,7 +124,10 @@ class MatvecEngine(wiring.Component):
         m.submodules.act_mem = act_mem = memory.Memory(shape=unsigned(8 * C), depth=cfg.act_words, init=[])
         act_rd = act_mem.read_port(transparent_for=())
         act_wr = act_mem.write_port(granularity=8)
-        m.d.comb += [act_wr.addr.eq(self.acts.addr), act_wr.data.eq(self.acts.data),
+        # Writes from outside land one cycle late, through registers: their data comes
+        # from the frame buffer's RAM, and a RAM output (about 6 ns on an ECP5) cannot
+        # also cross the chip to every weight RAM within a 10 ns cycle.
+        m.d.sync += [act_wr.addr.eq(self.acts.addr), act_wr.data.eq(self.acts.data),
                      act_wr.en.eq(self.acts.en)]
         m.submodules.decoder = decoder = WeightDecoder(cfg.layout, self.base3_impl)
         m.submodules.array = array = self.array
@@ -175,10 +179,14 @@ class MatvecEngine(wiring.Component):
             m.d.sync += meta[-1].eq(meta[-2])
 
         # --- RAM reads (stage 1), their register (stage 2) -----------------------------
+        w_addr_q, w_pending = Signal.like(self.weights.addr), Signal()
+        w_data_q, w_mask_q = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
+        m.d.sync += [w_addr_q.eq(self.weights.addr), w_data_q.eq(self.weights.wdata),
+                     w_mask_q.eq(self.weights.wmask), w_pending.eq(self.weights.wmask.any())]
         m.d.comb += [
-            store.bus.addr.eq(Mux(running, waddr, self.weights.addr)),
-            store.bus.wdata.eq(self.weights.wdata),
-            store.bus.wmask.eq(Mux(running, 0, self.weights.wmask)),
+            store.bus.addr.eq(Mux(running, waddr, Mux(w_pending, w_addr_q, self.weights.addr))),
+            store.bus.wdata.eq(w_data_q),
+            store.bus.wmask.eq(Mux(running, 0, w_mask_q)),
             self.weights.rdata.eq(store.bus.rdata),
             act_rd.addr.eq(aaddr),
         ]

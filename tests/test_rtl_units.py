@@ -89,11 +89,11 @@ async def recv_tiles(ctx, dut, *, stall=0.0, rng=None):
                 return np.array(vals), n
 
 
-def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None):
+def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic"):
     """Load ``layers`` ({base: W}), run ``jobs`` [(base, x)] one after another; return
     per job the results, the ``cycles`` port and the cycles from the command's
     handshake to its last result's."""
-    dut = MatvecEngine(cfg)
+    dut = MatvecEngine(cfg, weight_store=weight_store)
     out = []
 
     async def tb(ctx):
@@ -110,15 +110,15 @@ def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None):
     return out
 
 
-@pytest.mark.parametrize("rows, cols, fmt", [(4, 8, "2bit"), (4, 10, "base3"), (3, 5, "base3"),
-                                             (16, 16, "2bit")])
-def test_engine_matches_golden_on_two_layers(rows, cols, fmt, rng):
+@pytest.mark.parametrize("rows, cols, fmt, store", [(4, 8, "2bit", "generic"), (4, 10, "base3", "generic"),
+                                                    (3, 5, "base3", "generic"), (16, 16, "2bit", "sliced")])
+def test_engine_matches_golden_on_two_layers(rows, cols, fmt, store, rng):
     cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512)
     w1, w2 = random_trits(rng, 13, 37), random_trits(rng, 40, 96)
     base2 = cfg.layout.words(13, 37)
     x1, x2 = random_int8(rng, 37), random_int8(rng, 96)
     res = run_engine(cfg, {0: w1, base2: w2}, [(0, x1), (base2, x2), (0, x1)],
-                     result_stall=0.3, rng=rng)
+                     result_stall=0.3, rng=rng, weight_store=store)
     np.testing.assert_array_equal(res[0][0], matvec(w1, x1))
     np.testing.assert_array_equal(res[1][0], matvec(w2, x2))
     np.testing.assert_array_equal(res[2][0], matvec(w1, x1))
