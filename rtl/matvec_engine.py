@@ -12,14 +12,6 @@ from .decoder import WeightDecoder
 from .mac_array import TernaryMacArray
 from .weight_store import WeightBusSignature, WeightStore
 
-# Stages between a beat's issue and its MAC array inputs: the RAM read, the register
-# on the RAM outputs (a block RAM's clock-to-out is most of a 10 ns cycle on its own),
-# and the register after the decoder.
-_FRONT_STAGES = 3
-# Row tiles the result buffer holds. A tile holds one slot from its first beat to the
-# result's handshake, about ceil(K/cols) + latency + 3 cycles, so four slots keep the
-# array busy whenever ceil(K/cols) >= 3 and the result stream is taken every cycle.
-RESULT_SLOTS = 4
 
 
 def command_layout(addr_bits):
@@ -53,15 +45,23 @@ class MatvecEngine(wiring.Component):
 
     Throughput and latency: a command takes ``ceil(M/rows)*ceil(K/cols) + 1`` cycles
     of the sequencer (:meth:`issue_cycles`; the ``cycles`` port) when results are taken
-    as they come and ``ceil(K/cols) >= 3``; the sequencer then accepts the next command
-    while the last results are still in the pipeline, so back-to-back commands run at
-    the array's rate. The last result follows the last beat by :attr:`latency` cycles.
+    as they come and ``ceil(K/cols)`` is at least :attr:`full_rate_k_tiles`; the
+    sequencer then accepts the next command while the last results are still in the
+    pipeline, so back-to-back commands run at the array's rate. The last result follows
+    the last beat by :attr:`latency` cycles.
 
     Parameters
     ----------
     config : EngineConfig
     weight_store : "generic" or "ice40_spram" (see :class:`WeightStore`)
     base3_impl : "arith" or "rom" (see :class:`WeightDecoder`)
+    fetch_register : bool
+        Register the RAM outputs before decoding: a block RAM's clock-to-out is most of
+        a 10 ns cycle on its own (ECP5 DP16KD: 5.8 ns). Default: on, except for the
+        iCE40 SPRAM store, whose board runs at 36 MHz and has no flip-flops to spare.
+    result_slots : int
+        Row tiles the result buffer holds. Default 4, or 2 with the iCE40 SPRAM store
+        (its 4x10 array sees ceil(K/cols) >= 13 for the shipped model; 6 is enough).
 
     Ports
     -----
@@ -83,9 +83,15 @@ class MatvecEngine(wiring.Component):
         valid from the cycle after the last beat until the next command.
     """
 
-    def __init__(self, config, *, weight_store="generic", base3_impl="arith"):
+    def __init__(self, config, *, weight_store="generic", base3_impl="arith", fetch_register=None,
+                 result_slots=None):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        spram = weight_store == "ice40_spram"
+        self.fetch_register = (not spram) if fetch_register is None else bool(fetch_register)
+        self.result_slots = (2 if spram else 4) if result_slots is None else result_slots
+        if not isinstance(self.result_slots, int) or self.result_slots < 2:
+            raise ValueError(f"result_slots must be an integer of at least 2, not {result_slots!r}")
         self.config = config
         self.weight_store_impl = weight_store
         self.base3_impl = base3_impl
@@ -107,11 +113,28 @@ class MatvecEngine(wiring.Component):
         """Cycles from the last beat's issue to the last result on ``result`` (valid):
         the front stages, the MAC array's pipeline, then two in the result buffer (the
         accumulated tile is written into it, then moves to its output register)."""
-        return _FRONT_STAGES + self.array.latency + 2
+        return self.front_stages + self.array.latency + 2
+
+    @property
+    def front_stages(self):
+        """Stages from a beat's issue to the MAC array's inputs: the RAM read, the
+        optional register on the RAM outputs, the register after the decoder."""
+        return 3 if self.fetch_register else 2
+
+    @property
+    def full_rate_k_tiles(self):
+        """The least ``ceil(K/cols)`` at which the result buffer never holds up the
+        sequencer (results taken as they come): a row tile holds its slot from its
+        first beat's issue until its handshake, ``ceil(K/cols) + latency`` cycles, and
+        the tiles start ``ceil(K/cols)`` apart."""
+        n = 1
+        while -(-(n + self.latency) // n) > self.result_slots:
+            n += 1
+        return n
 
     def issue_cycles(self, m, k):
         """The ``cycles`` of an ``m x k`` command whose results are taken as they come
-        (and ``ceil(k/cols) >= 3``, or ``ceil(m/rows) <= RESULT_SLOTS``)."""
+        (and ``ceil(k/cols) >= full_rate_k_tiles``, or ``ceil(m/rows) <= result_slots``)."""
         cfg = self.config
         return -(-m // cfg.rows) * -(-k // cfg.cols) + 1
 
@@ -132,7 +155,7 @@ class MatvecEngine(wiring.Component):
         m.submodules.decoder = decoder = WeightDecoder(cfg.layout, self.base3_impl)
         m.submodules.array = array = self.array
         res_shape = result_layout(R, cfg.acc_bits)
-        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=res_shape.size, depth=RESULT_SLOTS)
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=res_shape.size, depth=self.result_slots)
 
         # --- sequencer: walks row tiles, and column tiles within each -----------------
         CW = 17  # counters reach max M or K (16 bits) plus one tile
@@ -140,9 +163,9 @@ class MatvecEngine(wiring.Component):
         m_rows, k_cols = Signal(CW), Signal(CW)
         row, col = Signal(CW), Signal(CW)
         waddr, aaddr = Signal(self.addr_bits), Signal(self.act_addr_bits)
-        credits = Signal(range(RESULT_SLOTS + 1), init=RESULT_SLOTS)
+        credits = Signal(range(self.result_slots + 1), init=self.result_slots)
         m.d.comb += [self.cmd.ready.eq(~running),
-                     self.busy.eq(running | (credits != RESULT_SLOTS))]
+                     self.busy.eq(running | (credits != self.result_slots))]
         with m.If(self.cmd.valid & ~running):
             p = self.cmd.payload
             m.d.sync += [m_rows.eq(p.m), k_cols.eq(p.k), waddr.eq(p.base), aaddr.eq(0),
@@ -174,11 +197,11 @@ class MatvecEngine(wiring.Component):
         meta = [Signal(meta_layout, name="meta_issue")]
         m.d.comb += [meta[0].valid.eq(issue), meta[0].first.eq(first), meta[0].last.eq(last),
                      meta[0].final.eq(final), meta[0].nrows.eq(nrows)]
-        for i in range(_FRONT_STAGES + array.latency):
+        for i in range(self.front_stages + array.latency):
             meta.append(Signal(meta_layout, name=f"meta_{i + 1}"))
             m.d.sync += meta[-1].eq(meta[-2])
 
-        # --- RAM reads (stage 1), their register (stage 2) -----------------------------
+        # --- RAM reads (stage 1), their register (stage 2, optional) -----------------
         w_addr_q, w_pending = Signal.like(self.weights.addr), Signal()
         w_data_q, w_mask_q = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
         m.d.sync += [w_addr_q.eq(self.weights.addr), w_data_q.eq(self.weights.wdata),
@@ -192,7 +215,8 @@ class MatvecEngine(wiring.Component):
         ]
         word_q = Signal.like(store.bus.rdata)
         acts_q = Signal(data.ArrayLayout(signed(8), C))
-        m.d.sync += [word_q.eq(store.bus.rdata), acts_q.eq(act_rd.data)]
+        fetch = m.d.sync if self.fetch_register else m.d.comb
+        fetch += [word_q.eq(store.bus.rdata), acts_q.eq(act_rd.data)]
 
         # --- decode and negate (stage 3 register) --------------------------------------
         m.d.comb += decoder.word.eq(word_q)

@@ -89,11 +89,11 @@ async def recv_tiles(ctx, dut, *, stall=0.0, rng=None):
                 return np.array(vals), n
 
 
-def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic"):
+def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic", **opts):
     """Load ``layers`` ({base: W}), run ``jobs`` [(base, x)] one after another; return
     per job the results, the ``cycles`` port and the cycles from the command's
     handshake to its last result's."""
-    dut = MatvecEngine(cfg, weight_store=weight_store)
+    dut = MatvecEngine(cfg, weight_store=weight_store, **opts)
     out = []
 
     async def tb(ctx):
@@ -124,21 +124,36 @@ def test_engine_matches_golden_on_two_layers(rows, cols, fmt, store, rng):
     np.testing.assert_array_equal(res[2][0], matvec(w1, x1))
 
 
-@pytest.mark.parametrize("rows, cols, fmt, m, k", [
-    (4, 8, "2bit", 64, 96),      # ceil(K/C) = 12 >= rows
-    (16, 16, "2bit", 64, 48),    # rows > ceil(K/C) = 3: a tile of results per beat
-    (16, 16, "2bit", 48, 96),
-    (4, 40, "base3", 64, 96),    # ceil(K/C) = 3
+@pytest.mark.parametrize("rows, cols, fmt, m, k, opts", [
+    (4, 8, "2bit", 64, 96, {}),      # ceil(K/C) = 12 >= rows
+    (16, 16, "2bit", 64, 48, {}),    # rows > ceil(K/C) = 3: a tile of results per beat
+    (16, 16, "2bit", 48, 96, {}),
+    (4, 40, "base3", 64, 96, {}),    # ceil(K/C) = 3
+    # the iCEBreaker's pipeline (no RAM output register, two result slots) at the
+    # smallest ceil(K/C) it runs at full rate, 6
+    (4, 10, "base3", 64, 60, {"fetch_register": False, "result_slots": 2}),
 ])
-def test_engine_runs_at_one_tile_per_cycle_and_states_its_cycles(rows, cols, fmt, m, k, rng):
+def test_engine_runs_at_one_tile_per_cycle_and_states_its_cycles(rows, cols, fmt, m, k, opts, rng):
     cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512)
     w, x = random_trits(rng, m, k), random_int8(rng, k)
-    (vals, cycles, span), = run_engine(cfg, {0: w}, [(0, x)])
+    (vals, cycles, span), = run_engine(cfg, {0: w}, [(0, x)], **opts)
     np.testing.assert_array_equal(vals, matvec(w, x))
-    eng = MatvecEngine(cfg)
+    eng = MatvecEngine(cfg, **opts)
+    assert -(-k // cols) >= eng.full_rate_k_tiles or -(-m // rows) <= eng.result_slots
     assert cycles == eng.issue_cycles(m, k) == ideal_cycles(m, k, rows, cols) + 1
     # the last result comes `latency` cycles after the last beat (handshake + beats)
     assert span == eng.issue_cycles(m, k) + eng.latency
+
+
+def test_engine_below_full_rate_k_waits_for_result_slots_and_stays_exact(rng):
+    """ceil(K/C) = 5 < full_rate_k_tiles = 6 with two slots: slower, still bit-exact."""
+    cfg = EngineConfig(rows=4, cols=10, fmt="base3", max_m=64, max_k=96, weight_words=512)
+    opts = {"fetch_register": False, "result_slots": 2}
+    w, x = random_trits(rng, 64, 50), random_int8(rng, 50)
+    (vals, cycles, _), = run_engine(cfg, {0: w}, [(0, x)], **opts)
+    np.testing.assert_array_equal(vals, matvec(w, x))
+    assert MatvecEngine(cfg, **opts).full_rate_k_tiles == 6
+    assert cycles > ideal_cycles(64, 50, 4, 10) + 1
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.5])
@@ -261,3 +276,41 @@ def test_uart_rx_tolerance_shrinks_outside_it(rng):
     sim.add_testbench(sink)
     sim.run()
     assert got != sent
+
+
+def test_stream_register_passes_every_payload_in_order_under_random_stalls(rng):
+    """Random idle cycles on the sender and back-pressure on the receiver; nothing is
+    lost, duplicated or reordered, and ``i.ready`` is a register (no path from ``o.ready``)."""
+    from amaranth.sim import Simulator
+
+    from rtl.stream_register import StreamRegister
+
+    dut = StreamRegister(8)
+    sent = [int(b) for b in rng.integers(0, 256, size=200)]
+    idle = [bool(v) for v in rng.random(4000) < 0.3]
+    stall = [bool(v) for v in rng.random(4000) < 0.4]
+    got = []
+
+    async def source(ctx):
+        n = 0
+        for cyc in range(4000):
+            if n < len(sent) and not idle[cyc]:
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, sent[n])
+            else:
+                ctx.set(dut.i.valid, 0)
+            ready_before = ctx.get(dut.i.ready)
+            ctx.set(dut.o.ready, 0 if stall[cyc] else 1)
+            assert ctx.get(dut.i.ready) == ready_before  # ready does not follow o.ready
+            _, _, valid, ready, ovalid, oready, payload = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.ready, dut.o.payload)
+            if valid and ready:
+                n += 1
+            if ovalid and oready:
+                got.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.run()
+    assert got == sent
