@@ -55,13 +55,13 @@ class MatvecEngine(wiring.Component):
     config : EngineConfig
     weight_store : "generic" or "ice40_spram" (see :class:`WeightStore`)
     base3_impl : "arith" or "rom" (see :class:`WeightDecoder`)
-    fetch_register : bool
-        Register the RAM outputs before decoding: a block RAM's clock-to-out is most of
-        a 10 ns cycle on its own (ECP5 DP16KD: 5.8 ns). Default: on, except for the
-        iCE40 SPRAM store, whose board runs at 36 MHz and has no flip-flops to spare.
-    result_slots : int
-        Row tiles the result buffer holds. Default 4, or 2 with the iCE40 SPRAM store
-        (its 4x10 array sees ceil(K/cols) >= 13 for the shipped model; 6 is enough).
+
+    Two fields of the config shape the pipeline: ``fetch_register`` registers the RAM
+    outputs before decoding (a block RAM's clock-to-out is most of a 10 ns cycle on its
+    own: 5.8 ns on an ECP5 DP16KD; the iCEBreaker, at 36 MHz and short of logic cells,
+    goes without), and ``result_slots`` is the number of row tiles the result buffer
+    holds (the iCEBreaker's 2 suffice from ceil(K/cols) = 6, and the shipped model
+    gives its 4x10 array 13).
 
     Ports
     -----
@@ -83,15 +83,13 @@ class MatvecEngine(wiring.Component):
         valid from the cycle after the last beat until the next command.
     """
 
-    def __init__(self, config, *, weight_store="generic", base3_impl="arith", fetch_register=None,
-                 result_slots=None):
+    def __init__(self, config, *, weight_store="generic", base3_impl="arith"):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
-        spram = weight_store == "ice40_spram"
-        self.fetch_register = (not spram) if fetch_register is None else bool(fetch_register)
-        self.result_slots = (2 if spram else 4) if result_slots is None else result_slots
+        self.fetch_register = bool(config.fetch_register)
+        self.result_slots = config.result_slots
         if not isinstance(self.result_slots, int) or self.result_slots < 2:
-            raise ValueError(f"result_slots must be an integer of at least 2, not {result_slots!r}")
+            raise ValueError(f"result_slots must be an integer of at least 2, not {self.result_slots!r}")
         self.config = config
         self.weight_store_impl = weight_store
         self.base3_impl = base3_impl

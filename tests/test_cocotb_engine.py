@@ -12,7 +12,9 @@ from ternary_core.engine_config import EngineConfig
 
 CONFIGS = {
     "4x8-2bit": EngineConfig(rows=4, cols=8, fmt="2bit", max_m=64, max_k=200, weight_words=1024),
-    "4x10-base3": EngineConfig(rows=4, cols=10, fmt="base3", max_m=64, max_k=200, weight_words=1024),
+    # the iCEBreaker's pipeline: no RAM output register, two result slots
+    "4x10-base3": EngineConfig(rows=4, cols=10, fmt="base3", max_m=64, max_k=200, weight_words=1024,
+                               fetch_register=False, result_slots=2),
     "3x5-base3": EngineConfig(rows=3, cols=5, fmt="base3", max_m=32, max_k=64, weight_words=1024),
     # rows > ceil(K/C) for every K: a whole row tile of results per beat
     "16x16-2bit": EngineConfig(rows=16, cols=16, fmt="2bit", max_m=48, max_k=64, weight_words=256),

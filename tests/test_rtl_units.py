@@ -89,11 +89,11 @@ async def recv_tiles(ctx, dut, *, stall=0.0, rng=None):
                 return np.array(vals), n
 
 
-def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic", **opts):
+def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic"):
     """Load ``layers`` ({base: W}), run ``jobs`` [(base, x)] one after another; return
     per job the results, the ``cycles`` port and the cycles from the command's
     handshake to its last result's."""
-    dut = MatvecEngine(cfg, weight_store=weight_store, **opts)
+    dut = MatvecEngine(cfg, weight_store=weight_store)
     out = []
 
     async def tb(ctx):
@@ -134,11 +134,11 @@ def test_engine_matches_golden_on_two_layers(rows, cols, fmt, store, rng):
     (4, 10, "base3", 64, 60, {"fetch_register": False, "result_slots": 2}),
 ])
 def test_engine_runs_at_one_tile_per_cycle_and_states_its_cycles(rows, cols, fmt, m, k, opts, rng):
-    cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512)
+    cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512, **opts)
     w, x = random_trits(rng, m, k), random_int8(rng, k)
-    (vals, cycles, span), = run_engine(cfg, {0: w}, [(0, x)], **opts)
+    (vals, cycles, span), = run_engine(cfg, {0: w}, [(0, x)])
     np.testing.assert_array_equal(vals, matvec(w, x))
-    eng = MatvecEngine(cfg, **opts)
+    eng = MatvecEngine(cfg)
     assert -(-k // cols) >= eng.full_rate_k_tiles or -(-m // rows) <= eng.result_slots
     assert cycles == eng.issue_cycles(m, k) == ideal_cycles(m, k, rows, cols) + 1
     # the last result comes `latency` cycles after the last beat (handshake + beats)
@@ -147,12 +147,12 @@ def test_engine_runs_at_one_tile_per_cycle_and_states_its_cycles(rows, cols, fmt
 
 def test_engine_below_full_rate_k_waits_for_result_slots_and_stays_exact(rng):
     """ceil(K/C) = 5 < full_rate_k_tiles = 6 with two slots: slower, still bit-exact."""
-    cfg = EngineConfig(rows=4, cols=10, fmt="base3", max_m=64, max_k=96, weight_words=512)
-    opts = {"fetch_register": False, "result_slots": 2}
+    cfg = EngineConfig(rows=4, cols=10, fmt="base3", max_m=64, max_k=96, weight_words=512,
+                       fetch_register=False, result_slots=2)
     w, x = random_trits(rng, 64, 50), random_int8(rng, 50)
-    (vals, cycles, _), = run_engine(cfg, {0: w}, [(0, x)], **opts)
+    (vals, cycles, _), = run_engine(cfg, {0: w}, [(0, x)])
     np.testing.assert_array_equal(vals, matvec(w, x))
-    assert MatvecEngine(cfg, **opts).full_rate_k_tiles == 6
+    assert MatvecEngine(cfg).full_rate_k_tiles == 6
     assert cycles > ideal_cycles(64, 50, 4, 10) + 1
 
 
