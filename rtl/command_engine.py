@@ -184,6 +184,11 @@ class CommandEngine(wiring.Component):
                     m.next = "CW_END"
                 with m.Else():
                     m.d.comb += eng.weights.addr.eq(waddr)
+                    m.d.sync += lane.eq(0)
+                    m.next = "CW_WAIT"
+            with m.State("CW_WAIT"):  # the engine's weight reads are pipelined
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(lane == eng.weight_read_latency - 2):
                     m.next = "CW_LATCH"
             with m.State("CW_LATCH"):
                 m.d.sync += [shreg.eq(eng.weights.rdata), lane.eq(0)]

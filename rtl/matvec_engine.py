@@ -70,9 +70,10 @@ class MatvecEngine(wiring.Component):
     result : Out(stream of result_layout)
         Row tiles in order; ``last`` marks the final tile of each command.
     weights : In(WeightBusSignature)
-        Access to the weight store for the command engine while the sequencer is free:
-        reads as a RAM's (data one cycle after the address), writes take effect a cycle
-        after they are presented (registered).
+        Access to the weight store for the command engine while the sequencer is free.
+        Address, data and mask are registered: a write takes effect a cycle after it is
+        presented, and read data follows its address by :attr:`weight_read_latency`
+        cycles.
     acts : Out(WritePort.Signature)
         Byte-granular writes to the activation buffer (the engine *is* this port),
         registered like the weight writes. Only while no command is in flight.
@@ -112,6 +113,12 @@ class MatvecEngine(wiring.Component):
         the front stages, the MAC array's pipeline, then two in the result buffer (the
         accumulated tile is written into it, then moves to its output register)."""
         return self.front_stages + self.array.latency + 2
+
+    @property
+    def weight_read_latency(self):
+        """Cycles from an address on ``weights`` to its data on ``weights.rdata``: the
+        address register, the RAM, and the RAM output register if there is one."""
+        return 3 if self.fetch_register else 2
 
     @property
     def front_stages(self):
@@ -200,21 +207,24 @@ class MatvecEngine(wiring.Component):
             m.d.sync += meta[-1].eq(meta[-2])
 
         # --- RAM reads (stage 1), their register (stage 2, optional) -----------------
-        w_addr_q, w_pending = Signal.like(self.weights.addr), Signal()
+        # Outside accesses reach the RAMs through registers too (address, data, mask):
+        # the RAMs are spread over the whole chip, and the command engine's address
+        # logic plus that fan-out did not fit one 10 ns cycle.
+        ext_addr_q = Signal.like(self.weights.addr)
         w_data_q, w_mask_q = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
-        m.d.sync += [w_addr_q.eq(self.weights.addr), w_data_q.eq(self.weights.wdata),
-                     w_mask_q.eq(self.weights.wmask), w_pending.eq(self.weights.wmask.any())]
+        m.d.sync += [ext_addr_q.eq(self.weights.addr), w_data_q.eq(self.weights.wdata),
+                     w_mask_q.eq(self.weights.wmask)]
         m.d.comb += [
-            store.bus.addr.eq(Mux(running, waddr, Mux(w_pending, w_addr_q, self.weights.addr))),
+            store.bus.addr.eq(Mux(running, waddr, ext_addr_q)),
             store.bus.wdata.eq(w_data_q),
             store.bus.wmask.eq(Mux(running, 0, w_mask_q)),
-            self.weights.rdata.eq(store.bus.rdata),
             act_rd.addr.eq(aaddr),
         ]
         word_q = Signal.like(store.bus.rdata)
         acts_q = Signal(data.ArrayLayout(signed(8), C))
         fetch = m.d.sync if self.fetch_register else m.d.comb
         fetch += [word_q.eq(store.bus.rdata), acts_q.eq(act_rd.data)]
+        m.d.comb += self.weights.rdata.eq(word_q)
 
         # --- decode and negate (stage 3 register) --------------------------------------
         m.d.comb += decoder.word.eq(word_q)
