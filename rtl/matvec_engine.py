@@ -3,7 +3,7 @@ array and accumulators, as a pipeline that never stalls once a tile has started.
 
 from amaranth import Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ternary_core.engine_config import EngineConfig
@@ -110,9 +110,9 @@ class MatvecEngine(wiring.Component):
     @property
     def latency(self):
         """Cycles from the last beat's issue to the last result on ``result`` (valid):
-        the front stages, the MAC array's pipeline, then two in the result buffer (the
-        accumulated tile is written into it, then moves to its output register)."""
-        return self.front_stages + self.array.latency + 2
+        the front stages, the MAC array's pipeline, then the write into the result
+        buffer (first word fall-through)."""
+        return self.front_stages + self.array.latency + 1
 
     @property
     def weight_read_latency(self):
@@ -160,7 +160,10 @@ class MatvecEngine(wiring.Component):
         m.submodules.decoder = decoder = WeightDecoder(cfg.layout, self.base3_impl)
         m.submodules.array = array = self.array
         res_shape = result_layout(R, cfg.acc_bits)
-        m.submodules.out_fifo = fifo = SyncFIFOBuffered(width=res_shape.size, depth=self.result_slots)
+        # First-word-fall-through: its w_rdy is exactly "level < depth", which the
+        # credits rely on (SyncFIFOBuffered's refuses a write while its output register
+        # refills, and would drop a tile).
+        m.submodules.out_fifo = fifo = SyncFIFO(width=res_shape.size, depth=self.result_slots)
 
         # --- sequencer: walks row tiles, and column tiles within each -----------------
         CW = 17  # counters reach max M or K (16 bits) plus one tile
