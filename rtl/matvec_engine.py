@@ -150,7 +150,12 @@ class MatvecEngine(wiring.Component):
 
         m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl)
         m.submodules.act_mem = act_mem = memory.Memory(shape=unsigned(8 * C), depth=cfg.act_words, init=[])
-        act_rd = act_mem.read_port(transparent_for=())
+        # With the fetch register, the activation buffer is read asynchronously (LUT RAM
+        # on an ECP5, next to the MAC array) and registered twice, in step with the
+        # weight word (RAM, then register): a block RAM's output could not cross the chip
+        # to the array within 10 ns. Without it, a block RAM read matches the weights.
+        act_rd = act_mem.read_port(domain="comb") if self.fetch_register else \
+            act_mem.read_port(transparent_for=())
         act_wr = act_mem.write_port(granularity=8)
         # Writes from outside land one cycle late, through registers: their data comes
         # from the frame buffer's RAM, and a RAM output (about 6 ns on an ECP5) cannot
@@ -225,8 +230,11 @@ class MatvecEngine(wiring.Component):
         ]
         word_q = Signal.like(store.bus.rdata)
         acts_q = Signal(data.ArrayLayout(signed(8), C))
-        fetch = m.d.sync if self.fetch_register else m.d.comb
-        fetch += [word_q.eq(store.bus.rdata), acts_q.eq(act_rd.data)]
+        if self.fetch_register:
+            acts_read = Signal.like(act_rd.data)
+            m.d.sync += [word_q.eq(store.bus.rdata), acts_read.eq(act_rd.data), acts_q.eq(acts_read)]
+        else:
+            m.d.comb += [word_q.eq(store.bus.rdata), acts_q.eq(act_rd.data)]
         m.d.comb += self.weights.rdata.eq(word_q)
 
         # --- decode and negate (stage 3 register) --------------------------------------
