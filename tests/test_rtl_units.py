@@ -211,7 +211,8 @@ def test_engine_takes_the_next_command_while_results_drain(stall, rng):
 @pytest.mark.parametrize("mismatch", [-0.03, -0.02, 0.0, 0.02, 0.03])
 def test_uart_rx_at_3_clocks_per_bit_takes_a_sender_off_by_up_to_3_percent(mismatch, rng):
     """8 Mbaud from 24 MHz (the iCEBreaker), or 12 from 36: 3 clocks per bit. The
-    sender's bit time is 3 clocks times (1 + mismatch), its first edge at a random phase of the clock, and its bytes
+    sender's bit time is 3 clocks times (1 + mismatch), its first edge at a random
+    phase of the clock, and its bytes
     come back to back (no idle time between stop and start bits, the worst case)."""
     from amaranth.sim import Simulator
 
