@@ -71,12 +71,12 @@ class MatvecEngine(wiring.Component):
         Row tiles in order; ``last`` marks the final tile of each command.
     weights : In(WeightBusSignature)
         Access to the weight store for the command engine while the sequencer is free.
-        Address, data and mask are registered: a write takes effect a cycle after it is
-        presented, and read data follows its address by :attr:`weight_read_latency`
-        cycles.
+        Registered: a write takes effect two cycles after it is presented, and read
+        data follows its address by :attr:`weight_read_latency` cycles.
     acts : Out(WritePort.Signature)
         Byte-granular writes to the activation buffer (the engine *is* this port),
-        registered like the weight writes. Only while no command is in flight.
+        taking effect two cycles later like the weight writes. Only while no command is
+        in flight.
     busy : Out(1)
         A command is being issued or has results not yet taken.
     cycles : Out(32)
@@ -157,11 +157,13 @@ class MatvecEngine(wiring.Component):
         act_rd = act_mem.read_port(domain="comb") if self.fetch_register else \
             act_mem.read_port(transparent_for=())
         act_wr = act_mem.write_port(granularity=8)
-        # Writes from outside land one cycle late, through registers: their data comes
-        # from the frame buffer's RAM, and a RAM output (about 6 ns on an ECP5) cannot
-        # also cross the chip to every weight RAM within a 10 ns cycle.
-        m.d.sync += [act_wr.addr.eq(self.acts.addr), act_wr.data.eq(self.acts.data),
-                     act_wr.en.eq(self.acts.en)]
+        # Writes from outside land two cycles late, through two registers: their data
+        # comes from the frame buffer's block RAM (about 6 ns to its output on an ECP5),
+        # which is not next to either buffer; the first register can sit half way.
+        acts_in = Signal.like(self.acts.data)
+        acts_in_addr, acts_in_en = Signal.like(self.acts.addr), Signal.like(self.acts.en)
+        m.d.sync += [acts_in.eq(self.acts.data), acts_in_addr.eq(self.acts.addr), acts_in_en.eq(self.acts.en),
+                     act_wr.addr.eq(acts_in_addr), act_wr.data.eq(acts_in), act_wr.en.eq(acts_in_en)]
         m.submodules.decoder = decoder = WeightDecoder(cfg.layout, self.base3_impl)
         m.submodules.array = array = self.array
         res_shape = result_layout(R, cfg.acc_bits)
@@ -177,9 +179,12 @@ class MatvecEngine(wiring.Component):
         row, col = Signal(CW), Signal(CW)
         waddr, aaddr = Signal(self.addr_bits), Signal(self.act_addr_bits)
         credits = Signal(range(self.result_slots + 1), init=self.result_slots)
-        m.d.comb += [self.cmd.ready.eq(~running),
+        # Writes still in their registers hold off the next command.
+        wr_busy_1, wr_busy_2 = Signal(), Signal()
+        m.d.sync += [wr_busy_1.eq(self.weights.wmask.any() | self.acts.en.any()), wr_busy_2.eq(wr_busy_1)]
+        m.d.comb += [self.cmd.ready.eq(~running & ~wr_busy_1 & ~wr_busy_2),
                      self.busy.eq(running | (credits != self.result_slots))]
-        with m.If(self.cmd.valid & ~running):
+        with m.If(self.cmd.valid & self.cmd.ready):
             p = self.cmd.payload
             m.d.sync += [m_rows.eq(p.m), k_cols.eq(p.k), waddr.eq(p.base), aaddr.eq(0),
                          row.eq(0), col.eq(0), running.eq(p.m.any() & p.k.any())]
@@ -218,12 +223,19 @@ class MatvecEngine(wiring.Component):
         # Outside accesses reach the RAMs through registers too (address, data, mask):
         # the RAMs are spread over the whole chip, and the command engine's address
         # logic plus that fan-out did not fit one 10 ns cycle.
+        # Reads take the address through one register; writes take address, data and
+        # mask through two, as the activation writes do.
         ext_addr_q = Signal.like(self.weights.addr)
-        w_data_q, w_mask_q = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
-        m.d.sync += [ext_addr_q.eq(self.weights.addr), w_data_q.eq(self.weights.wdata),
-                     w_mask_q.eq(self.weights.wmask)]
+        w_addr_1, w_addr_q = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
+        w_data_1, w_mask_1 = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
+        w_data_q, w_mask_q, w_pending = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask), Signal()
+        m.d.sync += [ext_addr_q.eq(self.weights.addr),
+                     w_addr_1.eq(self.weights.addr), w_data_1.eq(self.weights.wdata),
+                     w_mask_1.eq(self.weights.wmask),
+                     w_addr_q.eq(w_addr_1), w_data_q.eq(w_data_1), w_mask_q.eq(w_mask_1),
+                     w_pending.eq(w_mask_1.any())]
         m.d.comb += [
-            store.bus.addr.eq(Mux(running, waddr, ext_addr_q)),
+            store.bus.addr.eq(Mux(running, waddr, Mux(w_pending, w_addr_q, ext_addr_q))),
             store.bus.wdata.eq(w_data_q),
             store.bus.wmask.eq(Mux(running, 0, w_mask_q)),
             act_rd.addr.eq(aaddr),
@@ -265,7 +277,7 @@ class MatvecEngine(wiring.Component):
         # --- cycle count -------------------------------------------------------------
         count = Signal(32)
         m.d.comb += self.cycles.eq(count)
-        with m.If(self.cmd.valid & ~running):
+        with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += count.eq(1)
         with m.Elif(running):
             m.d.sync += count.eq(count + 1)

@@ -184,7 +184,7 @@ def test_engine_takes_the_next_command_while_results_drain(stall, rng):
         ctx.set(dut.cmd.valid, 0)
 
     async def recv(ctx):
-        await ctx.tick().until(dut.cmd.valid)
+        await ctx.tick().until(dut.cmd.valid & dut.cmd.ready)
         n = 0
         for _ in ws:
             vals, k = await recv_tiles(ctx, dut, stall=stall, rng=rng)
@@ -317,3 +317,14 @@ def test_stream_register_passes_every_payload_in_order_under_random_stalls(rng):
     sim.add_testbench(source)
     sim.run()
     assert got == sent
+
+
+def test_engine_holds_a_command_until_the_writes_before_it_have_landed(rng):
+    """A one-word activation vector written right before the command (K <= cols): the
+    command waits for the registered writes, so the matvec sees the new values."""
+    cfg = EngineConfig(rows=4, cols=8, fmt="2bit", max_m=16, max_k=16, weight_words=64)
+    w = random_trits(rng, 8, 8)
+    xs = [random_int8(rng, 8) for _ in range(3)]
+    res = run_engine(cfg, {0: w}, [(0, x) for x in xs])
+    for (vals, _, _), x in zip(res, xs):
+        np.testing.assert_array_equal(vals, matvec(w, x))
