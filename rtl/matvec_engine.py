@@ -149,7 +149,11 @@ class MatvecEngine(wiring.Component):
         m = Module()
 
         m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl)
-        m.submodules.act_mem = act_mem = memory.Memory(shape=unsigned(8 * C), depth=cfg.act_words, init=[])
+        # Yosys folds the register after an asynchronous read back into a block RAM, so
+        # with the fetch register the buffer is marked for LUT RAM explicitly.
+        m.submodules.act_mem = act_mem = memory.Memory(
+            shape=unsigned(8 * C), depth=cfg.act_words, init=[],
+            attrs={"ram_style": "distributed"} if self.fetch_register else None)
         # With the fetch register, the activation buffer is read asynchronously (LUT RAM
         # on an ECP5, next to the MAC array) and registered twice, in step with the
         # weight word (RAM, then register): a block RAM's output could not cross the chip
