@@ -257,7 +257,9 @@ class CommandEngine(wiring.Component):
                 m.d.comb += res_rd.addr.eq(idx)
                 m.next = "RESP_RES_LATCH"
             with m.State("RESP_RES_LATCH"):
-                m.d.sync += [shreg.eq(res_rd.data.as_signed()), lane.eq(0)]  # sign-extends
+                # sign-extends into the bytes that can be sent only (result_bytes <= 4): the
+                # sign bit of a 512-bit shift register had too much fan-out for the ULX3S
+                m.d.sync += [shreg[:32].eq(res_rd.data.as_signed()), lane.eq(0)]
                 m.next = "RESP_RES_BYTES"
             with m.State("RESP_RES_BYTES"):
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]

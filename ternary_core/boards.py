@@ -39,7 +39,7 @@ BOARDS = {
     # exactly. The FT231X tops out at 3 Mbaud.
     "ulx3s-85f": BoardProfile(
         "ulx3s-85f", EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
-                                  weight_words=4096), clock_hz=100_000_000, baud=3_000_000,
+                                  weight_words=4096), clock_hz=75_000_000, baud=3_000_000,
         weight_memory="bram"),
 }
 
