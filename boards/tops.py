@@ -11,7 +11,7 @@ from .ice40_pll import ice40_pll_params
 
 def uart_divisor(clock_hz, baud):
     div = round(clock_hz / baud)
-    if div < 4 or abs(clock_hz / div - baud) > 0.02 * baud:
+    if div < 3 or abs(clock_hz / div - baud) > 0.02 * baud:
         raise TernaryError(f"--freq: a {clock_hz / 1e6:g} MHz clock cannot make {baud} baud "
                            f"within 2% (divisor {div})")
     return div
@@ -85,7 +85,8 @@ class ULX3STop(Elaboratable):
         uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
-        m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor)
+        # One DP16KD per 4 bits of the weight word: no bank multiplexer after the RAMs.
+        m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor, weight_store="sliced")
         m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
         return m
 

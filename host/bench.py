@@ -17,7 +17,7 @@ from .generate import Sampler, generate, load
 from .projection import project
 
 DEFAULT_CONFIGS = {"icebreaker": ["4x10/base3", "4x8/2bit", "2x20/base3"],
-                   "ulx3s-85f": ["8x16/2bit", "4x40/base3"]}
+                   "ulx3s-85f": ["16x16/2bit", "4x40/base3"]}
 FIELDS = ("board", "rows", "cols", "format", "luts", "ffs", "dsp", "bram", "fmax_mhz",
           "macs_per_cycle", "cycles_per_token", "ideal_cycles_per_token", "tokens_per_s_compute",
           "tokens_per_s_memory", "tokens_per_s_link", "tokens_per_s")

@@ -1,8 +1,8 @@
 """The command engine: executes checked frames against the matvec engine and its
 memories, and produces the response. Commands and layouts: ternary_core.protocol."""
 
-from amaranth import Array, Const, Module, Mux, Signal, signed
-from amaranth.lib import memory, stream, wiring
+from amaranth import Array, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
@@ -11,6 +11,7 @@ from ternary_core.protocol import Cmd, Status
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
 from .matvec_engine import MatvecEngine
+from .results_memory import ResultsMemory
 
 
 class CommandEngine(wiring.Component):
@@ -52,9 +53,8 @@ class CommandEngine(wiring.Component):
         cfg = self.config
         m = Module()
         m.submodules.engine = eng = self.engine
-        m.submodules.results = results = memory.Memory(shape=signed(cfg.acc_bits), depth=cfg.max_m, init=[])
-        res_wr = results.write_port()
-        res_rd = results.read_port(transparent_for=())
+        m.submodules.results = results = ResultsMemory(cfg.rows, cfg.max_m, cfg.acc_bits)
+        res_wr, res_rd = results.write, results.read
         m.submodules.crc32 = crc32 = getattr(catalog, P.CHECK_CRC)(data_width=8).create()
 
         fr = Signal(frame_layout())
@@ -216,6 +216,11 @@ class CommandEngine(wiring.Component):
                     m.next = "CW_END"
                 with m.Else():
                     m.d.comb += eng.weights.addr.eq(waddr)
+                    m.d.sync += lane.eq(0)
+                    m.next = "CW_WAIT"
+            with m.State("CW_WAIT"):  # the engine's weight reads are pipelined
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(lane == eng.weight_read_latency - 2):
                     m.next = "CW_LATCH"
             with m.State("CW_LATCH"):
                 m.d.sync += [shreg.eq(eng.weights.rdata), lane.eq(0)]
@@ -237,10 +242,12 @@ class CommandEngine(wiring.Component):
                 with m.If(eng.cmd.ready):
                     m.next = "MV_RUN"
             with m.State("MV_RUN"):
-                m.d.comb += [eng.result.ready.eq(1), res_wr.addr.eq(idx),
-                             res_wr.data.eq(eng.result.payload.value), res_wr.en.eq(eng.result.valid)]
+                # A row tile per beat, written whole (several results a cycle).
+                m.d.comb += [eng.result.ready.eq(1), res_wr.row.eq(idx), res_wr.en.eq(eng.result.valid),
+                             res_wr.data.eq(eng.result.payload.values),
+                             res_wr.count.eq(eng.result.payload.count)]
                 with m.If(eng.result.valid):
-                    m.d.sync += idx.eq(idx + 1)
+                    m.d.sync += idx.eq(idx + eng.result.payload.count)
                     with m.If(eng.result.payload.last):
                         m.next = "MV_END"
             with m.State("MV_END"):
@@ -292,7 +299,9 @@ class CommandEngine(wiring.Component):
                 m.d.comb += res_rd.addr.eq(idx)
                 m.next = "RESP_RES_LATCH"
             with m.State("RESP_RES_LATCH"):
-                m.d.sync += [shreg.eq(res_rd.data.as_signed()), lane.eq(0)]  # sign-extends
+                # sign-extends into the bytes that can be sent only (result_bytes <= 4): the
+                # sign bit of a 512-bit shift register had too much fan-out for the ULX3S
+                m.d.sync += [shreg[:32].eq(res_rd.data.as_signed()), lane.eq(0)]
                 m.next = "RESP_RES_BYTES"
             with m.State("RESP_RES_BYTES"):
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]

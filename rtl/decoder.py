@@ -77,10 +77,13 @@ class WeightDecoder(wiring.Component):
     def _decode_base3(self, byte):
         if self.base3_impl == "rom":
             return self._decode_base3_rom(byte)
-        digits, q = [], byte
-        for k in range(5):
-            if k:
-                q = (Cat(Const(0, 1), q[:7]) + q)[:8]  # q*3 mod 256: shift and add
+        # q_k = byte * 3^k mod 256, each at most two adders deep (not a chain of four):
+        # 3x = x + 2x, 9x = x + 8x, 27x = 9x + 2*9x, 81x = 9x + 8*9x.
+        def times(q, shift):
+            return (q + Cat(Const(0, shift), q[:8 - shift]))[:8]
+        q9 = times(byte, 3)
+        digits = []
+        for q in (byte, times(byte, 1), q9, times(q9, 1), times(q9, 3)):
             ge1, ge2 = ge_const(q, _BASE3_T1), ge_const(q, _BASE3_T2)
             digits.append(trit_from_code(~ge1 | ge2, ~ge1))
         return digits

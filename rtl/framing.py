@@ -181,7 +181,12 @@ class Framer(wiring.Component):
         # one or two bytes on ``o`` and says when it has been sent (``done``).
         cur, cur_valid, body = Signal(8), Signal(), Signal()
         esc_sent = Signal()
-        need_esc = body & ((cur == P.SYNC) | (cur == P.ESC))
+        # Whether ``cur`` needs stuffing, decided per source in parallel with the state
+        # mux rather than after it, and ``left == 0`` kept in a register: together they
+        # were most of the iCEBreaker's longest path (payload -> ready, 12 LUTs).
+        special = Signal()
+        need_esc = body & special
+        left_zero = Signal()
         m.d.comb += [
             self.o.valid.eq(cur_valid),
             self.o.payload.eq(Mux(need_esc & ~esc_sent, P.ESC, Mux(need_esc, cur ^ P.ESC_XOR, cur))),
@@ -191,6 +196,10 @@ class Framer(wiring.Component):
         with m.If(out):
             m.d.sync += esc_sent.eq(need_esc & ~esc_sent)
         m.d.comb += crc16.data.eq(cur)
+        m.d.sync += left_zero.eq(left == 0)
+
+        def is_special(v):
+            return (v == P.SYNC) | (v == P.ESC)
 
         with m.FSM() as fsm:
             m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~self.header.valid)
@@ -198,6 +207,7 @@ class Framer(wiring.Component):
                 m.d.comb += self.header.ready.eq(1)
                 with m.If(self.header.valid):
                     m.d.sync += [hdr.eq(self.header.payload), left.eq(self.header.payload.length)]
+                    m.d.sync += left_zero.eq(self.header.payload.length == 0)
                     m.d.comb += crc16.start.eq(1)
                     m.next = "SYNC"
             with m.State("SYNC"):
@@ -207,20 +217,23 @@ class Framer(wiring.Component):
             for state, value, nxt in (("SEQ", hdr.seq, "CMD"), ("CMD", hdr.cmd, "LEN0"),
                                       ("LEN0", hdr.length[:8], "LEN1"), ("LEN1", hdr.length[8:], "PAYLOAD")):
                 with m.State(state):
-                    m.d.comb += [cur.eq(value), cur_valid.eq(1), body.eq(1), crc16.valid.eq(done)]
+                    m.d.comb += [cur.eq(value), cur_valid.eq(1), body.eq(1), crc16.valid.eq(done),
+                                 special.eq(is_special(value))]
                     with m.If(done):
                         m.next = nxt
             with m.State("PAYLOAD"):
-                with m.If(left == 0):
+                with m.If(left_zero):
                     m.next = "CRC1"
                 with m.Else():
                     m.d.comb += [cur.eq(self.payload.payload), cur_valid.eq(self.payload.valid),
-                                 body.eq(1), self.payload.ready.eq(done), crc16.valid.eq(done)]
+                                 body.eq(1), self.payload.ready.eq(done), crc16.valid.eq(done),
+                                 special.eq(is_special(self.payload.payload))]
                     with m.If(done):
                         m.d.sync += left.eq(left - 1)
+                        m.d.sync += left_zero.eq(left == 1)
             for state, value, nxt in (("CRC1", crc16.crc[8:], "CRC0"), ("CRC0", crc16.crc[:8], "IDLE")):
                 with m.State(state):
-                    m.d.comb += [cur.eq(value), cur_valid.eq(1), body.eq(1)]
+                    m.d.comb += [cur.eq(value), cur_valid.eq(1), body.eq(1), special.eq(is_special(value))]
                     with m.If(done):
                         m.next = nxt
         return m

@@ -1,15 +1,17 @@
 """The matvec engine: weight store, activation buffer, tile sequencer, decoder, MAC
-array and accumulators, as one stream pipeline."""
+array and accumulators, as a pipeline that never stalls once a tile has started."""
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ternary_core.engine_config import EngineConfig
 
-from .decoder import TRIT, WeightDecoder
-from .mac_array import TernaryMacArray, sum_bits
+from .decoder import WeightDecoder
+from .mac_array import TernaryMacArray
 from .weight_store import WeightBusSignature, WeightStore
+
 
 
 def command_layout(addr_bits):
@@ -17,31 +19,36 @@ def command_layout(addr_bits):
     return data.StructLayout({"base": unsigned(addr_bits), "m": unsigned(16), "k": unsigned(16)})
 
 
-def result_layout(acc_bits):
-    return data.StructLayout({"value": signed(acc_bits), "last": unsigned(1)})
-
-
-def _register_stage(m, src, dst, payload):
-    """A pipeline register from stream ``src`` to ``dst``; back-pressure passes through."""
-    m.d.comb += src.ready.eq(~dst.valid | dst.ready)
-    with m.If(src.ready):
-        m.d.sync += [dst.valid.eq(src.valid), dst.payload.eq(payload)]
+def result_layout(rows, acc_bits):
+    """One row tile of results: ``values[0..count-1]`` are rows ``r0 .. r0+count-1``
+    (row tiles come in order from row 0); ``last`` marks the command's final tile."""
+    return data.StructLayout({"values": data.ArrayLayout(signed(acc_bits), rows),
+                              "count": range(rows + 1), "last": unsigned(1)})
 
 
 class MatvecEngine(wiring.Component):
-    """``acc = W~ . x`` for one stored layer, one result per output row.
+    """``acc = W~ . x`` for one stored layer, one row tile of results per beat.
 
     The layer sits in the weight store in the native layout (one tile per word, see
     :mod:`ternary_core.native`) from word ``base``; activations sit in the activation
     buffer (``cols`` bytes per word, value ``k`` at byte ``k % cols`` of word
     ``k // cols``). A command walks the ``ceil(M/rows) x ceil(K/cols)`` tiles, one per
-    cycle, through five stages::
+    cycle::
 
-        sequencer -> fetch (RAM read) -> decode -> MAC array -> accumulate -> serializer
+        sequencer -> RAM read -> register -> decode, -x -> register -> MAC array
+        (pipelined tree) -> accumulate -> result buffer -> result stream
 
-    The serializer drains a finished row tile (``rows`` results, one per cycle) while
-    the next tile accumulates, so a matvec with ``ceil(K/cols) >= rows + 4`` takes
-    ``ceil(M/rows)*ceil(K/cols)`` cycles plus about 6.
+    Nothing behind the sequencer ever stalls: the sequencer starts a row tile only
+    when the result buffer has a slot for it (a credit counter), so back-pressure on
+    ``result`` reaches only the sequencer, and no ready signal runs through the
+    datapath.
+
+    Throughput and latency: a command takes ``ceil(M/rows)*ceil(K/cols) + 1`` cycles
+    of the sequencer (:meth:`issue_cycles`; the ``cycles`` port) when results are taken
+    as they come and ``ceil(K/cols)`` is at least :attr:`full_rate_k_tiles`; the
+    sequencer then accepts the next command while the last results are still in the
+    pipeline, so back-to-back commands run at the array's rate. The last result follows
+    the last beat by :attr:`latency` cycles.
 
     Parameters
     ----------
@@ -49,32 +56,50 @@ class MatvecEngine(wiring.Component):
     weight_store : "generic" or "ice40_spram" (see :class:`WeightStore`)
     base3_impl : "arith" or "rom" (see :class:`WeightDecoder`)
 
+    Two fields of the config shape the pipeline: ``fetch_register`` registers the RAM
+    outputs before decoding (a block RAM's clock-to-out is most of a 10 ns cycle on its
+    own: 5.8 ns on an ECP5 DP16KD; the iCEBreaker, at 36 MHz and short of logic cells,
+    goes without), and ``result_slots`` is the number of row tiles the result buffer
+    holds (the iCEBreaker's 2 suffice from ceil(K/cols) = 6, and the shipped model
+    gives its 4x10 array 13).
+
     Ports
     -----
     cmd : In(stream of command_layout)
-        Accepted only when idle. A command with M = 0 or K = 0 does nothing.
+        Accepted when the sequencer is free. A command with M = 0 or K = 0 does nothing.
     result : Out(stream of result_layout)
-        ``value`` is the signed accumulator; ``last`` marks the final row.
+        Row tiles in order; ``last`` marks the final tile of each command.
     weights : In(WeightBusSignature)
-        Access to the weight store for the command engine; honoured only while idle.
+        Access to the weight store for the command engine while the sequencer is free.
+        Registered: a write takes effect two cycles after it is presented, and read
+        data follows its address by :attr:`weight_read_latency` cycles.
     acts : Out(WritePort.Signature)
-        Byte-granular writes to the activation buffer (the engine *is* this port).
+        Byte-granular writes to the activation buffer (the engine *is* this port),
+        taking effect two cycles later like the weight writes. Only while no command is
+        in flight.
     busy : Out(1)
+        A command is being issued or has results not yet taken.
     cycles : Out(32)
-        Cycles of the last matvec, from the command handshake to the last result's.
+        Sequencer cycles of the last command, from its handshake to its last beat;
+        valid from the cycle after the last beat until the next command.
     """
 
     def __init__(self, config, *, weight_store="generic", base3_impl="arith"):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        self.fetch_register = bool(config.fetch_register)
+        self.result_slots = config.result_slots
+        if not isinstance(self.result_slots, int) or self.result_slots < 2:
+            raise ValueError(f"result_slots must be an integer of at least 2, not {self.result_slots!r}")
         self.config = config
         self.weight_store_impl = weight_store
         self.base3_impl = base3_impl
         self.addr_bits = max(1, (config.weight_words - 1).bit_length())
         self.act_addr_bits = max(1, (config.act_words - 1).bit_length())
+        self.array = TernaryMacArray(config.rows, config.cols)
         super().__init__({
             "cmd": In(stream.Signature(command_layout(self.addr_bits))),
-            "result": Out(stream.Signature(result_layout(config.acc_bits))),
+            "result": Out(stream.Signature(result_layout(config.rows, config.acc_bits))),
             "weights": In(WeightBusSignature(self.addr_bits, config.word_bytes)),
             "acts": Out(memory.WritePort.Signature(addr_width=self.act_addr_bits,
                                                    shape=unsigned(8 * config.cols), granularity=8)),
@@ -82,29 +107,74 @@ class MatvecEngine(wiring.Component):
             "cycles": Out(32),
         })
 
+    @property
+    def latency(self):
+        """Cycles from the last beat's issue to the last result on ``result`` (valid):
+        the front stages, the MAC array's pipeline, then the write into the result
+        buffer (first word fall-through)."""
+        return self.front_stages + self.array.latency + 1
+
+    @property
+    def weight_read_latency(self):
+        """Cycles from an address on ``weights`` to its data on ``weights.rdata``: the
+        address register, the RAM, and the RAM output register if there is one."""
+        return 3 if self.fetch_register else 2
+
+    @property
+    def front_stages(self):
+        """Stages from a beat's issue to the MAC array's inputs: the RAM read, the
+        optional register on the RAM outputs, the register after the decoder."""
+        return 3 if self.fetch_register else 2
+
+    @property
+    def full_rate_k_tiles(self):
+        """The least ``ceil(K/cols)`` at which the result buffer never holds up the
+        sequencer (results taken as they come): a row tile holds its slot from its
+        first beat's issue until its handshake, ``ceil(K/cols) + latency`` cycles, and
+        the tiles start ``ceil(K/cols)`` apart."""
+        n = 1
+        while -(-(n + self.latency) // n) > self.result_slots:
+            n += 1
+        return n
+
+    def issue_cycles(self, m, k):
+        """The ``cycles`` of an ``m x k`` command whose results are taken as they come
+        (and ``ceil(k/cols) >= full_rate_k_tiles``, or ``ceil(m/rows) <= result_slots``)."""
+        cfg = self.config
+        return -(-m // cfg.rows) * -(-k // cfg.cols) + 1
+
     def elaborate(self, platform):
         cfg = self.config
         R, C = cfg.rows, cfg.cols
         m = Module()
 
         m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl)
-        m.submodules.act_mem = act_mem = memory.Memory(shape=unsigned(8 * C), depth=cfg.act_words, init=[])
-        act_rd = act_mem.read_port(transparent_for=())
+        # Yosys folds the register after an asynchronous read back into a block RAM, so
+        # with the fetch register the buffer is marked for LUT RAM explicitly.
+        m.submodules.act_mem = act_mem = memory.Memory(
+            shape=unsigned(8 * C), depth=cfg.act_words, init=[],
+            attrs={"ram_style": "distributed"} if self.fetch_register else None)
+        # With the fetch register, the activation buffer is read asynchronously (LUT RAM
+        # on an ECP5, next to the MAC array) and registered twice, in step with the
+        # weight word (RAM, then register): a block RAM's output could not cross the chip
+        # to the array within 10 ns. Without it, a block RAM read matches the weights.
+        act_rd = act_mem.read_port(domain="comb") if self.fetch_register else \
+            act_mem.read_port(transparent_for=())
         act_wr = act_mem.write_port(granularity=8)
-        m.d.comb += [act_wr.addr.eq(self.acts.addr), act_wr.data.eq(self.acts.data),
-                     act_wr.en.eq(self.acts.en)]
+        # Writes from outside land two cycles late, through two registers: their data
+        # comes from the frame buffer's block RAM (about 6 ns to its output on an ECP5),
+        # which is not next to either buffer; the first register can sit half way.
+        acts_in = Signal.like(self.acts.data)
+        acts_in_addr, acts_in_en = Signal.like(self.acts.addr), Signal.like(self.acts.en)
+        m.d.sync += [acts_in.eq(self.acts.data), acts_in_addr.eq(self.acts.addr), acts_in_en.eq(self.acts.en),
+                     act_wr.addr.eq(acts_in_addr), act_wr.data.eq(acts_in), act_wr.en.eq(acts_in_en)]
         m.submodules.decoder = decoder = WeightDecoder(cfg.layout, self.base3_impl)
-        m.submodules.array = array = TernaryMacArray(R, C)
-
-        meta = {"first": 1, "last": 1, "final": 1, "nrows": range(R + 1)}
-        beat = stream.Signature(data.StructLayout(
-            {"waddr": self.addr_bits, "aaddr": self.act_addr_bits, **meta})).create()
-        fetched = stream.Signature(data.StructLayout(
-            {"waddr": self.addr_bits, "aaddr": self.act_addr_bits, **meta})).create()
-        decoded = stream.Signature(data.StructLayout({
-            "trits": data.ArrayLayout(TRIT, R * C), "acts": data.ArrayLayout(signed(8), C), **meta})).create()
-        summed = stream.Signature(data.StructLayout({
-            "sums": data.ArrayLayout(signed(sum_bits(C)), R), **meta})).create()
+        m.submodules.array = array = self.array
+        res_shape = result_layout(R, cfg.acc_bits)
+        # First-word-fall-through: its w_rdy is exactly "level < depth", which the
+        # credits rely on (SyncFIFOBuffered's refuses a write while its output register
+        # refills, and would drop a tile).
+        m.submodules.out_fifo = fifo = SyncFIFO(width=res_shape.size, depth=self.result_slots)
 
         # --- sequencer: walks row tiles, and column tiles within each -----------------
         CW = 17  # counters reach max M or K (16 bits) plus one tile
@@ -112,95 +182,107 @@ class MatvecEngine(wiring.Component):
         m_rows, k_cols = Signal(CW), Signal(CW)
         row, col = Signal(CW), Signal(CW)
         waddr, aaddr = Signal(self.addr_bits), Signal(self.act_addr_bits)
-        busy = Signal()
-        m.d.comb += [self.busy.eq(busy), self.cmd.ready.eq(~busy)]
-        with m.If(self.cmd.valid & ~busy):
+        credits = Signal(range(self.result_slots + 1), init=self.result_slots)
+        # Writes still in their registers hold off the next command.
+        wr_busy_1, wr_busy_2 = Signal(), Signal()
+        m.d.sync += [wr_busy_1.eq(self.weights.wmask.any() | self.acts.en.any()), wr_busy_2.eq(wr_busy_1)]
+        m.d.comb += [self.cmd.ready.eq(~running & ~wr_busy_1 & ~wr_busy_2),
+                     self.busy.eq(running | (credits != self.result_slots))]
+        with m.If(self.cmd.valid & self.cmd.ready):
             p = self.cmd.payload
-            start = p.m.any() & p.k.any()
             m.d.sync += [m_rows.eq(p.m), k_cols.eq(p.k), waddr.eq(p.base), aaddr.eq(0),
-                         row.eq(0), col.eq(0), running.eq(start), busy.eq(start)]
+                         row.eq(0), col.eq(0), running.eq(p.m.any() & p.k.any())]
 
+        first = ~col.any()
         col_next = (col + Const(C, CW))[:CW]
         row_next = (row + Const(R, CW))[:CW]
         last = col_next >= k_cols
+        final = last & (row_next >= m_rows)
         rows_left = (m_rows - row)[:CW]
-        m.d.comb += [
-            beat.valid.eq(running),
-            beat.payload.waddr.eq(waddr), beat.payload.aaddr.eq(aaddr),
-            beat.payload.first.eq(~col.any()), beat.payload.last.eq(last),
-            beat.payload.final.eq(last & (row_next >= m_rows)),
-            beat.payload.nrows.eq(Mux(rows_left >= Const(R, CW), R, rows_left[:len(beat.payload.nrows)])),
-        ]
-        with m.If(beat.valid & beat.ready):
+        nrows = Mux(rows_left >= Const(R, CW), R, rows_left[:Shape.cast(range(R + 1)).width])
+        issue = Signal()
+        m.d.comb += issue.eq(running & (~first | credits.any()))
+        with m.If(issue):
             m.d.sync += waddr.eq(waddr + 1)
             with m.If(last):
                 m.d.sync += [col.eq(0), aaddr.eq(0), row.eq(row_next)]
-                with m.If(beat.payload.final):
+                with m.If(final):
                     m.d.sync += running.eq(0)
             with m.Else():
                 m.d.sync += [col.eq(col_next), aaddr.eq(aaddr + 1)]
-
-        # --- fetch: synchronous RAM reads. While stalled, the address of the held beat
-        # is presented again, so the RAM output stays that beat's (no read enable needed).
-        _register_stage(m, beat, fetched, beat.payload)
-        advance = beat.ready
-        rd_waddr = Mux(advance, beat.payload.waddr, fetched.payload.waddr)
-        m.d.comb += [
-            store.bus.addr.eq(Mux(busy, rd_waddr, self.weights.addr)),
-            store.bus.wdata.eq(self.weights.wdata),
-            store.bus.wmask.eq(Mux(busy, 0, self.weights.wmask)),
-            self.weights.rdata.eq(store.bus.rdata),
-            act_rd.addr.eq(Mux(advance, beat.payload.aaddr, fetched.payload.aaddr)),
-        ]
-
-        # --- decode --------------------------------------------------------------
-        m.d.comb += decoder.word.eq(store.bus.rdata)
-        dec = Signal(decoded.payload.shape())
-        m.d.comb += [dec.trits.eq(decoder.trits), dec.acts.eq(act_rd.data)]
-        m.d.comb += [getattr(dec, f).eq(getattr(fetched.payload, f)) for f in meta]
-        _register_stage(m, fetched, decoded, dec)
-
-        # --- MAC array ------------------------------------------------------------
-        m.d.comb += [array.trits.eq(decoded.payload.trits), array.acts.eq(decoded.payload.acts)]
-        summ = Signal(summed.payload.shape())
-        m.d.comb += summ.sums.eq(array.sums)
-        m.d.comb += [getattr(summ, f).eq(getattr(decoded.payload, f)) for f in meta]
-        _register_stage(m, decoded, summed, summ)
-
-        # --- accumulate, then hand a finished row tile to the serializer ------------
-        acc = Signal(data.ArrayLayout(signed(cfg.acc_bits), R))
-        out_vals = Signal(data.ArrayLayout(signed(cfg.acc_bits), R))
-        out_count = Signal(range(R + 1))
-        out_final = Signal()
         pop = self.result.valid & self.result.ready
-        one = Const(1, len(out_count))
-        out_free = ~out_count.any() | ((out_count == one) & self.result.ready)
-        s = summed.payload
-        m.d.comb += summed.ready.eq(~s.last | out_free)
-        new_acc = [Mux(s.first, 0, acc[r]) + s.sums[r] for r in range(R)]
+        m.d.sync += credits.eq(credits - (issue & first) + pop)
 
+        # What travels beside each beat, down a delay line as long as the datapath.
+        meta_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "final": 1,
+                                         "nrows": range(R + 1)})
+        meta = [Signal(meta_layout, name="meta_issue")]
+        m.d.comb += [meta[0].valid.eq(issue), meta[0].first.eq(first), meta[0].last.eq(last),
+                     meta[0].final.eq(final), meta[0].nrows.eq(nrows)]
+        for i in range(self.front_stages + array.latency):
+            meta.append(Signal(meta_layout, name=f"meta_{i + 1}"))
+            m.d.sync += meta[-1].eq(meta[-2])
+
+        # --- RAM reads (stage 1), their register (stage 2, optional) -----------------
+        # Outside accesses reach the RAMs through registers too (address, data, mask):
+        # the RAMs are spread over the whole chip, and the command engine's address
+        # logic plus that fan-out did not fit one 10 ns cycle.
+        # Reads take the address through one register; writes take address, data and
+        # mask through two, as the activation writes do.
+        ext_addr_q = Signal.like(self.weights.addr)
+        w_addr_1, w_addr_q = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
+        w_data_1, w_mask_1 = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
+        w_data_q, w_mask_q, w_pending = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask), Signal()
+        m.d.sync += [ext_addr_q.eq(self.weights.addr),
+                     w_addr_1.eq(self.weights.addr), w_data_1.eq(self.weights.wdata),
+                     w_mask_1.eq(self.weights.wmask),
+                     w_addr_q.eq(w_addr_1), w_data_q.eq(w_data_1), w_mask_q.eq(w_mask_1),
+                     w_pending.eq(w_mask_1.any())]
         m.d.comb += [
-            self.result.valid.eq(out_count.any()),
-            self.result.payload.value.eq(out_vals[0]),
-            self.result.payload.last.eq(out_final & (out_count == one)),
+            store.bus.addr.eq(Mux(running, waddr, Mux(w_pending, w_addr_q, ext_addr_q))),
+            store.bus.wdata.eq(w_data_q),
+            store.bus.wmask.eq(Mux(running, 0, w_mask_q)),
+            act_rd.addr.eq(aaddr),
         ]
-        with m.If(pop):
-            m.d.sync += out_count.eq(out_count - 1)
-            m.d.sync += [out_vals[r].eq(out_vals[r + 1]) for r in range(R - 1)]
-        with m.If(summed.valid & summed.ready):
-            with m.If(s.last):
-                m.d.sync += [out_vals[r].eq(new_acc[r]) for r in range(R)]
-                m.d.sync += [out_count.eq(s.nrows), out_final.eq(s.final)]
-            with m.Else():
-                m.d.sync += [acc[r].eq(new_acc[r]) for r in range(R)]
+        word_q = Signal.like(store.bus.rdata)
+        acts_q = Signal(data.ArrayLayout(signed(8), C))
+        if self.fetch_register:
+            acts_read = Signal.like(act_rd.data)
+            m.d.sync += [word_q.eq(store.bus.rdata), acts_read.eq(act_rd.data), acts_q.eq(acts_read)]
+        else:
+            m.d.comb += [word_q.eq(store.bus.rdata), acts_q.eq(act_rd.data)]
+        m.d.comb += self.weights.rdata.eq(word_q)
 
-        # --- cycle count and end of command --------------------------------------
+        # --- decode and negate (stage 3 register) --------------------------------------
+        m.d.comb += decoder.word.eq(word_q)
+        trits_d = Signal(2 * R * C)
+        acts_d = Signal(data.ArrayLayout(signed(9), C))
+        neg_d = Signal(data.ArrayLayout(signed(9), C))
+        m.d.sync += trits_d.eq(decoder.trits.as_value())
+        m.d.sync += [acts_d[c].eq(acts_q[c]) for c in range(C)]
+        m.d.sync += [neg_d[c].eq(-acts_q[c]) for c in range(C)]
+
+        # --- MAC array ---------------------------------------------------------------
+        m.d.comb += [array.trits.eq(trits_d), array.acts.eq(acts_d), array.neg_acts.eq(neg_d)]
+
+        # --- accumulate; a finished row tile goes into the result buffer ---------------
+        s = meta[-1]
+        acc = Signal(data.ArrayLayout(signed(cfg.acc_bits), R))
+        new_acc = [Mux(s.first, 0, acc[r]) + array.sums[r] for r in range(R)]
+        with m.If(s.valid):
+            m.d.sync += [acc[r].eq(new_acc[r]) for r in range(R)]
+        tile = Signal(res_shape)
+        m.d.comb += [tile.values[r].eq(new_acc[r]) for r in range(R)]
+        m.d.comb += [tile.count.eq(s.nrows), tile.last.eq(s.final),
+                     fifo.w_data.eq(tile), fifo.w_en.eq(s.valid & s.last)]
+        m.d.comb += [self.result.valid.eq(fifo.r_rdy), self.result.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.result.ready)]
+
+        # --- cycle count -------------------------------------------------------------
         count = Signal(32)
         m.d.comb += self.cycles.eq(count)
-        with m.If(self.cmd.valid & ~busy):
+        with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += count.eq(1)
-        with m.Elif(busy):
+        with m.Elif(running):
             m.d.sync += count.eq(count + 1)
-        with m.If(pop & self.result.payload.last):
-            m.d.sync += busy.eq(0)
         return m

@@ -22,17 +22,23 @@ class WeightBusSignature(wiring.Signature):
         })
 
 
+IMPLS = ("generic", "sliced", "ice40_spram")
+
+
 class WeightStore(wiring.Component):
     """``depth`` words of ``word_bytes`` bytes; read latency 1 cycle.
 
     ``impl="generic"`` uses ``lib.memory.Memory`` (block RAM on ECP5, and what Verilator
     simulates); ``impl="ice40_spram"`` instantiates SB_SPRAM256KA blocks side by side
-    (16 bits each) and stacked (16K words each).
+    (16 bits each) and stacked (16K words each). ``impl="sliced"`` is ``generic`` cut
+    into one memory per few bits of the word, each as deep as the store (4 bits up to
+    4096 words: an ECP5 DP16KD in 4096 x 4): every output bit then comes from a single
+    block RAM, with no bank multiplexer between the RAM and the engine's register.
     """
 
     def __init__(self, depth, word_bytes, impl="generic"):
-        if impl not in ("generic", "ice40_spram"):
-            raise ValueError(f"impl must be 'generic' or 'ice40_spram', not {impl!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, not {impl!r}")
         if impl == "ice40_spram":
             if (8 * word_bytes) % 16:
                 raise ValueError("ice40_spram needs a word width that is a multiple of 16 bits")
@@ -45,7 +51,9 @@ class WeightStore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if self.impl == "generic":
+        if self.impl == "sliced":
+            self._elaborate_sliced(m)
+        elif self.impl == "generic":
             m.submodules.mem = mem = memory.Memory(shape=unsigned(8 * self.word_bytes),
                                                    depth=self.depth, init=[])
             rd = mem.read_port(transparent_for=())
@@ -56,6 +64,21 @@ class WeightStore(wiring.Component):
         else:
             self._elaborate_spram(m)
         return m
+
+    def _elaborate_sliced(self, m):
+        from amaranth import Cat
+
+        bits = 4 if self.depth <= 4096 else 2 if self.depth <= 8192 else 1
+        outs = []
+        for i in range(8 * self.word_bytes // bits):
+            mem = memory.Memory(shape=unsigned(bits), depth=self.depth, init=[])
+            m.submodules[f"slice{i}"] = mem
+            rd, wr = mem.read_port(transparent_for=()), mem.write_port()
+            lo = i * bits
+            m.d.comb += [rd.addr.eq(self.bus.addr), wr.addr.eq(self.bus.addr),
+                         wr.data.eq(self.bus.wdata[lo: lo + bits]), wr.en.eq(self.bus.wmask[lo // 8])]
+            outs.append(rd.data)
+        m.d.comb += self.bus.rdata.eq(Cat(*outs))
 
     def _elaborate_spram(self, m):
         from amaranth import Cat, Instance, Signal

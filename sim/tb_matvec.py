@@ -14,7 +14,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from rtl.matvec_engine import command_layout, result_layout
+from rtl.matvec_engine import MatvecEngine, command_layout, result_layout
 from sim.cocotb_streams import StreamSink, StreamSource, field, pack_struct
 from sim.export import config_from_env
 from ternary_core.golden import ideal_cycles, matvec
@@ -27,7 +27,8 @@ CYCLES_OUT = os.environ.get("TERNARY_TB_CYCLES")
 SABOTAGE = os.environ.get("TERNARY_TB_SABOTAGE") == "1"
 ADDR_BITS = max(1, (CFG.weight_words - 1).bit_length())
 CMD = command_layout(ADDR_BITS)
-RES = result_layout(CFG.acc_bits)
+ENGINE = MatvecEngine(CFG)  # for its cycle model only
+RES = result_layout(CFG.rows, CFG.acc_bits)
 
 
 class EngineTB:
@@ -75,7 +76,12 @@ class EngineTB:
         got = []
         while True:
             raw = await self.res.recv()
-            got.append(field(RES, raw, "value"))
+            values = raw >> RES["values"].offset
+            count = (raw >> RES["count"].offset) & ((1 << RES["count"].width) - 1)
+            assert count == min(CFG.rows, m - len(got)), f"tile of {count} results at row {len(got)}"
+            for i in range(count):
+                v = (values >> (i * CFG.acc_bits)) & ((1 << CFG.acc_bits) - 1)
+                got.append(v - (1 << CFG.acc_bits) if v >> (CFG.acc_bits - 1) else v)
             if field(RES, raw, "last"):
                 break
         await RisingEdge(self.dut.clk)
@@ -88,7 +94,8 @@ class EngineTB:
         assert not bad.size, (f"row {bad[0]}: engine {got[bad[0]]}, golden {expected[bad[0]]} "
                               f"(M={m}, K={k}, base={base})")
         self.records.append({"m": m, "k": k, "cycles": cycles,
-                             "ideal": ideal_cycles(m, k, CFG.rows, CFG.cols)})
+                             "ideal": ideal_cycles(m, k, CFG.rows, CFG.cols),
+                             "issue_cycles": ENGINE.issue_cycles(m, k)})
         return cycles
 
     def save_records(self):
@@ -141,6 +148,20 @@ async def extreme_weights_and_activations_at_max_k(dut):
         await tb.load_layer(0, w)
         for ak in ("min", "max"):
             await tb.matvec(0, w, acts(tb.np_rng, k, ak))
+    tb.save_records()
+
+
+@cocotb.test()
+async def model_layer_shapes_at_full_speed(dut):
+    """The shipped model's layer shapes that fit (K = 128, 256; M = 64, 128, 256), no
+    stalls, each checked and its cycles recorded."""
+    tb = EngineTB(dut, stall=0.0)
+    await tb.reset()
+    for m, k in ((64, 128), (128, 128), (256, 128), (128, 256)):
+        if m <= CFG.max_m and k <= CFG.max_k and CFG.layout.words(m, k) <= CFG.weight_words:
+            w = trits(tb.np_rng, m, k)
+            await tb.load_layer(0, w)
+            await tb.matvec(0, w, acts(tb.np_rng, k))
     tb.save_records()
 
 

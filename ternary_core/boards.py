@@ -24,15 +24,24 @@ class BoardProfile:
 
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
+    # The link is the bound, so the clock is chosen for the FT2232H's rates: 24 MHz
+    # makes 8 Mbaud (12M/1.5) at exactly 3 clocks per bit (rtl.uart.UartRx: +-3.5%).
+    # 12 Mbaud would need 36 MHz, which this build does not reach (30.2 MHz: the command
+    # engine's request checks are the longest path); 6 Mbaud would halve the link.
+    # No register after the SPRAMs and two result slots: the fabric is nearly full.
     "icebreaker": BoardProfile(
         "icebreaker", EngineConfig(rows=4, cols=10, fmt="base3", max_m=1024, max_k=1024,
-                                   weight_words=16384), clock_hz=24_000_000, baud=3_000_000,
+                                   weight_words=16384, fetch_register=False, result_slots=2),
+        clock_hz=24_000_000, baud=8_000_000,
         weight_memory="spram"),
-    # ECP5-85F: block RAM for the weights (8192 words of 256 bits = 256 KiB, 114 of 208
-    # DP16KD) and a 128-MAC array; K = 128 and 256 fill its 16 columns exactly.
+    # ECP5-85F: block RAM for the weights (4096 words of 512 bits = 256 KiB) and a
+    # 256-MAC array; K = 128 and 256 fill its 16 columns and M = 64..256 its 16 rows
+    # exactly. 75 MHz: builds at a 100 MHz target reached 85-88 MHz (the longest paths
+    # are block RAM outputs crossing the chip: results-memory reads, the frame buffer).
+    # The FT231X tops out at 3 Mbaud (75 MHz / 25 exactly).
     "ulx3s-85f": BoardProfile(
-        "ulx3s-85f", EngineConfig(rows=8, cols=16, fmt="2bit", max_m=1024, max_k=1024,
-                                  weight_words=8192), clock_hz=45_000_000, baud=3_000_000,
+        "ulx3s-85f", EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
+                                  weight_words=4096), clock_hz=75_000_000, baud=3_000_000,
         weight_memory="bram"),
 }
 

@@ -27,6 +27,13 @@ class EngineConfig:
 
     ``weight_words`` is the depth of the weight store in words; a word is one tile
     of ``rows*cols`` trits (see :mod:`ternary_core.native`).
+
+    ``fetch_register`` and ``result_slots`` shape the engine's pipeline for a board's
+    clock and fabric (see :class:`rtl.matvec_engine.MatvecEngine`); they change no
+    result, and the cycles only where ``ceil(K/cols)`` is below the engine's
+    ``full_rate_k_tiles``. They are not in the INFO reply, which the host needs no
+    more than the rest for. They live here so that a board and its simulated board
+    are built from one description.
     """
 
     rows: int = 4
@@ -35,6 +42,8 @@ class EngineConfig:
     max_m: int = 1024
     max_k: int = 1024
     weight_words: int = 4096
+    fetch_register: bool = True
+    result_slots: int = 4
 
     def __post_init__(self):
         for name in ("rows", "cols", "max_m", "max_k", "weight_words"):

@@ -30,8 +30,15 @@ def test_pll_settings_are_within_the_datasheet_ranges():
     with pytest.raises(TernaryError, match="no iCE40 PLL setting"):
         ice40_pll_params(12e6, 300e6)
     assert uart_divisor(24e6, 3_000_000) == 8
+    # the iCEBreaker's 24 MHz makes the FT2232H's 8 Mbaud at exactly 3 clocks per bit,
+    # and 36 MHz would make its 12 Mbaud
+    assert uart_divisor(24e6, 8_000_000) == 3
+    assert ice40_pll_params(12e6, 36e6)[-1] == 36e6
+    assert uart_divisor(36e6, 12_000_000) == 3
     with pytest.raises(ValueError, match="baud"):
         uart_divisor(25e6, 3_000_000)
+    with pytest.raises(ValueError, match="baud"):
+        uart_divisor(24e6, 12_000_000)  # 2 clocks per bit: below the receiver's 3
 
 
 def test_program_without_bitstream_or_programmer_is_a_clear_error(tmp_path, monkeypatch):
@@ -58,3 +65,4 @@ def test_ulx3s_85f_bitstream_meets_timing_with_no_dsp(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert (out / "ulx3s-85f.bit").stat().st_size > 100_000
     assert rep["timing_met"] and rep["dsp"] == 0 and rep["bram"] > 0
+    assert rep["target_mhz"] == 75 and rep["rows"] * rep["cols"] >= 256

@@ -7,7 +7,7 @@ from rtl.decoder import WeightDecoder
 from rtl.mac_array import TernaryMacArray
 from rtl.matvec_engine import MatvecEngine
 from ternary_core.engine_config import EngineConfig
-from ternary_core.golden import matvec
+from ternary_core.golden import ideal_cycles, matvec
 from ternary_core.native import TileLayout
 from tests.amaranth_helpers import packed_words, run, stream_recv, stream_send, write_acts, write_words
 from tests.helpers import random_int8, random_trits
@@ -41,26 +41,59 @@ def test_2bit_decoder_emits_a_tile_row_major(rng):
     run(dut, tb)
 
 
-def test_mac_array_sums_rows_including_extremes(rng):
+def test_mac_array_sums_rows_including_extremes_after_its_latency(rng):
     dut = TernaryMacArray(3, 8)
     cases = [(random_trits(rng, 3, 8), random_int8(rng, 8)) for _ in range(40)]
     cases.append((np.full((3, 8), -1, np.int8), np.full(8, -128, np.int8)))
     cases.append((np.ones((3, 8), np.int8), np.full(8, -128, np.int8)))
+    lat = dut.latency
+    assert lat == 2  # three adder levels, registered after two and at the output
 
     async def tb(ctx):
-        for w, x in cases:
-            for i, t in enumerate(w.reshape(-1)):
-                ctx.set(dut.trits[i], int(t))
-            for i, a in enumerate(x):
-                ctx.set(dut.acts[i], int(a))
-            await ctx.delay(1e-9)
-            assert [ctx.get(dut.sums[r]) for r in range(3)] == matvec(w, x).tolist()
+        # a new case every cycle: the pipeline takes one per cycle and never stalls
+        for n in range(len(cases) + lat - 1):
+            if n < len(cases):
+                w, x = cases[n]
+                ctx.set(dut.trits, sum((int(t) & 3) << (2 * i) for i, t in enumerate(w.reshape(-1))))
+                for i, a in enumerate(x):
+                    ctx.set(dut.acts[i], int(a))
+                    ctx.set(dut.neg_acts[i], -int(a))
+            await ctx.tick()
+            if n + 1 >= lat:
+                w, x = cases[n + 1 - lat]
+                assert [ctx.get(dut.sums[r]) for r in range(3)] == matvec(w, x).tolist(), n
     run(dut, tb)
 
 
-def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None):
-    """Load ``layers`` ({base: W}), run ``jobs`` [(base, x)], return results and cycles."""
-    dut = MatvecEngine(cfg)
+@pytest.mark.parametrize("cols, latency", [(1, 1), (4, 1), (5, 2), (16, 2), (40, 3)])
+def test_mac_array_latency_is_one_register_per_two_adder_levels(cols, latency):
+    assert TernaryMacArray(2, cols).latency == latency
+
+
+async def recv_tiles(ctx, dut, *, stall=0.0, rng=None):
+    """Take result tiles until one marked ``last``; return the results and the cycles
+    waited (each ready cycle and each withheld cycle counts one)."""
+    vals, n = [], 0
+    while True:
+        n += 1
+        if rng is not None and rng.random() < stall:
+            ctx.set(dut.result.ready, 0)
+            await ctx.tick()
+            continue
+        ctx.set(dut.result.ready, 1)
+        _, _, valid, p = await ctx.tick().sample(dut.result.valid, dut.result.payload)
+        if valid:
+            vals.extend(p.values[i] for i in range(p.count))
+            if p.last:
+                ctx.set(dut.result.ready, 0)
+                return np.array(vals), n
+
+
+def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic"):
+    """Load ``layers`` ({base: W}), run ``jobs`` [(base, x)] one after another; return
+    per job the results, the ``cycles`` port and the cycles from the command's
+    handshake to its last result's."""
+    dut = MatvecEngine(cfg, weight_store=weight_store)
     out = []
 
     async def tb(ctx):
@@ -70,29 +103,228 @@ def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None):
             w = layers[base]
             await write_acts(ctx, dut.acts, x, cfg.cols)
             await stream_send(ctx, dut.cmd, {"base": base, "m": w.shape[0], "k": w.shape[1]})
-            vals = []
-            while True:
-                if rng is not None and rng.random() < result_stall:
-                    await ctx.tick()
-                    continue
-                p = await stream_recv(ctx, dut.result)
-                vals.append(p.value)
-                if p.last:
-                    break
+            vals, n = await recv_tiles(ctx, dut, stall=result_stall, rng=rng)
             await ctx.tick()
-            out.append((np.array(vals), ctx.get(dut.cycles)))
+            out.append((vals, ctx.get(dut.cycles), n + 1))
     run(dut, tb)
     return out
 
 
-@pytest.mark.parametrize("rows, cols, fmt", [(4, 8, "2bit"), (4, 10, "base3"), (3, 5, "base3")])
-def test_engine_matches_golden_on_two_layers(rows, cols, fmt, rng):
-    cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512)
-    w1, w2 = random_trits(rng, 13, 37), random_trits(rng, 9, 96)
+@pytest.mark.parametrize("rows, cols, fmt, store, opts", [
+    (4, 8, "2bit", "generic", {}), (3, 5, "base3", "generic", {}), (16, 16, "2bit", "sliced", {}),
+    (4, 10, "base3", "generic", {"fetch_register": False, "result_slots": 2}),  # the iCEBreaker's
+])
+def test_engine_matches_golden_on_two_layers(rows, cols, fmt, store, opts, rng):
+    cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512, **opts)
+    w1, w2 = random_trits(rng, 13, 37), random_trits(rng, 40, 96)
     base2 = cfg.layout.words(13, 37)
     x1, x2 = random_int8(rng, 37), random_int8(rng, 96)
     res = run_engine(cfg, {0: w1, base2: w2}, [(0, x1), (base2, x2), (0, x1)],
-                     result_stall=0.3, rng=rng)
+                     result_stall=0.3, rng=rng, weight_store=store)
     np.testing.assert_array_equal(res[0][0], matvec(w1, x1))
     np.testing.assert_array_equal(res[1][0], matvec(w2, x2))
     np.testing.assert_array_equal(res[2][0], matvec(w1, x1))
+
+
+@pytest.mark.parametrize("rows, cols, fmt, m, k, opts", [
+    (4, 8, "2bit", 64, 96, {}),      # ceil(K/C) = 12 >= rows
+    (16, 16, "2bit", 64, 48, {}),    # rows > ceil(K/C) = 3: a tile of results per beat
+    (16, 16, "2bit", 48, 96, {}),
+    (4, 40, "base3", 64, 96, {}),    # ceil(K/C) = 3
+    # the iCEBreaker's pipeline (no RAM output register, two result slots) at the
+    # smallest ceil(K/C) it runs at full rate (full_rate_k_tiles = 5)
+    (4, 10, "base3", 64, 50, {"fetch_register": False, "result_slots": 2}),
+])
+def test_engine_runs_at_one_tile_per_cycle_and_states_its_cycles(rows, cols, fmt, m, k, opts, rng):
+    cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512, **opts)
+    w, x = random_trits(rng, m, k), random_int8(rng, k)
+    (vals, cycles, span), = run_engine(cfg, {0: w}, [(0, x)])
+    np.testing.assert_array_equal(vals, matvec(w, x))
+    eng = MatvecEngine(cfg)
+    assert -(-k // cols) >= eng.full_rate_k_tiles or -(-m // rows) <= eng.result_slots
+    assert cycles == eng.issue_cycles(m, k) == ideal_cycles(m, k, rows, cols) + 1
+    # the last result comes `latency` cycles after the last beat (handshake + beats)
+    assert span == eng.issue_cycles(m, k) + eng.latency
+
+
+def test_engine_below_full_rate_k_waits_for_result_slots_and_stays_exact(rng):
+    """ceil(K/C) = 4 < full_rate_k_tiles = 5 with two slots: slower, still bit-exact."""
+    cfg = EngineConfig(rows=4, cols=10, fmt="base3", max_m=64, max_k=96, weight_words=512,
+                       fetch_register=False, result_slots=2)
+    w, x = random_trits(rng, 64, 40), random_int8(rng, 40)
+    (vals, cycles, _), = run_engine(cfg, {0: w}, [(0, x)])
+    np.testing.assert_array_equal(vals, matvec(w, x))
+    assert MatvecEngine(cfg).full_rate_k_tiles == 5
+    assert cycles > ideal_cycles(64, 40, 4, 10) + 1
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_engine_takes_the_next_command_while_results_drain(stall, rng):
+    """Back-to-back commands on one activation vector (as q, k and v share theirs):
+    the second is accepted before the first's results are out, results stay in order,
+    and without back-pressure the whole run takes the commands' cycles plus one latency."""
+    cfg = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=64, max_k=64, weight_words=512)
+    ws = [random_trits(rng, m, 64) for m in (64, 32, 48)]
+    bases = [0]
+    for w in ws[:-1]:
+        bases.append(bases[-1] + cfg.layout.words(*w.shape))
+    x = random_int8(rng, 64)
+    dut = MatvecEngine(cfg)
+    accepted, got, done = [], [], []
+
+    async def send(ctx):
+        for b, w in zip(bases, ws):
+            await write_words(ctx, dut.weights, b, packed_words(cfg.layout, w))
+        await write_acts(ctx, dut.acts, x, cfg.cols)
+        for b, w in zip(bases, ws):
+            ctx.set(dut.cmd.payload, {"base": b, "m": w.shape[0], "k": 64})
+            ctx.set(dut.cmd.valid, 1)
+            await ctx.tick().until(dut.cmd.ready)
+            accepted.append(ctx.get(dut.busy))
+        ctx.set(dut.cmd.valid, 0)
+
+    async def recv(ctx):
+        await ctx.tick().until(dut.cmd.valid & dut.cmd.ready)
+        n = 0
+        for _ in ws:
+            vals, k = await recv_tiles(ctx, dut, stall=stall, rng=rng)
+            got.append(vals)
+            n += k
+        done.append(n)
+
+    from amaranth.sim import Simulator
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(send)
+    sim.add_testbench(recv)
+    sim.run()
+    for w, vals in zip(ws, got):
+        np.testing.assert_array_equal(vals, matvec(w, x))
+    assert all(accepted)  # each later command was taken while the engine was busy
+    if not stall:
+        # counted as in run_engine (from the first handshake, inclusive): every command's
+        # issue cycles, then only the last command's latency
+        total = sum(dut.issue_cycles(w.shape[0], 64) for w in ws) + dut.latency
+        assert done[0] + 1 == total
+
+
+@pytest.mark.parametrize("mismatch", [-0.03, -0.02, 0.0, 0.02, 0.03])
+def test_uart_rx_at_3_clocks_per_bit_takes_a_sender_off_by_up_to_3_percent(mismatch, rng):
+    """8 Mbaud from 24 MHz (the iCEBreaker), or 12 from 36: 3 clocks per bit. The
+    sender's bit time is 3 clocks times (1 + mismatch), its first edge at a random
+    phase of the clock, and its bytes
+    come back to back (no idle time between stop and start bits, the worst case)."""
+    from amaranth.sim import Simulator
+
+    from rtl.uart import UartRx
+
+    divisor, clk = 3, 1 / 24e6
+    dut = UartRx(divisor)
+    assert dut.baud_tolerance > 0.03
+    sent = [int(b) for b in rng.integers(0, 256, size=60)] + [0x00, 0xFF, 0x55, 0xAA]
+    bit = divisor * clk * (1 + mismatch)
+    phase = float(rng.random()) * clk
+    got = []
+
+    async def line(ctx):
+        await ctx.delay(10 * clk + phase)
+        for byte in sent:
+            for level in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+                ctx.set(dut.rx, level)
+                await ctx.delay(bit)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        for _ in range(int((len(sent) + 2) * 10 * (1 + abs(mismatch)) * divisor) + 40):
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                got.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(clk)
+    sim.add_process(line)
+    sim.add_testbench(sink)
+    sim.run()
+    assert got == sent
+
+
+def test_uart_rx_tolerance_shrinks_outside_it(rng):
+    """The same line 6% slow loses bytes: the sampling budget above is real."""
+    from amaranth.sim import Simulator
+
+    from rtl.uart import UartRx
+
+    clk = 1 / 24e6
+    dut = UartRx(3)
+    sent = [int(b) for b in rng.integers(0, 256, size=30)]
+    got = []
+
+    async def line(ctx):
+        await ctx.delay(10 * clk)
+        for byte in sent:
+            for level in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+                ctx.set(dut.rx, level)
+                await ctx.delay(3 * clk * 1.06)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        for _ in range(len(sent) * 40):
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                got.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(clk)
+    sim.add_process(line)
+    sim.add_testbench(sink)
+    sim.run()
+    assert got != sent
+
+
+def test_stream_register_passes_every_payload_in_order_under_random_stalls(rng):
+    """Random idle cycles on the sender and back-pressure on the receiver; nothing is
+    lost, duplicated or reordered, and ``i.ready`` is a register (no path from ``o.ready``)."""
+    from amaranth.sim import Simulator
+
+    from rtl.stream_register import StreamRegister
+
+    dut = StreamRegister(8)
+    sent = [int(b) for b in rng.integers(0, 256, size=200)]
+    idle = [bool(v) for v in rng.random(4000) < 0.3]
+    stall = [bool(v) for v in rng.random(4000) < 0.4]
+    got = []
+
+    async def source(ctx):
+        n = 0
+        for cyc in range(4000):
+            if n < len(sent) and not idle[cyc]:
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, sent[n])
+            else:
+                ctx.set(dut.i.valid, 0)
+            ready_before = ctx.get(dut.i.ready)
+            ctx.set(dut.o.ready, 0 if stall[cyc] else 1)
+            assert ctx.get(dut.i.ready) == ready_before  # ready does not follow o.ready
+            _, _, valid, ready, ovalid, oready, payload = await ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.o.valid, dut.o.ready, dut.o.payload)
+            if valid and ready:
+                n += 1
+            if ovalid and oready:
+                got.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.run()
+    assert got == sent
+
+
+def test_engine_holds_a_command_until_the_writes_before_it_have_landed(rng):
+    """A one-word activation vector written right before the command (K <= cols): the
+    command waits for the registered writes, so the matvec sees the new values."""
+    cfg = EngineConfig(rows=4, cols=8, fmt="2bit", max_m=16, max_k=16, weight_words=64)
+    w = random_trits(rng, 8, 8)
+    xs = [random_int8(rng, 8) for _ in range(3)]
+    res = run_engine(cfg, {0: w}, [(0, x) for x in xs])
+    for (vals, _, _), x in zip(res, xs):
+        np.testing.assert_array_equal(vals, matvec(w, x))
