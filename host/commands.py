@@ -252,7 +252,7 @@ def _eval(args):
     import sys
 
     from host.backends import open_runner
-    from host.eval import evaluate, read_ids, read_text, text_ids
+    from host.eval import evaluate, read_ids, read_text, require_tokenizer, text_ids
     from host.generate import load
     from ternary_core.errors import TernaryError
 
@@ -267,6 +267,7 @@ def _eval(args):
     else:
         path = args.text or DEFAULT_CORPUS
         split = args.split or ("all" if args.text else "val")
+        require_tokenizer(tok, path)
         data = read_text(path, split, args.bytes, "--text" if args.text else "corpus")
         ids, source = text_ids(tok, data, path), {"text": path, "split": split}
     backend = open_runner(args, model)

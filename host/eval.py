@@ -63,11 +63,17 @@ def read_text(path, split, n_bytes, what="--text"):
     return data[:n_bytes] if n_bytes else data
 
 
-def text_ids(tok, data, source):
-    """Token ids of the bytes ``data`` with tokenizer ``tok``."""
+def require_tokenizer(tok, source):
+    """Raise a clear error if the model cannot turn text into tokens (checked before any
+    text is read, so a tokenizer-less model says so whatever the text's state)."""
     if not tok.has_text:
         raise TernaryError(f"{source}: this model has no tokenizer (its model file says tokenizer "
                            "'none'); give token ids with --ids")
+
+
+def text_ids(tok, data, source):
+    """Token ids of the bytes ``data`` with tokenizer ``tok``."""
+    require_tokenizer(tok, source)
     if hasattr(tok, "token_bytes"):  # byte-level: any bytes are tokens, no decoding
         return list(data)
     try:
