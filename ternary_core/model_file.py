@@ -109,21 +109,25 @@ def save_model(path, model, *, what="output", inputs=()):
 
 
 def _read(path):
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if path.is_dir():
         raise TernaryError(f"{path}: is a folder, not a model file (`ternary import` reads "
                            f"Hugging Face folders)")
     if not path.is_file():
         raise TernaryError(f"{path}: no such model file")
+    return read_safetensors(path, "numpy", f"{path}: not a readable safetensors file")
+
+
+def read_safetensors(path, framework, unreadable):
+    """``(metadata, tensors)`` of a safetensors file (no pickle); a file safetensors cannot
+    read is a :class:`TernaryError` saying ``unreadable`` and the library's reason."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        with safe_open(str(path), framework=framework) as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise TernaryError(f"{path}: not a readable safetensors file ({exc})") from None
-    return meta, tensors
+        raise TernaryError(f"{unreadable} ({exc})") from None
 
 
 def load_model(path):

@@ -255,16 +255,11 @@ def save_checkpoint(path, net, optim, gen, step, loss_avg, history, config, opts
 def load_checkpoint(path, net, optim, gen, config, opts):
     """Restore a :func:`save_checkpoint`; return ``(step, loss_avg, history)``."""
     torch = _torch()
-    from safetensors import SafetensorError, safe_open
+    from .model_file import read_safetensors
 
     if not path.is_file():
         raise TernaryError(f"--resume: no checkpoint at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            t = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TernaryError(f"--resume: {path} is not a readable checkpoint ({exc})") from None
+    meta, t = read_safetensors(path, "pt", f"--resume: {path} is not a readable checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise TernaryError(f"--resume: {path} is not a checkpoint of this trainer")
     try:
