@@ -59,7 +59,7 @@ def test_shipped_model_tracks_the_float_reference(shipped):
     delta = nll(got[:-1], ids[1:]) - nll(ref[:-1], ids[1:])
     print(f"top-1 agreement {agreement:.4f}, loss delta {delta:+.4f} nats/byte, "
           f"max |logit diff| {np.abs(got - ref).max():.3f} of {np.abs(ref).max():.1f}")
-    # the 64 KiB gate (>= 97%, <= +0.02) is measured by `python -m ternary_core.integer.measure`;
+    # the 64 KiB gate (>= 97%, <= +0.02) is measured by `ternary eval` (or `python -m ternary_core.integer.measure`);
     # on this one window the same bounds hold with margin
     assert agreement >= 0.97 and delta <= 0.02
     print(f"residual peak {runner.residual_peak / 2 ** 16:.2f} of 32768")

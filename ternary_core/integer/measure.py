@@ -22,18 +22,17 @@ import numpy as np
 
 from ..errors import TernaryError
 from ..model_file import load_model
+from ..corpus import corpus_split
 from ..reference import BitNetRunner
 from . import IntegerRunner, compile_model
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "shakespeare-bitnet.safetensors"
-DEFAULT_CORPUS = Path("/work/shared/data/tinyshakespeare.txt")
-VAL_FRACTION = 0.1
+# the same default as `ternary eval` (relative to the checkout, with shared/ beside it)
+DEFAULT_CORPUS = Path("../shared/data/tinyshakespeare.txt")
 
 
 def heldout_bytes(corpus, n_bytes):
-    data = Path(corpus).read_bytes()
-    split = int(len(data) * (1 - VAL_FRACTION))
-    val = data[split:]
+    val = corpus_split(Path(corpus).read_bytes(), "val")  # the split `ternary train` held out
     if n_bytes > len(val):
         raise TernaryError(f"--bytes {n_bytes} exceeds the held-out split ({len(val)} bytes)")
     return np.frombuffer(val[:n_bytes], np.uint8).astype(np.int64)
