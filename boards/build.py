@@ -15,6 +15,14 @@ from ternary_core.output_file import write_output
 from .yowasp import tool_env
 
 
+# Yosys leaves a state register with an initial value binary-encoded (its FSM pass would
+# drop the value); Amaranth's FSMs all have one. One-hot states take a LUT level or two
+# off the control paths (the command engine's, the framer's, the parser's). Safe here
+# because both tops hold the sync reset until the PLL locks, which sets every FSM to its
+# initial state before it runs; the simulated board and the testbenches are unaffected.
+ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:fsm_state'
+
+
 def _platform_and_top(name, config, clock_hz, baud):
     if name == "icebreaker":
         from amaranth_boards.icebreaker import ICEBreakerPlatform
@@ -54,6 +62,7 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=
           f"about a minute) ...", file=log, flush=True)
     t0 = time.time()
     plan = platform.prepare(top, name="top",
+                            script_after_read=ONE_HOT_FSMS,
                             synth_opts="-dsp" if name == "icebreaker" else "",
                             script_after_synth="tee -q -o top.stat.json stat -json",
                             nextpnr_opts="--report top.report.json --timing-allow-fail --seed 1")

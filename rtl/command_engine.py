@@ -30,15 +30,19 @@ class CommandEngine(wiring.Component):
     Ports
     -----
     frame : In(stream of frame_layout)
-    buf : Out(FrameBufferReadSignature)
+    buf : Out(FrameBufferReadSignature) — read latency ``buf_read_latency`` (1 or 2) cycles
     header : Out(stream of header_layout) — to the framer
     payload : Out(stream of bytes) — to the framer
     idle : Out(1) — no request pending or in progress
     """
 
-    def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith"):
+    def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith",
+                 buf_read_latency=1):
+        if buf_read_latency not in (1, 2):
+            raise ValueError(f"buf_read_latency must be 1 or 2, not {buf_read_latency!r}")
         self.config = config
         self.max_payload = max_payload
+        self.buf_read_latency = buf_read_latency
         self.info = P.info_for(config, max_payload).pack()
         self.engine = MatvecEngine(config, weight_store=weight_store, base3_impl=base3_impl)
         super().__init__({
@@ -53,7 +57,8 @@ class CommandEngine(wiring.Component):
         cfg = self.config
         m = Module()
         m.submodules.engine = eng = self.engine
-        m.submodules.results = results = ResultsMemory(cfg.rows, cfg.max_m, cfg.acc_bits)
+        m.submodules.results = results = ResultsMemory(cfg.rows, cfg.max_m, cfg.acc_bits,
+                                                       registered=cfg.fetch_register)
         res_wr, res_rd = results.write, results.read
         m.submodules.crc32 = crc32 = getattr(catalog, P.CHECK_CRC)(data_width=8).create()
 
@@ -68,7 +73,9 @@ class CommandEngine(wiring.Component):
         word32 = Signal(32)
         last_idx = Signal(16)                   # index of the last payload byte
         known, len_ok, range_ok = Signal(), Signal(), Signal()
-        nbytes_q = Signal(16)                   # READ_RESULTS reply bytes after the status
+        nbytes_q = Signal(16 + cfg.result_bytes.bit_length())  # READ_RESULTS reply bytes after the status
+        res_end = Signal(17)                    # READ_RESULTS: offset + count
+        words_end = Signal(33)                  # CHECK_WEIGHTS: address + words
         res_width = Signal(range(cfg.result_bytes + 1))  # bytes sent per result
         idx = Signal(16)                  # payload byte index / results index
         last_res = Signal(16)                   # index of the last result to send
@@ -93,17 +100,24 @@ class CommandEngine(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.frame.valid):
                     m.d.sync += [fr.eq(self.frame.payload), resp_cmd.eq(self.frame.payload.cmd | P.RESPONSE_BIT)]
-                    m.next = "CHECK"
+                    m.next = "SUMS"
+
+            length, mm, kk = fr.length, a16[2], a16[3]
+            off, cnt, width = a16[0], a16[1], fr.args[32:40]
+            # The sums the checks compare, registered a cycle ahead of them: an adder and
+            # a comparator in one cycle were the iCEBreaker's longest path at 36 MHz.
+            with m.State("SUMS"):
+                # cnt * width by shift-and-add over width's few bits: no multiplier
+                nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
+                m.d.sync += [last_idx.eq(length - 1), nbytes_q.eq(nbytes), res_end.eq(off + cnt),
+                             words_end.eq(a32_0 + a32_1),
+                             last_res.eq(off + cnt - 1)]
+                m.next = "CHECK"
 
             # Every check of the request is computed here, from registers into registers,
             # so that no comparator sits in front of the state machine's next-state logic.
             with m.State("CHECK"):
-                length, mm, kk = fr.length, a16[2], a16[3]
-                off, cnt, width = a16[0], a16[1], fr.args[32:40]
-                # cnt * width by shift-and-add over width's few bits: no multiplier
-                nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
-                m.d.sync += [last_idx.eq(length - 1), known.eq(1), nbytes_q.eq(nbytes),
-                             last_res.eq(off + cnt - 1), len_ok.eq(0), range_ok.eq(0)]
+                m.d.sync += [known.eq(1), len_ok.eq(0), range_ok.eq(0)]
                 with m.Switch(fr.cmd):
                     with m.Case(Cmd.INFO, Cmd.RESET):
                         m.d.sync += [len_ok.eq(length == 0), range_ok.eq(1)]
@@ -112,7 +126,7 @@ class CommandEngine(wiring.Component):
                     with m.Case(Cmd.LOAD_ACTIVATIONS):
                         m.d.sync += [len_ok.eq(length >= 3), range_ok.eq(a16[0] < A)]
                     with m.Case(Cmd.CHECK_WEIGHTS):
-                        m.d.sync += [len_ok.eq(length == 8), range_ok.eq((a32_0 < W) & (a32_1 <= W - a32_0))]
+                        m.d.sync += [len_ok.eq(length == 8), range_ok.eq((a32_0 < W) & (words_end <= W))]
                     with m.Case(Cmd.MATVEC, Cmd.MATVEC_READ):
                         # MATVEC_READ's base is 24 bits, and its top byte the result width;
                         # weight_words <= 2**24, so MATVEC's base must have that byte zero.
@@ -130,8 +144,8 @@ class CommandEngine(wiring.Component):
                                 m.d.sync += range_ok.eq(0)
                     with m.Case(Cmd.READ_RESULTS):
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.READ_RESULTS]),
-                                     range_ok.eq((cnt != 0) & (off + cnt <= cfg.max_m) & (width != 0) &
-                                                 (width <= cfg.result_bytes) & (nbytes <= self.max_payload - 1))]
+                                     range_ok.eq((cnt != 0) & (res_end <= cfg.max_m) & (width != 0) &
+                                                 (width <= cfg.result_bytes) & (nbytes_q <= self.max_payload - 1))]
                     with m.Default():
                         m.d.sync += known.eq(0)
                 m.next = "DISPATCH"
@@ -181,7 +195,10 @@ class CommandEngine(wiring.Component):
             for prefix, limit, lanes in (("WW", W, cfg.word_bytes), ("LA", A, cfg.cols)):
                 with m.State(f"{prefix}_ADDR"):
                     m.d.comb += self.buf.addr.eq(idx)
-                    m.next = f"{prefix}_DATA"
+                    m.next = f"{prefix}_WAIT" if self.buf_read_latency > 1 else f"{prefix}_DATA"
+                if self.buf_read_latency > 1:
+                    with m.State(f"{prefix}_WAIT"):  # the frame buffer's output register
+                        m.next = f"{prefix}_DATA"
                 with m.State(f"{prefix}_DATA"):
                     with m.If(waddr >= limit):
                         respond(Status.OUT_OF_RANGE)
@@ -297,7 +314,10 @@ class CommandEngine(wiring.Component):
                         m.next = "DONE"
             with m.State("RESP_RES_ADDR"):
                 m.d.comb += res_rd.addr.eq(idx)
-                m.next = "RESP_RES_LATCH"
+                m.next = "RESP_RES_WAIT1" if results.read_latency > 1 else "RESP_RES_LATCH"
+            for i in range(1, results.read_latency):  # the results memory's read pipeline
+                with m.State(f"RESP_RES_WAIT{i}"):
+                    m.next = f"RESP_RES_WAIT{i + 1}" if i + 1 < results.read_latency else "RESP_RES_LATCH"
             with m.State("RESP_RES_LATCH"):
                 # sign-extends into the bytes that can be sent only (result_bytes <= 4): the
                 # sign bit of a 512-bit shift register had too much fan-out for the ULX3S

@@ -29,10 +29,14 @@ class DeviceCore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.parser = parser = FrameParser(self.max_payload, self.timeout)
+        # The configs that register the weight RAM's outputs (the ULX3S's) register the
+        # frame buffer's too.
+        m.submodules.parser = parser = FrameParser(self.max_payload, self.timeout,
+                                                   read_register=self.config.fetch_register)
         m.submodules.commands = cmds = CommandEngine(self.config, self.max_payload,
                                                      weight_store=self.weight_store,
-                                                     base3_impl=self.base3_impl)
+                                                     base3_impl=self.base3_impl,
+                                                     buf_read_latency=parser.read_latency)
         m.submodules.framer = framer = Framer()
         # Register slices on the response path (registered data, valid *and* ready) keep
         # the command engine's byte mux, the framer's stuffing and the UART's handshake

@@ -37,17 +37,28 @@ class FrameParser(wiring.Component):
     middle of a frame, the partial frame is dropped. While a frame waits on ``frame``
     (until its handshake), no byte is taken, so its payload stays put.
 
+    Parameters
+    ----------
+    max_payload : int
+    timeout : int — cycles
+    read_register : bool
+        Register the payload buffer's output (read latency 2, not 1): its block RAM's
+        clock-to-out and the route to the command engine's write registers then have a
+        cycle each (the ULX3S at 100 MHz).
+
     Ports
     -----
     i : In(stream of bytes)
     frame : Out(stream of frame_layout)
-    buf : In(FrameBufferReadSignature) — the payload of the frame on ``frame``
+    buf : In(FrameBufferReadSignature) — the payload of the frame on ``frame``, read
+        latency :attr:`read_latency`
     """
 
-    def __init__(self, max_payload, timeout):
+    def __init__(self, max_payload, timeout, *, read_register=False):
         if not 8 <= max_payload <= 0xFFFF:
             raise ValueError(f"max_payload must be in 8..65535, not {max_payload}")
         self.max_payload, self.timeout = max_payload, timeout
+        self.read_register = bool(read_register)
         self.addr_bits = max(1, (max_payload - 1).bit_length())
         super().__init__({
             "i": In(stream.Signature(8)),
@@ -55,12 +66,21 @@ class FrameParser(wiring.Component):
             "buf": In(FrameBufferReadSignature(self.addr_bits)),
         })
 
+    @property
+    def read_latency(self):
+        """Cycles from ``buf.addr`` to its byte on ``buf.data``."""
+        return 2 if self.read_register else 1
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.mem = mem = memory.Memory(shape=8, depth=self.max_payload, init=[])
         wr = mem.write_port()
         rd = mem.read_port(transparent_for=())
-        m.d.comb += [rd.addr.eq(self.buf.addr), self.buf.data.eq(rd.data)]
+        m.d.comb += rd.addr.eq(self.buf.addr)
+        if self.read_register:
+            m.d.sync += self.buf.data.eq(rd.data)
+        else:
+            m.d.comb += self.buf.data.eq(rd.data)
         m.submodules.crc = crc16 = getattr(catalog, P.FRAME_CRC)(data_width=8).create()
 
         f = self.frame.payload

@@ -32,7 +32,7 @@ BOARDS = {
     "icebreaker": BoardProfile(
         "icebreaker", EngineConfig(rows=4, cols=10, fmt="base3", max_m=1024, max_k=1024,
                                    weight_words=16384, fetch_register=False, result_slots=2),
-        clock_hz=24_000_000, baud=8_000_000,
+        clock_hz=36_000_000, baud=12_000_000,
         weight_memory="spram"),
     # ECP5-85F: block RAM for the weights (4096 words of 512 bits = 256 KiB) and a
     # 256-MAC array; K = 128 and 256 fill its 16 columns and M = 64..256 its 16 rows
