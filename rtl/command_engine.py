@@ -76,6 +76,8 @@ class CommandEngine(wiring.Component):
         nbytes_q = Signal(16 + cfg.result_bytes.bit_length())  # READ_RESULTS reply bytes after the status
         res_end = Signal(17)                    # READ_RESULTS: offset + count
         words_end = Signal(33)                  # CHECK_WEIGHTS: address + words
+        mv_shape_ok = Signal()                  # MATVEC(_READ): M, K and the base in range
+        accept, refusal = Signal(), Signal(8)   # the checks' verdict: run, or answer refusal
         res_width = Signal(range(cfg.result_bytes + 1))  # bytes sent per result
         idx = Signal(16)                  # payload byte index / results index
         last_res = Signal(16)                   # index of the last result to send
@@ -111,6 +113,8 @@ class CommandEngine(wiring.Component):
                 nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
                 m.d.sync += [last_idx.eq(length - 1), nbytes_q.eq(nbytes), res_end.eq(off + cnt),
                              words_end.eq(a32_0 + a32_1),
+                             mv_shape_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) & (kk <= cfg.max_k) &
+                                            (a32_0[:24] < W)),
                              last_res.eq(off + cnt - 1)]
                 m.next = "CHECK"
 
@@ -134,8 +138,7 @@ class CommandEngine(wiring.Component):
                         read_width = fr.args[24:32]
                         m.d.sync += [len_ok.eq(Mux(is_read, length >= 8, length == 8)),
                                      acts_follow.eq(length != 8),
-                                     range_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) &
-                                                 (kk <= cfg.max_k) & (a32_0[:24] < W) &
+                                     range_ok.eq(mv_shape_ok &
                                                  Mux(is_read, (read_width != 0) & (read_width <= cfg.result_bytes),
                                                      read_width == 0))]
                         if cfg.max_m * cfg.result_bytes + 5 > 0xFFFF:  # only then can a reply overflow
@@ -148,18 +151,21 @@ class CommandEngine(wiring.Component):
                                                  (width <= cfg.result_bytes) & (nbytes_q <= self.max_payload - 1))]
                     with m.Default():
                         m.d.sync += known.eq(0)
+                m.next = "VERDICT"
+
+            # The checks' outcome in two registers, so that DISPATCH decides on one bit.
+            with m.State("VERDICT"):
+                m.d.sync += [accept.eq((fr.error == 0) & known & len_ok & range_ok),
+                             refusal.eq(Mux(fr.error != 0, fr.error,
+                                            Mux(~known, Status.UNKNOWN_COMMAND,
+                                                Mux(~len_ok, Status.BAD_LENGTH, Status.OUT_OF_RANGE))))]
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
-                with m.If(fr.error != 0):
-                    m.d.sync += resp_cmd.eq(P.NACK)
-                    respond(fr.error)
-                with m.Elif(~known):
-                    respond(Status.UNKNOWN_COMMAND)
-                with m.Elif(~len_ok):
-                    respond(Status.BAD_LENGTH)
-                with m.Elif(~range_ok):
-                    respond(Status.OUT_OF_RANGE)
+                with m.If(~accept):
+                    with m.If(fr.error != 0):
+                        m.d.sync += resp_cmd.eq(P.NACK)
+                    respond(refusal)
                 with m.Else():
                     with m.Switch(fr.cmd):
                         with m.Case(Cmd.INFO):
@@ -307,7 +313,9 @@ class CommandEngine(wiring.Component):
                         with m.Else():
                             m.next = "DONE"
             with m.State("RESP_INFO"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(info_rom[idx])]
+                # indexed by idx's low bits only: a 16-bit index made the ROM's mux deeper
+                info_idx = idx[:max(1, (len(self.info) - 1).bit_length())]
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(info_rom[info_idx])]
                 with m.If(self.payload.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == len(self.info) - 1):

@@ -85,6 +85,11 @@ class FrameParser(wiring.Component):
 
         f = self.frame.payload
         count = Signal(16)
+        # Which argument byte the next payload byte is (one-hot, zero past the last), and
+        # whether it is the payload's last byte: both kept in registers, as comparing the
+        # count there and then was the iCEBreaker's longest path at 36 MHz.
+        arg_at = Signal(P.ARGS_MAX)
+        last_byte = Signal()
         idle = Signal(range(self.timeout + 1))
         esc = Signal()
         raw = self.i.payload
@@ -104,7 +109,7 @@ class FrameParser(wiring.Component):
             # each state that takes bytes, so its m.next wins.)
             with m.If(is_sync):
                 m.d.comb += crc16.start.eq(1)
-                m.d.sync += [count.eq(0), f.args.eq(0)]
+                m.d.sync += [count.eq(0), f.args.eq(0), arg_at.eq(1)]
                 m.next = "SEQ"
 
         with m.FSM():
@@ -130,18 +135,19 @@ class FrameParser(wiring.Component):
                     with m.Elif(length == 0):
                         m.next = "CRC0"
                     with m.Else():
+                        m.d.sync += last_byte.eq(length == 1)
                         m.next = "PAYLOAD"
                 restart()
             with m.State("PAYLOAD"):
                 self._in_frame(m, got, idle, crc16)
                 with m.If(got):
                     m.d.comb += wr.en.eq(1)
-                    with m.Switch(count):
-                        for i in range(P.ARGS_MAX):
-                            with m.Case(i):
-                                m.d.sync += f.args[8 * i: 8 * i + 8].eq(byte)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count + 1 == f.length):
+                    for i in range(P.ARGS_MAX):
+                        with m.If(arg_at[i]):
+                            m.d.sync += f.args[8 * i: 8 * i + 8].eq(byte)
+                    m.d.sync += [count.eq(count + 1), arg_at.eq(arg_at << 1),
+                                 last_byte.eq(count + 2 == f.length)]
+                    with m.If(last_byte):
                         m.next = "CRC0"
                 restart()
             with m.State("CRC0"):
@@ -205,6 +211,7 @@ class Framer(wiring.Component):
         # mux rather than after it, and ``left == 0`` kept in a register: together they
         # were most of the iCEBreaker's longest path (payload -> ready, 12 LUTs).
         special = Signal()
+        hdr_special = Signal(4)  # the header bytes' own, kept when the header is taken
         need_esc = body & special
         left_zero = Signal()
         m.d.comb += [
@@ -227,6 +234,9 @@ class Framer(wiring.Component):
                 m.d.comb += self.header.ready.eq(1)
                 with m.If(self.header.valid):
                     m.d.sync += [hdr.eq(self.header.payload), left.eq(self.header.payload.length)]
+                    hp = self.header.payload
+                    m.d.sync += hdr_special.eq(Cat(is_special(hp.seq), is_special(hp.cmd),
+                                                   is_special(hp.length[:8]), is_special(hp.length[8:])))
                     m.d.sync += left_zero.eq(self.header.payload.length == 0)
                     m.d.comb += crc16.start.eq(1)
                     m.next = "SYNC"
@@ -234,11 +244,12 @@ class Framer(wiring.Component):
                 m.d.comb += [cur.eq(P.SYNC), cur_valid.eq(1)]
                 with m.If(done):
                     m.next = "SEQ"
-            for state, value, nxt in (("SEQ", hdr.seq, "CMD"), ("CMD", hdr.cmd, "LEN0"),
-                                      ("LEN0", hdr.length[:8], "LEN1"), ("LEN1", hdr.length[8:], "PAYLOAD")):
+            for i, (state, value, nxt) in enumerate((("SEQ", hdr.seq, "CMD"), ("CMD", hdr.cmd, "LEN0"),
+                                                     ("LEN0", hdr.length[:8], "LEN1"),
+                                                     ("LEN1", hdr.length[8:], "PAYLOAD"))):
                 with m.State(state):
                     m.d.comb += [cur.eq(value), cur_valid.eq(1), body.eq(1), crc16.valid.eq(done),
-                                 special.eq(is_special(value))]
+                                 special.eq(hdr_special[i])]
                     with m.If(done):
                         m.next = nxt
             with m.State("PAYLOAD"):

@@ -1,8 +1,10 @@
 """The device's command path on byte streams (no UART), in the Amaranth simulator."""
 
 import struct
+from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from rtl.device import DeviceCore
 from ternary_core import protocol as P
@@ -12,14 +14,17 @@ from tests.amaranth_helpers import stream_send
 from tests.helpers import random_int8, random_trits
 
 CFG = EngineConfig(rows=4, cols=10, fmt="base3", max_m=32, max_k=60, weight_words=64)
+# Both pipelines of the memories around the command engine: registered outputs (the
+# default, the ULX3S's) and unregistered (the iCEBreaker's).
+FETCH_REGISTER = pytest.mark.parametrize("fetch_register", [True, False], ids=["registered", "unregistered"])
 
 
-def exchange(frames, *, max_payload=64, gap=600):
+def exchange(frames, *, max_payload=64, gap=600, fetch_register=True):
     """Send each raw byte string, ``gap`` cycles apart, while another process drains
     the response bytes (as a UART would); return the decoded response frames."""
     from amaranth.sim import Simulator
 
-    dut = DeviceCore(CFG, max_payload=max_payload, timeout=200)
+    dut = DeviceCore(replace(CFG, fetch_register=fetch_register), max_payload=max_payload, timeout=200)
     received = bytearray()
     total = sum(len(f) for f in frames) * 2 + gap * (len(frames) + 2) + 20_000
 
@@ -58,7 +63,8 @@ def test_bad_crc_gets_a_nack_and_garbage_is_skipped():
     assert replies[-1][0] == 4 and replies[-1][2][0] == P.Status.OK
 
 
-def test_upload_check_and_matvec_match_golden(rng):
+@FETCH_REGISTER
+def test_upload_check_and_matvec_match_golden(fetch_register, rng):
     m, k = 9, 47
     w, x = random_trits(rng, m, k), random_int8(rng, k)
     packed = CFG.layout.pack(w)
@@ -75,7 +81,7 @@ def test_upload_check_and_matvec_match_golden(rng):
             P.encode_frame(6, P.Cmd.MATVEC, struct.pack("<IHH", base, m, k)),
             P.encode_frame(7, P.Cmd.READ_RESULTS, struct.pack("<HHB", 0, m, CFG.result_bytes)),
             P.encode_frame(8, P.Cmd.READ_RESULTS, struct.pack("<HHB", 2, 3, 1))]
-    replies = exchange(reqs)
+    replies = exchange(reqs, fetch_register=fetch_register)
     assert [r[0] for r in replies] == [1, 2, 2, 3, 4, 5, 6, 7, 8]
     assert all(r[2][0] == P.Status.OK for r in replies), replies
     assert struct.unpack("<I", replies[3][2][1:])[0] == P.check_crc(packed)
@@ -89,12 +95,13 @@ def test_upload_check_and_matvec_match_golden(rng):
     assert low == [((v + 128) & 0xFF) - 128 for v in got[2:5]]  # the low byte of each, narrowed
 
 
-def test_errors_out_of_range_bad_length_unknown():
+@FETCH_REGISTER
+def test_errors_out_of_range_bad_length_unknown(fetch_register):
     replies = exchange([P.encode_frame(1, P.Cmd.MATVEC, struct.pack("<IHH", 0, 0, 5)),
                         P.encode_frame(2, P.Cmd.MATVEC, struct.pack("<IH", 0, 5)),
                         P.encode_frame(3, 0x42),
                         P.encode_frame(4, P.Cmd.WRITE_WEIGHTS, struct.pack("<I", 64) + b"\x00"),
-                        P.encode_frame(5, P.Cmd.INFO, b"\x00" * 65)])
+                        P.encode_frame(5, P.Cmd.INFO, b"\x00" * 65)], fetch_register=fetch_register)
     codes = [(r[1], r[2][0]) for r in replies]
     assert codes == [(P.Cmd.MATVEC | 0x80, P.Status.OUT_OF_RANGE), (P.Cmd.MATVEC | 0x80, P.Status.BAD_LENGTH),
                      (0x42 | 0x80, P.Status.UNKNOWN_COMMAND), (P.Cmd.WRITE_WEIGHTS | 0x80, P.Status.OUT_OF_RANGE),
@@ -112,7 +119,8 @@ def _signed(data, width):
     return [int.from_bytes(data[i:i + width], "little", signed=True) for i in range(0, len(data), width)]
 
 
-def test_matvec_read_takes_activations_and_returns_results_in_one_frame_each(rng):
+@FETCH_REGISTER
+def test_matvec_read_takes_activations_and_returns_results_in_one_frame_each(fetch_register, rng):
     k, rb = 50, CFG.result_bytes
     m1, m2 = 32, 13  # 32 = max_m: its reply (5 + 64 bytes) outgrows max_payload
     w1, w2 = random_trits(rng, m1, k), random_trits(rng, m2, k)
@@ -125,7 +133,7 @@ def test_matvec_read_takes_activations_and_returns_results_in_one_frame_each(rng
              P.encode_frame(5, P.Cmd.LOAD_ACTIVATIONS, struct.pack("<H", 0) + x2.tobytes()),
              P.encode_frame(6, P.Cmd.MATVEC_READ, P.encode_matvec_read(base2, rb, m2, k)),
              P.encode_frame(7, P.Cmd.MATVEC, struct.pack("<IHH", base2, m2, k))]  # v1 still works
-    replies = exchange(reqs, max_payload=64)
+    replies = exchange(reqs, max_payload=64, fetch_register=fetch_register)
     assert all(r[2][0] == P.Status.OK for r in replies), replies
     reads = {r[0]: r[2][1:] for r in replies if r[1] == P.Cmd.MATVEC_READ | P.RESPONSE_BIT}
     assert sorted(reads) == [3, 4, 6] and len(reads[3]) == 4 + m1 * rb
