@@ -62,6 +62,7 @@ class CommandEngine(wiring.Component):
         res_wr, res_rd = results.write, results.read
         m.submodules.crc32 = crc32 = getattr(catalog, P.CHECK_CRC)(data_width=8).create()
 
+        W, A = cfg.weight_words, cfg.act_words
         fr = Signal(frame_layout())
         a32_0, a32_1 = fr.args[:32], fr.args[32:64]
         a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
@@ -75,17 +76,18 @@ class CommandEngine(wiring.Component):
         known, len_ok, range_ok = Signal(), Signal(), Signal()
         nbytes_q = Signal(16 + cfg.result_bytes.bit_length())  # READ_RESULTS reply bytes after the status
         res_end = Signal(17)                    # READ_RESULTS: offset + count
-        words_end = Signal(33)                  # CHECK_WEIGHTS: address + words
+        words_end = Signal(W.bit_length() + 1)  # CHECK_WEIGHTS: address + words (W + 1: too many)
         mv_shape_ok = Signal()                  # MATVEC(_READ): M, K and the base in range
         accept, refusal = Signal(), Signal(8)   # the checks' verdict: run, or answer refusal
         res_width = Signal(range(cfg.result_bytes + 1))  # bytes sent per result
         idx = Signal(16)                  # payload byte index / results index
         last_res = Signal(16)                   # index of the last result to send
-        waddr = Signal(32)
+        # Only as wide as the memories need (checked addresses, and one word past the
+        # end): every bit of these costs logic cells the iCEBreaker is short of.
+        waddr = Signal(max(W, A).bit_length() + 1)
         lane = Signal(range(max(cfg.word_bytes, cfg.cols) + 1))
-        nwords = Signal(32)
+        nwords = Signal(W.bit_length())        # CHECK_WEIGHTS: at most W
         shreg = Signal(8 * max(cfg.word_bytes, cfg.result_bytes, 4))
-        W, A = cfg.weight_words, cfg.act_words
         chained = Signal()      # MATVEC_READ: LOAD_ACTIVATIONS and MATVEC go on to the next step
         acts_follow = Signal()  # MATVEC_READ carries activation bytes
         info_rom = Array(Const(b, 8) for b in self.info)
@@ -112,7 +114,7 @@ class CommandEngine(wiring.Component):
                 # cnt * width by shift-and-add over width's few bits: no multiplier
                 nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
                 m.d.sync += [last_idx.eq(length - 1), nbytes_q.eq(nbytes), res_end.eq(off + cnt),
-                             words_end.eq(a32_0 + a32_1),
+                             words_end.eq(Mux(a32_1 > W, W + 1, a32_0[:W.bit_length()] + a32_1[:W.bit_length()])),
                              mv_shape_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) & (kk <= cfg.max_k) &
                                             (a32_0[:24] < W)),
                              last_res.eq(off + cnt - 1)]

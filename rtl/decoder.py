@@ -27,6 +27,21 @@ def trit_from_code(nonzero, negative):
     return Cat(nonzero, negative).as_signed()
 
 
+def base3_codes():
+    """The five trits of each byte value 0..255 as a 10-bit code (trit ``k`` in bits
+    ``2k, 2k+1``, the :data:`TRIT` encoding): the table of the ``rom`` and ``bram``
+    decoders."""
+    table = []
+    for v in range(256):
+        code = 0
+        for k in range(5):
+            d = (((v * 3 ** k) & 0xFF) * 3) >> 8
+            nz, neg = d != 1, d == 0
+            code |= (nz | (neg << 1)) << (2 * k)
+        table.append(code)
+    return table
+
+
 class WeightDecoder(wiring.Component):
     """Decode one packed word (one tile, see :mod:`ternary_core.native`) into trits.
 
@@ -34,23 +49,25 @@ class WeightDecoder(wiring.Component):
     ----------
     layout : TileLayout
         Array shape and weight format; the word has ``layout.word_bytes`` bytes.
-    base3_impl : "arith" or "rom"
+    base3_impl : "arith", "rom" or "bram"
         How a base-3 byte becomes five digits: ``arith`` computes ``q = byte*3^k mod 256``
         with shifts and adds and compares it with two thresholds; ``rom`` looks the
-        byte up in a 256-entry table of 10-bit codes. Neither uses a multiplier.
+        byte up in a 256-entry table of 10-bit codes in logic; ``bram`` reads that table
+        from a block RAM per byte, synchronously (no logic cells: the iCEBreaker's
+        fabric is nearly full, its block RAMs are not). None uses a multiplier.
 
     Ports
     -----
     word : In(unsigned(8*word_bytes))
     trits : Out(ArrayLayout(signed(2), rows*cols))
-        Trit ``n = r*cols + c``. Combinational: latency 0 cycles.
+        Trit ``n = r*cols + c``, :attr:`latency` cycles after ``word``.
     """
 
     def __init__(self, layout, base3_impl="arith"):
         if not isinstance(layout, TileLayout):
             raise TypeError(f"layout must be a TileLayout, not {layout!r}")
-        if base3_impl not in ("arith", "rom"):
-            raise ValueError(f"base3_impl must be 'arith' or 'rom', not {base3_impl!r}")
+        if base3_impl not in ("arith", "rom", "bram"):
+            raise ValueError(f"base3_impl must be 'arith', 'rom' or 'bram', not {base3_impl!r}")
         self.layout = layout
         self.base3_impl = base3_impl
         super().__init__({
@@ -58,12 +75,23 @@ class WeightDecoder(wiring.Component):
             "trits": Out(data.ArrayLayout(TRIT, layout.word_trits)),
         })
 
+    @property
+    def latency(self):
+        """Cycles from ``word`` to ``trits``: 1 for the block-RAM table (its read is
+        registered), else 0 (combinational)."""
+        return 1 if self.layout.fmt == "base3" and self.base3_impl == "bram" else 0
+
     def elaborate(self, platform):
         m = Module()
         n = 0
         for b in range(self.layout.word_bytes):
             byte = self.word[8 * b: 8 * b + 8]
-            digits = self._decode_2bit(byte) if self.layout.fmt == "2bit" else self._decode_base3(byte)
+            if self.layout.fmt == "2bit":
+                digits = self._decode_2bit(byte)
+            elif self.base3_impl == "bram":
+                digits = self._decode_base3_bram(m, byte, b)
+            else:
+                digits = self._decode_base3(byte)
             for trit in digits:
                 m.d.comb += self.trits[n].eq(trit)
                 n += 1
@@ -92,13 +120,14 @@ class WeightDecoder(wiring.Component):
     def _decode_base3_rom(byte):
         from amaranth import Array
 
-        table = []
-        for v in range(256):
-            code = 0
-            for k in range(5):
-                d = (((v * 3 ** k) & 0xFF) * 3) >> 8
-                nz, neg = d != 1, d == 0
-                code |= (nz | (neg << 1)) << (2 * k)
-            table.append(Const(code, 10))
-        rom = Array(table)[byte]
+        rom = Array(Const(code, 10) for code in base3_codes())[byte]
         return [rom[2 * k: 2 * k + 2].as_signed() for k in range(5)]
+
+    @staticmethod
+    def _decode_base3_bram(m, byte, b):
+        from amaranth.lib import memory
+
+        m.submodules[f"base3_table{b}"] = table = memory.Memory(shape=10, depth=256, init=base3_codes())
+        rd = table.read_port(transparent_for=())
+        m.d.comb += rd.addr.eq(byte)
+        return [rd.data[2 * k: 2 * k + 2].as_signed() for k in range(5)]

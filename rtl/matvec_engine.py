@@ -54,7 +54,8 @@ class MatvecEngine(wiring.Component):
     ----------
     config : EngineConfig
     weight_store : "generic" or "ice40_spram" (see :class:`WeightStore`)
-    base3_impl : "arith" or "rom" (see :class:`WeightDecoder`)
+    base3_impl : "arith", "rom" or "bram" (see :class:`WeightDecoder`; "bram" reads its
+        table in the decode stage's register, so the latency is the same)
 
     Two fields of the config shape the pipeline: ``fetch_register`` registers the RAM
     outputs before decoding (a block RAM's clock-to-out is most of a 10 ns cycle on its
@@ -96,7 +97,8 @@ class MatvecEngine(wiring.Component):
         self.base3_impl = base3_impl
         self.addr_bits = max(1, (config.weight_words - 1).bit_length())
         self.act_addr_bits = max(1, (config.act_words - 1).bit_length())
-        self.array = TernaryMacArray(config.rows, config.cols)
+        self.array = TernaryMacArray(config.rows, config.cols,
+                                     levels_per_stage=config.adder_levels_per_stage)
         super().__init__({
             "cmd": In(stream.Signature(command_layout(self.addr_bits))),
             "result": Out(stream.Signature(result_layout(config.rows, config.acc_bits))),
@@ -258,7 +260,10 @@ class MatvecEngine(wiring.Component):
         trits_d = Signal(2 * R * C)
         acts_d = Signal(data.ArrayLayout(signed(9), C))
         neg_d = Signal(data.ArrayLayout(signed(9), C))
-        m.d.sync += trits_d.eq(decoder.trits.as_value())
+        if decoder.latency:  # its block-RAM table read is this stage's register
+            m.d.comb += trits_d.eq(decoder.trits.as_value())
+        else:
+            m.d.sync += trits_d.eq(decoder.trits.as_value())
         m.d.sync += [acts_d[c].eq(acts_q[c]) for c in range(C)]
         m.d.sync += [neg_d[c].eq(-acts_q[c]) for c in range(C)]
 

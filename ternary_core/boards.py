@@ -41,7 +41,8 @@ BOARDS = {
     # The FT231X tops out at 3 Mbaud (75 MHz / 25 exactly).
     "ulx3s-85f": BoardProfile(
         "ulx3s-85f", EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
-                                  weight_words=4096), clock_hz=75_000_000, baud=3_000_000,
+                                  weight_words=4096, adder_levels_per_stage=1),
+        clock_hz=75_000_000, baud=3_000_000,
         weight_memory="bram"),
 }
 

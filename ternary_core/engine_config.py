@@ -28,8 +28,10 @@ class EngineConfig:
     ``weight_words`` is the depth of the weight store in words; a word is one tile
     of ``rows*cols`` trits (see :mod:`ternary_core.native`).
 
-    ``fetch_register`` and ``result_slots`` shape the engine's pipeline for a board's
-    clock and fabric (see :class:`rtl.matvec_engine.MatvecEngine`); they change no
+    ``fetch_register``, ``result_slots`` and ``adder_levels_per_stage`` (adder levels
+    between the MAC array's registers, :class:`rtl.mac_array.TernaryMacArray`) shape the
+    engine's pipeline for a board's clock and fabric (see
+    :class:`rtl.matvec_engine.MatvecEngine`); they change no
     result, and the cycles only where ``ceil(K/cols)`` is below the engine's
     ``full_rate_k_tiles``. They are not in the INFO reply, which the host needs no
     more than the rest for. They live here so that a board and its simulated board
@@ -44,9 +46,10 @@ class EngineConfig:
     weight_words: int = 4096
     fetch_register: bool = True
     result_slots: int = 4
+    adder_levels_per_stage: int = 2
 
     def __post_init__(self):
-        for name in ("rows", "cols", "max_m", "max_k", "weight_words"):
+        for name in ("rows", "cols", "max_m", "max_k", "weight_words", "adder_levels_per_stage"):
             positive_int(name, getattr(self, name))
         self.layout  # validates rows*cols against the format
         if self.max_m > 65535 or self.max_k > 65535:

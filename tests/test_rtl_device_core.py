@@ -165,3 +165,15 @@ def test_matvec_read_rejects_bad_requests_and_keeps_answering():
     assert [(r[0], r[2][0]) for r in replies] == [(i, want) for i, (_, want) in enumerate(cases)]
     assert all(r[1] == G for i, r in enumerate(replies) if i != 8)
     assert replies[-1][2][5:] == bytes(4 * rb)  # zero activations: zero results
+
+
+@FETCH_REGISTER
+def test_check_weights_rejects_ranges_past_the_store(fetch_register):
+    W, S = CFG.weight_words, P.Status
+    cases = [((W - 1, 2), S.OUT_OF_RANGE), ((W, 0), S.OUT_OF_RANGE), ((0, W + 1), S.OUT_OF_RANGE),
+             ((1, 0xFFFFFFFF), S.OUT_OF_RANGE), ((0xFFFFFFFF, 1), S.OUT_OF_RANGE),
+             ((W - 2, 2), S.OK), ((0, W), S.OK), ((5, 0), S.OK)]
+    frames = [P.encode_frame(i, P.Cmd.CHECK_WEIGHTS, struct.pack("<II", *args)) for i, (args, _) in enumerate(cases)]
+    replies = exchange(frames, fetch_register=fetch_register, gap=1500)
+    assert [(r[0], r[2][0]) for r in replies] == [(i, want) for i, (_, want) in enumerate(cases)]
+    assert struct.unpack("<I", replies[-1][2][1:])[0] == P.check_crc(b"")

@@ -13,17 +13,21 @@ from tests.amaranth_helpers import packed_words, run, stream_recv, stream_send, 
 from tests.helpers import random_int8, random_trits
 
 
-@pytest.mark.parametrize("impl", ["arith", "rom"])
-def test_base3_decoder_emits_five_trits_per_byte(impl, rng):
+@pytest.mark.parametrize("impl, latency", [("arith", 0), ("rom", 0), ("bram", 1)])
+def test_base3_decoder_emits_five_trits_per_byte(impl, latency, rng):
     layout = TileLayout(1, 5, "base3")
     dut = WeightDecoder(layout, base3_impl=impl)
+    assert dut.latency == latency
     codes = np.array(np.meshgrid(*[[-1, 0, 1]] * 5, indexing="ij")).reshape(5, -1).T
 
     async def tb(ctx):
         for trits in codes:
             byte = layout.pack(trits.reshape(1, 5))
             ctx.set(dut.word, int(byte[0]))
-            await ctx.delay(1e-9)
+            if latency:  # the block-RAM table: the trits follow the clock edge
+                await ctx.tick()
+            else:
+                await ctx.delay(1e-9)
             assert [ctx.get(dut.trits[i]) for i in range(5)] == trits.tolist(), byte
     run(dut, tb)
 
@@ -89,11 +93,11 @@ async def recv_tiles(ctx, dut, *, stall=0.0, rng=None):
                 return np.array(vals), n
 
 
-def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic"):
+def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="generic", base3_impl="arith"):
     """Load ``layers`` ({base: W}), run ``jobs`` [(base, x)] one after another; return
     per job the results, the ``cycles`` port and the cycles from the command's
     handshake to its last result's."""
-    dut = MatvecEngine(cfg, weight_store=weight_store)
+    dut = MatvecEngine(cfg, weight_store=weight_store, base3_impl=base3_impl)
     out = []
 
     async def tb(ctx):
@@ -112,15 +116,19 @@ def run_engine(cfg, layers, jobs, *, result_stall=0.0, rng=None, weight_store="g
 
 @pytest.mark.parametrize("rows, cols, fmt, store, opts", [
     (4, 8, "2bit", "generic", {}), (3, 5, "base3", "generic", {}), (16, 16, "2bit", "sliced", {}),
-    (4, 10, "base3", "generic", {"fetch_register": False, "result_slots": 2}),  # the iCEBreaker's
+    (16, 16, "2bit", "sliced", {"adder_levels_per_stage": 1}),  # the ULX3S's
+    (4, 10, "base3", "generic", {"fetch_register": False, "result_slots": 2}),
+    (4, 10, "base3", "generic", {"fetch_register": False, "result_slots": 2, "base3_impl": "bram"}),  # iCEBreaker
 ])
 def test_engine_matches_golden_on_two_layers(rows, cols, fmt, store, opts, rng):
+    opts = dict(opts)
+    impl = opts.pop("base3_impl", "arith")
     cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512, **opts)
     w1, w2 = random_trits(rng, 13, 37), random_trits(rng, 40, 96)
     base2 = cfg.layout.words(13, 37)
     x1, x2 = random_int8(rng, 37), random_int8(rng, 96)
     res = run_engine(cfg, {0: w1, base2: w2}, [(0, x1), (base2, x2), (0, x1)],
-                     result_stall=0.3, rng=rng, weight_store=store)
+                     result_stall=0.3, rng=rng, weight_store=store, base3_impl=impl)
     np.testing.assert_array_equal(res[0][0], matvec(w1, x1))
     np.testing.assert_array_equal(res[1][0], matvec(w2, x2))
     np.testing.assert_array_equal(res[2][0], matvec(w1, x1))
@@ -134,13 +142,18 @@ def test_engine_matches_golden_on_two_layers(rows, cols, fmt, store, opts, rng):
     # the iCEBreaker's pipeline (no RAM output register, two result slots) at the
     # smallest ceil(K/C) it runs at full rate (full_rate_k_tiles = 5)
     (4, 10, "base3", 64, 50, {"fetch_register": False, "result_slots": 2}),
+    (4, 10, "base3", 64, 50, {"fetch_register": False, "result_slots": 2, "base3_impl": "bram"}),
+    # the ULX3S's: a register after every adder level; ceil(K/C) = 6 >= full_rate_k_tiles
+    (16, 16, "2bit", 64, 96, {"adder_levels_per_stage": 1}),
 ])
 def test_engine_runs_at_one_tile_per_cycle_and_states_its_cycles(rows, cols, fmt, m, k, opts, rng):
+    opts = dict(opts)
+    impl = opts.pop("base3_impl", "arith")
     cfg = EngineConfig(rows=rows, cols=cols, fmt=fmt, max_m=64, max_k=96, weight_words=512, **opts)
     w, x = random_trits(rng, m, k), random_int8(rng, k)
-    (vals, cycles, span), = run_engine(cfg, {0: w}, [(0, x)])
+    (vals, cycles, span), = run_engine(cfg, {0: w}, [(0, x)], base3_impl=impl)
     np.testing.assert_array_equal(vals, matvec(w, x))
-    eng = MatvecEngine(cfg)
+    eng = MatvecEngine(cfg, base3_impl=impl)
     assert -(-k // cols) >= eng.full_rate_k_tiles or -(-m // rows) <= eng.result_slots
     assert cycles == eng.issue_cycles(m, k) == ideal_cycles(m, k, rows, cols) + 1
     # the last result comes `latency` cycles after the last beat (handshake + beats)
