@@ -29,7 +29,7 @@ class UartRx(_UartPart):
 
     Tolerance (:attr:`baud_tolerance`): the stop bit's sample drifts by
     ``9.5 * divisor * e`` clocks for a sender ``e`` off our rate and must stay inside
-    the stop bit: +-3.5% at 3 clocks per bit (the iCEBreaker's 8 Mbaud from 24 MHz), 2.6% at 4.
+    the stop bit: +-3.5% at 3 clocks per bit (the iCEBreaker's 12 Mbaud from 36 MHz), 2.6% at 4.
     """
 
     rx: In(1, init=1)

@@ -24,10 +24,11 @@ class BoardProfile:
 
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
-    # The link is the bound, so the clock is chosen for the FT2232H's rates: 24 MHz
-    # makes 8 Mbaud (12M/1.5) at exactly 3 clocks per bit (rtl.uart.UartRx: +-3.5%).
-    # 12 Mbaud would need 36 MHz, which this build does not reach (30.2 MHz: the command
-    # engine's request checks are the longest path); 6 Mbaud would halve the link.
+    # The link is the bound, so the clock is chosen for the FT2232H's rates: 36 MHz
+    # (12 MHz x 3 from the PLL, exactly) makes its top rate, 12 Mbaud, at exactly 3
+    # clocks per bit, which rtl.uart.UartRx samples within +-3.5% (the FT2232H makes
+    # 12 Mbaud exactly, and two crystals differ by tens of ppm, not percent). 8 Mbaud
+    # would need 24 or 48 MHz; 6 Mbaud would halve the link.
     # No register after the SPRAMs and two result slots: the fabric is nearly full.
     "icebreaker": BoardProfile(
         "icebreaker", EngineConfig(rows=4, cols=10, fmt="base3", max_m=1024, max_k=1024,
