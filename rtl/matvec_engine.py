@@ -38,6 +38,8 @@ class MatvecEngine(wiring.Component):
         sequencer -> RAM read -> register -> decode, -x -> register -> MAC array
         (pipelined tree) -> accumulate -> result buffer -> result stream
 
+    (with ``fetch_register``, an address register in front of the RAM read too).
+
     Nothing behind the sequencer ever stalls: the sequencer starts a row tile only
     when the result buffer has a slot for it (a credit counter), so back-pressure on
     ``result`` reaches only the sequencer, and no ready signal runs through the
@@ -124,9 +126,10 @@ class MatvecEngine(wiring.Component):
 
     @property
     def front_stages(self):
-        """Stages from a beat's issue to the MAC array's inputs: the RAM read, the
-        optional register on the RAM outputs, the register after the decoder."""
-        return 3 if self.fetch_register else 2
+        """Stages from a beat's issue to the MAC array's inputs: with ``fetch_register``
+        the RAM address register, the RAM read, the register on its outputs and the
+        register after the decoder; without, the RAM read and the decoder's register."""
+        return 4 if self.fetch_register else 2
 
     @property
     def full_rate_k_tiles(self):
@@ -240,12 +243,26 @@ class MatvecEngine(wiring.Component):
                      w_mask_1.eq(self.weights.wmask),
                      w_addr_q.eq(w_addr_1), w_data_q.eq(w_data_1), w_mask_q.eq(w_mask_1),
                      w_pending.eq(w_mask_1.any())]
-        m.d.comb += [
-            store.bus.addr.eq(Mux(running, waddr, Mux(w_pending, w_addr_q, ext_addr_q))),
-            store.bus.wdata.eq(w_data_q),
-            store.bus.wmask.eq(Mux(running, 0, w_mask_q)),
-            act_rd.addr.eq(aaddr),
-        ]
+        if self.fetch_register:
+            # The address (and write mask) reach the RAMs from a register of their own,
+            # the choice between the sequencer and the outside made in front of it: the
+            # weight RAMs span the chip (7 ns of routing on the ULX3S), which leaves no
+            # room for the multiplexer in the same cycle. Outside reads and writes take
+            # as long as before (this register replaces their last one); the sequencer's
+            # reads take a cycle more, and its activation address is registered to match.
+            bus_addr, bus_wmask = Signal.like(store.bus.addr), Signal.like(store.bus.wmask)
+            aaddr_q = Signal.like(aaddr)
+            m.d.sync += [bus_addr.eq(Mux(running, waddr, Mux(w_mask_1.any(), w_addr_1, self.weights.addr))),
+                         bus_wmask.eq(Mux(running, 0, w_mask_1)), aaddr_q.eq(aaddr)]
+            m.d.comb += [store.bus.addr.eq(bus_addr), store.bus.wdata.eq(w_data_q),
+                         store.bus.wmask.eq(bus_wmask), act_rd.addr.eq(aaddr_q)]
+        else:
+            m.d.comb += [
+                store.bus.addr.eq(Mux(running, waddr, Mux(w_pending, w_addr_q, ext_addr_q))),
+                store.bus.wdata.eq(w_data_q),
+                store.bus.wmask.eq(Mux(running, 0, w_mask_q)),
+                act_rd.addr.eq(aaddr),
+            ]
         word_q = Signal.like(store.bus.rdata)
         acts_q = Signal(data.ArrayLayout(signed(8), C))
         if self.fetch_register:
