@@ -74,7 +74,7 @@ class CommandEngine(wiring.Component):
         word32 = Signal(32)
         last_idx = Signal(16)                   # index of the last payload byte
         known, len_ok, range_ok = Signal(), Signal(), Signal()
-        nbytes_q = Signal(16 + cfg.result_bytes.bit_length())  # READ_RESULTS reply bytes after the status
+        nbytes_q = Signal(16 + cfg.result_bytes.bit_length())  # READ_RESULTS reply bytes
         res_end = Signal(17)                    # READ_RESULTS: offset + count
         words_end = Signal(W.bit_length() + 1)  # CHECK_WEIGHTS: address + words (W + 1: too many)
         mv_shape_ok = Signal()                  # MATVEC(_READ): M, K and the base in range
@@ -113,10 +113,11 @@ class CommandEngine(wiring.Component):
             with m.State("SUMS"):
                 # cnt * width by shift-and-add over width's few bits: no multiplier
                 nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
+                wb = W.bit_length()
                 m.d.sync += [last_idx.eq(length - 1), nbytes_q.eq(nbytes), res_end.eq(off + cnt),
-                             words_end.eq(Mux(a32_1 > W, W + 1, a32_0[:W.bit_length()] + a32_1[:W.bit_length()])),
-                             mv_shape_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) & (kk <= cfg.max_k) &
-                                            (a32_0[:24] < W)),
+                             words_end.eq(Mux(a32_1 > W, W + 1, a32_0[:wb] + a32_1[:wb])),
+                             mv_shape_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) &
+                                            (kk <= cfg.max_k) & (a32_0[:24] < W)),
                              last_res.eq(off + cnt - 1)]
                 m.next = "CHECK"
 
