@@ -419,10 +419,11 @@ def test_failed_build_keeps_the_good_one_and_a_good_build_replaces_it(work, monk
     assert (d / "icebreaker.bin").read_bytes() == b"the last good bitstream"
     assert json.loads((d / "report.json").read_text()) == {"timing_met": True, "fmax_mhz": 26.0}
 
-    monkeypatch.setattr(build_mod, "_platform_and_top", lambda *a: (FakePlatform(30.0), None, ".bin"))
+    # above the iCEBreaker's 36 MHz target
+    monkeypatch.setattr(build_mod, "_platform_and_top", lambda *a: (FakePlatform(40.0), None, ".bin"))
     capsys.readouterr()
     assert main(["build", "--board", "icebreaker", "--out", str(d)]) == 0
-    assert (d / "icebreaker.bin").read_bytes() == b"bitstream at 30.0 MHz"
+    assert (d / "icebreaker.bin").read_bytes() == b"bitstream at 40.0 MHz"
     rep = json.loads((d / "report.json").read_text())
     assert rep["timing_met"] and rep["bitstream"] == str(d / "icebreaker.bin")
     assert not (d / "icebreaker.failed.bin").exists() and not (d / "report.failed.json").exists()
