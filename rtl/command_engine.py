@@ -36,10 +36,12 @@ class CommandEngine(wiring.Component):
     idle : Out(1) — no request pending or in progress
     """
 
-    def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith"):
+    def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith",
+                 limits=None):
         self.config = config
         self.max_payload = max_payload
-        self.info = P.info_for(config, max_payload).pack()
+        # with the vector machine's limits, INFO is the version 3 record that carries them
+        self.info = P.info_for(config, max_payload, limits).pack()
         self.engine = MatvecEngine(config, weight_store=weight_store, base3_impl=base3_impl)
         super().__init__({
             "frame": In(stream.Signature(frame_layout())),

@@ -26,7 +26,7 @@ class ScriptedDevice(Transport):
         return data
 
 
-def info_reply(version=P.PROTOCOL_VERSION, magic=P.MAGIC):
+def info_reply(version=P.MATVEC_VERSION, magic=P.MAGIC):
     info = P.info_for(EngineConfig(), 512)
     body = P.DeviceInfo(magic, version, *[getattr(info, f) for f in P.INFO_FIELDS[2:]]).pack()
     return lambda seq, cmd, payload: P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
