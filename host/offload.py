@@ -1,0 +1,185 @@
+"""Model offload: the device runs the whole decode step; the host sends ids, gets ids.
+
+The host compiles the model once for the device's limits
+(:mod:`ternary_core.offload.compiler`), uploads the memory images — each checked by
+CRC read-back (CHECK_MEM) before it is used, as weights are — and then generates with
+RUN requests (``docs/protocol.md``): the prompt goes in one request (or a few prefill
+requests if it outgrows a frame) and the generated ids come back a chunk at a time.
+
+Past the model's context the window slides exactly as :class:`host.generate.SlidingWindow`
+does for every other backend (:func:`plan_runs` mirrors it), so the ids equal
+``--backend integer``'s on any length.
+"""
+
+import sys
+import time
+
+from ternary_core import protocol as P
+from ternary_core.errors import TernaryError
+
+from .generate import GenerationResult
+
+RUN_CHUNK = 16          # ids per RUN reply: ~4 link bytes a token, and on_token every chunk
+
+
+def plan_runs(run, context, prompt_ids, n_tokens, *, max_feed, chunk=RUN_CHUNK, on_token=None):
+    """Generate ``n_tokens`` after ``prompt_ids`` with ``run(pos0, ids, n_new) -> new ids``
+    (one RUN), sliding the window as :class:`~host.generate.SlidingWindow` does: when
+    the context is full, the last ``context // 2`` tokens are fed again from position 0.
+
+    ``max_feed`` is the most ids one RUN carries; a longer feed is sent as prefill RUNs
+    (``n_new = 0``). Returns ``(ids, window_shifts, positions computed)``.
+    """
+    if max_feed < 2:
+        raise TernaryError(f"a RUN must carry at least 2 ids, not {max_feed}")
+    keep = max(1, context // 2)
+    seq, shifts, out = [], [], []
+    pos, pending, steps = 0, [], 0        # pending: fed ids the device has not computed
+
+    def feed(token):
+        nonlocal pos, pending
+        seq.append(token)
+        if pos + len(pending) < context:
+            pending.append(token)
+        else:                                 # the window slides, as SlidingWindow.feed
+            shifts.append(len(seq) - 1)
+            pos, pending = 0, seq[-keep:]
+
+    for t in prompt_ids:
+        feed(t)
+    while True:
+        while len(pending) > max_feed:        # a prefill piece: positions pos .. pos+max_feed-2
+            run(pos, pending[:max_feed], 0)
+            steps += max_feed - 1
+            pos, pending = pos + max_feed - 1, pending[max_feed - 1:]
+        n_new = min(chunk, n_tokens - len(out), context - pos - len(pending) + 1)
+        new = run(pos, pending, n_new)
+        steps += len(pending) + n_new - 1
+        seq += new[:-1]
+        pos += len(pending) + n_new - 1
+        pending = []
+        out += new
+        if on_token:
+            for t in new:
+                on_token(t)
+        if len(out) >= n_tokens:
+            return out, shifts, steps
+        feed(new[-1])
+
+
+class ModelOffload:
+    """A model resident on a device with the vector machine (``device.has_vm``).
+
+    ``prepare()`` compiles and uploads; ``generate(...)`` runs. Raises
+    :class:`~ternary_core.errors.TernaryError` naming the limit a model does not fit.
+    """
+
+    name = "model"
+
+    def __init__(self, device, model, *, check=False, log=sys.stderr, chunk=RUN_CHUNK,
+                 step_timeout=1.0):
+        if not device.has_vm:
+            raise TernaryError(f"--offload model: the {device.transport.name} has no vector "
+                               f"machine (protocol version {device.info.version}); use "
+                               f"--offload matvec")
+        self.device, self.model, self.check, self.log = device, model, check, log
+        self.chunk, self.step_timeout = chunk, step_timeout
+        self.limits = device_limits(device.info)
+        self.positions = 0
+        self.cycles = 0
+        self.requests = 0
+
+    # --- compile and upload -------------------------------------------------------
+    def prepare(self):
+        from ternary_core.integer import compile_model
+
+        self.limits.check(self.model.config)
+        self.compiled = compile_model(self.model)
+        self.program, self.images = compile_for_device(self.compiled, self.limits)
+        t0 = time.perf_counter()
+        total = sum(len(b) for b in self.images.values())
+        print(f"uploading the model ({total:,} bytes in {len(self.images)} memory images) to the "
+              f"{self.device.transport.name} ...", file=self.log, flush=True)
+        for space, (data, word_bytes) in self.images.items():
+            self.device.write_image(space, data, word_bytes)
+        print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s", file=self.log, flush=True)
+        self.link_base = self._link_bytes()
+
+    def _link_bytes(self):
+        s = self.device.link.stats
+        return s.bytes_sent + s.bytes_received
+
+    # --- generation -----------------------------------------------------------------
+    def generate(self, prompt_ids, n_tokens, temperature=0.0, top_k=0, seed=0, on_token=None):
+        """Like :func:`host.generate.generate` with an integer sampler: same ids."""
+        from ternary_core.integer import IntegerSampler
+
+        cfg = self.model.config
+        if not prompt_ids:
+            raise TernaryError("the prompt is empty: give --prompt text or --prompt-ids")
+        if n_tokens < 1:
+            raise TernaryError(f"tokens to generate must be at least 1, got {n_tokens}")
+        for t in prompt_ids:
+            if not 0 <= t < cfg.vocab_size:
+                raise TernaryError(f"prompt token id {t} is outside the vocabulary (0..{cfg.vocab_size - 1})")
+        sampler = IntegerSampler(temperature, top_k, seed)
+        inv_t = (0, 0) if sampler.inv_t is None else (int(sampler.inv_t.m), int(sampler.inv_t.e))
+        k = sampler.top_k if 0 < sampler.top_k < cfg.vocab_size else 0
+        state = sampler.state
+        context = cfg.max_position_embeddings
+        max_feed = (self.device.info.max_payload - P.RUN_STRUCT.size) // P.ID_BYTES
+        t0 = time.perf_counter()
+        first = []
+
+        def run(pos0, ids, n_new):
+            nonlocal state
+            if self.check:
+                return self._run_checked(pos0, ids, n_new, state, inv_t, k)
+            steps = len(ids) + n_new - 1
+            new, cycles, state = self.device.run_model(
+                pos0, ids, n_new, state=state, inv_t=inv_t, top_k=k,
+                timeout=self.device.link.timeout + steps * self.step_timeout)
+            self.cycles += cycles
+            self.requests += 1
+            if new and not first:
+                first.append(time.perf_counter() - t0)
+            for t in new:
+                if not 0 <= t < cfg.vocab_size:
+                    raise TernaryError(f"the device returned token id {t}, outside the vocabulary")
+            return new
+
+        out, shifts, steps = plan_runs(run, context, list(prompt_ids), n_tokens, max_feed=max_feed,
+                                       chunk=self.chunk, on_token=on_token)
+        self.positions += steps
+        return GenerationResult(list(prompt_ids), out, "", time.perf_counter() - t0,
+                                first[0] if first else 0.0, context=context, window_shifts=shifts)
+
+    def _run_checked(self, pos0, ids, n_new, state, inv_t, top_k):
+        raise NotImplementedError
+
+    # --- figures --------------------------------------------------------------------
+    def per_token(self):
+        steps = max(1, self.positions)
+        return {"offload": "model", "steps": self.positions,
+                "device_cycles_per_token": self.cycles / steps,
+                "link_bytes_per_token": (self._link_bytes() - self.link_base) / steps}
+
+    def summary(self, result):
+        t = self.per_token()
+        t["summary_lines"] = [f"device: whole model on the vector machine; per token "
+                              f"{t['device_cycles_per_token']:,.0f} device cycles, "
+                              f"{t['link_bytes_per_token']:,.1f} link bytes"]
+        return t
+
+    def close(self):
+        self.device.close()
+
+
+def device_limits(info):
+    """The :class:`~ternary_core.offload.isa.DeviceLimits` an INFO record reports."""
+    raise NotImplementedError
+
+
+def compile_for_device(compiled, limits):
+    """``(program, {space: (bytes, link bytes per word)})`` for a compiled model."""
+    raise NotImplementedError
