@@ -82,8 +82,10 @@ class Device:
         return cls(SerialTransport(port, baud), **kw)
 
     @classmethod
-    def open_sim(cls, config, *, max_payload=None, phy=None, log=None, **kw):
-        return cls(SimulatedBoardTransport(config, max_payload=max_payload, phy=phy, log=log), **kw)
+    def open_sim(cls, config, *, max_payload=None, phy=None, log=None, vm_limits=None, **kw):
+        """The simulated board of ``config`` (with the vector machine of ``vm_limits``)."""
+        return cls(SimulatedBoardTransport(config, max_payload=max_payload, phy=phy, log=log,
+                                           vm_limits=vm_limits), **kw)
 
     def _read_info(self):
         body = self.link.request(P.Cmd.INFO)

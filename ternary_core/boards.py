@@ -16,6 +16,9 @@ class BoardProfile:
     clock_hz: int          # target clock of the engine
     baud: int              # UART rate on the board's USB serial bridge
     weight_memory: str     # "spram" or "bram"
+    # The vector machine's limits (ternary_core.offload.isa.DeviceLimits) where the board
+    # runs the whole decode step (model offload); None: a matvec-only device.
+    vm_limits: object = None
 
     @property
     def link_bytes_per_s(self):
