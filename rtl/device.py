@@ -39,7 +39,9 @@ class DeviceCore(wiring.Component):
         m.submodules.commands = cmds = CommandEngine(self.config, self.max_payload,
                                                      weight_store=self.weight_store,
                                                      base3_impl=self.base3_impl,
-                                                     limits=None if self.vm is None else self.vm.limits)
+                                                     limits=None if self.vm is None else self.vm.limits,
+                                                     share_engine=self.vm is not None and
+                                                     "engine" in self.vm.signature.members)
         m.submodules.framer = framer = Framer()
         if self.vm is not None:
             return self._elaborate_with_vm(m, parser, cmds, framer)
@@ -65,7 +67,7 @@ class DeviceCore(wiring.Component):
         vector machine's command engine by its command, and their responses merged.
         One request is in flight at a time and the parser holds its frame until the
         response is out, so the route, taken from that frame, is stable throughout."""
-        from .vm_link import connect_vm, vm_spaces
+        from .vm_link import vm_spaces
 
         vm = self.vm
         m.submodules.vm = vm
@@ -90,7 +92,9 @@ class DeviceCore(wiring.Component):
             wiring.connect(m, getattr(vmc, name), getattr(vm, name))
         for name in ("peek", "done"):
             wiring.connect(m, getattr(vm, name), getattr(vmc, name))
-        connect_vm(m, vm, cmds)
+        if cmds.share_engine:
+            wiring.connect(m, vm.engine, cmds.vm_engine)
+            m.d.comb += cmds.vm_owns.eq(f.valid & to_vm)
         wiring.connect(m, resp_buf.o, framer.payload)
         wiring.connect(m, framer.o, out_buf.i)
         wiring.connect(m, out_buf.o, wiring.flipped(self.o))

@@ -1,5 +1,5 @@
-"""How the device core wires a vector machine: the memory spaces its command engine
-serves (from the ISA's one definition) and the matvec engine it shares."""
+"""What the device core needs to know of a vector machine: the memory spaces its
+command engine serves, from the ISA's one definition."""
 
 from .vm_commands import VmSpaces
 
@@ -11,11 +11,3 @@ def vm_spaces(vm):
     if own is not None:
         return own
     raise NotImplementedError("isa spaces")
-
-
-def connect_vm(m, vm, cmds):
-    """Give ``vm`` the matvec engine of the command engine ``cmds`` while it runs (a
-    machine without an ``engine`` port, e.g. a test double, gets nothing)."""
-    if "engine" not in vm.signature.members:
-        return
-    raise NotImplementedError("engine port")
