@@ -17,6 +17,7 @@ import time
 from ternary_core import protocol as P
 from ternary_core.errors import TernaryError
 
+from .errors import DeviceRejected
 from .generate import GenerationResult
 
 RUN_CHUNK = 16          # ids per RUN reply: ~4 link bytes a token, and on_token every chunk
@@ -136,9 +137,14 @@ class ModelOffload:
             if self.check:
                 return self._run_checked(pos0, ids, n_new, state, inv_t, k)
             steps = len(ids) + n_new - 1
-            new, cycles, state = self.device.run_model(
-                pos0, ids, n_new, state=state, inv_t=inv_t, top_k=k,
-                timeout=self.device.link.timeout + steps * self.step_timeout)
+            try:
+                new, cycles, state = self.device.run_model(
+                    pos0, ids, n_new, state=state, inv_t=inv_t, top_k=k,
+                    timeout=self.device.link.timeout + steps * self.step_timeout)
+            except DeviceRejected as exc:
+                if exc.status == P.Status.MODEL_ERROR:
+                    raise model_error(exc, self.instructions) from None
+                raise
             self.cycles += cycles
             self.requests += 1
             if new and not first:
@@ -177,7 +183,35 @@ class ModelOffload:
 
 def device_limits(info):
     """The :class:`~ternary_core.offload.isa.DeviceLimits` an INFO record reports."""
-    raise NotImplementedError
+    from dataclasses import fields
+
+    from ternary_core.offload.isa import DeviceLimits
+
+    from .errors import ProtocolMismatch
+
+    names = [f.name for f in fields(DeviceLimits)]
+    if len(info.limits) < len(names):
+        raise ProtocolMismatch(f"the device reports {len(info.limits)} model limits; this host "
+                               f"needs {len(names)} ({', '.join(names)})")
+    try:
+        return DeviceLimits(*info.limits[:len(names)])
+    except TernaryError as exc:
+        raise ProtocolMismatch(f"the device reports impossible model limits: {exc}") from None
+
+
+def model_error(exc, program=None):
+    """A TernaryError for a RUN that the machine stopped (MODEL_ERROR): which status,
+    at which instruction (its compiler name) and position."""
+    from ternary_core.offload.isa import Status
+
+    code, pc, pos = P.RUN_ERROR_STRUCT.unpack(exc.body[:P.RUN_ERROR_STRUCT.size].ljust(
+        P.RUN_ERROR_STRUCT.size, b"\0"))
+    what = Status(code).name if code in Status._value2member_map_ else f"status {code}"
+    name = ""
+    if program is not None and pc < len(program):
+        name = f" ({getattr(program[pc], 'name', '') or 'unnamed'})"
+    return TernaryError(f"the device stopped the run: {what} at instruction {pc}{name}, "
+                        f"position {pos}; no token was taken from it")
 
 
 def compile_for_device(compiled, limits):

@@ -6,7 +6,7 @@ and 2 command, INFO and the NACKs): the device core routes each checked frame by
 command (:func:`is_vm_command`) and merges the two engines' responses.
 """
 
-from amaranth import Array, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
@@ -27,13 +27,13 @@ def is_vm_command(cmd):
 
 class VmSpaces:
     """What the command engine knows of the machine's memory spaces: for each space id,
-    its link bytes per word (0: no such space) and its depth in words; and which space
-    holds the token ids.
+    its link bytes per word (0: no such space), its depth in words and whether the host
+    may write it; and which space holds the token ids.
 
     Parameters
     ----------
     spaces : dict
-        ``{space_id: (link_bytes, depth)}``; link bytes 1..8.
+        ``{space_id: (link_bytes, depth, writable)}``; link bytes 1..8.
     tokens_space : int
         The space RUN writes the fed ids into and reads the generated ids from.
     run_end : int
@@ -44,7 +44,7 @@ class VmSpaces:
     """
 
     def __init__(self, spaces, tokens_space, run_end, space_bits):
-        for sid, (nbytes, depth) in spaces.items():
+        for sid, (nbytes, depth, _) in spaces.items():
             if not 0 <= sid < 1 << space_bits:
                 raise ValueError(f"space id {sid} does not fit space_bits={space_bits}")
             if not 1 <= nbytes <= WORD_BITS // 8:
@@ -68,7 +68,9 @@ def peek_layout(space_bits):
 class VmCommandEngine(wiring.Component):
     """Runs one version 3 request at a time and answers it with one response frame.
 
-    * WRITE_MEM: each word's link bytes (little-endian) become one ``load`` beat.
+    * WRITE_MEM: each word's link bytes (little-endian) become one ``load`` beat; a
+      space the host may not write (the machine's CYCLES, the engine's ACT) is
+      OUT_OF_RANGE.
       A payload that ends inside a word is BAD_LENGTH (the whole words before it are
       written: the command is idempotent, so the host just resends it whole).
     * CHECK_MEM: ``peek`` every word and run its link bytes through CRC-32.
@@ -76,7 +78,8 @@ class VmCommandEngine(wiring.Component):
     * RUN: the fed ids go to the tokens space (``load``), then one ``run`` beat; on
       ``done``, the cycle count, the sampler state and the ``n_new`` generated ids
       (``peek`` of the tokens space; none for ``n_new = 0``, a prefill) — or
-      MODEL_ERROR and the machine's error code.
+      MODEL_ERROR with the machine's ``status``, ``err_pc`` and ``err_pos``
+      (:data:`~ternary_core.protocol.RUN_ERROR_STRUCT`).
 
     Ports
     -----
@@ -90,7 +93,8 @@ class VmCommandEngine(wiring.Component):
     run : Out(stream of ``run_layout``); done : In(stream of ``result_layout``)
 
     ``run_layout`` must have the fields of :data:`ternary_core.protocol.RUN_FIELDS`;
-    ``result_layout`` the fields ``error`` (0 = none), ``cycles`` and ``state``.
+    ``result_layout`` the fields ``status`` (0 = OK), ``cycles``, ``state``, ``err_pc``
+    and ``err_pos`` (:data:`ternary_core.offload.isa.RUN_RESULT`).
     """
 
     def __init__(self, spaces, max_payload, run_layout, result_layout):
@@ -117,8 +121,10 @@ class VmCommandEngine(wiring.Component):
         m = Module()
         m.submodules.crc32 = crc32 = getattr(catalog, P.CHECK_CRC)(data_width=8).create()
         n_ids = 1 << sp.space_bits
-        bpw_rom = Array(Const(sp.spaces.get(i, (0, 1))[0], 4) for i in range(n_ids))
-        depth_rom = Array(Const(sp.spaces.get(i, (0, 0))[1], P.MEM_ADDR_BITS + 1) for i in range(n_ids))
+        none = (0, 0, False)
+        bpw_rom = Array(Const(sp.spaces.get(i, none)[0], 4) for i in range(n_ids))
+        depth_rom = Array(Const(sp.spaces.get(i, none)[1], P.MEM_ADDR_BITS + 1) for i in range(n_ids))
+        wr_rom = Array(Const(int(sp.spaces.get(i, none)[2]), 1) for i in range(n_ids))
 
         fr = Signal(frame_layout())
         space = fr.args[:sp.space_bits]
@@ -128,6 +134,7 @@ class VmCommandEngine(wiring.Component):
         a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
         bpw = Signal(4)                         # link bytes per word of the frame's space
         depth = Signal(P.MEM_ADDR_BITS + 1)
+        writable = Signal()
         known, len_ok, range_ok = Signal(), Signal(), Signal()
         status = Signal(8)
         resp_len = Signal(16)
@@ -164,7 +171,7 @@ class VmCommandEngine(wiring.Component):
                     m.next = "LOOKUP"
 
             with m.State("LOOKUP"):  # the space's facts into registers, then the checks
-                m.d.sync += [bpw.eq(bpw_rom[space]), depth.eq(depth_rom[space])]
+                m.d.sync += [bpw.eq(bpw_rom[space]), depth.eq(depth_rom[space]), writable.eq(wr_rom[space])]
                 m.next = "CHECK"
 
             with m.State("CHECK"):
@@ -174,7 +181,7 @@ class VmCommandEngine(wiring.Component):
                 with m.Switch(fr.cmd):
                     with m.Case(Cmd.WRITE_MEM):
                         m.d.sync += [len_ok.eq(length > P.ARG_BYTES[Cmd.WRITE_MEM]),
-                                     range_ok.eq(known_space & (a24 < depth))]
+                                     range_ok.eq(known_space & writable & (a24 < depth))]
                     with m.Case(Cmd.CHECK_MEM):
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.CHECK_MEM]),
                                      range_ok.eq(known_space & (a24 < depth) & (a32_1 <= depth - a24))]
@@ -317,8 +324,8 @@ class VmCommandEngine(wiring.Component):
                 with m.If(self.done.valid):
                     m.d.sync += [res.eq(self.done.payload), word32.eq(self.done.payload.cycles),
                                  addr.eq(a16[0] + a16[1]), nwords.eq(a16[2])]
-                    with m.If(self.done.payload.error != 0):
-                        respond(P.Status.MODEL_ERROR, 2, EXTRA_CODE)
+                    with m.If(self.done.payload.status != 0):
+                        respond(P.Status.MODEL_ERROR, 1 + P.RUN_ERROR_STRUCT.size, EXTRA_CODE)
                     with m.Else():
                         respond(Status.OK, 1 + P.RUN_REPLY_STRUCT.size + (a16[2] << 1), EXTRA_RUN)
 
@@ -343,10 +350,13 @@ class VmCommandEngine(wiring.Component):
                             m.next = "RESP_PEEK"
                         with m.Default():
                             m.next = "DONE"
-            with m.State("RESP_CODE"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(res.error)]
+            with m.State("RESP_CODE"):   # status u8, err_pc u16, err_pos u16
+                code = Cat(res.status[:8], res.err_pc[:16], res.err_pos[:16])
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(code.word_select(lane, 8))]
                 with m.If(self.payload.ready):
-                    m.next = "DONE"
+                    m.d.sync += lane.eq(lane + 1)
+                    with m.If(lane == P.RUN_ERROR_STRUCT.size - 1):
+                        m.next = "DONE"
             with m.State("RESP_WORD32"):
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
                 with m.If(self.payload.ready):

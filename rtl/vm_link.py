@@ -10,4 +10,13 @@ def vm_spaces(vm):
     own = getattr(vm, "vm_spaces", None)
     if own is not None:
         return own
-    raise NotImplementedError("isa spaces")
+    return spaces_for(vm.limits)
+
+
+def spaces_for(limits):
+    """The :class:`VmSpaces` of a machine built with ``limits`` (a DeviceLimits)."""
+    from ternary_core.offload.isa import SPACES, Space
+
+    table = {int(s): (info.link_bytes, limits.depth(s), info.uploadable) for s, info in SPACES.items()}
+    space_bits = max(table).bit_length()
+    return VmSpaces(table, int(Space.TOKENS), limits.context + 1, space_bits)

@@ -80,7 +80,7 @@ class Status(IntEnum):
     BAD_LENGTH = 2         # NACK: length over max_payload; or a command's payload has the wrong size
     UNKNOWN_COMMAND = 3
     OUT_OF_RANGE = 4       # an address, shape or count outside the device's memories
-    MODEL_ERROR = 5        # RUN: the machine stopped on an error (its code follows); no ids
+    MODEL_ERROR = 5        # RUN: the machine stopped on an error (RUN_ERROR_STRUCT follows); no ids
 
 
 # Fixed argument bytes at the start of each request's payload; WRITE_WEIGHTS and
@@ -100,6 +100,9 @@ RUN_STRUCT = struct.Struct("<HHHHIHh")
 RUN_FIELDS = ("pos0", "n_feed", "n_new", "top_k", "state", "inv_t_m", "inv_t_e")
 # RUN reply after the status byte (OK): total cycles, final xorshift32 state, then the ids.
 RUN_REPLY_STRUCT = struct.Struct("<II")
+# RUN reply after MODEL_ERROR: the machine's status (ternary_core.offload.isa.Status), the
+# instruction it stopped at and the position; no ids.
+RUN_ERROR_STRUCT = struct.Struct("<BHH")
 ID_BYTES = 2   # token ids on the link (u16)
 MEM_ADDR_BITS = 24
 

@@ -7,8 +7,8 @@ from rtl.device import DeviceCore
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
 from tests.amaranth_helpers import stream_send
-from tests.vm_double import (ERROR_CODE, NARROW, SPACES, TOKENS, WIDE, DoubleLimits, VmDouble,
-                             expected_run)
+from tests.vm_double import (ERR_PC, ERR_POS, ERROR_CODE, NARROW, READ_ONLY, SPACES, TOKENS, WIDE,
+                             DoubleLimits, VmDouble, expected_run)
 
 CFG = EngineConfig(rows=4, cols=10, fmt="base3", max_m=32, max_k=60, weight_words=64)
 MAX_PAYLOAD = 64
@@ -78,11 +78,13 @@ def test_bad_memory_requests_are_rejected_by_name():
                         mem(5, P.Cmd.CHECK_MEM, WIDE, 0, struct.pack("<I", 9)),
                         mem(6, P.Cmd.READ_MEM, NARROW, 0, struct.pack("<H", 0)),
                         mem(7, P.Cmd.CHECK_MEM, NARROW, 0, b""),                     # short
-                        P.encode_frame(8, P.Cmd.INFO)])
+                        mem(8, P.Cmd.WRITE_MEM, READ_ONLY, 0, bytes(4)),            # not writable
+                        mem(9, P.Cmd.READ_MEM, READ_ONLY, 0, struct.pack("<H", 4)),
+                        P.encode_frame(10, P.Cmd.INFO)])
     S = P.Status
     assert [r[2][0] for r in replies] == [S.OUT_OF_RANGE, S.OUT_OF_RANGE, S.BAD_LENGTH,
                                           S.OUT_OF_RANGE, S.OUT_OF_RANGE, S.OUT_OF_RANGE,
-                                          S.BAD_LENGTH, S.OK]
+                                          S.BAD_LENGTH, S.OUT_OF_RANGE, S.OK, S.OK]
 
 
 def run_frame(seq, pos0, ids, n_new, top_k=0, state=0x12345678, inv_t=(0x8001, -3)):
@@ -107,7 +109,7 @@ def test_run_feeds_ids_and_returns_the_generated_ones():
 def test_a_machine_error_is_a_status_and_its_code_never_ids():
     replies = exchange([run_frame(1, 0, [0xFFFF, 3], 2), run_frame(2, 30, [1], 10),
                         run_frame(3, 0, [0], 0), P.encode_frame(4, P.Cmd.RUN, bytes(16) + b"\x01")])
-    assert replies[0][2] == bytes([P.Status.MODEL_ERROR, ERROR_CODE])
+    assert replies[0][2] == bytes([P.Status.MODEL_ERROR]) + P.RUN_ERROR_STRUCT.pack(ERROR_CODE, ERR_PC, ERR_POS)
     assert replies[1][2] == bytes([P.Status.OUT_OF_RANGE])   # 30 + 1 + 10 > RUN_END
     assert replies[2][2] == bytes([P.Status.OK]) + struct.pack("<II", 0, 0x12345678 ^ 0x8001 ^ 0xFFFD0000)
     assert replies[3][2] == bytes([P.Status.BAD_LENGTH])

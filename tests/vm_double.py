@@ -4,7 +4,8 @@ for testing the device's version 3 command path without the real machine.
 Its memory spaces are plain memories; its "program" is trivial and stated in
 :func:`expected_run`: after each position ``p`` from the last fed one on, it writes
 ``TOKENS[p+1] = TOKENS[p] + top_k + 1``; it reports ``7`` cycles a position and the state
-``state ^ inv_t_m ^ (inv_t_e << 16)``; a fed first id of 0xFFFF is an error (code 3).
+``state ^ inv_t_m ^ (inv_t_e << 16)``; a fed first id of 0xFFFF is an error (status 3,
+err_pc 0x1234, err_pos 0xBEEF).
 """
 
 from dataclasses import dataclass
@@ -15,15 +16,17 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.vm_commands import VmSpaces, WORD_BITS, load_layout, peek_layout
 
-TOKENS, WIDE, NARROW = 0, 3, 1
-SPACES = {TOKENS: (2, 40), NARROW: (5, 16), WIDE: (8, 8)}
+TOKENS, WIDE, NARROW, READ_ONLY = 0, 3, 1, 9
+SPACES = {TOKENS: (2, 40, True), NARROW: (5, 16, True), WIDE: (8, 8, True), READ_ONLY: (4, 4, False)}
 SPACE_BITS = 4
 RUN_END = 40
 ERROR_CODE = 3
 
 RUN_LAYOUT = data.StructLayout({"pos0": 16, "n_feed": 16, "n_new": 16, "top_k": 16, "state": 32,
                                 "inv_t_m": 16, "inv_t_e": signed(16)})
-RESULT_LAYOUT = data.StructLayout({"error": 8, "cycles": 32, "state": 32})
+RESULT_LAYOUT = data.StructLayout({"status": 8, "cycles": 32, "state": 32, "err_pc": 16,
+                                   "err_pos": 16, "n_done": 16})
+ERR_PC, ERR_POS = 0x1234, 0xBEEF
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class VmDouble(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         mems = {}
-        for sid, (nbytes, depth) in SPACES.items():
+        for sid, (nbytes, depth, _) in SPACES.items():
             mem = mems[sid] = memory.Memory(shape=8 * nbytes, depth=depth, init=[])
             m.submodules[f"mem{sid}"] = mem
         wports = {sid: mem.write_port() for sid, mem in mems.items()}
@@ -116,7 +119,9 @@ class VmDouble(wiring.Component):
                 m.d.sync += p.eq(p + 1)
                 m.next = "READ"
             with m.State("DONE"):
-                m.d.comb += [self.done.valid.eq(1), self.done.payload.error.eq(err),
+                m.d.comb += [self.done.valid.eq(1), self.done.payload.status.eq(err),
+                             self.done.payload.err_pc.eq(Mux(err != 0, ERR_PC, 0)),
+                             self.done.payload.err_pos.eq(Mux(err != 0, ERR_POS, 0)),
                              self.done.payload.cycles.eq(Mux(err != 0, 0, 7 * (par.n_feed + par.n_new - 1))),
                              self.done.payload.state.eq(Mux(err != 0, 0, par.state ^ par.inv_t_m ^
                                                              (par.inv_t_e.as_unsigned() << 16)))]
