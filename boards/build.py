@@ -15,7 +15,7 @@ from ternary_core.output_file import write_output
 from .yowasp import tool_env
 
 
-def _platform_and_top(name, config, clock_hz, baud):
+def _platform_and_top(name, config, clock_hz, baud, vm_limits=None):
     if name == "icebreaker":
         from amaranth_boards.icebreaker import ICEBreakerPlatform
 
@@ -26,7 +26,7 @@ def _platform_and_top(name, config, clock_hz, baud):
 
         from .tops import ULX3STop
         plat = {"ulx3s-85f": ulx3s.ULX3S_85F_Platform}[name]  # the smaller ECP5s need own profiles
-        return plat(), ULX3STop(config, clock_hz, baud), ".bit"
+        return plat(), ULX3STop(config, clock_hz, baud, vm_limits=vm_limits), ".bit"
     raise TernaryError(f"no build recipe for board {name!r}")
 
 
@@ -47,7 +47,8 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=
     out = Path(out or Path("build") / name)
     if out.exists() and not out.is_dir():
         raise TernaryError(f"--out {out}: exists and is not a folder")
-    platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud)  # checks the PLL
+    platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud,  # checks the PLL
+                                           profile.vm_limits)
     out.mkdir(parents=True, exist_ok=True)
     print(f"building {name}: {cfg.rows}x{cfg.cols} {cfg.fmt} engine at {clock_hz / 1e6:g} MHz, "
           f"UART {profile.baud} baud, in {out} (YoWASP tools; the first run compiles them, "

@@ -1,7 +1,19 @@
 """What the device core needs to know of a vector machine: the memory spaces its
 command engine serves, from the ISA's one definition."""
 
+from ternary_core.errors import TernaryError
+
 from .vm_commands import VmSpaces
+
+
+def make_vm(config, limits):
+    """The vector machine (rtl/vm) for an engine ``config`` and model ``limits``."""
+    try:
+        from .vm.machine import VectorMachine
+    except ImportError:
+        raise TernaryError("this build has no vector machine (rtl/vm/machine.py): only a "
+                           "matvec-only device can be built; use --offload matvec") from None
+    return VectorMachine(limits.with_engine(config), engine_config=config)
 
 
 def vm_spaces(vm):

@@ -31,9 +31,10 @@ TOP = "board"
 
 def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
     from rtl.device import DEFAULT_MAX_PAYLOAD, DeviceCore, DeviceTop
+    from rtl.vm_link import make_vm
 
     max_payload = max_payload or DEFAULT_MAX_PAYLOAD
-    vm = None if vm_limits is None else make_vm(config, vm_limits)
+    vm = None if vm_limits is None else make_vm(config, vm_limits)  # rtl.vm_link
     if phy == "uart":
         top = DeviceTop(config, divisor=SIM_DIVISOR, max_payload=max_payload, vm=vm)
     elif phy == "stream":
@@ -41,16 +42,6 @@ def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
     else:
         raise TernaryError(f"phy must be one of {', '.join(PHYS)}, not {phy!r}")
     return with_header(verilog.convert(top, name=TOP, emit_src=False))
-
-
-def make_vm(config, vm_limits):
-    """The vector machine a board with ``vm_limits`` carries (rtl/vm)."""
-    try:
-        from rtl.vm.machine import VectorMachine
-    except ImportError:
-        raise TernaryError("this build has no vector machine (rtl/vm): the simulated board can "
-                           "only be matvec-only; use --offload matvec") from None
-    return VectorMachine(vm_limits, engine_config=config)
 
 
 def build_key(config, max_payload, phy, vm_limits=None):
