@@ -87,6 +87,7 @@ class ModelOffload:
         self.chunk, self.step_timeout = chunk, step_timeout
         self.limits = device_limits(device.info)
         self.positions = 0
+        self.instructions = []
         self.cycles = 0
         self.requests = 0
 
@@ -97,6 +98,7 @@ class ModelOffload:
         self.limits.check(self.model.config)
         self.compiled = compile_model(self.model)
         self.program, self.images = compile_for_device(self.compiled, self.limits)
+        self.instructions = program_instructions(self.program)
         t0 = time.perf_counter()
         total = sum(len(b) for b in self.images.values())
         print(f"uploading the model ({total:,} bytes in {len(self.images)} memory images) to the "
@@ -212,6 +214,14 @@ def model_error(exc, program=None):
         name = f" ({getattr(program[pc], 'name', '') or 'unnamed'})"
     return TernaryError(f"the device stopped the run: {what} at instruction {pc}{name}, "
                         f"position {pos}; no token was taken from it")
+
+
+def program_instructions(program):
+    """The list of :class:`~ternary_core.offload.isa.Instr` of a compiled program."""
+    for attr in ("instrs", "instructions"):
+        if hasattr(program, attr):
+            return list(getattr(program, attr))
+    return list(program)
 
 
 def compile_for_device(compiled, limits):
