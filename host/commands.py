@@ -391,8 +391,11 @@ def _bench(args):
     print(table(result))
     print(f"reference (numpy) backend on this machine: {result['reference_tokens_per_s']} tokens/s")
     for r in result["configs"]:
-        if r["cycles_per_token"] > 1.1 * r["ideal_cycles_per_token"] or r["dsp"]:
-            print(f"warning: {r['board']} {r['rows']}x{r['cols']} {r['format']}: "
+        model = r.get("offload") == "model"   # DSPs are fine there (attention, lm_head)
+        if r["cycles_per_token"] > (1.3 if model else 1.1) * r["ideal_cycles_per_token"] or \
+                (r["dsp"] and not model):
+            print(f"warning: {r['board']} {r.get('offload', 'matvec')} offload "
+                  f"{r['rows']}x{r['cols']} {r['format']}: "
                   f"{r['cycles_per_token']} cycles/token vs ideal {r['ideal_cycles_per_token']}, "
                   f"{r['dsp']} DSP")
     if args.json_out:

@@ -38,7 +38,7 @@ def test_bench_writes_every_field_and_stays_near_ideal(tmp_path, monkeypatch, ca
     assert row["dsp"] == 0 and row["tokens_per_s"] == min(
         row["tokens_per_s_compute"], row["tokens_per_s_memory"], row["tokens_per_s_link"])
     assert (tmp_path / "b.png").stat().st_size > 10_000
-    assert "| icebreaker | 4x10 | base3 |" in capsys.readouterr().out
+    assert "| icebreaker | matvec | 4x10 | base3 |" in capsys.readouterr().out
 
 
 def test_bench_rejects_a_malformed_config():
