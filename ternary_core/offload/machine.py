@@ -313,9 +313,16 @@ def _reduce(red, out, rbits):
     raise TernaryError(f"reduction {red} is not defined for VOP")
 
 
+def _fn(enum, ins):
+    try:
+        return enum(ins.fn)
+    except ValueError:
+        raise DeviceStop(Status.BAD_OPCODE, f"{ins.op.name} fn {ins.fn}") from None
+
+
 def _vop(mc, ins):
     n = _n(ins, mc)
-    fn = VFn(ins.fn)
+    fn = _fn(VFn, ins)
     x = _read(mc, ins.a_space, ins.a_addr + _dyn(ins, mc, Dyn.A), n, "A", ins)
     bsp = Space(ins.b_space)
     ye = 0
@@ -378,7 +385,7 @@ def _vop(mc, ins):
 def _svop(mc, ins):
     n = _n(ins, mc)
     xm, xe = _sw_unpack(_read(mc, ins.a_space, ins.a_addr + _dyn(ins, mc, Dyn.A), n, "A", ins))
-    fn = SVFn(ins.fn)
+    fn = _fn(SVFn, ins)
     if fn == SVFn.SMUL:
         if ins.b_space == Space.SR:
             ym, ye = np.int64(mc.sr_m[ins.b_addr]), np.int64(mc.sr_e[ins.b_addr])
