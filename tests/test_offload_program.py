@@ -1,0 +1,207 @@
+"""The whole-model device's program (ternary_core/offload): the Machine running the compiled
+step program is bit-exact to the integer golden model (IntegerRunner + IntegerSampler),
+logits and ids, greedy and sampled, on the shipped model and on a random GQA model at its
+limits; the encoding round-trips; limits and run errors name the problem; run() is
+idempotent."""
+
+import numpy as np
+import pytest
+
+from host.generate import default_model_path
+from ternary_core.errors import TernaryError
+from ternary_core.integer import IntegerRunner, IntegerSampler, compile_model
+from ternary_core.integer.sampling import xorshift32_seed
+from ternary_core.model_config import BitNetConfig
+from ternary_core.model_file import load_model
+from ternary_core.offload import isa
+from ternary_core.offload.compiler import compile_program
+from ternary_core.offload.cost import program_cost
+from ternary_core.offload.isa import DeviceLimits, Instr, Op, Space, Status
+from ternary_core.offload.machine import Machine, execute
+from tests.test_model_files import random_model
+
+PROMPT = [int(b) for b in b"To be, or not to be, that is"]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return compile_model(load_model(default_model_path()))
+
+
+def golden(im, prompt, n_new, temperature=0.0, top_k=0, seed=0):
+    """ids and the logits of every sampling step, from IntegerRunner + IntegerSampler."""
+    runner = IntegerRunner(im)
+    sampler = IntegerSampler(temperature, top_k, seed)
+    for t in prompt:
+        logits = runner.step(t)
+    ids, all_logits = [], []
+    for _ in range(n_new):
+        all_logits.append(logits)
+        ids.append(sampler(logits))
+        if len(ids) < n_new:
+            logits = runner.step(ids[-1])
+    return ids, all_logits
+
+
+def device(mc, program, prompt, n_new, temperature=0.0, top_k=0, seed=0, pos0=0, state=None):
+    """ids and the logits of every sampling step, from the Machine."""
+    inv_t = IntegerSampler(temperature).inv_t if temperature else None
+    inv_t = (int(inv_t.m), int(inv_t.e)) if inv_t is not None else (0, 0)
+    la, V = program.logits
+    logits = []
+
+    def on_step(m, pos):
+        if m.gen:
+            logits.append(m.mem[Space.VMEM][la:la + V].copy())
+
+    state = xorshift32_seed(seed) if state is None else state
+    ids, res = mc.generate(prompt, n_new, pos0=pos0, state=state, inv_t=inv_t, top_k=top_k,
+                           on_step=on_step)
+    assert res.status == Status.OK, res
+    return ids, logits, res
+
+
+def assert_same(got, want):
+    gids, glog = got[:2]
+    wids, wlog = want
+    for i, (g, w) in enumerate(zip(glog, wlog)):
+        bad = np.nonzero(g != w)[0]
+        assert not bad.size, f"step {i}: logits differ at {bad[:5]}"
+    assert gids == wids
+
+
+def test_shipped_model_greedy_full_context_bit_exact(shipped):
+    mc, program = Machine.for_model(shipped)
+    n = shipped.max_len                    # one fed token, 256 steps: every position
+    got = device(mc, program, [PROMPT[0]], n)
+    assert len(got[0]) == n and len(got[1]) == n
+    assert_same(got, golden(shipped, [PROMPT[0]], n))
+
+
+@pytest.mark.parametrize("top_k", [0, 40])
+def test_shipped_model_sampled_bit_exact(shipped, top_k, seed):
+    mc, program = Machine.for_model(shipped)
+    s = seed % 1000
+    got = device(mc, program, PROMPT, 40, 0.8, top_k, s)
+    want = golden(shipped, PROMPT, 40, 0.8, top_k, s)
+    assert_same(got, want)
+    # the sampler state comes back as the golden sampler leaves it
+    ref = IntegerSampler(0.8, top_k, s)
+    for lg in want[1]:
+        ref(lg)
+    assert got[2].state == ref.state
+
+
+def gqa_model(rng, tie):
+    cfg = BitNetConfig(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
+                       num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=24,
+                       tie_word_embeddings=tie)
+    return compile_model(random_model(rng, cfg))
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, tie):
+    im = gqa_model(rng, tie)
+    limits = DeviceLimits.for_config(im.config)      # every model size at its limit
+    mc, program = Machine.for_model(im, limits)
+    prompt = [int(t) for t in rng.integers(0, 37, 5)]
+    n = im.max_len - len(prompt) + 1                 # to the end of the context
+    assert_same(device(mc, program, prompt, n), golden(im, prompt, n))
+    s = seed % 1000
+    assert_same(device(mc, program, prompt, n, 0.8, 3, s), golden(im, prompt, n, 0.8, 3, s))
+
+
+def test_run_is_idempotent_and_resumes_from_the_cache(shipped, seed):
+    mc, program = Machine.for_model(shipped)
+    s = seed % 1000
+    first = device(mc, program, PROMPT, 12, 0.8, 0, s)
+    again = device(mc, program, PROMPT, 12, 0.8, 0, s)
+    assert again[0] == first[0] and again[2] == first[2]
+    # from pos0 = 10: KV rows below it are the first run's, TOKENS[10..] are rewritten
+    resumed = device(mc, program, PROMPT[10:], 12, 0.8, 0, s, pos0=10)
+    assert resumed[0] == first[0]
+
+
+def test_limits_name_the_field_that_does_not_fit(shipped):
+    cfg = shipped.config
+    with pytest.raises(TernaryError, match="hidden_size 128 is more than the device's hidden limit 64"):
+        DeviceLimits(hidden=64).check(cfg)
+    with pytest.raises(TernaryError, match="num_key_value_heads 2 .* kv_heads limit 1"):
+        DeviceLimits(kv_heads=1).check(cfg)
+    with pytest.raises(TernaryError, match="context 512 is more than the device's context limit 256"):
+        DeviceLimits().check(cfg, 512)
+    with pytest.raises(TernaryError, match="vmem_words"):
+        compile_program(shipped, DeviceLimits(vmem_words=1024))
+    with pytest.raises(TernaryError, match="prog_words limit is 100"):
+        compile_program(shipped, DeviceLimits(prog_words=100))
+    with pytest.raises(TernaryError, match="DeviceLimits.heads must be a positive integer"):
+        DeviceLimits(heads=0)
+    with pytest.raises(TernaryError, match="field n = 16384 does not fit 14 bits"):
+        isa.encode(Instr(Op.VOP, fn=isa.VFn.PASS, n=1 << 14))
+
+
+def test_run_errors_stop_with_a_status(shipped):
+    mc, program = Machine.for_model(shipped)
+    mc.load(Space.TOKENS, [1])
+    res = mc.run(isa.RunParams(0, 1, 257, 0))          # one past the context
+    assert res.status == Status.BAD_PARAMS
+    mc.load(Space.TOKENS, [1, 300])                    # a fed id past the vocabulary
+    res = mc.run(isa.RunParams(0, 2, 3, 0))
+    assert (res.status, res.err_pos, res.err_pc) == (Status.BAD_TOKEN, 1, 0)
+    mc.prog = [Instr(Op.NOP)]                           # no END
+    assert mc.run(isa.RunParams(0, 1, 1, 0)).status == Status.PROG_END
+    with pytest.raises(Exception) as e:
+        execute(mc, 0xF)                                 # opcode 15
+    assert e.value.status == Status.BAD_OPCODE
+
+
+def test_encoding_round_trips_every_field(rng):
+    for op, layout in isa.LAYOUTS.items():
+        for _ in range(20):
+            f = {}
+            for name, fd in {**isa.HEADER, **layout}.items():
+                if name == "op":
+                    continue
+                lo = -(1 << (fd.width - 1)) if fd.signed else 0
+                f[name] = int(rng.integers(lo, lo + (1 << fd.width)))
+            ins = Instr(op, **f)
+            word = isa.encode(ins)
+            assert 0 <= word < 1 << isa.INSTR_BITS and word & 0xF == op
+            assert isa.decode(word) == ins
+            assert isa.prog_unwords(isa.prog_words([ins])) == [ins]
+
+
+def test_execute_one_vop_matches_its_definition(rng):
+    """One MULS with a reduction on a random state, against the spec written out with
+    the fixed-point primitives."""
+    from ternary_core.integer.fixed import shift_round_saturate
+    mc = Machine(DeviceLimits(), strict=False)
+    x = rng.integers(-(1 << 39), 1 << 39, 64)
+    mc.load(Space.VMEM, x, 100)
+    mc.sr_m[7], mc.sr_e[7] = int(rng.integers(1 << 15, 1 << 16)), -20
+    mc.ir[3] = 5
+    execute(mc, Instr(Op.VOP, fn=isa.VFn.MULS, n=64, a_space=Space.VMEM, a_addr=100,
+                      b_space=Space.SR, b_addr=7, d_space=Space.VMEM, d_addr=300, sh_imm=-2,
+                      sh_ir=3, bits=24, red=isa.Red.ARGMAX, red_ir=9))
+    want = shift_round_saturate(x * mc.sr_m[7], -2 + 5 + 20, 24)
+    np.testing.assert_array_equal(mc.mem[Space.VMEM][300:364], want)
+    assert mc.ir[9] == int(np.argmax(want))
+
+
+def test_program_cost_grows_with_attention_only(shipped):
+    program = compile_program(shipped)
+    c = shipped.config
+    L, nh, hd = c.num_hidden_layers, c.num_attention_heads, c.head_dim
+    a, b = program_cost(program, 0), program_cost(program, 100)
+    # per key and query head: DOT and AXPY ceil(hd/32) each, 3 SVOP and 3 VOP elements
+    per_key = L * nh * (2 * -(-hd // 32) + 3 + 3)
+    assert b["total"] - a["total"] == 100 * per_key
+    # matvecs: the engine's tiles of each stacked layer
+    e = program.mm.engine
+    d, f, kv = c.hidden_size, c.intermediate_size, c.num_key_value_heads * hd
+    tiles = sum(-(-m // e.rows) * -(-k // e.cols) for m, k in
+                ((d + 2 * kv, d), (d, d), (2 * f, d), (d, f)))
+    assert a["MATVEC"] == L * tiles
+    # no lm_head while feeding a prompt
+    feed = program_cost(program, 0, gen=False)
+    assert a["DOT"] - feed["DOT"] == c.vocab_size * -(-d // 32)
