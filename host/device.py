@@ -125,18 +125,23 @@ class Device:
 
     def write_layer(self, layer, trits, *, attempts=3):
         """Write ``trits`` into ``layer``'s words and check them by CRC read-back."""
-        packed = self.config.layout.pack(trits).tobytes()
+        self.write_packed(layer.base, self.config.layout.pack(trits).tobytes(), attempts=attempts)
+
+    def write_packed(self, base, packed, *, attempts=3):
+        """Write weight words already in the native layout from word ``base`` on, and
+        check them by CRC read-back (CHECK_WEIGHTS) before they are used."""
         wb = self.config.word_bytes
+        words = -(-len(packed) // wb)
         per_frame = (self.info.max_payload - 4) // wb  # whole words per WRITE_WEIGHTS
         for _ in range(attempts):
-            for w0 in range(0, layer.words, per_frame):
+            for w0 in range(0, words, per_frame):
                 chunk = packed[w0 * wb:(w0 + per_frame) * wb]
-                self.link.request(P.Cmd.WRITE_WEIGHTS, struct.pack("<I", layer.base + w0) + chunk)
+                self.link.request(P.Cmd.WRITE_WEIGHTS, struct.pack("<I", base + w0) + chunk)
             self.stats.uploads += 1
             self.stats.upload_bytes += len(packed)
-            if self.check_layer(layer) == P.check_crc(packed):
+            if self.check_layer(Layer(base, 0, 0, words)) == P.check_crc(packed):
                 return
-        raise DeviceError(f"the layer at word {layer.base} did not read back correctly after "
+        raise DeviceError(f"the layer at word {base} did not read back correctly after "
                           f"{attempts} uploads")
 
     def check_layer(self, layer):

@@ -28,8 +28,10 @@ def plan_runs(run, context, prompt_ids, n_tokens, *, max_feed, chunk=RUN_CHUNK, 
     (one RUN), sliding the window as :class:`~host.generate.SlidingWindow` does: when
     the context is full, the last ``context // 2`` tokens are fed again from position 0.
 
-    ``max_feed`` is the most ids one RUN carries; a longer feed is sent as prefill RUNs
-    (``n_new = 0``). Returns ``(ids, window_shifts, positions computed)``.
+    ``max_feed`` is the most ids one RUN carries; a longer feed goes first in prefill
+    RUNs of ``max_feed`` ids, ``run(pos0, ids, 1, prefill=True)``: their one sampled id
+    is overwritten by the next RUN's fed ids, and ``run`` must not carry their sampler
+    state on. Returns ``(ids, window_shifts, positions computed)``.
     """
     if max_feed < 2:
         raise TernaryError(f"a RUN must carry at least 2 ids, not {max_feed}")
@@ -49,10 +51,10 @@ def plan_runs(run, context, prompt_ids, n_tokens, *, max_feed, chunk=RUN_CHUNK, 
     for t in prompt_ids:
         feed(t)
     while True:
-        while len(pending) > max_feed:        # a prefill piece: positions pos .. pos+max_feed-2
-            run(pos, pending[:max_feed], 0)
-            steps += max_feed - 1
-            pos, pending = pos + max_feed - 1, pending[max_feed - 1:]
+        while len(pending) > max_feed:        # a prefill piece: positions pos .. pos+max_feed-1
+            run(pos, pending[:max_feed], 1, prefill=True)
+            steps += max_feed
+            pos, pending = pos + max_feed, pending[max_feed:]
         n_new = min(chunk, n_tokens - len(out), context - pos - len(pending) + 1)
         new = run(pos, pending, n_new)
         steps += len(pending) + n_new - 1
@@ -97,12 +99,16 @@ class ModelOffload:
 
         self.limits.check(self.model.config)
         self.compiled = compile_model(self.model)
-        self.program, self.images = compile_for_device(self.compiled, self.limits)
+        self.program, self.images, self.stacks = compile_for_device(self.compiled, self.limits,
+                                                                    self.device.config)
         self.instructions = program_instructions(self.program)
         t0 = time.perf_counter()
-        total = sum(len(b) for b in self.images.values())
-        print(f"uploading the model ({total:,} bytes in {len(self.images)} memory images) to the "
-              f"{self.device.transport.name} ...", file=self.log, flush=True)
+        total = sum(len(b) for b, _ in self.images.values()) + sum(len(s.packed) for s in self.stacks)
+        print(f"uploading the model ({total:,} bytes: {len(self.stacks)} weight stacks and "
+              f"{len(self.images)} memory images) to the {self.device.transport.name} ...",
+              file=self.log, flush=True)
+        for st in self.stacks:
+            self.device.write_packed(st.base, st.packed)
         for space, (data, word_bytes) in self.images.items():
             self.device.write_image(space, data, word_bytes)
         print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s", file=self.log, flush=True)
@@ -134,13 +140,13 @@ class ModelOffload:
         t0 = time.perf_counter()
         first = []
 
-        def run(pos0, ids, n_new):
+        def run(pos0, ids, n_new, prefill=False):
             nonlocal state
             if self.check:
                 return self._run_checked(pos0, ids, n_new, state, inv_t, k)
             steps = len(ids) + n_new - 1
             try:
-                new, cycles, state = self.device.run_model(
+                new, cycles, after = self.device.run_model(
                     pos0, ids, n_new, state=state, inv_t=inv_t, top_k=k,
                     timeout=self.device.link.timeout + steps * self.step_timeout)
             except DeviceRejected as exc:
@@ -149,6 +155,9 @@ class ModelOffload:
                 raise
             self.cycles += cycles
             self.requests += 1
+            if prefill:
+                return new
+            state = after
             if new and not first:
                 first.append(time.perf_counter() - t0)
             for t in new:
@@ -224,6 +233,23 @@ def program_instructions(program):
     return list(program)
 
 
-def compile_for_device(compiled, limits):
-    """``(program, {space: (bytes, link bytes per word)})`` for a compiled model."""
-    raise NotImplementedError
+def compile_for_device(compiled, limits, engine):
+    """The step program, the memory images ``{space: (link bytes, link bytes per word)}``
+    and the weight stacks (:class:`~ternary_core.offload.compiler.WeightStack`) of a
+    compiled model (:func:`~ternary_core.integer.compile_model`) for a device."""
+    from ternary_core.offload.compiler import compile_program, memory_images, weight_stacks
+
+    program = compile_program(compiled, limits, engine=engine)
+    images = {space: image_bytes(space, words)
+              for space, words in memory_images(compiled, limits, engine, program).items()}
+    return program, images, weight_stacks(compiled, limits, engine)
+
+
+def image_bytes(space, words):
+    """A space's words as link bytes: ``(bytes, bytes per word)``, each word
+    little-endian in two's complement (:attr:`~ternary_core.offload.isa.SpaceInfo.link_bytes`)."""
+    from ternary_core.offload.isa import SPACES
+
+    nb = SPACES[space].link_bytes
+    mask = (1 << (8 * nb)) - 1
+    return b"".join((int(w) & mask).to_bytes(nb, "little") for w in words), nb

@@ -77,7 +77,7 @@ class VmCommandEngine(wiring.Component):
     * READ_MEM: ``peek`` every word and send its link bytes.
     * RUN: the fed ids go to the tokens space (``load``), then one ``run`` beat; on
       ``done``, the cycle count, the sampler state and the ``n_new`` generated ids
-      (``peek`` of the tokens space; none for ``n_new = 0``, a prefill) — or
+      (``peek`` of the tokens space) — or
       MODEL_ERROR with the machine's ``status``, ``err_pc`` and ``err_pos``
       (:data:`~ternary_core.protocol.RUN_ERROR_STRUCT`).
 
@@ -194,7 +194,7 @@ class VmCommandEngine(wiring.Component):
                     with m.Case(Cmd.RUN):
                         pos0, n_feed, n_new = a16[0], a16[1], a16[2]
                         m.d.sync += [len_ok.eq(length == P.RUN_STRUCT.size + (n_feed << 1)),
-                                     range_ok.eq((n_feed != 0) &
+                                     range_ok.eq((n_feed != 0) & (n_new != 0) &
                                                  (pos0 + n_feed + n_new <= sp.run_end) &
                                                  (P.RUN_REPLY_STRUCT.size + 1 + (n_new << 1) <= P.MAX_RESPONSE))]
                     with m.Default():

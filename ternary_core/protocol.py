@@ -215,13 +215,12 @@ def encode_mem(space, word_addr, tail):
 
 
 def encode_run(pos0, n_feed, n_new, top_k, state, inv_t_m, inv_t_e, ids):
-    """RUN payload; ``inv_t_m = 0`` is greedy (argmax); ``n_new = 0`` only feeds (a
-    prefill of positions ``pos0 .. pos0 + n_feed - 2``)."""
+    """RUN payload; ``inv_t_m = 0`` is greedy (argmax)."""
     ids = [int(t) for t in ids]
     if len(ids) != n_feed:
         raise TernaryError(f"RUN: {len(ids)} ids for n_feed={n_feed}")
     for name, v, lo, hi in (("pos0", pos0, 0, 0xFFFF), ("n_feed", n_feed, 1, 0xFFFF),
-                            ("n_new", n_new, 0, 0xFFFF), ("top_k", top_k, 0, 0xFFFF),
+                            ("n_new", n_new, 1, 0xFFFF), ("top_k", top_k, 0, 0xFFFF),
                             ("state", state, 0, 0xFFFFFFFF), ("inv_t_m", inv_t_m, 0, 0xFFFF),
                             ("inv_t_e", inv_t_e, -0x8000, 0x7FFF)):
         if not lo <= v <= hi:

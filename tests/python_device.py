@@ -1,23 +1,19 @@
 """A device with the vector machine, in Python, behind the real protocol (frames in,
 frames out), for testing the host's model-offload path without the RTL.
 
-It keeps every memory space as a sparse dict of words and the weight store as bytes,
-checks requests as the RTL's command engines do (``rtl/vm_commands.py``), and answers
-RUN with the run semantics of the design: either on isa's Python ``Machine`` over the
-uploaded images (``machine=True``), or — a reference that needs no images — on the
-integer golden model itself (:class:`~ternary_core.integer.IntegerRunner` and the
-sampler), replaying the TOKENS below ``pos0`` when its cache is not that prefix.
-Cycles are reported as 1000 per position (a stand-in figure).
+Its state is isa's reference :class:`~ternary_core.offload.machine.Machine` (memory
+spaces, weight store, program); it checks requests as the RTL's command engines do
+(``rtl/vm_commands.py``) and answers RUN with ``Machine.run``. The machine counts no
+time, so the cycles it reports are a stand-in: 1000 a position.
 """
 
 import struct
 
-import numpy as np
-
 from host.transport import Transport
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
-from ternary_core.offload.isa import SPACES, Space, Status
+from ternary_core.offload.isa import SPACES, RunParams, Space, prog_unwords
+from ternary_core.offload.machine import Machine
 
 CYCLES_PER_STEP = 1000
 
@@ -25,22 +21,16 @@ CYCLES_PER_STEP = 1000
 class PythonDevice(Transport):
     name = "python device"
 
-    def __init__(self, model, limits, *, engine=None, max_payload=512):
-        from ternary_core.integer import IntegerRunner, compile_model
-
+    def __init__(self, limits, *, engine=None, max_payload=512):
         self.engine = engine or EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
                                              weight_words=4096)
         self.limits, self.max_payload = limits.with_engine(self.engine), max_payload
         self.info = P.info_for(self.engine, max_payload, self.limits).pack()
         self.decoder, self.pending = P.FrameDecoder(), b""
-        self.mem = {s: {} for s in SPACES}
-        self.weights = bytearray(self.engine.word_bytes * self.engine.weight_words)
-        self.compiled = compile_model(model)
-        self.runner = IntegerRunner(self.compiled, max_len=model.config.max_position_embeddings)
-        self.fed = []
-        self.vocab = model.config.vocab_size
+        self.machine = Machine(self.limits, self.engine.layout)
+        self.prog = {}               # PROG words (the machine takes whole instructions)
+        self.prog_dirty = False
         self.requests = []           # (cmd, payload) of every request answered
-        self.fail_at = None          # (position, Status) to stop a run with, for tests
 
     # --- transport -------------------------------------------------------------------
     def write(self, data):
@@ -63,14 +53,15 @@ class PythonDevice(Transport):
         if cmd == P.Cmd.WRITE_WEIGHTS:
             (addr,) = struct.unpack_from("<I", p)
             at = addr * self.engine.word_bytes
-            if len(p) < 5 or at + len(p) - 4 > len(self.weights):
+            if len(p) < 5 or at + len(p) - 4 > self.machine.weights.size:
                 return S.OUT_OF_RANGE, b""
-            self.weights[at:at + len(p) - 4] = p[4:]
+            self.machine.write_weights(addr, p[4:])
             return S.OK, b""
         if cmd == P.Cmd.CHECK_WEIGHTS:
             addr, words = struct.unpack("<II", p)
             wb = self.engine.word_bytes
-            return S.OK, struct.pack("<I", P.check_crc(self.weights[addr * wb:(addr + words) * wb]))
+            data = self.machine.weights[addr * wb:(addr + words) * wb].tobytes()
+            return S.OK, struct.pack("<I", P.check_crc(data))
         if cmd in (P.Cmd.WRITE_MEM, P.Cmd.CHECK_MEM, P.Cmd.READ_MEM):
             return self.memory_command(cmd, p)
         if cmd == P.Cmd.RUN:
@@ -91,7 +82,7 @@ class PythonDevice(Transport):
         space, addr, nb = self.space_of(p)
         if space is None:
             return S.OUT_OF_RANGE, b""
-        depth, mem = self.limits.depth(space), self.mem[space]
+        depth = self.limits.depth(space)
         if cmd == P.Cmd.WRITE_MEM:
             data = p[4:]
             if not data:
@@ -101,59 +92,51 @@ class PythonDevice(Transport):
             for i in range(len(data) // nb):
                 if addr + i >= depth:
                     return S.OUT_OF_RANGE, b""
-                mem[addr + i] = int.from_bytes(data[i * nb:(i + 1) * nb], "little")
+                self.poke(space, addr + i, int.from_bytes(data[i * nb:(i + 1) * nb], "little"))
             return (S.BAD_LENGTH if len(data) % nb else S.OK), b""
         n = struct.unpack_from("<I" if cmd == P.Cmd.CHECK_MEM else "<H", p, 4)[0]
         if len(p) != (8 if cmd == P.Cmd.CHECK_MEM else 6):
             return S.BAD_LENGTH, b""
         if addr >= depth or n > depth - addr or (cmd == P.Cmd.READ_MEM and n == 0):
             return S.OUT_OF_RANGE, b""
-        data = b"".join(mem.get(addr + i, 0).to_bytes(nb, "little") for i in range(n))
+        mask = (1 << (8 * nb)) - 1
+        data = b"".join((self.peek(space, addr + i) & mask).to_bytes(nb, "little") for i in range(n))
         return S.OK, (struct.pack("<I", P.check_crc(data)) if cmd == P.Cmd.CHECK_MEM else data)
 
-    def run_command(self, p):
-        from ternary_core.integer.fixed import Scalar
-        from ternary_core.integer.sampling import IntegerSampler
+    def poke(self, space, addr, word):
+        if space == Space.PROG:
+            self.prog[addr] = word
+            self.prog_dirty = True
+        else:
+            self.machine.load(space, [word], addr)
 
+    def peek(self, space, addr):
+        if space == Space.PROG:
+            return self.prog.get(addr, 0)
+        return self.machine.peek(space, addr)
+
+    def run_command(self, p):
         S = P.Status
         try:
             a, ids = P.decode_run(p)
         except Exception:
             return S.BAD_LENGTH, b""
         pos0, n_feed, n_new = a["pos0"], a["n_feed"], a["n_new"]
-        if n_feed < 1 or pos0 + n_feed + n_new > self.limits.context + 1:
+        if n_feed < 1 or n_new < 1 or pos0 + n_feed + n_new > self.limits.context + 1:
             return S.OUT_OF_RANGE, b""
-        tokens = self.mem[Space.TOKENS]
-        for i, t in enumerate(ids):
-            tokens[pos0 + i] = t
-        prefix = [tokens.get(q, 0) for q in range(pos0)]
-        if self.fed[:pos0] != prefix or len(self.fed) < pos0:
-            self.runner.reset()
-            self.fed = []
-            for t in prefix:
-                self.runner.step(t)
-                self.fed.append(t)
-        elif len(self.fed) > pos0:     # the cache holds positions past pos0: start over
-            self.runner.reset()
-            self.fed = []
-            for t in prefix:
-                self.runner.step(t)
-                self.fed.append(t)
-        sampler = IntegerSampler(1.0 if a["inv_t_m"] else 0.0, a["top_k"], 0)
-        sampler.state = a["state"]
-        if a["inv_t_m"]:
-            sampler.inv_t = Scalar(np.int64(a["inv_t_m"]), np.int64(a["inv_t_e"]))
-        for pos in range(pos0, pos0 + n_feed + n_new - 1):
-            t = tokens.get(pos, 0)
-            if t >= self.vocab or (self.fail_at and self.fail_at[0] == pos):
-                code = self.fail_at[1] if self.fail_at and self.fail_at[0] == pos else Status.BAD_TOKEN
-                return S.MODEL_ERROR, P.RUN_ERROR_STRUCT.pack(code, 7, pos)
-            logits = self.runner.step(t)
-            self.fed.append(t)
-            self.mem[Space.CYCLES][pos] = CYCLES_PER_STEP
-            if pos >= pos0 + n_feed - 1:
-                tokens[pos + 1] = sampler(logits)
-        out = [tokens[pos0 + n_feed + i] for i in range(n_new)]
-        cycles = CYCLES_PER_STEP * (n_feed + n_new - 1)
-        return S.OK, (P.RUN_REPLY_STRUCT.pack(cycles, sampler.state)
+        if self.prog_dirty:   # the program as uploaded: two PROG words an instruction
+            n = max(self.prog, default=-1) // 2 + 1
+            self.machine.prog = prog_unwords([self.prog.get(i, 0) for i in range(2 * n)])
+            self.machine.names = [""] * n
+            self.prog_dirty = False
+        self.machine.load(Space.TOKENS, ids, pos0)
+        res = self.machine.run(RunParams(pos0, n_feed, n_new, a["state"], a["inv_t_m"],
+                                         a["inv_t_e"], a["top_k"]))
+        if res.status:
+            return S.MODEL_ERROR, P.RUN_ERROR_STRUCT.pack(res.status, res.err_pc, res.err_pos)
+        steps = n_feed + n_new - 1
+        self.machine.mem[Space.CYCLES][pos0:pos0 + steps] = CYCLES_PER_STEP
+        at = pos0 + n_feed
+        out = [int(t) for t in self.machine.mem[Space.TOKENS][at:at + n_new]]
+        return S.OK, (P.RUN_REPLY_STRUCT.pack(CYCLES_PER_STEP * steps, res.state)
                       + struct.pack(f"<{n_new}H", *out))

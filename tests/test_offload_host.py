@@ -5,14 +5,14 @@ too, through a faulty link; errors are one clear line."""
 import numpy as np
 import pytest
 
-import host.offload as offload
 from host.device import Device
 from host.generate import generate, integer_runner
 from host.offload import ModelOffload
+from ternary_core import protocol as P
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler
 from ternary_core.model_config import BitNetConfig
-from ternary_core.offload.isa import DeviceLimits, Space, Status
+from ternary_core.offload.isa import DeviceLimits, Space
 from tests.faulty_transport import FaultRates, FaultyTransport
 from tests.python_device import PythonDevice
 from tests.test_model_files import random_model
@@ -26,23 +26,13 @@ def tiny(rng):
     return random_model(rng, BitNetConfig(max_position_embeddings=16, **TINY))
 
 
-@pytest.fixture(autouse=True)
-def small_images(monkeypatch, rng):
-    """Memory images to upload (until the compiler's are used here): a few spaces."""
-    images = {Space.TMEM: (rng.integers(0, 256, 2 * 40, dtype=np.uint8).tobytes(), 2),
-              Space.PROG: (rng.integers(0, 256, 8 * 70, dtype=np.uint8).tobytes(), 8),
-              Space.SRINIT: (rng.integers(0, 256, 4 * 9, dtype=np.uint8).tobytes(), 4)}
-    monkeypatch.setattr(offload, "compile_for_device", lambda compiled, limits: ([], images))
-    return images
-
-
 def integer_ids(model, prompt, n, temperature=0.0, top_k=0, seed=0):
     res = generate(model, integer_runner(model), prompt, n, IntegerSampler(temperature, top_k, seed))
     return res.token_ids, res.window_shifts
 
 
 def open_offload(model, transport_wrap=None, **kw):
-    dev_py = PythonDevice(model, DeviceLimits.for_config(model.config))
+    dev_py = PythonDevice(DeviceLimits.for_config(model.config))
     transport = transport_wrap(dev_py) if transport_wrap else dev_py
     device = Device(transport, **kw)
     run = ModelOffload(device, model, log=open("/dev/null", "w"), step_timeout=0.001)
@@ -61,12 +51,14 @@ def test_offloaded_ids_equal_the_integer_backend_past_the_context(tiny, temperat
     assert t["offload"] == "model" and t["link_bytes_per_token"] <= 16
 
 
-def test_uploaded_images_are_crc_checked_and_readable(tiny, small_images):
+def test_uploaded_images_are_crc_checked_and_readable(tiny):
     run, dev = open_offload(tiny)
-    for space, (data, nb) in small_images.items():
-        words = len(data) // nb
-        assert run.device.read_mem(space, 0, words, nb) == data
-    assert [c for c, _ in dev.requests].count(0x0A) == len(small_images)   # one CHECK_MEM each
+    assert {Space.PROG, Space.SRINIT, Space.TMEM, Space.EMB, Space.EMBS} <= set(run.images)
+    for space, (data, nb) in run.images.items():
+        assert run.device.read_mem(space, 0, len(data) // nb, nb) == data
+    cmds = [c for c, _ in dev.requests]
+    assert cmds.count(P.Cmd.CHECK_MEM) == len(run.images)
+    assert cmds.count(P.Cmd.CHECK_WEIGHTS) == len(run.stacks)
 
 
 def test_a_prompt_longer_than_a_frame_is_sent_as_prefill_runs(rng):
@@ -75,8 +67,8 @@ def test_a_prompt_longer_than_a_frame_is_sent_as_prefill_runs(rng):
     want, _ = integer_ids(model, prompt, 3)
     run, dev = open_offload(model)
     assert run.generate(prompt, 3).token_ids == want
-    runs = [p for c, p in dev.requests if c == 0x0C]
-    assert len(runs) == 2 and runs[0][4:6] == b"\x00\x00"   # a prefill (n_new = 0), then the rest
+    runs = [P.decode_run(p) for c, p in dev.requests if c == P.Cmd.RUN]
+    assert [(a["pos0"], a["n_feed"], a["n_new"]) for a, _ in runs] == [(0, 248, 1), (248, 32, 3)]
 
 
 def test_dropped_and_corrupted_frames_during_upload_and_runs_give_the_right_ids(tiny, seed):
@@ -91,10 +83,12 @@ def test_dropped_and_corrupted_frames_during_upload_and_runs_give_the_right_ids(
 
 def test_a_machine_error_names_the_instruction_and_position_and_gives_no_ids(tiny):
     run, dev = open_offload(tiny)
-    run.instructions = [type("I", (), {"name": f"instr {i}"})() for i in range(10)]
-    dev.fail_at = (4, Status.SCALAR_OVF)
+    pc = 5
+    low = 0xF1   # a VOP (class 1) of function 15, which VOP does not have
+    run.device.write_mem(Space.PROG, 2 * pc, low.to_bytes(8, "little"), 8)
     seen = []
-    with pytest.raises(TernaryError, match=r"SCALAR_OVF at instruction 7 \(instr 7\), position 4"):
+    name = run.instructions[pc].name
+    with pytest.raises(TernaryError, match=rf"BAD_OPCODE at instruction {pc} \({name}\), position 0"):
         run.generate([1, 2], 10, on_token=seen.append)
     assert seen == []
 
@@ -102,7 +96,7 @@ def test_a_machine_error_names_the_instruction_and_position_and_gives_no_ids(tin
 def test_offload_model_on_a_model_past_the_limits_names_the_field(tiny):
     from host.backends import choose_offload
 
-    dev = Device(PythonDevice(tiny, DeviceLimits.for_config(tiny.config)))
+    dev = Device(PythonDevice(DeviceLimits.for_config(tiny.config)))
     big = random_model(np.random.default_rng(1), BitNetConfig(max_position_embeddings=32, **TINY))
     with pytest.raises(TernaryError, match="context 32 is more than the device's context limit 16"):
         choose_offload(dev, big, "model")

@@ -56,7 +56,8 @@ class ToyDevice:
     def __init__(self, context):
         self.context, self.tokens, self.runs = context, {}, []
 
-    def run(self, pos0, ids, n_new):
+    def run(self, pos0, ids, n_new, prefill=False):
+        assert n_new >= 1
         self.runs.append((pos0, len(ids), n_new))
         assert pos0 + len(ids) + n_new - 2 <= self.context - 1
         for i, t in enumerate(ids):

@@ -94,10 +94,10 @@ def run_frame(seq, pos0, ids, n_new, top_k=0, state=0x12345678, inv_t=(0x8001, -
 
 def test_run_feeds_ids_and_returns_the_generated_ones():
     tokens = {}
-    requests = [(0, [5, 6, 7], 4, 2), (6, [100], 3, 0), (2, [9, 8], 1, 9), (4, [1, 2, 3], 0, 0)]
+    requests = [(0, [5, 6, 7], 4, 2), (6, [100], 3, 0), (2, [9, 8], 1, 9)]
     frames = [run_frame(i + 1, pos0, ids, n, top_k) for i, (pos0, ids, n, top_k) in enumerate(requests)]
     replies = exchange(frames)
-    assert [r[0] for r in replies] == [1, 2, 3, 4]
+    assert [r[0] for r in replies] == [1, 2, 3]
     for (pos0, ids, n_new, top_k), (_, cmd, payload) in zip(requests, replies):
         assert cmd == P.Cmd.RUN | P.RESPONSE_BIT and payload[0] == P.Status.OK, payload
         tokens.update({pos0 + i: t for i, t in enumerate(ids)})
@@ -108,10 +108,11 @@ def test_run_feeds_ids_and_returns_the_generated_ones():
 
 def test_a_machine_error_is_a_status_and_its_code_never_ids():
     replies = exchange([run_frame(1, 0, [0xFFFF, 3], 2), run_frame(2, 30, [1], 10),
-                        run_frame(3, 0, [0], 0), P.encode_frame(4, P.Cmd.RUN, bytes(16) + b"\x01")])
+                        P.encode_frame(3, P.Cmd.RUN, P.RUN_STRUCT.pack(0, 1, 0, 0, 0, 0, 0) + b"\1\0"),
+                        P.encode_frame(4, P.Cmd.RUN, bytes(16) + b"\x01")])
     assert replies[0][2] == bytes([P.Status.MODEL_ERROR]) + P.RUN_ERROR_STRUCT.pack(ERROR_CODE, ERR_PC, ERR_POS)
     assert replies[1][2] == bytes([P.Status.OUT_OF_RANGE])   # 30 + 1 + 10 > RUN_END
-    assert replies[2][2] == bytes([P.Status.OK]) + struct.pack("<II", 0, 0x12345678 ^ 0x8001 ^ 0xFFFD0000)
+    assert replies[2][2] == bytes([P.Status.OUT_OF_RANGE])   # n_new = 0
     assert replies[3][2] == bytes([P.Status.BAD_LENGTH])
 
 
