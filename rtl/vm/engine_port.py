@@ -16,5 +16,7 @@ class EngineSignature(wiring.Signature):
     """
 
     def __init__(self, config):
-        engine = MatvecEngine(config).signature
+        engine = MatvecEngine(config)
+        engine._MustUse__used = True        # built for its signature only, never elaborated
+        engine = engine.signature
         super().__init__({name: engine.members[name].flip() for name in ENGINE_PORTS})
