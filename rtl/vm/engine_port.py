@@ -17,6 +17,6 @@ class EngineSignature(wiring.Signature):
 
     def __init__(self, config):
         engine = MatvecEngine(config)
-        engine._MustUse__used = True        # built for its signature only, never elaborated
+        engine._MustUse__used = engine.array._MustUse__used = True   # for its signature only
         engine = engine.signature
         super().__init__({name: engine.members[name].flip() for name in ENGINE_PORTS})
