@@ -1,0 +1,2 @@
+"""Whole-model offload (issue 12): the device's instruction set (:mod:`.isa`), the program
+compiler (:mod:`.compiler`) and the functional reference machine (:mod:`.machine`)."""
