@@ -423,19 +423,28 @@ class VectorMachine(wiring.Component):
                 with m.If(op == Op.SOP):
                     m.d.sync += [a_sp.eq(f("s_space", Op.SOP)),
                                  a_base.eq(f("s_addr", Op.SOP) +
-                                           Mux(f("dyn_sel", Op.SOP) == Dyn.D, dyn, 0))]
+                                           Mux(f("dyn_sel", Op.SOP) != Dyn.NONE, dyn, 0))]
                 m.d.comb += red_clear.eq(1)
                 cond = f("cond")
                 skip = ((f("gen_only") & ~gen) | ((cond == Cond.GREEDY) & sampling) |
                         ((cond == Cond.SAMPLED) & ~sampling))
+                # a function code past its class's enum is BAD_OPCODE, as decoding is
+                fn_ok = Signal()
+                m.d.comb += fn_ok.eq(1)
+                with m.Switch(op):
+                    for o, e in isa.FN_ENUMS.items():
+                        with m.Case(o):
+                            m.d.comb += fn_ok.eq(fn <= max(e))
                 with m.If(op > Op.END):
                     fail(Status.BAD_OPCODE)
+                with m.Elif(op == Op.END):
+                    m.next = "END"
                 with m.Elif(skip | (op == Op.NOP)):
                     m.next = "NEXT"
+                with m.Elif(~fn_ok):
+                    fail(Status.BAD_OPCODE)
                 with m.Else():
                     with m.Switch(op):
-                        with m.Case(Op.END):
-                            m.next = "END"
                         with m.Case(Op.VOP):
                             m.next = "VOP"
                         with m.Case(Op.SVOP):
@@ -458,7 +467,8 @@ class VectorMachine(wiring.Component):
             with m.State("END"):
                 m.d.comb += [wr_sp.eq(Space.CYCLES), wr_addr.eq(pos), wr_data.eq(step_cycles),
                              wr_en.eq(1)]
-                m.d.sync += [total.eq(total + step_cycles), in_step.eq(0), pos.eq(pos + 1)]
+                m.d.sync += [total.eq(total + step_cycles), in_step.eq(0), pos.eq(pos + 1),
+                             n_done.eq(n_done + gen)]
                 with m.If(pos >= last_pos):
                     m.next = "FINISH"
                 with m.Else():
@@ -658,7 +668,6 @@ class VectorMachine(wiring.Component):
                         with m.Else():
                             m.d.comb += [wr_sp.eq(Space.TOKENS), wr_addr.eq(pos + 1), wr_data.eq(ir_a_v),
                                          wr_en.eq(1)]
-                            m.d.sync += n_done.eq(n_done + 1)
                             m.next = "NEXT"
                     with m.Case(SampleFn.DRAW):
                         nxt = xorshift32_next(xs)
