@@ -90,6 +90,7 @@ class ModelOffload:
         self.limits = device_limits(device.info)
         self.positions = 0
         self.instructions = []
+        self.shadow = None
         self.cycles = 0
         self.requests = 0
 
@@ -142,13 +143,14 @@ class ModelOffload:
 
         def run(pos0, ids, n_new, prefill=False):
             nonlocal state
-            if self.check:
-                return self._run_checked(pos0, ids, n_new, state, inv_t, k)
             steps = len(ids) + n_new - 1
             try:
-                new, cycles, after = self.device.run_model(
-                    pos0, ids, n_new, state=state, inv_t=inv_t, top_k=k,
-                    timeout=self.device.link.timeout + steps * self.step_timeout)
+                if self.check:
+                    new, cycles, after = self._run_checked(pos0, ids, n_new, state, inv_t, k)
+                else:
+                    new, cycles, after = self.device.run_model(
+                        pos0, ids, n_new, state=state, inv_t=inv_t, top_k=k,
+                        timeout=self.device.link.timeout + steps * self.step_timeout)
             except DeviceRejected as exc:
                 if exc.status == P.Status.MODEL_ERROR:
                     raise model_error(exc, self.instructions) from None
@@ -172,7 +174,23 @@ class ModelOffload:
                                 first[0] if first else 0.0, context=context, window_shifts=shifts)
 
     def _run_checked(self, pos0, ids, n_new, state, inv_t, top_k):
-        raise NotImplementedError
+        """The RUN ``(pos0, ids, n_new)`` as one RUN a position, each checked against the
+        reference machine (:mod:`host.offload_check`); same ids, cycles and state."""
+        from .offload_check import ShadowCheck
+
+        if self.shadow is None:
+            self.shadow = ShadowCheck(self.device, self.program, self.images, self.stacks,
+                                      self.limits)
+        new, cycles = [], 0
+        for p in range(pos0, pos0 + len(ids) + n_new - 1):
+            i = p - pos0
+            nxt, c, after = self.shadow.step(p, ids[i] if i < len(ids) else new[-1], state,
+                                             inv_t, top_k)
+            cycles += c
+            if i >= len(ids) - 1:      # a generating position: its id and state count
+                new.append(nxt)
+                state = after
+        return new, cycles, state
 
     # --- figures --------------------------------------------------------------------
     def per_token(self):

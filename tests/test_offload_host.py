@@ -103,3 +103,31 @@ def test_offload_model_on_a_model_past_the_limits_names_the_field(tiny):
     assert choose_offload(dev, big, None) == "matvec"
     assert choose_offload(dev, tiny, None) == "model"
     assert choose_offload(dev, tiny, "matvec") == "matvec"
+
+
+def test_check_runs_a_position_at_a_time_and_agrees_with_the_reference(tiny):
+    prompt = [2, 7, 1]
+    want, _ = integer_ids(tiny, prompt, 20, 0.8, 3, 9)
+    run, dev = open_offload(tiny)
+    run.check = True
+    assert run.generate(prompt, 20, 0.8, 3, 9).token_ids == want
+    runs = [P.decode_run(p)[0] for c, p in dev.requests if c == P.Cmd.RUN]
+    assert all(a["n_feed"] == 1 and a["n_new"] == 1 for a in runs) and len(runs) >= 22
+
+
+def test_check_names_the_first_instruction_whose_result_differs(tiny):
+    from host.device_backend import DeviceMismatch
+    from ternary_core.offload.isa import encode
+
+    run, dev = open_offload(tiny)
+    run.check = True
+    # the device's program differs from the reference's in one instruction's shift:
+    # the device computes something else there, the check names that instruction
+    pc = next(i for i, ins in enumerate(run.instructions)
+              if ins.op.name == "VOP" and ins.f["d_space"] == Space.VMEM and ins.f["bits"] > 8)
+    bad = run.instructions[pc]
+    word = encode(type(bad)(bad.op, bad.name, **{**bad.f, "sh_imm": bad.f["sh_imm"] + 1}))
+    run.device.write_mem(Space.PROG, 2 * pc, (word & (2**64 - 1)).to_bytes(8, "little")
+                         + (word >> 64).to_bytes(8, "little"), 8)
+    with pytest.raises(DeviceMismatch, match=rf"position 0: .*instruction {pc}: {bad.name}"):
+        run.generate([1, 2], 4)
