@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .engine_config import EngineConfig
 from .errors import TernaryError
+from .offload.isa import ULX3S_85F
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class BoardProfile:
         return self.baud / 10  # 8N1: ten bits a byte
 
 
+_ULX3S_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024, weight_words=4096)
+
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
     # The link is the bound, so the clock is chosen for the FT2232H's rates: 24 MHz
@@ -42,10 +45,11 @@ BOARDS = {
     # exactly. 75 MHz: builds at a 100 MHz target reached 85-88 MHz (the longest paths
     # are block RAM outputs crossing the chip: results-memory reads, the frame buffer).
     # The FT231X tops out at 3 Mbaud (75 MHz / 25 exactly).
+    # It carries the vector machine (model offload), sized for the shipped model at its
+    # full context (ternary_core.offload.isa.ULX3S_85F); its matvec commands still work.
     "ulx3s-85f": BoardProfile(
-        "ulx3s-85f", EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
-                                  weight_words=4096), clock_hz=75_000_000, baud=3_000_000,
-        weight_memory="bram"),
+        "ulx3s-85f", _ULX3S_ENGINE, clock_hz=75_000_000, baud=3_000_000, weight_memory="bram",
+        vm_limits=ULX3S_85F.with_engine(_ULX3S_ENGINE)),
 }
 
 
