@@ -164,7 +164,10 @@ def open_runner(args, model):
         if choose_offload(device, model, asked) == "model":
             from .offload import ModelOffload
 
-            run = ModelOffload(device, model, check=args.check, log=sys.stderr)
+            # a step of the shipped model: about a second on the simulated board (Verilator,
+            # growing with the context), about a millisecond on a board
+            run = ModelOffload(device, model, check=args.check, log=sys.stderr,
+                               step_timeout=5.0 if args.backend == "sim" else 0.5)
             run.prepare()
             return ModelOffloadBackend(args.backend, run)
         matvec = open_backend(args, model, device)

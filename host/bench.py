@@ -128,7 +128,7 @@ def measure_model(profile, cfg, model, log):
         raw = device.read_mem(Space.CYCLES, 0, context, SPACES[Space.CYCLES].link_bytes)
         cycles = [int.from_bytes(raw[4 * i:4 * i + 4], "little") for i in range(context)]
         at = {n: cycles[n - 1] for n in CONTEXTS if n <= context}
-        ideal = {n: program_cost(run.program, n - 1) for n in at}
+        ideal = {n: program_cost(run.program, n - 1)["total"] for n in at}
     finally:
         run.close()
     return per, at, ideal, sum(cycles) / wall if wall else 0.0

@@ -48,3 +48,29 @@ def test_past_the_full_context_the_window_slides_as_on_the_integer_backend(capsy
     got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
     assert got["token_ids"] == want["token_ids"] and got["window_shifts"] == want["window_shifts"]
     assert want["window_shifts"]
+
+
+def test_dropped_and_corrupted_frames_give_the_right_ids_or_a_clear_error(seed):
+    """Faults during the upload and during the RUNs: the ids equal the integer backend's,
+    or the run stops with one DeviceError; never a wrong id."""
+    from host.errors import DeviceError
+    from host.transport import SimulatedBoardTransport
+    from tests.faulty_transport import FaultRates, FaultyTransport
+
+    model, _ = load()
+    prompt = list(b"ROMEO:")
+    want = generate(model, integer_runner(model), prompt, 24, IntegerSampler(0.0)).token_ids
+    profile = board(BOARD)
+    rates = FaultRates(flip=0.03, drop=0.02, dup=0.02, garbage=0.02)
+    inner = SimulatedBoardTransport(profile.engine, vm_limits=profile.vm_limits)
+    ft = FaultyTransport(inner, tx=rates, rx=rates, seed=seed)
+    with Device(ft, timeout=1.0, retries=20) as dev:
+        run = ModelOffload(dev, model, step_timeout=5.0)
+        try:
+            run.prepare()
+            got = run.generate(prompt, 24, 0.0).token_ids
+        except DeviceError as exc:    # allowed: one clear line, and no ids taken
+            assert "\n" not in str(exc) and "after" in str(exc)
+            return
+        assert got == want
+        assert ft.injected.total() > 0 and dev.link.stats.retries > 0
