@@ -1,6 +1,6 @@
 """The device top: UART -> frame parser -> command engine -> framer -> UART."""
 
-from amaranth import Module, Mux
+from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,23 +78,28 @@ class DeviceCore(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), parser.i)
         f = parser.frame
         to_vm = is_vm_command(f.payload.cmd) & (f.payload.error == 0)
+        # The engines read the buffer and answer two or more cycles after they take a
+        # frame, so the muxes there follow a registered copy of the route: no compare
+        # in front of the frame buffer's address or the framer.
+        route = Signal()
+        m.d.sync += route.eq(to_vm)
         m.d.comb += [cmds.frame.payload.eq(f.payload), vmc.frame.payload.eq(f.payload),
                      cmds.frame.valid.eq(f.valid & ~to_vm), vmc.frame.valid.eq(f.valid & to_vm),
-                     f.ready.eq(Mux(to_vm, vmc.frame.ready, cmds.frame.ready)),
-                     parser.buf.addr.eq(Mux(to_vm, vmc.buf.addr, cmds.buf.addr)),
+                     f.ready.eq(Mux(route, vmc.frame.ready, cmds.frame.ready)),
+                     parser.buf.addr.eq(Mux(route, vmc.buf.addr, cmds.buf.addr)),
                      cmds.buf.data.eq(parser.buf.data), vmc.buf.data.eq(parser.buf.data)]
         for name, dst in (("header", framer.header), ("payload", resp_buf.i)):
             a, b = getattr(cmds, name), getattr(vmc, name)
-            m.d.comb += [dst.valid.eq(Mux(to_vm, b.valid, a.valid)),
-                         dst.payload.eq(Mux(to_vm, b.payload, a.payload)),
-                         a.ready.eq(dst.ready & ~to_vm), b.ready.eq(dst.ready & to_vm)]
+            m.d.comb += [dst.valid.eq(Mux(route, b.valid, a.valid)),
+                         dst.payload.eq(Mux(route, b.payload, a.payload)),
+                         a.ready.eq(dst.ready & ~route), b.ready.eq(dst.ready & route)]
         for name in ("load", "peek_req", "run"):
             wiring.connect(m, getattr(vmc, name), getattr(vm, name))
         for name in ("peek", "done"):
             wiring.connect(m, getattr(vm, name), getattr(vmc, name))
         if cmds.share_engine:
             wiring.connect(m, vm.engine, cmds.vm_engine)
-            m.d.comb += cmds.vm_owns.eq(f.valid & to_vm)
+            m.d.comb += cmds.vm_owns.eq(route)
         wiring.connect(m, resp_buf.o, framer.payload)
         wiring.connect(m, framer.o, out_buf.i)
         wiring.connect(m, out_buf.o, wiring.flipped(self.o))
