@@ -193,9 +193,9 @@ def test_program_cost_grows_with_attention_only(shipped):
     c = shipped.config
     L, nh, hd = c.num_hidden_layers, c.num_attention_heads, c.head_dim
     a, b = program_cost(program, 0), program_cost(program, 100)
-    # per key and query head: DOT and AXPY ceil(hd/32) each, 2 SVOP and 3 VOP elements;
+    # per key and query head: DOT and AXPY ceil(hd/32) each, 1 SVOP and 3 VOP elements;
     # per key and KV head: 1 SVOP element (the largest value-scale exponent)
-    per_key = L * (nh * (2 * -(-hd // 32) + 2 + 3) + c.num_key_value_heads)
+    per_key = L * (nh * (2 * -(-hd // 32) + 1 + 3) + c.num_key_value_heads)
     assert b["total"] - a["total"] == 100 * per_key
     # matvecs: the engine's tiles of each stacked layer
     e = program.mm.engine

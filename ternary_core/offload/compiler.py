@@ -311,12 +311,9 @@ def _compile(im, limits, engine, sampling):
             e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
                    a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK, b_addr=mm.kv_row(i, g),
                    d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=hd, stride=_log2(mm.kv_stride))
-            e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
-                   a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR, b_addr=qsc[h],
-                   d_space=Space.VMEM, d_addr=mm.vmem["s1"])
-            e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1, a_space=Space.VMEM,
-                   a_addr=mm.vmem["s1"], b_space=Space.SR, b_addr=score_k, d_space=Space.VMEM,
-                   d_addr=mm.vmem["s1"])
+            e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
+                   npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                   b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=mm.vmem["s1"])
             e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"), sv("s2"),
                   npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS, red=Red.MAX,
                   red_ir=IR_ZMAX)

@@ -110,6 +110,7 @@ class SVFn(IntEnum):
     """SVOP functions: a scalar-unit op per element ``j`` of a vector of scalar words."""
     SMUL = 0      # D[j] = scalar_mul(A[j], B)   (B an SR or a scalar-word element)
     MAXE = 1      # no write; only the reduction (use red = MAXE)
+    SMUL2 = 2     # D[j] = scalar_mul(scalar_mul(A[j], B), SR[b2])  (two multiplies, one pass)
 
 
 class SFn(IntEnum):
@@ -256,7 +257,7 @@ LAYOUTS = {
              "red_ir": Field(115, 4),
              "rbits": Field(119, 5),         # Red.NORM target width
              "sym": Field(124, 1)},          # clip to +-(2**(bits-1) - 1)
-    Op.SVOP: {**VECTOR, "red": Field(112, 3), "red_ir": Field(115, 4)},
+    Op.SVOP: {**VECTOR, "b2": Field(96, 8), "red": Field(112, 3), "red_ir": Field(115, 4)},
     Op.DOT: {**VECTOR,
              "len": Field(96, 14),           # elements per row (Q length)
              "stride": Field(110, 4)},       # row r at b_addr + (r << stride)
@@ -290,22 +291,15 @@ class Instr:
     """One instruction: its class, its fields (missing ones are 0) and a human name
     (``"layer 2 attn head 1: scores"``) that ``--check`` reports."""
 
-    __slots__ = ("op", "f", "name")
-
     def __init__(self, op, name="", **f):
         self.op = Op(op)
         lay = {**HEADER, **LAYOUTS[self.op]}
         for k in f:
-            if k not in lay:
+            if k not in lay or k == "op":
                 raise TernaryError(f"instruction {Op(op).name} has no field {k!r}")
         self.f = {k: int(f.get(k, 0)) for k in lay if k != "op"}
+        self.__dict__.update(self.f)      # fields as attributes (ins.n, ins.a_addr, ...)
         self.name = name
-
-    def __getattr__(self, k):
-        try:
-            return self.f[k] if k != "op" else self.op
-        except KeyError:
-            raise AttributeError(k) from None
 
     def __repr__(self):
         fs = ", ".join(f"{k}={v}" for k, v in self.f.items() if v)

@@ -23,8 +23,9 @@ from ..integer.fixed import (Scalar, bit_length, exp2_neg, scalar_add, scalar_fr
                              shift_round_saturate)
 from ..integer.sampling import xorshift32
 from .isa import (E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS, SPACES, SR_COUNT, SR_INV_T,
-                  SW_E_BITS, SW_M_BITS, Cond, DeviceLimits, Dyn, DynSrc, Op, Red, RunParams,
-                  RunResult, SampleFn, SFn, Space, Status, SVFn, VFn, decode, to_signed)
+                  SW_E_BITS, SW_M_BITS, RESULT_WORDS, RUN_PARAMS, Cond, DeviceLimits, Dyn,
+                  DynSrc, Op, Red, RunParams, RunResult, SampleFn, SFn, Space, Status, SVFn,
+                  VFn, decode, encode, to_signed)
 
 _SW_M_MASK = (1 << SW_M_BITS) - 1
 _SW_E_MASK = (1 << SW_E_BITS) - 1
@@ -169,12 +170,34 @@ class Machine:
         self._wcache.clear()
 
     def peek(self, space, addr):
-        return int(self.mem[Space(space)][addr])
+        """One word of a space as the ``peek`` port returns it (unsigned, its word bits)."""
+        space = Space(space)
+        if space == Space.PROG:
+            if addr // 2 >= len(self.prog):
+                return 0
+            w = encode(self.prog[addr // 2])
+            return (w >> 64) if addr % 2 else w & ((1 << 64) - 1)
+        mem = self.mem[space]
+        if not 0 <= addr < mem.size:
+            raise TernaryError(f"{space.name}: address {addr} is past its depth {mem.size}")
+        return int(mem[addr]) & ((1 << SPACES[space].word_bits) - 1)
+
+    def run_param(self, **kw):
+        """A run whose parameters are PARAM words 0..6 (:data:`~.isa.PARAM_WORDS`); the
+        result goes to PARAM words 8..13 (:data:`~.isa.RESULT_WORDS`) and is returned."""
+        words = self.mem[Space.PARAM]
+        vals = {n: int(words[i]) & ((1 << b) - 1) for i, (n, b, _) in enumerate(RUN_PARAMS)}
+        vals["inv_t_e"] = to_signed(vals["inv_t_e"], 16)
+        res = self.run(RunParams(**vals), **kw)
+        for name, i in RESULT_WORDS.items():
+            words[i] = int(getattr(res, name)) & 0xFFFFFFFF
+        return res
 
     # ---- registers
     def set_sr(self, i, m, e, where="SR write"):
         m, e = int(m), int(e)
-        _check_exp(m, e, where)
+        if m and not E_MIN <= e <= E_MAX:
+            raise DeviceStop(Status.SCALAR_OVF, f"scalar exponent overflow in {where}")
         if 0 <= i < SR_COUNT:
             self.sr_m[i], self.sr_e[i] = m, e
 
@@ -386,13 +409,16 @@ def _svop(mc, ins):
     n = _n(ins, mc)
     xm, xe = _sw_unpack(_read(mc, ins.a_space, ins.a_addr + _dyn(ins, mc, Dyn.A), n, "A", ins))
     fn = _fn(SVFn, ins)
-    if fn == SVFn.SMUL:
+    if fn in (SVFn.SMUL, SVFn.SMUL2):
         if ins.b_space == Space.SR:
             ym, ye = np.int64(mc.sr_m[ins.b_addr]), np.int64(mc.sr_e[ins.b_addr])
         else:
             ym, ye = _sw_unpack(_read(mc, ins.b_space, ins.b_addr + _dyn(ins, mc, Dyn.B), n, "B", ins))
         r = scalar_mul(Scalar(xm, xe), Scalar(ym, ye))
         _check_exp(r.m, r.e, ins.name or "SVOP")
+        if fn == SVFn.SMUL2:
+            r = scalar_mul(r, Scalar(np.int64(mc.sr_m[ins.b2]), np.int64(mc.sr_e[ins.b2])))
+            _check_exp(r.m, r.e, ins.name or "SVOP")
         _write(mc, ins.d_space, ins.d_addr + _dyn(ins, mc, Dyn.D),
                np.broadcast_to(_sw_pack(r.m, r.e), (n,)), ins)
     elif fn != SVFn.MAXE:
