@@ -206,3 +206,20 @@ def test_program_cost_grows_with_attention_only(shipped):
     # no lm_head while feeding a prompt
     feed = program_cost(program, 0, gen=False)
     assert a["DOT"] - feed["DOT"] == c.vocab_size * -(-d // 32)
+
+
+def test_locate_difference_names_the_op_that_went_wrong(shipped):
+    from ternary_core.offload.check import locate_difference
+    spaces = (Space.VMEM, Space.KVK, Space.KVV, Space.KVS, Space.TOKENS)
+    good, program = Machine.for_model(shipped)
+    bad, _ = Machine.for_model(shipped)
+    pc = program.names.index("layer 1 quantize k head 0 into the cache: quantize to int8")
+    f = dict(program.instrs[pc].f, bits=7)              # a wrong saturation width
+    bad.prog[pc] = Instr(program.instrs[pc].op, program.instrs[pc].name, **f)
+    for mc in (good, bad):
+        mc.generate(PROMPT[:6], 1)
+    want = {s: good.mem[s] for s in spaces}
+    assert locate_difference(program, 5, want, {s: good.mem[s].copy() for s in spaces}) is None
+    where = locate_difference(program, 5, want, {s: bad.mem[s] for s in spaces})
+    assert where[:2] == (pc, "layer 1 quantize k head 0 into the cache: quantize to int8")
+    assert where[2] == Space.KVK

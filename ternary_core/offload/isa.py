@@ -544,4 +544,5 @@ class DeviceLimits:
         return cls(**base)
 
 
-ULX3S_85F = DeviceLimits()      # the shipped model at its full context
+# The shipped model at its full context; its program has 999 instructions.
+ULX3S_85F = DeviceLimits(prog_words=1024)
