@@ -92,16 +92,17 @@ def test_shipped_model_sampled_bit_exact(shipped, top_k, seed):
     assert got[2].state == ref.state
 
 
-def gqa_model(rng, tie):
-    cfg = BitNetConfig(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
-                       num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=24,
-                       tie_word_embeddings=tie)
-    return compile_model(random_model(rng, cfg))
+GQA = {  # odd sizes: head_dim 8 and 12 (not a power of two), groups of 3, vocab 37
+    "6x8/2": dict(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
+                  num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=24),
+    "3x12/1": dict(vocab_size=37, hidden_size=36, intermediate_size=44, num_hidden_layers=1,
+                   num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=20),
+}
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, tie):
-    im = gqa_model(rng, tie)
+@pytest.mark.parametrize("shape,tie", [("6x8/2", False), ("6x8/2", True), ("3x12/1", False)])
+def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, shape, tie):
+    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, **GQA[shape])))
     limits = DeviceLimits.for_config(im.config)      # every model size at its limit
     mc, program = Machine.for_model(im, limits)
     prompt = [int(t) for t in rng.integers(0, 37, 5)]
@@ -124,11 +125,13 @@ def test_run_is_idempotent_and_resumes_from_the_cache(shipped, seed):
 
 def test_limits_name_the_field_that_does_not_fit(shipped):
     cfg = shipped.config
-    with pytest.raises(TernaryError, match="hidden_size 128 is more than the device's hidden limit 64"):
+    with pytest.raises(TernaryError,
+                       match="hidden_size 128 is more than the device's hidden limit 64"):
         DeviceLimits(hidden=64).check(cfg)
     with pytest.raises(TernaryError, match="num_key_value_heads 2 .* kv_heads limit 1"):
         DeviceLimits(kv_heads=1).check(cfg)
-    with pytest.raises(TernaryError, match="context 512 is more than the device's context limit 256"):
+    with pytest.raises(TernaryError,
+                       match="context 512 is more than the device's context limit 256"):
         DeviceLimits().check(cfg, 512)
     with pytest.raises(TernaryError, match="vmem_words"):
         compile_program(shipped, DeviceLimits(vmem_words=1024))
@@ -153,6 +156,17 @@ def test_run_errors_stop_with_a_status(shipped):
     with pytest.raises(Exception) as e:
         execute(mc, 0xF)                                 # opcode 15
     assert e.value.status == Status.BAD_OPCODE
+
+
+def test_struct_fields_cover_the_128_bits_in_order():
+    for op in isa.LAYOUTS:
+        fields = isa.struct_fields(op)
+        assert sum(w for _, w, _ in fields) == isa.INSTR_BITS
+        at = 0
+        for name, width, _ in fields:
+            if not name.startswith("_pad"):
+                assert {**isa.HEADER, **isa.LAYOUTS[op]}[name].lsb == at
+            at += width
 
 
 def test_encoding_round_trips_every_field(rng):

@@ -17,12 +17,10 @@ from ..errors import TernaryError
 from ..integer import ops
 from ..integer.compile import NORM_NAMES
 from ..integer.fixed import scalar_from_int
-from ..model_config import BITLINEAR_NAMES
 from .isa import (ADDR_BITS, IR_COUNT, Cond, DeviceLimits, Dyn, DynSrc, Instr, Op, Red,
                   SampleFn, SFn, Space, SR_INV_T, SVFn, VFn, pow2_at_least, prog_words,
                   scalar_word)
 
-VMEM_BITS_DEFAULT = 40
 # Integer registers by role (IR[0] is zero)
 IR_S, IR_SS, IR_S2, IR_AMAX, IR_ZMAX, IR_TOT, IR_EMAX, IR_TOP = 1, 2, 3, 4, 5, 6, 7, 8
 IR_G0, IR_G1, IR_G2, IR_GT, IR_ID, IR_LMAX, IR_LSUM = 9, 10, 11, 12, 13, 14, 15
@@ -142,7 +140,7 @@ class _Emitter:
         if key not in self.sr_names:
             i = len(self.sr_names) + 1
             self.sr_names[key] = i
-            self.sr_init[i] = (int(np.asarray(sc.m).reshape(-1)[0]), int(np.asarray(sc.e).reshape(-1)[0]))
+            self.sr_init[i] = (int(np.ravel(sc.m)[0]), int(np.ravel(sc.e)[0]))
         return self.sr_names[key]
 
     def sr(self, key):
@@ -242,8 +240,10 @@ class _Emitter:
     def rescale_residual(self, name, src, r, lin):
         """x = residual_add(x, to_fixed(acc, r * linear_scale))."""
         c = self.sr("res.c")
-        self.sop(f"{name}: scale", SFn.MUL, d=c, a=r, b=self.const(("lin", lin), self.im.linear_scale[lin]))
-        self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, c), self.V("t1"),
+        self.sop(f"{name}: scale", SFn.MUL, d=c, a=r,
+                 b=self.const(("lin", lin), self.im.linear_scale[lin]))
+        self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, c),
+                 self.V("t1"),
                  sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS)
         self.vop(f"{name}: residual add, range", VFn.ADD, self.mm.d, self.V("x"), self.V("t1"),
                  self.V("x"), bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16)

@@ -287,6 +287,22 @@ def _check_layouts():
 _check_layouts()
 
 
+def struct_fields(op):
+    """``[(name, width, signed)]`` of class ``op`` from bit 0 to bit 127, free bits as
+    ``_pad<lsb>`` entries: build an Amaranth ``data.StructLayout`` of the whole 128-bit
+    instruction from it (fields in this order)."""
+    fields = sorted({**HEADER, **LAYOUTS[Op(op)]}.items(), key=lambda kv: kv[1].lsb)
+    out, at = [], 0
+    for name, f in fields:
+        if f.lsb > at:
+            out.append((f"_pad{at}", f.lsb - at, False))
+        out.append((name, f.width, f.signed))
+        at = f.lsb + f.width
+    if at < INSTR_BITS:
+        out.append((f"_pad{at}", INSTR_BITS - at, False))
+    return out
+
+
 class Instr:
     """One instruction: its class, its fields (missing ones are 0) and a human name
     (``"layer 2 attn head 1: scores"``) that ``--check`` reports."""
@@ -365,7 +381,7 @@ class Status(IntEnum):
     BAD_OPCODE = 1
     SCALAR_OVF = 2     # a scalar result's exponent left s12
     BAD_TOKEN = 3      # a sampled or fed id >= vocab
-    BAD_PARAMS = 4     # run parameters outside the limits (pos0 + n_feed + n_new - 1 > context, ...)
+    BAD_PARAMS = 4     # run parameters outside the limits (pos0+n_feed+n_new-1 > context, ...)
     PROG_END = 5       # the program ran past its last word without END
 
 
@@ -445,7 +461,8 @@ class DeviceLimits:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TernaryError(f"DeviceLimits.{f.name} must be a positive integer, got {v!r}")
         if self.head_dim % 2:
-            raise TernaryError(f"DeviceLimits.head_dim must be even (RoPE pairs), got {self.head_dim}")
+            raise TernaryError(f"DeviceLimits.head_dim must be even (RoPE pairs), "
+                               f"got {self.head_dim}")
         if self.sr_regs > SR_COUNT:
             raise TernaryError(f"DeviceLimits.sr_regs must be at most {SR_COUNT}")
         for name in ("hidden", "ffn", "vocab", "context"):

@@ -413,7 +413,8 @@ def _svop(mc, ins):
         if ins.b_space == Space.SR:
             ym, ye = np.int64(mc.sr_m[ins.b_addr]), np.int64(mc.sr_e[ins.b_addr])
         else:
-            ym, ye = _sw_unpack(_read(mc, ins.b_space, ins.b_addr + _dyn(ins, mc, Dyn.B), n, "B", ins))
+            b = _read(mc, ins.b_space, ins.b_addr + _dyn(ins, mc, Dyn.B), n, "B", ins)
+            ym, ye = _sw_unpack(b)
         r = scalar_mul(Scalar(xm, xe), Scalar(ym, ye))
         _check_exp(r.m, r.e, ins.name or "SVOP")
         if fn == SVFn.SMUL2:
