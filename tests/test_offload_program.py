@@ -78,9 +78,9 @@ def test_shipped_model_greedy_full_context_bit_exact(shipped):
     assert_same(got, golden(shipped, [PROMPT[0]], n))
 
 
-@pytest.mark.parametrize("top_k", [0, 40])
-def test_shipped_model_sampled_bit_exact(shipped, top_k, seed):
-    mc, program = Machine.for_model(shipped)
+@pytest.mark.parametrize("top_k,smul2", [(0, False), (40, True)])
+def test_shipped_model_sampled_bit_exact(shipped, top_k, smul2, seed):
+    mc, program = Machine.for_model(shipped, smul2=smul2)
     s = seed % 1000
     got = device(mc, program, PROMPT, 40, 0.8, top_k, s)
     want = golden(shipped, PROMPT, 40, 0.8, top_k, s)
@@ -207,10 +207,13 @@ def test_program_cost_grows_with_attention_only(shipped):
     c = shipped.config
     L, nh, hd = c.num_hidden_layers, c.num_attention_heads, c.head_dim
     a, b = program_cost(program, 0), program_cost(program, 100)
-    # per key and query head: DOT and AXPY ceil(hd/32) each, 1 SVOP and 3 VOP elements;
+    # per key and query head: DOT and AXPY ceil(hd/32) each, 2 SVOP and 3 VOP elements;
     # per key and KV head: 1 SVOP element (the largest value-scale exponent)
-    per_key = L * (nh * (2 * -(-hd // 32) + 1 + 3) + c.num_key_value_heads)
+    per_key = L * (nh * (2 * -(-hd // 32) + 2 + 3) + c.num_key_value_heads)
     assert b["total"] - a["total"] == 100 * per_key
+    fused = compile_program(shipped, smul2=True)     # one SVOP element fewer per key and head
+    assert (program_cost(fused, 100)["total"] - program_cost(fused, 0)["total"]
+            == 100 * (per_key - L * nh))
     # matvecs: the engine's tiles of each stacked layer
     e = program.mm.engine
     d, f, kv = c.hidden_size, c.intermediate_size, c.num_key_value_heads * hd

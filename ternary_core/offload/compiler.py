@@ -253,7 +253,7 @@ class _Emitter:
         self.emit(Op.MATVEC, name, base=base, m=m, k=k, d_space=dst[0], d_addr=dst[1])
 
 
-def _compile(im, limits, engine, sampling):
+def _compile(im, limits, engine, sampling, smul2):
     c = im.config
     mm = MemoryMap(c, im.max_len, limits, engine)
     e = _Emitter(mm)
@@ -311,9 +311,17 @@ def _compile(im, limits, engine, sampling):
             e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
                    a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK, b_addr=mm.kv_row(i, g),
                    d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=hd, stride=_log2(mm.kv_stride))
-            e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
-                   npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
-                   b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=mm.vmem["s1"])
+            if smul2:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
+                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=mm.vmem["s1"])
+            else:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], d_space=Space.VMEM, d_addr=mm.vmem["s1"])
+                e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.VMEM, a_addr=mm.vmem["s1"], b_space=Space.SR,
+                       b_addr=score_k, d_space=Space.VMEM, d_addr=mm.vmem["s1"])
             e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"), sv("s2"),
                   npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS, red=Red.MAX,
                   red_ir=IR_ZMAX)
@@ -441,13 +449,15 @@ def default_engine():
     return BOARDS["ulx3s-85f"].engine
 
 
-def compile_program(im, limits=None, sampling=True, engine=None):
+def compile_program(im, limits=None, sampling=True, engine=None, smul2=False):
     """The step program of ``im`` for a device with ``limits`` (default: the smallest
     that hold the model at ``im.max_len``). ``sampling`` adds the temperature/top-k tail
-    (selected at run time by ``cond``); without it the program is greedy only."""
+    (selected at run time by ``cond``); without it the program is greedy only.
+    ``smul2``: the attention's ``(qs*ks)*score_k`` as one SVOP SMUL2 pass instead of two
+    SMUL passes (off until the VM implements SMUL2)."""
     engine = engine or default_engine()
     limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
-    mm, e = _compile(im, limits, engine, sampling)
+    mm, e = _compile(im, limits, engine, sampling, smul2)
     return Program(e.ins, mm, e.sr_init)
 
 

@@ -101,14 +101,14 @@ class Machine:
         self.pc = 0
 
     @classmethod
-    def for_model(cls, im, limits=None, engine=None, strict=True, sampling=True):
+    def for_model(cls, im, limits=None, engine=None, strict=True, sampling=True, smul2=False):
         """A Machine with ``im`` compiled and uploaded (program, images, weights):
         returns ``(machine, program)``."""
         from .compiler import compile_program, default_engine, memory_images, weight_stacks
         from .isa import DeviceLimits as _DL
         engine = engine or default_engine()
         limits = limits or _DL.for_config(im.config, im.max_len).with_engine(engine)
-        program = compile_program(im, limits, sampling=sampling, engine=engine)
+        program = compile_program(im, limits, sampling=sampling, engine=engine, smul2=smul2)
         mc = cls(limits, engine.layout, strict=strict)
         for space, words in memory_images(im, limits, engine, program).items():
             if space != Space.PROG:
