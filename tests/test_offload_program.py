@@ -78,9 +78,10 @@ def test_shipped_model_greedy_full_context_bit_exact(shipped):
     assert_same(got, golden(shipped, [PROMPT[0]], n))
 
 
-@pytest.mark.parametrize("top_k,smul2", [(0, False), (40, True)])
-def test_shipped_model_sampled_bit_exact(shipped, top_k, smul2, seed):
-    mc, program = Machine.for_model(shipped, smul2=smul2)
+@pytest.mark.parametrize("top_k,fused", [(0, False), (40, True)])
+def test_shipped_model_sampled_bit_exact(shipped, top_k, fused, seed):
+    # fused: SVOP SMUL2 and the ATTN SCORES / PV passes instead of the one-op passes
+    mc, program = Machine.for_model(shipped, smul2=fused, fuse_attention=fused)
     s = seed % 1000
     got = device(mc, program, PROMPT, 40, 0.8, top_k, s)
     want = golden(shipped, PROMPT, 40, 0.8, top_k, s)
@@ -100,11 +101,19 @@ GQA = {  # odd sizes: head_dim 8 and 12 (not a power of two), groups of 3, vocab
 }
 
 
-@pytest.mark.parametrize("shape,tie", [("6x8/2", False), ("6x8/2", True), ("3x12/1", False)])
-def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, shape, tie):
+@pytest.mark.parametrize("shape,tie,fused,room", [("6x8/2", False, False, 0),
+                                                  ("6x8/2", True, True, 0),
+                                                  ("3x12/1", False, False, 0),
+                                                  ("3x12/1", False, True, 1)])
+def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, shape, tie, fused, room):
     im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, **GQA[shape])))
-    limits = DeviceLimits.for_config(im.config)      # every model size at its limit
-    mc, program = Machine.for_model(im, limits)
+    # every model size at its limit, or (room) a device larger in every dimension
+    limits = DeviceLimits.for_config(im.config)
+    if room:
+        limits = DeviceLimits(**{f: 2 * getattr(limits, f) for f in (
+            "hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "vocab", "context",
+            "max_m", "max_k")})
+    mc, program = Machine.for_model(im, limits, smul2=fused, fuse_attention=fused)
     prompt = [int(t) for t in rng.integers(0, 37, 5)]
     n = im.max_len - len(prompt) + 1                 # to the end of the context
     assert_same(device(mc, program, prompt, n), golden(im, prompt, n))
@@ -211,9 +220,13 @@ def test_program_cost_grows_with_attention_only(shipped):
     # per key and KV head: 1 SVOP element (the largest value-scale exponent)
     per_key = L * (nh * (2 * -(-hd // 32) + 2 + 3) + c.num_key_value_heads)
     assert b["total"] - a["total"] == 100 * per_key
-    fused = compile_program(shipped, smul2=True)     # one SVOP element fewer per key and head
-    assert (program_cost(fused, 100)["total"] - program_cost(fused, 0)["total"]
+    smul2 = compile_program(shipped, smul2=True)     # one SVOP element fewer per key and head
+    assert (program_cost(smul2, 100)["total"] - program_cost(smul2, 0)["total"]
             == 100 * (per_key - L * nh))
+    # fused attention: per key and query head SMUL2, SCORES and PV (a row each)
+    fused = compile_program(shipped, smul2=True, fuse_attention=True)
+    assert (program_cost(fused, 100)["total"] - program_cost(fused, 0)["total"]
+            == 100 * L * (nh * (1 + 2 * -(-hd // 32)) + c.num_key_value_heads))
     # matvecs: the engine's tiles of each stacked layer
     e = program.mm.engine
     d, f, kv = c.hidden_size, c.intermediate_size, c.num_key_value_heads * hd

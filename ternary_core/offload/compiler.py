@@ -17,11 +17,12 @@ from ..errors import TernaryError
 from ..integer import ops
 from ..integer.compile import NORM_NAMES
 from ..integer.fixed import scalar_from_int
-from .isa import (ADDR_BITS, IR_COUNT, Cond, DeviceLimits, Dyn, DynSrc, Instr, Op, Red,
-                  SampleFn, SFn, Space, SR_INV_T, SVFn, VFn, pow2_at_least, prog_words,
-                  scalar_word)
+from .isa import (ADDR_BITS, ATTN_SCORE_BITS, IR_COUNT, AttnFn, Cond, DeviceLimits, Dyn, DynSrc, Instr, Op,
+                  Red, SampleFn, SFn, Space, SR_INV_T, SVFn, VFn, kv_scale_addr,
+                  pow2_at_least, prog_words, scalar_word)
 
 # Integer registers by role (IR[0] is zero)
+assert ATTN_SCORE_BITS == ops.SCORE_BITS
 IR_S, IR_SS, IR_S2, IR_AMAX, IR_ZMAX, IR_TOT, IR_EMAX, IR_TOP = 1, 2, 3, 4, 5, 6, 7, 8
 IR_G0, IR_G1, IR_G2, IR_GT, IR_ID, IR_LMAX, IR_LSUM = 9, 10, 11, 12, 13, 14, 15
 assert IR_LSUM < IR_COUNT
@@ -106,7 +107,9 @@ class MemoryMap:
         return ((layer * self.nkv + g) * self.context) * self.kv_stride
 
     def kvs(self, layer, g, v):
-        return (v * self.L * self.nkv + layer * self.nkv + g) * self.context
+        """KVS address of the K (v=0) or V (v=1) scale of (layer, g, position 0):
+        :func:`~.isa.kv_scale_addr` of the row (ATTN PV relies on it)."""
+        return kv_scale_addr(self.limits, self.kv_row(layer, g), _log2(self.kv_stride), v)
 
     def check(self):
         lim = self.limits
@@ -253,7 +256,7 @@ class _Emitter:
         self.emit(Op.MATVEC, name, base=base, m=m, k=k, d_space=dst[0], d_addr=dst[1])
 
 
-def _compile(im, limits, engine, sampling, smul2):
+def _compile(im, limits, engine, sampling, smul2, fuse_attention):
     c = im.config
     mm = MemoryMap(c, im.max_len, limits, engine)
     e = _Emitter(mm)
@@ -305,38 +308,54 @@ def _compile(im, limits, engine, sampling, smul2):
                       s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
         asc = [e.sr(("a_sc", h)) for h in range(nh)]
         score_k = e.const("score_k", im.score_k)
+        kst = _log2(mm.kv_stride)
         for h in range(nh):
             g = h // group
             an = f"{ln} attn head {h}"
-            e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
-                   a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK, b_addr=mm.kv_row(i, g),
-                   d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=hd, stride=_log2(mm.kv_stride))
-            if smul2:
-                e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
-                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
-                       b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=mm.vmem["s1"])
-            else:
-                e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
-                       a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
-                       b_addr=qsc[h], d_space=Space.VMEM, d_addr=mm.vmem["s1"])
-                e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1,
-                       a_space=Space.VMEM, a_addr=mm.vmem["s1"], b_space=Space.SR,
-                       b_addr=score_k, d_space=Space.VMEM, d_addr=mm.vmem["s1"])
-            e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"), sv("s2"),
-                  npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS, red=Red.MAX,
-                  red_ir=IR_ZMAX)
-            e.vop(f"{an}: exp2, sum", VFn.EXP2, 0, sv("s2"), (Space.IR, IR_ZMAX), sv("s3"),
-                  npos=1, red=Red.SUM, red_ir=IR_TOT)
             if h % group == 0:      # once per KV head: its query heads follow in order
                 e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0,
                        npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE,
                        red_ir=IR_EMAX)
-            e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
-                  (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16, sh_ir=IR_EMAX)
-            e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
-                   a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
-                   d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
-                   stride=_log2(mm.kv_stride))
+            c = mm.vmem["s0" if fuse_attention else "s1"]     # the per-key scalars
+            if smul2:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
+                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=c)
+            else:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], d_space=Space.VMEM, d_addr=c)
+                e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.VMEM, a_addr=c, b_space=Space.SR, b_addr=score_k,
+                       d_space=Space.VMEM, d_addr=c)
+            if fuse_attention:
+                e.emit(Op.ATTN, f"{an}: scores to log2 units, max", fn=AttnFn.SCORES, n=0,
+                       npos=1, a_space=Space.VMEM, a_addr=mm.vmem["q8"] + h * hd,
+                       b_space=Space.KVK, b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                       d_addr=c, len=hd, stride=kst, sh_imm=-ops.SCORE_FRAC_BITS,
+                       red_ir=IR_ZMAX)
+                e.emit(Op.ATTN, f"{an}: exp2, sum, weights . values", fn=AttnFn.PV, n=0,
+                       npos=1, a_space=Space.VMEM, a_addr=c, b_space=Space.KVV,
+                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                       d_addr=mm.vmem["acc"] + h * hd, len=hd, stride=kst, sh_imm=16,
+                       sh_ir=IR_EMAX, ir_b=IR_ZMAX, red_ir=IR_TOT)
+            else:
+                e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
+                       a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK,
+                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM, d_addr=mm.vmem["s0"],
+                       len=hd, stride=kst)
+                e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"),
+                      sv("s2"), npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS,
+                      red=Red.MAX, red_ir=IR_ZMAX)
+                e.vop(f"{an}: exp2, sum", VFn.EXP2, 0, sv("s2"), (Space.IR, IR_ZMAX), sv("s3"),
+                      npos=1, red=Red.SUM, red_ir=IR_TOT)
+                e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
+                      (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16,
+                      sh_ir=IR_EMAX)
+                e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
+                       a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
+                       d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
+                       stride=kst)
             tot = e.sr("attn.tot")
             e.sop(f"{an}: sum to scalar", SFn.FROM_INT, d=tot, a=IR_TOT)
             e.sop(f"{an}: 1/sum", SFn.RECIP, d=tot, a=tot)
@@ -449,15 +468,18 @@ def default_engine():
     return BOARDS["ulx3s-85f"].engine
 
 
-def compile_program(im, limits=None, sampling=True, engine=None, smul2=False):
+def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
+                    fuse_attention=False):
     """The step program of ``im`` for a device with ``limits`` (default: the smallest
     that hold the model at ``im.max_len``). ``sampling`` adds the temperature/top-k tail
     (selected at run time by ``cond``); without it the program is greedy only.
     ``smul2``: the attention's ``(qs*ks)*score_k`` as one SVOP SMUL2 pass instead of two
-    SMUL passes (off until the VM implements SMUL2)."""
+    SMUL passes (off until the VM implements SMUL2). ``fuse_attention``: each query
+    head's attention as ATTN SCORES and ATTN PV passes (3 passes over the keys fewer;
+    off until the VM implements ATTN)."""
     engine = engine or default_engine()
     limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
-    mm, e = _compile(im, limits, engine, sampling, smul2)
+    mm, e = _compile(im, limits, engine, sampling, smul2, fuse_attention)
     return Program(e.ins, mm, e.sr_init)
 
 

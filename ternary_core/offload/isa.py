@@ -77,6 +77,7 @@ class Op(IntEnum):
     MATVEC = 6    # the ternary engine: VMEM[D + r] = (W~ . ACT)[r]
     SAMPLE = 7    # top-k mask, draw, emit
     END = 8       # end of the step program
+    ATTN = 9      # fused attention passes over the keys (added after the first commit)
 
 
 class VFn(IntEnum):
@@ -134,6 +135,23 @@ class SampleFn(IntEnum):
                   # IR[ir_d] = first i with cumsum(A)[i] > r
     EMIT = 2      # TOKENS[pos + 1] = IR[ir_a]; error BAD_TOKEN if >= n
     TCHECK = 3    # error BAD_TOKEN if the step's token >= n (first instruction of a step)
+
+
+class AttnFn(IntEnum):
+    """ATTN functions: one pass over the keys ``j < n`` of one query head each."""
+    SCORES = 0    # D[j] = srs(dot(Q, Krow_j) * D[j].m, sh_imm - D[j].e, ATTN_SCORE_BITS); MAX
+    PV = 1        # e_j = exp2(IR[ir_b] - A[j]); w_j = srs(e_j * vs_j.m, sh_imm + IR[sh_ir]
+                  # - vs_j.e, 18); D[c] = sum_j w_j * Vrow_j[c]; IR[red_ir] = sum e_j
+
+
+ATTN_SCORE_BITS = 24    # ATTN SCORES saturates its scores to this signed width
+
+
+def kv_scale_addr(limits, row_addr, stride, v):
+    """The KVS address of the scale of the KVK (``v`` = 0) or KVV (``v`` = 1) row at
+    ``row_addr`` (rows of ``2**stride`` elements): ``row_addr >> stride``, V scales from
+    half the KVS depth on. ATTN PV reads the V scales at these addresses."""
+    return (v * (limits.depth(Space.KVS) // 2)) + (row_addr >> stride)
 
 
 class Cond(IntEnum):
@@ -271,7 +289,16 @@ LAYOUTS = {
     Op.MATVEC: {"base": Field(8, 24), "m": Field(32, 16), "k": Field(48, 16),
                 "d_space": Field(67, 4), "d_addr": Field(71, ADDR_BITS)},
 }
-FN_ENUMS = {Op.VOP: VFn, Op.SVOP: SVFn, Op.SOP: SFn, Op.SAMPLE: SampleFn}
+LAYOUTS[Op.ATTN] = {
+    **{k: v for k, v in VECTOR.items() if not k.startswith("dyn")},
+    "sh_imm": Field(89, 6, True),
+    "len": Field(96, 10),           # head_dim (elements per row)
+    "stride": Field(106, 4),        # row j at b_addr + (j << stride)
+    "sh_ir": Field(110, 4),         # PV: IR of the largest value-scale exponent
+    "red_ir": Field(115, 4),        # SCORES: max score; PV: sum of the exp2 weights
+    "ir_b": Field(119, 4),          # PV: IR of the max score
+}
+FN_ENUMS = {Op.VOP: VFn, Op.SVOP: SVFn, Op.SOP: SFn, Op.SAMPLE: SampleFn, Op.ATTN: AttnFn}
 
 
 def _check_layouts():
