@@ -17,8 +17,8 @@ from ..errors import TernaryError
 from ..integer import ops
 from ..integer.compile import NORM_NAMES
 from ..integer.fixed import scalar_from_int
-from .isa import (ADDR_BITS, ATTN_SCORE_BITS, IR_COUNT, AttnFn, Cond, DeviceLimits, Dyn, DynSrc, Instr, Op,
-                  Red, SampleFn, SFn, Space, SR_INV_T, SVFn, VFn, kv_scale_addr,
+from .isa import (ADDR_BITS, ATTN_SCORE_BITS, IR_COUNT, SR_INV_T, AttnFn, Cond, DeviceLimits,
+                  Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn, kv_scale_addr,
                   pow2_at_least, prog_words, scalar_word)
 
 # Integer registers by role (IR[0] is zero)
