@@ -5,8 +5,8 @@ divided by the VM's parallel units, summed with no overlap (the yardstick of iss
 Units (docs/device-isa.md): VOP and SVOP 1 element per cycle; SOP 1 per cycle; DOT and
 AXPY :data:`~.isa.DOT_LANES` int8 lanes (a row of ``len`` bytes takes
 ``ceil(len / 32)`` cycles), and so does each ATTN pass (one key a row); MATVEC the
-engine's ``ceil(m/rows) * ceil(k/cols)`` tiles; SAMPLE TOPK two passes over the logits (a selection and a mask), DRAW one; EMIT, TCHECK
-and END one cycle.
+engine's ``ceil(m/rows) * ceil(k/cols)`` tiles; SAMPLE TOPK two passes over the logits
+(a selection and a mask), DRAW one; EMIT, TCHECK and END one cycle.
 
 This is the program-level ideal of what the compiler emits. The plan-level ideal of
 docs/model-offload.md (``rtl/decode/cycle_model.py``, per-op work with the plan's lane
