@@ -253,3 +253,15 @@ def test_locate_difference_names_the_op_that_went_wrong(shipped):
     where = locate_difference(program, 5, want, {s: bad.mem[s] for s in spaces})
     assert where[:2] == (pc, "layer 1 quantize k head 0 into the cache: quantize to int8")
     assert where[2] == Space.KVK
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_step_reads_only_registers_it_wrote_or_constants(shipped, fused):
+    """No register state flows from one step to the next: a VM need not reset IR/SR."""
+    from ternary_core.offload.check import instr_register_reads, instr_writes
+    program = compile_program(shipped, smul2=fused, fuse_attention=fused)
+    known = {("SR", i) for i in program.sr_init} | {("SR", isa.SR_INV_T), ("IR", 0)}
+    for pc, ins in enumerate(program.instrs):
+        for reg in instr_register_reads(ins):
+            assert reg in known, f"{program.names[pc]} reads {reg} before any write"
+        known |= {(w[0], w[1]) for w in instr_writes(ins, 0) if w[0] in ("IR", "SR")}

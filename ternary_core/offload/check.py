@@ -9,7 +9,7 @@ device left after a step with the reference Machine's and names the earliest ins
 per layer and never overwritten, so a wrong op shows up at its layer.
 """
 
-from .isa import Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space
+from .isa import AttnFn, Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space
 
 
 def _dyn(ins, pos, token, sel):
@@ -25,11 +25,15 @@ def instr_writes(ins, pos, token=0):
     out = []
     f = ins.f
     n = f.get("n", 0) + (pos + 1 if f.get("npos") else 0)
-    if ins.op in (Op.VOP, Op.SVOP, Op.DOT, Op.AXPY, Op.SAMPLE, Op.MATVEC):
+    if ins.op in (Op.VOP, Op.SVOP, Op.DOT, Op.AXPY, Op.SAMPLE, Op.MATVEC, Op.ATTN):
         if f.get("d_space", 0) != Space.NONE:
             count = {Op.AXPY: f.get("len", 0), Op.MATVEC: f.get("m", 0)}.get(ins.op, n)
+            if ins.op == Op.ATTN and ins.fn == AttnFn.PV:
+                count = ins.len
             out.append((Space(ins.d_space), ins.d_addr + _dyn(ins, pos, token, Dyn.D), count))
     if ins.op in (Op.VOP, Op.SVOP) and ins.red != Red.NONE and ins.red_ir:
+        out.append(("IR", ins.red_ir, 1))
+    if ins.op == Op.ATTN and ins.red_ir:
         out.append(("IR", ins.red_ir, 1))
     if ins.op == Op.SAMPLE:
         if ins.fn == SampleFn.DRAW and ins.ir_d:
@@ -44,6 +48,34 @@ def instr_writes(ins, pos, token=0):
         elif ins.fn == SFn.STORE:
             out.append((Space(ins.s_space), ins.s_addr + _dyn(ins, pos, token, Dyn.A)
                         if ins.dyn_sel else ins.s_addr, 1))
+    return out
+
+
+def instr_register_reads(ins):
+    """``[("IR" or "SR", index)]`` the instruction reads (IR[0] and SR[0] included)."""
+    f, op = ins.f, ins.op
+    out = []
+    if op == Op.VOP:
+        out.append(("IR", ins.sh_ir))
+        if ins.b_space in (Space.IR, Space.SR):
+            out.append((Space(ins.b_space).name, ins.b_addr))
+    elif op == Op.SVOP:
+        if ins.b_space == Space.SR:
+            out.append(("SR", ins.b_addr))
+        if ins.fn == 2:                                     # SMUL2
+            out.append(("SR", ins.b2))
+    elif op == Op.ATTN:
+        if ins.fn == AttnFn.PV:
+            out += [("IR", ins.sh_ir), ("IR", ins.ir_b)]
+    elif op == Op.SAMPLE and ins.fn in (SampleFn.DRAW, SampleFn.EMIT):
+        out.append(("IR", ins.ir_a))
+    elif op == Op.SOP:
+        a, b = f["a"], f["b"]
+        out += {SFn.FROM_INT: [("IR", a), ("IR", b)], SFn.MUL: [("SR", a), ("SR", b)],
+                SFn.ADD: [("SR", a), ("SR", b)], SFn.SHIFT: [("SR", a), ("IR", b)],
+                SFn.RECIP: [("SR", a)], SFn.RSQRT: [("SR", a)], SFn.STORE: [("SR", a)],
+                SFn.IADD: [("IR", a), ("IR", b)],
+                SFn.IMAXE: [("SR", a), ("IR", b), ("IR", f["c"])]}.get(ins.fn, [])
     return out
 
 
