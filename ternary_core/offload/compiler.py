@@ -17,9 +17,9 @@ from ..errors import TernaryError
 from ..integer import ops
 from ..integer.compile import NORM_NAMES
 from ..integer.fixed import scalar_from_int
-from .isa import (ADDR_BITS, ATTN_SCORE_BITS, IR_COUNT, SR_INV_T, AttnFn, Cond, DeviceLimits,
-                  Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn, kv_scale_addr,
-                  pow2_at_least, prog_words, scalar_word)
+from .isa import (ADDR_BITS, ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SR_INV_T, AttnFn, Cond,
+                  DeviceLimits, Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn,
+                  kv_scale_addr, pow2_at_least, prog_words, scalar_word)
 
 # Integer registers by role (IR[0] is zero)
 assert ATTN_SCORE_BITS == ops.SCORE_BITS
@@ -457,6 +457,17 @@ class Program:
 
     def words(self):
         return prog_words(self.instrs)
+
+    def listing(self):
+        """One line per instruction: ``pc  CLASS fn  name  field=value ...`` (non-zero
+        fields), for reading a program or a --check report."""
+        lines = []
+        for pc, ins in enumerate(self.instrs):
+            enum = FN_ENUMS.get(ins.op)
+            fn = enum(ins.fn).name if enum and ins.fn in enum._value2member_map_ else ins.fn
+            fields = " ".join(f"{k}={v}" for k, v in ins.f.items() if v and k != "fn")
+            lines.append(f"{pc:5d}  {ins.op.name:6s} {fn!s:9s} {ins.name}  [{fields}]")
+        return "\n".join(lines)
 
     @property
     def logits(self):
