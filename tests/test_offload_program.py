@@ -78,9 +78,10 @@ def test_shipped_model_greedy_full_context_bit_exact(shipped):
     assert_same(got, golden(shipped, [PROMPT[0]], n))
 
 
-@pytest.mark.parametrize("top_k", [0, 40])
-def test_shipped_model_sampled_bit_exact(shipped, top_k, seed):
-    mc, program = Machine.for_model(shipped)
+@pytest.mark.parametrize("top_k,fused", [(0, False), (40, True)])
+def test_shipped_model_sampled_bit_exact(shipped, top_k, fused, seed):
+    # fused: SVOP SMUL2 and the ATTN SCORES / PV passes instead of the one-op passes
+    mc, program = Machine.for_model(shipped, smul2=fused, fuse_attention=fused)
     s = seed % 1000
     got = device(mc, program, PROMPT, 40, 0.8, top_k, s)
     want = golden(shipped, PROMPT, 40, 0.8, top_k, s)
@@ -92,18 +93,27 @@ def test_shipped_model_sampled_bit_exact(shipped, top_k, seed):
     assert got[2].state == ref.state
 
 
-def gqa_model(rng, tie):
-    cfg = BitNetConfig(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
-                       num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=24,
-                       tie_word_embeddings=tie)
-    return compile_model(random_model(rng, cfg))
+GQA = {  # odd sizes: head_dim 8 and 12 (not a power of two), groups of 3, vocab 37
+    "6x8/2": dict(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
+                  num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=24),
+    "3x12/1": dict(vocab_size=37, hidden_size=36, intermediate_size=44, num_hidden_layers=1,
+                   num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=20),
+}
 
 
-@pytest.mark.parametrize("tie", [False, True])
-def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, tie):
-    im = gqa_model(rng, tie)
-    limits = DeviceLimits.for_config(im.config)      # every model size at its limit
-    mc, program = Machine.for_model(im, limits)
+@pytest.mark.parametrize("shape,tie,fused,room", [("6x8/2", False, False, 0),
+                                                  ("6x8/2", True, True, 0),
+                                                  ("3x12/1", False, False, 0),
+                                                  ("3x12/1", False, True, 1)])
+def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, shape, tie, fused, room):
+    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, **GQA[shape])))
+    # every model size at its limit, or (room) a device larger in every dimension
+    limits = DeviceLimits.for_config(im.config)
+    if room:
+        limits = DeviceLimits(**{f: 2 * getattr(limits, f) for f in (
+            "hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "vocab", "context",
+            "max_m", "max_k")})
+    mc, program = Machine.for_model(im, limits, smul2=fused, fuse_attention=fused)
     prompt = [int(t) for t in rng.integers(0, 37, 5)]
     n = im.max_len - len(prompt) + 1                 # to the end of the context
     assert_same(device(mc, program, prompt, n), golden(im, prompt, n))
@@ -124,11 +134,13 @@ def test_run_is_idempotent_and_resumes_from_the_cache(shipped, seed):
 
 def test_limits_name_the_field_that_does_not_fit(shipped):
     cfg = shipped.config
-    with pytest.raises(TernaryError, match="hidden_size 128 is more than the device's hidden limit 64"):
+    with pytest.raises(TernaryError,
+                       match="hidden_size 128 is more than the device's hidden limit 64"):
         DeviceLimits(hidden=64).check(cfg)
     with pytest.raises(TernaryError, match="num_key_value_heads 2 .* kv_heads limit 1"):
         DeviceLimits(kv_heads=1).check(cfg)
-    with pytest.raises(TernaryError, match="context 512 is more than the device's context limit 256"):
+    with pytest.raises(TernaryError,
+                       match="context 512 is more than the device's context limit 256"):
         DeviceLimits().check(cfg, 512)
     with pytest.raises(TernaryError, match="vmem_words"):
         compile_program(shipped, DeviceLimits(vmem_words=1024))
@@ -153,6 +165,17 @@ def test_run_errors_stop_with_a_status(shipped):
     with pytest.raises(Exception) as e:
         execute(mc, 0xF)                                 # opcode 15
     assert e.value.status == Status.BAD_OPCODE
+
+
+def test_struct_fields_cover_the_128_bits_in_order():
+    for op in isa.LAYOUTS:
+        fields = isa.struct_fields(op)
+        assert sum(w for _, w, _ in fields) == isa.INSTR_BITS
+        at = 0
+        for name, width, _ in fields:
+            if not name.startswith("_pad"):
+                assert {**isa.HEADER, **isa.LAYOUTS[op]}[name].lsb == at
+            at += width
 
 
 def test_encoding_round_trips_every_field(rng):
@@ -193,9 +216,17 @@ def test_program_cost_grows_with_attention_only(shipped):
     c = shipped.config
     L, nh, hd = c.num_hidden_layers, c.num_attention_heads, c.head_dim
     a, b = program_cost(program, 0), program_cost(program, 100)
-    # per key and query head: DOT and AXPY ceil(hd/32) each, 3 SVOP and 3 VOP elements
-    per_key = L * nh * (2 * -(-hd // 32) + 3 + 3)
+    # per key and query head: DOT and AXPY ceil(hd/32) each, 2 SVOP and 3 VOP elements;
+    # per key and KV head: 1 SVOP element (the largest value-scale exponent)
+    per_key = L * (nh * (2 * -(-hd // 32) + 2 + 3) + c.num_key_value_heads)
     assert b["total"] - a["total"] == 100 * per_key
+    smul2 = compile_program(shipped, smul2=True)     # one SVOP element fewer per key and head
+    assert (program_cost(smul2, 100)["total"] - program_cost(smul2, 0)["total"]
+            == 100 * (per_key - L * nh))
+    # fused attention: per key and query head SMUL2, SCORES and PV (a row each)
+    fused = compile_program(shipped, smul2=True, fuse_attention=True)
+    assert (program_cost(fused, 100)["total"] - program_cost(fused, 0)["total"]
+            == 100 * L * (nh * (1 + 2 * -(-hd // 32)) + c.num_key_value_heads))
     # matvecs: the engine's tiles of each stacked layer
     e = program.mm.engine
     d, f, kv = c.hidden_size, c.intermediate_size, c.num_key_value_heads * hd
@@ -205,3 +236,32 @@ def test_program_cost_grows_with_attention_only(shipped):
     # no lm_head while feeding a prompt
     feed = program_cost(program, 0, gen=False)
     assert a["DOT"] - feed["DOT"] == c.vocab_size * -(-d // 32)
+
+
+def test_locate_difference_names_the_op_that_went_wrong(shipped):
+    from ternary_core.offload.check import locate_difference
+    spaces = (Space.VMEM, Space.KVK, Space.KVV, Space.KVS, Space.TOKENS)
+    good, program = Machine.for_model(shipped)
+    bad, _ = Machine.for_model(shipped)
+    pc = program.names.index("layer 1 quantize k head 0 into the cache: quantize to int8")
+    f = dict(program.instrs[pc].f, bits=7)              # a wrong saturation width
+    bad.prog[pc] = Instr(program.instrs[pc].op, program.instrs[pc].name, **f)
+    for mc in (good, bad):
+        mc.generate(PROMPT[:6], 1)
+    want = {s: good.mem[s] for s in spaces}
+    assert locate_difference(program, 5, want, {s: good.mem[s].copy() for s in spaces}) is None
+    where = locate_difference(program, 5, want, {s: bad.mem[s] for s in spaces})
+    assert where[:2] == (pc, "layer 1 quantize k head 0 into the cache: quantize to int8")
+    assert where[2] == Space.KVK
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_step_reads_only_registers_it_wrote_or_constants(shipped, fused):
+    """No register state flows from one step to the next: a VM need not reset IR/SR."""
+    from ternary_core.offload.check import instr_register_reads, instr_writes
+    program = compile_program(shipped, smul2=fused, fuse_attention=fused)
+    known = {("SR", i) for i in program.sr_init} | {("SR", isa.SR_INV_T), ("IR", 0)}
+    for pc, ins in enumerate(program.instrs):
+        for reg in instr_register_reads(ins):
+            assert reg in known, f"{program.names[pc]} reads {reg} before any write"
+        known |= {(w[0], w[1]) for w in instr_writes(ins, 0) if w[0] in ("IR", "SR")}

@@ -4,9 +4,9 @@ divided by the VM's parallel units, summed with no overlap (the yardstick of iss
 
 Units (docs/device-isa.md): VOP and SVOP 1 element per cycle; SOP 1 per cycle; DOT and
 AXPY :data:`~.isa.DOT_LANES` int8 lanes (a row of ``len`` bytes takes
-``ceil(len / 32)`` cycles); MATVEC the engine's ``ceil(m/rows) * ceil(k/cols)`` tiles;
-SAMPLE TOPK two passes over the logits (a selection and a mask), DRAW one; EMIT, TCHECK
-and END one cycle.
+``ceil(len / 32)`` cycles), and so does each ATTN pass (one key a row); MATVEC the
+engine's ``ceil(m/rows) * ceil(k/cols)`` tiles; SAMPLE TOPK two passes over the logits
+(a selection and a mask), DRAW one; EMIT, TCHECK and END one cycle.
 
 This is the program-level ideal of what the compiler emits. The plan-level ideal of
 docs/model-offload.md (``rtl/decode/cycle_model.py``, per-op work with the plan's lane
@@ -37,7 +37,7 @@ def instr_cost(ins, pos, engine, *, gen=True, sampled=False, top_k=0, vop_lanes=
         return _ceil(n, svop_lanes)
     if ins.op == Op.SOP:
         return 1
-    if ins.op in (Op.DOT, Op.AXPY):
+    if ins.op in (Op.DOT, Op.AXPY, Op.ATTN):
         return n * _ceil(ins.len, dot_lanes)
     if ins.op == Op.MATVEC:
         return _ceil(ins.m, engine.rows) * _ceil(ins.k, engine.cols)
@@ -47,7 +47,7 @@ def instr_cost(ins, pos, engine, *, gen=True, sampled=False, top_k=0, vop_lanes=
         if ins.fn == SampleFn.DRAW:
             return n
         return 1
-    return 0
+    raise ValueError(f"no cost for {ins.op.name}")
 
 
 def program_cost(program, pos, *, gen=True, sampled=False, top_k=0, engine=None, **lanes):
