@@ -71,8 +71,9 @@ class DeviceCore(wiring.Component):
 
         vm = self.vm
         m.submodules.vm = vm
-        m.submodules.vm_commands = vmc = VmCommandEngine(vm_spaces(vm), self.max_payload,
-                                                         vm.run.payload.shape(), vm.done.payload.shape())
+        m.submodules.vm_commands = vmc = VmCommandEngine(
+            vm_spaces(vm), self.max_payload, vm.run.payload.shape(), vm.done.payload.shape(),
+            buf_read_latency=getattr(parser, "read_latency", 1))
         m.submodules.resp_buf = resp_buf = StreamRegister(8)
         m.submodules.out_buf = out_buf = StreamRegister(8)
         wiring.connect(m, wiring.flipped(self.i), parser.i)

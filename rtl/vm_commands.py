@@ -84,7 +84,7 @@ class VmCommandEngine(wiring.Component):
     Ports
     -----
     frame : In(stream of frame_layout) — only frames for which :func:`is_vm_command`
-    buf : Out(FrameBufferReadSignature)
+    buf : Out(FrameBufferReadSignature) — read latency ``buf_read_latency`` (1 or 2) cycles
     header, payload : Out(stream) — to the framer
     idle : Out(1)
     load : Out(stream of load_layout)
@@ -97,10 +97,13 @@ class VmCommandEngine(wiring.Component):
     and ``err_pos`` (:data:`ternary_core.offload.isa.RUN_RESULT`).
     """
 
-    def __init__(self, spaces, max_payload, run_layout, result_layout):
+    def __init__(self, spaces, max_payload, run_layout, result_layout, *, buf_read_latency=1):
         if not isinstance(spaces, VmSpaces):
             raise TypeError(f"spaces must be a VmSpaces, not {spaces!r}")
+        if buf_read_latency not in (1, 2):
+            raise ValueError(f"buf_read_latency must be 1 or 2, not {buf_read_latency!r}")
         self.spaces, self.max_payload = spaces, max_payload
+        self.buf_read_latency = buf_read_latency
         self.run_layout, self.result_layout = run_layout, result_layout
         sb = spaces.space_bits
         super().__init__({
@@ -227,7 +230,10 @@ class VmCommandEngine(wiring.Component):
             # WRITE_MEM: payload byte idx -> byte lane of the word, a load beat per word.
             with m.State("WM_ADDR"):
                 m.d.comb += self.buf.addr.eq(idx)
-                m.next = "WM_DATA"
+                m.next = "WM_WAIT" if self.buf_read_latency > 1 else "WM_DATA"
+            if self.buf_read_latency > 1:
+                with m.State("WM_WAIT"):  # the frame buffer's output register
+                    m.next = "WM_DATA"
             with m.State("WM_DATA"):
                 with m.Switch(lane):
                     for i in range(WORD_BITS // 8):
@@ -284,7 +290,10 @@ class VmCommandEngine(wiring.Component):
             # RUN: the argument bytes past what the parser latched, then the fed ids.
             with m.State("RUN_TAIL_ADDR"):
                 m.d.comb += self.buf.addr.eq(idx)
-                m.next = "RUN_TAIL_DATA"
+                m.next = "RUN_TAIL_WAIT" if self.buf_read_latency > 1 else "RUN_TAIL_DATA"
+            if self.buf_read_latency > 1:
+                with m.State("RUN_TAIL_WAIT"):  # the frame buffer's output register
+                    m.next = "RUN_TAIL_DATA"
             with m.State("RUN_TAIL_DATA"):
                 m.d.sync += [run_tail.eq((run_tail >> 8) | (self.buf.data << 56)), idx.eq(idx + 1)]
                 with m.If(idx == P.RUN_STRUCT.size - 1):
@@ -294,7 +303,10 @@ class VmCommandEngine(wiring.Component):
                     m.next = "RUN_TAIL_ADDR"
             with m.State("RUN_ID_ADDR"):
                 m.d.comb += self.buf.addr.eq(idx)
-                m.next = "RUN_ID_DATA"
+                m.next = "RUN_ID_WAIT" if self.buf_read_latency > 1 else "RUN_ID_DATA"
+            if self.buf_read_latency > 1:
+                with m.State("RUN_ID_WAIT"):  # the frame buffer's output register
+                    m.next = "RUN_ID_DATA"
             with m.State("RUN_ID_DATA"):
                 m.d.sync += [shreg.eq(Mux(lane[0], (self.buf.data << 8) | shreg[:8], self.buf.data)),
                              idx.eq(idx + 1), lane.eq(~lane[0])]

@@ -19,6 +19,12 @@ def exchange(frames, *, gap=300):
     from amaranth.sim import Simulator
 
     dut = DeviceCore(CFG, max_payload=MAX_PAYLOAD, timeout=200, vm=VmDouble(DoubleLimits()))
+    return run_core(dut, frames, gap)
+
+
+def run_core(dut, frames, gap=300):
+    from amaranth.sim import Simulator
+
     received = bytearray()
     total = sum(len(f) for f in frames) * 4 + gap * (len(frames) + 2) + 5_000
 
@@ -121,3 +127,59 @@ def test_version_2_commands_still_answer_beside_the_machine():
                                                                        struct.pack("<II", 0, 1))])
     assert [r[2][0] for r in replies] == [P.Status.OK, P.Status.OK]
     assert replies[0][1] == P.Cmd.RESET | P.RESPONSE_BIT
+
+
+def test_a_frame_buffer_with_two_cycles_of_read_latency_gives_the_same_replies(rng):
+    """The ULX3S's frame buffer may register its output (buf_read_latency 2): the
+    engine alone, its frames and buffer served by the testbench with that latency."""
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.sim import Simulator
+
+    from rtl.vm_commands import VmCommandEngine, VmSpaces
+    from tests.vm_double import RESULT_LAYOUT, RUN_END, RUN_LAYOUT, SPACE_BITS
+
+    data = bytes(rng.integers(0, 256, 5 * 3, dtype="uint8"))
+    requests = [(P.Cmd.WRITE_MEM, P.encode_mem(NARROW, 2, data)),
+                (P.Cmd.READ_MEM, P.encode_mem(NARROW, 2, struct.pack("<H", 3))),
+                (P.Cmd.RUN, P.encode_run(0, 2, 2, 1, 7, 0, 0, [5, 6]))]
+    m = Module()
+    m.submodules.vmc = vmc = VmCommandEngine(VmSpaces(SPACES, TOKENS, RUN_END, SPACE_BITS),
+                                             MAX_PAYLOAD, RUN_LAYOUT, RESULT_LAYOUT, buf_read_latency=2)
+    m.submodules.vm = vm = VmDouble(DoubleLimits())
+    for name in ("load", "peek_req", "run"):
+        wiring.connect(m, getattr(vmc, name), getattr(vm, name))
+    for name in ("peek", "done"):
+        wiring.connect(m, getattr(vm, name), getattr(vmc, name))
+    replies = []
+
+    async def host(ctx):
+        for seq, (cmd, payload) in enumerate(requests):
+            args = int.from_bytes(payload[:P.ARGS_MAX].ljust(P.ARGS_MAX, b"\0"), "little")
+            ctx.set(vmc.frame.payload, {"seq": seq, "cmd": cmd, "length": len(payload), "args": args,
+                                        "error": 0})
+            ctx.set(vmc.frame.valid, 1)
+            ctx.set(vmc.header.ready, 1)
+            ctx.set(vmc.payload.ready, 1)
+            out, pipe = bytearray(), [0, 0]
+            while True:
+                await ctx.tick()
+                addr = ctx.get(vmc.buf.addr)
+                ctx.set(vmc.buf.data, pipe.pop(0))          # two cycles after its address
+                pipe.append(payload[addr] if addr < len(payload) else 0)
+                if ctx.get(vmc.payload.valid):
+                    out.append(ctx.get(vmc.payload.payload))
+                if ctx.get(vmc.frame.ready):
+                    break
+            ctx.set(vmc.frame.valid, 0)
+            replies.append(bytes(out))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run_until(2e-4)
+    tokens = {0: 5, 1: 6}
+    _, cycles, state = expected_run(tokens, 0, 2, 2, 1, 7, 0, 0)
+    assert replies == [b"\0", b"\0" + data,
+                       b"\0" + struct.pack("<IIHH", cycles, state, tokens[2], tokens[3])]
