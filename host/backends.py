@@ -168,6 +168,7 @@ def open_runner(args, model):
             # growing with the context), about a millisecond on a board
             run = ModelOffload(device, model, check=args.check, log=sys.stderr,
                                step_timeout=5.0 if args.backend == "sim" else 0.5)
+            run.board_profile = board(args.board)
             run.prepare()
             return ModelOffloadBackend(args.backend, run)
         matvec = open_backend(args, model, device)

@@ -131,3 +131,25 @@ def test_check_names_the_first_instruction_whose_result_differs(tiny):
                          + (word >> 64).to_bytes(8, "little"), 8)
     with pytest.raises(DeviceMismatch, match=rf"position 0: .*instruction {pc}: {bad.name}"):
         run.generate([1, 2], 4)
+
+
+def test_generate_cli_offloads_the_model_and_says_so(tiny, tmp_path, monkeypatch, capsys):
+    import json
+
+    import host.backends as backends
+    from host.cli import main
+    from ternary_core.model_file import save_model
+
+    path = tmp_path / "tiny.safetensors"
+    save_model(path, tiny)
+    monkeypatch.setattr(backends, "open_device",
+                        lambda args: Device(PythonDevice(DeviceLimits.for_config(tiny.config))))
+    argv = ["generate", "--model", str(path), "--prompt-ids", "1,2,3", "--tokens", "30",
+            "--temperature", "0", "--json"]
+    assert main(argv + ["--backend", "integer"]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--backend", "sim", "--board", "ulx3s-85f"]) == 0   # default: model
+    got = json.loads(capsys.readouterr().out)
+    assert got["offload"] == "model" and got["token_ids"] == want["token_ids"]
+    assert got["window_shifts"] == want["window_shifts"] and got["link_bytes_per_token"] <= 16
+    assert got["projection"]["board"] == "ulx3s-85f" and got["projection"]["bound"] in ("compute", "link")
