@@ -66,16 +66,18 @@ async def peek_space(ctx, vm, space, n, addr=0):
         await ctx.tick().until(vm.peek_req.ready)
         ctx.set(vm.peek_req.valid, 0)
         ctx.set(vm.peek.ready, 1)
-        while True:
+        for _ in range(100):
             _, _, valid, v = await ctx.tick().sample(vm.peek.valid, vm.peek.payload)
             if valid:
                 break
+        else:
+            raise TimeoutError("no peek answer")
         ctx.set(vm.peek.ready, 0)
         out.append(int(v))
     return out
 
 
-async def run_vm(ctx, vm, params, max_cycles=2_000_000):
+async def run_vm(ctx, vm, params, max_cycles=200_000):
     ctx.set(vm.run.payload, {k: getattr(params, k) for k, _, _ in isa.RUN_PARAMS})
     ctx.set(vm.run.valid, 1)
     await ctx.tick().until(vm.run.ready)
