@@ -101,7 +101,8 @@ class VectorMachine(wiring.Component):
         qbuf_rows = max(1, -(-max(lim.hidden, lim.head_dim, lim.vocab) // LANES))
         m.submodules.qbuf = qmem = memory.Memory(shape=data.ArrayLayout(signed(8), LANES),
                                                  depth=qbuf_rows, init=[])
-        q_rd, q_wr = qmem.read_port(transparent_for=()), qmem.write_port(granularity=8)
+        # (an ArrayLayout memory counts its write granularity in elements)
+        q_rd, q_wr = qmem.read_port(transparent_for=()), qmem.write_port(granularity=1)
         m.submodules.topk_mask = kmem = memory.Memory(shape=1, depth=max(2, lim.vocab), init=[])
         k_rd, k_wr = kmem.read_port(transparent_for=()), kmem.write_port()
 
@@ -632,7 +633,9 @@ class VectorMachine(wiring.Component):
             # ---- AXPY: per chunk of 32 outputs, every row, then write the chunk -------------
             with m.State("AXPY"):
                 m.d.comb += axpy.eq(1)
-                with m.If(dr < n):
+                with m.If(ln == 0):                 # no outputs
+                    m.next = "NEXT"
+                with m.Elif(dr < n):
                     m.d.comb += [d_issue.eq(1), rd_a.eq(a_base + dr), rd_b.eq(row_addr)]
                     m.d.sync += dr.eq(dr + 1)
                 with m.Else():
