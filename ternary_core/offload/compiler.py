@@ -17,13 +17,12 @@ from ..errors import TernaryError
 from ..integer import ops
 from ..integer.compile import NORM_NAMES
 from ..integer.fixed import scalar_from_int
-from ..model_config import BITLINEAR_NAMES
-from .isa import (ADDR_BITS, IR_COUNT, Cond, DeviceLimits, Dyn, DynSrc, Instr, Op, Red,
-                  SampleFn, SFn, Space, SR_INV_T, SVFn, VFn, pow2_at_least, prog_words,
-                  scalar_word)
+from .isa import (ADDR_BITS, ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SR_INV_T, AttnFn, Cond,
+                  DeviceLimits, Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn,
+                  kv_scale_addr, pow2_at_least, prog_words, scalar_word)
 
-VMEM_BITS_DEFAULT = 40
 # Integer registers by role (IR[0] is zero)
+assert ATTN_SCORE_BITS == ops.SCORE_BITS
 IR_S, IR_SS, IR_S2, IR_AMAX, IR_ZMAX, IR_TOT, IR_EMAX, IR_TOP = 1, 2, 3, 4, 5, 6, 7, 8
 IR_G0, IR_G1, IR_G2, IR_GT, IR_ID, IR_LMAX, IR_LSUM = 9, 10, 11, 12, 13, 14, 15
 assert IR_LSUM < IR_COUNT
@@ -108,7 +107,9 @@ class MemoryMap:
         return ((layer * self.nkv + g) * self.context) * self.kv_stride
 
     def kvs(self, layer, g, v):
-        return (v * self.L * self.nkv + layer * self.nkv + g) * self.context
+        """KVS address of the K (v=0) or V (v=1) scale of (layer, g, position 0):
+        :func:`~.isa.kv_scale_addr` of the row (ATTN PV relies on it)."""
+        return kv_scale_addr(self.limits, self.kv_row(layer, g), _log2(self.kv_stride), v)
 
     def check(self):
         lim = self.limits
@@ -142,7 +143,7 @@ class _Emitter:
         if key not in self.sr_names:
             i = len(self.sr_names) + 1
             self.sr_names[key] = i
-            self.sr_init[i] = (int(np.asarray(sc.m).reshape(-1)[0]), int(np.asarray(sc.e).reshape(-1)[0]))
+            self.sr_init[i] = (int(np.ravel(sc.m)[0]), int(np.ravel(sc.e)[0]))
         return self.sr_names[key]
 
     def sr(self, key):
@@ -192,14 +193,16 @@ class _Emitter:
         self.sop(f"{name}: max/127", SFn.MUL, d=q, a=amax, b=self.const("1/127", ops.INV_127))
         return q
 
-    def norm(self, name, norm_name, x, n, xs, out, r_out):
+    def norm(self, name, norm_name, x, n, xs, out, r_out, ranged=False):
         """ops.norm_quant of ``x`` (VMEM, n) with row scale SR ``xs``: int8 to ``out``,
-        scale to SR ``r_out``."""
+        scale to SR ``r_out``. ``ranged``: the pass that wrote ``x`` left its
+        ``NORM(16)`` in IR_S, so the range pass is skipped."""
         im = self.im
         c = im.norms[norm_name]
         mm = self.mm
         t1, t2 = self.V("t1"), self.V("t2")
-        self.vop(f"{name}: range", VFn.PASS, n, x, red=Red.NORM, red_ir=IR_S, rbits=16)
+        if not ranged:
+            self.vop(f"{name}: range", VFn.PASS, n, x, red=Red.NORM, red_ir=IR_S, rbits=16)
         self.vop(f"{name}: normalize to 16 bits, sum of squares", VFn.PASS, n, x, d=t1,
                  sh_ir=IR_S, bits=16, red=Red.SUMSQ, red_ir=IR_SS)
         self.vop(f"{name}: times gain, range", VFn.MUL, n, t1, (Space.TMEM, mm.gain[norm_name]),
@@ -222,12 +225,14 @@ class _Emitter:
         self.sop(f"{name}: scale", SFn.MUL, d=R("norm.r0"), a=R("norm.d"), b=R("norm.e"))
         self.sop(f"{name}: gain exponent", SFn.SHIFT, d=r_out, a=R("norm.r0"), imm=c.gain_exp)
 
-    def quant_head(self, name, src, xs, out, out_dyn, scale_out):
+    def quant_head(self, name, src, xs, out, out_dyn, scale_out, ranged=False):
         """ops.quant_heads for one head at ``src`` (VMEM, head_dim) with BitLinear scale
-        SR ``xs``: int8 to ``out`` (+dyn), scale to SR ``scale_out``."""
+        SR ``xs``: int8 to ``out`` (+dyn), scale to SR ``scale_out``. ``ranged``: IR_S
+        already holds the head's ``NORM(17)`` (from the RoPE pass that wrote it)."""
         hd = self.mm.hd
         t1 = self.V("t1")
-        self.vop(f"{name}: range", VFn.PASS, hd, src, red=Red.NORM, red_ir=IR_S, rbits=17)
+        if not ranged:
+            self.vop(f"{name}: range", VFn.PASS, hd, src, red=Red.NORM, red_ir=IR_S, rbits=17)
         self.vop(f"{name}: normalize to 17 bits, max", VFn.PASS, hd, src, d=t1, sh_ir=IR_S,
                  bits=17, red=Red.MAXABS, red_ir=IR_AMAX)
         q = self.quant_tail(name, t1, hd, out, out_dyn, "head")
@@ -238,18 +243,20 @@ class _Emitter:
     def rescale_residual(self, name, src, r, lin):
         """x = residual_add(x, to_fixed(acc, r * linear_scale))."""
         c = self.sr("res.c")
-        self.sop(f"{name}: scale", SFn.MUL, d=c, a=r, b=self.const(("lin", lin), self.im.linear_scale[lin]))
-        self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, c), self.V("t1"),
+        self.sop(f"{name}: scale", SFn.MUL, d=c, a=r,
+                 b=self.const(("lin", lin), self.im.linear_scale[lin]))
+        self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, c),
+                 self.V("t1"),
                  sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS)
-        self.vop(f"{name}: residual add", VFn.ADD, self.mm.d, self.V("x"), self.V("t1"), self.V("x"),
-                 bits=ops.RES_BITS)
+        self.vop(f"{name}: residual add, range", VFn.ADD, self.mm.d, self.V("x"), self.V("t1"),
+                 self.V("x"), bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16)
 
     def matvec(self, name, first, dst):
         base, m, k = self.mm.stack_of(first)
         self.emit(Op.MATVEC, name, base=base, m=m, k=k, d_space=dst[0], d_addr=dst[1])
 
 
-def _compile(im, limits, engine, sampling):
+def _compile(im, limits, engine, sampling, smul2, fuse_attention):
     c = im.config
     mm = MemoryMap(c, im.max_len, limits, engine)
     e = _Emitter(mm)
@@ -264,14 +271,15 @@ def _compile(im, limits, engine, sampling):
     e.emit(Op.SAMPLE, "token check", fn=SampleFn.TCHECK, n=V)
     es = e.sr("embed.scale")
     e.sop("embed: row scale", SFn.LOAD, d=es, s=(Space.EMBS, 0), dyn=(Dyn.A, DynSrc.TOKEN, 0))
-    e.vop("embed: row to Q15.16", VFn.MULS, d, (Space.EMB, 0), (Space.SR, es), sv("x"),
-          sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS,
+    e.vop("embed: row to Q15.16, range", VFn.MULS, d, (Space.EMB, 0), (Space.SR, es), sv("x"),
+          sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16,
           dyn=(Dyn.A, DynSrc.TOKEN, _log2(mm.emb_stride)))
     r = e.sr("r")
     for i in range(L):
         p = f"model.layers.{i}."
         ln = f"layer {i}"
-        e.norm(f"{ln} input norm", p + "input_layernorm", sv("x"), d, res_scale, act, r)
+        e.norm(f"{ln} input norm", p + "input_layernorm", sv("x"), d, res_scale, act, r,
+               ranged=True)
         e.matvec(f"{ln} q/k/v matvec", p + _ATTN[0], sv("qkv"))
         lin = [e.sr(n) for n in ("qs", "ks", "vs")]
         for reg, n in zip(lin, _ATTN):
@@ -279,52 +287,75 @@ def _compile(im, limits, engine, sampling):
                   b=e.const(("lin", p + n), im.linear_scale[p + n]))
         rope = (Space.TMEM, 0)
         rope_dyn = (Dyn.B, DynSrc.POS, _log2(mm.rope_stride))
-        for h in range(nh):
-            e.vop(f"{ln} rope q head {h}", VFn.ROT, hd, sv("qkv", h * hd), rope, sv("rot", h * hd),
-                  sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn)
-        for g in range(nkv):
-            e.vop(f"{ln} rope k head {g}", VFn.ROT, hd, sv("qkv", d + g * hd), rope,
-                  sv("rot", d + g * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn)
         qsc = [e.sr(("q_sc", h)) for h in range(nh)]
-        for h in range(nh):
+        for h in range(nh):     # each RoPE pass leaves its head's range for the quantizer
+            e.vop(f"{ln} rope q head {h}, range", VFn.ROT, hd, sv("qkv", h * hd), rope,
+                  sv("rot", h * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
+                  red_ir=IR_S, rbits=17)
             e.quant_head(f"{ln} quantize q head {h}", sv("rot", h * hd), lin[0],
-                         sv("q8", h * hd), None, qsc[h])
+                         sv("q8", h * hd), None, qsc[h], ranged=True)
         kv_dyn = (Dyn.D, DynSrc.POS, _log2(mm.kv_stride))
         for g in range(nkv):
+            e.vop(f"{ln} rope k head {g}, range", VFn.ROT, hd, sv("qkv", d + g * hd), rope,
+                  sv("rot", d + g * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
+                  red_ir=IR_S, rbits=17)
             for kind, src, space, v in (("k", sv("rot", d + g * hd), Space.KVK, 0),
                                         ("v", sv("qkv", d + mm.kvd + g * hd), Space.KVV, 1)):
                 sc = e.sr("kv_sc")
                 e.quant_head(f"{ln} quantize {kind} head {g} into the cache", src, lin[1 + v],
-                             (space, mm.kv_row(i, g)), kv_dyn, sc)
+                             (space, mm.kv_row(i, g)), kv_dyn, sc, ranged=not v)
                 e.sop(f"{ln} store {kind} head {g} scale", SFn.STORE, a=sc,
                       s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
         asc = [e.sr(("a_sc", h)) for h in range(nh)]
         score_k = e.const("score_k", im.score_k)
+        kst = _log2(mm.kv_stride)
         for h in range(nh):
             g = h // group
             an = f"{ln} attn head {h}"
-            e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
-                   a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK, b_addr=mm.kv_row(i, g),
-                   d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=hd, stride=_log2(mm.kv_stride))
-            e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
-                   a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR, b_addr=qsc[h],
-                   d_space=Space.VMEM, d_addr=mm.vmem["s1"])
-            e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1, a_space=Space.VMEM,
-                   a_addr=mm.vmem["s1"], b_space=Space.SR, b_addr=score_k, d_space=Space.VMEM,
-                   d_addr=mm.vmem["s1"])
-            e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"), sv("s2"),
-                  npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS, red=Red.MAX,
-                  red_ir=IR_ZMAX)
-            e.vop(f"{an}: exp2, sum", VFn.EXP2, 0, sv("s2"), (Space.IR, IR_ZMAX), sv("s3"),
-                  npos=1, red=Red.SUM, red_ir=IR_TOT)
-            e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0, npos=1,
-                   a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE, red_ir=IR_EMAX)
-            e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
-                  (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16, sh_ir=IR_EMAX)
-            e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
-                   a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
-                   d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
-                   stride=_log2(mm.kv_stride))
+            if h % group == 0:      # once per KV head: its query heads follow in order
+                e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0,
+                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE,
+                       red_ir=IR_EMAX)
+            c = mm.vmem["s0" if fuse_attention else "s1"]     # the per-key scalars
+            if smul2:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
+                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=c)
+            else:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], d_space=Space.VMEM, d_addr=c)
+                e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.VMEM, a_addr=c, b_space=Space.SR, b_addr=score_k,
+                       d_space=Space.VMEM, d_addr=c)
+            if fuse_attention:
+                e.emit(Op.ATTN, f"{an}: scores to log2 units, max", fn=AttnFn.SCORES, n=0,
+                       npos=1, a_space=Space.VMEM, a_addr=mm.vmem["q8"] + h * hd,
+                       b_space=Space.KVK, b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                       d_addr=c, len=hd, stride=kst, sh_imm=-ops.SCORE_FRAC_BITS,
+                       red_ir=IR_ZMAX)
+                e.emit(Op.ATTN, f"{an}: exp2, sum, weights . values", fn=AttnFn.PV, n=0,
+                       npos=1, a_space=Space.VMEM, a_addr=c, b_space=Space.KVV,
+                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                       d_addr=mm.vmem["acc"] + h * hd, len=hd, stride=kst, sh_imm=16,
+                       sh_ir=IR_EMAX, ir_b=IR_ZMAX, red_ir=IR_TOT)
+            else:
+                e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
+                       a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK,
+                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM, d_addr=mm.vmem["s0"],
+                       len=hd, stride=kst)
+                e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"),
+                      sv("s2"), npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS,
+                      red=Red.MAX, red_ir=IR_ZMAX)
+                e.vop(f"{an}: exp2, sum", VFn.EXP2, 0, sv("s2"), (Space.IR, IR_ZMAX), sv("s3"),
+                      npos=1, red=Red.SUM, red_ir=IR_TOT)
+                e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
+                      (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16,
+                      sh_ir=IR_EMAX)
+                e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
+                       a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
+                       d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
+                       stride=kst)
             tot = e.sr("attn.tot")
             e.sop(f"{an}: sum to scalar", SFn.FROM_INT, d=tot, a=IR_TOT)
             e.sop(f"{an}: 1/sum", SFn.RECIP, d=tot, a=tot)
@@ -349,7 +380,7 @@ def _compile(im, limits, engine, sampling):
         e.matvec(f"{ln} o_proj matvec", p + "self_attn.o_proj", sv("o"))
         e.rescale_residual(f"{ln} o_proj", sv("o"), r, p + "self_attn.o_proj")
         e.norm(f"{ln} post-attention norm", p + "post_attention_layernorm", sv("x"), d,
-               res_scale, act, r)
+               res_scale, act, r, ranged=True)
         e.matvec(f"{ln} gate/up matvec", p + _MLP[0], sv("gu"))
         gs, us = e.sr("gs"), e.sr("us")
         for reg, n in ((gs, _MLP[0]), (us, _MLP[1])):
@@ -363,7 +394,8 @@ def _compile(im, limits, engine, sampling):
         e.vop(f"{gn}: square normalize", VFn.PASS, f, t2, d=t2, sh_ir=IR_G1, bits=17)
         e.vop(f"{gn}: u range", VFn.PASS, f, sv("gu", f), red=Red.NORM, red_ir=IR_G2, rbits=16)
         e.vop(f"{gn}: u normalize", VFn.PASS, f, sv("gu", f), d=t3, sh_ir=IR_G2, bits=16)
-        e.vop(f"{gn}: product", VFn.MUL, f, t2, t3, sv("gu"))
+        e.vop(f"{gn}: product, range", VFn.MUL, f, t2, t3, sv("gu"), red=Red.NORM, red_ir=IR_S,
+              rbits=16)
         ga, gb, gsc = e.sr("glu.a"), e.sr("glu.b"), e.sr("glu.sc")
         e.sop(f"{gn}: gs * gs", SFn.MUL, d=ga, a=gs, b=gs)
         e.sop(f"{gn}: * us", SFn.MUL, d=gb, a=ga, b=us)
@@ -371,13 +403,14 @@ def _compile(im, limits, engine, sampling):
         e.sop(f"{gn}: + s1", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G1)
         e.sop(f"{gn}: + s2", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G2)
         e.sop(f"{gn}: scale", SFn.SHIFT, d=gsc, a=gb, b=IR_GT)
-        e.norm(f"{ln} ffn sub-norm", p + "mlp.ffn_sub_norm", sv("gu"), f, gsc, act, r)
+        e.norm(f"{ln} ffn sub-norm", p + "mlp.ffn_sub_norm", sv("gu"), f, gsc, act, r,
+               ranged=True)
         e.matvec(f"{ln} down_proj matvec", p + "mlp.down_proj", sv("o"))
         e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + "mlp.down_proj")
 
     # final norm, lm_head and the sampler: only in steps that sample
     e.gen = 1
-    e.norm("final norm", "model.norm", sv("x"), d, res_scale, sv("q8"), r)
+    e.norm("final norm", "model.norm", sv("x"), d, res_scale, sv("q8"), r, ranged=True)
     rows, scales = (Space.EMB, Space.EMBS) if tied else (Space.HEAD, Space.HEADS)
     e.emit(Op.DOT, "lm_head: dots", n=V, a_space=Space.VMEM, a_addr=mm.vmem["q8"],
            b_space=rows, b_addr=0, d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=d,
@@ -425,6 +458,17 @@ class Program:
     def words(self):
         return prog_words(self.instrs)
 
+    def listing(self):
+        """One line per instruction: ``pc  CLASS fn  name  field=value ...`` (non-zero
+        fields), for reading a program or a --check report."""
+        lines = []
+        for pc, ins in enumerate(self.instrs):
+            enum = FN_ENUMS.get(ins.op)
+            fn = enum(ins.fn).name if enum and ins.fn in enum._value2member_map_ else ins.fn
+            fields = " ".join(f"{k}={v}" for k, v in ins.f.items() if v and k != "fn")
+            lines.append(f"{pc:5d}  {ins.op.name:6s} {fn!s:9s} {ins.name}  [{fields}]")
+        return "\n".join(lines)
+
     @property
     def logits(self):
         """VMEM (address, length) of the logits after a sampling step."""
@@ -435,13 +479,18 @@ def default_engine():
     return BOARDS["ulx3s-85f"].engine
 
 
-def compile_program(im, limits=None, sampling=True, engine=None):
+def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
+                    fuse_attention=False):
     """The step program of ``im`` for a device with ``limits`` (default: the smallest
     that hold the model at ``im.max_len``). ``sampling`` adds the temperature/top-k tail
-    (selected at run time by ``cond``); without it the program is greedy only."""
+    (selected at run time by ``cond``); without it the program is greedy only.
+    ``smul2``: the attention's ``(qs*ks)*score_k`` as one SVOP SMUL2 pass instead of two
+    SMUL passes (off until the VM implements SMUL2). ``fuse_attention``: each query
+    head's attention as ATTN SCORES and ATTN PV passes (3 passes over the keys fewer;
+    off until the VM implements ATTN)."""
     engine = engine or default_engine()
     limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
-    mm, e = _compile(im, limits, engine, sampling)
+    mm, e = _compile(im, limits, engine, sampling, smul2, fuse_attention)
     return Program(e.ins, mm, e.sr_init)
 
 

@@ -77,6 +77,7 @@ class Op(IntEnum):
     MATVEC = 6    # the ternary engine: VMEM[D + r] = (W~ . ACT)[r]
     SAMPLE = 7    # top-k mask, draw, emit
     END = 8       # end of the step program
+    ATTN = 9      # fused attention passes over the keys (added after the first commit)
 
 
 class VFn(IntEnum):
@@ -110,6 +111,7 @@ class SVFn(IntEnum):
     """SVOP functions: a scalar-unit op per element ``j`` of a vector of scalar words."""
     SMUL = 0      # D[j] = scalar_mul(A[j], B)   (B an SR or a scalar-word element)
     MAXE = 1      # no write; only the reduction (use red = MAXE)
+    SMUL2 = 2     # D[j] = scalar_mul(scalar_mul(A[j], B), SR[b2])  (two multiplies, one pass)
 
 
 class SFn(IntEnum):
@@ -133,6 +135,23 @@ class SampleFn(IntEnum):
                   # IR[ir_d] = first i with cumsum(A)[i] > r
     EMIT = 2      # TOKENS[pos + 1] = IR[ir_a]; error BAD_TOKEN if >= n
     TCHECK = 3    # error BAD_TOKEN if the step's token >= n (first instruction of a step)
+
+
+class AttnFn(IntEnum):
+    """ATTN functions: one pass over the keys ``j < n`` of one query head each."""
+    SCORES = 0    # D[j] = srs(dot(Q, Krow_j) * D[j].m, sh_imm - D[j].e, ATTN_SCORE_BITS); MAX
+    PV = 1        # e_j = exp2(IR[ir_b] - A[j]); w_j = srs(e_j * vs_j.m, sh_imm + IR[sh_ir]
+                  # - vs_j.e, 18); D[c] = sum_j w_j * Vrow_j[c]; IR[red_ir] = sum e_j
+
+
+ATTN_SCORE_BITS = 24    # ATTN SCORES saturates its scores to this signed width
+
+
+def kv_scale_addr(limits, row_addr, stride, v):
+    """The KVS address of the scale of the KVK (``v`` = 0) or KVV (``v`` = 1) row at
+    ``row_addr`` (rows of ``2**stride`` elements): ``row_addr >> stride``, V scales from
+    half the KVS depth on. ATTN PV reads the V scales at these addresses."""
+    return (v * (limits.depth(Space.KVS) // 2)) + (row_addr >> stride)
 
 
 class Cond(IntEnum):
@@ -256,7 +275,7 @@ LAYOUTS = {
              "red_ir": Field(115, 4),
              "rbits": Field(119, 5),         # Red.NORM target width
              "sym": Field(124, 1)},          # clip to +-(2**(bits-1) - 1)
-    Op.SVOP: {**VECTOR, "red": Field(112, 3), "red_ir": Field(115, 4)},
+    Op.SVOP: {**VECTOR, "b2": Field(96, 8), "red": Field(112, 3), "red_ir": Field(115, 4)},
     Op.DOT: {**VECTOR,
              "len": Field(96, 14),           # elements per row (Q length)
              "stride": Field(110, 4)},       # row r at b_addr + (r << stride)
@@ -270,7 +289,16 @@ LAYOUTS = {
     Op.MATVEC: {"base": Field(8, 24), "m": Field(32, 16), "k": Field(48, 16),
                 "d_space": Field(67, 4), "d_addr": Field(71, ADDR_BITS)},
 }
-FN_ENUMS = {Op.VOP: VFn, Op.SVOP: SVFn, Op.SOP: SFn, Op.SAMPLE: SampleFn}
+LAYOUTS[Op.ATTN] = {
+    **{k: v for k, v in VECTOR.items() if not k.startswith("dyn")},
+    "sh_imm": Field(89, 6, True),
+    "len": Field(96, 10),           # head_dim (elements per row)
+    "stride": Field(106, 4),        # row j at b_addr + (j << stride)
+    "sh_ir": Field(110, 4),         # PV: IR of the largest value-scale exponent
+    "red_ir": Field(115, 4),        # SCORES: max score; PV: sum of the exp2 weights
+    "ir_b": Field(119, 4),          # PV: IR of the max score
+}
+FN_ENUMS = {Op.VOP: VFn, Op.SVOP: SVFn, Op.SOP: SFn, Op.SAMPLE: SampleFn, Op.ATTN: AttnFn}
 
 
 def _check_layouts():
@@ -286,26 +314,35 @@ def _check_layouts():
 _check_layouts()
 
 
+def struct_fields(op):
+    """``[(name, width, signed)]`` of class ``op`` from bit 0 to bit 127, free bits as
+    ``_pad<lsb>`` entries: build an Amaranth ``data.StructLayout`` of the whole 128-bit
+    instruction from it (fields in this order)."""
+    fields = sorted({**HEADER, **LAYOUTS[Op(op)]}.items(), key=lambda kv: kv[1].lsb)
+    out, at = [], 0
+    for name, f in fields:
+        if f.lsb > at:
+            out.append((f"_pad{at}", f.lsb - at, False))
+        out.append((name, f.width, f.signed))
+        at = f.lsb + f.width
+    if at < INSTR_BITS:
+        out.append((f"_pad{at}", INSTR_BITS - at, False))
+    return out
+
+
 class Instr:
     """One instruction: its class, its fields (missing ones are 0) and a human name
     (``"layer 2 attn head 1: scores"``) that ``--check`` reports."""
-
-    __slots__ = ("op", "f", "name")
 
     def __init__(self, op, name="", **f):
         self.op = Op(op)
         lay = {**HEADER, **LAYOUTS[self.op]}
         for k in f:
-            if k not in lay:
+            if k not in lay or k == "op":
                 raise TernaryError(f"instruction {Op(op).name} has no field {k!r}")
         self.f = {k: int(f.get(k, 0)) for k in lay if k != "op"}
+        self.__dict__.update(self.f)      # fields as attributes (ins.n, ins.a_addr, ...)
         self.name = name
-
-    def __getattr__(self, k):
-        try:
-            return self.f[k] if k != "op" else self.op
-        except KeyError:
-            raise AttributeError(k) from None
 
     def __repr__(self):
         fs = ", ".join(f"{k}={v}" for k, v in self.f.items() if v)
@@ -371,7 +408,7 @@ class Status(IntEnum):
     BAD_OPCODE = 1
     SCALAR_OVF = 2     # a scalar result's exponent left s12
     BAD_TOKEN = 3      # a sampled or fed id >= vocab
-    BAD_PARAMS = 4     # run parameters outside the limits (pos0 + n_feed + n_new - 1 > context, ...)
+    BAD_PARAMS = 4     # run parameters outside the limits (pos0+n_feed+n_new-1 > context, ...)
     PROG_END = 5       # the program ran past its last word without END
 
 
@@ -451,7 +488,8 @@ class DeviceLimits:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TernaryError(f"DeviceLimits.{f.name} must be a positive integer, got {v!r}")
         if self.head_dim % 2:
-            raise TernaryError(f"DeviceLimits.head_dim must be even (RoPE pairs), got {self.head_dim}")
+            raise TernaryError(f"DeviceLimits.head_dim must be even (RoPE pairs), "
+                               f"got {self.head_dim}")
         if self.sr_regs > SR_COUNT:
             raise TernaryError(f"DeviceLimits.sr_regs must be at most {SR_COUNT}")
         for name in ("hidden", "ffn", "vocab", "context"):
@@ -550,4 +588,5 @@ class DeviceLimits:
         return cls(**base)
 
 
-ULX3S_85F = DeviceLimits()      # the shipped model at its full context
+# The shipped model at its full context; its program has 999 instructions.
+ULX3S_85F = DeviceLimits(prog_words=1024)

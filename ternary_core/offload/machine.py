@@ -22,9 +22,10 @@ from ..integer.fixed import (Scalar, bit_length, exp2_neg, scalar_add, scalar_fr
                              scalar_mul, scalar_recip, scalar_rsqrt, scalar_shift,
                              shift_round_saturate)
 from ..integer.sampling import xorshift32
-from .isa import (E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS, SPACES, SR_COUNT, SR_INV_T,
-                  SW_E_BITS, SW_M_BITS, Cond, DeviceLimits, Dyn, DynSrc, Op, Red, RunParams,
-                  RunResult, SampleFn, SFn, Space, Status, SVFn, VFn, decode, to_signed)
+from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS, RESULT_WORDS,
+                  RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS, SW_M_BITS, AttnFn, Cond,
+                  DeviceLimits, Dyn, DynSrc, Op, Red, RunParams, RunResult, SampleFn, SFn, Space,
+                  Status, SVFn, VFn, decode, encode, kv_scale_addr, to_signed)
 
 _SW_M_MASK = (1 << SW_M_BITS) - 1
 _SW_E_MASK = (1 << SW_E_BITS) - 1
@@ -100,14 +101,15 @@ class Machine:
         self.pc = 0
 
     @classmethod
-    def for_model(cls, im, limits=None, engine=None, strict=True, sampling=True):
-        """A Machine with ``im`` compiled and uploaded (program, images, weights):
+    def for_model(cls, im, limits=None, engine=None, strict=True, **compile_kw):
+        """A Machine with ``im`` compiled (``compile_kw``: of
+        :func:`~.compiler.compile_program`) and uploaded (program, images, weights):
         returns ``(machine, program)``."""
         from .compiler import compile_program, default_engine, memory_images, weight_stacks
         from .isa import DeviceLimits as _DL
         engine = engine or default_engine()
         limits = limits or _DL.for_config(im.config, im.max_len).with_engine(engine)
-        program = compile_program(im, limits, sampling=sampling, engine=engine)
+        program = compile_program(im, limits, engine=engine, **compile_kw)
         mc = cls(limits, engine.layout, strict=strict)
         for space, words in memory_images(im, limits, engine, program).items():
             if space != Space.PROG:
@@ -169,12 +171,34 @@ class Machine:
         self._wcache.clear()
 
     def peek(self, space, addr):
-        return int(self.mem[Space(space)][addr])
+        """One word of a space as the ``peek`` port returns it (unsigned, its word bits)."""
+        space = Space(space)
+        if space == Space.PROG:
+            if addr // 2 >= len(self.prog):
+                return 0
+            w = encode(self.prog[addr // 2])
+            return (w >> 64) if addr % 2 else w & ((1 << 64) - 1)
+        mem = self.mem[space]
+        if not 0 <= addr < mem.size:
+            raise TernaryError(f"{space.name}: address {addr} is past its depth {mem.size}")
+        return int(mem[addr]) & ((1 << SPACES[space].word_bits) - 1)
+
+    def run_param(self, **kw):
+        """A run whose parameters are PARAM words 0..6 (:data:`~.isa.PARAM_WORDS`); the
+        result goes to PARAM words 8..13 (:data:`~.isa.RESULT_WORDS`) and is returned."""
+        words = self.mem[Space.PARAM]
+        vals = {n: int(words[i]) & ((1 << b) - 1) for i, (n, b, _) in enumerate(RUN_PARAMS)}
+        vals["inv_t_e"] = to_signed(vals["inv_t_e"], 16)
+        res = self.run(RunParams(**vals), **kw)
+        for name, i in RESULT_WORDS.items():
+            words[i] = int(getattr(res, name)) & 0xFFFFFFFF
+        return res
 
     # ---- registers
     def set_sr(self, i, m, e, where="SR write"):
         m, e = int(m), int(e)
-        _check_exp(m, e, where)
+        if m and not E_MIN <= e <= E_MAX:
+            raise DeviceStop(Status.SCALAR_OVF, f"scalar exponent overflow in {where}")
         if 0 <= i < SR_COUNT:
             self.sr_m[i], self.sr_e[i] = m, e
 
@@ -253,7 +277,7 @@ def _n(ins, mc):
 
 
 def _dyn(ins, mc, sel):
-    if ins.dyn_sel != sel:
+    if ins.f.get("dyn_sel", 0) != sel:
         return 0
     v = mc.token if ins.dyn_src == DynSrc.TOKEN else mc.pos
     return v << ins.dyn_k
@@ -313,9 +337,16 @@ def _reduce(red, out, rbits):
     raise TernaryError(f"reduction {red} is not defined for VOP")
 
 
+def _fn(enum, ins):
+    try:
+        return enum(ins.fn)
+    except ValueError:
+        raise DeviceStop(Status.BAD_OPCODE, f"{ins.op.name} fn {ins.fn}") from None
+
+
 def _vop(mc, ins):
     n = _n(ins, mc)
-    fn = VFn(ins.fn)
+    fn = _fn(VFn, ins)
     x = _read(mc, ins.a_space, ins.a_addr + _dyn(ins, mc, Dyn.A), n, "A", ins)
     bsp = Space(ins.b_space)
     ye = 0
@@ -378,14 +409,18 @@ def _vop(mc, ins):
 def _svop(mc, ins):
     n = _n(ins, mc)
     xm, xe = _sw_unpack(_read(mc, ins.a_space, ins.a_addr + _dyn(ins, mc, Dyn.A), n, "A", ins))
-    fn = SVFn(ins.fn)
-    if fn == SVFn.SMUL:
+    fn = _fn(SVFn, ins)
+    if fn in (SVFn.SMUL, SVFn.SMUL2):
         if ins.b_space == Space.SR:
             ym, ye = np.int64(mc.sr_m[ins.b_addr]), np.int64(mc.sr_e[ins.b_addr])
         else:
-            ym, ye = _sw_unpack(_read(mc, ins.b_space, ins.b_addr + _dyn(ins, mc, Dyn.B), n, "B", ins))
+            b = _read(mc, ins.b_space, ins.b_addr + _dyn(ins, mc, Dyn.B), n, "B", ins)
+            ym, ye = _sw_unpack(b)
         r = scalar_mul(Scalar(xm, xe), Scalar(ym, ye))
         _check_exp(r.m, r.e, ins.name or "SVOP")
+        if fn == SVFn.SMUL2:
+            r = scalar_mul(r, Scalar(np.int64(mc.sr_m[ins.b2]), np.int64(mc.sr_e[ins.b2])))
+            _check_exp(r.m, r.e, ins.name or "SVOP")
         _write(mc, ins.d_space, ins.d_addr + _dyn(ins, mc, Dyn.D),
                np.broadcast_to(_sw_pack(r.m, r.e), (n,)), ins)
     elif fn != SVFn.MAXE:
@@ -509,7 +544,35 @@ def _sample(mc, ins):
         raise DeviceStop(Status.BAD_OPCODE, f"SAMPLE fn {fn}")
 
 
-_EXEC = {Op.VOP: _vop, Op.SVOP: _svop, Op.SOP: _sop, Op.DOT: _dot, Op.AXPY: _axpy,
+def _attn(mc, ins):
+    n = _n(ins, mc)
+    fn = _fn(AttnFn, ins)
+    if Space(ins.b_space) != (Space.KVK if fn == AttnFn.SCORES else Space.KVV):
+        raise TernaryError(f"{ins.name}: ATTN {fn.name} rows must be "
+                           f"{'KVK' if fn == AttnFn.SCORES else 'KVV'}")
+    rows = _rows(mc, ins, n)
+    if fn == AttnFn.SCORES:
+        q = _read(mc, ins.a_space, ins.a_addr, ins.len, "Q", ins)
+        q8 = _wrap(q, 8)
+        if mc.strict and not np.array_equal(q8, q):
+            raise TernaryError(f"{ins.name}: a query value does not fit int8")
+        dot = (rows.astype(np.float64) @ q8.astype(np.float64)).astype(np.int64)
+        cm, ce = _sw_unpack(_read(mc, ins.d_space, ins.d_addr, n, "D", ins))
+        z = shift_round_saturate(dot * cm, ins.sh_imm - ce, ATTN_SCORE_BITS)
+        _write(mc, ins.d_space, ins.d_addr, z, ins)
+        mc.set_ir(ins.red_ir, _reduce(Red.MAX, z, 0))
+    else:
+        z = _read(mc, ins.a_space, ins.a_addr, n, "A", ins)
+        e = exp2_neg(np.clip(mc.ir[ins.ir_b] - z, 0, 1 << 30))
+        at = kv_scale_addr(mc.limits, ins.b_addr, ins.stride, 1)
+        vm, ve = _sw_unpack(_read(mc, Space.KVS, at, n, "V scales", ins))
+        w = shift_round_saturate(e * vm, ins.sh_imm + mc.ir[ins.sh_ir] - ve, MUL_Y_BITS)
+        acc = (w.astype(np.float64) @ rows.astype(np.float64)).astype(np.int64)
+        _write(mc, ins.d_space, ins.d_addr, acc, ins)
+        mc.set_ir(ins.red_ir, int(e.sum()))
+
+
+_EXEC = {Op.ATTN: _attn, Op.VOP: _vop, Op.SVOP: _svop, Op.SOP: _sop, Op.DOT: _dot, Op.AXPY: _axpy,
          Op.MATVEC: _matvec, Op.SAMPLE: _sample}
 
 
