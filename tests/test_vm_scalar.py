@@ -52,7 +52,7 @@ def random_sop(rng, lim, pos, token):
 
 def random_svop(rng, lim, pos, token):
     while True:
-        fn = SVFn(int(rng.integers(0, 2)))
+        fn = SVFn(int(rng.integers(0, 3)))
         n = int(rng.integers(0, 33))
         a_sp = Space(rng.choice((Space.VMEM, Space.EMBS, Space.KVS)))
         b_sp = Space(rng.choice((Space.SR, Space.VMEM, Space.HEADS)))
@@ -72,8 +72,8 @@ def random_svop(rng, lim, pos, token):
             continue
         red = Red.MAXE if fn == SVFn.MAXE or rng.random() < 0.5 else Red.NONE
         return Instr(Op.SVOP, fn=fn, n=n, a_space=a_sp, a_addr=a, b_space=b_sp, b_addr=b,
-                     d_space=d_sp if fn == SVFn.SMUL else 0, d_addr=d if fn == SVFn.SMUL else 0,
-                     red=red, red_ir=int(rng.integers(1, 16)))
+                     d_space=d_sp if fn != SVFn.MAXE else 0, d_addr=d if fn != SVFn.MAXE else 0,
+                     b2=int(rng.choice(SRS)), red=red, red_ir=int(rng.integers(1, 16)))
 
 
 def check(rng, lim, img, ops, ir, pos):
