@@ -38,7 +38,7 @@ class VmRig(wiring.Component):
 
 def small_limits(**kw):
     base = dict(hidden=64, layers=1, heads=2, kv_heads=1, head_dim=16, ffn=64, vocab=64,
-                context=16, vmem_words=512, prog_words=256, max_m=128, max_k=64,
+                context=16, vmem_words=512, prog_words=512, max_m=128, max_k=64,
                 weight_words=256)
     base.update(kw)
     return isa.DeviceLimits(**base)
@@ -66,16 +66,18 @@ async def peek_space(ctx, vm, space, n, addr=0):
         await ctx.tick().until(vm.peek_req.ready)
         ctx.set(vm.peek_req.valid, 0)
         ctx.set(vm.peek.ready, 1)
-        while True:
+        for _ in range(100):
             _, _, valid, v = await ctx.tick().sample(vm.peek.valid, vm.peek.payload)
             if valid:
                 break
+        else:
+            raise TimeoutError("no peek answer")
         ctx.set(vm.peek.ready, 0)
         out.append(int(v))
     return out
 
 
-async def run_vm(ctx, vm, params, max_cycles=2_000_000):
+async def run_vm(ctx, vm, params, max_cycles=200_000):
     ctx.set(vm.run.payload, {k: getattr(params, k) for k, _, _ in isa.RUN_PARAMS})
     ctx.set(vm.run.valid, 1)
     await ctx.tick().until(vm.run.ready)
@@ -105,13 +107,17 @@ def word_unsigned(space, v):
 
 
 def set_ir_program(values):
-    """Instructions that set IR[i] = values[i] (48-bit) for i >= 1, with IADD only:
-    the top 24 bits as an immediate, doubled 24 times, plus the low 24 bits."""
+    """Instructions that set IR[i] = values[i] (48-bit) for i >= 1, with IADD only: one
+    immediate when it fits 32 bits, else the top 24 bits, doubled 24 times, plus the
+    low 24 bits."""
     out = []
     for i, v in enumerate(values):
         if i == 0:
             continue
         v = isa.to_signed(v, isa.IR_BITS)
+        if -(1 << 31) <= v < (1 << 31):
+            out.append(Instr(Op.SOP, fn=SFn.IADD, d=i, imm=v))
+            continue
         hi, lo = v >> 24, v & ((1 << 24) - 1)
         out.append(Instr(Op.SOP, fn=SFn.IADD, d=i, imm=hi))
         out += [Instr(Op.SOP, fn=SFn.IADD, d=i, a=i, b=i)] * 24
@@ -193,3 +199,78 @@ def random_words(rng, n, bits, signed=True):
         ext = rng.random(n)
         v = np.where(ext < 0.03, -(1 << (bits - 1)), np.where(ext > 0.97, (1 << (bits - 1)) - 1, v))
     return [int(x) for x in v]
+
+
+# --- random states ---------------------------------------------------------------------
+
+SCALAR_SPACES = (Space.EMBS, Space.HEADS, Space.KVS)
+READ_SPACES = (Space.VMEM, Space.TMEM, Space.EMB, Space.HEAD, Space.KVK, Space.KVV,
+               Space.EMBS, Space.HEADS, Space.KVS, Space.TOKENS)
+TWO_PORT = (Space.VMEM, Space.TMEM)
+
+
+def random_scalar_words(rng, n, e_lo=-200, e_hi=200):
+    m = rng.integers(1 << 15, 1 << 16, n)
+    e = rng.integers(e_lo, e_hi, n)
+    zero = rng.random(n) < 0.1
+    m = np.where(zero, 0, m)
+    e = np.where(zero, -1024, e)
+    return [isa.scalar_word(int(a), int(b)) for a, b in zip(m, e)]
+
+
+def random_images(rng, limits, *, vmem_bits=40, tokens_below=None):
+    """Random contents of every readable space, as load words."""
+    img = {}
+    for sp in READ_SPACES:
+        depth = limits.depth(sp)
+        info = isa.SPACES[sp]
+        if sp in SCALAR_SPACES:
+            img[sp] = random_scalar_words(rng, depth)
+        elif sp == Space.TOKENS:
+            img[sp] = [int(v) for v in rng.integers(0, tokens_below or limits.vocab, depth)]
+        elif sp == Space.VMEM:
+            img[sp] = random_words(rng, depth, vmem_bits)
+        else:
+            img[sp] = random_words(rng, depth, info.word_bits)
+    img[Space.SRINIT] = random_scalar_words(rng, limits.depth(Space.SRINIT))
+    return img
+
+
+def random_ir_values(rng):
+    """IR[1..15]: small shifts, mid-size and full 48-bit values."""
+    out = [0]
+    for i in range(1, isa.IR_COUNT):
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            out.append(int(rng.integers(-24, 25)))
+        elif kind == 1:
+            out.append(int(rng.integers(-(1 << 20), 1 << 20)))
+        elif i <= 3:
+            out.append(int(rng.integers(-(1 << 47), 1 << 47)))
+        else:
+            out.append(int(rng.integers(-(1 << 31), 1 << 31)))
+    return out
+
+
+def dyn_fields(rng, pos, token, sel_choices):
+    """Random dynamic address mode: (fields, offset for the chosen operand)."""
+    sel = int(rng.choice(sel_choices))
+    if sel == 0:
+        return {}, 0, 0
+    src = int(rng.integers(0, 2))
+    k = int(rng.integers(0, 4))
+    return {"dyn_sel": sel, "dyn_src": src, "dyn_k": k}, sel, ((token if src else pos) << k)
+
+
+def place(rng, depth, n, offset=0, avoid=None):
+    """A base address with ``base + offset + n <= depth`` whose range does not overlap
+    ``avoid`` (a (lo, hi) range), or None."""
+    for _ in range(50):
+        hi = depth - n - offset
+        if hi < 0:
+            return None
+        base = int(rng.integers(0, hi + 1))
+        lo_, hi_ = base + offset, base + offset + n
+        if avoid is None or hi_ <= avoid[0] or lo_ >= avoid[1] or n == 0:
+            return base
+    return None

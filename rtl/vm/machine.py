@@ -101,7 +101,8 @@ class VectorMachine(wiring.Component):
         qbuf_rows = max(1, -(-max(lim.hidden, lim.head_dim, lim.vocab) // LANES))
         m.submodules.qbuf = qmem = memory.Memory(shape=data.ArrayLayout(signed(8), LANES),
                                                  depth=qbuf_rows, init=[])
-        q_rd, q_wr = qmem.read_port(transparent_for=()), qmem.write_port(granularity=8)
+        # (an ArrayLayout memory counts its write granularity in elements)
+        q_rd, q_wr = qmem.read_port(transparent_for=()), qmem.write_port(granularity=1)
         m.submodules.topk_mask = kmem = memory.Memory(shape=1, depth=max(2, lim.vocab), init=[])
         k_rd, k_wr = kmem.read_port(transparent_for=()), kmem.write_port()
 
@@ -204,7 +205,8 @@ class VectorMachine(wiring.Component):
         m.d.comb += [sr_a.eq(sr_rd[0].data), sr_b.eq(sr_rd[1].data)]
         # SR reads follow the instruction register: SR[a], SR[b] (SOP) or SR[b_addr] (VOP,
         # SVOP), valid from the state after OPERANDS on
-        m.d.comb += [sr_rd[0].addr.eq(field(ins, "a", Op.SOP)),
+        m.d.comb += [sr_rd[0].addr.eq(Mux(field(ins, "op") == Op.SVOP, field(ins, "b2", Op.SVOP),
+                                          field(ins, "a", Op.SOP))),
                      sr_rd[1].addr.eq(Mux(field(ins, "op") == Op.SOP, field(ins, "b", Op.SOP),
                                           field(ins, "b_addr", Op.VOP)[:8]))]
         sr_w_idx, sr_w_data, sr_w_en = Signal(8), Signal(SW_BITS), Signal()
@@ -435,7 +437,7 @@ class VectorMachine(wiring.Component):
                     for o, e in isa.FN_ENUMS.items():
                         with m.Case(o):
                             m.d.comb += fn_ok.eq(fn <= max(e))
-                with m.If(op > Op.END):
+                with m.If((op > Op.END) | (op == Op.ATTN)):      # ATTN: not built (yet)
                     fail(Status.BAD_OPCODE)
                 with m.Elif(op == Op.END):
                     m.next = "END"
@@ -500,7 +502,8 @@ class VectorMachine(wiring.Component):
                 m.d.sync += issued.eq(issue)
                 xw = a_val[:SW_BITS]
                 yw = Mux(b_sp == Space.SR, sr_b, b_val[:SW_BITS])
-                m.d.comb += [su.i.valid.eq(issued & (fn == SVFn.SMUL)), su_req.op.eq(ScalarOp.MUL),
+                smul = (fn == SVFn.SMUL) | (fn == SVFn.SMUL2)
+                m.d.comb += [su.i.valid.eq(issued & smul), su_req.op.eq(ScalarOp.MUL),
                              su_req.a.m.eq(xw[:16]), su_req.a.e.eq(xw[16:28].as_signed()),
                              su_req.b.m.eq(yw[:16]), su_req.b.e.eq(yw[16:28].as_signed())]
                 with m.If(issued & (xw[16:28].as_signed() > maxe)):
@@ -512,8 +515,38 @@ class VectorMachine(wiring.Component):
                     m.d.sync += ocount.eq(ocount + 1)
                     with m.If(scalar_bad(sres)):
                         m.d.sync += su_err.eq(1)
-                done_all = Mux(fn == SVFn.SMUL, ocount == n, ~issue & ~issued)
+                done_all = Mux(smul, ocount == n, ~issue & ~issued)
                 with m.If(done_all):
+                    with m.If(su_err):
+                        fail(Status.SCALAR_OVF)
+                    with m.Elif(fn == SVFn.SMUL2):
+                        m.d.sync += [vi.eq(0), ocount.eq(0)]
+                        m.next = "SVOP2"
+                    with m.Else():
+                        m.d.comb += [ir_w_idx.eq(red_ir), ir_w_data.eq(maxe),
+                                     ir_w_en.eq(red == Red.MAXE)]
+                        m.next = "NEXT"
+
+            # SMUL2's second multiply: D[j] = D[j] * SR[b2], another pass over D
+            with m.State("SVOP2"):
+                issue = vi < n
+                m.d.comb += rd_a_sp.eq(d_sp)
+                with m.If(issue):
+                    m.d.comb += rd_a.eq(d_base + vi)
+                    m.d.sync += vi.eq(vi + 1)
+                issued = Signal()
+                m.d.sync += issued.eq(issue)
+                xw = a_val[:SW_BITS]
+                m.d.comb += [su.i.valid.eq(issued), su_req.op.eq(ScalarOp.MUL),
+                             su_req.a.m.eq(xw[:16]), su_req.a.e.eq(xw[16:28].as_signed()),
+                             su_req.b.m.eq(sr_a[:16]), su_req.b.e.eq(sr_a[16:28].as_signed())]
+                with m.If(su.o.valid):
+                    m.d.comb += [wr_sp.eq(d_sp), wr_addr.eq(d_base + ocount),
+                                 wr_data.eq(word_of(sres.value.m, sres.value.e)), wr_en.eq(1)]
+                    m.d.sync += ocount.eq(ocount + 1)
+                    with m.If(scalar_bad(sres)):
+                        m.d.sync += su_err.eq(1)
+                with m.If(ocount == n):
                     with m.If(su_err):
                         fail(Status.SCALAR_OVF)
                     with m.Else():
@@ -632,7 +665,9 @@ class VectorMachine(wiring.Component):
             # ---- AXPY: per chunk of 32 outputs, every row, then write the chunk -------------
             with m.State("AXPY"):
                 m.d.comb += axpy.eq(1)
-                with m.If(dr < n):
+                with m.If(ln == 0):                 # no outputs
+                    m.next = "NEXT"
+                with m.Elif(dr < n):
                     m.d.comb += [d_issue.eq(1), rd_a.eq(a_base + dr), rd_b.eq(row_addr)]
                     m.d.sync += dr.eq(dr + 1)
                 with m.Else():
