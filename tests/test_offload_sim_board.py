@@ -40,9 +40,9 @@ def test_sampled_tokens_equal_the_integer_backend():
         assert run.generate(prompt, 48, 0.8, 40, 7).token_ids == want
 
 
-@pytest.mark.slow
 def test_past_the_full_context_the_window_slides_as_on_the_integer_backend(capsys):
-    """300 tokens: the full context of 256 positions, then the window slides."""
+    """300 tokens: the full context of 256 positions, then the window slides (about 100 s
+    on the simulated board)."""
     args = ["--tokens", "300", "--temperature", "0", "--prompt", "KING:"]
     want = cli_json(capsys, "--backend", "integer", *args)
     got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
