@@ -55,7 +55,8 @@ def plan_runs(run, context, prompt_ids, n_tokens, *, max_feed, chunk=RUN_CHUNK, 
             run(pos, pending[:max_feed], 1, prefill=True)
             steps += max_feed
             pos, pending = pos + max_feed, pending[max_feed:]
-        n_new = min(chunk, n_tokens - len(out), context - pos - len(pending) + 1)
+        # the first RUN returns one id: the time to it is the prefill's, as generate() has it
+        n_new = min(chunk if out else 1, n_tokens - len(out), context - pos - len(pending) + 1)
         new = run(pos, pending, n_new)
         steps += len(pending) + n_new - 1
         seq += new[:-1]
