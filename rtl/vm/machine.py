@@ -127,8 +127,15 @@ class VectorMachine(wiring.Component):
         last_pos = Signal(17)
         in_step = Signal()
 
+        # The instruction being decoded: straight from the program memory in the cycle
+        # after its fetch (OPERANDS), from the instruction register after that.
+        fetched = Signal()
+        cur = Signal(isa.INSTR_BITS)
+        m.d.comb += cur.eq(Mux(fetched, mems[Space.PROG].r_row(0), ins))
+        m.d.sync += fetched.eq(0)
+
         def f(name, op=None):
-            return field(ins, name, op)
+            return field(cur, name, op)
 
         op, fn = f("op"), f("fn")
 
@@ -203,12 +210,12 @@ class VectorMachine(wiring.Component):
         sr_a = Signal(SW_BITS)
         sr_b = Signal(SW_BITS)
         m.d.comb += [sr_a.eq(sr_rd[0].data), sr_b.eq(sr_rd[1].data)]
-        # SR reads follow the instruction register: SR[a], SR[b] (SOP) or SR[b_addr] (VOP,
+        # SR reads follow the decoded instruction: SR[a], SR[b] (SOP) or SR[b_addr] (VOP,
         # SVOP), valid from the state after OPERANDS on
-        m.d.comb += [sr_rd[0].addr.eq(Mux(field(ins, "op") == Op.SVOP, field(ins, "b2", Op.SVOP),
-                                          field(ins, "a", Op.SOP))),
-                     sr_rd[1].addr.eq(Mux(field(ins, "op") == Op.SOP, field(ins, "b", Op.SOP),
-                                          field(ins, "b_addr", Op.VOP)[:8]))]
+        m.d.comb += [sr_rd[0].addr.eq(Mux(field(cur, "op") == Op.SVOP, field(cur, "b2", Op.SVOP),
+                                          field(cur, "a", Op.SOP))),
+                     sr_rd[1].addr.eq(Mux(field(cur, "op") == Op.SOP, field(cur, "b", Op.SOP),
+                                          field(cur, "b_addr", Op.VOP)[:8]))]
         sr_w_idx, sr_w_data, sr_w_en = Signal(8), Signal(SW_BITS), Signal()
         m.d.comb += [sr_wr.addr.eq(sr_w_idx), sr_wr.data.eq(sr_w_data), sr_wr.en.eq(sr_w_en)]
 
@@ -394,12 +401,11 @@ class VectorMachine(wiring.Component):
                 with m.If(pc >= lim.prog_words):
                     fail(Status.PROG_END)
                 with m.Else():
-                    m.next = "LATCH"
-            with m.State("LATCH"):
-                m.d.sync += ins.eq(mems[Space.PROG].r_row(0))
-                m.next = "OPERANDS"
+                    m.d.sync += fetched.eq(1)
+                    m.next = "OPERANDS"
 
             with m.State("OPERANDS"):
+                m.d.sync += ins.eq(cur)
                 V = Op.VOP
                 dyn = Mux(f("dyn_src", V) == DynSrc.TOKEN, token, pos) << f("dyn_k", V)
                 dsel = f("dyn_sel", V)
@@ -462,9 +468,15 @@ class VectorMachine(wiring.Component):
                         with m.Case(Op.SAMPLE):
                             m.next = "SAMPLE"
 
-            with m.State("NEXT"):
+            with m.State("NEXT"):               # pc + 1 and its fetch in one cycle
+                m.d.comb += [rd_a_sp.eq(Space.PROG), rd_a.eq((pc + 1) << 1)]
                 m.d.sync += pc.eq(pc + 1)
-                m.next = "FETCH"
+                with m.If(pc + 1 >= lim.prog_words):
+                    m.d.sync += [status.eq(Status.PROG_END), err_pc.eq(pc + 1), err_pos.eq(pos)]
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.sync += fetched.eq(1)
+                    m.next = "OPERANDS"
 
             with m.State("END"):
                 m.d.comb += [wr_sp.eq(Space.CYCLES), wr_addr.eq(pos), wr_data.eq(step_cycles),
