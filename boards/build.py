@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ternary_core.boards import board
+from ternary_core.boards import BOARDS, board
 from ternary_core.errors import TernaryError
 from ternary_core.output_file import write_output
 
@@ -23,7 +23,7 @@ from .yowasp import tool_env
 ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:fsm_state'
 
 
-def _platform_and_top(name, config, clock_hz, baud):
+def _platform_and_top(name, config, clock_hz, baud, vm_limits=None):
     if name == "icebreaker":
         from amaranth_boards.icebreaker import ICEBreakerPlatform
 
@@ -34,12 +34,16 @@ def _platform_and_top(name, config, clock_hz, baud):
 
         from .tops import ULX3STop
         plat = {"ulx3s-85f": ulx3s.ULX3S_85F_Platform}[name]  # the smaller ECP5s need own profiles
-        return plat(), ULX3STop(config, clock_hz, baud), ".bit"
+        return plat(), ULX3STop(config, clock_hz, baud, vm_limits=vm_limits), ".bit"
     raise TernaryError(f"no build recipe for board {name!r}")
 
 
-def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=sys.stderr):
+def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offload="matvec",
+          log=sys.stderr):
     """Build ``name``'s bitstream; return the report dict (also written as report.json).
+
+    ``offload="model"`` builds the device with the vector machine (the whole decode step,
+    at the profile's ``vm_clock_hz``); ``"matvec"`` the matvec engine alone.
 
     A build that misses timing does not replace the last good bitstream and report:
     it is kept beside them as ``NAME.failed.EXT`` and ``report.failed.json`` (see
@@ -51,13 +55,22 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=
                   fmt=fmt or cfg.fmt)  # EngineConfig checks the values and sizes
     if freq_mhz is not None and not (math.isfinite(freq_mhz) and freq_mhz > 0):
         raise TernaryError(f"--freq: expected a clock in MHz greater than 0, got {freq_mhz!r}")
-    clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else profile.clock_hz
+    if offload not in ("matvec", "model"):
+        raise TernaryError(f"--offload: expected matvec or model, got {offload!r}")
+    vm_limits = profile.vm_limits if offload == "model" else None
+    if offload == "model" and vm_limits is None:
+        raise TernaryError(f"--offload model: the {name} build has no vector machine "
+                           f"(boards with one: {', '.join(n for n, b in BOARDS.items() if b.vm_limits)})")
+    default_hz = profile.vm_clock_hz if vm_limits is not None else profile.clock_hz
+    clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else default_hz
     out = Path(out or Path("build") / name)
     if out.exists() and not out.is_dir():
         raise TernaryError(f"--out {out}: exists and is not a folder")
-    platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud)  # checks the PLL
+    platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud,  # checks the PLL
+                                           vm_limits)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"building {name}: {cfg.rows}x{cfg.cols} {cfg.fmt} engine at {clock_hz / 1e6:g} MHz, "
+    what = " and the vector machine" if vm_limits is not None else ""
+    print(f"building {name}: {cfg.rows}x{cfg.cols} {cfg.fmt} engine{what} at {clock_hz / 1e6:g} MHz, "
           f"UART {profile.baud} baud, in {out} (YoWASP tools; the first run compiles them, "
           f"about a minute) ...", file=log, flush=True)
     t0 = time.time()
@@ -74,6 +87,7 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, log=
         tail = "\n".join(logs[0].read_text().splitlines()[-15:]) if logs else str(exc)
         raise TernaryError(f"the {name} build failed:\n{tail}") from None
     report = make_report(name, cfg, clock_hz, out, time.time() - t0)
+    report["offload"] = offload
     return publish(out, name, ext, report)
 
 

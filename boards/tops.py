@@ -51,14 +51,16 @@ class ICEBreakerTop(Elaboratable):
 
 class ULX3STop(Elaboratable):
     """ULX3S (ECP5): EHXPLLL from the 25 MHz oscillator, the FT231X as the UART, weights
-    in block RAM (``lib.memory``, mapped to DP16KD).
+    in block RAM (``lib.memory``, mapped to DP16KD); with ``vm_limits``, the vector machine
+    that runs the whole decode step beside the engine (model offload).
 
     The PLL runs with feedback from CLKOP: fout = 25 MHz * CLKFB_DIV / CLKI_DIV, the
     VCO at fout * CLKOP_DIV within 400-800 MHz and the phase detector at >= 3.125 MHz.
     """
 
-    def __init__(self, config, clock_hz, baud):
+    def __init__(self, config, clock_hz, baud, vm_limits=None):
         self.config, self.clock_hz, self.baud = config, clock_hz, baud
+        self.vm_limits = vm_limits
         self.clki_div, self.clkfb_div, self.clkop_div = ecp5_pll_params(25e6, clock_hz)
         self.achieved_hz = 25e6 * self.clkfb_div / self.clki_div
         self.divisor = uart_divisor(self.achieved_hz, baud)
@@ -88,7 +90,12 @@ class ULX3STop(Elaboratable):
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         # One DP16KD per 4 bits of the weight word: no bank multiplexer after the RAMs.
-        m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor, weight_store="sliced")
+        vm = None
+        if self.vm_limits is not None:
+            from rtl.vm_link import make_vm
+            vm = make_vm(self.config, self.vm_limits)
+        m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor, weight_store="sliced",
+                                              vm=vm)
         m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
         return m
 

@@ -37,25 +37,53 @@ def add_device_options(p):
                         "model forces streaming)")
 
 
-def open_backend(args, model):
-    """The matvec backend ``args.backend`` runs its BitLinears on."""
-    if args.backend in ("reference", "integer"):
-        return GoldenBackend()
+def open_device(args):
+    """The :class:`~host.device.Device` of ``--backend sim|serial`` and the board options."""
     from dataclasses import replace
 
     from .device import Device
-    from .device_backend import DeviceBackend
 
     profile = board(args.board)
     if args.backend == "sim":
         cfg = profile.engine
         if args.weight_words:
             cfg = replace(cfg, weight_words=args.weight_words)
-        device = Device.open_sim(cfg, phy=args.sim_phy)
-    else:
-        if not args.port:
-            raise TernaryError("--backend serial needs --port (e.g. /dev/ttyUSB1)")
-        device = Device.open_serial(args.port, args.baud or profile.baud)
+        return Device.open_sim(cfg, phy=args.sim_phy, vm_limits=profile.vm_limits)
+    if not args.port:
+        raise TernaryError("--backend serial needs --port (e.g. /dev/ttyUSB1)")
+    return Device.open_serial(args.port, args.baud or profile.baud)
+
+
+def choose_offload(device, model, asked):
+    """``"model"`` or ``"matvec"``: ``asked`` if given (a clear error, naming the limit,
+    if the model cannot run on the device), else model where the device has the vector
+    machine and the model fits its limits."""
+    if asked == "matvec":
+        return "matvec"
+    if not device.has_vm:
+        if asked == "model":
+            raise TernaryError(f"--offload model: the {device.transport.name} has no vector machine "
+                               f"(protocol version {device.info.version}); use --offload matvec")
+        return "matvec"
+    from .offload import device_limits
+
+    try:
+        device_limits(device.info).check(model.config)
+    except TernaryError as exc:
+        if asked == "model":
+            raise TernaryError(f"--offload model: the model does not fit the device: {exc}") from None
+        return "matvec"
+    return "model"
+
+
+def open_backend(args, model, device=None):
+    """The matvec backend ``args.backend`` runs its BitLinears on."""
+    if args.backend in ("reference", "integer"):
+        return GoldenBackend()
+    from .device_backend import DeviceBackend
+
+    profile = board(args.board)
+    device = device or open_device(args)
     # log= at call time: DeviceBackend's default is the sys.stderr of when it was imported
     backend = DeviceBackend(device, check=args.check, stream=True if args.stream else None,
                             log=sys.stderr)
@@ -72,6 +100,14 @@ class RunnerBackend:
     matvec: MatvecBackend
     make_runner: object        # max_len -> runner
     integer: bool = False
+    offload = None             # sim/serial: "matvec"
+
+    def generate(self, model, prompt_ids, n_tokens, temperature=0.0, top_k=0, seed=0, on_token=None):
+        """:func:`host.generate.generate` with this backend's runner and sampler."""
+        from .generate import generate
+
+        return generate(model, self.make_runner, prompt_ids, n_tokens,
+                        self.sampler(temperature, top_k, seed), on_token=on_token)
 
     @property
     def vectorized(self):
@@ -92,15 +128,53 @@ class RunnerBackend:
         self.matvec.close()
 
 
+@dataclass
+class ModelOffloadBackend:
+    """``--offload model``: the device runs the whole decode step (:mod:`host.offload`)."""
+
+    name: str
+    offload_run: object         # host.offload.ModelOffload
+    offload = "model"
+
+    def generate(self, model, prompt_ids, n_tokens, temperature=0.0, top_k=0, seed=0, on_token=None):
+        return self.offload_run.generate(prompt_ids, n_tokens, temperature, top_k, seed, on_token)
+
+    def summary(self, result):
+        return self.offload_run.summary(result)
+
+    def close(self):
+        self.offload_run.close()
+
+
 def open_runner(args, model):
-    """The :class:`RunnerBackend` for ``args.backend`` (and the device options)."""
+    """The :class:`RunnerBackend` (or :class:`ModelOffloadBackend`) for ``args.backend``,
+    ``--offload`` and the device options."""
     from .generate import float_runner, integer_runner
 
-    matvec = open_backend(args, model)
-    try:
+    asked = getattr(args, "offload", None)
+    if args.backend in ("reference", "integer"):
+        if asked:
+            raise TernaryError(f"--offload applies to --backend sim or serial, not {args.backend}")
+        matvec = open_backend(args, model)
         if args.backend == "integer":
             return RunnerBackend(args.backend, matvec, integer_runner(model, matvec), integer=True)
         return RunnerBackend(args.backend, matvec, float_runner(model, matvec))
+    device = open_device(args)
+    try:
+        if choose_offload(device, model, asked) == "model":
+            from .offload import ModelOffload
+
+            # a step of the shipped model: about a second on the simulated board (Verilator,
+            # growing with the context), about a millisecond on a board
+            run = ModelOffload(device, model, check=args.check, log=sys.stderr,
+                               step_timeout=5.0 if args.backend == "sim" else 0.5)
+            run.board_profile = board(args.board)
+            run.prepare()
+            return ModelOffloadBackend(args.backend, run)
+        matvec = open_backend(args, model, device)
+        backend = RunnerBackend(args.backend, matvec, float_runner(model, matvec))
+        backend.offload = "matvec"
+        return backend
     except BaseException:
-        matvec.close()
+        device.close()
         raise

@@ -1,6 +1,7 @@
 """``ternary bench``: resources, Fmax, cycles against the ideal, and tokens/s bounds
 per board and array configuration, measured, with a table, JSON and a plot."""
 
+import json
 import sys
 import time
 from dataclasses import replace
@@ -14,11 +15,11 @@ from .bench_builds import BuildRequest, build_all
 from .device import Device
 from .device_backend import DeviceBackend
 from .generate import Sampler, generate, load
-from .projection import project
+from .projection import project, report_path
 
 DEFAULT_CONFIGS = {"icebreaker": ["4x10/base3", "4x8/2bit", "2x20/base3"],
                    "ulx3s-85f": ["16x16/2bit", "4x40/base3"]}
-FIELDS = ("board", "rows", "cols", "format", "luts", "ffs", "dsp", "bram", "fmax_mhz",
+FIELDS = ("board", "offload", "rows", "cols", "format", "luts", "ffs", "dsp", "bram", "fmax_mhz",
           "macs_per_cycle", "cycles_per_token", "ideal_cycles_per_token", "tokens_per_s_compute",
           "tokens_per_s_memory", "tokens_per_s_link", "tokens_per_s")
 PROMPT, TOKENS = "ROMEO:", 8
@@ -73,6 +74,9 @@ def bench(boards=None, configs=None, *, jobs=None, log=sys.stderr):
     for (profile, req), rep in zip(plan, reports):
         print(f"== measuring {req.label} on the simulated board", file=log, flush=True)
         rows.append(measure_row(profile, req.config, rep, model, log))
+        if profile.vm_limits is not None:   # the same build runs the whole model too
+            print(f"== measuring {req.label} with the whole model on the device", file=log, flush=True)
+            rows.append(measure_model_row(profile, req.config, rep, model, log))
     return {"configs": rows, "reference_tokens_per_s": round(reference_tokens_per_s(model), 1),
             "model": "shipped shakespeare-bitnet", "tokens_measured": TOKENS}
 
@@ -85,7 +89,8 @@ def measure_row(profile, cfg, rep, model, log):
     fmax = rep["fmax_mhz"]
     proj = project(profile, per, fmax * 1e6, "Fmax of this build")
     return {
-        "board": profile.name, "rows": r, "cols": c, "format": cfg.fmt, "luts": rep["luts"],
+        "board": profile.name, "offload": "matvec", "rows": r, "cols": c, "format": cfg.fmt,
+        "luts": rep["luts"],
         "ffs": rep["ffs"], "dsp": rep["dsp"], "bram": rep["bram"], "spram": rep.get("spram", 0),
         "fmax_mhz": round(fmax, 2), "target_mhz": rep["target_mhz"], "timing_met": rep["timing_met"],
         "macs_per_cycle": r * cfg.cols, "trits_per_word": r * c, "word_bits": 8 * cfg.word_bytes,
@@ -100,16 +105,79 @@ def measure_row(profile, cfg, rep, model, log):
     }
 
 
+CONTEXTS = (1, 128, 256)   # model offload: cycles of the step at these context lengths
+
+
+def measure_model(profile, cfg, model, log):
+    """Model offload on the simulated board with the vector machine: generate until the
+    context is full, then read each step's cycles back (CYCLES, READ_MEM)."""
+    from ternary_core.offload.cost import program_cost
+    from ternary_core.offload.isa import SPACES, Space
+
+    from .offload import ModelOffload
+
+    device = Device.open_sim(cfg, log=log, vm_limits=profile.vm_limits)
+    run = ModelOffload(device, model, log=log)
+    try:
+        run.prepare()
+        context = model.config.max_position_embeddings
+        prompt = list(PROMPT.encode())
+        t0 = time.perf_counter()
+        run.generate(prompt, context - len(prompt) + 1)
+        wall = time.perf_counter() - t0
+        per = run.per_token()
+        raw = device.read_mem(Space.CYCLES, 0, context, SPACES[Space.CYCLES].link_bytes)
+        cycles = [int.from_bytes(raw[4 * i:4 * i + 4], "little") for i in range(context)]
+        at = {n: cycles[n - 1] for n in CONTEXTS if n <= context}
+        ideal = {n: program_cost(run.program, n - 1)["total"] for n in at}
+    finally:
+        run.close()
+    return per, at, ideal, sum(cycles) / wall if wall else 0.0
+
+
+def measure_model_row(profile, cfg, rep, model, log):
+    """A model-offload row: cycles per token at context 1, 128 and 256 (measured, and the
+    op-level ideal), tokens/s at the build's Fmax at the full context, link bytes/token."""
+    per, at, ideal, sim_cps = measure_model(profile, cfg, model, log)
+    # the machine's own build (`ternary build --offload model`), committed beside the
+    # engine's; without one, its target clock and no resources
+    path = report_path(profile, "model")
+    rep = json.loads(path.read_text()) if path.is_file() else {
+        "luts": None, "ffs": None, "dsp": None, "bram": None, "timing_met": None,
+        "fmax_mhz": profile.vm_clock_hz / 1e6, "target_mhz": profile.vm_clock_hz / 1e6}
+    fmax = rep["fmax_mhz"] if rep["timing_met"] is not False else min(
+        rep["fmax_mhz"], rep["target_mhz"])
+    full = at[max(at)]
+    link_bytes = per["link_bytes_per_token"]
+    compute = fmax * 1e6 / full
+    link = profile.link_bytes_per_s / link_bytes if link_bytes else float("inf")
+    return {
+        "board": profile.name, "offload": "model", "rows": cfg.rows, "cols": cfg.cols,
+        "format": cfg.fmt, "luts": rep["luts"], "ffs": rep["ffs"], "dsp": rep["dsp"],
+        "bram": rep["bram"], "spram": rep.get("spram", 0), "fmax_mhz": round(fmax, 2),
+        "target_mhz": rep["target_mhz"], "timing_met": rep["timing_met"],
+        "macs_per_cycle": cfg.rows * cfg.cols,
+        "cycles_per_token": full, "ideal_cycles_per_token": ideal[max(ideal)],
+        "cycles_at_context": {str(n): v for n, v in at.items()},
+        "ideal_at_context": {str(n): v for n, v in ideal.items()},
+        "link_bytes_per_token": round(link_bytes, 2),
+        "tokens_per_s_compute": round(compute, 1), "tokens_per_s_memory": None,
+        "tokens_per_s_link": round(link, 2), "tokens_per_s": round(min(compute, link), 2),
+        "bound": "compute" if compute <= link else "link", "sim_cycles_per_s": round(sim_cps),
+    }
+
+
 def table(result):
-    head = ["board", "array", "fmt", "LUT", "FF", "DSP", "BRAM", "Fmax MHz", "MAC/cyc",
+    head = ["board", "offload", "array", "fmt", "LUT", "FF", "DSP", "BRAM", "Fmax MHz", "MAC/cyc",
             "cycles/tok", "ideal", "tok/s compute", "tok/s memory", "tok/s link", "tok/s", "bound"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result["configs"]:
+        mem = r["tokens_per_s_memory"]
         lines.append("| " + " | ".join(str(v) for v in [
-            r["board"], f"{r['rows']}x{r['cols']}", r["format"], r["luts"], r["ffs"], r["dsp"], r["bram"],
+            r["board"], r.get("offload", "matvec"), f"{r['rows']}x{r['cols']}", r["format"], *("-" if r[k] is None else r[k] for k in ("luts", "ffs", "dsp", "bram")),
             f"{r['fmax_mhz']:.1f}", r["macs_per_cycle"], f"{r['cycles_per_token']:,}",
             f"{r['ideal_cycles_per_token']:,}", f"{r['tokens_per_s_compute']:,.0f}",
-            f"{r['tokens_per_s_memory']:,.0f}", f"{r['tokens_per_s_link']:.1f}",
+            "-" if mem is None else f"{mem:,.0f}", f"{r['tokens_per_s_link']:.1f}",
             f"{r['tokens_per_s']:.1f}", r["bound"]]) + " |")
     return "\n".join(lines)
 
@@ -125,6 +193,8 @@ def plot(result, path):
     markers = {"2bit": "s", "base3": "o"}
     colors = {}
     for r in result["configs"]:
+        if r.get("offload", "matvec") != "matvec":   # same build as its matvec row
+            continue
         c = colors.setdefault(r["board"], f"C{len(colors)}")
         x, label = r["macs_per_cycle"], f"{r['rows']}x{r['cols']}"
         a1.scatter(x, r["luts"], marker=markers[r["format"]], color=c)

@@ -82,19 +82,24 @@ class Device:
         return cls(SerialTransport(port, baud), **kw)
 
     @classmethod
-    def open_sim(cls, config, *, max_payload=None, phy=None, log=None, **kw):
-        return cls(SimulatedBoardTransport(config, max_payload=max_payload, phy=phy, log=log), **kw)
+    def open_sim(cls, config, *, max_payload=None, phy=None, log=None, vm_limits=None, **kw):
+        """The simulated board of ``config`` (with the vector machine of ``vm_limits``)."""
+        return cls(SimulatedBoardTransport(config, max_payload=max_payload, phy=phy, log=log,
+                                           vm_limits=vm_limits), **kw)
 
     def _read_info(self):
         body = self.link.request(P.Cmd.INFO)
-        if len(body) != P.INFO_STRUCT.size or not body.startswith(P.MAGIC):
+        if len(body) < P.INFO_STRUCT.size or not body.startswith(P.MAGIC):
             raise ProtocolMismatch(f"the {self.transport.name} answered INFO, but not as a ternary "
                                    f"engine ({body[:8].hex()}...)")
-        info = P.DeviceInfo.unpack(body)
-        if info.version != P.PROTOCOL_VERSION:
-            raise ProtocolMismatch(f"the device speaks protocol version {info.version}; this host "
+        version = body[2]
+        if version not in P.SUPPORTED_VERSIONS:
+            raise ProtocolMismatch(f"the device speaks protocol version {version}; this host "
                                    f"speaks {P.PROTOCOL_VERSION}: rebuild the bitstream or update the host")
-        return info
+        try:
+            return P.DeviceInfo.unpack(body)
+        except TernaryError as exc:
+            raise ProtocolMismatch(f"the {self.transport.name} sent a malformed INFO record: {exc}") from None
 
     # --- weights ---------------------------------------------------------------
     @property
@@ -120,18 +125,23 @@ class Device:
 
     def write_layer(self, layer, trits, *, attempts=3):
         """Write ``trits`` into ``layer``'s words and check them by CRC read-back."""
-        packed = self.config.layout.pack(trits).tobytes()
+        self.write_packed(layer.base, self.config.layout.pack(trits).tobytes(), attempts=attempts)
+
+    def write_packed(self, base, packed, *, attempts=3):
+        """Write weight words already in the native layout from word ``base`` on, and
+        check them by CRC read-back (CHECK_WEIGHTS) before they are used."""
         wb = self.config.word_bytes
+        words = -(-len(packed) // wb)
         per_frame = (self.info.max_payload - 4) // wb  # whole words per WRITE_WEIGHTS
         for _ in range(attempts):
-            for w0 in range(0, layer.words, per_frame):
+            for w0 in range(0, words, per_frame):
                 chunk = packed[w0 * wb:(w0 + per_frame) * wb]
-                self.link.request(P.Cmd.WRITE_WEIGHTS, struct.pack("<I", layer.base + w0) + chunk)
+                self.link.request(P.Cmd.WRITE_WEIGHTS, struct.pack("<I", base + w0) + chunk)
             self.stats.uploads += 1
             self.stats.upload_bytes += len(packed)
-            if self.check_layer(layer) == P.check_crc(packed):
+            if self.check_layer(Layer(base, 0, 0, words)) == P.check_crc(packed):
                 return
-        raise DeviceError(f"the layer at word {layer.base} did not read back correctly after "
+        raise DeviceError(f"the layer at word {base} did not read back correctly after "
                           f"{attempts} uploads")
 
     def check_layer(self, layer):
@@ -194,6 +204,67 @@ class Device:
                 raise ProtocolMismatch(f"READ_RESULTS returned {len(raw)} bytes for {n} results")
             out[r0:r0 + n] = _sign_extend(np.frombuffer(raw, dtype=np.uint8).reshape(n, rb))
         return out
+
+    # --- the vector machine (protocol version 3) --------------------------------------
+    @property
+    def has_vm(self):
+        """Whether the device runs the whole decode step (model offload)."""
+        return self.info.has_vm
+
+    def write_mem(self, space, word_addr, data, word_bytes):
+        """WRITE_MEM ``data`` (whole words of ``word_bytes``) from ``word_addr`` on, in
+        frames of at most ``max_payload``."""
+        per_frame = (self.info.max_payload - P.ARG_BYTES[P.Cmd.WRITE_MEM]) // word_bytes
+        for w0 in range(0, len(data) // word_bytes, per_frame):
+            chunk = data[w0 * word_bytes:(w0 + per_frame) * word_bytes]
+            self.link.request(P.Cmd.WRITE_MEM, P.encode_mem(space, word_addr + w0, chunk))
+
+    def check_mem(self, space, word_addr, words):
+        """CRC-32 of ``words`` words of ``space`` from ``word_addr``, as the device reads them."""
+        body = self.link.request(P.Cmd.CHECK_MEM, P.encode_mem(space, word_addr, struct.pack("<I", words)))
+        if len(body) != 4:
+            raise ProtocolMismatch(f"CHECK_MEM returned {len(body)} bytes, not a CRC-32")
+        return struct.unpack("<I", body)[0]
+
+    def read_mem(self, space, word_addr, words, word_bytes):
+        """The bytes of ``words`` words of ``space`` from ``word_addr`` (frames of at most
+        ``max_payload``)."""
+        per_frame = max(1, (self.info.max_payload - 1) // word_bytes)
+        out = bytearray()
+        for w0 in range(0, words, per_frame):
+            n = min(per_frame, words - w0)
+            body = self.link.request(P.Cmd.READ_MEM, P.encode_mem(space, word_addr + w0, struct.pack("<H", n)))
+            if len(body) != n * word_bytes:
+                raise ProtocolMismatch(f"READ_MEM returned {len(body)} bytes for {n} words of "
+                                       f"{word_bytes} bytes")
+            out += body
+        return bytes(out)
+
+    def write_image(self, space, words_bytes, word_bytes, *, word_addr=0, attempts=3):
+        """Write a memory image and check it by CRC read-back (CHECK_MEM) before it is
+        used, as :meth:`write_layer` does for weights."""
+        words = len(words_bytes) // word_bytes
+        for _ in range(attempts):
+            self.write_mem(space, word_addr, words_bytes, word_bytes)
+            self.stats.uploads += 1
+            self.stats.upload_bytes += len(words_bytes)
+            if self.check_mem(space, word_addr, words) == P.check_crc(words_bytes):
+                return
+        raise DeviceError(f"memory space {space} did not read back correctly after {attempts} uploads")
+
+    def run_model(self, pos0, ids, n_new, *, state, inv_t=(0, 0), top_k=0, timeout=None):
+        """RUN: feed ``ids`` at positions ``pos0..``, then generate ``n_new`` ids.
+        Returns ``(new_ids, cycles, state)``. A machine error raises
+        :class:`~host.errors.DeviceRejected` (MODEL_ERROR and its code): never a wrong id."""
+        payload = P.encode_run(pos0, len(ids), n_new, top_k, state, inv_t[0], inv_t[1], ids)
+        body = self.link.request(P.Cmd.RUN, payload, timeout=timeout)
+        want = P.RUN_REPLY_STRUCT.size + P.ID_BYTES * n_new
+        if len(body) != want:
+            raise ProtocolMismatch(f"RUN returned {len(body)} bytes for {n_new} ids, not {want}")
+        cycles, state = P.RUN_REPLY_STRUCT.unpack_from(body)
+        new = list(struct.unpack_from(f"<{n_new}H", body, P.RUN_REPLY_STRUCT.size))
+        self.stats.device_cycles += cycles
+        return new, cycles, state
 
     def reset(self):
         self.link.request(P.Cmd.RESET)

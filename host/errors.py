@@ -20,7 +20,12 @@ class ProtocolMismatch(DeviceError):
 
 
 class DeviceRejected(DeviceError):
-    """The device answered a request with an error status."""
+    """The device answered a request with an error status (``status``; ``body`` is what
+    followed it, e.g. a RUN's MODEL_ERROR code)."""
+
+    def __init__(self, message, *, status=None, body=b""):
+        super().__init__(message)
+        self.status, self.body = status, body
 
 
 class LinkClosed(DeviceError):

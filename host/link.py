@@ -48,7 +48,9 @@ class Link:
                 status, body = reply[0], reply[1:]
                 if status != P.Status.OK:
                     name = P.Status(status).name if status in P.Status._value2member_map_ else status
-                    raise DeviceRejected(f"the device rejected {P.Cmd(cmd).name}: {name}")
+                    detail = f" (code {body.hex()})" if body else ""
+                    raise DeviceRejected(f"the device rejected {P.Cmd(cmd).name}: {name}{detail}",
+                                         status=status, body=bytes(body))
                 return body
         raise DeviceMute(f"no valid answer to {P.Cmd(cmd).name} from the {self.transport.name} "
                          f"after {self.retries + 1} tries of {timeout:g} s")

@@ -9,16 +9,24 @@ REPORTS = Path(__file__).resolve().parent.parent / "boards" / "reports"
 LINK_BAUDS = (3_000_000, 8_000_000, 12_000_000)
 
 
-def board_clock(profile):
-    """``(clock_hz, source)``: the clock ``profile``'s committed build runs at — its target
-    if the build met it, else the achieved Fmax — and where that figure came from."""
-    path = REPORTS / f"{profile.name}.json"
+def report_path(profile, offload="matvec"):
+    """The committed build report of ``profile``'s board: ``NAME.json`` for the matvec
+    engine alone, ``NAME-model.json`` for the build with the vector machine."""
+    return REPORTS / (f"{profile.name}-model.json" if offload == "model" else f"{profile.name}.json")
+
+
+def board_clock(profile, offload="matvec"):
+    """``(clock_hz, source)``: the clock ``profile``'s committed build (of ``offload``'s
+    device) runs at — its target if the build met it, else the achieved Fmax — and where
+    that figure came from."""
+    target = profile.vm_clock_hz if offload == "model" else profile.clock_hz
+    path = report_path(profile, offload)
     if not path.is_file():
-        return profile.clock_hz, "no build report yet"
+        return target, "no build report yet"
     fmax = json.loads(path.read_text()).get("fmax_mhz") or 0
     if not fmax:
-        return profile.clock_hz, f"no Fmax in {path.name}"
-    return min(profile.clock_hz, fmax * 1e6), f"Fmax {fmax:.1f} MHz from {path.name}"
+        return target, f"no Fmax in {path.name}"
+    return min(target, fmax * 1e6), f"Fmax {fmax:.1f} MHz from {path.name}"
 
 
 def project(profile, per_token, clock_hz, source):

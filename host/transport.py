@@ -125,7 +125,7 @@ class PipeTransport(Transport):
 class SimulatedBoardTransport(PipeTransport):
     """Start the simulated board (building it on first use) and talk to it."""
 
-    def __init__(self, config, *, max_payload=None, phy=None, log=None):
+    def __init__(self, config, *, max_payload=None, phy=None, log=None, vm_limits=None):
         import sys
 
         from sim.board import DEFAULT_PHY, start_board
@@ -133,7 +133,8 @@ class SimulatedBoardTransport(PipeTransport):
         t0 = time.monotonic()
         phy = phy or DEFAULT_PHY
         try:
-            proc = start_board(config, max_payload=max_payload, phy=phy, log=log or sys.stderr)
+            proc = start_board(config, max_payload=max_payload, phy=phy, log=log or sys.stderr,
+                               vm_limits=vm_limits)
         except OSError as exc:
             raise DeviceAbsent(f"cannot start the simulated board: {exc}") from None
         super().__init__(proc, name=f"simulated board ({phy} PHY)")

@@ -34,24 +34,36 @@ class CommandEngine(wiring.Component):
     header : Out(stream of header_layout) — to the framer
     payload : Out(stream of bytes) — to the framer
     idle : Out(1) — no request pending or in progress
+    vm_engine : the engine's ``cmd``, ``result``, ``acts`` and ``busy`` (only with
+        ``share_engine``), for a vector machine that drives the engine while ``vm_owns``
+    vm_owns : In(1) (only with ``share_engine``)
     """
 
+    SHARED_ENGINE_PORTS = ("cmd", "result", "acts", "busy")
+
     def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith",
-                 buf_read_latency=1):
+                 buf_read_latency=1, limits=None, share_engine=False):
         if buf_read_latency not in (1, 2):
             raise ValueError(f"buf_read_latency must be 1 or 2, not {buf_read_latency!r}")
         self.config = config
         self.max_payload = max_payload
         self.buf_read_latency = buf_read_latency
-        self.info = P.info_for(config, max_payload).pack()
+        # with the vector machine's limits, INFO is the version 3 record that carries them
+        self.info = P.info_for(config, max_payload, limits).pack()
         self.engine = MatvecEngine(config, weight_store=weight_store, base3_impl=base3_impl)
-        super().__init__({
+        self.share_engine = share_engine
+        ports = {
             "frame": In(stream.Signature(frame_layout())),
             "buf": Out(FrameBufferReadSignature(max(1, (max_payload - 1).bit_length()))),
             "header": Out(stream.Signature(header_layout())),
             "payload": Out(stream.Signature(8)),
             "idle": Out(1),
-        })
+        }
+        if share_engine:
+            own = self.engine.signature.members
+            ports["vm_engine"] = Out(wiring.Signature({n: own[n] for n in self.SHARED_ENGINE_PORTS}))
+            ports["vm_owns"] = In(1)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         cfg = self.config
@@ -350,4 +362,19 @@ class CommandEngine(wiring.Component):
             with m.State("DONE"):
                 m.d.comb += self.frame.ready.eq(1)
                 m.next = "IDLE"
+        if self.share_engine:
+            self._share_engine(m, eng)
         return m
+
+    def _share_engine(self, m, eng):
+        """The vector machine drives the engine while ``vm_owns`` (this engine is idle
+        then: one request at a time). These assignments come last, so they override
+        the state machine's."""
+        v = self.vm_engine
+        with m.If(self.vm_owns):
+            m.d.comb += [eng.cmd.valid.eq(v.cmd.valid), eng.cmd.payload.eq(v.cmd.payload),
+                         eng.result.ready.eq(v.result.ready), eng.acts.addr.eq(v.acts.addr),
+                         eng.acts.data.eq(v.acts.data), eng.acts.en.eq(v.acts.en)]
+        m.d.comb += [v.cmd.ready.eq(eng.cmd.ready & self.vm_owns),
+                     v.result.valid.eq(eng.result.valid & self.vm_owns),
+                     v.result.payload.eq(eng.result.payload), v.busy.eq(eng.busy)]

@@ -12,7 +12,11 @@ def design_fingerprint(*extra):
     import amaranth
 
     h = hashlib.sha256()
-    for path in sorted([*(ROOT / "rtl").glob("*.py"), *(ROOT / "ternary_core").glob("*.py")]):
-        h.update(path.name.encode() + path.read_bytes())
+    # rtl/ with its subpackages (rtl/vm, rtl/decode); ternary_core/ and the ISA the vector
+    # machine is generated from
+    paths = [*(ROOT / "rtl").rglob("*.py"), *(ROOT / "ternary_core").glob("*.py"),
+             *(ROOT / "ternary_core" / "offload").glob("*.py")]
+    for path in sorted(paths):
+        h.update(str(path.relative_to(ROOT)).encode() + path.read_bytes())
     h.update(repr((amaranth.__version__, *extra)).encode())
     return h.hexdigest()[:16]

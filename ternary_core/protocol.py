@@ -25,6 +25,13 @@ may resend a request whose response was lost without doing anything twice.
 Version 2 adds MATVEC_READ: a matvec with its activations in the request and its
 results in the response (which may be longer than ``max_payload``). Layers that share
 an input are stacked into one matrix by the host, so they too are one request.
+
+Version 3 is a device that runs the whole decode step (model offload, a vector machine
+beside the engine; ``ternary_core/offload/isa.py``): WRITE_MEM / CHECK_MEM / READ_MEM on
+the machine's memory spaces and RUN (prompt ids in, generated ids out). Its INFO record
+is version 2's followed by the model limits. A device without the machine (the
+iCEBreaker build) still reports version 2, and every version 1 and 2 command is
+unchanged, so a version-2 host keeps working with it.
 """
 
 import binascii
@@ -35,7 +42,9 @@ from enum import IntEnum
 
 from .errors import TernaryError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3          # what this host speaks (and a device with the vector machine)
+MATVEC_VERSION = 2            # what a matvec-only device reports
+SUPPORTED_VERSIONS = (MATVEC_VERSION, PROTOCOL_VERSION)
 MAGIC = b"TE"
 SYNC = 0x7E
 ESC = 0x7D
@@ -45,7 +54,7 @@ NACK = 0xFF
 HEADER_BYTES = 5      # sync, seq, cmd, length (2)
 CRC_BYTES = 2
 FRAME_CRC = "CRC16_IBM_3740"       # amaranth.lib.crc.catalog name, for the RTL
-CHECK_CRC = "CRC32_ISO_HDLC"       # CHECK_WEIGHTS; zlib.crc32 on the host
+CHECK_CRC = "CRC32_ISO_HDLC"       # CHECK_WEIGHTS, CHECK_MEM; zlib.crc32 on the host
 
 
 class Cmd(IntEnum):
@@ -58,6 +67,11 @@ class Cmd(IntEnum):
     RESET = 0x07             # (none)                            -> status
     MATVEC_READ = 0x08       # base u24, width u8, m u16, k u16, int8 bytes...
     #                          -> status, cycles u32, m * width bytes
+    # version 3 (a device with the vector machine):
+    WRITE_MEM = 0x09         # space u8, word_addr u24, words * space bytes  -> status
+    CHECK_MEM = 0x0A         # space u8, word_addr u24, words u32            -> status, crc32 u32
+    READ_MEM = 0x0B          # space u8, word_addr u24, words u16            -> status, words * space bytes
+    RUN = 0x0C               # RUN_STRUCT, n_feed ids u16 -> status, RUN_REPLY_STRUCT, n_new ids u16
 
 
 class Status(IntEnum):
@@ -66,20 +80,40 @@ class Status(IntEnum):
     BAD_LENGTH = 2         # NACK: length over max_payload; or a command's payload has the wrong size
     UNKNOWN_COMMAND = 3
     OUT_OF_RANGE = 4       # an address, shape or count outside the device's memories
+    MODEL_ERROR = 5        # RUN: the machine stopped on an error (RUN_ERROR_STRUCT follows); no ids
 
 
 # Fixed argument bytes at the start of each request's payload; WRITE_WEIGHTS and
 # LOAD_ACTIVATIONS are followed by data bytes.
 ARG_BYTES = {Cmd.INFO: 0, Cmd.WRITE_WEIGHTS: 4, Cmd.CHECK_WEIGHTS: 8, Cmd.LOAD_ACTIVATIONS: 2,
-             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0, Cmd.MATVEC_READ: 8}
-HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS, Cmd.MATVEC_READ}
-ARGS_MAX = 8
+             Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0, Cmd.MATVEC_READ: 8,
+             Cmd.WRITE_MEM: 4, Cmd.CHECK_MEM: 8, Cmd.READ_MEM: 6, Cmd.RUN: 16}
+HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS, Cmd.MATVEC_READ, Cmd.WRITE_MEM, Cmd.RUN}
+VM_COMMANDS = (Cmd.WRITE_MEM, Cmd.CHECK_MEM, Cmd.READ_MEM, Cmd.RUN)
+ARGS_MAX = 8   # argument bytes the frame parser latches; RUN reads its other 8 from the buffer
 MAX_RESPONSE = 0xFFFF   # a MATVEC_READ response may exceed max_payload, up to this
 
-# INFO reply payload after the status byte.
+# RUN request arguments: the first ARGS_MAX bytes are latched by the parser, the rest
+# read from the frame buffer. ``inv_t`` is the sampler's scalar log2(e)/temperature
+# (mantissa u16, exponent s16; ignored when ``greedy``); ``top_k`` 0 keeps every token.
+RUN_STRUCT = struct.Struct("<HHHHIHh")
+RUN_FIELDS = ("pos0", "n_feed", "n_new", "top_k", "state", "inv_t_m", "inv_t_e")
+# RUN reply after the status byte (OK): total cycles, final xorshift32 state, then the ids.
+RUN_REPLY_STRUCT = struct.Struct("<II")
+# RUN reply after MODEL_ERROR: the machine's status (ternary_core.offload.isa.Status), the
+# instruction it stopped at and the position; no ids.
+RUN_ERROR_STRUCT = struct.Struct("<BHH")
+ID_BYTES = 2   # token ids on the link (u16)
+MEM_ADDR_BITS = 24
+
+# INFO reply payload after the status byte. Version 3 appends the model limits:
+# ``count u8`` then ``count`` u32 values, the fields of
+# :class:`ternary_core.offload.isa.DeviceLimits` in their order (new fields go last, so
+# a host reads the ones it knows).
 INFO_STRUCT = struct.Struct("<2sBBBBBBBHHIH")
 INFO_FIELDS = ("magic", "version", "rows", "cols", "fmt", "acc_bits", "result_bytes",
                "word_bytes", "max_m", "max_k", "weight_words", "max_payload")
+LIMIT_STRUCT = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -96,24 +130,52 @@ class DeviceInfo:
     max_k: int
     weight_words: int
     max_payload: int
+    limits: tuple = ()     # version 3: the model limits' values, in DeviceLimits order
 
     def pack(self):
-        return INFO_STRUCT.pack(*(getattr(self, f) for f in INFO_FIELDS))
+        head = INFO_STRUCT.pack(*(getattr(self, f) for f in INFO_FIELDS))
+        if self.version < 3:
+            return head
+        return head + bytes([len(self.limits)]) + b"".join(LIMIT_STRUCT.pack(v) for v in self.limits)
 
     @classmethod
     def unpack(cls, data):
-        if len(data) != INFO_STRUCT.size:
+        data = bytes(data)
+        if len(data) < INFO_STRUCT.size:
             raise TernaryError(f"INFO reply has {len(data)} bytes, expected {INFO_STRUCT.size}")
-        return cls(*INFO_STRUCT.unpack(data))
+        head = INFO_STRUCT.unpack_from(data)
+        version = head[1]
+        if version < 3:
+            if len(data) != INFO_STRUCT.size:
+                raise TernaryError(f"INFO reply has {len(data)} bytes, expected {INFO_STRUCT.size}")
+            return cls(*head)
+        n = data[INFO_STRUCT.size] if len(data) > INFO_STRUCT.size else -1
+        if n < 0 or len(data) != INFO_STRUCT.size + 1 + n * LIMIT_STRUCT.size:
+            raise TernaryError(f"INFO reply of version {version} has {len(data)} bytes, which is "
+                               f"not its record and its limits")
+        at = INFO_STRUCT.size + 1
+        limits = tuple(LIMIT_STRUCT.unpack_from(data, at + 4 * i)[0] for i in range(n))
+        return cls(*head, limits=limits)
+
+    @property
+    def has_vm(self):
+        """Whether the device runs the whole decode step (version 3 with limits)."""
+        return self.version >= 3 and bool(self.limits)
 
 
-def info_for(config, max_payload):
-    """The INFO reply a device built from ``config`` sends."""
+def info_for(config, max_payload, limits=None):
+    """The INFO reply a device built from ``config`` sends; with the vector machine's
+    ``limits`` (a DeviceLimits), a version 3 record that carries them."""
+    from dataclasses import astuple
+
     from .native import FORMAT_CODES
 
-    return DeviceInfo(MAGIC, PROTOCOL_VERSION, config.rows, config.cols, FORMAT_CODES[config.fmt],
-                      config.acc_bits, config.result_bytes, config.word_bytes, config.max_m,
-                      config.max_k, config.weight_words, max_payload)
+    args = (MAGIC, MATVEC_VERSION if limits is None else PROTOCOL_VERSION, config.rows,
+            config.cols, FORMAT_CODES[config.fmt], config.acc_bits, config.result_bytes,
+            config.word_bytes, config.max_m, config.max_k, config.weight_words, max_payload)
+    if limits is None:
+        return DeviceInfo(*args)
+    return DeviceInfo(*args, limits=tuple(int(v) for v in astuple(limits)))
 
 
 def result_width(k):
@@ -141,6 +203,44 @@ def encode_matvec_read(base, width, m, k, activations=b""):
     if not 0 <= base < 1 << 24:
         raise TernaryError(f"MATVEC_READ takes a 24-bit base word address, not {base}")
     return struct.pack("<IHH", base | width << 24, m, k) + bytes(activations)
+
+
+def encode_mem(space, word_addr, tail):
+    """WRITE_MEM / CHECK_MEM / READ_MEM payload: ``space u8, word_addr u24`` then ``tail``."""
+    if not 0 <= space < 256:
+        raise TernaryError(f"memory space {space} does not fit a byte")
+    if not 0 <= word_addr < 1 << MEM_ADDR_BITS:
+        raise TernaryError(f"word address {word_addr} does not fit {MEM_ADDR_BITS} bits")
+    return struct.pack("<I", space | word_addr << 8) + bytes(tail)
+
+
+def encode_run(pos0, n_feed, n_new, top_k, state, inv_t_m, inv_t_e, ids):
+    """RUN payload; ``inv_t_m = 0`` is greedy (argmax)."""
+    ids = [int(t) for t in ids]
+    if len(ids) != n_feed:
+        raise TernaryError(f"RUN: {len(ids)} ids for n_feed={n_feed}")
+    for name, v, lo, hi in (("pos0", pos0, 0, 0xFFFF), ("n_feed", n_feed, 1, 0xFFFF),
+                            ("n_new", n_new, 1, 0xFFFF), ("top_k", top_k, 0, 0xFFFF),
+                            ("state", state, 0, 0xFFFFFFFF), ("inv_t_m", inv_t_m, 0, 0xFFFF),
+                            ("inv_t_e", inv_t_e, -0x8000, 0x7FFF)):
+        if not lo <= v <= hi:
+            raise TernaryError(f"RUN: {name} = {v} is outside {lo}..{hi}")
+    for t in ids:
+        if not 0 <= t < 1 << (8 * ID_BYTES):
+            raise TernaryError(f"RUN: token id {t} does not fit {ID_BYTES} bytes")
+    return (RUN_STRUCT.pack(pos0, n_feed, n_new, top_k, state, inv_t_m, inv_t_e)
+            + struct.pack(f"<{n_feed}H", *ids))
+
+
+def decode_run(payload):
+    """RUN request payload -> (dict of RUN_FIELDS, ids); TernaryError if malformed."""
+    if len(payload) < RUN_STRUCT.size:
+        raise TernaryError("RUN payload too short")
+    args = dict(zip(RUN_FIELDS, RUN_STRUCT.unpack_from(payload)))
+    n = args["n_feed"]
+    if len(payload) != RUN_STRUCT.size + ID_BYTES * n:
+        raise TernaryError("RUN payload length does not match n_feed")
+    return args, list(struct.unpack_from(f"<{n}H", payload, RUN_STRUCT.size))
 
 
 def frame_crc(body):

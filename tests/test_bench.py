@@ -38,7 +38,7 @@ def test_bench_writes_every_field_and_stays_near_ideal(tmp_path, monkeypatch, ca
     assert row["dsp"] == 0 and row["tokens_per_s"] == min(
         row["tokens_per_s_compute"], row["tokens_per_s_memory"], row["tokens_per_s_link"])
     assert (tmp_path / "b.png").stat().st_size > 10_000
-    assert "| icebreaker | 4x10 | base3 |" in capsys.readouterr().out
+    assert "| icebreaker | matvec | 4x10 | base3 |" in capsys.readouterr().out
 
 
 def test_bench_rejects_a_malformed_config():
@@ -168,3 +168,38 @@ def test_a_dead_worker_fails_its_build_and_the_rest_with_a_clear_error(tmp_path)
                                            r"BrokenProcessPool: .*; a 4x10 base3: ") as err:
         _build(tmp_path, ["crash", "a"], jobs=1)
     assert "\n" not in str(err.value)
+
+
+def test_a_model_offload_row_reads_each_steps_cycles_back(monkeypatch, rng):
+    """The model-offload row on a device in Python (its stand-in 1000 cycles a step):
+    cycles at context 1, 128 and 256 come from CYCLES (READ_MEM), the ideal from isa's
+    program_cost, tokens/s from the build's Fmax and the link."""
+    from host.device import Device
+    from ternary_core.model_config import BitNetConfig
+    from ternary_core.offload.cost import program_cost
+    from ternary_core.offload.isa import DeviceLimits
+    from tests.python_device import CYCLES_PER_STEP, PythonDevice
+    from tests.test_model_files import random_model
+
+    model = random_model(rng, BitNetConfig(max_position_embeddings=256, hidden_size=32,
+                                           intermediate_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, num_key_value_heads=1))
+    opened = []
+
+    def open_sim(cfg, **kw):
+        opened.append(kw["vm_limits"])
+        return Device(PythonDevice(DeviceLimits.for_config(model.config), engine=cfg))
+
+    monkeypatch.setattr(bench_mod.Device, "open_sim", staticmethod(open_sim))
+    profile = board("ulx3s-85f")
+    rep = {"fmax_mhz": 80.0, "target_mhz": 75, "timing_met": True, "luts": 1, "ffs": 2, "dsp": 3,
+           "bram": 4}
+    row = bench_mod.measure_model_row(profile, profile.engine, rep, model, open("/dev/null", "w"))
+    assert opened == [profile.vm_limits]
+    assert row["offload"] == "model" and set(bench_mod.FIELDS) <= set(row)
+    assert row["cycles_at_context"] == {"1": CYCLES_PER_STEP, "128": CYCLES_PER_STEP, "256": CYCLES_PER_STEP}
+    assert row["tokens_per_s_compute"] == 80e6 / CYCLES_PER_STEP
+    assert 0 < row["link_bytes_per_token"] <= 16
+    assert row["tokens_per_s"] == min(row["tokens_per_s_compute"], row["tokens_per_s_link"])
+    assert row["ideal_at_context"]["256"] > row["ideal_at_context"]["1"] > 0   # attention grows
+    assert row["ideal_cycles_per_token"] == row["ideal_at_context"]["256"]

@@ -213,7 +213,7 @@ def fake_build(fmax):
         (d / "icebreaker.bin").write_bytes(b"the last good bitstream")
         (d / "report.json").write_text(json.dumps({"timing_met": True, "fmax_mhz": 26.0}))
         monkeypatch.setattr(build_mod, "_platform_and_top",
-                            lambda name, cfg, clock_hz, baud: (FakePlatform(fmax), None, ".bin"))
+                            lambda name, cfg, clock_hz, baud, vm_limits=None: (FakePlatform(fmax), None, ".bin"))
         monkeypatch.setattr(build_mod, "tool_env", lambda: {})
     return setup
 

@@ -26,7 +26,7 @@ class ScriptedDevice(Transport):
         return data
 
 
-def info_reply(version=P.PROTOCOL_VERSION, magic=P.MAGIC):
+def info_reply(version=P.MATVEC_VERSION, magic=P.MAGIC):
     info = P.info_for(EngineConfig(), 512)
     body = P.DeviceInfo(magic, version, *[getattr(info, f) for f in P.INFO_FIELDS[2:]]).pack()
     return lambda seq, cmd, payload: P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
@@ -83,3 +83,64 @@ def test_a_matvec_reply_of_the_wrong_length_is_a_mismatch_not_a_result():
     with pytest.raises(ProtocolMismatch, match="MATVEC_READ returned 9 bytes for 3 results of 2 bytes"):
         dev.matvec(Layer(base=7, m=3, k=2, words=1), np.array([100, 100], np.int8))
     assert sent == [P.encode_matvec_read(7, 2, 3, 2, bytes([100, 100]))]  # Σ|x| = 200: 2 bytes
+
+
+def vm_info_reply(limits=None):
+    from ternary_core.offload.isa import DeviceLimits
+
+    body = P.info_for(EngineConfig(), 512, limits or DeviceLimits()).pack()
+    return lambda seq, cmd, payload: P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
+
+
+def test_a_version_3_device_reports_its_model_limits():
+    from host.offload import device_limits
+    from ternary_core.offload.isa import DeviceLimits
+
+    dev = Device(ScriptedDevice(vm_info_reply()), timeout=0.05)
+    assert dev.has_vm and dev.info.version == 3
+    assert device_limits(dev.info) == DeviceLimits()
+
+
+def test_info_with_fewer_limits_than_the_host_knows_is_a_mismatch():
+    from host.offload import device_limits
+
+    good = vm_info_reply()
+
+    def short(seq, cmd, payload):
+        frame = P.FrameDecoder().feed(good(seq, cmd, payload))[0][2]
+        body = frame[1:P.INFO_STRUCT.size + 1] + bytes([3]) + frame[P.INFO_STRUCT.size + 2:][:12]
+        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
+
+    dev = Device(ScriptedDevice(short), timeout=0.05)
+    with pytest.raises(ProtocolMismatch, match="reports 3 model limits; this host needs 14"):
+        device_limits(dev.info)
+
+
+def test_a_run_stopped_by_the_machine_is_rejected_with_its_code_and_no_ids():
+    from host.errors import DeviceRejected
+
+    info = vm_info_reply()
+
+    def stops(seq, cmd, payload):
+        if cmd == P.Cmd.INFO:
+            return info(seq, cmd, payload)
+        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([P.Status.MODEL_ERROR]) +
+                              P.RUN_ERROR_STRUCT.pack(2, 77, 5))
+
+    dev = Device(ScriptedDevice(stops), timeout=0.05)
+    with pytest.raises(DeviceRejected, match="RUN: MODEL_ERROR") as err:
+        dev.run_model(0, [1, 2], 3, state=1)
+    assert err.value.status == P.Status.MODEL_ERROR and P.RUN_ERROR_STRUCT.unpack(err.value.body) == (2, 77, 5)
+
+
+def test_a_run_reply_with_too_few_ids_is_a_mismatch_not_tokens():
+    info = vm_info_reply()
+
+    def short(seq, cmd, payload):
+        if cmd == P.Cmd.INFO:
+            return info(seq, cmd, payload)
+        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, b"\x00" + P.RUN_REPLY_STRUCT.pack(9, 9) + b"\x01\x00")
+
+    dev = Device(ScriptedDevice(short), timeout=0.05)
+    with pytest.raises(ProtocolMismatch, match="RUN returned 10 bytes for 2 ids, not 12"):
+        dev.run_model(0, [1], 2, state=1)

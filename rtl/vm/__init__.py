@@ -1,0 +1,1 @@
+"""The vector machine (VM) of the whole-model device: see machine.py."""

@@ -1,0 +1,79 @@
+"""The VM's memory spaces: one ``lib.memory.Memory`` each, written by uploads (``load``)
+or by the VM, read by the VM and by ``peek`` (read-back for CHECK_MEM / READ_MEM)."""
+
+from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+
+class SpaceMemory(wiring.Component):
+    """``depth`` words of ``word_bits`` bits, stored ``wide`` words to a RAM row so that a
+    wide read gives ``wide`` consecutive words (aligned to ``wide``) in one cycle (the
+    32-byte rows of the DOT/AXPY lanes); ``wide`` is a power of two.
+
+    Parameters
+    ----------
+    word_bits, depth : int
+        The space's word (as uploads and narrow reads see it) and its number of words.
+    wide : int
+        Words per RAM row (1: a plain memory).
+    reads : int
+        Read ports for the VM (port 0 is shared with ``peek`` while the VM is idle).
+
+    Ports
+    -----
+    w_addr, w_data, w_en : In
+        One word write (an upload or the VM; the machine muxes them).
+    r_addr[k] : In, r_data[k] : Out
+        Narrow reads: ``r_data`` holds word ``r_addr`` one cycle later.
+    r_row[k] : Out
+        The whole RAM row of ``r_addr`` (``wide`` words), one cycle later.
+    """
+
+    def __init__(self, word_bits, depth, *, wide=1, reads=1, name="space"):
+        for pname, v, lo in (("word_bits", word_bits, 1), ("depth", depth, 1), ("wide", wide, 1),
+                             ("reads", reads, 1)):
+            if not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name}: {pname} must be an integer >= {lo}, not {v!r}")
+        if wide & (wide - 1):
+            raise ValueError(f"{name}: wide must be a power of two, not {wide!r}")
+        self.word_bits, self.depth, self.wide, self.reads = word_bits, depth, wide, reads
+        self.rows = -(-depth // wide)
+        self.addr_bits = max(1, (self.rows * wide - 1).bit_length())
+        members = {"w_addr": In(self.addr_bits), "w_data": In(word_bits), "w_en": In(1)}
+        for k in range(reads):
+            members[f"r_addr{k}"] = In(self.addr_bits)
+            members[f"r_data{k}"] = Out(word_bits)
+            members[f"r_row{k}"] = Out(word_bits * wide)
+        super().__init__(members)
+
+    def r_addr(self, k):
+        return getattr(self, f"r_addr{k}")
+
+    def r_data(self, k):
+        return getattr(self, f"r_data{k}")
+
+    def r_row(self, k):
+        return getattr(self, f"r_row{k}")
+
+    def elaborate(self, platform):
+        m = Module()
+        W, B = self.wide, self.word_bits
+        lb = (W - 1).bit_length()
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(W * B), depth=self.rows, init=[])
+        wr = mem.write_port(granularity=B) if W > 1 else mem.write_port()
+        m.d.comb += [wr.addr.eq(self.w_addr >> lb), wr.data.eq(self.w_data.replicate(W))]
+        if W > 1:
+            m.d.comb += wr.en.eq(Mux(self.w_en, 1 << self.w_addr[:lb], 0))
+        else:
+            m.d.comb += wr.en.eq(self.w_en)
+        for k in range(self.reads):
+            rd = mem.read_port(transparent_for=())
+            m.d.comb += [rd.addr.eq(self.r_addr(k) >> lb), self.r_row(k).eq(rd.data)]
+            if W > 1:
+                sel = Signal(lb, name=f"sel{k}")
+                m.d.sync += sel.eq(self.r_addr(k)[:lb])
+                m.d.comb += self.r_data(k).eq(rd.data.word_select(sel, B))
+            else:
+                m.d.comb += self.r_data(k).eq(rd.data)
+        return m

@@ -1,0 +1,409 @@
+"""The vector machine's commands (protocol version 3): WRITE_MEM, CHECK_MEM, READ_MEM and
+RUN, executed against the machine's ``load`` / ``peek`` / ``run`` / ``done`` ports.
+
+It sits beside :class:`~rtl.command_engine.CommandEngine` (which keeps every version 1
+and 2 command, INFO and the NACKs): the device core routes each checked frame by its
+command (:func:`is_vm_command`) and merges the two engines' responses.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.crc import catalog
+from amaranth.lib.wiring import In, Out
+
+from ternary_core import protocol as P
+from ternary_core.protocol import Cmd, Status
+
+from .framing import FrameBufferReadSignature, frame_layout, header_layout
+
+WORD_BITS = 64   # the machine's load/peek data width
+
+
+def is_vm_command(cmd):
+    """Whether a frame's ``cmd`` (a Value) is one of the vector machine's commands."""
+    c = Const(Cmd.WRITE_MEM, 8)
+    return (cmd >= c) & (cmd <= Cmd.RUN)
+
+
+class VmSpaces:
+    """What the command engine knows of the machine's memory spaces: for each space id,
+    its link bytes per word (0: no such space), its depth in words and whether the host
+    may write it; and which space holds the token ids.
+
+    Parameters
+    ----------
+    spaces : dict
+        ``{space_id: (link_bytes, depth, writable)}``; link bytes 1..8.
+    tokens_space : int
+        The space RUN writes the fed ids into and reads the generated ids from.
+    run_end : int
+        Largest ``pos0 + n_feed + n_new`` a RUN may ask for (the tokens it touches end
+        below it).
+    space_bits : int
+        Width of the ``space`` field of the machine's ports.
+    """
+
+    def __init__(self, spaces, tokens_space, run_end, space_bits):
+        for sid, (nbytes, depth, _) in spaces.items():
+            if not 0 <= sid < 1 << space_bits:
+                raise ValueError(f"space id {sid} does not fit space_bits={space_bits}")
+            if not 1 <= nbytes <= WORD_BITS // 8:
+                raise ValueError(f"space {sid}: link bytes must be 1..{WORD_BITS // 8}, not {nbytes}")
+            if not 1 <= depth <= 1 << P.MEM_ADDR_BITS:
+                raise ValueError(f"space {sid}: depth must be 1..2**{P.MEM_ADDR_BITS}, not {depth}")
+        if tokens_space not in spaces:
+            raise ValueError(f"tokens_space {tokens_space} is not one of the spaces")
+        self.spaces, self.tokens_space = dict(spaces), tokens_space
+        self.run_end, self.space_bits = run_end, space_bits
+
+
+def load_layout(space_bits):
+    return data.StructLayout({"space": space_bits, "addr": P.MEM_ADDR_BITS, "data": WORD_BITS})
+
+
+def peek_layout(space_bits):
+    return data.StructLayout({"space": space_bits, "addr": P.MEM_ADDR_BITS})
+
+
+class VmCommandEngine(wiring.Component):
+    """Runs one version 3 request at a time and answers it with one response frame.
+
+    * WRITE_MEM: each word's link bytes (little-endian) become one ``load`` beat; a
+      space the host may not write (the machine's CYCLES, the engine's ACT) is
+      OUT_OF_RANGE.
+      A payload that ends inside a word is BAD_LENGTH (the whole words before it are
+      written: the command is idempotent, so the host just resends it whole).
+    * CHECK_MEM: ``peek`` every word and run its link bytes through CRC-32.
+    * READ_MEM: ``peek`` every word and send its link bytes.
+    * RUN: the fed ids go to the tokens space (``load``), then one ``run`` beat; on
+      ``done``, the cycle count, the sampler state and the ``n_new`` generated ids
+      (``peek`` of the tokens space) — or
+      MODEL_ERROR with the machine's ``status``, ``err_pc`` and ``err_pos``
+      (:data:`~ternary_core.protocol.RUN_ERROR_STRUCT`).
+
+    Ports
+    -----
+    frame : In(stream of frame_layout) — only frames for which :func:`is_vm_command`
+    buf : Out(FrameBufferReadSignature) — read latency ``buf_read_latency`` (1 or 2) cycles
+    header, payload : Out(stream) — to the framer
+    idle : Out(1)
+    load : Out(stream of load_layout)
+    peek_req : Out(stream of peek_layout)
+    peek : In(stream of 64 bits)
+    run : Out(stream of ``run_layout``); done : In(stream of ``result_layout``)
+
+    ``run_layout`` must have the fields of :data:`ternary_core.protocol.RUN_FIELDS`;
+    ``result_layout`` the fields ``status`` (0 = OK), ``cycles``, ``state``, ``err_pc``
+    and ``err_pos`` (:data:`ternary_core.offload.isa.RUN_RESULT`).
+    """
+
+    def __init__(self, spaces, max_payload, run_layout, result_layout, *, buf_read_latency=1):
+        if not isinstance(spaces, VmSpaces):
+            raise TypeError(f"spaces must be a VmSpaces, not {spaces!r}")
+        if buf_read_latency not in (1, 2):
+            raise ValueError(f"buf_read_latency must be 1 or 2, not {buf_read_latency!r}")
+        self.spaces, self.max_payload = spaces, max_payload
+        self.buf_read_latency = buf_read_latency
+        self.run_layout, self.result_layout = run_layout, result_layout
+        sb = spaces.space_bits
+        super().__init__({
+            "frame": In(stream.Signature(frame_layout())),
+            "buf": Out(FrameBufferReadSignature(max(1, (max_payload - 1).bit_length()))),
+            "header": Out(stream.Signature(header_layout())),
+            "payload": Out(stream.Signature(8)),
+            "idle": Out(1),
+            "load": Out(stream.Signature(load_layout(sb))),
+            "peek_req": Out(stream.Signature(peek_layout(sb))),
+            "peek": In(stream.Signature(WORD_BITS)),
+            "run": Out(stream.Signature(run_layout)),
+            "done": In(stream.Signature(result_layout)),
+        })
+
+    def elaborate(self, platform):
+        sp = self.spaces
+        m = Module()
+        m.submodules.crc32 = crc32 = getattr(catalog, P.CHECK_CRC)(data_width=8).create()
+        n_ids = 1 << sp.space_bits
+        none = (0, 0, False)
+        bpw_rom = Array(Const(sp.spaces.get(i, none)[0], 4) for i in range(n_ids))
+        depth_rom = Array(Const(sp.spaces.get(i, none)[1], P.MEM_ADDR_BITS + 1) for i in range(n_ids))
+        wr_rom = Array(Const(int(sp.spaces.get(i, none)[2]), 1) for i in range(n_ids))
+
+        fr = Signal(frame_layout())
+        space = fr.args[:sp.space_bits]
+        space_ok = fr.args[sp.space_bits:8] == 0
+        a24 = fr.args[8:32]
+        a32_1 = fr.args[32:64]
+        a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
+        bpw = Signal(4)                         # link bytes per word of the frame's space
+        depth = Signal(P.MEM_ADDR_BITS + 1)
+        writable = Signal()
+        known, len_ok, range_ok = Signal(), Signal(), Signal()
+        status = Signal(8)
+        resp_len = Signal(16)
+        extra = Signal(range(5))
+        EXTRA_NONE, EXTRA_WORD32, EXTRA_MEM, EXTRA_RUN, EXTRA_CODE = range(5)
+        last_idx = Signal(16)
+        idx = Signal(16)
+        lane = Signal(4)
+        addr = Signal(P.MEM_ADDR_BITS + 1)
+        nwords = Signal(32)
+        shreg = Signal(WORD_BITS)
+        word32 = Signal(32)
+        run_tail = Signal(64)                   # RUN argument bytes 8..15: state, inv_t
+        params = Signal(self.run_layout)
+        res = Signal(self.result_layout)
+
+        def respond(code, length=1, kind=EXTRA_NONE):
+            m.d.sync += [status.eq(code), resp_len.eq(length), extra.eq(kind)]
+            m.next = "RESP_HDR"
+
+        def mul_bpw(n):  # n * bpw by shift-and-add over bpw's bits: no multiplier
+            return sum(Mux(bpw[i], n << i, 0) for i in range(len(bpw)))
+
+        m.d.comb += [self.header.payload.seq.eq(fr.seq), self.header.payload.cmd.eq(fr.cmd | P.RESPONSE_BIT),
+                     self.header.payload.length.eq(resp_len)]
+        m.d.comb += [self.load.payload.space.eq(space), self.load.payload.addr.eq(addr),
+                     self.peek_req.payload.space.eq(space), self.peek_req.payload.addr.eq(addr)]
+
+        with m.FSM() as fsm:
+            m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~self.frame.valid)
+            with m.State("IDLE"):
+                with m.If(self.frame.valid):
+                    m.d.sync += fr.eq(self.frame.payload)
+                    m.next = "LOOKUP"
+
+            with m.State("LOOKUP"):  # the space's facts into registers, then the checks
+                m.d.sync += [bpw.eq(bpw_rom[space]), depth.eq(depth_rom[space]), writable.eq(wr_rom[space])]
+                m.next = "CHECK"
+
+            with m.State("CHECK"):
+                length = fr.length
+                known_space = space_ok & (bpw != 0)
+                m.d.sync += [last_idx.eq(length - 1), known.eq(1), len_ok.eq(0), range_ok.eq(0)]
+                with m.Switch(fr.cmd):
+                    with m.Case(Cmd.WRITE_MEM):
+                        m.d.sync += [len_ok.eq(length > P.ARG_BYTES[Cmd.WRITE_MEM]),
+                                     range_ok.eq(known_space & writable & (a24 < depth))]
+                    with m.Case(Cmd.CHECK_MEM):
+                        m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.CHECK_MEM]),
+                                     range_ok.eq(known_space & (a24 < depth) & (a32_1 <= depth - a24))]
+                    with m.Case(Cmd.READ_MEM):
+                        cnt = a16[2]
+                        m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.READ_MEM]),
+                                     range_ok.eq(known_space & (cnt != 0) & (a24 < depth) &
+                                                 (cnt <= depth - a24) &
+                                                 (mul_bpw(cnt) <= P.MAX_RESPONSE - 1))]
+                    with m.Case(Cmd.RUN):
+                        pos0, n_feed, n_new = a16[0], a16[1], a16[2]
+                        m.d.sync += [len_ok.eq(length == P.RUN_STRUCT.size + (n_feed << 1)),
+                                     range_ok.eq((n_feed != 0) & (n_new != 0) &
+                                                 (pos0 + n_feed + n_new <= sp.run_end) &
+                                                 (P.RUN_REPLY_STRUCT.size + 1 + (n_new << 1) <= P.MAX_RESPONSE))]
+                    with m.Default():
+                        m.d.sync += known.eq(0)
+                m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                with m.If(~known):
+                    respond(Status.UNKNOWN_COMMAND)
+                with m.Elif(~len_ok):
+                    respond(Status.BAD_LENGTH)
+                with m.Elif(~range_ok):
+                    respond(Status.OUT_OF_RANGE)
+                with m.Else():
+                    with m.Switch(fr.cmd):
+                        with m.Case(Cmd.WRITE_MEM):
+                            m.d.sync += [addr.eq(a24), lane.eq(0), idx.eq(P.ARG_BYTES[Cmd.WRITE_MEM])]
+                            m.next = "WM_ADDR"
+                        with m.Case(Cmd.CHECK_MEM):
+                            m.d.comb += crc32.start.eq(1)
+                            m.d.sync += [addr.eq(a24), nwords.eq(a32_1)]
+                            m.next = "CM_NEXT"
+                        with m.Case(Cmd.READ_MEM):
+                            m.d.sync += [addr.eq(a24), nwords.eq(a16[2])]
+                            respond(Status.OK, 1 + mul_bpw(a16[2]), EXTRA_MEM)
+                        with m.Case(Cmd.RUN):
+                            m.d.sync += [idx.eq(P.ARGS_MAX), lane.eq(0)]
+                            m.next = "RUN_TAIL_ADDR"
+
+            # WRITE_MEM: payload byte idx -> byte lane of the word, a load beat per word.
+            with m.State("WM_ADDR"):
+                m.d.comb += self.buf.addr.eq(idx)
+                m.next = "WM_WAIT" if self.buf_read_latency > 1 else "WM_DATA"
+            if self.buf_read_latency > 1:
+                with m.State("WM_WAIT"):  # the frame buffer's output register
+                    m.next = "WM_DATA"
+            with m.State("WM_DATA"):
+                with m.Switch(lane):
+                    for i in range(WORD_BITS // 8):
+                        with m.Case(i):
+                            if i == 0:
+                                m.d.sync += shreg.eq(self.buf.data)
+                            else:
+                                m.d.sync += shreg[8 * i:8 * i + 8].eq(self.buf.data)
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(lane == bpw - 1):
+                    m.d.sync += lane.eq(0)
+                    m.next = "WM_LOAD"
+                with m.Else():
+                    m.d.sync += lane.eq(lane + 1)
+                    with m.If(idx == last_idx):
+                        respond(Status.BAD_LENGTH)     # the payload ends inside a word
+                    with m.Else():
+                        m.next = "WM_ADDR"
+            with m.State("WM_LOAD"):
+                with m.If(addr >= depth):
+                    respond(Status.OUT_OF_RANGE)
+                with m.Else():
+                    m.d.comb += [self.load.valid.eq(1), self.load.payload.data.eq(shreg)]
+                    with m.If(self.load.ready):
+                        m.d.sync += addr.eq(addr + 1)
+                        with m.If(idx == last_idx + 1):
+                            respond(Status.OK)
+                        with m.Else():
+                            m.next = "WM_ADDR"
+
+            # CHECK_MEM: peek each word and run its link bytes through CRC-32.
+            with m.State("CM_NEXT"):
+                with m.If(nwords == 0):
+                    m.next = "CM_END"
+                with m.Else():
+                    m.d.comb += self.peek_req.valid.eq(1)
+                    with m.If(self.peek_req.ready):
+                        m.next = "CM_WAIT"
+            with m.State("CM_WAIT"):
+                m.d.comb += self.peek.ready.eq(1)
+                with m.If(self.peek.valid):
+                    m.d.sync += [shreg.eq(self.peek.payload), lane.eq(0)]
+                    m.next = "CM_BYTES"
+            with m.State("CM_BYTES"):
+                m.d.comb += [crc32.data.eq(shreg[:8]), crc32.valid.eq(1)]
+                m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
+                with m.If(lane == bpw - 1):
+                    m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
+                    m.next = "CM_NEXT"
+            with m.State("CM_END"):
+                m.d.sync += word32.eq(crc32.crc)
+                respond(Status.OK, 5, EXTRA_WORD32)
+
+            # RUN: the argument bytes past what the parser latched, then the fed ids.
+            with m.State("RUN_TAIL_ADDR"):
+                m.d.comb += self.buf.addr.eq(idx)
+                m.next = "RUN_TAIL_WAIT" if self.buf_read_latency > 1 else "RUN_TAIL_DATA"
+            if self.buf_read_latency > 1:
+                with m.State("RUN_TAIL_WAIT"):  # the frame buffer's output register
+                    m.next = "RUN_TAIL_DATA"
+            with m.State("RUN_TAIL_DATA"):
+                m.d.sync += [run_tail.eq((run_tail >> 8) | (self.buf.data << 56)), idx.eq(idx + 1)]
+                with m.If(idx == P.RUN_STRUCT.size - 1):
+                    m.d.sync += [addr.eq(a16[0]), lane.eq(0)]
+                    m.next = "RUN_ID_ADDR"
+                with m.Else():
+                    m.next = "RUN_TAIL_ADDR"
+            with m.State("RUN_ID_ADDR"):
+                m.d.comb += self.buf.addr.eq(idx)
+                m.next = "RUN_ID_WAIT" if self.buf_read_latency > 1 else "RUN_ID_DATA"
+            if self.buf_read_latency > 1:
+                with m.State("RUN_ID_WAIT"):  # the frame buffer's output register
+                    m.next = "RUN_ID_DATA"
+            with m.State("RUN_ID_DATA"):
+                m.d.sync += [shreg.eq(Mux(lane[0], (self.buf.data << 8) | shreg[:8], self.buf.data)),
+                             idx.eq(idx + 1), lane.eq(~lane[0])]
+                with m.If(lane[0]):
+                    m.next = "RUN_ID_LOAD"
+                with m.Else():
+                    m.next = "RUN_ID_ADDR"
+            with m.State("RUN_ID_LOAD"):
+                m.d.comb += [self.load.valid.eq(1), self.load.payload.space.eq(sp.tokens_space),
+                             self.load.payload.data.eq(shreg[:16])]
+                with m.If(self.load.ready):
+                    m.d.sync += addr.eq(addr + 1)
+                    with m.If(idx == last_idx + 1):
+                        m.next = "RUN_GO"
+                    with m.Else():
+                        m.next = "RUN_ID_ADDR"
+            with m.State("RUN_GO"):
+                tail = {"state": run_tail[:32], "inv_t_m": run_tail[32:48], "inv_t_e": run_tail[48:64],
+                        "pos0": a16[0], "n_feed": a16[1], "n_new": a16[2], "top_k": a16[3]}
+                for name, value in tail.items():
+                    m.d.comb += getattr(params, name).eq(value)
+                m.d.comb += [self.run.valid.eq(1), self.run.payload.eq(params)]
+                with m.If(self.run.ready):
+                    m.next = "RUN_WAIT"
+            with m.State("RUN_WAIT"):
+                m.d.comb += self.done.ready.eq(1)
+                with m.If(self.done.valid):
+                    m.d.sync += [res.eq(self.done.payload), word32.eq(self.done.payload.cycles),
+                                 addr.eq(a16[0] + a16[1]), nwords.eq(a16[2])]
+                    with m.If(self.done.payload.status != 0):
+                        respond(P.Status.MODEL_ERROR, 1 + P.RUN_ERROR_STRUCT.size, EXTRA_CODE)
+                    with m.Else():
+                        respond(Status.OK, 1 + P.RUN_REPLY_STRUCT.size + (a16[2] << 1), EXTRA_RUN)
+
+            # The response: header, status byte, then what the command returns.
+            with m.State("RESP_HDR"):
+                m.d.comb += self.header.valid.eq(1)
+                with m.If(self.header.ready):
+                    m.next = "RESP_STATUS"
+            with m.State("RESP_STATUS"):
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(status)]
+                with m.If(self.payload.ready):
+                    m.d.sync += [lane.eq(0), shreg.eq(word32)]
+                    with m.Switch(extra):
+                        with m.Case(EXTRA_WORD32):
+                            m.next = "RESP_WORD32"
+                        with m.Case(EXTRA_RUN):
+                            m.d.sync += idx.eq(0)   # 0: cycles, 1: state
+                            m.next = "RESP_WORD32"
+                        with m.Case(EXTRA_CODE):
+                            m.next = "RESP_CODE"
+                        with m.Case(EXTRA_MEM):
+                            m.next = "RESP_PEEK"
+                        with m.Default():
+                            m.next = "DONE"
+            with m.State("RESP_CODE"):   # status u8, err_pc u16, err_pos u16
+                code = Cat(res.status[:8], res.err_pc[:16], res.err_pos[:16])
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(code.word_select(lane, 8))]
+                with m.If(self.payload.ready):
+                    m.d.sync += lane.eq(lane + 1)
+                    with m.If(lane == P.RUN_ERROR_STRUCT.size - 1):
+                        m.next = "DONE"
+            with m.State("RESP_WORD32"):
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
+                with m.If(self.payload.ready):
+                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
+                    with m.If(lane == 3):
+                        with m.If(extra != EXTRA_RUN):
+                            m.next = "DONE"
+                        with m.Elif(idx == 0):     # then the sampler state
+                            m.d.sync += [idx.eq(1), shreg.eq(res.state), lane.eq(0)]
+                        with m.Else():             # then the ids, two bytes each
+                            m.d.sync += bpw.eq(P.ID_BYTES)
+                            m.next = "RESP_PEEK"
+            # READ_MEM and RUN's ids: peek a word, send its link bytes.
+            with m.State("RESP_PEEK"):
+                with m.If(nwords == 0):
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.comb += self.peek_req.valid.eq(1)
+                    with m.If(extra == EXTRA_RUN):
+                        m.d.comb += self.peek_req.payload.space.eq(sp.tokens_space)
+                    with m.If(self.peek_req.ready):
+                        m.next = "RESP_PEEK_WAIT"
+            with m.State("RESP_PEEK_WAIT"):
+                m.d.comb += self.peek.ready.eq(1)
+                with m.If(self.peek.valid):
+                    m.d.sync += [shreg.eq(self.peek.payload), lane.eq(0)]
+                    m.next = "RESP_PEEK_BYTES"
+            with m.State("RESP_PEEK_BYTES"):
+                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
+                with m.If(self.payload.ready):
+                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
+                    with m.If(lane == bpw - 1):
+                        m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
+                        m.next = "RESP_PEEK"
+            with m.State("DONE"):
+                m.d.comb += self.frame.ready.eq(1)
+                m.next = "IDLE"
+        return m

@@ -1,0 +1,550 @@
+"""The program compiler of the whole-model device: an :class:`~ternary_core.integer.IntegerModel`
+becomes memory images and a straight-line program for one decode step (docs/device-isa.md).
+
+Each op of :meth:`IntegerRunner._forward <ternary_core.integer.runner.IntegerRunner._forward>`
+maps to a fixed instruction sequence whose arithmetic is the golden op's, primitive for
+primitive; every instruction carries a human name (``"layer 2 attn head 1: scores"``)
+for ``--check``. The memory map (:class:`MemoryMap`) is shared by the program and the
+images, so the two cannot disagree.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..boards import BOARDS
+from ..errors import TernaryError
+from ..integer import ops
+from ..integer.compile import NORM_NAMES
+from ..integer.fixed import scalar_from_int
+from .isa import (ADDR_BITS, ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SR_INV_T, AttnFn, Cond,
+                  DeviceLimits, Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn,
+                  kv_scale_addr, pow2_at_least, prog_words, scalar_word)
+
+# Integer registers by role (IR[0] is zero)
+assert ATTN_SCORE_BITS == ops.SCORE_BITS
+IR_S, IR_SS, IR_S2, IR_AMAX, IR_ZMAX, IR_TOT, IR_EMAX, IR_TOP = 1, 2, 3, 4, 5, 6, 7, 8
+IR_G0, IR_G1, IR_G2, IR_GT, IR_ID, IR_LMAX, IR_LSUM = 9, 10, 11, 12, 13, 14, 15
+assert IR_LSUM < IR_COUNT
+
+_ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+_MLP = ("mlp.gate_proj", "mlp.up_proj")
+
+
+def _log2(n):
+    return int(n).bit_length() - 1
+
+
+@dataclass
+class WeightStack:
+    """Layers stored as one matrix in the engine's weight store (one MATVEC)."""
+    names: tuple
+    base: int
+    m: int
+    k: int
+    packed: bytes
+
+
+class MemoryMap:
+    """Where everything lives, from the model's shapes and the device limits."""
+
+    def __init__(self, config, context, limits, engine):
+        c = self.config = config
+        self.context, self.limits, self.engine = int(context), limits, engine
+        d, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
+        nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.d, self.f, self.V, self.nh, self.nkv, self.hd = d, f, V, nh, nkv, hd
+        self.kvd = nkv * hd
+        self.L = c.num_hidden_layers
+        self.emb_stride = pow2_at_least(max(d, 32))
+        self.kv_stride = pow2_at_least(hd)
+        self.rope_stride = pow2_at_least(hd)
+        # TMEM: RoPE rows from 0, then the norm gains
+        self.gain = {}
+        at = self.context * self.rope_stride
+        for name in [f"model.layers.{i}.{n}" for i in range(self.L) for n in NORM_NAMES] + \
+                ["model.norm"]:
+            self.gain[name] = at
+            at += f if name.endswith("ffn_sub_norm") else d
+        self.tmem_used = at
+        # VMEM regions
+        big = max(d, f)
+        scratch = max(self.context, V)
+        regions = [("x", d), ("qkv", d + 2 * self.kvd), ("rot", d + self.kvd), ("q8", d),
+                   ("t1", big), ("t2", big), ("t3", big),
+                   ("s0", scratch), ("s1", scratch), ("s2", scratch), ("s3", scratch),
+                   ("s4", scratch), ("acc", d), ("m16", d), ("att", d), ("gu", 2 * f), ("o", d)]
+        self.vmem, at = {}, 0
+        for name, size in regions:
+            self.vmem[name] = at
+            at += size
+        self.vmem_used = at
+        self.sizes = dict(regions)
+        # weight stacks, consecutive from word 0 (the order host/device_backend.py uses)
+        self.stacks = []
+        lay = engine.layout
+        at = 0
+        for i in range(self.L):
+            p = f"model.layers.{i}."
+            shapes = c.bitlinear_shapes()
+            for group in ([p + n for n in _ATTN], [p + "self_attn.o_proj"],
+                          [p + n for n in _MLP], [p + "mlp.down_proj"]):
+                m = sum(shapes[n][0] for n in group)
+                k = shapes[group[0]][1]
+                self.stacks.append((tuple(group), at, m, k))
+                at += lay.words(m, k)
+        self.weight_words_used = at
+        self.check()
+
+    def stack_of(self, name):
+        for names, base, m, k in self.stacks:
+            if name in names:
+                return base, m, k
+        raise KeyError(name)
+
+    def kv_row(self, layer, g):
+        """KVK/KVV address of (layer, kv head g, position 0)."""
+        return ((layer * self.nkv + g) * self.context) * self.kv_stride
+
+    def kvs(self, layer, g, v):
+        """KVS address of the K (v=0) or V (v=1) scale of (layer, g, position 0):
+        :func:`~.isa.kv_scale_addr` of the row (ATTN PV relies on it)."""
+        return kv_scale_addr(self.limits, self.kv_row(layer, g), _log2(self.kv_stride), v)
+
+    def check(self):
+        lim = self.limits
+        lim.check(self.config, self.context)
+        used = {"vmem_words": (self.vmem_used, lim.vmem_words),
+                "weight_words": (self.weight_words_used, lim.weight_words)}
+        for name, (need, have) in used.items():
+            if need > have:
+                raise TernaryError(f"the model needs {need} {name}; the device's limit is {have}")
+        if self.tmem_used > lim.depth(Space.TMEM):
+            raise TernaryError(f"the model needs {self.tmem_used} TMEM words; the device has "
+                               f"{lim.depth(Space.TMEM)} (limits hidden/ffn/context/head_dim)")
+        for s, need in ((Space.EMB, self.V * self.emb_stride),
+                        (Space.KVK, self.L * self.nkv * self.context * self.kv_stride)):
+            if need > lim.depth(s):
+                raise TernaryError(f"the model needs {need} {s.name} words; the device has "
+                                   f"{lim.depth(s)}")
+
+
+class _Emitter:
+    def __init__(self, mm):
+        self.mm = mm
+        self.ins = []
+        self.sr_names = {}
+        self.sr_init = {}       # index -> (m, e)
+        self.gen = 0
+
+    # --- registers
+    def const(self, key, sc):
+        """An SRINIT constant (one register per distinct key)."""
+        if key not in self.sr_names:
+            i = len(self.sr_names) + 1
+            self.sr_names[key] = i
+            self.sr_init[i] = (int(np.ravel(sc.m)[0]), int(np.ravel(sc.e)[0]))
+        return self.sr_names[key]
+
+    def sr(self, key):
+        """A temporary scalar register named ``key`` (allocated once, reused)."""
+        if key not in self.sr_names:
+            self.sr_names[key] = len(self.sr_names) + 1
+        return self.sr_names[key]
+
+    # --- instructions
+    def emit(self, op, name, **f):
+        f.setdefault("gen_only", self.gen)
+        self.ins.append(Instr(op, name, **f))
+
+    def vop(self, name, fn, n, a, b=(Space.NONE, 0), d=(Space.NONE, 0), *, sh_imm=0, sh_ir=0,
+            bits=40, red=Red.NONE, red_ir=0, rbits=0, sym=0, npos=0, dyn=None, cond=Cond.ALWAYS):
+        self.emit(Op.VOP, name, fn=fn, n=n, npos=npos, a_space=a[0], a_addr=a[1],
+                  b_space=b[0], b_addr=b[1], d_space=d[0], d_addr=d[1], sh_imm=sh_imm,
+                  sh_ir=sh_ir, bits=bits, red=red, red_ir=red_ir, rbits=rbits, sym=sym,
+                  cond=cond, **self._dyn(dyn))
+
+    @staticmethod
+    def _dyn(dyn):
+        if dyn is None:
+            return {}
+        sel, src, k = dyn
+        return {"dyn_sel": sel, "dyn_src": src, "dyn_k": k}
+
+    def sop(self, name, fn, d=0, a=0, b=0, c=0, imm=0, s=(Space.NONE, 0), dyn=None):
+        self.emit(Op.SOP, name, fn=fn, d=d, a=a, b=b, c=c, imm=imm, s_space=s[0], s_addr=s[1],
+                  **self._dyn(dyn))
+
+    def V(self, region, off=0):
+        return (Space.VMEM, self.mm.vmem[region] + off)
+
+    # --- ops of the integer decode
+    def quant_tail(self, name, src, n, out, out_dyn, k_name):
+        """quant_int8 of a row already normalized to 17 bits at ``src`` (IR_AMAX holds
+        max|row|): the 127/max multiplier and the MULS to int8; returns the SR of the
+        scale before the range shift (``amax/127``)."""
+        amax, tt, k = self.sr(k_name + ".amax"), self.sr(k_name + ".t"), self.sr(k_name + ".k")
+        self.sop(f"{name}: max to scalar", SFn.FROM_INT, d=amax, a=IR_AMAX)
+        self.sop(f"{name}: 1/max", SFn.RECIP, d=tt, a=amax)
+        self.sop(f"{name}: 127/max", SFn.MUL, d=k, a=tt, b=self.const("127", scalar_from_int(127)))
+        self.vop(f"{name}: quantize to int8", VFn.MULS, n, src, (Space.SR, k), out, bits=8,
+                 sym=1, dyn=out_dyn)
+        q = self.sr(k_name + ".q")
+        self.sop(f"{name}: max/127", SFn.MUL, d=q, a=amax, b=self.const("1/127", ops.INV_127))
+        return q
+
+    def norm(self, name, norm_name, x, n, xs, out, r_out, ranged=False):
+        """ops.norm_quant of ``x`` (VMEM, n) with row scale SR ``xs``: int8 to ``out``,
+        scale to SR ``r_out``. ``ranged``: the pass that wrote ``x`` left its
+        ``NORM(16)`` in IR_S, so the range pass is skipped."""
+        im = self.im
+        c = im.norms[norm_name]
+        mm = self.mm
+        t1, t2 = self.V("t1"), self.V("t2")
+        if not ranged:
+            self.vop(f"{name}: range", VFn.PASS, n, x, red=Red.NORM, red_ir=IR_S, rbits=16)
+        self.vop(f"{name}: normalize to 16 bits, sum of squares", VFn.PASS, n, x, d=t1,
+                 sh_ir=IR_S, bits=16, red=Red.SUMSQ, red_ir=IR_SS)
+        self.vop(f"{name}: times gain, range", VFn.MUL, n, t1, (Space.TMEM, mm.gain[norm_name]),
+                 t2, red=Red.NORM, red_ir=IR_S2, rbits=17)
+        self.vop(f"{name}: normalize to 17 bits, max", VFn.PASS, n, t2, d=t2, sh_ir=IR_S2,
+                 bits=17, red=Red.MAXABS, red_ir=IR_AMAX)
+        q = self.quant_tail(name, t2, n, out, None, "norm")
+        R = self.sr
+        self.sop(f"{name}: quantizer scale", SFn.SHIFT, d=R("norm.qs"), a=q, b=IR_S2)
+        self.sop(f"{name}: input scale", SFn.SHIFT, d=R("norm.xs"), a=xs, b=IR_S)
+        self.sop(f"{name}: sum of squares to scalar", SFn.FROM_INT, d=R("norm.ss"), a=IR_SS)
+        self.sop(f"{name}: mean", SFn.MUL, d=R("norm.a"), a=R("norm.ss"),
+                 b=self.const(("1/n", n), c.inv_n))
+        self.sop(f"{name}: xs squared", SFn.MUL, d=R("norm.b"), a=R("norm.xs"), b=R("norm.xs"))
+        self.sop(f"{name}: mean square", SFn.MUL, d=R("norm.c"), a=R("norm.a"), b=R("norm.b"))
+        self.sop(f"{name}: + eps", SFn.ADD, d=R("norm.var"), a=R("norm.c"),
+                 b=self.const("eps", im.eps))
+        self.sop(f"{name}: qs * xs", SFn.MUL, d=R("norm.d"), a=R("norm.qs"), b=R("norm.xs"))
+        self.sop(f"{name}: rsqrt", SFn.RSQRT, d=R("norm.e"), a=R("norm.var"))
+        self.sop(f"{name}: scale", SFn.MUL, d=R("norm.r0"), a=R("norm.d"), b=R("norm.e"))
+        self.sop(f"{name}: gain exponent", SFn.SHIFT, d=r_out, a=R("norm.r0"), imm=c.gain_exp)
+
+    def quant_head(self, name, src, xs, out, out_dyn, scale_out, ranged=False):
+        """ops.quant_heads for one head at ``src`` (VMEM, head_dim) with BitLinear scale
+        SR ``xs``: int8 to ``out`` (+dyn), scale to SR ``scale_out``. ``ranged``: IR_S
+        already holds the head's ``NORM(17)`` (from the RoPE pass that wrote it)."""
+        hd = self.mm.hd
+        t1 = self.V("t1")
+        if not ranged:
+            self.vop(f"{name}: range", VFn.PASS, hd, src, red=Red.NORM, red_ir=IR_S, rbits=17)
+        self.vop(f"{name}: normalize to 17 bits, max", VFn.PASS, hd, src, d=t1, sh_ir=IR_S,
+                 bits=17, red=Red.MAXABS, red_ir=IR_AMAX)
+        q = self.quant_tail(name, t1, hd, out, out_dyn, "head")
+        hs = self.sr("head.hs")
+        self.sop(f"{name}: range shift of the scale", SFn.SHIFT, d=hs, a=q, b=IR_S)
+        self.sop(f"{name}: times the row scale", SFn.MUL, d=scale_out, a=hs, b=xs)
+
+    def rescale_residual(self, name, src, r, lin):
+        """x = residual_add(x, to_fixed(acc, r * linear_scale))."""
+        c = self.sr("res.c")
+        self.sop(f"{name}: scale", SFn.MUL, d=c, a=r,
+                 b=self.const(("lin", lin), self.im.linear_scale[lin]))
+        self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, c),
+                 self.V("t1"),
+                 sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS)
+        self.vop(f"{name}: residual add, range", VFn.ADD, self.mm.d, self.V("x"), self.V("t1"),
+                 self.V("x"), bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16)
+
+    def matvec(self, name, first, dst):
+        base, m, k = self.mm.stack_of(first)
+        self.emit(Op.MATVEC, name, base=base, m=m, k=k, d_space=dst[0], d_addr=dst[1])
+
+
+def _compile(im, limits, engine, sampling, smul2, fuse_attention):
+    c = im.config
+    mm = MemoryMap(c, im.max_len, limits, engine)
+    e = _Emitter(mm)
+    e.im = im
+    d, f, V, nh, nkv, hd, L = mm.d, mm.f, mm.V, mm.nh, mm.nkv, mm.hd, mm.L
+    group = nh // nkv
+    tied = c.tie_word_embeddings
+    res_scale = e.const("res_scale", scalar_from_int(1, -ops.RES_FRAC_BITS))
+    act = (Space.ACT, 0)
+    sv = e.V
+
+    e.emit(Op.SAMPLE, "token check", fn=SampleFn.TCHECK, n=V)
+    es = e.sr("embed.scale")
+    e.sop("embed: row scale", SFn.LOAD, d=es, s=(Space.EMBS, 0), dyn=(Dyn.A, DynSrc.TOKEN, 0))
+    e.vop("embed: row to Q15.16, range", VFn.MULS, d, (Space.EMB, 0), (Space.SR, es), sv("x"),
+          sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16,
+          dyn=(Dyn.A, DynSrc.TOKEN, _log2(mm.emb_stride)))
+    r = e.sr("r")
+    for i in range(L):
+        p = f"model.layers.{i}."
+        ln = f"layer {i}"
+        e.norm(f"{ln} input norm", p + "input_layernorm", sv("x"), d, res_scale, act, r,
+               ranged=True)
+        e.matvec(f"{ln} q/k/v matvec", p + _ATTN[0], sv("qkv"))
+        lin = [e.sr(n) for n in ("qs", "ks", "vs")]
+        for reg, n in zip(lin, _ATTN):
+            e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
+                  b=e.const(("lin", p + n), im.linear_scale[p + n]))
+        rope = (Space.TMEM, 0)
+        rope_dyn = (Dyn.B, DynSrc.POS, _log2(mm.rope_stride))
+        qsc = [e.sr(("q_sc", h)) for h in range(nh)]
+        for h in range(nh):     # each RoPE pass leaves its head's range for the quantizer
+            e.vop(f"{ln} rope q head {h}, range", VFn.ROT, hd, sv("qkv", h * hd), rope,
+                  sv("rot", h * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
+                  red_ir=IR_S, rbits=17)
+            e.quant_head(f"{ln} quantize q head {h}", sv("rot", h * hd), lin[0],
+                         sv("q8", h * hd), None, qsc[h], ranged=True)
+        kv_dyn = (Dyn.D, DynSrc.POS, _log2(mm.kv_stride))
+        for g in range(nkv):
+            e.vop(f"{ln} rope k head {g}, range", VFn.ROT, hd, sv("qkv", d + g * hd), rope,
+                  sv("rot", d + g * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
+                  red_ir=IR_S, rbits=17)
+            for kind, src, space, v in (("k", sv("rot", d + g * hd), Space.KVK, 0),
+                                        ("v", sv("qkv", d + mm.kvd + g * hd), Space.KVV, 1)):
+                sc = e.sr("kv_sc")
+                e.quant_head(f"{ln} quantize {kind} head {g} into the cache", src, lin[1 + v],
+                             (space, mm.kv_row(i, g)), kv_dyn, sc, ranged=not v)
+                e.sop(f"{ln} store {kind} head {g} scale", SFn.STORE, a=sc,
+                      s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
+        asc = [e.sr(("a_sc", h)) for h in range(nh)]
+        score_k = e.const("score_k", im.score_k)
+        kst = _log2(mm.kv_stride)
+        for h in range(nh):
+            g = h // group
+            an = f"{ln} attn head {h}"
+            if h % group == 0:      # once per KV head: its query heads follow in order
+                e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0,
+                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE,
+                       red_ir=IR_EMAX)
+            c = mm.vmem["s0" if fuse_attention else "s1"]     # the per-key scalars
+            if smul2:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
+                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=c)
+            else:
+                e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                       b_addr=qsc[h], d_space=Space.VMEM, d_addr=c)
+                e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1,
+                       a_space=Space.VMEM, a_addr=c, b_space=Space.SR, b_addr=score_k,
+                       d_space=Space.VMEM, d_addr=c)
+            if fuse_attention:
+                e.emit(Op.ATTN, f"{an}: scores to log2 units, max", fn=AttnFn.SCORES, n=0,
+                       npos=1, a_space=Space.VMEM, a_addr=mm.vmem["q8"] + h * hd,
+                       b_space=Space.KVK, b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                       d_addr=c, len=hd, stride=kst, sh_imm=-ops.SCORE_FRAC_BITS,
+                       red_ir=IR_ZMAX)
+                e.emit(Op.ATTN, f"{an}: exp2, sum, weights . values", fn=AttnFn.PV, n=0,
+                       npos=1, a_space=Space.VMEM, a_addr=c, b_space=Space.KVV,
+                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                       d_addr=mm.vmem["acc"] + h * hd, len=hd, stride=kst, sh_imm=16,
+                       sh_ir=IR_EMAX, ir_b=IR_ZMAX, red_ir=IR_TOT)
+            else:
+                e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
+                       a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK,
+                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM, d_addr=mm.vmem["s0"],
+                       len=hd, stride=kst)
+                e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"),
+                      sv("s2"), npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS,
+                      red=Red.MAX, red_ir=IR_ZMAX)
+                e.vop(f"{an}: exp2, sum", VFn.EXP2, 0, sv("s2"), (Space.IR, IR_ZMAX), sv("s3"),
+                      npos=1, red=Red.SUM, red_ir=IR_TOT)
+                e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
+                      (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16,
+                      sh_ir=IR_EMAX)
+                e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
+                       a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
+                       d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
+                       stride=kst)
+            tot = e.sr("attn.tot")
+            e.sop(f"{an}: sum to scalar", SFn.FROM_INT, d=tot, a=IR_TOT)
+            e.sop(f"{an}: 1/sum", SFn.RECIP, d=tot, a=tot)
+            e.sop(f"{an}: output scale", SFn.SHIFT, d=asc[h], a=tot, b=IR_EMAX, imm=16)
+        # merge heads
+        mn = f"{ln} merge heads"
+        e.sop(f"{mn}: top = none", SFn.IADD, d=IR_TOP, imm=-(1 << 20))
+        hs = [e.sr(("hs", h)) for h in range(nh)]
+        for h in range(nh):
+            e.vop(f"{mn}: head {h} range", VFn.PASS, hd, sv("acc", h * hd), red=Red.NORM,
+                  red_ir=IR_S, rbits=16)
+            e.vop(f"{mn}: head {h} normalize to 16 bits, max", VFn.PASS, hd, sv("acc", h * hd),
+                  d=sv("m16", h * hd), sh_ir=IR_S, bits=16, red=Red.MAXABS, red_ir=IR_AMAX)
+            e.sop(f"{mn}: head {h} scale", SFn.SHIFT, d=hs[h], a=asc[h], b=IR_S)
+            e.sop(f"{mn}: head {h} top exponent", SFn.IMAXE, d=IR_TOP, a=hs[h], b=IR_AMAX, c=IR_TOP)
+        for h in range(nh):
+            e.vop(f"{mn}: head {h} align", VFn.MULS, hd, sv("m16", h * hd), (Space.SR, hs[h]),
+                  sv("att", h * hd), sh_ir=IR_TOP)
+        one = e.sr("merge.one")
+        e.sop(f"{mn}: scale", SFn.FROM_INT, d=one, b=IR_TOP, imm=1)
+        e.norm(f"{ln} attn sub-norm", p + "self_attn.attn_sub_norm", sv("att"), d, one, act, r)
+        e.matvec(f"{ln} o_proj matvec", p + "self_attn.o_proj", sv("o"))
+        e.rescale_residual(f"{ln} o_proj", sv("o"), r, p + "self_attn.o_proj")
+        e.norm(f"{ln} post-attention norm", p + "post_attention_layernorm", sv("x"), d,
+               res_scale, act, r, ranged=True)
+        e.matvec(f"{ln} gate/up matvec", p + _MLP[0], sv("gu"))
+        gs, us = e.sr("gs"), e.sr("us")
+        for reg, n in ((gs, _MLP[0]), (us, _MLP[1])):
+            e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
+                  b=e.const(("lin", p + n), im.linear_scale[p + n]))
+        gn = f"{ln} glu"
+        t1, t2, t3 = sv("t1"), sv("t2"), sv("t3")
+        e.vop(f"{gn}: relu(g) range", VFn.PASSR, f, sv("gu"), red=Red.NORM, red_ir=IR_G0, rbits=17)
+        e.vop(f"{gn}: relu(g) normalize", VFn.PASSR, f, sv("gu"), d=t1, sh_ir=IR_G0, bits=17)
+        e.vop(f"{gn}: square, range", VFn.MUL, f, t1, t1, t2, red=Red.NORM, red_ir=IR_G1, rbits=17)
+        e.vop(f"{gn}: square normalize", VFn.PASS, f, t2, d=t2, sh_ir=IR_G1, bits=17)
+        e.vop(f"{gn}: u range", VFn.PASS, f, sv("gu", f), red=Red.NORM, red_ir=IR_G2, rbits=16)
+        e.vop(f"{gn}: u normalize", VFn.PASS, f, sv("gu", f), d=t3, sh_ir=IR_G2, bits=16)
+        e.vop(f"{gn}: product, range", VFn.MUL, f, t2, t3, sv("gu"), red=Red.NORM, red_ir=IR_S,
+              rbits=16)
+        ga, gb, gsc = e.sr("glu.a"), e.sr("glu.b"), e.sr("glu.sc")
+        e.sop(f"{gn}: gs * gs", SFn.MUL, d=ga, a=gs, b=gs)
+        e.sop(f"{gn}: * us", SFn.MUL, d=gb, a=ga, b=us)
+        e.sop(f"{gn}: 2 s0", SFn.IADD, d=IR_GT, a=IR_G0, b=IR_G0)
+        e.sop(f"{gn}: + s1", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G1)
+        e.sop(f"{gn}: + s2", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G2)
+        e.sop(f"{gn}: scale", SFn.SHIFT, d=gsc, a=gb, b=IR_GT)
+        e.norm(f"{ln} ffn sub-norm", p + "mlp.ffn_sub_norm", sv("gu"), f, gsc, act, r,
+               ranged=True)
+        e.matvec(f"{ln} down_proj matvec", p + "mlp.down_proj", sv("o"))
+        e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + "mlp.down_proj")
+
+    # final norm, lm_head and the sampler: only in steps that sample
+    e.gen = 1
+    e.norm("final norm", "model.norm", sv("x"), d, res_scale, sv("q8"), r, ranged=True)
+    rows, scales = (Space.EMB, Space.EMBS) if tied else (Space.HEAD, Space.HEADS)
+    e.emit(Op.DOT, "lm_head: dots", n=V, a_space=Space.VMEM, a_addr=mm.vmem["q8"],
+           b_space=rows, b_addr=0, d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=d,
+           stride=_log2(mm.emb_stride), gen_only=1)
+    e.emit(Op.SVOP, "lm_head: row scales", fn=SVFn.SMUL, n=V, a_space=scales, a_addr=0,
+           b_space=Space.SR, b_addr=r, d_space=Space.VMEM, d_addr=mm.vmem["s1"], gen_only=1)
+    e.vop("lm_head: logits to Q15.16", VFn.MULS, V, sv("s0"), sv("s1"), sv("s2"),
+          sh_imm=-ops.LOGIT_FRAC_BITS, bits=ops.LOGIT_BITS)
+    e.vop("sample: argmax", VFn.PASS, V, sv("s2"), red=Red.ARGMAX, red_ir=IR_ID, cond=Cond.GREEDY)
+    if sampling:
+        S = Cond.SAMPLED
+        e.vop("sample: max logit", VFn.PASS, V, sv("s2"), red=Red.MAX, red_ir=IR_LMAX, cond=S)
+        e.vop("sample: max - logit", VFn.RSUB, V, sv("s2"), (Space.IR, IR_LMAX), sv("s3"), cond=S)
+        e.vop("sample: x log2(e)/T", VFn.MULS, V, sv("s3"), (Space.SR, SR_INV_T), sv("s3"),
+              sh_imm=ops.LOGIT_FRAC_BITS - ops.SCORE_FRAC_BITS, cond=S)
+        e.vop("sample: exp2 weights", VFn.EXP2X, V, sv("s3"), (Space.IR, 0), sv("s4"), cond=S)
+        e.emit(Op.SAMPLE, "sample: top-k mask", fn=SampleFn.TOPK, n=V, a_space=Space.VMEM,
+               a_addr=mm.vmem["s2"], d_space=Space.VMEM, d_addr=mm.vmem["s4"], cond=S, gen_only=1)
+        e.vop("sample: sum of weights", VFn.PASS, V, sv("s4"), red=Red.SUM, red_ir=IR_LSUM, cond=S)
+        e.emit(Op.SAMPLE, "sample: draw", fn=SampleFn.DRAW, n=V, a_space=Space.VMEM,
+               a_addr=mm.vmem["s4"], ir_a=IR_LSUM, ir_d=IR_ID, cond=S, gen_only=1)
+    e.emit(Op.SAMPLE, "sample: emit the id", fn=SampleFn.EMIT, n=V, ir_a=IR_ID, gen_only=1)
+    e.emit(Op.END, "end of step", gen_only=0)
+    if len(e.ins) > limits.prog_words:
+        raise TernaryError(f"the program has {len(e.ins)} instructions; the device's prog_words "
+                           f"limit is {limits.prog_words}")
+    if len(e.sr_names) + 1 > limits.sr_regs:
+        raise TernaryError(f"the program needs {len(e.sr_names) + 1} scalar registers; the "
+                           f"device's sr_regs limit is {limits.sr_regs}")
+    return mm, e
+
+
+@dataclass
+class Program:
+    """A compiled step program: instructions (each with a name), its memory map and the
+    SRINIT constants."""
+    instrs: list
+    mm: MemoryMap
+    sr_init: dict = field(default_factory=dict)
+
+    @property
+    def names(self):
+        return [i.name for i in self.instrs]
+
+    def words(self):
+        return prog_words(self.instrs)
+
+    def listing(self):
+        """One line per instruction: ``pc  CLASS fn  name  field=value ...`` (non-zero
+        fields), for reading a program or a --check report."""
+        lines = []
+        for pc, ins in enumerate(self.instrs):
+            enum = FN_ENUMS.get(ins.op)
+            fn = enum(ins.fn).name if enum and ins.fn in enum._value2member_map_ else ins.fn
+            fields = " ".join(f"{k}={v}" for k, v in ins.f.items() if v and k != "fn")
+            lines.append(f"{pc:5d}  {ins.op.name:6s} {fn!s:9s} {ins.name}  [{fields}]")
+        return "\n".join(lines)
+
+    @property
+    def logits(self):
+        """VMEM (address, length) of the logits after a sampling step."""
+        return self.mm.vmem["s2"], self.mm.V
+
+
+def default_engine():
+    return BOARDS["ulx3s-85f"].engine
+
+
+def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
+                    fuse_attention=False):
+    """The step program of ``im`` for a device with ``limits`` (default: the smallest
+    that hold the model at ``im.max_len``). ``sampling`` adds the temperature/top-k tail
+    (selected at run time by ``cond``); without it the program is greedy only.
+    ``smul2``: the attention's ``(qs*ks)*score_k`` as one SVOP SMUL2 pass instead of two
+    SMUL passes (off until the VM implements SMUL2). ``fuse_attention``: each query
+    head's attention as ATTN SCORES and ATTN PV passes (3 passes over the keys fewer;
+    off until the VM implements ATTN)."""
+    engine = engine or default_engine()
+    limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
+    mm, e = _compile(im, limits, engine, sampling, smul2, fuse_attention)
+    return Program(e.ins, mm, e.sr_init)
+
+
+def weight_stacks(im, limits=None, engine=None):
+    """The engine's weight store image: :class:`WeightStack` per MATVEC, consecutive from
+    word 0, packed in the engine's native layout."""
+    engine = engine or default_engine()
+    limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
+    mm = MemoryMap(im.config, im.max_len, limits, engine)
+    out = []
+    for names, base, m, k in mm.stacks:
+        trits = np.vstack([im.model.bitlinears[n].trits for n in names])
+        out.append(WeightStack(names, base, m, k, bytes(engine.layout.pack(trits))))
+    return out
+
+
+def _scalar_words(sc):
+    return np.array([scalar_word(m, e) for m, e in zip(np.ravel(sc.m), np.ravel(sc.e))], np.int64)
+
+
+def memory_images(im, limits=None, engine=None, program=None):
+    """``{Space: int64 array of words}``: everything a device needs besides the weights
+    (:func:`weight_stacks`) and the per-run TOKENS/PARAM: PROG, SRINIT, TMEM, EMB(S),
+    HEAD(S) (untied models only). Each array starts at address 0 of its space."""
+    program = program or compile_program(im, limits, engine=engine)
+    mm = program.mm
+    c = im.config
+    half = mm.hd // 2
+    tmem = np.zeros(mm.tmem_used, np.int64)
+    rows = np.zeros((mm.context, mm.rope_stride), np.int64)
+    rows[:, :half] = im.rope_cos[:mm.context]
+    rows[:, half:2 * half] = im.rope_sin[:mm.context]
+    tmem[:rows.size] = rows.reshape(-1)
+    for name, at in mm.gain.items():
+        g = im.norms[name].gain.astype(np.int64)
+        tmem[at:at + g.size] = g
+    srinit = np.zeros(max(program.sr_init, default=0) + 1, np.int64)
+    for i, (m, e) in program.sr_init.items():
+        srinit[i] = scalar_word(m, e)
+
+    def rows_image(q):
+        out = np.zeros((c.vocab_size, mm.emb_stride), np.int64)
+        out[:, :c.hidden_size] = q
+        return out.reshape(-1)
+
+    images = {Space.PROG: np.array(program.words(), dtype=object), Space.SRINIT: srinit,
+              Space.TMEM: tmem, Space.EMB: rows_image(im.embed_q),
+              Space.EMBS: _scalar_words(im.embed_scale)}
+    if not c.tie_word_embeddings:
+        images[Space.HEAD] = rows_image(im.head_q)
+        images[Space.HEADS] = _scalar_words(im.head_scale)
+    for s, words in images.items():
+        if len(words) > mm.limits.depth(s):
+            raise TernaryError(f"the {s.name} image has {len(words)} words; the device holds "
+                               f"{mm.limits.depth(s)}")
+    assert all(len(w) <= 1 << ADDR_BITS for s, w in images.items() if s != Space.PROG)
+    return images

@@ -1,0 +1,592 @@
+"""The instruction set of the whole-model device (issue 12): THE single definition of the
+opcodes, the 128-bit instruction encoding, the memory spaces, the register files, the
+device limits and the run parameters. docs/device-isa.md is its prose form (one table per
+instruction class with the exact semantics); :mod:`.machine` is its executable form.
+
+Stability: after the first commit only additions are allowed (new opcodes, new function
+codes, fields in bits that are free in a class); nothing is renumbered or moved.
+
+Every instruction is 128 bits. Bits 3..0 are the class (:class:`Op`), bits 7..4 the
+function within the class, bit 127 ``gen_only`` (skip the instruction in a step whose next
+token is already known, i.e. while feeding a prompt) and bits 126..125 ``cond`` (skip
+unless the run is greedy / sampled: :class:`Cond`). The other fields sit at fixed
+positions per class (:data:`LAYOUTS`); the classes that stream over vectors (VOP, SVOP,
+DOT, AXPY, SAMPLE) share the positions of ``n``, the A, B and D operands and the dynamic
+address mode, so one decoder serves them.
+
+In the upload path (the ``load`` stream of the VM) a PROG word is 64 bits: instruction
+``i`` is PROG words ``2i`` (bits 63..0) and ``2i+1`` (bits 127..64).
+"""
+
+from dataclasses import dataclass, fields as dc_fields
+from enum import IntEnum
+
+from ..errors import TernaryError
+
+INSTR_BITS = 128
+PROG_WORD_BITS = 64
+
+# ---- number formats --------------------------------------------------------------------
+
+VMEM_BITS = 40          # VMEM words: signed 40-bit integers (or scalar words, below)
+IR_BITS = 48            # integer registers: signed 48-bit
+ADDR_BITS = 18          # element address of an operand within its space
+MUL_Y_BITS = 18         # the B operand of MUL / ROT is taken as its low 18 bits, signed
+DOT_LANES = 32          # int8 x int8 MACs of DOT and AXPY (cost model, row alignment)
+SW_M_BITS = 16          # scalar word: mantissa u16 in bits 15..0
+SW_E_BITS = 12          # ... exponent s12 in bits 27..16
+SW_BITS = SW_M_BITS + SW_E_BITS
+E_MIN, E_MAX = -(1 << (SW_E_BITS - 1)), (1 << (SW_E_BITS - 1)) - 1
+TOKEN_BITS = 16
+
+
+def scalar_word(m, e):
+    """Pack a scalar ``m * 2**e`` into a 28-bit scalar word (``e`` must fit s12)."""
+    m, e = int(m), int(e)
+    if not 0 <= m < (1 << SW_M_BITS):
+        raise TernaryError(f"scalar mantissa {m} does not fit u{SW_M_BITS}")
+    if not E_MIN <= e <= E_MAX:
+        raise TernaryError(f"scalar exponent {e} does not fit s{SW_E_BITS} ({E_MIN}..{E_MAX})")
+    return m | ((e & ((1 << SW_E_BITS) - 1)) << SW_M_BITS)
+
+
+def scalar_unword(w):
+    """``(m, e)`` of a scalar word (the low 28 bits of ``w``)."""
+    w = int(w)
+    m = w & ((1 << SW_M_BITS) - 1)
+    e = (w >> SW_M_BITS) & ((1 << SW_E_BITS) - 1)
+    return m, e - (1 << SW_E_BITS) if e >> (SW_E_BITS - 1) else e
+
+
+def to_signed(v, bits):
+    """The low ``bits`` of ``v`` as a signed integer (two's complement wrap)."""
+    v = int(v) & ((1 << bits) - 1)
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+# ---- classes and function codes --------------------------------------------------------
+
+class Op(IntEnum):
+    """Instruction class, bits 3..0."""
+    NOP = 0
+    VOP = 1       # element pass: D[i] = sat(shift(f(A[i], B[i]))), reduce into an IR
+    SVOP = 2      # scalar-unit pass over a vector of scalar words
+    SOP = 3       # one scalar-unit / integer-register operation
+    DOT = 4       # D[r] = sum_c Q[c] * ROW_r[c]  (int8 x int8)
+    AXPY = 5      # D[c] = sum_r W[r] * ROW_r[c]  (18-bit x int8)
+    MATVEC = 6    # the ternary engine: VMEM[D + r] = (W~ . ACT)[r]
+    SAMPLE = 7    # top-k mask, draw, emit
+    END = 8       # end of the step program
+    ATTN = 9      # fused attention passes over the keys (added after the first commit)
+
+
+class VFn(IntEnum):
+    """VOP functions (bits 7..4): the value ``v`` of element ``i`` from ``x = A[i]``
+    and ``y`` (B[i], or a broadcast register)."""
+    PASS = 0      # v = x
+    PASSR = 1     # v = max(x, 0)
+    MUL = 2       # v = x * y, y an integer (low 18 bits, signed)
+    MULS = 3      # v = x * y.m, and y.e is subtracted from the shift; y a scalar
+    ADD = 4       # v = x + y
+    SUB = 5       # v = x - y
+    RSUB = 6      # v = y - x
+    ROT = 7       # RoPE pair rotation (see docs/device-isa.md)
+    EXP2 = 8      # v = exp2_neg(clamp(y - x, 0, 2**30))
+    EXP2X = 9     # v = exp2_neg(clamp(x + y, 0, 2**30))
+
+
+class Red(IntEnum):
+    """VOP / SVOP reductions into ``IR[red_ir]`` over the written values ``out[i]``."""
+    NONE = 0
+    MAXABS = 1    # max |out|                      (0 for n == 0)
+    NORM = 2      # bit_length(max |out|) - (rbits - 1)
+    SUM = 3       # sum out
+    SUMSQ = 4     # sum out**2
+    MAX = 5       # max out                        (-2**47 for n == 0)
+    ARGMAX = 6    # lowest i with out[i] == max    (0 for n == 0)
+    MAXE = 7      # SVOP only: max of A[j].e       (E_MIN for n == 0)
+
+
+class SVFn(IntEnum):
+    """SVOP functions: a scalar-unit op per element ``j`` of a vector of scalar words."""
+    SMUL = 0      # D[j] = scalar_mul(A[j], B)   (B an SR or a scalar-word element)
+    MAXE = 1      # no write; only the reduction (use red = MAXE)
+    SMUL2 = 2     # D[j] = scalar_mul(scalar_mul(A[j], B), SR[b2])  (two multiplies, one pass)
+
+
+class SFn(IntEnum):
+    """SOP functions. ``SR[x]`` are scalars ``(m, e)``; ``IR[x]`` 48-bit integers."""
+    NOP = 0
+    FROM_INT = 1  # SR[d] = scalar_from_int(IR[a] + imm, IR[b])
+    MUL = 2       # SR[d] = scalar_mul(SR[a], SR[b])
+    ADD = 3       # SR[d] = scalar_add(SR[a], SR[b])
+    SHIFT = 4     # SR[d] = scalar_shift(SR[a], IR[b] + imm)
+    RECIP = 5     # SR[d] = scalar_recip(SR[a])
+    RSQRT = 6     # SR[d] = scalar_rsqrt(SR[a])
+    LOAD = 7      # SR[d] = scalar word at space[addr (+dyn)]
+    STORE = 8     # space[addr (+dyn)] = scalar word of SR[a]
+    IADD = 9      # IR[d] = IR[a] + IR[b] + imm
+    IMAXE = 10    # IR[d] = max(IR[c], SR[a].e) if SR[a].m != 0 and IR[b] != 0 else IR[c]
+
+
+class SampleFn(IntEnum):
+    TOPK = 0      # D[i] = 0 for i outside the top_k largest A[i] (ties: lowest index)
+    DRAW = 1      # state = xorshift32(state); r = (state * IR[ir_a]) >> 32;
+                  # IR[ir_d] = first i with cumsum(A)[i] > r
+    EMIT = 2      # TOKENS[pos + 1] = IR[ir_a]; error BAD_TOKEN if >= n
+    TCHECK = 3    # error BAD_TOKEN if the step's token >= n (first instruction of a step)
+
+
+class AttnFn(IntEnum):
+    """ATTN functions: one pass over the keys ``j < n`` of one query head each."""
+    SCORES = 0    # D[j] = srs(dot(Q, Krow_j) * D[j].m, sh_imm - D[j].e, ATTN_SCORE_BITS); MAX
+    PV = 1        # e_j = exp2(IR[ir_b] - A[j]); w_j = srs(e_j * vs_j.m, sh_imm + IR[sh_ir]
+                  # - vs_j.e, 18); D[c] = sum_j w_j * Vrow_j[c]; IR[red_ir] = sum e_j
+
+
+ATTN_SCORE_BITS = 24    # ATTN SCORES saturates its scores to this signed width
+
+
+def kv_scale_addr(limits, row_addr, stride, v):
+    """The KVS address of the scale of the KVK (``v`` = 0) or KVV (``v`` = 1) row at
+    ``row_addr`` (rows of ``2**stride`` elements): ``row_addr >> stride``, V scales from
+    half the KVS depth on. ATTN PV reads the V scales at these addresses."""
+    return (v * (limits.depth(Space.KVS) // 2)) + (row_addr >> stride)
+
+
+class Cond(IntEnum):
+    ALWAYS = 0
+    GREEDY = 1    # only when the run is greedy (PARAM inv_t mantissa == 0)
+    SAMPLED = 2   # only when the run samples (inv_t mantissa != 0)
+
+
+class Dyn(IntEnum):
+    """Which operand's address gets ``+ (pos or token) << dyn_k`` (``dyn_sel``)."""
+    NONE = 0
+    A = 1
+    B = 2
+    D = 3
+
+
+class DynSrc(IntEnum):
+    POS = 0
+    TOKEN = 1
+
+
+# ---- memory spaces ---------------------------------------------------------------------
+
+class Space(IntEnum):
+    """Memory spaces. Ids below 16 can be instruction operands (4-bit fields); all
+    ids are valid in the VM's 5-bit ``load`` / ``peek`` space field."""
+    NONE = 0
+    VMEM = 1      # signed 40-bit working memory (also holds scalar words)
+    ACT = 2       # the engine's int8 activation buffer (write only for the VM)
+    TMEM = 3      # int16 tables: norm gains, RoPE cos/sin rows
+    EMB = 4       # int8 embedding rows
+    EMBS = 5      # embedding row scales (scalar words)
+    HEAD = 6      # int8 lm_head rows (only when not tied)
+    HEADS = 7     # lm_head row scales (scalar words)
+    KVK = 8       # int8 K cache rows
+    KVV = 9       # int8 V cache rows
+    KVS = 10      # K and V per-position scales (scalar words)
+    TOKENS = 11   # u16 token id per position
+    SR = 12       # as an operand: the scalar register file (addr = index)
+    IR = 13       # as an operand: the integer register file (addr = index)
+    PROG = 16     # the program, 64-bit words (2 per instruction)
+    SRINIT = 17   # initial SR values (scalar words), loaded into SR at the start of a run
+    CYCLES = 18   # u32 cycles of the step at each position (written by the VM)
+    PARAM = 19    # run parameters and result, 32-bit words (PARAM_WORDS)
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    word_bits: int
+    signed: bool
+    writable_by_program: bool
+    uploadable: bool
+
+    @property
+    def link_bytes(self):
+        return -(-self.word_bits // 8)
+
+
+SPACES = {
+    Space.VMEM: SpaceInfo(VMEM_BITS, True, True, True),
+    Space.ACT: SpaceInfo(8, True, True, False),
+    Space.TMEM: SpaceInfo(16, True, False, True),
+    Space.EMB: SpaceInfo(8, True, False, True),
+    Space.EMBS: SpaceInfo(SW_BITS, False, False, True),
+    Space.HEAD: SpaceInfo(8, True, False, True),
+    Space.HEADS: SpaceInfo(SW_BITS, False, False, True),
+    Space.KVK: SpaceInfo(8, True, True, True),
+    Space.KVV: SpaceInfo(8, True, True, True),
+    Space.KVS: SpaceInfo(SW_BITS, False, True, True),
+    Space.TOKENS: SpaceInfo(TOKEN_BITS, False, True, True),
+    Space.PROG: SpaceInfo(PROG_WORD_BITS, False, False, True),
+    Space.SRINIT: SpaceInfo(SW_BITS, False, False, True),
+    Space.CYCLES: SpaceInfo(32, False, False, False),
+    Space.PARAM: SpaceInfo(32, False, False, True),
+}
+
+SCALAR_SPACES = (Space.EMBS, Space.HEADS, Space.KVS)   # VMEM may also hold scalar words
+ROW_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)
+
+# ---- registers -------------------------------------------------------------------------
+
+IR_COUNT = 16           # IR[0] reads as 0 and ignores writes
+SR_COUNT = 256          # SR[0] is PARAM inv_t (set by the run); SR[1..] from SRINIT
+SR_INV_T = 0
+IR_ZERO = 0
+
+# ---- instruction layouts ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    lsb: int
+    width: int
+    signed: bool = False
+
+    @property
+    def msb(self):
+        return self.lsb + self.width - 1
+
+
+HEADER = {"op": Field(0, 4), "fn": Field(4, 4), "cond": Field(125, 2), "gen_only": Field(127, 1)}
+# shared by the vector classes (VOP, SVOP, DOT, AXPY, SAMPLE)
+VECTOR = {
+    "npos": Field(8, 1),          # n += pos + 1
+    "n": Field(9, 14),
+    "a_space": Field(23, 4), "a_addr": Field(27, ADDR_BITS),
+    "b_space": Field(45, 4), "b_addr": Field(49, ADDR_BITS),
+    "d_space": Field(67, 4), "d_addr": Field(71, ADDR_BITS),
+    "dyn_sel": Field(89, 2),      # Dyn
+    "dyn_src": Field(91, 1),      # DynSrc
+    "dyn_k": Field(92, 4),        # address += (pos or token) << dyn_k
+}
+LAYOUTS = {
+    Op.NOP: {},
+    Op.END: {},
+    Op.VOP: {**VECTOR,
+             "sh_imm": Field(96, 6, True),   # shift = sh_imm + IR[sh_ir] - y.e (MULS)
+             "sh_ir": Field(102, 4),
+             "bits": Field(106, 6),          # saturate to signed `bits` (2..48)
+             "red": Field(112, 3),           # Red
+             "red_ir": Field(115, 4),
+             "rbits": Field(119, 5),         # Red.NORM target width
+             "sym": Field(124, 1)},          # clip to +-(2**(bits-1) - 1)
+    Op.SVOP: {**VECTOR, "b2": Field(96, 8), "red": Field(112, 3), "red_ir": Field(115, 4)},
+    Op.DOT: {**VECTOR,
+             "len": Field(96, 14),           # elements per row (Q length)
+             "stride": Field(110, 4)},       # row r at b_addr + (r << stride)
+    Op.AXPY: {**VECTOR, "len": Field(96, 14), "stride": Field(110, 4)},
+    Op.SAMPLE: {**VECTOR, "ir_a": Field(102, 4), "ir_d": Field(115, 4)},
+    Op.SOP: {"s_space": Field(23, 4), "s_addr": Field(27, ADDR_BITS),
+             "imm": Field(45, 32, True),
+             "c": Field(77, 4),              # IR index (IMAXE)
+             "dyn_sel": Field(89, 2), "dyn_src": Field(91, 1), "dyn_k": Field(92, 4),
+             "d": Field(96, 8), "a": Field(104, 8), "b": Field(112, 8)},
+    Op.MATVEC: {"base": Field(8, 24), "m": Field(32, 16), "k": Field(48, 16),
+                "d_space": Field(67, 4), "d_addr": Field(71, ADDR_BITS)},
+}
+LAYOUTS[Op.ATTN] = {
+    **{k: v for k, v in VECTOR.items() if not k.startswith("dyn")},
+    "sh_imm": Field(89, 6, True),
+    "len": Field(96, 10),           # head_dim (elements per row)
+    "stride": Field(106, 4),        # row j at b_addr + (j << stride)
+    "sh_ir": Field(110, 4),         # PV: IR of the largest value-scale exponent
+    "red_ir": Field(115, 4),        # SCORES: max score; PV: sum of the exp2 weights
+    "ir_b": Field(119, 4),          # PV: IR of the max score
+}
+FN_ENUMS = {Op.VOP: VFn, Op.SVOP: SVFn, Op.SOP: SFn, Op.SAMPLE: SampleFn, Op.ATTN: AttnFn}
+
+
+def _check_layouts():
+    for op, lay in LAYOUTS.items():
+        used = 0
+        for name, f in {**HEADER, **lay}.items():
+            mask = ((1 << f.width) - 1) << f.lsb
+            if used & mask or f.msb >= INSTR_BITS:
+                raise AssertionError(f"layout of {op.name}: field {name} overlaps")
+            used |= mask
+
+
+_check_layouts()
+
+
+def struct_fields(op):
+    """``[(name, width, signed)]`` of class ``op`` from bit 0 to bit 127, free bits as
+    ``_pad<lsb>`` entries: build an Amaranth ``data.StructLayout`` of the whole 128-bit
+    instruction from it (fields in this order)."""
+    fields = sorted({**HEADER, **LAYOUTS[Op(op)]}.items(), key=lambda kv: kv[1].lsb)
+    out, at = [], 0
+    for name, f in fields:
+        if f.lsb > at:
+            out.append((f"_pad{at}", f.lsb - at, False))
+        out.append((name, f.width, f.signed))
+        at = f.lsb + f.width
+    if at < INSTR_BITS:
+        out.append((f"_pad{at}", INSTR_BITS - at, False))
+    return out
+
+
+class Instr:
+    """One instruction: its class, its fields (missing ones are 0) and a human name
+    (``"layer 2 attn head 1: scores"``) that ``--check`` reports."""
+
+    def __init__(self, op, name="", **f):
+        self.op = Op(op)
+        lay = {**HEADER, **LAYOUTS[self.op]}
+        for k in f:
+            if k not in lay or k == "op":
+                raise TernaryError(f"instruction {Op(op).name} has no field {k!r}")
+        self.f = {k: int(f.get(k, 0)) for k in lay if k != "op"}
+        self.__dict__.update(self.f)      # fields as attributes (ins.n, ins.a_addr, ...)
+        self.name = name
+
+    def __repr__(self):
+        fs = ", ".join(f"{k}={v}" for k, v in self.f.items() if v)
+        return f"Instr({self.op.name}, {fs}{', ' if fs else ''}name={self.name!r})"
+
+    def __eq__(self, other):
+        return isinstance(other, Instr) and self.op == other.op and self.f == other.f
+
+
+def encode(ins):
+    """The 128-bit integer of an :class:`Instr`; a field that does not fit raises a
+    TernaryError naming it."""
+    word = int(ins.op)
+    for name, f in {**HEADER, **LAYOUTS[ins.op]}.items():
+        if name == "op":
+            continue
+        v = ins.f[name]
+        lo, hi = (-(1 << (f.width - 1)), (1 << (f.width - 1)) - 1) if f.signed else \
+            (0, (1 << f.width) - 1)
+        if not lo <= v <= hi:
+            raise TernaryError(f"{ins.op.name} field {name} = {v} does not fit "
+                               f"{f.width} bits ({lo}..{hi}) in {ins.name or 'an instruction'}")
+        word |= (v & ((1 << f.width) - 1)) << f.lsb
+    return word
+
+
+def decode(word, name=""):
+    """The :class:`Instr` of a 128-bit integer; an unknown class raises TernaryError
+    (the device's BAD_OPCODE)."""
+    word = int(word)
+    code = word & 0xF
+    if code not in Op._value2member_map_:
+        raise TernaryError(f"bad opcode {code}")
+    op = Op(code)
+    vals = {}
+    for key, f in {**HEADER, **LAYOUTS[op]}.items():
+        if key == "op":
+            continue
+        v = (word >> f.lsb) & ((1 << f.width) - 1)
+        vals[key] = to_signed(v, f.width) if f.signed else v
+    return Instr(op, name, **vals)
+
+
+def prog_words(instrs):
+    """PROG space image: two 64-bit words per instruction, low half first."""
+    out = []
+    for ins in instrs:
+        w = encode(ins)
+        out += [w & ((1 << 64) - 1), w >> 64]
+    return out
+
+
+def prog_unwords(words):
+    return [decode(words[i] | (words[i + 1] << 64)) for i in range(0, len(words) - 1, 2)]
+
+
+# ---- run parameters and result ---------------------------------------------------------
+
+class Status(IntEnum):
+    """RunResult status (error codes). Any error stops the run; the ids produced before
+    the failing step are valid, nothing after it is."""
+    OK = 0
+    BAD_OPCODE = 1
+    SCALAR_OVF = 2     # a scalar result's exponent left s12
+    BAD_TOKEN = 3      # a sampled or fed id >= vocab
+    BAD_PARAMS = 4     # run parameters outside the limits (pos0+n_feed+n_new-1 > context, ...)
+    PROG_END = 5       # the program ran past its last word without END
+
+
+# (name, bits, signed): the `run` stream payload and the PARAM words, in this order
+RUN_PARAMS = (("pos0", 16, False), ("n_feed", 16, False), ("n_new", 16, False),
+              ("state", 32, False), ("inv_t_m", 16, False), ("inv_t_e", 16, True),
+              ("top_k", 16, False))
+RUN_RESULT = (("status", 8, False), ("cycles", 32, False), ("state", 32, False),
+              ("err_pc", 16, False), ("err_pos", 16, False), ("n_done", 16, False))
+# PARAM space: one 32-bit word per field; results from word 8 on
+PARAM_WORDS = {name: i for i, (name, _, _) in enumerate(RUN_PARAMS)}
+RESULT_WORDS = {name: 8 + i for i, (name, _, _) in enumerate(RUN_RESULT)}
+PARAM_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class RunParams:
+    pos0: int
+    n_feed: int
+    n_new: int
+    state: int
+    inv_t_m: int = 0       # 0: greedy
+    inv_t_e: int = 0
+    top_k: int = 0
+
+    def words(self):
+        return [getattr(self, n) & 0xFFFFFFFF for n, _, _ in RUN_PARAMS]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: int
+    cycles: int
+    state: int
+    err_pc: int = 0
+    err_pos: int = 0
+    n_done: int = 0        # generated ids written (TOKENS[pos0+n_feed .. +n_done-1])
+
+
+def payload_bits(fields):
+    return sum(b for _, b, _ in fields)
+
+
+# ---- device limits ---------------------------------------------------------------------
+
+def pow2_at_least(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """The largest model a device build runs (reported by INFO) and its memory depths.
+
+    The model-shape fields bound a config (:meth:`check`); the depths of the spaces
+    follow from them (:meth:`depth`). ``max_m``/``max_k``/``weight_words`` are the
+    engine's (:class:`~ternary_core.engine_config.EngineConfig`).
+    """
+
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    head_dim: int = 32
+    ffn: int = 256
+    vocab: int = 256
+    context: int = 256
+    vmem_words: int = 4096
+    prog_words: int = 2048          # instructions
+    sr_regs: int = SR_COUNT
+    max_m: int = 1024
+    max_k: int = 1024
+    weight_words: int = 4096
+
+    def __post_init__(self):
+        for f in dc_fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TernaryError(f"DeviceLimits.{f.name} must be a positive integer, got {v!r}")
+        if self.head_dim % 2:
+            raise TernaryError(f"DeviceLimits.head_dim must be even (RoPE pairs), "
+                               f"got {self.head_dim}")
+        if self.sr_regs > SR_COUNT:
+            raise TernaryError(f"DeviceLimits.sr_regs must be at most {SR_COUNT}")
+        for name in ("hidden", "ffn", "vocab", "context"):
+            if getattr(self, name) >= 1 << 14:
+                raise TernaryError(f"DeviceLimits.{name} must be below 16384 (14-bit n fields)")
+        for s in Space:
+            if s in (Space.NONE, Space.SR, Space.IR):
+                continue
+            if s not in (Space.PROG,) and self.depth(s) > 1 << ADDR_BITS:
+                raise TernaryError(f"DeviceLimits: space {s.name} needs {self.depth(s)} words, "
+                                   f"more than the {1 << ADDR_BITS} of an {ADDR_BITS}-bit address")
+
+    # row strides (powers of two) of the row spaces
+    @property
+    def emb_stride(self):
+        return pow2_at_least(max(self.hidden, DOT_LANES))
+
+    @property
+    def kv_stride(self):
+        return pow2_at_least(self.head_dim)
+
+    @property
+    def rope_stride(self):
+        return pow2_at_least(self.head_dim)
+
+    def depth(self, space):
+        """Words of a space in a device built with these limits."""
+        s = Space(space)
+        gains = (3 * self.layers + 1) * self.hidden + self.layers * self.ffn
+        kv = self.layers * self.kv_heads * self.context
+        return {
+            Space.VMEM: self.vmem_words,
+            Space.ACT: self.max_k,
+            Space.TMEM: gains + self.context * self.rope_stride,
+            Space.EMB: self.vocab * self.emb_stride,
+            Space.EMBS: self.vocab,
+            Space.HEAD: self.vocab * self.emb_stride,
+            Space.HEADS: self.vocab,
+            Space.KVK: kv * self.kv_stride,
+            Space.KVV: kv * self.kv_stride,
+            Space.KVS: 2 * kv,
+            Space.TOKENS: self.context + 1,
+            Space.PROG: 2 * self.prog_words,
+            Space.SRINIT: self.sr_regs,
+            Space.CYCLES: self.context,
+            Space.PARAM: PARAM_DEPTH,
+        }[s]
+
+    def check(self, config, context=None):
+        """Raise a TernaryError naming the first field of ``config`` (a
+        :class:`~ternary_core.model_config.BitNetConfig`) that the device cannot hold."""
+        c = config
+        context = int(context or c.max_position_embeddings)
+        pairs = (("hidden_size", c.hidden_size, "hidden"),
+                 ("num_hidden_layers", c.num_hidden_layers, "layers"),
+                 ("num_attention_heads", c.num_attention_heads, "heads"),
+                 ("num_key_value_heads", c.num_key_value_heads, "kv_heads"),
+                 ("head_dim", c.head_dim, "head_dim"),
+                 ("intermediate_size", c.intermediate_size, "ffn"),
+                 ("vocab_size", c.vocab_size, "vocab"),
+                 ("context", context, "context"))
+        for name, value, lim in pairs:
+            if value > getattr(self, lim):
+                raise TernaryError(f"{name} {value} is more than the device's {lim} limit "
+                                   f"{getattr(self, lim)}")
+        if c.head_dim % 2:
+            raise TernaryError(f"head_dim {c.head_dim} must be even (RoPE pairs)")
+        for name, m, k in (("q/k/v stack", c.hidden_size + 2 * c.num_key_value_heads * c.head_dim,
+                            c.hidden_size),
+                           ("gate/up stack", 2 * c.intermediate_size, c.hidden_size),
+                           ("down_proj", c.hidden_size, c.intermediate_size)):
+            if m > self.max_m or k > self.max_k:
+                raise TernaryError(f"{name} is {m}x{k}; the engine's max_m x max_k is "
+                                   f"{self.max_m}x{self.max_k}")
+
+    def with_engine(self, engine):
+        """These limits with the engine fields of an
+        :class:`~ternary_core.engine_config.EngineConfig`."""
+        from dataclasses import replace
+        return replace(self, max_m=engine.max_m, max_k=engine.max_k,
+                       weight_words=engine.weight_words)
+
+    @classmethod
+    def for_config(cls, config, context=None, **kw):
+        """The smallest limits that hold ``config`` (for tests and simulation)."""
+        c = config
+        context = int(context or c.max_position_embeddings)
+        base = dict(hidden=c.hidden_size, layers=c.num_hidden_layers,
+                    heads=c.num_attention_heads, kv_heads=c.num_key_value_heads,
+                    head_dim=c.head_dim, ffn=c.intermediate_size, vocab=c.vocab_size,
+                    context=context,
+                    max_m=max(c.hidden_size + 2 * c.num_key_value_heads * c.head_dim,
+                              2 * c.intermediate_size),
+                    max_k=max(c.hidden_size, c.intermediate_size))
+        base.update(kw)
+        return cls(**base)
+
+
+# The shipped model at its full context; its program has 999 instructions.
+ULX3S_85F = DeviceLimits(prog_words=1024)

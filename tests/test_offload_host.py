@@ -1,0 +1,155 @@
+"""The host's model offload (host/offload.py) over the real protocol, against a device
+in Python (tests/python_device.py): the ids equal --backend integer's, past the context
+too, through a faulty link; errors are one clear line."""
+
+import numpy as np
+import pytest
+
+from host.device import Device
+from host.generate import generate, integer_runner
+from host.offload import ModelOffload
+from ternary_core import protocol as P
+from ternary_core.errors import TernaryError
+from ternary_core.integer import IntegerSampler
+from ternary_core.model_config import BitNetConfig
+from ternary_core.offload.isa import DeviceLimits, Space
+from tests.faulty_transport import FaultRates, FaultyTransport
+from tests.python_device import PythonDevice
+from tests.test_model_files import random_model
+
+TINY = dict(hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+            num_key_value_heads=1)
+
+
+@pytest.fixture
+def tiny(rng):
+    return random_model(rng, BitNetConfig(max_position_embeddings=16, **TINY))
+
+
+def integer_ids(model, prompt, n, temperature=0.0, top_k=0, seed=0):
+    res = generate(model, integer_runner(model), prompt, n, IntegerSampler(temperature, top_k, seed))
+    return res.token_ids, res.window_shifts
+
+
+def open_offload(model, transport_wrap=None, **kw):
+    dev_py = PythonDevice(DeviceLimits.for_config(model.config))
+    transport = transport_wrap(dev_py) if transport_wrap else dev_py
+    device = Device(transport, **kw)
+    run = ModelOffload(device, model, log=open("/dev/null", "w"), step_timeout=0.001)
+    run.prepare()
+    return run, dev_py
+
+
+@pytest.mark.parametrize("temperature,top_k,seed", [(0.0, 0, 0), (0.8, 0, 5), (0.8, 7, 11)])
+def test_offloaded_ids_equal_the_integer_backend_past_the_context(tiny, temperature, top_k, seed):
+    prompt = [3, 1, 4, 1, 5]
+    want, want_shifts = integer_ids(tiny, prompt, 40, temperature, top_k, seed)
+    run, _ = open_offload(tiny)
+    res = run.generate(prompt, 40, temperature, top_k, seed)
+    assert res.token_ids == want and res.window_shifts == want_shifts and want_shifts
+    t = run.per_token()
+    assert t["offload"] == "model" and t["link_bytes_per_token"] <= 16
+
+
+def test_uploaded_images_are_crc_checked_and_readable(tiny):
+    run, dev = open_offload(tiny)
+    assert {Space.PROG, Space.SRINIT, Space.TMEM, Space.EMB, Space.EMBS} <= set(run.images)
+    for space, (data, nb) in run.images.items():
+        assert run.device.read_mem(space, 0, len(data) // nb, nb) == data
+    cmds = [c for c, _ in dev.requests]
+    assert cmds.count(P.Cmd.CHECK_MEM) == len(run.images)
+    assert cmds.count(P.Cmd.CHECK_WEIGHTS) == len(run.stacks)
+
+
+def test_a_prompt_longer_than_a_frame_is_sent_as_prefill_runs(rng):
+    model = random_model(rng, BitNetConfig(max_position_embeddings=300, vocab_size=300, **TINY))
+    prompt = [int(t) for t in rng.integers(0, 300, 280)]
+    want, _ = integer_ids(model, prompt, 3)
+    run, dev = open_offload(model)
+    assert run.generate(prompt, 3).token_ids == want
+    runs = [P.decode_run(p) for c, p in dev.requests if c == P.Cmd.RUN]
+    assert [(a["pos0"], a["n_feed"], a["n_new"]) for a, _ in runs] == [(0, 248, 1), (248, 32, 1), (280, 1, 2)]
+
+
+def test_dropped_and_corrupted_frames_during_upload_and_runs_give_the_right_ids(tiny, seed):
+    rates = FaultRates(flip=0.1, drop=0.05, dup=0.05, garbage=0.05)
+    wrap = lambda inner: FaultyTransport(inner, tx=rates, rx=rates, seed=seed)   # noqa: E731
+    prompt = [7, 8, 9]
+    want, _ = integer_ids(tiny, prompt, 30, 0.8, 0, 3)
+    run, _ = open_offload(tiny, wrap, timeout=0.02, retries=30)
+    assert run.generate(prompt, 30, 0.8, 0, 3).token_ids == want
+    assert run.device.transport.injected.total() > 0 and run.device.link.stats.retries > 0
+
+
+def test_a_machine_error_names_the_instruction_and_position_and_gives_no_ids(tiny):
+    run, dev = open_offload(tiny)
+    pc = 5
+    low = 0xF1   # a VOP (class 1) of function 15, which VOP does not have
+    run.device.write_mem(Space.PROG, 2 * pc, low.to_bytes(8, "little"), 8)
+    seen = []
+    name = run.instructions[pc].name
+    with pytest.raises(TernaryError, match=rf"BAD_OPCODE at instruction {pc} \({name}\), position 0"):
+        run.generate([1, 2], 10, on_token=seen.append)
+    assert seen == []
+
+
+def test_offload_model_on_a_model_past_the_limits_names_the_field(tiny):
+    from host.backends import choose_offload
+
+    dev = Device(PythonDevice(DeviceLimits.for_config(tiny.config)))
+    big = random_model(np.random.default_rng(1), BitNetConfig(max_position_embeddings=32, **TINY))
+    with pytest.raises(TernaryError, match="context 32 is more than the device's context limit 16"):
+        choose_offload(dev, big, "model")
+    assert choose_offload(dev, big, None) == "matvec"
+    assert choose_offload(dev, tiny, None) == "model"
+    assert choose_offload(dev, tiny, "matvec") == "matvec"
+
+
+def test_check_runs_a_position_at_a_time_and_agrees_with_the_reference(tiny):
+    prompt = [2, 7, 1]
+    want, _ = integer_ids(tiny, prompt, 20, 0.8, 3, 9)
+    run, dev = open_offload(tiny)
+    run.check = True
+    assert run.generate(prompt, 20, 0.8, 3, 9).token_ids == want
+    runs = [P.decode_run(p)[0] for c, p in dev.requests if c == P.Cmd.RUN]
+    assert all(a["n_feed"] == 1 and a["n_new"] == 1 for a in runs) and len(runs) >= 22
+
+
+def test_check_names_the_first_instruction_whose_result_differs(tiny):
+    from host.device_backend import DeviceMismatch
+    from ternary_core.offload.isa import encode
+
+    run, dev = open_offload(tiny)
+    run.check = True
+    # the device's program differs from the reference's in one instruction's shift:
+    # the device computes something else there, the check names that instruction
+    pc = next(i for i, ins in enumerate(run.instructions)
+              if ins.op.name == "VOP" and ins.f["d_space"] == Space.VMEM and ins.f["bits"] > 8)
+    bad = run.instructions[pc]
+    word = encode(type(bad)(bad.op, bad.name, **{**bad.f, "sh_imm": bad.f["sh_imm"] + 1}))
+    run.device.write_mem(Space.PROG, 2 * pc, (word & (2**64 - 1)).to_bytes(8, "little")
+                         + (word >> 64).to_bytes(8, "little"), 8)
+    with pytest.raises(DeviceMismatch, match=rf"position 0: .*instruction {pc}: {bad.name}"):
+        run.generate([1, 2], 4)
+
+
+def test_generate_cli_offloads_the_model_and_says_so(tiny, tmp_path, monkeypatch, capsys):
+    import json
+
+    import host.backends as backends
+    from host.cli import main
+    from ternary_core.model_file import save_model
+
+    path = tmp_path / "tiny.safetensors"
+    save_model(path, tiny)
+    monkeypatch.setattr(backends, "open_device",
+                        lambda args: Device(PythonDevice(DeviceLimits.for_config(tiny.config))))
+    argv = ["generate", "--model", str(path), "--prompt-ids", "1,2,3", "--tokens", "30",
+            "--temperature", "0", "--json"]
+    assert main(argv + ["--backend", "integer"]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--backend", "sim", "--board", "ulx3s-85f"]) == 0   # default: model
+    got = json.loads(capsys.readouterr().out)
+    assert got["offload"] == "model" and got["token_ids"] == want["token_ids"]
+    assert got["window_shifts"] == want["window_shifts"] and got["link_bytes_per_token"] <= 16
+    assert got["projection"]["board"] == "ulx3s-85f" and got["projection"]["bound"] in ("compute", "link")

@@ -1,0 +1,78 @@
+"""The whole decode step on the simulated ULX3S board (Verilator: the device core with
+the vector machine beside the engine), bit-exact to --backend integer."""
+
+import json
+
+import pytest
+
+from host.cli import main
+from host.device import Device
+from host.generate import generate, integer_runner, load
+from host.offload import ModelOffload
+from ternary_core.boards import board
+from ternary_core.integer import IntegerSampler
+
+BOARD = "ulx3s-85f"
+
+
+def cli_json(capsys, *argv):
+    assert main(["generate", "--json", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_acceptance_200_greedy_tokens_equal_the_integer_backend(capsys):
+    args = ["--tokens", "200", "--temperature", "0"]
+    want = cli_json(capsys, "--backend", "integer", *args)
+    got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
+    assert got["offload"] == "model"
+    assert got["token_ids"] == want["token_ids"]
+    assert got["link_bytes_per_token"] <= 16 and got["device_cycles_per_token"] > 0
+
+
+def test_sampled_tokens_equal_the_integer_backend():
+    model, _ = load()
+    prompt = list(b"JULIET:")
+    want = generate(model, integer_runner(model), prompt, 48, IntegerSampler(0.8, 40, 7)).token_ids
+    profile = board(BOARD)
+    with Device.open_sim(profile.engine, vm_limits=profile.vm_limits, timeout=5.0) as dev:
+        run = ModelOffload(dev, model, step_timeout=30)
+        run.prepare()
+        assert run.generate(prompt, 48, 0.8, 40, 7).token_ids == want
+
+
+def test_past_the_full_context_the_window_slides_as_on_the_integer_backend(capsys):
+    """300 tokens: the full context of 256 positions, then the window slides (about 100 s
+    on the simulated board)."""
+    args = ["--tokens", "300", "--temperature", "0", "--prompt", "KING:"]
+    want = cli_json(capsys, "--backend", "integer", *args)
+    got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
+    assert got["token_ids"] == want["token_ids"] and got["window_shifts"] == want["window_shifts"]
+    assert want["window_shifts"]
+
+
+def test_dropped_and_corrupted_frames_give_the_right_ids_or_a_clear_error(seed):
+    """Faults during the upload and during the RUNs: the ids equal the integer backend's,
+    or the run stops with one DeviceError; never a wrong id."""
+    from host.errors import DeviceError
+    from host.transport import SimulatedBoardTransport
+    from tests.faulty_transport import FaultRates, FaultyTransport
+
+    model, _ = load()
+    prompt = list(b"ROMEO:")
+    want = generate(model, integer_runner(model), prompt, 24, IntegerSampler(0.0)).token_ids
+    profile = board(BOARD)
+    rates = FaultRates(flip=0.03, drop=0.02, dup=0.02, garbage=0.02)
+    inner = SimulatedBoardTransport(profile.engine, vm_limits=profile.vm_limits)
+    ft = FaultyTransport(inner, tx=rates, rx=rates, seed=seed)
+    with Device(ft, timeout=1.0, retries=20) as dev:
+        run = ModelOffload(dev, model, step_timeout=5.0)
+        try:
+            run.prepare()
+            got = run.generate(prompt, 24, 0.0).token_ids
+        except DeviceError as exc:    # allowed: one clear line, and no ids taken
+            assert "\n" not in str(exc) and "after" in str(exc)
+            print(f"the link gave up with a clear error: {exc}")
+            return
+        assert got == want
+        assert ft.injected.total() > 0 and dev.link.stats.retries > 0
+        print(f"right ids through {ft.injected.counts} faults, {dev.link.stats.retries} retries")
