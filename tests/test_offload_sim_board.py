@@ -41,8 +41,8 @@ def test_sampled_tokens_equal_the_integer_backend():
 
 
 def test_past_the_full_context_the_window_slides_as_on_the_integer_backend(capsys):
-    """300 tokens: the full context of 256 positions, then the window slides (about 100 s
-    on the simulated board)."""
+    """300 tokens: the full context of 256 positions, then the window slides (about two
+    minutes on the simulated board)."""
     args = ["--tokens", "300", "--temperature", "0", "--prompt", "KING:"]
     want = cli_json(capsys, "--backend", "integer", *args)
     got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
