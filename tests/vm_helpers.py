@@ -144,18 +144,34 @@ def dump_sr_program(at, regs):
 
 def reference(limits, layout, images, instrs, params, weights=()):
     """isa's Machine with ``images`` ({space: words}), the program and the weights;
-    returns (machine, RunResult)."""
+    returns (machine, RunResult). A PROG image (raw words, any opcode) is decoded
+    instruction by instruction as the device does: an unknown one becomes BAD_OPCODE."""
     mc = Machine(limits, layout, strict=False)
     for space, words in images.items():
-        mc.load(space, [isa.to_signed(w, 64) for w in words] if space != Space.PROG else words)
-    mc.load(Space.PROG, isa.prog_words(instrs))
+        if space == Space.PROG:
+            mc.prog = [_decode_or_raw(words[i] | (words[i + 1] << 64))
+                       for i in range(0, len(words), 2)]
+        else:
+            mc.load(space, [isa.to_signed(w, 64) for w in words])
+    if instrs:
+        mc.load(Space.PROG, isa.prog_words(instrs))
     for base, packed in weights:
         mc.write_weights(base, packed)
     res = mc.run(params)
     return mc, res
 
 
-def run_both(rng, limits, images, instrs, params, *, spaces=(Space.VMEM,), weights=()):
+def _decode_or_raw(word):
+    """The Instr of a word, or the word itself (the Machine's execute() then stops with
+    BAD_OPCODE, as the device does)."""
+    try:
+        return isa.decode(word)
+    except Exception:
+        return word
+
+
+def run_both(rng, limits, images, instrs, params, *, spaces=(Space.VMEM,), weights=(),
+             prog_image=False):
     """Upload ``images`` and ``instrs`` to the RTL VM and to the reference Machine, run
     both with ``params``; return ``(rtl result, ref result, {space: (rtl, ref)})``."""
     eng_cfg = small_engine(limits)
@@ -167,7 +183,8 @@ def run_both(rng, limits, images, instrs, params, *, spaces=(Space.VMEM,), weigh
             await write_words(ctx, rig.eng.weights, base, packed.reshape(-1, eng_cfg.word_bytes))
         for space, words in images.items():
             await load_space(ctx, rig.vm, space, words)
-        await load_space(ctx, rig.vm, Space.PROG, isa.prog_words(instrs))
+        if not prog_image:
+            await load_space(ctx, rig.vm, Space.PROG, isa.prog_words(instrs))
         got["res"] = await run_vm(ctx, rig.vm, params)
         for sp in spaces:
             got[sp] = await peek_space(ctx, rig.vm, sp, limits.depth(sp))

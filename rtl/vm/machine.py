@@ -64,9 +64,27 @@ class VectorMachine(wiring.Component):
         The matvec engine's cmd, result, acts and busy.
     busy : Out(1)
 
-    Timing: VOP and SVOP stream one element per cycle after a few cycles of start and
-    drain; DOT one 32-byte chunk of a row per cycle; AXPY one row chunk per cycle plus one
-    cycle per output; MATVEC runs the engine, its results written at one per cycle.
+    The device top connects ``engine`` member by member to its MatvecEngine (``cmd``,
+    ``acts``, ``result``, ``busy``), muxed with the command engine while the VM is idle.
+
+    Timing: an instruction takes 2 cycles of fetch and decode, then its pass: VOP one
+    element per cycle plus 5 of drain; SVOP one element per cycle plus the ScalarUnit's 7
+    (SMUL2: two passes); SOP 1 cycle (integer, store) or 9 (scalar unit); DOT ``len``
+    cycles to load Q, then one 32-byte chunk of a row per cycle plus 4; AXPY per 32
+    outputs one cycle per row plus 4, then one cycle per output; MATVEC the engine's
+    cycles, its results written into VMEM at one per cycle (a row tile waits in the
+    engine while its rows are written); TOPK ``(top_k + 2) * n``.
+
+    What the hardware assumes of a program (the compiler's programs meet it; isa's
+    Machine does not check all of it):
+
+    - two operands of one pass in the same space only for VMEM and TMEM (two read
+      ports); ROT's A in VMEM or TMEM, its B in another space;
+    - a destination equal to A or disjoint from A and B (the pass reads element ``i`` a
+      few cycles before it writes element ``i - 4``);
+    - scalar inputs canonical (as the ScalarUnit's), SR[0]'s exponent within s12;
+    - ATTN (op 9) is not built: it stops the run with BAD_OPCODE, never a wrong token;
+    - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's).
     """
 
     def __init__(self, limits, engine_config):
