@@ -39,11 +39,13 @@ def _platform_and_top(name, config, clock_hz, baud, vm_limits=None):
 
 
 def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offload="matvec",
-          log=sys.stderr):
+          context=None, log=sys.stderr):
     """Build ``name``'s bitstream; return the report dict (also written as report.json).
 
     ``offload="model"`` builds the device with the vector machine (the whole decode step,
-    at the profile's ``vm_clock_hz``); ``"matvec"`` the matvec engine alone.
+    at the profile's ``vm_clock_hz``; its weight store sized to the machine's
+    ``weight_words``, its KV cache and RoPE table to ``context`` positions, default the
+    machine's); ``"matvec"`` the matvec engine alone.
 
     A build that misses timing does not replace the last good bitstream and report:
     it is kept beside them as ``NAME.failed.EXT`` and ``report.failed.json`` (see
@@ -62,6 +64,14 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
         raise TernaryError(f"--offload model: the {name} build has no vector machine "
                            f"(boards with one: {', '.join(n for n, b in BOARDS.items() if b.vm_limits)})")
     default_hz = profile.vm_clock_hz if vm_limits is not None else profile.clock_hz
+    if context is not None:
+        if vm_limits is None:
+            raise TernaryError("--context: only with --offload model (the machine's KV cache)")
+        if not 1 <= context <= vm_limits.context:
+            raise TernaryError(f"--context: expected 1..{vm_limits.context}, got {context}")
+        vm_limits = replace(vm_limits, context=context)
+    if vm_limits is not None:
+        cfg = replace(cfg, weight_words=vm_limits.weight_words)
     clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else default_hz
     out = Path(out or Path("build") / name)
     if out.exists() and not out.is_dir():
@@ -88,6 +98,8 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
         raise TernaryError(f"the {name} build failed:\n{tail}") from None
     report = make_report(name, cfg, clock_hz, out, time.time() - t0)
     report["offload"] = offload
+    if vm_limits is not None:
+        report["vm_limits"] = vm_limits.__dict__
     return publish(out, name, ext, report)
 
 

@@ -311,6 +311,8 @@ def register_build(sub):
                    help="matvec: the ternary engine alone (default, the board's clock); model: "
                         "with the vector machine that runs the whole decode step (ulx3s-85f; "
                         "its own, lower clock)")
+    p.add_argument("--context", type=positive_int,
+                   help="with --offload model: KV cache positions (default: the machine's limit)")
     p.set_defaults(func=_build)
 
 
@@ -320,7 +322,7 @@ def _build(args):
     from boards.build import build, summary
 
     report = build(args.board, rows=args.rows, cols=args.cols, fmt=args.fmt, freq_mhz=args.freq,
-                   out=args.out, offload=args.offload)
+                   out=args.out, offload=args.offload, context=args.context)
     print(summary(report))
     print(f"bitstream: {report['bitstream']}", file=sys.stderr)
     if not report["timing_met"]:

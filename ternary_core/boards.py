@@ -3,7 +3,7 @@ clock target and its UART rate. The board builds (boards/) and the simulated boa
 (sim/) are made from the same entries, so the simulated board runs the RTL a board has.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .engine_config import EngineConfig
 from .errors import TernaryError
@@ -27,6 +27,9 @@ class BoardProfile:
         return self.baud / 10  # 8N1: ten bits a byte
 
 
+# The shipped model's 589,824 trits in 16x16 tiles: the weight store of the build with the
+# vector machine, whose block RAM also holds the rest of the model.
+MODEL_WEIGHT_WORDS = 2304
 _ULX3S_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024, weight_words=4096,
                              adder_levels_per_stage=1)
 
@@ -55,7 +58,8 @@ BOARDS = {
     # simulated ulx3s board always carries the machine.
     "ulx3s-85f": BoardProfile(
         "ulx3s-85f", _ULX3S_ENGINE, clock_hz=100_000_000, baud=3_000_000, weight_memory="bram",
-        vm_limits=ULX3S_85F.with_engine(_ULX3S_ENGINE), vm_clock_hz=50_000_000),
+        vm_limits=ULX3S_85F.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
+        vm_clock_hz=50_000_000),
 }
 
 
