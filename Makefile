@@ -23,10 +23,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test,reference,plot]"
 	touch $(STAMP)
 
-# End-to-end generation with the shipped model, every BitLinear on the RTL (the
-# iCEBreaker's engine on the simulated board), checked against the golden model.
+# End-to-end generation with the shipped model, the whole decode step on the RTL (the
+# ULX3S device with its vector machine on the simulated board: the host sends the prompt
+# and gets token ids back); the summary projects the run to the ULX3S.
 demo: $(STAMP)
-	$(BIN)/ternary generate --backend sim --tokens 96 --prompt "ROMEO:" --check
+	$(BIN)/ternary generate --backend sim --board ulx3s-85f --offload model --tokens 96 --prompt "ROMEO:"
 
 test: $(STAMP)
 	@echo "test seed: $(SEED) (repeat with SEED=$(SEED) make test)"
