@@ -12,6 +12,7 @@ from ternary_core.integer.sampling import xorshift32_seed
 from ternary_core.model_config import BitNetConfig
 from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program, memory_images, weight_stacks
+from ternary_core.offload.cost import program_cost
 from ternary_core.offload.isa import DeviceLimits, RunParams, Space, Status
 from ternary_core.offload.machine import Machine
 from tests.test_model_files import random_model
@@ -77,4 +78,6 @@ def test_small_model_runs_on_the_rtl_vm_as_on_the_reference_machine(tie, tempera
     steps = len(prompt) + n_new - 1
     cycles = got["cycles"][:steps]
     assert res["cycles"] == sum(cycles)
-    print(f"cycles per step {cycles}")
+    ideal = [program_cost(program, p, gen=p >= len(prompt) - 1, sampled=bool(temperature),
+                          top_k=top_k)["total"] for p in range(steps)]
+    print(f"cycles per step {cycles}; program_cost (op-level ideal) {ideal}")

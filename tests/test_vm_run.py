@@ -76,7 +76,8 @@ def test_errors_stop_the_run_with_the_reference_status(case, rng):
     elif case == "prog-end":
         prog = prog[:-1]
     elif case == "attn":
-        prog.insert(3, Instr(Op.ATTN, n=1))
+        prog.insert(3, Instr(Op.ATTN, n=1, a_space=Space.VMEM, b_space=Space.KVK, len=2,
+                             stride=1, d_space=Space.VMEM, d_addr=100))
     words = isa.prog_words(prog)
     # the whole program memory (NOPs after the program): PROG_END comes at its end on both
     words += [0] * (2 * lim.prog_words - len(words))
@@ -107,6 +108,10 @@ def test_done_and_peek_wait_for_their_reader(rng):
         ctx.set(vm.run.valid, 1)
         await ctx.tick().until(vm.run.ready)
         ctx.set(vm.run.valid, 0)
+        for _ in range(5000):                # the run: SRINIT copy, one step
+            await ctx.tick()
+            if ctx.get(vm.done.valid):
+                break
         waited = 0
         for _ in range(200):                 # nobody reads done: it stays offered
             await ctx.tick()
