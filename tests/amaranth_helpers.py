@@ -59,3 +59,30 @@ async def write_acts(ctx, port, x, cols):
 
 def packed_words(layout, w):
     return layout.pack(w).reshape(-1, layout.word_bytes)
+
+
+def exchange_bytes(dut, frames, *, gap, cycles):
+    """Send each raw byte string to ``dut.i``, ``gap`` cycles apart, while another process
+    drains ``dut.o`` (as a UART would) for ``cycles`` cycles; return the decoded frames."""
+    from ternary_core import protocol as P
+
+    received = bytearray()
+
+    async def sender(ctx):
+        for raw in frames:
+            for b in raw:
+                await stream_send(ctx, dut.i, b)
+            await ctx.tick().repeat(gap)
+
+    async def receiver(ctx):
+        ctx.set(dut.o.ready, 1)
+        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
+            if valid:
+                received.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(sender)
+    sim.add_process(receiver)
+    sim.run_until(cycles * 1e-8)
+    return P.FrameDecoder().feed(bytes(received))

@@ -10,7 +10,7 @@ from rtl.device import DeviceCore
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
 from ternary_core.golden import matvec
-from tests.amaranth_helpers import stream_send
+from tests.amaranth_helpers import exchange_bytes
 from tests.helpers import random_int8, random_trits
 
 CFG = EngineConfig(rows=4, cols=10, fmt="base3", max_m=32, max_k=60, weight_words=64)
@@ -22,30 +22,9 @@ FETCH_REGISTER = pytest.mark.parametrize("fetch_register", [True, False], ids=["
 def exchange(frames, *, max_payload=64, gap=600, fetch_register=True):
     """Send each raw byte string, ``gap`` cycles apart, while another process drains
     the response bytes (as a UART would); return the decoded response frames."""
-    from amaranth.sim import Simulator
-
     dut = DeviceCore(replace(CFG, fetch_register=fetch_register), max_payload=max_payload, timeout=200)
-    received = bytearray()
     total = sum(len(f) for f in frames) * 2 + gap * (len(frames) + 2) + 20_000
-
-    async def sender(ctx):
-        for raw in frames:
-            for b in raw:
-                await stream_send(ctx, dut.i, b)
-            await ctx.tick().repeat(gap)
-
-    async def receiver(ctx):
-        ctx.set(dut.o.ready, 1)
-        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
-            if valid:
-                received.append(payload)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(sender)
-    sim.add_process(receiver)
-    sim.run_until(total * 1e-8)
-    return P.FrameDecoder().feed(bytes(received))
+    return exchange_bytes(dut, frames, gap=gap, cycles=total)
 
 
 def test_info_reply_describes_the_engine():

@@ -6,7 +6,7 @@ import struct
 from rtl.device import DeviceCore
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
-from tests.amaranth_helpers import stream_send
+from tests.amaranth_helpers import exchange_bytes
 from tests.vm_double import (ERR_PC, ERR_POS, ERROR_CODE, NARROW, READ_ONLY, SPACES, TOKENS, WIDE,
                              DoubleLimits, VmDouble, expected_run)
 
@@ -16,36 +16,13 @@ MAX_PAYLOAD = 64
 
 def exchange(frames, *, gap=300):
     """Send each request, ``gap`` cycles apart, drain the responses; decode them."""
-    from amaranth.sim import Simulator
-
     dut = DeviceCore(CFG, max_payload=MAX_PAYLOAD, timeout=200, vm=VmDouble(DoubleLimits()))
     return run_core(dut, frames, gap)
 
 
 def run_core(dut, frames, gap=300):
-    from amaranth.sim import Simulator
-
-    received = bytearray()
     total = sum(len(f) for f in frames) * 4 + gap * (len(frames) + 2) + 5_000
-
-    async def sender(ctx):
-        for raw in frames:
-            for b in raw:
-                await stream_send(ctx, dut.i, b)
-            await ctx.tick().repeat(gap)
-
-    async def receiver(ctx):
-        ctx.set(dut.o.ready, 1)
-        async for _, _, valid, payload in ctx.tick().sample(dut.o.valid, dut.o.payload):
-            if valid:
-                received.append(payload)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(sender)
-    sim.add_process(receiver)
-    sim.run_until(total * 1e-8)
-    return P.FrameDecoder().feed(bytes(received))
+    return exchange_bytes(dut, frames, gap=gap, cycles=total)
 
 
 def mem(seq, cmd, space, addr, tail):
