@@ -7,7 +7,11 @@ BIN := $(VENV)/bin
 # The CPU build of torch for the reference/training extras. Override on machines
 # where another build is wanted, e.g. TORCH_SPEC='torch' make test.
 TORCH_SPEC ?= torch==2.13.0
-SEED ?= $(shell $(PYTHON) -c "import random; print(random.randrange(1 << 16))")
+# Expanded once (":="): a recursive "?=" drew a new seed at every use, so the seed the
+# test line printed was not the one the run used.
+ifndef SEED
+SEED := $(shell $(PYTHON) -c "import random; print(random.randrange(1 << 16))")
+endif
 JOBS ?= 2
 
 STAMP := $(VENV)/.installed
