@@ -43,7 +43,10 @@ def random_sop(rng, lim, pos, token):
             dyn = {"dyn_sel": int(rng.integers(1, 4)), "dyn_src": src, "dyn_k": k}
             off = (token if src else pos) << k
         depth = D_LIMIT if sp == Space.VMEM else lim.depth(sp)
-        f.update(s_space=sp, s_addr=place(rng, depth, 1, off), **dyn)
+        addr = place(rng, depth, 1, off)
+        if addr is None:                       # the offset leaves no room: a static address
+            dyn, addr = {}, place(rng, depth, 1)
+        f.update(s_space=sp, s_addr=addr, **dyn)
     elif fn in (SFn.IADD, SFn.IMAXE):
         f.update(d=int(rng.integers(1, 16)), a=int(rng.integers(0, 16)), b=int(rng.integers(0, 16)),
                  c=int(rng.integers(0, 16)), imm=int(rng.integers(-(1 << 31), 1 << 31)))

@@ -7,6 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternary_core.engine_config import EngineConfig
+from ternary_core.integer.fixed import E_ZERO
 from ternary_core.offload import isa
 from ternary_core.offload.isa import (Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space, Status,
                                       SVFn, VFn)
@@ -395,11 +396,14 @@ class VectorMachine(wiring.Component):
                     m.next = "FINISH"
 
             with m.State("SR_INIT"):
-                # SR[0] = inv_t, SR[1..] = SRINIT (read one cycle, written the next)
+                # SR[0] = inv_t (a zero one canonical), SR[1..] = SRINIT (read one cycle,
+                # written the next)
                 m.d.comb += [rd_a_sp.eq(Space.SRINIT), rd_a.eq(cnt)]
                 prev = cnt - 1
+                inv_t_word = word_of(prm.inv_t_m, Mux(prm.inv_t_m == 0, Const(E_ZERO, signed(12)),
+                                                      prm.inv_t_e))
                 m.d.comb += [sr_w_idx.eq(prev), sr_w_en.eq(cnt != 0),
-                             sr_w_data.eq(Mux(prev == 0, word_of(prm.inv_t_m, prm.inv_t_e), a_val))]
+                             sr_w_data.eq(Mux(prev == 0, inv_t_word, a_val))]
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lim.sr_regs):
                     m.next = "STEP_START"

@@ -18,7 +18,7 @@ the instruction. The RTL wraps such values silently; tests of random states use
 import numpy as np
 
 from ..errors import TernaryError
-from ..integer.fixed import (Scalar, bit_length, exp2_neg, scalar_add, scalar_from_int,
+from ..integer.fixed import (E_ZERO, Scalar, bit_length, exp2_neg, scalar_add, scalar_from_int,
                              scalar_mul, scalar_recip, scalar_rsqrt, scalar_shift,
                              shift_round_saturate)
 from ..integer.sampling import xorshift32
@@ -219,7 +219,9 @@ class Machine:
         last = p.pos0 + p.n_feed + p.n_new - 1
         if p.n_feed < 1 or p.n_new < 1 or last > lim.context or p.pos0 < 0:
             return RunResult(Status.BAD_PARAMS, 0, p.state & 0xFFFFFFFF)
-        self.sr_m[SR_INV_T], self.sr_e[SR_INV_T] = p.inv_t_m, to_signed(p.inv_t_e, 16)
+        # a zero inv_t (greedy) is the canonical zero whatever its exponent field says
+        self.sr_m[SR_INV_T] = p.inv_t_m
+        self.sr_e[SR_INV_T] = to_signed(p.inv_t_e, 16) if p.inv_t_m else E_ZERO
         init = self.mem[Space.SRINIT]
         m, e = _sw_unpack(init)
         for i in range(1, min(SR_COUNT, init.size)):
