@@ -312,7 +312,8 @@ def register_build(sub):
                         "with the vector machine that runs the whole decode step (ulx3s-85f; "
                         "its own, lower clock)")
     p.add_argument("--context", type=positive_int,
-                   help="with --offload model: KV cache positions (default: the machine's limit)")
+                   help="with --offload model: KV cache positions (default: what the board's "
+                        "block RAM holds, 128 on the ulx3s-85f)")
     p.set_defaults(func=_build)
 
 

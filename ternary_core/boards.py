@@ -21,6 +21,9 @@ class BoardProfile:
     # runs the whole decode step (model offload); None: a matvec-only device.
     vm_limits: object = None
     vm_clock_hz: int = None  # target clock of a build that carries the vector machine
+    # the context (KV cache and RoPE rows) a board build of the machine holds by default,
+    # where its block RAM cannot hold vm_limits.context (the simulated board can)
+    vm_build_context: int = None
 
     @property
     def link_bytes_per_s(self):
@@ -59,7 +62,7 @@ BOARDS = {
     "ulx3s-85f": BoardProfile(
         "ulx3s-85f", _ULX3S_ENGINE, clock_hz=100_000_000, baud=3_000_000, weight_memory="bram",
         vm_limits=ULX3S_85F.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
-        vm_clock_hz=50_000_000),
+        vm_clock_hz=50_000_000, vm_build_context=128),
 }
 
 

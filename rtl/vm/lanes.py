@@ -11,7 +11,8 @@ class DotAxpyLanes(wiring.Component):
     a sum over the lanes into one accumulator (DOT) or a per-lane accumulator (AXPY).
 
     Stage 1 registers the products (``a[j] * b[j]`` for DOT, ``w * b[j]`` for AXPY);
-    stage 2 adds them into the accumulators: ``first`` starts a new sum.
+    stage 2 registers DOT's sums of groups of 8 products (AXPY's products pass through);
+    stage 3 adds them into the accumulators: ``first`` starts a new sum.
 
     Parameters
     ----------
@@ -32,7 +33,7 @@ class DotAxpyLanes(wiring.Component):
     w : In(signed w_bits)      the weight (AXPY)
     b : In(lanes x signed 8)   a row chunk (key / lm_head / value bytes); lanes past the
                                row's end must be 0 (the caller masks them)
-    dot : Out(signed acc_bits) DOT's sum, ``latency`` (2) cycles after its last beat
+    dot : Out(signed acc_bits) DOT's sum, ``latency`` (3) cycles after its last beat
     acc : Out(lanes x signed acc_bits) AXPY's sums, as ``dot``
     """
 
@@ -57,21 +58,30 @@ class DotAxpyLanes(wiring.Component):
     @property
     def latency(self):
         """Cycles from a beat to its sum on ``dot`` / ``acc``."""
-        return 2
+        return 3
 
     def elaborate(self, platform):
         m = Module()
         L, AB = self._lanes, self._acc_bits
-        p = Signal(data.ArrayLayout(signed(self._w_bits + 8), L))
+        PB = self._w_bits + 8
+        p = Signal(data.ArrayLayout(signed(PB), L))
         en1, axpy1, first1 = Signal(), Signal(), Signal()
         m.d.sync += [en1.eq(self.en), axpy1.eq(self.axpy), first1.eq(self.first)]
         with m.If(self.en):
             for j in range(L):
                 m.d.sync += p[j].eq(Mux(self.axpy, self.w, self.a[j]) * self.b[j])
-        with m.If(en1):
-            with m.If(axpy1):
+        # stage 2: AXPY's products as they are, DOT's as sums of groups of 8
+        groups = -(-L // 8)
+        p2 = Signal(data.ArrayLayout(signed(PB), L))
+        g2 = Signal(data.ArrayLayout(signed(PB + 3), groups))
+        en2, axpy2, first2 = Signal(), Signal(), Signal()
+        m.d.sync += [en2.eq(en1), axpy2.eq(axpy1), first2.eq(first1), p2.eq(p)]
+        for g in range(groups):
+            m.d.sync += g2[g].eq(sum(p[j] for j in range(8 * g, min(L, 8 * g + 8))))
+        with m.If(en2):
+            with m.If(axpy2):
                 for j in range(L):
-                    m.d.sync += self.acc[j].eq(Mux(first1, 0, self.acc[j]) + p[j])
+                    m.d.sync += self.acc[j].eq(Mux(first2, 0, self.acc[j]) + p2[j])
             with m.Else():
-                m.d.sync += self.dot.eq(Mux(first1, 0, self.dot) + sum(p[j] for j in range(L)))
+                m.d.sync += self.dot.eq(Mux(first2, 0, self.dot) + sum(g2[g] for g in range(groups)))
         return m

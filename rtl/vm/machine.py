@@ -34,7 +34,9 @@ MEMORIES = {
 }
 IR_BITS, SW_BITS = isa.IR_BITS, isa.SW_BITS
 SU_EXP_BITS = 16     # the scalar unit's exponents: wider than s12, so leaving s12 is seen
-VOP_STAGES = 4       # issue -> value -> (exp2) -> shift -> saturate, write, reduce
+# issue -> operands -> value -> (exp2) -> shift -> saturate -> write, reduce -> sum of squares
+VOP_STAGES = 7
+VOP_WRITE = 6        # the stage that writes D[i] and reduces (the squares one stage later)
 
 
 def sext(v, bits, is_signed):
@@ -69,10 +71,10 @@ class VectorMachine(wiring.Component):
     ``acts``, ``result``, ``busy``), muxed with the command engine while the VM is idle.
 
     Timing: an instruction takes 2 cycles of fetch and decode, then its pass: VOP one
-    element per cycle plus 5 of drain; SVOP one element per cycle plus the ScalarUnit's 7
+    element per cycle plus 9 of drain; SVOP one element per cycle plus the ScalarUnit's 7
     (SMUL2: two passes); SOP 1 cycle (integer, store) or 9 (scalar unit); DOT ``len``
-    cycles to load Q, then one 32-byte chunk of a row per cycle plus 4; AXPY per 32
-    outputs one cycle per row plus 4, then one cycle per output; MATVEC the engine's
+    cycles to load Q, then one 32-byte chunk of a row per cycle plus 5; AXPY per 32
+    outputs one cycle per row plus 5, then one cycle per output; MATVEC the engine's
     cycles, its results written into VMEM at one per cycle (a row tile waits in the
     engine while its rows are written); TOPK ``(top_k + 2) * n``.
 
@@ -82,7 +84,7 @@ class VectorMachine(wiring.Component):
     - two operands of one pass in the same space only for VMEM and TMEM (two read
       ports); ROT's A in VMEM or TMEM, its B in another space;
     - a destination equal to A or disjoint from A and B (the pass reads element ``i`` a
-      few cycles before it writes element ``i - 4``);
+      few cycles before it writes element ``i - 6``);
     - scalar inputs canonical (as the ScalarUnit's), SR[0]'s exponent within s12;
     - ATTN (op 9) is not built: it stops the run with BAD_OPCODE, never a wrong token;
     - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's).
@@ -276,20 +278,27 @@ class VectorMachine(wiring.Component):
                 m.d.comb += y.eq(0)
             with m.Default():
                 m.d.comb += y.eq(b_val)
-        v1, d1 = element_value(m, fn, a_val, y, a2_val, b_val[:18].as_signed(),
-                               b2_val[:18].as_signed(), vl[1].fh)
-        ye = Mux(fn == VFn.MULS, y[16:28].as_signed(), 0)
+        # stage 1 registers the operands as read (the memories' outputs go nowhere else)
+        ox, oy, op2 = (Signal(signed(V_BITS), name=nm) for nm in ("vop_x", "vop_y", "vop_p"))
+        oc, os_ = Signal(signed(18), name="vop_c"), Signal(signed(18), name="vop_s")
+        m.d.sync += [ox.eq(a_val), oy.eq(y), op2.eq(a2_val), oc.eq(b_val[:18].as_signed()),
+                     os_.eq(b2_val[:18].as_signed())]
+        v1, d1 = element_value(m, fn, ox, oy, op2, oc, os_, vl[2].fh)
+        ye = Mux(fn == VFn.MULS, oy[16:28].as_signed(), 0)
         sh_full = sh_base - ye
         sh1 = clamp_signed(m, sh_full, SH_BITS, "vop_sh")
         is_exp = (fn == VFn.EXP2) | (fn == VFn.EXP2X)
-        m.d.comb += [ex.i.valid.eq(vl[1].valid & is_exp), ex.i.payload.d.eq(d1)]
+        m.d.comb += [ex.i.valid.eq(vl[2].valid & is_exp), ex.i.payload.d.eq(d1)]
         r1v, r1s = Signal(signed(V_BITS)), Signal(signed(SH_BITS))
         r2v, r2s = Signal(signed(V_BITS)), Signal(signed(SH_BITS))
         m.d.sync += [r1v.eq(v1), r1s.eq(sh1), r2v.eq(r1v), r2s.eq(r1s)]
         v3 = Mux(is_exp, ex.o.payload.value, r2v)
         r4 = Signal(signed(V_BITS + 48))
         m.d.sync += r4.eq(shift_value(v3, r2s))
-        out = saturate_dynamic(m, r4, bits, sym)
+        out = Signal(signed(IR_BITS), name="vop_out_r")
+        m.d.sync += out.eq(saturate_dynamic(m, r4, bits, sym))
+        sq, sq_valid = Signal(IR_BITS, name="vop_sq"), Signal()
+        m.d.sync += [sq.eq((out * out)[:IR_BITS]), sq_valid.eq(vl[VOP_WRITE].valid)]
         # reductions
         maxabs = Signal(IR_BITS + 1)
         rsum, rsq = Signal(signed(IR_BITS)), Signal(signed(IR_BITS))
@@ -298,15 +307,20 @@ class VectorMachine(wiring.Component):
         absout = Mux(out < 0, -out, out)
         with m.If(red_clear):
             m.d.sync += [maxabs.eq(0), rsum.eq(0), rsq.eq(0), rmax.eq(-(1 << (IR_BITS - 1))), rarg.eq(0)]
-        with m.Elif(vl[VOP_STAGES].valid):
-            m.d.sync += [rsum.eq(rsum + out), rsq.eq(rsq + (out * out)[:IR_BITS])]
-            with m.If(absout > maxabs):
-                m.d.sync += maxabs.eq(absout)
-            with m.If(out > rmax):
-                m.d.sync += [rmax.eq(out), rarg.eq(vl[VOP_STAGES].idx)]
+        with m.Else():
+            with m.If(vl[VOP_WRITE].valid):
+                m.d.sync += rsum.eq(rsum + out)
+                with m.If(absout > maxabs):
+                    m.d.sync += maxabs.eq(absout)
+                with m.If(out > rmax):
+                    m.d.sync += [rmax.eq(out), rarg.eq(vl[VOP_WRITE].idx)]
+            with m.If(sq_valid):
+                m.d.sync += rsq.eq(rsq + sq.as_signed())
         _, ma_lz = normalize_left(m, maxabs[:IR_BITS], IR_BITS)
         ma_bl = Mux(maxabs == 0, 0, IR_BITS - ma_lz)
         red_value = Signal(signed(IR_BITS))
+        red_value_r = Signal(signed(IR_BITS))      # registered: the IR write one cycle later
+        m.d.sync += red_value_r.eq(red_value)
         with m.Switch(red):
             with m.Case(Red.MAXABS):
                 m.d.comb += red_value.eq(maxabs)
@@ -320,20 +334,21 @@ class VectorMachine(wiring.Component):
                 m.d.comb += red_value.eq(rmax)
             with m.Case(Red.ARGMAX):
                 m.d.comb += red_value.eq(rarg)
-        vop_write = vl[VOP_STAGES].valid & (d_sp != Space.NONE)
-        vop_waddr = d_base + vl[VOP_STAGES].idx
+        vop_write = vl[VOP_WRITE].valid & (d_sp != Space.NONE)
+        vop_waddr = d_base + vl[VOP_WRITE].idx
 
         # --- DOT / AXPY pipeline ------------------------------------------------------------
+        DL = 1 + lanes.latency                    # issue -> row read -> the lanes' sum
         dr, dch = Signal(16), Signal(10)           # issue: row, chunk
         d_issue = Signal()
         axpy = Signal()
         d_off = Signal(5)
         dl = [Signal(data.StructLayout({"valid": 1, "first": 1, "last": 1, "r": 16, "ch": 10}),
-                     name=f"dot_s{k}") for k in range(4)]
+                     name=f"dot_s{k}") for k in range(DL + 1)]
         row_addr = b_base + (dr << stride) + (dch << 5)
         m.d.comb += [dl[0].valid.eq(d_issue), dl[0].first.eq(Mux(axpy, dr == 0, dch == 0)),
                      dl[0].last.eq(Mux(axpy, dr == n - 1, dch == nch - 1)), dl[0].r.eq(dr), dl[0].ch.eq(dch)]
-        for k in range(3):
+        for k in range(DL):
             m.d.sync += dl[k + 1].eq(dl[k])
         m.d.sync += d_off.eq(row_addr[:5])
         m.d.comb += q_rd.addr.eq(dch)
@@ -521,8 +536,8 @@ class VectorMachine(wiring.Component):
                     m.d.sync += vi.eq(vi + 1)
                 with m.Else():
                     m.d.sync += drain.eq(drain + 1)
-                    with m.If(drain == VOP_STAGES):
-                        m.d.comb += [ir_w_idx.eq(red_ir), ir_w_data.eq(red_value),
+                    with m.If(drain == VOP_STAGES + 1):
+                        m.d.comb += [ir_w_idx.eq(red_ir), ir_w_data.eq(red_value_r),
                                      ir_w_en.eq(red != Red.NONE)]
                         m.next = "NEXT"
 
@@ -690,10 +705,10 @@ class VectorMachine(wiring.Component):
                         m.d.sync += dch.eq(dch + 1)
                 with m.Else():
                     m.d.sync += drain.eq(drain + 1)
-                    with m.If(drain == 3):
+                    with m.If(drain == DL):
                         m.next = "NEXT"
-                with m.If(dl[3].valid & dl[3].last):
-                    m.d.comb += [wr_sp.eq(d_sp), wr_addr.eq(d_base + dl[3].r), wr_data.eq(lanes.dot),
+                with m.If(dl[DL].valid & dl[DL].last):
+                    m.d.comb += [wr_sp.eq(d_sp), wr_addr.eq(d_base + dl[DL].r), wr_data.eq(lanes.dot),
                                  wr_en.eq(1)]
 
             # ---- AXPY: per chunk of 32 outputs, every row, then write the chunk -------------
@@ -706,7 +721,7 @@ class VectorMachine(wiring.Component):
                     m.d.sync += dr.eq(dr + 1)
                 with m.Else():
                     m.d.sync += drain.eq(drain + 1)
-                    with m.If(drain == 3):
+                    with m.If(drain == DL):
                         m.d.sync += [drain.eq(0), ch_w.eq(0)]
                         m.next = "AXPY_WRITE"
             with m.State("AXPY_WRITE"):
