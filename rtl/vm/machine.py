@@ -70,7 +70,7 @@ class VectorMachine(wiring.Component):
     The device top connects ``engine`` member by member to its MatvecEngine (``cmd``,
     ``acts``, ``result``, ``busy``), muxed with the command engine while the VM is idle.
 
-    Timing: an instruction takes 2 cycles of fetch and decode, then its pass: VOP one
+    Timing: an instruction takes 3 cycles of fetch and decode, then its pass: VOP one
     element per cycle plus 9 of drain; SVOP one element per cycle plus the ScalarUnit's 7
     (SMUL2: two passes); SOP 1 cycle (integer, store) or 9 (scalar unit); DOT ``len``
     cycles to load Q, then one 32-byte chunk of a row per cycle plus 5; AXPY per 32
@@ -148,12 +148,11 @@ class VectorMachine(wiring.Component):
         last_pos = Signal(17)
         in_step = Signal()
 
-        # The instruction being decoded: straight from the program memory in the cycle
-        # after its fetch (OPERANDS), from the instruction register after that.
-        fetched = Signal()
+        # The instruction being decoded: the instruction register, loaded from the program
+        # memory in the cycle after its fetch (LATCH: the memory's slow output goes into a
+        # register before any decoding).
         cur = Signal(isa.INSTR_BITS)
-        m.d.comb += cur.eq(Mux(fetched, mems[Space.PROG].r_row(0), ins))
-        m.d.sync += fetched.eq(0)
+        m.d.comb += cur.eq(ins)
 
         def f(name, op=None):
             return field(cur, name, op)
@@ -438,11 +437,13 @@ class VectorMachine(wiring.Component):
                 with m.If(pc >= lim.prog_words):
                     fail(Status.PROG_END)
                 with m.Else():
-                    m.d.sync += fetched.eq(1)
-                    m.next = "OPERANDS"
+                    m.next = "LATCH"
+
+            with m.State("LATCH"):
+                m.d.sync += ins.eq(mems[Space.PROG].r_row(0))
+                m.next = "OPERANDS"
 
             with m.State("OPERANDS"):
-                m.d.sync += ins.eq(cur)
                 V = Op.VOP
                 dyn = Mux(f("dyn_src", V) == DynSrc.TOKEN, token, pos) << f("dyn_k", V)
                 dsel = f("dyn_sel", V)
@@ -512,8 +513,7 @@ class VectorMachine(wiring.Component):
                     m.d.sync += [status.eq(Status.PROG_END), err_pc.eq(pc + 1), err_pos.eq(pos)]
                     m.next = "FINISH"
                 with m.Else():
-                    m.d.sync += fetched.eq(1)
-                    m.next = "OPERANDS"
+                    m.next = "LATCH"
 
             with m.State("END"):
                 m.d.comb += [wr_sp.eq(Space.CYCLES), wr_addr.eq(pos), wr_data.eq(step_cycles),
