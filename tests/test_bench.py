@@ -202,4 +202,10 @@ def test_a_model_offload_row_reads_each_steps_cycles_back(monkeypatch, rng):
     assert 0 < row["link_bytes_per_token"] <= 16
     assert row["tokens_per_s"] == min(row["tokens_per_s_compute"], row["tokens_per_s_link"])
     assert row["ideal_at_context"]["256"] > row["ideal_at_context"]["1"] > 0   # attention grows
-    assert row["ideal_cycles_per_token"] == row["ideal_at_context"]["256"]
+    assert row["ideal_cycles_per_token"] == row["ideal_at_context"]["256"] and row["context"] == 256
+    # a board build that holds 128 positions (its report's vm_limits): the row's figures are
+    # those of context 128, the largest it holds
+    row = bench_mod.measure_model_row(profile, profile.engine, {**rep, "vm_limits": {"context": 128}},
+                                      model, open("/dev/null", "w"))
+    assert row["context"] == 128 and row["ideal_cycles_per_token"] == row["ideal_at_context"]["128"]
+    assert row["ideal_at_context"]["128"] < row["ideal_at_context"]["256"]
