@@ -237,7 +237,13 @@ def test_attention_with_one_dominant_score_returns_that_value(rng):
     t, hd = 256, 32
     k = rng.standard_normal((t, hd))
     v = rng.standard_normal((t, hd))
-    q = 50 * k[100:101] / np.linalg.norm(k[100])                # score at 100 far above the rest
+    khat = k[100] / np.linalg.norm(k[100])
+    # every other key gets no positive component along key 100 (a random one could come
+    # close enough to 100's score that its weight does not underflow)
+    along = k @ khat
+    along[100] = 0
+    k -= np.maximum(along, 0)[:, None] * khat[None, :]
+    q = 50 * khat[None, :]                                       # score at 100 far above the rest
     mask = np.ones((1, t), bool)
     got, (_, _, vq) = int_attention(q, k, v, mask)
     # all other weights underflow the table: the output is exactly position 100's int8 value
