@@ -76,7 +76,8 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
     if vm_limits is not None:
         cfg = replace(cfg, weight_words=vm_limits.weight_words)
     clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else default_hz
-    out = Path(out or Path("build") / name)
+    # the whole-model device has its own folder: it never replaces the matvec build
+    out = Path(out or Path("build") / (f"{name}-model" if vm_limits is not None else name))
     if out.exists() and not out.is_dir():
         raise TernaryError(f"--out {out}: exists and is not a folder")
     platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud,  # checks the PLL

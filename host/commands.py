@@ -306,7 +306,8 @@ def register_build(sub):
     p.add_argument("--cols", type=positive_int, help="MAC array columns (default: the board's)")
     p.add_argument("--format", dest="fmt", choices=["2bit", "base3"], help="weight format (default: the board's)")
     p.add_argument("--freq", type=positive_float, help="clock in MHz (default: the board's)")
-    p.add_argument("--out", help="output folder (default build/BOARD)")
+    p.add_argument("--out", help="output folder (default build/BOARD, with --offload model "
+                                 "build/BOARD-model)")
     p.add_argument("--offload", choices=["matvec", "model"], default="matvec",
                    help="matvec: the ternary engine alone (default, the board's clock); model: "
                         "with the vector machine that runs the whole decode step (ulx3s-85f; "
@@ -343,7 +344,8 @@ def register_program(sub):
                        description="Program the board with iceprog or openFPGALoader (whichever "
                                    "is installed).")
     p.add_argument("--board", required=True, choices=_board_names())
-    p.add_argument("--bitstream", help="bitstream file (default build/BOARD/BOARD.bin|.bit)")
+    p.add_argument("--bitstream", help="bitstream file (default build/BOARD/BOARD.bin|.bit; the "
+                                       "whole-model device: build/BOARD-model/BOARD.bit)")
     p.add_argument("--force", action="store_true",
                    help="program even if the build report says timing was not met")
     p.set_defaults(func=_program)
