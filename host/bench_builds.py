@@ -11,7 +11,6 @@ and one when it ends (or one saying it is cached). A lock file beside each folde
 two ``ternary bench`` runs from building the same design into it at once.
 """
 
-import fcntl
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ternary_core.errors import TernaryError
+from ternary_core.output_file import exclusive
 
 BUILD_ROOT = Path("build") / "bench"
 REPORT = "report.json"
@@ -71,8 +71,7 @@ def _worker(build_fn, board, config, out):
     with everything the build prints (the tools' output too) in ``out/bench.log``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # held until the build is done
+    with exclusive(out.with_name(out.name + ".lock")):  # held until the build is done
         rep = cached_report(out)
         if rep is not None:
             return rep

@@ -15,6 +15,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from ternary_core.errors import TernaryError
+from ternary_core.output_file import exclusive
 
 from .export import with_header
 from .toolchain import cache_dir, use_verilator
@@ -63,8 +64,21 @@ def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm
     exe = use_verilator()
     folder = cache_dir("board", build_key(config, max_payload, phy, vm_limits))
     binary = folder / "obj" / "Vboard_bin"
-    if binary.exists():
+    done = folder / "built"          # written after a whole build: a binary alone may be half-linked
+    if done.exists() and binary.exists():
         return binary
+    # two processes (test workers, a test and a user) that need the same board take
+    # turns: the later one finds it built, instead of both compiling into one folder
+    with exclusive(folder / "build.lock"):
+        if done.exists() and binary.exists():
+            return binary
+        _verilate(exe, folder, config, max_payload, phy, vm_limits, log)
+        done.write_text("ok\n")
+    return binary
+
+
+def _verilate(exe, folder, config, max_payload, phy, vm_limits, log):
+    binary = folder / "obj" / "Vboard_bin"
     src = folder / f"{TOP}.v"
     src.write_text(board_verilog(config, max_payload=max_payload, phy=phy, vm_limits=vm_limits))
     print(f"building the simulated board ({phy} PHY) with Verilator (first use of this "
@@ -81,7 +95,6 @@ def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-12:])
         raise TernaryError(f"building the simulated board failed (log: {folder / 'build.log'}):\n{tail}")
     print(f"built in {time.time() - t0:.0f} s", file=log, flush=True)
-    return binary
 
 
 def start_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm_limits=None):

@@ -26,6 +26,7 @@ the path: the CLI prints it as one line with exit status 2.
 """
 
 import contextlib
+import fcntl
 import os
 import stat
 import tempfile
@@ -141,3 +142,13 @@ def _kind(mode):
         if test(mode):
             return name
     return "not a regular file"
+
+
+@contextlib.contextmanager
+def exclusive(lock_path):
+    """Hold an exclusive lock on ``lock_path`` (created if missing) for the ``with``
+    block: concurrent processes that build the same cached thing take turns, and the
+    later ones find it built."""
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes
+        yield

@@ -205,3 +205,37 @@ def test_layers_sharing_an_input_are_stacked_per_block():
     assert stacks(layers(**blk), max_m=15)[0] == ("l0.self_attn.q_proj",)
     odd = layers(a__mlp__gate_proj=(6, 8), a__mlp__up_proj=(6, 9))
     assert stacks(odd, max_m=64) == [("a.mlp.gate_proj",), ("a.mlp.up_proj",)]
+
+
+def test_concurrent_users_of_one_board_build_it_once(monkeypatch, tmp_path):
+    """Two processes (here threads, each with its own lock file handle) that need the same
+    uncached board take turns: one builds, the other waits and finds it built; a binary
+    without the finished-build marker (an interrupted link) is rebuilt."""
+    import threading
+    import time
+
+    import sim.board as board_mod
+
+    monkeypatch.setenv("TERNARY_CACHE", str(tmp_path))
+    calls, inside = [], []
+
+    def fake_verilate(exe, folder, *args):
+        inside.append(1)
+        assert len(inside) == 1, "two builds of one board at once"
+        time.sleep(0.3)
+        (folder / "obj").mkdir(exist_ok=True)
+        (folder / "obj" / "Vboard_bin").write_text("binary")
+        calls.append(folder)
+        inside.pop()
+
+    monkeypatch.setattr(board_mod, "_verilate", fake_verilate)
+    cfg = EngineConfig(rows=2, cols=8, fmt="2bit", max_m=64, max_k=64, weight_words=64)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(board_mod.build_board(cfg))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 2 and got[0] == got[1] and got[0].exists()
+    (calls[0] / "built").unlink()                  # as if the first build had been cut off
+    assert board_mod.build_board(cfg) == got[0] and len(calls) == 2
