@@ -219,7 +219,7 @@ class ModelOffload:
                                "tokens_per_s_compute": bounds["compute"],
                                "tokens_per_s_link": bounds["link"],
                                "tokens_per_s": bounds[bound], "bound": bound}
-            lines.append(f"on {profile.name} at {clock / 1e6:.0f} MHz ({source}), UART "
+            lines.append(f"on {profile.name} at {clock / 1e6:.4g} MHz ({source}), UART "
                          f"{profile.baud / 1e6:g} Mbaud: compute {bounds['compute']:,.0f}, link "
                          f"{bounds['link']:,.0f} tokens/s -> {bounds[bound]:,.0f} tokens/s, "
                          f"{bound}-bound")

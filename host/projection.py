@@ -44,7 +44,7 @@ def project(profile, per_token, clock_hz, source):
         if per_token["link_bytes_per_token"] else float("inf"),
     }
     bound = min(bounds, key=bounds.get)
-    line = (f"on {profile.name} at {clock_hz / 1e6:.0f} MHz ({source}), UART {profile.baud / 1e6:g} Mbaud: "
+    line = (f"on {profile.name} at {clock_hz / 1e6:.4g} MHz ({source}), UART {profile.baud / 1e6:g} Mbaud: "
             f"compute {bounds['compute']:,.0f}, memory {bounds['memory']:,.0f}, link "
             f"{bounds['link']:,.1f} tokens/s -> {bounds[bound]:,.1f} tokens/s, {bound}-bound")
     by_baud = [at_baud(bounds, per_token["link_bytes_per_token"], baud) for baud in LINK_BAUDS]
