@@ -72,13 +72,12 @@ def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm
     with exclusive(folder / "build.lock"):
         if done.exists() and binary.exists():
             return binary
-        _verilate(exe, folder, config, max_payload, phy, vm_limits, log)
+        _verilate(exe, folder, binary, config, max_payload, phy, vm_limits, log)
         done.write_text("ok\n")
     return binary
 
 
-def _verilate(exe, folder, config, max_payload, phy, vm_limits, log):
-    binary = folder / "obj" / "Vboard_bin"
+def _verilate(exe, folder, binary, config, max_payload, phy, vm_limits, log):
     src = folder / f"{TOP}.v"
     src.write_text(board_verilog(config, max_payload=max_payload, phy=phy, vm_limits=vm_limits))
     print(f"building the simulated board ({phy} PHY) with Verilator (first use of this "

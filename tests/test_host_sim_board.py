@@ -219,12 +219,12 @@ def test_concurrent_users_of_one_board_build_it_once(monkeypatch, tmp_path):
     monkeypatch.setenv("TERNARY_CACHE", str(tmp_path))
     calls, inside = [], []
 
-    def fake_verilate(exe, folder, *args):
+    def fake_verilate(exe, folder, binary, *args):
         inside.append(1)
         assert len(inside) == 1, "two builds of one board at once"
         time.sleep(0.3)
-        (folder / "obj").mkdir(exist_ok=True)
-        (folder / "obj" / "Vboard_bin").write_text("binary")
+        binary.parent.mkdir(exist_ok=True)
+        binary.write_text("binary")
         calls.append(folder)
         inside.pop()
 

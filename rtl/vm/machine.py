@@ -296,8 +296,8 @@ class VectorMachine(wiring.Component):
         m.d.sync += r4.eq(shift_value(v3, r2s))
         out = Signal(signed(IR_BITS), name="vop_out_r")
         m.d.sync += out.eq(saturate_dynamic(m, r4, bits, sym))
-        sq, sq_valid = Signal(IR_BITS, name="vop_sq"), Signal()
-        m.d.sync += [sq.eq((out * out)[:IR_BITS]), sq_valid.eq(vl[VOP_WRITE].valid)]
+        sq = Signal(IR_BITS, name="vop_sq")              # the square at stage VOP_STAGES
+        m.d.sync += sq.eq((out * out)[:IR_BITS])
         # reductions
         maxabs = Signal(IR_BITS + 1)
         rsum, rsq = Signal(signed(IR_BITS)), Signal(signed(IR_BITS))
@@ -313,7 +313,7 @@ class VectorMachine(wiring.Component):
                     m.d.sync += maxabs.eq(absout)
                 with m.If(out > rmax):
                     m.d.sync += [rmax.eq(out), rarg.eq(vl[VOP_WRITE].idx)]
-            with m.If(sq_valid):
+            with m.If(vl[VOP_STAGES].valid):
                 m.d.sync += rsq.eq(rsq + sq.as_signed())
         _, ma_lz = normalize_left(m, maxabs[:IR_BITS], IR_BITS)
         ma_bl = Mux(maxabs == 0, 0, IR_BITS - ma_lz)
