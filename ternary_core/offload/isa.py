@@ -475,7 +475,7 @@ class DeviceLimits:
     ffn: int = 256
     vocab: int = 256
     context: int = 256
-    vmem_words: int = 4096
+    vmem_words: int = 2048
     prog_words: int = 2048          # instructions
     sr_regs: int = SR_COUNT
     max_m: int = 1024
