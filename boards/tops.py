@@ -90,13 +90,13 @@ class ULX3STop(Elaboratable):
         m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
         m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
         vm = None
-        if self.vm_limits is not None:
-            from rtl.vm_link import make_vm
-            vm = make_vm(self.config, self.vm_limits)
         # Without the machine, one DP16KD per 4 bits of the weight word (4096 x 4): no bank
         # multiplexer after the RAMs, for 100 MHz. With it, block RAM is the scarce
-        # resource and the clock lower: Yosys packs a store sized to the model.
-        store = "sliced" if vm is None else "generic"
+        # resource and the clock lower: a store sized to the model, packed.
+        store = "sliced"
+        if self.vm_limits is not None:
+            from rtl.vm_link import VM_WEIGHT_STORE, make_vm
+            vm, store = make_vm(self.config, self.vm_limits), VM_WEIGHT_STORE
         m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor, weight_store=store,
                                               vm=vm)
         m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]

@@ -6,6 +6,12 @@ from ternary_core.errors import TernaryError
 from .vm_commands import VmSpaces
 
 
+# The weight store of a device with the machine: block RAM is then what runs out first
+# (rtl.weight_store's "packed": 72 DP16KD for the shipped model instead of 80). The board
+# build and the simulated board both use it, so the simulation is of the bitstream's RTL.
+VM_WEIGHT_STORE = "packed"
+
+
 def make_vm(config, limits):
     """The vector machine (rtl/vm) for an engine ``config`` and model ``limits``."""
     try:

@@ -22,7 +22,7 @@ class WeightBusSignature(wiring.Signature):
         })
 
 
-IMPLS = ("generic", "sliced", "ice40_spram")
+IMPLS = ("generic", "sliced", "packed", "ice40_spram")
 
 
 class WeightStore(wiring.Component):
@@ -34,6 +34,13 @@ class WeightStore(wiring.Component):
     into one memory per few bits of the word, each as deep as the store (4 bits up to
     4096 words: an ECP5 DP16KD in 4096 x 4): every output bit then comes from a single
     block RAM, with no bank multiplexer between the RAM and the engine's register.
+    ``impl="packed"`` is ``generic`` for block RAM as the scarce resource: no byte
+    enables, so every data bit of a DP16KD holds a weight bit (a byte enable per 9 bits
+    leaves one in nine empty): the shipped model's 2,304 words are 72 DP16KD, not 80.
+    A byte write writes its whole word from a staging register: the bytes written since
+    the word's byte 0, the new one, and zeros above it (a write that ends in the middle
+    of a word leaves the rest of that word zero). (Banks of 2,048 + 256 words, the
+    obvious packing, make Yosys 0.70's ABC9 fail an assertion.)
     """
 
     def __init__(self, depth, word_bytes, impl="generic"):
@@ -53,6 +60,8 @@ class WeightStore(wiring.Component):
         m = Module()
         if self.impl == "sliced":
             self._elaborate_sliced(m)
+        elif self.impl == "packed":
+            self._elaborate_packed(m)
         elif self.impl == "generic":
             m.submodules.mem = mem = memory.Memory(shape=unsigned(8 * self.word_bytes),
                                                    depth=self.depth, init=[])
@@ -79,6 +88,24 @@ class WeightStore(wiring.Component):
                          wr.data.eq(self.bus.wdata[lo: lo + bits]), wr.en.eq(self.bus.wmask[lo // 8])]
             outs.append(rd.data)
         m.d.comb += self.bus.rdata.eq(Cat(*outs))
+
+    def _elaborate_packed(self, m):
+        from amaranth import Mux, Signal
+
+        nb = self.word_bytes
+        stage, word = Signal(8 * nb), Signal(8 * nb)
+        first = self.bus.wmask[0]
+        for i in range(nb):
+            sl = slice(8 * i, 8 * i + 8)
+            m.d.comb += word[sl].eq(Mux(self.bus.wmask[i], self.bus.wdata[sl],
+                                        Mux(first, 0, stage[sl])))
+        write = self.bus.wmask.any()
+        with m.If(write):
+            m.d.sync += stage.eq(word)
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(8 * nb), depth=self.depth, init=[])
+        rd, wr = mem.read_port(transparent_for=()), mem.write_port()
+        m.d.comb += [rd.addr.eq(self.bus.addr), wr.addr.eq(self.bus.addr), wr.data.eq(word),
+                     wr.en.eq(write), self.bus.rdata.eq(rd.data)]
 
     def _elaborate_spram(self, m):
         from amaranth import Cat, Instance, Signal

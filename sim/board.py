@@ -32,14 +32,16 @@ TOP = "board"
 
 def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
     from rtl.device import DEFAULT_MAX_PAYLOAD, DeviceCore, DeviceTop
-    from rtl.vm_link import make_vm
+    from rtl.vm_link import VM_WEIGHT_STORE, make_vm
 
     max_payload = max_payload or DEFAULT_MAX_PAYLOAD
     vm = None if vm_limits is None else make_vm(config, vm_limits)  # rtl.vm_link
+    store = "generic" if vm is None else VM_WEIGHT_STORE
     if phy == "uart":
-        top = DeviceTop(config, divisor=SIM_DIVISOR, max_payload=max_payload, vm=vm)
+        top = DeviceTop(config, divisor=SIM_DIVISOR, max_payload=max_payload, vm=vm,
+                        weight_store=store)
     elif phy == "stream":
-        top = DeviceCore(config, max_payload=max_payload, vm=vm)
+        top = DeviceCore(config, max_payload=max_payload, vm=vm, weight_store=store)
     else:
         raise TernaryError(f"phy must be one of {', '.join(PHYS)}, not {phy!r}")
     return with_header(verilog.convert(top, name=TOP, emit_src=False))

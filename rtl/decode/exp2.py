@@ -53,8 +53,10 @@ class Exp2Unit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         pipe = StallPipeline(m, self.i, self.o, self.latency)
+        # in LUTs, not a block RAM (the scarce resource of the whole-model ULX3S build)
         m.submodules.rom = rom = memory.Memory(shape=unsigned(EXP2_OUT_BITS), depth=len(EXP2_TABLE),
-                                               init=[int(v) for v in EXP2_TABLE])
+                                               init=[int(v) for v in EXP2_TABLE],
+                                               attrs={"rom_style": "logic"})
         rd = rom.read_port(domain="sync")
         d = self.i.payload.d
         ip = d[EXP2_FRAC_BITS:]

@@ -124,8 +124,9 @@ class ScalarUnit(wiring.Component):
         pipe = StallPipeline(m, self.i, self.o, self.latency)
         en = pipe.en
 
+        # in LUTs, not a block RAM (the scarce resource of the whole-model ULX3S build)
         m.submodules.rom = rom = memory.Memory(shape=unsigned(16), depth=len(scalar_rom_init()),
-                                               init=scalar_rom_init())
+                                               init=scalar_rom_init(), attrs={"rom_style": "logic"})
         rd = rom.read_port(domain="sync")
         m.d.comb += rd.en.eq(en)
 

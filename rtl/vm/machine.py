@@ -26,11 +26,12 @@ from .valu import SH_BITS, V_BITS, clamp_signed, element_value, saturate_dynamic
 LANES = isa.DOT_LANES
 # the memories of the spaces: read ports and words per RAM row (32 for the DOT/AXPY rows)
 MEMORIES = {
-    Space.VMEM: dict(reads=2), Space.TMEM: dict(reads=2),
+    Space.VMEM: dict(reads=2), Space.TMEM: dict(reads=2, shared=True),
     Space.EMB: dict(wide=LANES), Space.HEAD: dict(wide=LANES),
     Space.KVK: dict(wide=LANES), Space.KVV: dict(wide=LANES),
-    Space.EMBS: {}, Space.HEADS: {}, Space.KVS: {}, Space.TOKENS: {},
-    Space.PROG: dict(wide=2), Space.SRINIT: {}, Space.CYCLES: {}, Space.PARAM: {},
+    Space.EMBS: dict(lutram=True), Space.HEADS: dict(lutram=True), Space.KVS: {},
+    Space.TOKENS: dict(lutram=True), Space.PROG: dict(wide=2), Space.SRINIT: dict(lutram=True),
+    Space.CYCLES: dict(lutram=True), Space.PARAM: dict(lutram=True),
 }
 IR_BITS, SW_BITS = isa.IR_BITS, isa.SW_BITS
 SU_EXP_BITS = 16     # the scalar unit's exponents: wider than s12, so leaving s12 is seen
@@ -114,9 +115,12 @@ class VectorMachine(wiring.Component):
         mems = {}
         for sp, kw in MEMORIES.items():
             info = isa.SPACES[sp]
+            # a shared port takes the write's address: only uploads (VM idle) may write
+            assert not (kw.get("shared") and info.writable_by_program), sp
             mems[sp] = SpaceMemory(info.word_bits, lim.depth(sp), name=sp.name, **kw)
             m.submodules[f"mem_{sp.name.lower()}"] = mems[sp]
-        m.submodules.sr_file = sr_mem = memory.Memory(shape=unsigned(SW_BITS), depth=isa.SR_COUNT, init=[])
+        m.submodules.sr_file = sr_mem = memory.Memory(shape=unsigned(SW_BITS), depth=isa.SR_COUNT,
+                                                      init=[], attrs={"ram_style": "distributed"})
         sr_rd = [sr_mem.read_port(transparent_for=()) for _ in range(2)]
         sr_wr = sr_mem.write_port()
         qbuf_rows = max(1, -(-max(lim.hidden, lim.head_dim, lim.vocab) // LANES))

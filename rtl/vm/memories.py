@@ -19,6 +19,15 @@ class SpaceMemory(wiring.Component):
         Words per RAM row (1: a plain memory).
     reads : int
         Read ports for the VM (port 0 is shared with ``peek`` while the VM is idle).
+    shared : bool
+        The space is written only while its reads are idle (uploads, not the VM): port 0
+        then takes the write's address while ``w_en`` is high, so that it and the write
+        are one port of the block RAM, and a second read port does not copy the memory
+        (TMEM: 12 DP16KD on the ULX3S instead of 22). The other ports read the written
+        word in the write's cycle (no read-first order to keep across ports).
+    lutram : bool
+        Distributed (LUT) RAM rather than a block RAM: for the small spaces (a few
+        hundred words), each of which would otherwise take a whole DP16KD.
 
     Ports
     -----
@@ -30,7 +39,8 @@ class SpaceMemory(wiring.Component):
         The whole RAM row of ``r_addr`` (``wide`` words), one cycle later.
     """
 
-    def __init__(self, word_bits, depth, *, wide=1, reads=1, name="space"):
+    def __init__(self, word_bits, depth, *, wide=1, reads=1, shared=False, lutram=False,
+                 name="space"):
         for pname, v, lo in (("word_bits", word_bits, 1), ("depth", depth, 1), ("wide", wide, 1),
                              ("reads", reads, 1)):
             if not isinstance(v, int) or v < lo:
@@ -38,6 +48,7 @@ class SpaceMemory(wiring.Component):
         if wide & (wide - 1):
             raise ValueError(f"{name}: wide must be a power of two, not {wide!r}")
         self.word_bits, self.depth, self.wide, self.reads = word_bits, depth, wide, reads
+        self.shared, self.lutram = bool(shared), bool(lutram)
         self.rows = -(-depth // wide)
         self.addr_bits = max(1, (self.rows * wide - 1).bit_length())
         members = {"w_addr": In(self.addr_bits), "w_data": In(word_bits), "w_en": In(1)}
@@ -60,16 +71,23 @@ class SpaceMemory(wiring.Component):
         m = Module()
         W, B = self.wide, self.word_bits
         lb = (W - 1).bit_length()
-        m.submodules.mem = mem = memory.Memory(shape=unsigned(W * B), depth=self.rows, init=[])
+        attrs = {"ram_style": "distributed"} if self.lutram else None
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(W * B), depth=self.rows, init=[],
+                                               attrs=attrs)
         wr = mem.write_port(granularity=B) if W > 1 else mem.write_port()
-        m.d.comb += [wr.addr.eq(self.w_addr >> lb), wr.data.eq(self.w_data.replicate(W))]
+        port0 = Signal(self.addr_bits)
+        m.d.comb += port0.eq(Mux(self.w_en, self.w_addr, self.r_addr(0)) if self.shared
+                             else self.r_addr(0))
+        m.d.comb += [wr.addr.eq((port0 if self.shared else self.w_addr) >> lb),
+                     wr.data.eq(self.w_data.replicate(W))]
         if W > 1:
             m.d.comb += wr.en.eq(Mux(self.w_en, 1 << self.w_addr[:lb], 0))
         else:
             m.d.comb += wr.en.eq(self.w_en)
         for k in range(self.reads):
-            rd = mem.read_port(transparent_for=())
-            m.d.comb += [rd.addr.eq(self.r_addr(k) >> lb), self.r_row(k).eq(rd.data)]
+            rd = mem.read_port(transparent_for=(wr,) if self.shared and k else ())
+            m.d.comb += [rd.addr.eq((port0 if k == 0 else self.r_addr(k)) >> lb),
+                         self.r_row(k).eq(rd.data)]
             if W > 1:
                 sel = Signal(lb, name=f"sel{k}")
                 m.d.sync += sel.eq(self.r_addr(k)[:lb])
