@@ -45,6 +45,38 @@ class WeightStack:
     packed: bytes
 
 
+def vmem_regions(config, context):
+    """``(start of each VMEM region, words used, size of each)`` of a model at ``context``.
+
+    The regions of different phases of a layer share words, since each phase's are dead
+    before the next one's are written (VMEM is two block RAMs per 2,048 words on the
+    ULX3S): the attention inputs (qkv, rot), the per-key scratch of the heads and the
+    sampler (s0..s2; s3 and s4 are s0 and s1 again: s0 is dead once s2 is written, s1
+    once s3 is), the merged heads (m16, att), the MLP (gu, t3)."""
+    c = config
+    d, f = c.hidden_size, c.intermediate_size
+    kvd = c.num_key_value_heads * c.head_dim
+    big, scratch = max(d, f), max(int(context), c.vocab_size)
+    phases = [[("qkv", d + 2 * kvd), ("rot", d + kvd)],
+              [("s0", scratch), ("s1", scratch), ("s2", scratch)],
+              [("m16", d), ("att", d)],
+              [("gu", 2 * f), ("t3", big)]]
+    regions = [("x", d), ("q8", d), ("t1", big), ("t2", big), ("acc", d), ("o", d)]
+    start, at = {}, 0
+    for name, size in regions:
+        start[name] = at
+        at += size
+    for phase in phases:
+        off = at
+        for name, size in phase:
+            start[name] = off
+            off += size
+    used = at + max(sum(size for _, size in phase) for phase in phases)
+    start["s3"], start["s4"] = start["s0"], start["s1"]
+    sizes = dict(regions + [r for phase in phases for r in phase], s3=scratch, s4=scratch)
+    return start, used, sizes
+
+
 class MemoryMap:
     """Where everything lives, from the model's shapes and the device limits."""
 
@@ -67,32 +99,7 @@ class MemoryMap:
             self.gain[name] = at
             at += f if name.endswith("ffn_sub_norm") else d
         self.tmem_used = at
-        # VMEM regions. Those of one phase of a layer share words with those of the
-        # others, since each phase's are dead before the next one's are written (VMEM is
-        # two block RAMs per 2,048 words on the ULX3S): the attention inputs (qkv, rot),
-        # the per-key scratch of the heads and the sampler (s0..s2; s3 and s4 are s0 and
-        # s1 again: s0 is dead once s2 is written, s1 once s3 is), the merged heads
-        # (m16, att), the MLP (gu, t3).
-        big = max(d, f)
-        scratch = max(self.context, V)
-        phases = [[("qkv", d + 2 * self.kvd), ("rot", d + self.kvd)],
-                  [("s0", scratch), ("s1", scratch), ("s2", scratch)],
-                  [("m16", d), ("att", d)],
-                  [("gu", 2 * f), ("t3", big)]]
-        regions = [("x", d), ("q8", d), ("t1", big), ("t2", big), ("acc", d), ("o", d)]
-        self.vmem, at = {}, 0
-        for name, size in regions:
-            self.vmem[name] = at
-            at += size
-        for phase in phases:
-            off = at
-            for name, size in phase:
-                self.vmem[name] = off
-                off += size
-        self.vmem_used = at + max(sum(size for _, size in phase) for phase in phases)
-        self.vmem["s3"], self.vmem["s4"] = self.vmem["s0"], self.vmem["s1"]
-        self.sizes = dict(regions + [r for phase in phases for r in phase])
-        self.sizes.update(s3=scratch, s4=scratch)
+        self.vmem, self.vmem_used, self.sizes = vmem_regions(c, self.context)
         # weight stacks, consecutive from word 0 (the order host/device_backend.py uses)
         self.stacks = []
         lay = engine.layout
