@@ -74,8 +74,8 @@ class VectorMachine(wiring.Component):
     Timing: an instruction takes 3 cycles of fetch and decode, then its pass: VOP one
     element per cycle plus 9 of drain; SVOP one element per cycle plus the ScalarUnit's 7
     (SMUL2: two passes); SOP 1 cycle (integer, store) or 9 (scalar unit); DOT ``len``
-    cycles to load Q, then one 32-byte chunk of a row per cycle plus 5; AXPY per 32
-    outputs one cycle per row plus 5, then one cycle per output; MATVEC the engine's
+    cycles to load Q, then one 32-byte chunk of a row per cycle plus 6; AXPY per 32
+    outputs one cycle per row plus 6, then one cycle per output; MATVEC the engine's
     cycles, its results written into VMEM at one per cycle (a row tile waits in the
     engine while its rows are written); TOPK ``(top_k + 2) * n``.
 
@@ -341,7 +341,7 @@ class VectorMachine(wiring.Component):
         vop_waddr = d_base + vl[VOP_WRITE].idx
 
         # --- DOT / AXPY pipeline ------------------------------------------------------------
-        DL = 1 + lanes.latency                    # issue -> row read -> the lanes' sum
+        DL = 2 + lanes.latency          # issue -> row read -> lane inputs -> the lanes' sum
         dr, dch = Signal(16), Signal(10)           # issue: row, chunk
         d_issue = Signal()
         axpy = Signal()
@@ -357,11 +357,13 @@ class VectorMachine(wiring.Component):
         m.d.comb += q_rd.addr.eq(dch)
         shifted_row = (b_row >> Cat(Const(0, 3), d_off))[:8 * LANES]
         lane_ok = [(dl[1].ch * LANES + j) < ln for j in range(LANES)]
+        # the lanes' inputs go into registers first (the rows' RAM outputs and read muxes
+        # are slow): the lanes take a beat at stage 2
         for j in range(LANES):
-            m.d.comb += [lanes.a[j].eq(Mux(lane_ok[j], q_rd.data[j], 0)),
+            m.d.sync += [lanes.a[j].eq(Mux(lane_ok[j], q_rd.data[j], 0)),
                          lanes.b[j].eq(Mux(lane_ok[j], shifted_row[8 * j:8 * j + 8].as_signed(), 0))]
-        m.d.comb += [lanes.en.eq(dl[1].valid), lanes.axpy.eq(axpy), lanes.first.eq(dl[1].first),
-                     lanes.w.eq(a_val[:18].as_signed())]
+        m.d.sync += lanes.w.eq(a_val[:18].as_signed())
+        m.d.comb += [lanes.en.eq(dl[2].valid), lanes.axpy.eq(axpy), lanes.first.eq(dl[2].first)]
 
         # --- the state machine ---------------------------------------------------------------
         cnt = Signal(17)                            # element / word counter of the states
