@@ -57,15 +57,15 @@ BOARDS = {
     # 1% fast, inside a UART receiver's usual tolerance (rtl.uart.UartRx takes +-5% at 33).
     # With the vector machine (model offload, `ternary build --offload model`), sized for
     # the shipped model at its full context (ternary_core.offload.isa.ULX3S_85F), the
-    # device targets a lower clock (vm_clock_hz: 25 MHz x 5/6 from the PLL, the fastest
-    # PLL clock below its Fmax of 29.5 that makes 3 Mbaud within 1%: 7 clocks a bit);
-    # its matvec commands still work. Its block RAM holds a context of 128
-    # (vm_build_context; the full 256 needs ~244 of the 208 BRAMs). The simulated ulx3s
-    # board always carries the machine, at the full context.
+    # device targets a lower clock (vm_clock_hz: 25 MHz x 6/5 from the PLL, the fastest
+    # PLL clock below its Fmax of 33.3 that makes 3 Mbaud within 1%: 10 clocks a bit);
+    # its matvec commands still work. Its block RAM holds the full context: 206 of the
+    # 208 DP16KD (docs/device-isa.md says how). The simulated ulx3s board always carries
+    # the machine, at the full context.
     "ulx3s-85f": BoardProfile(
         "ulx3s-85f", _ULX3S_ENGINE, clock_hz=100_000_000, baud=3_000_000, weight_memory="bram",
         vm_limits=ULX3S_85F.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
-        vm_clock_hz=20_833_333, vm_build_context=128),
+        vm_clock_hz=30_000_000),
 }
 
 
