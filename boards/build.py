@@ -45,7 +45,6 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
     ``offload="model"`` builds the device with the vector machine (the whole decode step,
     at the profile's ``vm_clock_hz``; its weight store sized to the machine's
     ``weight_words``, its KV cache and RoPE table to ``context`` positions, default the
-    profile's ``vm_build_context`` (what the board's block RAM holds) or else the
     machine's); ``"matvec"`` the matvec engine alone.
 
     A build that misses timing does not replace the last good bitstream and report:
@@ -65,8 +64,6 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
         raise TernaryError(f"--offload model: the {name} build has no vector machine "
                            f"(boards with one: {', '.join(n for n, b in BOARDS.items() if b.vm_limits)})")
     default_hz = profile.vm_clock_hz if vm_limits is not None else profile.clock_hz
-    if context is None and vm_limits is not None:
-        context = profile.vm_build_context
     if context is not None:
         if vm_limits is None:
             raise TernaryError("--context: only with --offload model (the machine's KV cache)")

@@ -21,9 +21,6 @@ class BoardProfile:
     # runs the whole decode step (model offload); None: a matvec-only device.
     vm_limits: object = None
     vm_clock_hz: int = None  # target clock of a build that carries the vector machine
-    # the context (KV cache and RoPE rows) a board build of the machine holds by default,
-    # where its block RAM cannot hold vm_limits.context (the simulated board can)
-    vm_build_context: int = None
 
     @property
     def link_bytes_per_s(self):

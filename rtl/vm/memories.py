@@ -75,11 +75,11 @@ class SpaceMemory(wiring.Component):
         m.submodules.mem = mem = memory.Memory(shape=unsigned(W * B), depth=self.rows, init=[],
                                                attrs=attrs)
         wr = mem.write_port(granularity=B) if W > 1 else mem.write_port()
-        port0 = Signal(self.addr_bits)
+        port0 = Signal(self.addr_bits)     # read port 0's address (and the write's, shared)
         m.d.comb += port0.eq(Mux(self.w_en, self.w_addr, self.r_addr(0)) if self.shared
                              else self.r_addr(0))
-        m.d.comb += [wr.addr.eq((port0 if self.shared else self.w_addr) >> lb),
-                     wr.data.eq(self.w_data.replicate(W))]
+        w_addr = port0 if self.shared else self.w_addr
+        m.d.comb += [wr.addr.eq(w_addr >> lb), wr.data.eq(self.w_data.replicate(W))]
         if W > 1:
             m.d.comb += wr.en.eq(Mux(self.w_en, 1 << self.w_addr[:lb], 0))
         else:

@@ -46,11 +46,11 @@ class WeightStack:
 
 
 def vmem_regions(config, context):
-    """``(start of each VMEM region, words used, size of each)`` of a model at ``context``.
+    """``(start of each VMEM region, words used)`` of a model at ``context``.
 
     The regions of different phases of a layer share words, since each phase's are dead
-    before the next one's are written (VMEM is two block RAMs per 2,048 words on the
-    ULX3S): the attention inputs (qkv, rot), the per-key scratch of the heads and the
+    before the next one's are written (VMEM's 2,048 words are 10 of the ULX3S's 208
+    block RAMs: 40-bit words, two copies for two read ports): the attention inputs (qkv, rot), the per-key scratch of the heads and the
     sampler (s0..s2; s3 and s4 are s0 and s1 again: s0 is dead once s2 is written, s1
     once s3 is), the merged heads (m16, att), the MLP (gu, t3)."""
     c = config
@@ -73,8 +73,7 @@ def vmem_regions(config, context):
             off += size
     used = at + max(sum(size for _, size in phase) for phase in phases)
     start["s3"], start["s4"] = start["s0"], start["s1"]
-    sizes = dict(regions + [r for phase in phases for r in phase], s3=scratch, s4=scratch)
-    return start, used, sizes
+    return start, used
 
 
 class MemoryMap:
@@ -99,7 +98,7 @@ class MemoryMap:
             self.gain[name] = at
             at += f if name.endswith("ffn_sub_norm") else d
         self.tmem_used = at
-        self.vmem, self.vmem_used, self.sizes = vmem_regions(c, self.context)
+        self.vmem, self.vmem_used = vmem_regions(c, self.context)
         # weight stacks, consecutive from word 0 (the order host/device_backend.py uses)
         self.stacks = []
         lay = engine.layout

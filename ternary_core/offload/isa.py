@@ -579,8 +579,8 @@ class DeviceLimits:
 
         c = config
         context = int(context or c.max_position_embeddings)
-        base = dict(vmem_words=vmem_regions(c, context)[1], hidden=c.hidden_size, layers=c.num_hidden_layers,
-                    heads=c.num_attention_heads, kv_heads=c.num_key_value_heads,
+        base = dict(hidden=c.hidden_size, layers=c.num_hidden_layers,
+                    vmem_words=vmem_regions(c, context)[1], heads=c.num_attention_heads, kv_heads=c.num_key_value_heads,
                     head_dim=c.head_dim, ffn=c.intermediate_size, vocab=c.vocab_size,
                     context=context,
                     max_m=max(c.hidden_size + 2 * c.num_key_value_heads * c.head_dim,
