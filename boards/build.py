@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ternary_core.boards import BOARDS, board
+from boards.profiles import BOARDS, board
 from ternary_core.errors import TernaryError
 from ternary_core.output_file import write_output
 

@@ -9,7 +9,7 @@ simulated board / a board).
 import sys
 from dataclasses import dataclass
 
-from ternary_core.boards import BOARDS, board
+from boards.profiles import BOARDS, board
 from ternary_core.errors import TernaryError
 from ternary_core.reference import GoldenBackend, MatvecBackend
 from ternary_core.sampling import Sampler

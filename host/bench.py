@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import replace
 
-from ternary_core.boards import board
+from boards.profiles import board
 from ternary_core.errors import TernaryError
 from ternary_core.golden import ideal_cycles
 from ternary_core.reference import GoldenBackend

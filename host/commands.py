@@ -5,7 +5,7 @@ from .arg_types import (comma_list, non_negative_float, non_negative_int, png_pa
 
 
 def _board_names():
-    from ternary_core.boards import BOARDS
+    from boards.profiles import BOARDS
 
     return sorted(BOARDS)
 
@@ -59,7 +59,7 @@ DEFAULT_CORPUS = "../shared/data/tinyshakespeare.txt"
 
 
 def register_train(sub):
-    from ternary_core.model_config import BitNetConfig
+    from ternary_core.model.config import BitNetConfig
     from ternary_core.train import TrainOptions
 
     c, o = BitNetConfig(), TrainOptions()
@@ -90,7 +90,7 @@ def register_train(sub):
 
 
 def _train(args):
-    from ternary_core.model_config import BitNetConfig
+    from ternary_core.model.config import BitNetConfig
     from ternary_core.train import TrainOptions, train
 
     config = BitNetConfig(hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
@@ -118,8 +118,8 @@ def _import(args):
 
     from pathlib import Path
 
-    from ternary_core.importers import import_checkpoint, input_files
-    from ternary_core.model_file import save_model
+    from ternary_core.model.importers import import_checkpoint, input_files
+    from ternary_core.model.file import save_model
     from ternary_core.output_file import check_output_path
 
     inputs = input_files(args.src) if Path(args.src).exists() else []
@@ -169,7 +169,7 @@ def _generate(args):
     from host.backends import open_runner
     from host.generate import load
     from ternary_core.errors import TernaryError
-    from ternary_core.tokenizer import TextStream, parse_token_ids
+    from ternary_core.model.tokenizer import TextStream, parse_token_ids
 
     if args.tokens < 1:
         raise TernaryError("--tokens must be at least 1")
@@ -383,7 +383,7 @@ def _bench(args):
     from dataclasses import replace
 
     from host.bench import DEFAULT_CONFIGS, bench, parse_config, plot, table
-    from ternary_core.boards import board
+    from boards.profiles import board
     from ternary_core.output_file import check_output_path, open_output, write_output
 
     # everything checkable before the builds, which take minutes each

@@ -9,7 +9,7 @@ from ternary_core import protocol as P
 from ternary_core.checks import int8_vector, ternary_matrix
 from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
-from ternary_core.native import FORMAT_CODES
+from ternary_core.formats.native import FORMAT_CODES
 
 from .errors import DeviceError, DeviceMute, ProtocolMismatch
 from .link import Link

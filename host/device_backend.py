@@ -7,6 +7,7 @@ import numpy as np
 
 from ternary_core.errors import TernaryError
 from ternary_core.golden import matvec
+from ternary_core.model.names import STACKS
 from ternary_core.reference import MatvecBackend
 
 
@@ -14,23 +15,18 @@ class DeviceMismatch(TernaryError):
     """``--check`` found a device result that differs from the golden model."""
 
 
-# Layers that BitNetRunner.step hands over together, as the ends of their names: they
-# share one input, so the device stores them stacked as one matrix (as fused-QKV
-# engines do) and one matvec request runs them all.
-SHARED_INPUT = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-                ("mlp.gate_proj", "mlp.up_proj"))
-
-
 def stacks(bitlinears, max_m):
-    """The model's layers as stacks, in order: a tuple of the names of each
-    :data:`SHARED_INPUT` group of one block, the other layers alone. A group whose
-    members differ in K or whose rows add up past ``max_m`` stays unstacked."""
+    """The model's layers as stacks, in order: the names of each multi-layer
+    :data:`~ternary_core.model.names.STACKS` group of one block (they share one input,
+    so the device stores them stacked as one matrix, as fused-QKV engines do, and one
+    matvec request runs them all), the other layers alone. A group whose members differ
+    in K or whose rows add up past ``max_m`` stays unstacked."""
     keys = {}
     for name in bitlinears:
         key = (name,)
-        for members in SHARED_INPUT:
+        for members in STACKS:
             for suffix in members:
-                if name.endswith("." + suffix):
+                if len(members) > 1 and name.endswith("." + suffix):
                     key = (name[:-len(suffix)], members)
         keys.setdefault(key, []).append(name)
     out = []

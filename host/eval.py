@@ -27,7 +27,7 @@ import numpy as np
 from ternary_core.corpus import corpus_split
 from ternary_core.errors import TernaryError
 from ternary_core.reference import BitNetRunner, GoldenBackend
-from ternary_core.tokenizer import parse_token_ids
+from ternary_core.model.tokenizer import parse_token_ids
 
 
 def consecutive_windows(n_tokens, context):

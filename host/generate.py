@@ -16,10 +16,10 @@ from importlib import resources
 from pathlib import Path
 
 from ternary_core.errors import TernaryError
-from ternary_core.model_file import load_model
+from ternary_core.model.file import load_model
 from ternary_core.reference import BitNetRunner, MatvecBackend
 from ternary_core.sampling import Sampler
-from ternary_core.tokenizer import make_tokenizer
+from ternary_core.model.tokenizer import make_tokenizer
 
 DEFAULT_MODEL = "shakespeare-bitnet.safetensors"
 

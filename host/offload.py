@@ -231,10 +231,10 @@ class ModelOffload:
 
 
 def device_limits(info):
-    """The :class:`~ternary_core.offload.isa.DeviceLimits` an INFO record reports."""
+    """The :class:`~ternary_core.offload.limits.DeviceLimits` an INFO record reports."""
     from dataclasses import fields
 
-    from ternary_core.offload.isa import DeviceLimits
+    from ternary_core.offload.limits import DeviceLimits
 
     from .errors import ProtocolMismatch
 
@@ -275,11 +275,12 @@ def compile_for_device(compiled, limits, engine):
     """The step program, the memory images ``{space: (link bytes, link bytes per word)}``
     and the weight stacks (:class:`~ternary_core.offload.compiler.WeightStack`) of a
     compiled model (:func:`~ternary_core.integer.compile_model`) for a device."""
-    from ternary_core.offload.compiler import compile_program, memory_images, weight_stacks
+    from ternary_core.offload.compiler import compile_program
+    from ternary_core.offload.memory_map import memory_images, weight_stacks
 
     program = compile_program(compiled, limits, engine=engine)
     images = {space: image_bytes(space, words)
-              for space, words in memory_images(compiled, limits, engine, program).items()}
+              for space, words in memory_images(compiled, program).items()}
     return program, images, weight_stacks(compiled, limits, engine)
 
 

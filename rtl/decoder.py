@@ -4,7 +4,7 @@ from amaranth import Cat, Const, Module, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternary_core.native import TileLayout
+from ternary_core.formats.native import TileLayout
 
 # A trit is signed(2): 0b11 = -1, 0b00 = 0, 0b01 = +1. Bit 0 is "non-zero", bit 1 is
 # "negative", so the MAC array selects +a / -a / 0 from the bits without arithmetic.
@@ -43,7 +43,7 @@ def base3_codes():
 
 
 class WeightDecoder(wiring.Component):
-    """Decode one packed word (one tile, see :mod:`ternary_core.native`) into trits.
+    """Decode one packed word (one tile, see :mod:`ternary_core.formats.native`) into trits.
 
     Parameters
     ----------

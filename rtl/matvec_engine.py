@@ -30,7 +30,7 @@ class MatvecEngine(wiring.Component):
     """``acc = W~ . x`` for one stored layer, one row tile of results per beat.
 
     The layer sits in the weight store in the native layout (one tile per word, see
-    :mod:`ternary_core.native`) from word ``base``; activations sit in the activation
+    :mod:`ternary_core.formats.native`) from word ``base``; activations sit in the activation
     buffer (``cols`` bytes per word, value ``k`` at byte ``k % cols`` of word
     ``k // cols``). A command walks the ``ceil(M/rows) x ceil(K/cols)`` tiles, one per
     cycle::

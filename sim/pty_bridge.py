@@ -181,7 +181,7 @@ class PtyBridge:
 def main(argv=None):
     import argparse
 
-    from ternary_core.boards import BOARDS
+    from boards.profiles import BOARDS
 
     p = argparse.ArgumentParser(prog="python -m sim.pty_bridge",
                                 description="Serve a simulated board on a pseudo-terminal.")

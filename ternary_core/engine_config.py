@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .checks import positive_int
 from .errors import TernaryError
 from .golden import accumulator_bits
-from .native import TileLayout
+from ternary_core.formats.native import TileLayout
 
 # Upper bounds from the largest supported board, the ULX3S-85F (ECP5 LFE5U-85F), checked
 # before any hardware is elaborated: a design past them fits no board, and elaborating
@@ -26,7 +26,7 @@ class EngineConfig:
     """``rows x cols`` ternary MACs, weight format, largest matvec, weight memory depth.
 
     ``weight_words`` is the depth of the weight store in words; a word is one tile
-    of ``rows*cols`` trits (see :mod:`ternary_core.native`).
+    of ``rows*cols`` trits (see :mod:`ternary_core.formats.native`).
 
     ``fetch_register``, ``result_slots`` and ``adder_levels_per_stage`` (adder levels
     between the MAC array's registers, :class:`rtl.mac_array.TernaryMacArray`) shape the

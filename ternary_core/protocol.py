@@ -108,7 +108,7 @@ MEM_ADDR_BITS = 24
 
 # INFO reply payload after the status byte. Version 3 appends the model limits:
 # ``count u8`` then ``count`` u32 values, the fields of
-# :class:`ternary_core.offload.isa.DeviceLimits` in their order (new fields go last, so
+# :class:`ternary_core.offload.limits.DeviceLimits` in their order (new fields go last, so
 # a host reads the ones it knows).
 INFO_STRUCT = struct.Struct("<2sBBBBBBBHHIH")
 INFO_FIELDS = ("magic", "version", "rows", "cols", "fmt", "acc_bits", "result_bytes",
@@ -168,7 +168,7 @@ def info_for(config, max_payload, limits=None):
     ``limits`` (a DeviceLimits), a version 3 record that carries them."""
     from dataclasses import astuple
 
-    from .native import FORMAT_CODES
+    from ternary_core.formats.native import FORMAT_CODES
 
     args = (MAGIC, MATVEC_VERSION if limits is None else PROTOCOL_VERSION, config.rows,
             config.cols, FORMAT_CODES[config.fmt], config.acc_bits, config.result_bytes,

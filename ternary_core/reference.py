@@ -12,6 +12,7 @@ handed to the backend together, so a device loads that input once.
 import numpy as np
 
 from .golden import matvec
+from .model import names
 from .quant import dequantize_output, quantize_activations
 
 
@@ -64,7 +65,7 @@ def rotate_half(x):
 
 
 class BitNetRunner:
-    """Runs a :class:`~ternary_core.model_file.BitNetModel` token by token."""
+    """Runs a :class:`~ternary_core.model.file.BitNetModel` token by token."""
 
     def __init__(self, model, backend=None, max_len=None):
         self.model, self.cfg = model, model.config
@@ -87,6 +88,36 @@ class BitNetRunner:
         return [dequantize_output(acc, scale[0], self.model.bitlinears[n].weight_scale)
                 for n, acc in zip(names, accs)]
 
+    def _forward(self, x, bitlinear, attend):
+        """The decoder layers and the final norm over hidden states ``x`` ((d,) for one
+        token, (T, d) for a window): ``bitlinear(names, h)`` runs BitLinears that share
+        the input ``h``; ``attend(layer, q, k, v)`` turns the projections into the
+        merged heads (RoPE, the KV cache or the causal mask, softmax). :meth:`step` and
+        :meth:`score` differ only in those two (the op order of each is held by the
+        transformers equivalence test)."""
+        c, f = self.cfg, self.model.floats
+        eps = c.rms_norm_eps
+        for i in range(c.num_hidden_layers):
+            p = names.layer(i)
+            qkv, o_proj, gate_up, down = names.layer_stacks(i)
+            h = rms_norm(x, f[p + names.INPUT_NORM + ".weight"], eps)
+            q, k, v = bitlinear(list(qkv), h)
+            attn = attend(i, q, k, v)
+            attn = rms_norm(attn, f[p + names.ATTN_SUB_NORM + ".weight"], eps)
+            (o,) = bitlinear(list(o_proj), attn)
+            x = x + o
+            h = rms_norm(x, f[p + names.POST_ATTN_NORM + ".weight"], eps)
+            g, u = bitlinear(list(gate_up), h)
+            a = np.square(np.maximum(g, 0)) * u
+            a = rms_norm(a, f[p + names.FFN_SUB_NORM + ".weight"], eps)
+            (d,) = bitlinear(list(down), a)
+            x = x + d
+        return rms_norm(x, f[names.FINAL_NORM + ".weight"], eps)
+
+    def _head(self):
+        f = self.model.floats
+        return f[(names.EMBED if self.cfg.tie_word_embeddings else names.LM_HEAD) + ".weight"]
+
     def step(self, token):
         """Feed one token id; return the float32 logits for the next token."""
         c, f = self.cfg, self.model.floats
@@ -95,13 +126,9 @@ class BitNetRunner:
         if not 0 <= token < c.vocab_size:
             raise ValueError(f"token id {token} is outside the vocabulary (0..{c.vocab_size - 1})")
         nh, nkv, hd, t = c.num_attention_heads, c.num_key_value_heads, c.head_dim, self.pos
-        x = f["model.embed_tokens.weight"][token].astype(np.float32)
         cos, sin = self.cos[t], self.sin[t]
-        for i in range(c.num_hidden_layers):
-            p = f"model.layers.{i}."
-            h = rms_norm(x, f[p + "input_layernorm.weight"], c.rms_norm_eps)
-            q, k, v = self._bitlinear([p + "self_attn.q_proj", p + "self_attn.k_proj",
-                                       p + "self_attn.v_proj"], h)
+
+        def attend(i, q, k, v):
             q, k, v = q.reshape(nh, hd), k.reshape(nkv, hd), v.reshape(nkv, hd)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
@@ -111,20 +138,12 @@ class BitNetRunner:
             scores = np.einsum("hd,htd->ht", q, keys) * np.float32(hd ** -0.5)
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             probs = (scores / scores.sum(axis=-1, keepdims=True)).astype(np.float32)
-            attn = np.einsum("ht,htd->hd", probs, vals).reshape(nh * hd)
-            attn = rms_norm(attn, f[p + "self_attn.attn_sub_norm.weight"], c.rms_norm_eps)
-            (o,) = self._bitlinear([p + "self_attn.o_proj"], attn)
-            x = x + o
-            h = rms_norm(x, f[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
-            g, u = self._bitlinear([p + "mlp.gate_proj", p + "mlp.up_proj"], h)
-            a = np.square(np.maximum(g, 0)) * u
-            a = rms_norm(a, f[p + "mlp.ffn_sub_norm.weight"], c.rms_norm_eps)
-            (d,) = self._bitlinear([p + "mlp.down_proj"], a)
-            x = x + d
-        x = rms_norm(x, f["model.norm.weight"], c.rms_norm_eps)
-        head = f["model.embed_tokens.weight"] if c.tie_word_embeddings else f["lm_head.weight"]
+            return np.einsum("ht,htd->hd", probs, vals).reshape(nh * hd)
+
+        x = f[names.EMBED + ".weight"][token].astype(np.float32)
+        x = self._forward(x, self._bitlinear, attend)
         self.pos += 1
-        return head @ x
+        return self._head() @ x
 
     def _bitlinear_rows(self, names, x):
         """:meth:`_bitlinear` for a (T, K) block of tokens, each quantized on its own.
@@ -166,12 +185,8 @@ class BitNetRunner:
         nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
         cos, sin = self.cos[:n], self.sin[:n]                              # (T, hd)
         causal = np.triu(np.ones((n, n), dtype=bool), 1)
-        x = f["model.embed_tokens.weight"][ids].astype(np.float32)        # (T, d)
-        for i in range(c.num_hidden_layers):
-            p = f"model.layers.{i}."
-            h = rms_norm(x, f[p + "input_layernorm.weight"], c.rms_norm_eps)
-            q, k, v = self._bitlinear_rows([p + "self_attn.q_proj", p + "self_attn.k_proj",
-                                            p + "self_attn.v_proj"], h)
+
+        def attend(i, q, k, v):
             q = q.reshape(n, nh, hd).transpose(1, 0, 2)                      # (nh, T, hd)
             k = k.reshape(n, nkv, hd).transpose(1, 0, 2)
             v = v.reshape(n, nkv, hd).transpose(1, 0, 2)
@@ -182,16 +197,8 @@ class BitNetRunner:
             scores[:, causal] = -np.inf
             scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
             probs = (scores / scores.sum(axis=-1, keepdims=True)).astype(np.float32)
-            attn = np.einsum("hqk,hkd->hqd", probs, vals).transpose(1, 0, 2).reshape(n, nh * hd)
-            attn = rms_norm(attn, f[p + "self_attn.attn_sub_norm.weight"], c.rms_norm_eps)
-            (o,) = self._bitlinear_rows([p + "self_attn.o_proj"], attn)
-            x = x + o
-            h = rms_norm(x, f[p + "post_attention_layernorm.weight"], c.rms_norm_eps)
-            g, u = self._bitlinear_rows([p + "mlp.gate_proj", p + "mlp.up_proj"], h)
-            a = np.square(np.maximum(g, 0)) * u
-            a = rms_norm(a, f[p + "mlp.ffn_sub_norm.weight"], c.rms_norm_eps)
-            (d,) = self._bitlinear_rows([p + "mlp.down_proj"], a)
-            x = x + d
-        x = rms_norm(x, f["model.norm.weight"], c.rms_norm_eps)
-        head = f["model.embed_tokens.weight"] if c.tie_word_embeddings else f["lm_head.weight"]
-        return x @ head.T
+            return np.einsum("hqk,hkd->hqd", probs, vals).transpose(1, 0, 2).reshape(n, nh * hd)
+
+        x = f[names.EMBED + ".weight"][ids].astype(np.float32)             # (T, d)
+        x = self._forward(x, self._bitlinear_rows, attend)
+        return x @ self._head().T

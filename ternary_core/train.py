@@ -22,8 +22,8 @@ import numpy as np
 
 from .corpus import VAL_FRACTION, split_point
 from .errors import TernaryError
-from .model_config import BitNetConfig
-from .model_file import BitLinearWeights, BitNetModel, save_model
+from ternary_core.model.config import BitNetConfig
+from ternary_core.model.file import BitLinearWeights, BitNetModel, save_model
 from .quant import quantize_weights
 
 
@@ -255,7 +255,7 @@ def save_checkpoint(path, net, optim, gen, step, loss_avg, history, config, opts
 def load_checkpoint(path, net, optim, gen, config, opts):
     """Restore a :func:`save_checkpoint`; return ``(step, loss_avg, history)``."""
     torch = _torch()
-    from .model_file import read_safetensors
+    from ternary_core.model.file import read_safetensors
 
     if not path.is_file():
         raise TernaryError(f"--resume: no checkpoint at {path}")

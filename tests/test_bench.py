@@ -12,7 +12,7 @@ import host.bench as bench_mod
 from host.bench_builds import BuildRequest, build_all, build_folder
 from host.cli import main
 from host.projection import REPORTS
-from ternary_core.boards import board
+from boards.profiles import board
 from ternary_core.errors import TernaryError
 
 
@@ -175,9 +175,9 @@ def test_a_model_offload_row_reads_each_steps_cycles_back(monkeypatch, rng):
     cycles at context 1, 128 and 256 come from CYCLES (READ_MEM), the ideal from isa's
     program_cost, tokens/s from the build's Fmax and the link."""
     from host.device import Device
-    from ternary_core.model_config import BitNetConfig
+    from ternary_core.model.config import BitNetConfig
     from ternary_core.offload.cost import program_cost
-    from ternary_core.offload.isa import DeviceLimits
+    from ternary_core.offload.limits import DeviceLimits
     from tests.python_device import CYCLES_PER_STEP, PythonDevice
     from tests.test_model_files import random_model
 

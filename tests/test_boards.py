@@ -8,7 +8,7 @@ from boards.ice40_pll import ice40_pll_params
 from boards.program import program
 from boards.tops import uart_divisor
 from host.cli import main
-from ternary_core.boards import board
+from boards.profiles import board
 from ternary_core.errors import TernaryError
 
 
@@ -18,7 +18,7 @@ def test_icebreaker_bitstream_meets_timing_with_spram_and_no_dsp(tmp_path, capsy
     rep = json.loads((out / "report.json").read_text())
     print(capsys.readouterr().out)
     assert (out / "icebreaker.bin").stat().st_size > 100_000
-    # 36 MHz: 12 Mbaud at 3 clocks per bit (ternary_core.boards)
+    # 36 MHz: 12 Mbaud at 3 clocks per bit (boards.profiles)
     assert rep["timing_met"] and rep["fmax_mhz"] >= rep["target_mhz"] == 36
     assert rep["dsp"] == 0 and rep["spram"] == 4 and rep["luts"] <= rep["luts_total"]
     assert rep["engine"] == board("icebreaker").engine.__dict__

@@ -41,9 +41,9 @@ def hf_folder(path, *, config=None, float_fn=None, packed_scale=None, seed=1):
     or HF-packed ones with ``packed_scale`` as every weight_scale)."""
     from safetensors.numpy import save_file
 
-    from ternary_core import hf_bitnet_format
-    from ternary_core.model_config import BitNetConfig
-    from ternary_core.model_file import float_tensor_shapes
+    from ternary_core.formats import hf_bitnet as hf_bitnet_format
+    from ternary_core.model.config import BitNetConfig
+    from ternary_core.model.file import float_tensor_shapes
 
     rng = np.random.default_rng(seed)
     cfg = dict(TINY, **(config or {}))
@@ -434,7 +434,7 @@ def test_failed_build_keeps_the_good_one_and_a_good_build_replaces_it(work, monk
 
 
 def test_import_through_a_symlink_writes_its_target_with_the_umask(inputs, work, capsys):
-    from ternary_core.model_file import load_model
+    from ternary_core.model.file import load_model
 
     link, target = work / "link.safetensors", work / "existing.safetensors"
     old = os.umask(0o027)

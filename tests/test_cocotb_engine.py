@@ -65,7 +65,7 @@ def test_model_layers_run_at_the_cycle_model(rows, cols, fmt, tmp_path, seed):
 
 def largest_layer_words(rows, cols, fmt):
     """Weight words for the largest model layer (256 x 128 or 128 x 256)."""
-    from ternary_core.native import TileLayout
+    from ternary_core.formats.native import TileLayout
     return TileLayout(rows, cols, fmt).words(256, 128)
 
 

@@ -466,7 +466,7 @@ def test_relu2_glu_passes_match_golden(rng):
 
 
 def test_cycle_model_counts_a_small_config_by_hand():
-    from ternary_core.model_config import BitNetConfig
+    from ternary_core.model.config import BitNetConfig
     cfg = BitNetConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8)
     lanes = DeviceLanes(ternary_macs=8, attention_macs=8, lm_head_macs=4, vector_lanes=2)

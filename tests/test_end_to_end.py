@@ -9,7 +9,7 @@ from host.device import Device
 from host.device_backend import DeviceBackend
 from host.errors import LinkClosed
 from host.generate import Sampler, generate, load
-from ternary_core.boards import board
+from boards.profiles import board
 
 
 def _ids(capsys, argv):

@@ -13,8 +13,8 @@ from host.eval import consecutive_windows
 from host.generate import load
 from ternary_core.corpus import corpus_split, split_point
 from ternary_core.integer import IntegerRunner, compile_model
-from ternary_core.model_config import BitNetConfig
-from ternary_core.model_file import float_tensor_shapes, save_model
+from ternary_core.model.config import BitNetConfig
+from ternary_core.model.file import float_tensor_shapes, save_model
 from ternary_core.reference import BitNetRunner
 from tests.test_generate_window import TINY, tiny_model
 

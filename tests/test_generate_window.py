@@ -8,11 +8,11 @@ import pytest
 
 from host.cli import main
 from host.generate import SlidingWindow, float_runner, generate, load
-from ternary_core.model_config import BitNetConfig
-from ternary_core.model_file import BitLinearWeights, save_model
+from ternary_core.model.config import BitNetConfig
+from ternary_core.model.file import BitLinearWeights, save_model
 from ternary_core.reference import BitNetRunner
 from ternary_core.sampling import Sampler
-from ternary_core.tokenizer import ByteTokenizer, NoTokenizer, TextStream, make_tokenizer
+from ternary_core.model.tokenizer import ByteTokenizer, NoTokenizer, TextStream, make_tokenizer
 from tests.test_model_files import random_model
 
 TINY = dict(hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,

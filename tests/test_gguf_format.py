@@ -3,7 +3,7 @@ import pytest
 from gguf import quants
 from hypothesis import given, settings, strategies as st
 
-from ternary_core import gguf_format
+from ternary_core.formats import gguf as gguf_format
 from ternary_core.errors import TernaryError
 from tests.helpers import random_trits
 

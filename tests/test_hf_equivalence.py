@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch", reason="installed by `make test` (reference
 transformers = pytest.importorskip("transformers", reason="installed by `make test` (reference extra)")
 
 from host.cli import main  # noqa: E402
-from ternary_core.model_file import load_model  # noqa: E402
+from ternary_core.model.file import load_model  # noqa: E402
 from ternary_core.reference import BitNetRunner  # noqa: E402
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ternary_core import hf_bitnet_format as hf
+from ternary_core.formats import hf_bitnet as hf
 from ternary_core.errors import TernaryError
 from tests.helpers import random_trits
 

@@ -86,7 +86,7 @@ def test_a_matvec_reply_of_the_wrong_length_is_a_mismatch_not_a_result():
 
 
 def vm_info_reply(limits=None):
-    from ternary_core.offload.isa import DeviceLimits
+    from ternary_core.offload.limits import DeviceLimits
 
     body = P.info_for(EngineConfig(), 512, limits or DeviceLimits()).pack()
     return lambda seq, cmd, payload: P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
@@ -94,7 +94,7 @@ def vm_info_reply(limits=None):
 
 def test_a_version_3_device_reports_its_model_limits():
     from host.offload import device_limits
-    from ternary_core.offload.isa import DeviceLimits
+    from ternary_core.offload.limits import DeviceLimits
 
     dev = Device(ScriptedDevice(vm_info_reply()), timeout=0.05)
     assert dev.has_vm and dev.info.version == 3

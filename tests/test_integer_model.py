@@ -8,8 +8,8 @@ import pytest
 from host.generate import default_model_path
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerRunner, IntegerSampler, compile_model
-from ternary_core.model_config import BitNetConfig
-from ternary_core.model_file import load_model
+from ternary_core.model.config import BitNetConfig
+from ternary_core.model.file import load_model
 from ternary_core.reference import BitNetRunner, GoldenBackend
 from tests.test_model_files import random_model
 

@@ -188,7 +188,7 @@ def test_bitlinear_rescale_and_residual_saturation(rng):
 
 def test_rope_matches_the_float_rotation(rng):
     from ternary_core.integer.compile import rope_table
-    from ternary_core.model_config import BitNetConfig
+    from ternary_core.model.config import BitNetConfig
     from ternary_core.reference import rope_tables
     cfg = BitNetConfig()
     cos, sin = rope_table(cfg, 256)

@@ -7,9 +7,9 @@ import pytest
 
 from host.cli import main
 from host.generate import default_model_path
-from ternary_core import gguf_format
-from ternary_core.model_config import BitNetConfig
-from ternary_core.model_file import BitLinearWeights, BitNetModel, float_tensor_shapes, load_model, save_model
+from ternary_core.formats import gguf as gguf_format
+from ternary_core.model.config import BitNetConfig
+from ternary_core.model.file import BitLinearWeights, BitNetModel, float_tensor_shapes, load_model, save_model
 from ternary_core.reference import BitNetRunner
 from tests.helpers import random_trits
 
@@ -34,7 +34,7 @@ def test_model_file_round_trip(tmp_path, rng):
 
 
 def test_shipped_model_fits_icebreaker_spram_in_base3():
-    from ternary_core.native import TileLayout
+    from ternary_core.formats.native import TileLayout
     m = load_model(default_model_path())
     layout = TileLayout(4, 10, "base3")
     total = sum(layout.packed_bytes(*b.trits.shape) for b in m.bitlinears.values())
@@ -63,7 +63,7 @@ def test_gguf_import_keeps_trits_and_logits(tmp_path, rng, qtype):
     w.add_rope_freq_base(10000.0)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
-    from ternary_core.importers import GGUF_LINEARS, GGUF_NORMS
+    from ternary_core.model.importers import GGUF_LINEARS, GGUF_NORMS
     for g, h in GGUF_NORMS.items():
         names[f"model.layers.0.{h}.weight"] = f"blk.0.{g}.weight"
     for name, a in m.floats.items():

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ternary_core.errors import TernaryError
-from ternary_core.native import TileLayout, decode_base3, encode_base3, decode_2bit, encode_2bit
+from ternary_core.formats.native import TileLayout, decode_base3, encode_base3, decode_2bit, encode_2bit
 from tests.helpers import random_trits
 
 ARRAYS = [(4, 8, "2bit"), (4, 10, "base3"), (1, 4, "2bit"), (1, 5, "base3"), (8, 16, "2bit"),

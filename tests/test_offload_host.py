@@ -11,8 +11,9 @@ from host.offload import ModelOffload
 from ternary_core import protocol as P
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler
-from ternary_core.model_config import BitNetConfig
-from ternary_core.offload.isa import DeviceLimits, Space
+from ternary_core.model.config import BitNetConfig
+from ternary_core.offload.isa import Space
+from ternary_core.offload.limits import DeviceLimits
 from tests.faulty_transport import FaultRates, FaultyTransport
 from tests.python_device import PythonDevice
 from tests.test_model_files import random_model
@@ -138,7 +139,7 @@ def test_generate_cli_offloads_the_model_and_says_so(tiny, tmp_path, monkeypatch
 
     import host.backends as backends
     from host.cli import main
-    from ternary_core.model_file import save_model
+    from ternary_core.model.file import save_model
 
     path = tmp_path / "tiny.safetensors"
     save_model(path, tiny)

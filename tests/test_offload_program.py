@@ -11,12 +11,13 @@ from host.generate import default_model_path
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerRunner, IntegerSampler, compile_model
 from ternary_core.integer.sampling import xorshift32_seed
-from ternary_core.model_config import BitNetConfig
-from ternary_core.model_file import load_model
+from ternary_core.model.config import BitNetConfig
+from ternary_core.model.file import load_model
 from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program
 from ternary_core.offload.cost import program_cost
-from ternary_core.offload.isa import DeviceLimits, Instr, Op, Space, Status
+from ternary_core.offload.isa import Instr, Op, Space, Status
+from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.machine import Machine, execute
 from tests.test_model_files import random_model
 

@@ -9,7 +9,7 @@ from host.cli import main
 from host.device import Device
 from host.generate import generate, integer_runner, load
 from host.offload import ModelOffload
-from ternary_core.boards import board
+from boards.profiles import board
 from ternary_core.integer import IntegerSampler
 
 BOARD = "ulx3s-85f"

@@ -8,7 +8,7 @@ from rtl.mac_array import TernaryMacArray
 from rtl.matvec_engine import MatvecEngine
 from ternary_core.engine_config import EngineConfig
 from ternary_core.golden import ideal_cycles, matvec
-from ternary_core.native import TileLayout
+from ternary_core.formats.native import TileLayout
 from tests.amaranth_helpers import packed_words, run, stream_recv, stream_send, write_acts, write_words
 from tests.helpers import random_int8, random_trits
 

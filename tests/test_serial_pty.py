@@ -11,7 +11,7 @@ import pytest
 import host.device_backend  # noqa: F401
 from host.cli import main
 from sim.pty_bridge import LineFaults, PtyBridge
-from ternary_core.boards import board
+from boards.profiles import board
 
 # Few steps: the UART PHY simulates every bit (about 1 s per step of the shipped model).
 GEN = ["generate", "--prompt", "JU", "--tokens", "2", "--seed", "3"]

@@ -10,7 +10,7 @@ pytest.importorskip("torch", reason="training needs the 'train' extra (torch)")
 
 import ternary_core.train as train_mod  # noqa: E402
 from ternary_core.errors import TernaryError  # noqa: E402
-from ternary_core.model_config import BitNetConfig  # noqa: E402
+from ternary_core.model.config import BitNetConfig  # noqa: E402
 from ternary_core.train import TrainOptions, checkpoint_path, train  # noqa: E402
 
 CFG = BitNetConfig(hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,

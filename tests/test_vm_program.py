@@ -9,11 +9,13 @@ import pytest
 from ternary_core.engine_config import EngineConfig
 from ternary_core.integer import IntegerSampler, compile_model
 from ternary_core.integer.sampling import xorshift32_seed
-from ternary_core.model_config import BitNetConfig
+from ternary_core.model.config import BitNetConfig
 from ternary_core.offload import isa
-from ternary_core.offload.compiler import compile_program, memory_images, weight_stacks
+from ternary_core.offload.compiler import compile_program
+from ternary_core.offload.memory_map import memory_images, weight_stacks
 from ternary_core.offload.cost import program_cost
-from ternary_core.offload.isa import DeviceLimits, RunParams, Space, Status
+from ternary_core.offload.isa import RunParams, Space, Status
+from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.machine import Machine
 from tests.test_model_files import random_model
 from tests.vm_helpers import VmRig, load_space, peek_space, run_vm, simulate
@@ -34,7 +36,7 @@ def build(rng, tie):
 
 def run_rtl(im, engine, limits, program, prompt, params):
     rig = VmRig(limits, engine)
-    images = memory_images(im, limits, engine, program)
+    images = memory_images(im, program)
     stacks = weight_stacks(im, limits, engine)
     out = {}
 

@@ -11,6 +11,7 @@ from rtl.matvec_engine import MatvecEngine
 from rtl.vm.machine import VectorMachine
 from ternary_core.engine_config import EngineConfig
 from ternary_core.offload import isa
+from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.isa import Instr, Op, RunParams, SFn, Space, VFn
 from ternary_core.offload.machine import Machine
 from tests.amaranth_helpers import packed_words, write_words
@@ -41,7 +42,7 @@ def small_limits(**kw):
                 context=16, vmem_words=512, prog_words=512, max_m=128, max_k=64,
                 weight_words=256)
     base.update(kw)
-    return isa.DeviceLimits(**base)
+    return DeviceLimits(**base)
 
 
 def small_engine(limits):

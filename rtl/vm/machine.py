@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 from ternary_core.engine_config import EngineConfig
 from ternary_core.integer.fixed import E_ZERO
 from ternary_core.offload import isa
+from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.isa import (Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space, Status,
                                       SVFn, VFn)
 
@@ -50,7 +51,7 @@ class VectorMachine(wiring.Component):
 
     Parameters
     ----------
-    limits : isa.DeviceLimits
+    limits : ternary_core.offload.limits.DeviceLimits
         Depths of the spaces, the context (BAD_PARAMS check) and the SR count.
     engine_config : EngineConfig
         The matvec engine the ``engine`` port drives.
@@ -92,8 +93,8 @@ class VectorMachine(wiring.Component):
     """
 
     def __init__(self, limits, engine_config):
-        if not isinstance(limits, isa.DeviceLimits):
-            raise TypeError(f"limits must be an isa.DeviceLimits, not {limits!r}")
+        if not isinstance(limits, DeviceLimits):
+            raise TypeError(f"limits must be a DeviceLimits, not {limits!r}")
         if not isinstance(engine_config, EngineConfig):
             raise TypeError(f"engine_config must be an EngineConfig, not {engine_config!r}")
         self.limits, self.engine_config = limits, engine_config

@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import TernaryError
-from ..model_config import BITLINEAR_NAMES
+from ..model import names
 from .fixed import Scalar, scalar_from_float
 from .ops import ROPE_FRAC_BITS
 
-NORM_NAMES = ("input_layernorm", "self_attn.attn_sub_norm", "post_attention_layernorm",
-              "mlp.ffn_sub_norm")
 
 
 @dataclass
@@ -93,7 +91,7 @@ def rope_table(config, max_len):
 
 
 def compile_model(model, max_len=None):
-    """Compile a :class:`~ternary_core.model_file.BitNetModel` for the integer decode.
+    """Compile a :class:`~ternary_core.model.file.BitNetModel` for the integer decode.
 
     ``max_len`` bounds the positions (RoPE table rows); default the model's context.
     """
@@ -102,22 +100,19 @@ def compile_model(model, max_len=None):
     if max_len < 1:
         raise TernaryError(f"max_len must be a positive integer, got {max_len}")
     f = model.floats
-    embed_q, embed_scale = int8_rows(f["model.embed_tokens.weight"])
+    embed_q, embed_scale = int8_rows(f[names.EMBED + ".weight"])
     if cfg.tie_word_embeddings:
         head_q, head_scale = embed_q, embed_scale
     else:
-        head_q, head_scale = int8_rows(f["lm_head.weight"])
+        head_q, head_scale = int8_rows(f[names.LM_HEAD + ".weight"])
     norms = {}
-    names = [f"model.layers.{i}.{n}" for i in range(cfg.num_hidden_layers) for n in NORM_NAMES]
-    for name in names + ["model.norm"]:
+    for name in names.norm_names(cfg.num_hidden_layers):
         g = f[name + ".weight"]
         gain, exp = int16_gain(g)
         norms[name] = NormConstants(gain, exp, scalar_from_float(1.0 / g.size))
     linear_scale = {}
-    for i in range(cfg.num_hidden_layers):
-        for n in BITLINEAR_NAMES:
-            name = f"model.layers.{i}.{n}"
-            linear_scale[name] = scalar_from_float(1.0 / float(model.bitlinears[name].weight_scale))
+    for name in cfg.bitlinear_shapes():
+        linear_scale[name] = scalar_from_float(1.0 / float(model.bitlinears[name].weight_scale))
     cos, sin = rope_table(cfg, max_len)
     return IntegerModel(
         model=model, config=cfg, max_len=max_len, embed_q=embed_q, embed_scale=embed_scale,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TernaryError
-from ..model_file import load_model
+from ternary_core.model.file import load_model
 from ..corpus import corpus_split
 from ..reference import BitNetRunner
 from . import IntegerRunner, compile_model

@@ -13,11 +13,11 @@ import numpy as np
 
 from ..errors import TernaryError
 from ..reference import GoldenBackend
+from ..model import names
+from ..model.names import GATE_UP, QKV
 from . import ops
 from .fixed import Scalar, exact_matmul, scalar_from_int, scalar_mul
 
-_ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
-_MLP = ("mlp.gate_proj", "mlp.up_proj")
 LOGIT_SCALE = 2.0 ** -ops.LOGIT_FRAC_BITS
 
 
@@ -102,10 +102,10 @@ class IntegerRunner:
         x = ops.embed(im.embed_q[ids], im.embed_scale[ids])
         self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
         for i in range(c.num_hidden_layers):
-            p = f"model.layers.{i}."
-            xq, r = self._norm(p + "input_layernorm", x, res_scale)
-            qa, ka, va = self._matvecs([p + n for n in _ATTN], xq)
-            qs, ks, vs = (scalar_mul(r, im.linear_scale[p + n]) for n in _ATTN)
+            p = names.layer(i)
+            xq, r = self._norm(p + names.INPUT_NORM, x, res_scale)
+            qa, ka, va = self._matvecs([p + n for n in QKV], xq)
+            qs, ks, vs = (scalar_mul(r, im.linear_scale[p + n]) for n in QKV)
             q8, q_sc = ops.quant_heads(ops.rope(qa.reshape(t, nh, hd), cos, sin), qs[:, 0])
             k8, k_sc = ops.quant_heads(ops.rope(ka.reshape(t, nkv, hd), cos, sin), ks[:, 0])
             v8, v_sc = ops.quant_heads(va.reshape(t, nkv, hd), vs[:, 0])
@@ -120,22 +120,22 @@ class IntegerRunner:
                                     self.v8[i, kv, :end], self.v_scale[i, kv, :end], mask,
                                     im.score_k)
             attn, a_sc = ops.merge_heads(acc.transpose(1, 0, 2), Scalar(sc.m.T, sc.e.T))
-            xq, r = self._norm(p + "self_attn.attn_sub_norm", attn, a_sc)
-            (oa,) = self._matvecs([p + "self_attn.o_proj"], xq)
-            o = ops.to_fixed(oa, scalar_mul(r, im.linear_scale[p + "self_attn.o_proj"]),
+            xq, r = self._norm(p + names.ATTN_SUB_NORM, attn, a_sc)
+            (oa,) = self._matvecs([p + names.O_PROJ], xq)
+            o = ops.to_fixed(oa, scalar_mul(r, im.linear_scale[p + names.O_PROJ]),
                              ops.RES_FRAC_BITS, ops.RES_BITS)
             x = ops.residual_add(x, o)
             self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
-            xq, r = self._norm(p + "post_attention_layernorm", x, res_scale)
-            ga, ua = self._matvecs([p + n for n in _MLP], xq)
-            gs, us = (scalar_mul(r, im.linear_scale[p + n]) for n in _MLP)
+            xq, r = self._norm(p + names.POST_ATTN_NORM, x, res_scale)
+            ga, ua = self._matvecs([p + n for n in GATE_UP], xq)
+            gs, us = (scalar_mul(r, im.linear_scale[p + n]) for n in GATE_UP)
             a, a_sc = ops.relu2_glu(ga, gs, ua, us)
-            xq, r = self._norm(p + "mlp.ffn_sub_norm", a, a_sc)
-            (da,) = self._matvecs([p + "mlp.down_proj"], xq)
-            d = ops.to_fixed(da, scalar_mul(r, im.linear_scale[p + "mlp.down_proj"]),
+            xq, r = self._norm(p + names.FFN_SUB_NORM, a, a_sc)
+            (da,) = self._matvecs([p + names.DOWN_PROJ], xq)
+            d = ops.to_fixed(da, scalar_mul(r, im.linear_scale[p + names.DOWN_PROJ]),
                              ops.RES_FRAC_BITS, ops.RES_BITS)
             x = ops.residual_add(x, d)
             self.residual_peak = max(self.residual_peak, int(np.abs(x).max()))
-        xq, r = self._norm("model.norm", x, res_scale)
+        xq, r = self._norm(names.FINAL_NORM, x, res_scale)
         self.pos = end
         return ops.lm_head(xq, r, im.head_q, im.head_scale)

@@ -12,140 +12,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..boards import BOARDS
 from ..errors import TernaryError
 from ..integer import ops
-from ..integer.compile import NORM_NAMES
 from ..integer.fixed import scalar_from_int
-from .isa import (ADDR_BITS, ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SR_INV_T, AttnFn, Cond,
-                  DeviceLimits, Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn,
-                  kv_scale_addr, pow2_at_least, prog_words, scalar_word)
+from ..model import names
+from ..model.names import GATE_UP, QKV
+from .isa import (ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SR_INV_T, AttnFn, Cond, Dyn, DynSrc, Instr,
+                  Op, Red, SampleFn, SFn, Space, SVFn, VFn, prog_words)
+from .limits import DEFAULT_ENGINE, DeviceLimits
+from .memory_map import MemoryMap, log2_exact
 
 # Integer registers by role (IR[0] is zero)
 assert ATTN_SCORE_BITS == ops.SCORE_BITS
 IR_S, IR_SS, IR_S2, IR_AMAX, IR_ZMAX, IR_TOT, IR_EMAX, IR_TOP = 1, 2, 3, 4, 5, 6, 7, 8
 IR_G0, IR_G1, IR_G2, IR_GT, IR_ID, IR_LMAX, IR_LSUM = 9, 10, 11, 12, 13, 14, 15
 assert IR_LSUM < IR_COUNT
-
-_ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
-_MLP = ("mlp.gate_proj", "mlp.up_proj")
-
-
-def _log2(n):
-    return int(n).bit_length() - 1
-
-
-@dataclass
-class WeightStack:
-    """Layers stored as one matrix in the engine's weight store (one MATVEC)."""
-    names: tuple
-    base: int
-    m: int
-    k: int
-    packed: bytes
-
-
-def vmem_regions(config, context):
-    """``(start of each VMEM region, words used)`` of a model at ``context``.
-
-    The regions of different phases of a layer share words, since each phase's are dead
-    before the next one's are written (VMEM's 2,048 words are 10 of the ULX3S's 208
-    block RAMs: 40-bit words, two copies for two read ports): the attention inputs (qkv, rot), the per-key scratch of the heads and the
-    sampler (s0..s2; s3 and s4 are s0 and s1 again: s0 is dead once s2 is written, s1
-    once s3 is), the merged heads (m16, att), the MLP (gu, t3)."""
-    c = config
-    d, f = c.hidden_size, c.intermediate_size
-    kvd = c.num_key_value_heads * c.head_dim
-    big, scratch = max(d, f), max(int(context), c.vocab_size)
-    phases = [[("qkv", d + 2 * kvd), ("rot", d + kvd)],
-              [("s0", scratch), ("s1", scratch), ("s2", scratch)],
-              [("m16", d), ("att", d)],
-              [("gu", 2 * f), ("t3", big)]]
-    regions = [("x", d), ("q8", d), ("t1", big), ("t2", big), ("acc", d), ("o", d)]
-    start, at = {}, 0
-    for name, size in regions:
-        start[name] = at
-        at += size
-    for phase in phases:
-        off = at
-        for name, size in phase:
-            start[name] = off
-            off += size
-    used = at + max(sum(size for _, size in phase) for phase in phases)
-    start["s3"], start["s4"] = start["s0"], start["s1"]
-    return start, used
-
-
-class MemoryMap:
-    """Where everything lives, from the model's shapes and the device limits."""
-
-    def __init__(self, config, context, limits, engine):
-        c = self.config = config
-        self.context, self.limits, self.engine = int(context), limits, engine
-        d, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
-        nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-        self.d, self.f, self.V, self.nh, self.nkv, self.hd = d, f, V, nh, nkv, hd
-        self.kvd = nkv * hd
-        self.L = c.num_hidden_layers
-        self.emb_stride = pow2_at_least(max(d, 32))
-        self.kv_stride = pow2_at_least(hd)
-        self.rope_stride = pow2_at_least(hd)
-        # TMEM: RoPE rows from 0, then the norm gains
-        self.gain = {}
-        at = self.context * self.rope_stride
-        for name in [f"model.layers.{i}.{n}" for i in range(self.L) for n in NORM_NAMES] + \
-                ["model.norm"]:
-            self.gain[name] = at
-            at += f if name.endswith("ffn_sub_norm") else d
-        self.tmem_used = at
-        self.vmem, self.vmem_used = vmem_regions(c, self.context)
-        # weight stacks, consecutive from word 0 (the order host/device_backend.py uses)
-        self.stacks = []
-        lay = engine.layout
-        at = 0
-        for i in range(self.L):
-            p = f"model.layers.{i}."
-            shapes = c.bitlinear_shapes()
-            for group in ([p + n for n in _ATTN], [p + "self_attn.o_proj"],
-                          [p + n for n in _MLP], [p + "mlp.down_proj"]):
-                m = sum(shapes[n][0] for n in group)
-                k = shapes[group[0]][1]
-                self.stacks.append((tuple(group), at, m, k))
-                at += lay.words(m, k)
-        self.weight_words_used = at
-        self.check()
-
-    def stack_of(self, name):
-        for names, base, m, k in self.stacks:
-            if name in names:
-                return base, m, k
-        raise KeyError(name)
-
-    def kv_row(self, layer, g):
-        """KVK/KVV address of (layer, kv head g, position 0)."""
-        return ((layer * self.nkv + g) * self.context) * self.kv_stride
-
-    def kvs(self, layer, g, v):
-        """KVS address of the K (v=0) or V (v=1) scale of (layer, g, position 0):
-        :func:`~.isa.kv_scale_addr` of the row (ATTN PV relies on it)."""
-        return kv_scale_addr(self.limits, self.kv_row(layer, g), _log2(self.kv_stride), v)
-
-    def check(self):
-        lim = self.limits
-        lim.check(self.config, self.context)
-        used = {"vmem_words": (self.vmem_used, lim.vmem_words),
-                "weight_words": (self.weight_words_used, lim.weight_words)}
-        for name, (need, have) in used.items():
-            if need > have:
-                raise TernaryError(f"the model needs {need} {name}; the device's limit is {have}")
-        if self.tmem_used > lim.depth(Space.TMEM):
-            raise TernaryError(f"the model needs {self.tmem_used} TMEM words; the device has "
-                               f"{lim.depth(Space.TMEM)} (limits hidden/ffn/context/head_dim)")
-        for s, need in ((Space.EMB, self.V * self.emb_stride),
-                        (Space.KVK, self.L * self.nkv * self.context * self.kv_stride)):
-            if need > lim.depth(s):
-                raise TernaryError(f"the model needs {need} {s.name} words; the device has "
-                                   f"{lim.depth(s)}")
 
 
 class _Emitter:
@@ -292,20 +173,20 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention):
     e.sop("embed: row scale", SFn.LOAD, d=es, s=(Space.EMBS, 0), dyn=(Dyn.A, DynSrc.TOKEN, 0))
     e.vop("embed: row to Q15.16, range", VFn.MULS, d, (Space.EMB, 0), (Space.SR, es), sv("x"),
           sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16,
-          dyn=(Dyn.A, DynSrc.TOKEN, _log2(mm.emb_stride)))
+          dyn=(Dyn.A, DynSrc.TOKEN, log2_exact(mm.emb_stride)))
     r = e.sr("r")
     for i in range(L):
-        p = f"model.layers.{i}."
+        p = names.layer(i)
         ln = f"layer {i}"
-        e.norm(f"{ln} input norm", p + "input_layernorm", sv("x"), d, res_scale, act, r,
+        e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, res_scale, act, r,
                ranged=True)
-        e.matvec(f"{ln} q/k/v matvec", p + _ATTN[0], sv("qkv"))
+        e.matvec(f"{ln} q/k/v matvec", p + QKV[0], sv("qkv"))
         lin = [e.sr(n) for n in ("qs", "ks", "vs")]
-        for reg, n in zip(lin, _ATTN):
+        for reg, n in zip(lin, QKV):
             e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
                   b=e.const(("lin", p + n), im.linear_scale[p + n]))
         rope = (Space.TMEM, 0)
-        rope_dyn = (Dyn.B, DynSrc.POS, _log2(mm.rope_stride))
+        rope_dyn = (Dyn.B, DynSrc.POS, log2_exact(mm.rope_stride))
         qsc = [e.sr(("q_sc", h)) for h in range(nh)]
         for h in range(nh):     # each RoPE pass leaves its head's range for the quantizer
             e.vop(f"{ln} rope q head {h}, range", VFn.ROT, hd, sv("qkv", h * hd), rope,
@@ -313,7 +194,7 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention):
                   red_ir=IR_S, rbits=17)
             e.quant_head(f"{ln} quantize q head {h}", sv("rot", h * hd), lin[0],
                          sv("q8", h * hd), None, qsc[h], ranged=True)
-        kv_dyn = (Dyn.D, DynSrc.POS, _log2(mm.kv_stride))
+        kv_dyn = (Dyn.D, DynSrc.POS, log2_exact(mm.kv_stride))
         for g in range(nkv):
             e.vop(f"{ln} rope k head {g}, range", VFn.ROT, hd, sv("qkv", d + g * hd), rope,
                   sv("rot", d + g * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
@@ -327,7 +208,7 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention):
                       s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
         asc = [e.sr(("a_sc", h)) for h in range(nh)]
         score_k = e.const("score_k", im.score_k)
-        kst = _log2(mm.kv_stride)
+        kst = log2_exact(mm.kv_stride)
         for h in range(nh):
             g = h // group
             an = f"{ln} attn head {h}"
@@ -395,14 +276,14 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention):
                   sv("att", h * hd), sh_ir=IR_TOP)
         one = e.sr("merge.one")
         e.sop(f"{mn}: scale", SFn.FROM_INT, d=one, b=IR_TOP, imm=1)
-        e.norm(f"{ln} attn sub-norm", p + "self_attn.attn_sub_norm", sv("att"), d, one, act, r)
-        e.matvec(f"{ln} o_proj matvec", p + "self_attn.o_proj", sv("o"))
-        e.rescale_residual(f"{ln} o_proj", sv("o"), r, p + "self_attn.o_proj")
-        e.norm(f"{ln} post-attention norm", p + "post_attention_layernorm", sv("x"), d,
+        e.norm(f"{ln} attn sub-norm", p + names.ATTN_SUB_NORM, sv("att"), d, one, act, r)
+        e.matvec(f"{ln} o_proj matvec", p + names.O_PROJ, sv("o"))
+        e.rescale_residual(f"{ln} o_proj", sv("o"), r, p + names.O_PROJ)
+        e.norm(f"{ln} post-attention norm", p + names.POST_ATTN_NORM, sv("x"), d,
                res_scale, act, r, ranged=True)
-        e.matvec(f"{ln} gate/up matvec", p + _MLP[0], sv("gu"))
+        e.matvec(f"{ln} gate/up matvec", p + GATE_UP[0], sv("gu"))
         gs, us = e.sr("gs"), e.sr("us")
-        for reg, n in ((gs, _MLP[0]), (us, _MLP[1])):
+        for reg, n in ((gs, GATE_UP[0]), (us, GATE_UP[1])):
             e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
                   b=e.const(("lin", p + n), im.linear_scale[p + n]))
         gn = f"{ln} glu"
@@ -422,18 +303,18 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention):
         e.sop(f"{gn}: + s1", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G1)
         e.sop(f"{gn}: + s2", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G2)
         e.sop(f"{gn}: scale", SFn.SHIFT, d=gsc, a=gb, b=IR_GT)
-        e.norm(f"{ln} ffn sub-norm", p + "mlp.ffn_sub_norm", sv("gu"), f, gsc, act, r,
+        e.norm(f"{ln} ffn sub-norm", p + names.FFN_SUB_NORM, sv("gu"), f, gsc, act, r,
                ranged=True)
-        e.matvec(f"{ln} down_proj matvec", p + "mlp.down_proj", sv("o"))
-        e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + "mlp.down_proj")
+        e.matvec(f"{ln} down_proj matvec", p + names.DOWN_PROJ, sv("o"))
+        e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + names.DOWN_PROJ)
 
     # final norm, lm_head and the sampler: only in steps that sample
     e.gen = 1
-    e.norm("final norm", "model.norm", sv("x"), d, res_scale, sv("q8"), r, ranged=True)
+    e.norm("final norm", names.FINAL_NORM, sv("x"), d, res_scale, sv("q8"), r, ranged=True)
     rows, scales = (Space.EMB, Space.EMBS) if tied else (Space.HEAD, Space.HEADS)
     e.emit(Op.DOT, "lm_head: dots", n=V, a_space=Space.VMEM, a_addr=mm.vmem["q8"],
            b_space=rows, b_addr=0, d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=d,
-           stride=_log2(mm.emb_stride), gen_only=1)
+           stride=log2_exact(mm.emb_stride), gen_only=1)
     e.emit(Op.SVOP, "lm_head: row scales", fn=SVFn.SMUL, n=V, a_space=scales, a_addr=0,
            b_space=Space.SR, b_addr=r, d_space=Space.VMEM, d_addr=mm.vmem["s1"], gen_only=1)
     e.vop("lm_head: logits to Q15.16", VFn.MULS, V, sv("s0"), sv("s1"), sv("s2"),
@@ -494,10 +375,6 @@ class Program:
         return self.mm.vmem["s2"], self.mm.V
 
 
-def default_engine():
-    return BOARDS["ulx3s-85f"].engine
-
-
 def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
                     fuse_attention=False):
     """The step program of ``im`` for a device with ``limits`` (default: the smallest
@@ -507,63 +384,7 @@ def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
     SMUL passes (off until the VM implements SMUL2). ``fuse_attention``: each query
     head's attention as ATTN SCORES and ATTN PV passes (3 passes over the keys fewer;
     off until the VM implements ATTN)."""
-    engine = engine or default_engine()
+    engine = engine or DEFAULT_ENGINE
     limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
     mm, e = _compile(im, limits, engine, sampling, smul2, fuse_attention)
     return Program(e.ins, mm, e.sr_init)
-
-
-def weight_stacks(im, limits=None, engine=None):
-    """The engine's weight store image: :class:`WeightStack` per MATVEC, consecutive from
-    word 0, packed in the engine's native layout."""
-    engine = engine or default_engine()
-    limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
-    mm = MemoryMap(im.config, im.max_len, limits, engine)
-    out = []
-    for names, base, m, k in mm.stacks:
-        trits = np.vstack([im.model.bitlinears[n].trits for n in names])
-        out.append(WeightStack(names, base, m, k, bytes(engine.layout.pack(trits))))
-    return out
-
-
-def _scalar_words(sc):
-    return np.array([scalar_word(m, e) for m, e in zip(np.ravel(sc.m), np.ravel(sc.e))], np.int64)
-
-
-def memory_images(im, limits=None, engine=None, program=None):
-    """``{Space: int64 array of words}``: everything a device needs besides the weights
-    (:func:`weight_stacks`) and the per-run TOKENS/PARAM: PROG, SRINIT, TMEM, EMB(S),
-    HEAD(S) (untied models only). Each array starts at address 0 of its space."""
-    program = program or compile_program(im, limits, engine=engine)
-    mm = program.mm
-    c = im.config
-    half = mm.hd // 2
-    tmem = np.zeros(mm.tmem_used, np.int64)
-    rows = np.zeros((mm.context, mm.rope_stride), np.int64)
-    rows[:, :half] = im.rope_cos[:mm.context]
-    rows[:, half:2 * half] = im.rope_sin[:mm.context]
-    tmem[:rows.size] = rows.reshape(-1)
-    for name, at in mm.gain.items():
-        g = im.norms[name].gain.astype(np.int64)
-        tmem[at:at + g.size] = g
-    srinit = np.zeros(max(program.sr_init, default=0) + 1, np.int64)
-    for i, (m, e) in program.sr_init.items():
-        srinit[i] = scalar_word(m, e)
-
-    def rows_image(q):
-        out = np.zeros((c.vocab_size, mm.emb_stride), np.int64)
-        out[:, :c.hidden_size] = q
-        return out.reshape(-1)
-
-    images = {Space.PROG: np.array(program.words(), dtype=object), Space.SRINIT: srinit,
-              Space.TMEM: tmem, Space.EMB: rows_image(im.embed_q),
-              Space.EMBS: _scalar_words(im.embed_scale)}
-    if not c.tie_word_embeddings:
-        images[Space.HEAD] = rows_image(im.head_q)
-        images[Space.HEADS] = _scalar_words(im.head_scale)
-    for s, words in images.items():
-        if len(words) > mm.limits.depth(s):
-            raise TernaryError(f"the {s.name} image has {len(words)} words; the device holds "
-                               f"{mm.limits.depth(s)}")
-    assert all(len(w) <= 1 << ADDR_BITS for s, w in images.items() if s != Space.PROG)
-    return images

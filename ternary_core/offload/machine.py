@@ -22,10 +22,14 @@ from ..integer.fixed import (E_ZERO, Scalar, bit_length, exp2_neg, scalar_add, s
                              scalar_mul, scalar_recip, scalar_rsqrt, scalar_shift,
                              shift_round_saturate)
 from ..integer.sampling import xorshift32
-from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS, RESULT_WORDS,
-                  RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS, SW_M_BITS, AttnFn, Cond,
-                  DeviceLimits, Dyn, DynSrc, Op, Red, RunParams, RunResult, SampleFn, SFn, Space,
-                  Status, SVFn, VFn, decode, encode, kv_scale_addr, to_signed)
+from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS,
+                  RESULT_WORDS, RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS,
+                  SW_M_BITS, AttnFn, Cond, Dyn, DynSrc, Op, Red, RunParams, RunResult,
+                  SampleFn, SFn, Space, Status, SVFn, VFn, decode, encode, kv_scale_addr,
+                  to_signed)
+from .compiler import compile_program
+from .limits import DEFAULT_ENGINE, DeviceLimits
+from .memory_map import memory_images, weight_stacks
 
 _SW_M_MASK = (1 << SW_M_BITS) - 1
 _SW_E_MASK = (1 << SW_E_BITS) - 1
@@ -84,9 +88,8 @@ class Machine:
     program (decoded) and the engine's weight store (bytes, native layout)."""
 
     def __init__(self, limits=None, layout=None, strict=True):
-        from .compiler import default_engine
         self.limits = limits or DeviceLimits()
-        self.layout = layout or default_engine().layout
+        self.layout = layout or DEFAULT_ENGINE.layout
         self.strict = strict
         self.mem = {s: np.zeros(self.limits.depth(s), np.int64) for s in SPACES
                     if s not in (Space.PROG,)}
@@ -105,13 +108,11 @@ class Machine:
         """A Machine with ``im`` compiled (``compile_kw``: of
         :func:`~.compiler.compile_program`) and uploaded (program, images, weights):
         returns ``(machine, program)``."""
-        from .compiler import compile_program, default_engine, memory_images, weight_stacks
-        from .isa import DeviceLimits as _DL
-        engine = engine or default_engine()
-        limits = limits or _DL.for_config(im.config, im.max_len).with_engine(engine)
+        engine = engine or DEFAULT_ENGINE
+        limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
         program = compile_program(im, limits, engine=engine, **compile_kw)
         mc = cls(limits, engine.layout, strict=strict)
-        for space, words in memory_images(im, limits, engine, program).items():
+        for space, words in memory_images(im, program).items():
             if space != Space.PROG:
                 mc.load(space, words)
         mc.load_program(program)

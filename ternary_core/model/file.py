@@ -5,8 +5,8 @@ Tensors use HF BitNet's names. Each BitLinear is stored packed in HF's offline
 ``{name}.weight_scale`` of shape ``(1,)`` (HF's meaning: ``y = acc / (input_scale *
 weight_scale)``). Embeddings, norms and ``lm_head`` are float32. The safetensors
 metadata holds ``format`` (``ternary-engine-bitnet``), ``format_version``, ``config``
-(JSON of :class:`~ternary_core.model_config.BitNetConfig`) and ``tokenizer`` (JSON,
-see :mod:`ternary_core.tokenizer`).
+(JSON of :class:`~ternary_core.model.config.BitNetConfig`) and ``tokenizer`` (JSON,
+see :mod:`ternary_core.model.tokenizer`).
 
 Loading treats the file as untrusted: every tensor is checked for presence, dtype,
 shape and value range, and the error names the tensor and the problem.
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hf_bitnet_format
-from .errors import TernaryError
-from .model_config import BitNetConfig
+from ..formats import hf_bitnet
+from ..errors import TernaryError
+from . import names
+from .config import BitNetConfig
 
 FORMAT_NAME = "ternary-engine-bitnet"
 FORMAT_VERSION = 1
@@ -46,15 +47,11 @@ class BitNetModel:
 def float_tensor_shapes(config):
     """``{name: shape}`` of the float tensors a model of ``config`` has."""
     d, f = config.hidden_size, config.intermediate_size
-    shapes = {"model.embed_tokens.weight": (config.vocab_size, d), "model.norm.weight": (d,)}
+    shapes = {names.EMBED + ".weight": (config.vocab_size, d)}
     if not config.tie_word_embeddings:
-        shapes["lm_head.weight"] = (config.vocab_size, d)
-    for i in range(config.num_hidden_layers):
-        p = f"model.layers.{i}."
-        shapes[p + "input_layernorm.weight"] = (d,)
-        shapes[p + "post_attention_layernorm.weight"] = (d,)
-        shapes[p + "self_attn.attn_sub_norm.weight"] = (d,)
-        shapes[p + "mlp.ffn_sub_norm.weight"] = (f,)
+        shapes[names.LM_HEAD + ".weight"] = (config.vocab_size, d)
+    for norm in names.norm_names(config.num_hidden_layers):
+        shapes[norm + ".weight"] = (f,) if norm.endswith(names.FFN_SUB_NORM) else (d,)
     return shapes
 
 
@@ -95,13 +92,13 @@ def save_model(path, model, *, what="output", inputs=()):
     the umask's mode); ``what`` and ``inputs`` as there."""
     from safetensors.numpy import save
 
-    from .output_file import check_output_path, write_output
+    from ..output_file import check_output_path, write_output
 
     check_output_path(path, what=what, inputs=inputs)
     check_model(model, f"{what} {path}: refusing to save the model")
     tensors = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in model.floats.items()}
     for name, b in model.bitlinears.items():
-        tensors[name + ".weight"] = hf_bitnet_format.pack(b.trits)
+        tensors[name + ".weight"] = hf_bitnet.pack(b.trits)
         tensors[name + ".weight_scale"] = np.array([b.weight_scale], dtype=np.float32)
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
             "config": json.dumps(model.config.to_dict()), "tokenizer": json.dumps(model.tokenizer)}
@@ -155,7 +152,7 @@ def load_model(path):
         if packed.dtype != np.uint8:
             raise TernaryError(f"{where}: tensor {name}.weight must be uint8 (HF packed), got {packed.dtype}")
         try:
-            trits = hf_bitnet_format.unpack(packed, out)
+            trits = hf_bitnet.unpack(packed, out)
         except TernaryError as exc:
             raise TernaryError(f"{where}: tensor {name}.weight: {exc}") from None
         scale = _expect(tensors, name + ".weight_scale", (1,), "f", where)

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hf_bitnet_format
-from .errors import TernaryError
-from .gguf_format import unpack as unpack_tq
-from .model_config import BitNetConfig
-from .model_file import BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
-from .quant import quantize_weights
-from .safetensors_raw import read_safetensors
+from ..formats import hf_bitnet
+from ..errors import TernaryError
+from ..formats.gguf import unpack as unpack_tq
+from . import names
+from .config import BitNetConfig
+from .names import GGUF_LINEARS, GGUF_NORMS
+from .file import BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
+from ..quant import quantize_weights
+from ..formats.safetensors import read_safetensors
 
 
 def import_checkpoint(src):
@@ -87,7 +89,7 @@ def import_hf_folder(folder):
             if scale is None or scale.size != 1:
                 raise TernaryError(f"{folder}: packed {name}.weight needs a one-value weight_scale")
             try:
-                trits = hf_bitnet_format.unpack(w, out)
+                trits = hf_bitnet.unpack(w, out)
             except TernaryError as exc:
                 raise TernaryError(f"{folder}: {name}.weight: {exc}") from None
             if trits.shape != (out, k):
@@ -122,13 +124,6 @@ def _hf_tokenizer(folder, config):
     if config.vocab_size == 256:
         return {"type": "bytes"}
     return {"type": "none"}
-
-
-GGUF_LINEARS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-                "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-                "ffn_down": "mlp.down_proj"}
-GGUF_NORMS = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-              "attn_sub_norm": "self_attn.attn_sub_norm", "ffn_sub_norm": "mlp.ffn_sub_norm"}
 
 
 def import_gguf(path):
@@ -191,14 +186,14 @@ def import_gguf(path):
     tok = {"type": "vocab", "tokens": tokens} if tokens else (
         {"type": "bytes"} if config.vocab_size == 256 else {"type": "none"})
     model = BitNetModel(config, tok)
-    model.floats["model.embed_tokens.weight"] = floats("token_embd.weight", (config.vocab_size, d))
-    model.floats["model.norm.weight"] = floats("output_norm.weight", (d,))
+    model.floats[names.EMBED + ".weight"] = floats("token_embd.weight", (config.vocab_size, d))
+    model.floats[names.FINAL_NORM + ".weight"] = floats("output_norm.weight", (d,))
     if not config.tie_word_embeddings:
-        model.floats["lm_head.weight"] = floats("output.weight", (config.vocab_size, d))
+        model.floats[names.LM_HEAD + ".weight"] = floats("output.weight", (config.vocab_size, d))
     for i in range(config.num_hidden_layers):
         for g, h in GGUF_NORMS.items():
-            n = config.intermediate_size if g == "ffn_sub_norm" else d
-            model.floats[f"model.layers.{i}.{h}.weight"] = floats(f"blk.{i}.{g}.weight", (n,))
+            n = config.intermediate_size if h == names.FFN_SUB_NORM else d
+            model.floats[names.layer(i) + h + ".weight"] = floats(f"blk.{i}.{g}.weight", (n,))
     for name, (out, k) in config.bitlinear_shapes().items():
         i, hf = name.split(".")[2], ".".join(name.split(".")[3:])
         g = next(key for key, v in GGUF_LINEARS.items() if v == hf)

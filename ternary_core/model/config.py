@@ -1,17 +1,16 @@
 """The BitNet model configuration (the fields of HF's ``BitNetConfig`` we use) and the
-names of a model's BitLinear layers."""
+shapes of a model's BitLinear layers."""
 
 import math
 from dataclasses import asdict, dataclass, fields
 
-from .errors import TernaryError
+from ..errors import TernaryError
+from . import names
 
 # A sanity bound on every integer field: 8x the largest real BitNet's (vocab 128,256 of
 # BitNet b1.58 2B4T); a larger value is a corrupt or hostile file, not a model.
 MAX_CONFIG_INT = 1 << 20
 
-BITLINEAR_NAMES = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                   "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,9 @@ class BitNetConfig:
     def bitlinear_shapes(self):
         """``{name: (out, in)}`` for every BitLinear of the model, in execution order."""
         d, f, kv = self.hidden_size, self.intermediate_size, self.num_key_value_heads * self.head_dim
-        per = {"self_attn.q_proj": (d, d), "self_attn.k_proj": (kv, d), "self_attn.v_proj": (kv, d),
-               "self_attn.o_proj": (d, d), "mlp.gate_proj": (f, d), "mlp.up_proj": (f, d),
-               "mlp.down_proj": (d, f)}
-        return {f"model.layers.{i}.{n}": per[n] for i in range(self.num_hidden_layers)
-                for n in BITLINEAR_NAMES}
+        per = dict(zip(names.BITLINEARS, [(d, d), (kv, d), (kv, d), (d, d), (f, d), (f, d), (d, f)]))
+        return {names.layer(i) + n: per[n] for i in range(self.num_hidden_layers)
+                for n in names.BITLINEARS}
 
     def to_dict(self):
         return asdict(self)

@@ -1,13 +1,14 @@
 """What the host needs to know of each supported board: the engine it carries, its
-clock target and its UART rate. The board builds (boards/) and the simulated board
+clock target, its UART rate and, where it runs the whole decode step, the vector machine's
+limits. The board builds (boards/) and the simulated board
 (sim/) are made from the same entries, so the simulated board runs the RTL a board has.
 """
 
 from dataclasses import dataclass, replace
 
-from .engine_config import EngineConfig
-from .errors import TernaryError
-from .offload.isa import ULX3S_85F
+from ternary_core.engine_config import EngineConfig
+from ternary_core.errors import TernaryError
+from ternary_core.offload.limits import DEFAULT_ENGINE, DeviceLimits
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class BoardProfile:
     clock_hz: int          # target clock of the engine
     baud: int              # UART rate on the board's USB serial bridge
     weight_memory: str     # "spram" or "bram"
-    # The vector machine's limits (ternary_core.offload.isa.DeviceLimits) where the board
+    # The vector machine's limits (ternary_core.offload.limits.DeviceLimits) where the board
     # runs the whole decode step (model offload); None: a matvec-only device.
     vm_limits: object = None
     vm_clock_hz: int = None  # target clock of a build that carries the vector machine
@@ -30,8 +31,10 @@ class BoardProfile:
 # The shipped model's 589,824 trits in 16x16 tiles: the weight store of the build with the
 # vector machine, whose block RAM also holds the rest of the model.
 MODEL_WEIGHT_WORDS = 2304
-_ULX3S_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024, weight_words=4096,
-                             adder_levels_per_stage=1)
+# The shipped model at its full context (DeviceLimits' defaults); its program has 1,015
+# instructions.
+ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)
+_ULX3S_ENGINE = DEFAULT_ENGINE
 
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
@@ -53,7 +56,7 @@ BOARDS = {
     # every level. The FT231X tops out at 3 Mbaud: 33 clocks per bit make 3.03 Mbaud,
     # 1% fast, inside a UART receiver's usual tolerance (rtl.uart.UartRx takes +-5% at 33).
     # With the vector machine (model offload, `ternary build --offload model`), sized for
-    # the shipped model at its full context (ternary_core.offload.isa.ULX3S_85F), the
+    # the shipped model at its full context (ULX3S_85F_VM_LIMITS), the
     # device targets a lower clock (vm_clock_hz: 25 MHz x 6/5 from the PLL, the fastest
     # PLL clock below its Fmax of 33.3 that makes 3 Mbaud within 1%: 10 clocks a bit);
     # its matvec commands still work. Its block RAM holds the full context: 206 of the
@@ -61,7 +64,7 @@ BOARDS = {
     # the machine, at the full context.
     "ulx3s-85f": BoardProfile(
         "ulx3s-85f", _ULX3S_ENGINE, clock_hz=100_000_000, baud=3_000_000, weight_memory="bram",
-        vm_limits=ULX3S_85F.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
+        vm_limits=ULX3S_85F_VM_LIMITS.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
         vm_clock_hz=30_000_000),
 }
 

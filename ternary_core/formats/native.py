@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import positive_int, ternary_matrix, uint8_bytes
-from .errors import TernaryError
+from ..checks import positive_int, ternary_matrix, uint8_bytes
+from ..errors import TernaryError
 
 FORMATS = ("2bit", "base3")
 TRITS_PER_BYTE = {"2bit": 4, "base3": 5}

@@ -9,8 +9,8 @@ drops them, given ``out_features``.
 
 import numpy as np
 
-from .checks import as_int_array, positive_int, ternary_matrix
-from .errors import TernaryError
+from ..checks import as_int_array, positive_int, ternary_matrix
+from ..errors import TernaryError
 
 VALUES_PER_ITEM = 4
 

@@ -13,7 +13,7 @@ splits a character that spans tokens.
 
 import codecs
 
-from .errors import TernaryError
+from ..errors import TernaryError
 
 
 class ByteTokenizer:

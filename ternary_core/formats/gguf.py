@@ -8,7 +8,7 @@ read, so that the importer keeps the trits exact and the scale separate:
 TQ2_0 block (66 bytes): ``qs[64]`` then fp16 ``d``. Trit ``n = 128h + 32i + j`` is
       bits ``2i`` of ``qs[32h + j]``, stored as ``w+1``.
 TQ1_0 block (54 bytes): ``qs[48]``, ``qh[4]``, fp16 ``d``. Base-3 bytes as in
-      :mod:`ternary_core.native` (digit ``k`` is ``((byte*3^k mod 256)*3) >> 8``):
+      :mod:`ternary_core.formats.native` (digit ``k`` is ``((byte*3^k mod 256)*3) >> 8``):
       trit ``n = 32k + j`` (n < 160) is digit ``k`` of ``qs[j]``; trit ``160 + 16k + j``
       is digit ``k`` of ``qs[32 + j]``; trit ``240 + 4k + j`` is digit ``k`` of ``qh[j]``.
 """
@@ -16,8 +16,8 @@ TQ1_0 block (54 bytes): ``qs[48]``, ``qh[4]``, fp16 ``d``. Base-3 bytes as in
 import numpy as np
 from gguf import GGMLQuantizationType, quants
 
-from .checks import ternary_matrix, uint8_bytes
-from .errors import TernaryError
+from ..checks import ternary_matrix, uint8_bytes
+from ..errors import TernaryError
 
 BLOCK = 256
 QTYPES = {"TQ1_0": GGMLQuantizationType.TQ1_0, "TQ2_0": GGMLQuantizationType.TQ2_0}

@@ -1,0 +1,179 @@
+"""The limits of a whole-model device build: the largest model it runs, the depths of its
+memory spaces, and how a model's shapes use them (VMEM regions). The INFO record reports
+the limits; the compiler, the Python machine and the RTL size everything from them.
+"""
+
+from dataclasses import dataclass, fields as dc_fields, replace
+
+from ..engine_config import EngineConfig
+from ..errors import TernaryError
+from .isa import ADDR_BITS, DOT_LANES, PARAM_DEPTH, SR_COUNT, Space
+
+# The ternary engine the whole-model device carries (the ULX3S-85F's: 16x16 lanes, 2-bit
+# weights): what the compiler packs for and the Python machine decodes unless told otherwise.
+DEFAULT_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
+                              weight_words=4096, adder_levels_per_stage=1)
+
+
+def pow2_at_least(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class DeviceLimits:
+    """The largest model a device build runs (reported by INFO) and its memory depths.
+
+    The model-shape fields bound a config (:meth:`check`); the depths of the spaces
+    follow from them (:meth:`depth`). ``max_m``/``max_k``/``weight_words`` are the
+    engine's (:class:`~ternary_core.engine_config.EngineConfig`).
+    """
+
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    head_dim: int = 32
+    ffn: int = 256
+    vocab: int = 256
+    context: int = 256
+    vmem_words: int = 2048
+    prog_words: int = 2048          # instructions
+    sr_regs: int = SR_COUNT
+    max_m: int = 1024
+    max_k: int = 1024
+    weight_words: int = 4096
+
+    def __post_init__(self):
+        for f in dc_fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TernaryError(f"DeviceLimits.{f.name} must be a positive integer, got {v!r}")
+        if self.head_dim % 2:
+            raise TernaryError(f"DeviceLimits.head_dim must be even (RoPE pairs), "
+                               f"got {self.head_dim}")
+        if self.sr_regs > SR_COUNT:
+            raise TernaryError(f"DeviceLimits.sr_regs must be at most {SR_COUNT}")
+        for name in ("hidden", "ffn", "vocab", "context"):
+            if getattr(self, name) >= 1 << 14:
+                raise TernaryError(f"DeviceLimits.{name} must be below 16384 (14-bit n fields)")
+        for s in Space:
+            if s in (Space.NONE, Space.SR, Space.IR):
+                continue
+            if s not in (Space.PROG,) and self.depth(s) > 1 << ADDR_BITS:
+                raise TernaryError(f"DeviceLimits: space {s.name} needs {self.depth(s)} words, "
+                                   f"more than the {1 << ADDR_BITS} of an {ADDR_BITS}-bit address")
+
+    # row strides (powers of two) of the row spaces
+    @property
+    def emb_stride(self):
+        return pow2_at_least(max(self.hidden, DOT_LANES))
+
+    @property
+    def kv_stride(self):
+        return pow2_at_least(self.head_dim)
+
+    @property
+    def rope_stride(self):
+        return pow2_at_least(self.head_dim)
+
+    def depth(self, space):
+        """Words of a space in a device built with these limits."""
+        s = Space(space)
+        gains = (3 * self.layers + 1) * self.hidden + self.layers * self.ffn
+        kv = self.layers * self.kv_heads * self.context
+        return {
+            Space.VMEM: self.vmem_words,
+            Space.ACT: self.max_k,
+            Space.TMEM: gains + self.context * self.rope_stride,
+            Space.EMB: self.vocab * self.emb_stride,
+            Space.EMBS: self.vocab,
+            Space.HEAD: self.vocab * self.emb_stride,
+            Space.HEADS: self.vocab,
+            Space.KVK: kv * self.kv_stride,
+            Space.KVV: kv * self.kv_stride,
+            Space.KVS: 2 * kv,
+            Space.TOKENS: self.context + 1,
+            Space.PROG: 2 * self.prog_words,
+            Space.SRINIT: self.sr_regs,
+            Space.CYCLES: self.context,
+            Space.PARAM: PARAM_DEPTH,
+        }[s]
+
+    def check(self, config, context=None):
+        """Raise a TernaryError naming the first field of ``config`` (a
+        :class:`~ternary_core.model_config.BitNetConfig`) that the device cannot hold."""
+        c = config
+        context = int(context or c.max_position_embeddings)
+        pairs = (("hidden_size", c.hidden_size, "hidden"),
+                 ("num_hidden_layers", c.num_hidden_layers, "layers"),
+                 ("num_attention_heads", c.num_attention_heads, "heads"),
+                 ("num_key_value_heads", c.num_key_value_heads, "kv_heads"),
+                 ("head_dim", c.head_dim, "head_dim"),
+                 ("intermediate_size", c.intermediate_size, "ffn"),
+                 ("vocab_size", c.vocab_size, "vocab"),
+                 ("context", context, "context"))
+        for name, value, lim in pairs:
+            if value > getattr(self, lim):
+                raise TernaryError(f"{name} {value} is more than the device's {lim} limit "
+                                   f"{getattr(self, lim)}")
+        if c.head_dim % 2:
+            raise TernaryError(f"head_dim {c.head_dim} must be even (RoPE pairs)")
+        for name, m, k in (("q/k/v stack", c.hidden_size + 2 * c.num_key_value_heads * c.head_dim,
+                            c.hidden_size),
+                           ("gate/up stack", 2 * c.intermediate_size, c.hidden_size),
+                           ("down_proj", c.hidden_size, c.intermediate_size)):
+            if m > self.max_m or k > self.max_k:
+                raise TernaryError(f"{name} is {m}x{k}; the engine's max_m x max_k is "
+                                   f"{self.max_m}x{self.max_k}")
+
+    def with_engine(self, engine):
+        """These limits with the engine fields of an
+        :class:`~ternary_core.engine_config.EngineConfig`."""
+        return replace(self, max_m=engine.max_m, max_k=engine.max_k,
+                       weight_words=engine.weight_words)
+
+    @classmethod
+    def for_config(cls, config, context=None, **kw):
+        """The smallest limits that hold ``config`` (for tests and simulation)."""
+        c = config
+        context = int(context or c.max_position_embeddings)
+        base = dict(hidden=c.hidden_size, layers=c.num_hidden_layers,
+                    vmem_words=vmem_regions(c, context)[1], heads=c.num_attention_heads, kv_heads=c.num_key_value_heads,
+                    head_dim=c.head_dim, ffn=c.intermediate_size, vocab=c.vocab_size,
+                    context=context,
+                    max_m=max(c.hidden_size + 2 * c.num_key_value_heads * c.head_dim,
+                              2 * c.intermediate_size),
+                    max_k=max(c.hidden_size, c.intermediate_size))
+        base.update(kw)
+        return cls(**base)
+
+
+def vmem_regions(config, context):
+    """``(start of each VMEM region, words used)`` of a model at ``context``.
+
+    The regions of different phases of a layer share words, since each phase's are dead
+    before the next one's are written (VMEM's 2,048 words are 10 of the ULX3S's 208
+    block RAMs: 40-bit words, two copies for two read ports): the attention inputs (qkv, rot), the per-key scratch of the heads and the
+    sampler (s0..s2; s3 and s4 are s0 and s1 again: s0 is dead once s2 is written, s1
+    once s3 is), the merged heads (m16, att), the MLP (gu, t3)."""
+    c = config
+    d, f = c.hidden_size, c.intermediate_size
+    kvd = c.num_key_value_heads * c.head_dim
+    big, scratch = max(d, f), max(int(context), c.vocab_size)
+    phases = [[("qkv", d + 2 * kvd), ("rot", d + kvd)],
+              [("s0", scratch), ("s1", scratch), ("s2", scratch)],
+              [("m16", d), ("att", d)],
+              [("gu", 2 * f), ("t3", big)]]
+    regions = [("x", d), ("q8", d), ("t1", big), ("t2", big), ("acc", d), ("o", d)]
+    start, at = {}, 0
+    for name, size in regions:
+        start[name] = at
+        at += size
+    for phase in phases:
+        off = at
+        for name, size in phase:
+            start[name] = off
+            off += size
+    used = at + max(sum(size for _, size in phase) for phase in phases)
+    start["s3"], start["s4"] = start["s0"], start["s1"]
+    return start, used
