@@ -255,11 +255,12 @@ def save_checkpoint(path, net, optim, gen, step, loss_avg, history, config, opts
 def load_checkpoint(path, net, optim, gen, config, opts):
     """Restore a :func:`save_checkpoint`; return ``(step, loss_avg, history)``."""
     torch = _torch()
-    from ternary_core.model.file import read_safetensors
+    from .formats.safetensors import read_safetensors
 
     if not path.is_file():
         raise TernaryError(f"--resume: no checkpoint at {path}")
-    meta, t = read_safetensors(path, "pt", f"--resume: {path} is not a readable checkpoint")
+    meta, arrays = read_safetensors(path, what=f"--resume: {path}")
+    t = {k: torch.from_numpy(a) for k, a in arrays.items()}
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise TernaryError(f"--resume: {path} is not a checkpoint of this trainer")
     try:

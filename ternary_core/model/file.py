@@ -20,6 +20,8 @@ import numpy as np
 
 from ..formats import hf_bitnet
 from ..errors import TernaryError
+from ..formats.json_text import parse_json
+from ..formats.safetensors import read_safetensors
 from . import names
 from .config import BitNetConfig
 
@@ -112,19 +114,7 @@ def _read(path):
                            f"Hugging Face folders)")
     if not path.is_file():
         raise TernaryError(f"{path}: no such model file")
-    return read_safetensors(path, "numpy", f"{path}: not a readable safetensors file")
-
-
-def read_safetensors(path, framework, unreadable):
-    """``(metadata, tensors)`` of a safetensors file (no pickle); a file safetensors cannot
-    read is a :class:`TernaryError` saying ``unreadable`` and the library's reason."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework=framework) as f:
-            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TernaryError(f"{unreadable} ({exc})") from None
+    return read_safetensors(path)
 
 
 def load_model(path):
@@ -137,11 +127,9 @@ def load_model(path):
     if meta.get("format_version") != str(FORMAT_VERSION):
         raise TernaryError(f"{where}: model format version {meta.get('format_version')!r} is not "
                            f"supported (this version reads {FORMAT_VERSION})")
-    try:
-        config = BitNetConfig.from_dict(json.loads(meta.get("config", "")), source=f"{where}: config")
-        tokenizer = json.loads(meta.get("tokenizer", ""))
-    except json.JSONDecodeError as exc:
-        raise TernaryError(f"{where}: metadata is not valid JSON ({exc})") from None
+    config = BitNetConfig.from_dict(parse_json(meta.get("config", ""), f"{where}: metadata config"),
+                                    source=f"{where}: config")
+    tokenizer = parse_json(meta.get("tokenizer", ""), f"{where}: metadata tokenizer")
 
     floats = {}
     for name, shape in float_tensor_shapes(config).items():

@@ -10,7 +10,6 @@
   scale each; a BitLinear has one scale, so all blocks of a tensor must agree.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from .config import BitNetConfig
 from .names import GGUF_LINEARS, GGUF_NORMS
 from .file import BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
 from ..quant import quantize_weights
+from ..formats.json_text import parse_json
 from ..formats.safetensors import read_safetensors
 
 
@@ -53,12 +53,7 @@ def import_hf_folder(folder):
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise TernaryError(f"{folder}: no config.json (not a Hugging Face checkpoint folder)")
-    try:
-        raw_cfg = json.loads(cfg_path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TernaryError(f"{cfg_path}: not valid JSON ({exc})") from None
-    if not isinstance(raw_cfg, dict):
-        raise TernaryError(f"{cfg_path}: expected a JSON object")
+    raw_cfg = parse_json(cfg_path.read_bytes(), str(cfg_path), expect=dict)
     if raw_cfg.get("model_type") not in (None, "bitnet"):
         raise TernaryError(f"{cfg_path}: model_type is {raw_cfg.get('model_type')!r}, not bitnet")
     config = BitNetConfig.from_dict(raw_cfg, source=str(cfg_path))
@@ -67,7 +62,7 @@ def import_hf_folder(folder):
     if not files:
         raise TernaryError(f"{folder}: no .safetensors files")
     for f in files:
-        tensors.update(read_safetensors(f)[0])
+        tensors.update(read_safetensors(f)[1])
 
     model = BitNetModel(config, _hf_tokenizer(folder, config))
     for name, shape in float_tensor_shapes(config).items():
