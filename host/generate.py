@@ -21,6 +21,8 @@ from ternary_core.reference import BitNetRunner, MatvecBackend
 from ternary_core.sampling import Sampler
 from ternary_core.model.tokenizer import make_tokenizer
 
+from .window import Window
+
 DEFAULT_MODEL = "shakespeare-bitnet.safetensors"
 
 
@@ -67,39 +69,23 @@ def integer_runner(model, backend=None):
 class SlidingWindow:
     """Feeds a token sequence of any length to a runner whose context is ``context``.
 
-    When the context is full, the runner is reset and the last ``keep = context // 2``
-    tokens (the newest included) are fed again, so the model always sees between
-    ``keep`` and ``context`` tokens of history at positions ``0..context-1``.
-
-    Why re-prefill and not a KV shift: keys enter the cache already rotated by RoPE at
-    their absolute position. Shifting the cache either lets positions run past the
-    context (where the model was never trained, and past the sin/cos tables of the
-    integer decode and of a device) or needs every cached key re-rotated, and on a
-    device holding an int8 KV cache that is a second datapath with its own rounding.
-    A re-prefill uses only ``reset`` and ``step``, which every runner and backend
-    already has, so the float reference, the integer decode and the device compute the
-    same thing by construction, and ``--check`` stays exact. It costs ``keep - 1`` extra
-    steps every ``context - keep + 1`` tokens: about two steps per token once past the
-    context.
-
-    ``shifts`` lists the sequence positions (0-based, prompt included) of the tokens
-    whose feeding moved the window; after a shift at position ``p`` the window holds
-    positions ``p - keep + 1 .. p``.
+    When the context is full, the runner is reset and the last ``context // 2`` tokens
+    are fed again (:class:`host.window.Window`, the policy every backend shares), so the
+    model always sees between ``context // 2`` and ``context`` tokens of history at
+    positions ``0..context-1``. ``shifts`` is the window's.
     """
 
     def __init__(self, runner, context, capacity):
-        self.runner, self.context, self.capacity = runner, context, min(capacity, context)
-        self.keep = max(1, context // 2)
-        self.seq, self.shifts = [], []
+        self.runner, self.window = runner, Window(context, capacity)
+        self.shifts = self.window.shifts
 
     def feed(self, token):
         """Feed one token; return the runner's logits for the next one."""
-        self.seq.append(token)
-        if self.runner.pos < self.capacity:
+        again = self.window.feed(token, self.runner.pos)
+        if again is None:
             return self.runner.step(token)
-        self.shifts.append(len(self.seq) - 1)
         self.runner.reset()
-        for t in self.seq[-self.keep:-1]:
+        for t in again[:-1]:
             self.runner.step(t)
         return self.runner.step(token)
 

@@ -19,6 +19,7 @@ from ternary_core.errors import TernaryError
 
 from .errors import DeviceRejected
 from .generate import GenerationResult
+from .window import Window
 
 RUN_CHUNK = 16          # ids per RUN reply: ~4 link bytes a token, and on_token every chunk
 
@@ -35,18 +36,17 @@ def plan_runs(run, context, prompt_ids, n_tokens, *, max_feed, chunk=RUN_CHUNK, 
     """
     if max_feed < 2:
         raise TernaryError(f"a RUN must carry at least 2 ids, not {max_feed}")
-    keep = max(1, context // 2)
-    seq, shifts, out = [], [], []
+    window = Window(context)
+    out = []
     pos, pending, steps = 0, [], 0        # pending: fed ids the device has not computed
 
     def feed(token):
         nonlocal pos, pending
-        seq.append(token)
-        if pos + len(pending) < context:
+        again = window.feed(token, pos + len(pending))
+        if again is None:
             pending.append(token)
-        else:                                 # the window slides, as SlidingWindow.feed
-            shifts.append(len(seq) - 1)
-            pos, pending = 0, seq[-keep:]
+        else:
+            pos, pending = 0, again
 
     for t in prompt_ids:
         feed(t)
@@ -59,7 +59,7 @@ def plan_runs(run, context, prompt_ids, n_tokens, *, max_feed, chunk=RUN_CHUNK, 
         n_new = min(chunk if out else 1, n_tokens - len(out), context - pos - len(pending) + 1)
         new = run(pos, pending, n_new)
         steps += len(pending) + n_new - 1
-        seq += new[:-1]
+        window.seq.extend(new[:-1])    # generated ids the device fed itself
         pos += len(pending) + n_new - 1
         pending = []
         out += new
@@ -67,7 +67,7 @@ def plan_runs(run, context, prompt_ids, n_tokens, *, max_feed, chunk=RUN_CHUNK, 
             for t in new:
                 on_token(t)
         if len(out) >= n_tokens:
-            return out, shifts, steps
+            return out, window.shifts, steps
         feed(new[-1])
 
 
