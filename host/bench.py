@@ -159,8 +159,8 @@ def measure_model_row(profile, cfg, rep, model, log):
     ctx = max([n for n in at if n <= held] or [min(at)])
     full = at[ctx]
     link_bytes = per["link_bytes_per_token"]
-    compute = fmax * 1e6 / full
-    link = profile.link_bytes_per_s / link_bytes if link_bytes else float("inf")
+    proj = project(profile, {"device_cycles_per_token": full, "link_bytes_per_token": link_bytes},
+                   fmax * 1e6, "Fmax of this build")
     return {
         "board": profile.name, "offload": "model", "rows": cfg.rows, "cols": cfg.cols,
         "format": cfg.fmt, "luts": rep["luts"], "ffs": rep["ffs"], "dsp": rep["dsp"],
@@ -171,9 +171,10 @@ def measure_model_row(profile, cfg, rep, model, log):
         "cycles_at_context": {str(n): v for n, v in at.items()},
         "ideal_at_context": {str(n): v for n, v in ideal.items()},
         "link_bytes_per_token": round(link_bytes, 2),
-        "tokens_per_s_compute": round(compute, 1), "tokens_per_s_memory": None,
-        "tokens_per_s_link": round(link, 2), "tokens_per_s": round(min(compute, link), 2),
-        "bound": "compute" if compute <= link else "link", "sim_cycles_per_s": round(sim_cps),
+        "tokens_per_s_compute": round(proj["tokens_per_s_compute"], 1), "tokens_per_s_memory": None,
+        "tokens_per_s_link": round(proj["tokens_per_s_link"], 2),
+        "tokens_per_s": round(proj["tokens_per_s"], 2), "bound": proj["bound"],
+        "sim_cycles_per_s": round(sim_cps),
     }
 
 

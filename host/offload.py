@@ -202,27 +202,17 @@ class ModelOffload:
 
     def summary(self, result):
         """Measured per-token figures and, for a board profile (``board_profile``), the
-        tokens/s they make at its clock and UART: min(compute, link)."""
-        from .projection import board_clock
+        tokens/s they make at its clock and UART (:func:`host.projection.project`)."""
+        from .projection import board_clock, project
 
         t = self.per_token()
         lines = [f"device: whole model on the vector machine; per token "
                  f"{t['device_cycles_per_token']:,.0f} device cycles, "
                  f"{t['link_bytes_per_token']:,.1f} link bytes"]
         profile = getattr(self, "board_profile", None)
-        cycles, link_bytes = t["device_cycles_per_token"], t["link_bytes_per_token"]
-        if profile and cycles and link_bytes:
-            clock, source = board_clock(profile, "model")
-            bounds = {"compute": clock / cycles, "link": profile.link_bytes_per_s / link_bytes}
-            bound = min(bounds, key=bounds.get)
-            t["projection"] = {"board": profile.name, "clock_mhz": clock / 1e6, "baud": profile.baud,
-                               "tokens_per_s_compute": bounds["compute"],
-                               "tokens_per_s_link": bounds["link"],
-                               "tokens_per_s": bounds[bound], "bound": bound}
-            lines.append(f"on {profile.name} at {clock / 1e6:.4g} MHz ({source}), UART "
-                         f"{profile.baud / 1e6:g} Mbaud: compute {bounds['compute']:,.0f}, link "
-                         f"{bounds['link']:,.0f} tokens/s -> {bounds[bound]:,.0f} tokens/s, "
-                         f"{bound}-bound")
+        if profile and t["device_cycles_per_token"] and t["link_bytes_per_token"]:
+            t["projection"] = project(profile, t, *board_clock(profile, "model"))
+            lines.append(t["projection"]["line"])
         t["summary_lines"] = lines
         return t
 

@@ -29,30 +29,36 @@ def board_clock(profile, offload="matvec"):
     return min(target, fmax * 1e6), f"Fmax {fmax:.1f} MHz from {path.name}"
 
 
-def project(profile, per_token, clock_hz, source):
-    """Tokens/s bounds on ``profile``'s board for the measured per-token costs, at
-    ``clock_hz`` (``source`` says where that clock figure came from).
+def bounds_of(per_token, clock_hz, link_bytes_per_s):
+    """Tokens/s bounds of measured per-token costs: ``compute`` (device cycles per token
+    at ``clock_hz``), ``memory`` (one weight word a cycle; only where the weights stream,
+    i.e. ``per_token`` has ``weight_words_per_token``) and ``link`` (bytes per token
+    over the UART)."""
+    cycles, link_bytes = per_token["device_cycles_per_token"], per_token["link_bytes_per_token"]
+    bounds = {"compute": clock_hz / cycles if cycles else float("inf")}
+    if "weight_words_per_token" in per_token:
+        bounds["memory"] = clock_hz / per_token["weight_words_per_token"]
+    bounds["link"] = link_bytes_per_s / link_bytes if link_bytes else float("inf")
+    return bounds
 
-    compute: the engine's cycles per token; memory: one weight word per cycle; link:
-    the bytes per token over the board's UART.
+
+def project(profile, per_token, clock_hz, source):
+    """Tokens/s on ``profile``'s board for the measured per-token costs, at ``clock_hz``
+    (``source`` says where that clock figure came from): the least of
+    :func:`bounds_of`, and the same at the other UART rates (:data:`LINK_BAUDS`).
+    Matvec offload, model offload and the bench all project through here.
     """
-    cycles = per_token["device_cycles_per_token"]
-    bounds = {
-        "compute": clock_hz / cycles if cycles else float("inf"),
-        "memory": clock_hz / per_token["weight_words_per_token"],
-        "link": profile.link_bytes_per_s / per_token["link_bytes_per_token"]
-        if per_token["link_bytes_per_token"] else float("inf"),
-    }
+    bounds = bounds_of(per_token, clock_hz, profile.link_bytes_per_s)
     bound = min(bounds, key=bounds.get)
     line = (f"on {profile.name} at {clock_hz / 1e6:.4g} MHz ({source}), UART {profile.baud / 1e6:g} Mbaud: "
-            f"compute {bounds['compute']:,.0f}, memory {bounds['memory']:,.0f}, link "
-            f"{bounds['link']:,.1f} tokens/s -> {bounds[bound]:,.1f} tokens/s, {bound}-bound")
+            + ", ".join(f"{k} {v:,.{1 if k == 'link' else 0}f}" for k, v in bounds.items())
+            + f" tokens/s -> {bounds[bound]:,.1f} tokens/s, {bound}-bound")
     by_baud = [at_baud(bounds, per_token["link_bytes_per_token"], baud) for baud in LINK_BAUDS]
     line_bauds = ("same clock, other UART rates: " +
                   ", ".join(f"{b['baud'] / 1e6:g} Mbaud {b['tokens_per_s']:,.1f} ({b['bound']})"
                             for b in by_baud) + " tokens/s")
     return {"board": profile.name, "clock_mhz": clock_hz / 1e6, "baud": profile.baud,
-            "tokens_per_s_compute": bounds["compute"], "tokens_per_s_memory": bounds["memory"],
+            "tokens_per_s_compute": bounds["compute"], "tokens_per_s_memory": bounds.get("memory"),
             "tokens_per_s_link": bounds["link"], "tokens_per_s": bounds[bound], "bound": bound,
             "by_baud": by_baud, "line": line, "line_bauds": line_bauds}
 
@@ -61,6 +67,6 @@ def at_baud(bounds, link_bytes_per_token, baud):
     """The same bounds with the link at ``baud`` (8N1): ``{baud, tokens_per_s_link,
     tokens_per_s, bound}``."""
     link = baud / 10 / link_bytes_per_token if link_bytes_per_token else float("inf")
-    b = {"compute": bounds["compute"], "memory": bounds["memory"], "link": link}
+    b = {**{k: v for k, v in bounds.items() if k != "link"}, "link": link}
     bound = min(b, key=b.get)
     return {"baud": baud, "tokens_per_s_link": link, "tokens_per_s": b[bound], "bound": bound}
