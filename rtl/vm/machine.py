@@ -13,10 +13,10 @@ from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.isa import (Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space, Status,
                                       SVFn, VFn)
 
-from ..decode.exp2 import Exp2Unit
-from ..decode.pipeline import normalize_left
-from ..decode.scalar_unit import ScalarOp, ScalarUnit
-from ..decode.xorshift import xorshift32_next
+from ..arith.exp2 import Exp2Unit
+from ..arith.pipeline import normalize_left
+from ..arith.scalar_unit import ScalarOp, ScalarUnit
+from ..arith.xorshift import xorshift32_next
 from .engine_driver import EngineDriver
 from .engine_port import EngineSignature
 from .lanes import DotAxpyLanes

@@ -6,7 +6,7 @@ from amaranth import Const, Mux, Signal, signed
 
 from ternary_core.offload.isa import IR_BITS, VFn
 
-from ..decode.rowwise import shift_round_any
+from ..arith.pipeline import shift_round_any
 
 V_BITS = 64          # the element value before its shift: 40 x 18-bit products and sums
 SH_BITS = 9          # the shift, clamped to -128..127 (beyond, results are already 0 or saturated)

@@ -66,3 +66,14 @@ def normalize_left(m, v, width):
         lz.append(top_zero)
         cur = nxt
     return cur, Cat(*reversed(lz))
+
+
+def shift_round_any(v, s, width, max_left):
+    """``shift_round(v, s)`` for signed ``s`` (rounding right for ``s > 0``, exact left
+    otherwise), with right shifts clamped to ``width`` (they give 0 or -1 from there on,
+    as the golden model's) and left shifts to ``max_left`` (callers saturate)."""
+    right = s > 0
+    r = Mux(s > width, width, s)
+    left = Mux(-s > max_left, max_left, -s)
+    return Mux(right, shift_round_right(v, r[:len(r)].as_unsigned(), width),
+               v << left[:max(1, max_left.bit_length())].as_unsigned())
