@@ -30,8 +30,12 @@ assert IR_LSUM < IR_COUNT
 
 
 class _Emitter:
-    def __init__(self, mm):
-        self.mm = mm
+    """Builds the instruction list and allocates scalar registers for the program of
+    ``im`` laid out by ``mm``; the ops of the integer decode (norm, quantizers, rescale)
+    as fixed instruction sequences."""
+
+    def __init__(self, mm, im):
+        self.mm, self.im = mm, im
         self.ins = []
         self.sr_names = {}
         self.sr_init = {}       # index -> (m, e)
@@ -98,7 +102,7 @@ class _Emitter:
         scale to SR ``r_out``. ``ranged``: the pass that wrote ``x`` left its
         ``NORM(16)`` in IR_S, so the range pass is skipped."""
         im = self.im
-        c = im.norms[norm_name]
+        consts = im.norms[norm_name]
         mm = self.mm
         t1, t2 = self.V("t1"), self.V("t2")
         if not ranged:
@@ -115,7 +119,7 @@ class _Emitter:
         self.sop(f"{name}: input scale", SFn.SHIFT, d=R("norm.xs"), a=xs, b=IR_S)
         self.sop(f"{name}: sum of squares to scalar", SFn.FROM_INT, d=R("norm.ss"), a=IR_SS)
         self.sop(f"{name}: mean", SFn.MUL, d=R("norm.a"), a=R("norm.ss"),
-                 b=self.const(("1/n", n), c.inv_n))
+                 b=self.const(("1/n", n), consts.inv_n))
         self.sop(f"{name}: xs squared", SFn.MUL, d=R("norm.b"), a=R("norm.xs"), b=R("norm.xs"))
         self.sop(f"{name}: mean square", SFn.MUL, d=R("norm.c"), a=R("norm.a"), b=R("norm.b"))
         self.sop(f"{name}: + eps", SFn.ADD, d=R("norm.var"), a=R("norm.c"),
@@ -123,7 +127,7 @@ class _Emitter:
         self.sop(f"{name}: qs * xs", SFn.MUL, d=R("norm.d"), a=R("norm.qs"), b=R("norm.xs"))
         self.sop(f"{name}: rsqrt", SFn.RSQRT, d=R("norm.e"), a=R("norm.var"))
         self.sop(f"{name}: scale", SFn.MUL, d=R("norm.r0"), a=R("norm.d"), b=R("norm.e"))
-        self.sop(f"{name}: gain exponent", SFn.SHIFT, d=r_out, a=R("norm.r0"), imm=c.gain_exp)
+        self.sop(f"{name}: gain exponent", SFn.SHIFT, d=r_out, a=R("norm.r0"), imm=consts.gain_exp)
 
     def quant_head(self, name, src, xs, out, out_dyn, scale_out, ranged=False):
         """ops.quant_heads for one head at ``src`` (VMEM, head_dim) with BitLinear scale
@@ -142,10 +146,10 @@ class _Emitter:
 
     def rescale_residual(self, name, src, r, lin):
         """x = residual_add(x, to_fixed(acc, r * linear_scale))."""
-        c = self.sr("res.c")
-        self.sop(f"{name}: scale", SFn.MUL, d=c, a=r,
+        scale = self.sr("res.c")
+        self.sop(f"{name}: scale", SFn.MUL, d=scale, a=r,
                  b=self.const(("lin", lin), self.im.linear_scale[lin]))
-        self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, c),
+        self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, scale),
                  self.V("t1"),
                  sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS)
         self.vop(f"{name}: residual add, range", VFn.ADD, self.mm.d, self.V("x"), self.V("t1"),
@@ -157,161 +161,225 @@ class _Emitter:
 
 
 def _compile(im, limits, engine, sampling, smul2, fuse_attention):
-    c = im.config
-    mm = MemoryMap(c, im.max_len, limits, engine)
-    e = _Emitter(mm)
-    e.im = im
-    d, f, V, nh, nkv, hd, L = mm.d, mm.f, mm.V, mm.nh, mm.nkv, mm.hd, mm.L
-    group = nh // nkv
-    tied = c.tie_word_embeddings
-    res_scale = e.const("res_scale", scalar_from_int(1, -ops.RES_FRAC_BITS))
-    act = (Space.ACT, 0)
-    sv = e.V
+    """The step program, phase by phase (each phase's instructions in the golden order)."""
+    mm = MemoryMap(im.config, im.max_len, limits, engine)
+    e = _Emitter(mm, im)
+    regs = _embed(e)
+    for i in range(mm.L):
+        q_scales = _attention_inputs(e, regs, i)
+        head_scales = _attend(e, i, q_scales, smul2=smul2, fuse_attention=fuse_attention)
+        _attention_output(e, regs, i, head_scales)
+        _mlp(e, regs, i)
+    _head_and_sampler(e, regs, sampling)
+    if len(e.ins) > limits.prog_words:
+        raise TernaryError(f"the program has {len(e.ins)} instructions; the device's prog_words "
+                           f"limit is {limits.prog_words}")
+    if len(e.sr_names) + 1 > limits.sr_regs:
+        raise TernaryError(f"the program needs {len(e.sr_names) + 1} scalar registers; the "
+                           f"device's sr_regs limit is {limits.sr_regs}")
+    return mm, e
 
-    e.emit(Op.SAMPLE, "token check", fn=SampleFn.TCHECK, n=V)
+
+@dataclass(frozen=True)
+class _StepRegs:
+    """Scalar registers every phase of a step shares."""
+    res_scale: int      # SRINIT constant 2**-RES_FRAC_BITS: the residual stream's scale
+    r: int              # the scale of the last norm's int8 output (its BitLinear's input)
+
+
+def _embed(e):
+    """Token check, then the token's embedding row to the residual stream ``x`` (Q15.16),
+    leaving its ``NORM(16)`` range in IR_S for the first norm."""
+    mm = e.mm
+    res_scale = e.const("res_scale", scalar_from_int(1, -ops.RES_FRAC_BITS))
+    e.emit(Op.SAMPLE, "token check", fn=SampleFn.TCHECK, n=mm.V)
     es = e.sr("embed.scale")
     e.sop("embed: row scale", SFn.LOAD, d=es, s=(Space.EMBS, 0), dyn=(Dyn.A, DynSrc.TOKEN, 0))
-    e.vop("embed: row to Q15.16, range", VFn.MULS, d, (Space.EMB, 0), (Space.SR, es), sv("x"),
+    e.vop("embed: row to Q15.16, range", VFn.MULS, mm.d, (Space.EMB, 0), (Space.SR, es), e.V("x"),
           sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16,
           dyn=(Dyn.A, DynSrc.TOKEN, log2_exact(mm.emb_stride)))
-    r = e.sr("r")
-    for i in range(L):
-        p = names.layer(i)
-        ln = f"layer {i}"
-        e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, res_scale, act, r,
-               ranged=True)
-        e.matvec(f"{ln} q/k/v matvec", p + QKV[0], sv("qkv"))
-        lin = [e.sr(n) for n in ("qs", "ks", "vs")]
-        for reg, n in zip(lin, QKV):
-            e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
-                  b=e.const(("lin", p + n), im.linear_scale[p + n]))
-        rope = (Space.TMEM, 0)
-        rope_dyn = (Dyn.B, DynSrc.POS, log2_exact(mm.rope_stride))
-        qsc = [e.sr(("q_sc", h)) for h in range(nh)]
-        for h in range(nh):     # each RoPE pass leaves its head's range for the quantizer
-            e.vop(f"{ln} rope q head {h}, range", VFn.ROT, hd, sv("qkv", h * hd), rope,
-                  sv("rot", h * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
-                  red_ir=IR_S, rbits=17)
-            e.quant_head(f"{ln} quantize q head {h}", sv("rot", h * hd), lin[0],
-                         sv("q8", h * hd), None, qsc[h], ranged=True)
-        kv_dyn = (Dyn.D, DynSrc.POS, log2_exact(mm.kv_stride))
-        for g in range(nkv):
-            e.vop(f"{ln} rope k head {g}, range", VFn.ROT, hd, sv("qkv", d + g * hd), rope,
-                  sv("rot", d + g * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
-                  red_ir=IR_S, rbits=17)
-            for kind, src, space, v in (("k", sv("rot", d + g * hd), Space.KVK, 0),
-                                        ("v", sv("qkv", d + mm.kvd + g * hd), Space.KVV, 1)):
-                sc = e.sr("kv_sc")
-                e.quant_head(f"{ln} quantize {kind} head {g} into the cache", src, lin[1 + v],
-                             (space, mm.kv_row(i, g)), kv_dyn, sc, ranged=not v)
-                e.sop(f"{ln} store {kind} head {g} scale", SFn.STORE, a=sc,
-                      s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
-        asc = [e.sr(("a_sc", h)) for h in range(nh)]
-        score_k = e.const("score_k", im.score_k)
-        kst = log2_exact(mm.kv_stride)
-        for h in range(nh):
-            g = h // group
-            an = f"{ln} attn head {h}"
-            if h % group == 0:      # once per KV head: its query heads follow in order
-                e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0,
-                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE,
-                       red_ir=IR_EMAX)
-            c = mm.vmem["s0" if fuse_attention else "s1"]     # the per-key scalars
-            if smul2:
-                e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
-                       npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
-                       b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=c)
-            else:
-                e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
-                       a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
-                       b_addr=qsc[h], d_space=Space.VMEM, d_addr=c)
-                e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1,
-                       a_space=Space.VMEM, a_addr=c, b_space=Space.SR, b_addr=score_k,
-                       d_space=Space.VMEM, d_addr=c)
-            if fuse_attention:
-                e.emit(Op.ATTN, f"{an}: scores to log2 units, max", fn=AttnFn.SCORES, n=0,
-                       npos=1, a_space=Space.VMEM, a_addr=mm.vmem["q8"] + h * hd,
-                       b_space=Space.KVK, b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
-                       d_addr=c, len=hd, stride=kst, sh_imm=-ops.SCORE_FRAC_BITS,
-                       red_ir=IR_ZMAX)
-                e.emit(Op.ATTN, f"{an}: exp2, sum, weights . values", fn=AttnFn.PV, n=0,
-                       npos=1, a_space=Space.VMEM, a_addr=c, b_space=Space.KVV,
-                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
-                       d_addr=mm.vmem["acc"] + h * hd, len=hd, stride=kst, sh_imm=16,
-                       sh_ir=IR_EMAX, ir_b=IR_ZMAX, red_ir=IR_TOT)
-            else:
-                e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
-                       a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK,
-                       b_addr=mm.kv_row(i, g), d_space=Space.VMEM, d_addr=mm.vmem["s0"],
-                       len=hd, stride=kst)
-                e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"),
-                      sv("s2"), npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS,
-                      red=Red.MAX, red_ir=IR_ZMAX)
-                e.vop(f"{an}: exp2, sum", VFn.EXP2, 0, sv("s2"), (Space.IR, IR_ZMAX), sv("s3"),
-                      npos=1, red=Red.SUM, red_ir=IR_TOT)
-                e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
-                      (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16,
-                      sh_ir=IR_EMAX)
-                e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
-                       a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
-                       d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
-                       stride=kst)
-            tot = e.sr("attn.tot")
-            e.sop(f"{an}: sum to scalar", SFn.FROM_INT, d=tot, a=IR_TOT)
-            e.sop(f"{an}: 1/sum", SFn.RECIP, d=tot, a=tot)
-            e.sop(f"{an}: output scale", SFn.SHIFT, d=asc[h], a=tot, b=IR_EMAX, imm=16)
-        # merge heads
-        mn = f"{ln} merge heads"
-        e.sop(f"{mn}: top = none", SFn.IADD, d=IR_TOP, imm=-(1 << 20))
-        hs = [e.sr(("hs", h)) for h in range(nh)]
-        for h in range(nh):
-            e.vop(f"{mn}: head {h} range", VFn.PASS, hd, sv("acc", h * hd), red=Red.NORM,
-                  red_ir=IR_S, rbits=16)
-            e.vop(f"{mn}: head {h} normalize to 16 bits, max", VFn.PASS, hd, sv("acc", h * hd),
-                  d=sv("m16", h * hd), sh_ir=IR_S, bits=16, red=Red.MAXABS, red_ir=IR_AMAX)
-            e.sop(f"{mn}: head {h} scale", SFn.SHIFT, d=hs[h], a=asc[h], b=IR_S)
-            e.sop(f"{mn}: head {h} top exponent", SFn.IMAXE, d=IR_TOP, a=hs[h], b=IR_AMAX, c=IR_TOP)
-        for h in range(nh):
-            e.vop(f"{mn}: head {h} align", VFn.MULS, hd, sv("m16", h * hd), (Space.SR, hs[h]),
-                  sv("att", h * hd), sh_ir=IR_TOP)
-        one = e.sr("merge.one")
-        e.sop(f"{mn}: scale", SFn.FROM_INT, d=one, b=IR_TOP, imm=1)
-        e.norm(f"{ln} attn sub-norm", p + names.ATTN_SUB_NORM, sv("att"), d, one, act, r)
-        e.matvec(f"{ln} o_proj matvec", p + names.O_PROJ, sv("o"))
-        e.rescale_residual(f"{ln} o_proj", sv("o"), r, p + names.O_PROJ)
-        e.norm(f"{ln} post-attention norm", p + names.POST_ATTN_NORM, sv("x"), d,
-               res_scale, act, r, ranged=True)
-        e.matvec(f"{ln} gate/up matvec", p + GATE_UP[0], sv("gu"))
-        gs, us = e.sr("gs"), e.sr("us")
-        for reg, n in ((gs, GATE_UP[0]), (us, GATE_UP[1])):
-            e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
-                  b=e.const(("lin", p + n), im.linear_scale[p + n]))
-        gn = f"{ln} glu"
-        t1, t2, t3 = sv("t1"), sv("t2"), sv("t3")
-        e.vop(f"{gn}: relu(g) range", VFn.PASSR, f, sv("gu"), red=Red.NORM, red_ir=IR_G0, rbits=17)
-        e.vop(f"{gn}: relu(g) normalize", VFn.PASSR, f, sv("gu"), d=t1, sh_ir=IR_G0, bits=17)
-        e.vop(f"{gn}: square, range", VFn.MUL, f, t1, t1, t2, red=Red.NORM, red_ir=IR_G1, rbits=17)
-        e.vop(f"{gn}: square normalize", VFn.PASS, f, t2, d=t2, sh_ir=IR_G1, bits=17)
-        e.vop(f"{gn}: u range", VFn.PASS, f, sv("gu", f), red=Red.NORM, red_ir=IR_G2, rbits=16)
-        e.vop(f"{gn}: u normalize", VFn.PASS, f, sv("gu", f), d=t3, sh_ir=IR_G2, bits=16)
-        e.vop(f"{gn}: product, range", VFn.MUL, f, t2, t3, sv("gu"), red=Red.NORM, red_ir=IR_S,
-              rbits=16)
-        ga, gb, gsc = e.sr("glu.a"), e.sr("glu.b"), e.sr("glu.sc")
-        e.sop(f"{gn}: gs * gs", SFn.MUL, d=ga, a=gs, b=gs)
-        e.sop(f"{gn}: * us", SFn.MUL, d=gb, a=ga, b=us)
-        e.sop(f"{gn}: 2 s0", SFn.IADD, d=IR_GT, a=IR_G0, b=IR_G0)
-        e.sop(f"{gn}: + s1", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G1)
-        e.sop(f"{gn}: + s2", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G2)
-        e.sop(f"{gn}: scale", SFn.SHIFT, d=gsc, a=gb, b=IR_GT)
-        e.norm(f"{ln} ffn sub-norm", p + names.FFN_SUB_NORM, sv("gu"), f, gsc, act, r,
-               ranged=True)
-        e.matvec(f"{ln} down_proj matvec", p + names.DOWN_PROJ, sv("o"))
-        e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + names.DOWN_PROJ)
+    return _StepRegs(res_scale=res_scale, r=e.sr("r"))
 
-    # final norm, lm_head and the sampler: only in steps that sample
+
+def _attention_inputs(e, regs, i):
+    """Layer ``i``'s input norm, the q/k/v matvec and scales, RoPE and the int8
+    quantizers: q to ``q8``, k and v into the KV cache at the step's position. Returns
+    the query heads' scale registers."""
+    mm, im, sv = e.mm, e.im, e.V
+    d, nh, nkv, hd = mm.d, mm.nh, mm.nkv, mm.hd
+    act, r = (Space.ACT, 0), regs.r
+    p = names.layer(i)
+    ln = f"layer {i}"
+    e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, regs.res_scale, act, r,
+           ranged=True)
+    e.matvec(f"{ln} q/k/v matvec", p + QKV[0], sv("qkv"))
+    lin = [e.sr(n) for n in ("qs", "ks", "vs")]
+    for reg, n in zip(lin, QKV):
+        e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
+              b=e.const(("lin", p + n), im.linear_scale[p + n]))
+    rope = (Space.TMEM, 0)
+    rope_dyn = (Dyn.B, DynSrc.POS, log2_exact(mm.rope_stride))
+    qsc = [e.sr(("q_sc", h)) for h in range(nh)]
+    for h in range(nh):     # each RoPE pass leaves its head's range for the quantizer
+        e.vop(f"{ln} rope q head {h}, range", VFn.ROT, hd, sv("qkv", h * hd), rope,
+              sv("rot", h * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
+              red_ir=IR_S, rbits=17)
+        e.quant_head(f"{ln} quantize q head {h}", sv("rot", h * hd), lin[0],
+                     sv("q8", h * hd), None, qsc[h], ranged=True)
+    kv_dyn = (Dyn.D, DynSrc.POS, log2_exact(mm.kv_stride))
+    for g in range(nkv):
+        e.vop(f"{ln} rope k head {g}, range", VFn.ROT, hd, sv("qkv", d + g * hd), rope,
+              sv("rot", d + g * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
+              red_ir=IR_S, rbits=17)
+        for kind, src, space, v in (("k", sv("rot", d + g * hd), Space.KVK, 0),
+                                    ("v", sv("qkv", d + mm.kvd + g * hd), Space.KVV, 1)):
+            sc = e.sr("kv_sc")
+            e.quant_head(f"{ln} quantize {kind} head {g} into the cache", src, lin[1 + v],
+                         (space, mm.kv_row(i, g)), kv_dyn, sc, ranged=not v)
+            e.sop(f"{ln} store {kind} head {g} scale", SFn.STORE, a=sc,
+                  s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
+    return qsc
+
+
+def _attend(e, i, qsc, *, smul2, fuse_attention):
+    """Each query head of layer ``i`` over the cached keys (the heads of a KV group one
+    after another): scores, softmax in log2 units, weights times values into ``acc``.
+    Returns the heads' output scale registers."""
+    mm, im, sv = e.mm, e.im, e.V
+    nh, nkv, hd = mm.nh, mm.nkv, mm.hd
+    group = nh // nkv
+    ln = f"layer {i}"
+    asc = [e.sr(("a_sc", h)) for h in range(nh)]
+    score_k = e.const("score_k", im.score_k)
+    kst = log2_exact(mm.kv_stride)
+    for h in range(nh):
+        g = h // group
+        an = f"{ln} attn head {h}"
+        if h % group == 0:      # once per KV head: its query heads follow in order
+            e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0,
+                   npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE,
+                   red_ir=IR_EMAX)
+        key_scales = mm.vmem["s0" if fuse_attention else "s1"]     # the per-key scalars
+        if smul2:
+            e.emit(Op.SVOP, f"{an}: q scale x k scales x score_k", fn=SVFn.SMUL2, n=0,
+                   npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                   b_addr=qsc[h], b2=score_k, d_space=Space.VMEM, d_addr=key_scales)
+        else:
+            e.emit(Op.SVOP, f"{an}: q scale x k scales", fn=SVFn.SMUL, n=0, npos=1,
+                   a_space=Space.KVS, a_addr=mm.kvs(i, g, 0), b_space=Space.SR,
+                   b_addr=qsc[h], d_space=Space.VMEM, d_addr=key_scales)
+            e.emit(Op.SVOP, f"{an}: x score_k", fn=SVFn.SMUL, n=0, npos=1,
+                   a_space=Space.VMEM, a_addr=key_scales, b_space=Space.SR, b_addr=score_k,
+                   d_space=Space.VMEM, d_addr=key_scales)
+        if fuse_attention:
+            e.emit(Op.ATTN, f"{an}: scores to log2 units, max", fn=AttnFn.SCORES, n=0,
+                   npos=1, a_space=Space.VMEM, a_addr=mm.vmem["q8"] + h * hd,
+                   b_space=Space.KVK, b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                   d_addr=key_scales, len=hd, stride=kst, sh_imm=-ops.SCORE_FRAC_BITS,
+                   red_ir=IR_ZMAX)
+            e.emit(Op.ATTN, f"{an}: exp2, sum, weights . values", fn=AttnFn.PV, n=0,
+                   npos=1, a_space=Space.VMEM, a_addr=key_scales, b_space=Space.KVV,
+                   b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
+                   d_addr=mm.vmem["acc"] + h * hd, len=hd, stride=kst, sh_imm=16,
+                   sh_ir=IR_EMAX, ir_b=IR_ZMAX, red_ir=IR_TOT)
+        else:
+            e.emit(Op.DOT, f"{an}: scores", n=0, npos=1, a_space=Space.VMEM,
+                   a_addr=mm.vmem["q8"] + h * hd, b_space=Space.KVK,
+                   b_addr=mm.kv_row(i, g), d_space=Space.VMEM, d_addr=mm.vmem["s0"],
+                   len=hd, stride=kst)
+            e.vop(f"{an}: scores to log2 units, max", VFn.MULS, 0, sv("s0"), sv("s1"),
+                  sv("s2"), npos=1, sh_imm=-ops.SCORE_FRAC_BITS, bits=ops.SCORE_BITS,
+                  red=Red.MAX, red_ir=IR_ZMAX)
+            e.vop(f"{an}: exp2, sum", VFn.EXP2, 0, sv("s2"), (Space.IR, IR_ZMAX), sv("s3"),
+                  npos=1, red=Red.SUM, red_ir=IR_TOT)
+            e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
+                  (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16,
+                  sh_ir=IR_EMAX)
+            e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
+                   a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
+                   d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
+                   stride=kst)
+        tot = e.sr("attn.tot")
+        e.sop(f"{an}: sum to scalar", SFn.FROM_INT, d=tot, a=IR_TOT)
+        e.sop(f"{an}: 1/sum", SFn.RECIP, d=tot, a=tot)
+        e.sop(f"{an}: output scale", SFn.SHIFT, d=asc[h], a=tot, b=IR_EMAX, imm=16)
+    return asc
+
+
+def _attention_output(e, regs, i, asc):
+    """Layer ``i``'s heads merged to one exponent, the sub-norm, o_proj and the residual
+    add."""
+    mm, sv = e.mm, e.V
+    d, nh, hd = mm.d, mm.nh, mm.hd
+    act, r = (Space.ACT, 0), regs.r
+    p = names.layer(i)
+    ln = f"layer {i}"
+    mn = f"{ln} merge heads"
+    e.sop(f"{mn}: top = none", SFn.IADD, d=IR_TOP, imm=-(1 << 20))
+    hs = [e.sr(("hs", h)) for h in range(nh)]
+    for h in range(nh):
+        e.vop(f"{mn}: head {h} range", VFn.PASS, hd, sv("acc", h * hd), red=Red.NORM,
+              red_ir=IR_S, rbits=16)
+        e.vop(f"{mn}: head {h} normalize to 16 bits, max", VFn.PASS, hd, sv("acc", h * hd),
+              d=sv("m16", h * hd), sh_ir=IR_S, bits=16, red=Red.MAXABS, red_ir=IR_AMAX)
+        e.sop(f"{mn}: head {h} scale", SFn.SHIFT, d=hs[h], a=asc[h], b=IR_S)
+        e.sop(f"{mn}: head {h} top exponent", SFn.IMAXE, d=IR_TOP, a=hs[h], b=IR_AMAX, c=IR_TOP)
+    for h in range(nh):
+        e.vop(f"{mn}: head {h} align", VFn.MULS, hd, sv("m16", h * hd), (Space.SR, hs[h]),
+              sv("att", h * hd), sh_ir=IR_TOP)
+    one = e.sr("merge.one")
+    e.sop(f"{mn}: scale", SFn.FROM_INT, d=one, b=IR_TOP, imm=1)
+    e.norm(f"{ln} attn sub-norm", p + names.ATTN_SUB_NORM, sv("att"), d, one, act, r)
+    e.matvec(f"{ln} o_proj matvec", p + names.O_PROJ, sv("o"))
+    e.rescale_residual(f"{ln} o_proj", sv("o"), r, p + names.O_PROJ)
+
+
+def _mlp(e, regs, i):
+    """Layer ``i``'s MLP block: post-attention norm, the gate/up matvec and scales, the
+    squared-ReLU GLU, the sub-norm, down_proj and the residual add."""
+    mm, im, sv = e.mm, e.im, e.V
+    d, f = mm.d, mm.f
+    act, r = (Space.ACT, 0), regs.r
+    p = names.layer(i)
+    ln = f"layer {i}"
+    e.norm(f"{ln} post-attention norm", p + names.POST_ATTN_NORM, sv("x"), d,
+           regs.res_scale, act, r, ranged=True)
+    e.matvec(f"{ln} gate/up matvec", p + GATE_UP[0], sv("gu"))
+    gs, us = e.sr("gs"), e.sr("us")
+    for reg, n in ((gs, GATE_UP[0]), (us, GATE_UP[1])):
+        e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
+              b=e.const(("lin", p + n), im.linear_scale[p + n]))
+    gn = f"{ln} glu"
+    t1, t2, t3 = sv("t1"), sv("t2"), sv("t3")
+    e.vop(f"{gn}: relu(g) range", VFn.PASSR, f, sv("gu"), red=Red.NORM, red_ir=IR_G0, rbits=17)
+    e.vop(f"{gn}: relu(g) normalize", VFn.PASSR, f, sv("gu"), d=t1, sh_ir=IR_G0, bits=17)
+    e.vop(f"{gn}: square, range", VFn.MUL, f, t1, t1, t2, red=Red.NORM, red_ir=IR_G1, rbits=17)
+    e.vop(f"{gn}: square normalize", VFn.PASS, f, t2, d=t2, sh_ir=IR_G1, bits=17)
+    e.vop(f"{gn}: u range", VFn.PASS, f, sv("gu", f), red=Red.NORM, red_ir=IR_G2, rbits=16)
+    e.vop(f"{gn}: u normalize", VFn.PASS, f, sv("gu", f), d=t3, sh_ir=IR_G2, bits=16)
+    e.vop(f"{gn}: product, range", VFn.MUL, f, t2, t3, sv("gu"), red=Red.NORM, red_ir=IR_S,
+          rbits=16)
+    ga, gb, gsc = e.sr("glu.a"), e.sr("glu.b"), e.sr("glu.sc")
+    e.sop(f"{gn}: gs * gs", SFn.MUL, d=ga, a=gs, b=gs)
+    e.sop(f"{gn}: * us", SFn.MUL, d=gb, a=ga, b=us)
+    e.sop(f"{gn}: 2 s0", SFn.IADD, d=IR_GT, a=IR_G0, b=IR_G0)
+    e.sop(f"{gn}: + s1", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G1)
+    e.sop(f"{gn}: + s2", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G2)
+    e.sop(f"{gn}: scale", SFn.SHIFT, d=gsc, a=gb, b=IR_GT)
+    e.norm(f"{ln} ffn sub-norm", p + names.FFN_SUB_NORM, sv("gu"), f, gsc, act, r,
+           ranged=True)
+    e.matvec(f"{ln} down_proj matvec", p + names.DOWN_PROJ, sv("o"))
+    e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + names.DOWN_PROJ)
+
+
+def _head_and_sampler(e, regs, sampling):
+    """Final norm, lm_head and the sampler: only in steps that sample (``gen_only``)."""
+    mm, sv = e.mm, e.V
+    d, V, r = mm.d, mm.V, regs.r
     e.gen = 1
-    e.norm("final norm", names.FINAL_NORM, sv("x"), d, res_scale, sv("q8"), r, ranged=True)
-    rows, scales = (Space.EMB, Space.EMBS) if tied else (Space.HEAD, Space.HEADS)
+    e.norm("final norm", names.FINAL_NORM, sv("x"), d, regs.res_scale, sv("q8"), r, ranged=True)
+    rows, scales = ((Space.EMB, Space.EMBS) if mm.config.tie_word_embeddings
+                    else (Space.HEAD, Space.HEADS))
     e.emit(Op.DOT, "lm_head: dots", n=V, a_space=Space.VMEM, a_addr=mm.vmem["q8"],
            b_space=rows, b_addr=0, d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=d,
            stride=log2_exact(mm.emb_stride), gen_only=1)
@@ -334,13 +402,6 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention):
                a_addr=mm.vmem["s4"], ir_a=IR_LSUM, ir_d=IR_ID, cond=S, gen_only=1)
     e.emit(Op.SAMPLE, "sample: emit the id", fn=SampleFn.EMIT, n=V, ir_a=IR_ID, gen_only=1)
     e.emit(Op.END, "end of step", gen_only=0)
-    if len(e.ins) > limits.prog_words:
-        raise TernaryError(f"the program has {len(e.ins)} instructions; the device's prog_words "
-                           f"limit is {limits.prog_words}")
-    if len(e.sr_names) + 1 > limits.sr_regs:
-        raise TernaryError(f"the program needs {len(e.sr_names) + 1} scalar registers; the "
-                           f"device's sr_regs limit is {limits.sr_regs}")
-    return mm, e
 
 
 @dataclass
