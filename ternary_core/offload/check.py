@@ -9,13 +9,12 @@ device left after a step with the reference Machine's and names the earliest ins
 per layer and never overwritten, so a wrong op shows up at its layer.
 """
 
-from .isa import AttnFn, Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space
+from .isa import AttnFn, Dyn, Op, Red, SampleFn, SFn, Space
+from .semantics import dyn_offset, element_count, runs
 
 
 def _dyn(ins, pos, token, sel):
-    if ins.f.get("dyn_sel", 0) != sel:
-        return 0
-    return (token if ins.dyn_src == DynSrc.TOKEN else pos) << ins.dyn_k
+    return dyn_offset(ins, sel, pos, token)
 
 
 def instr_writes(ins, pos, token=0):
@@ -24,7 +23,7 @@ def instr_writes(ins, pos, token=0):
     TOPK's are the whole range)."""
     out = []
     f = ins.f
-    n = f.get("n", 0) + (pos + 1 if f.get("npos") else 0)
+    n = element_count(ins, pos)
     if ins.op in (Op.VOP, Op.SVOP, Op.DOT, Op.AXPY, Op.SAMPLE, Op.MATVEC, Op.ATTN):
         if f.get("d_space", 0) != Space.NONE:
             count = {Op.AXPY: f.get("len", 0), Op.MATVEC: f.get("m", 0)}.get(ins.op, n)
@@ -80,10 +79,7 @@ def instr_register_reads(ins):
 
 
 def _runs(ins, gen, sampled):
-    if ins.f.get("gen_only") and not gen:
-        return False
-    c = ins.f.get("cond", 0)
-    return not ((c == Cond.GREEDY and sampled) or (c == Cond.SAMPLED and not sampled))
+    return runs(ins, gen=gen, sampled=sampled)
 
 
 def locate_difference(program, pos, expected, got, token=0, gen=True, sampled=False):

@@ -17,7 +17,8 @@ the program's cost is compared with.
 
 from dataclasses import dataclass
 
-from .isa import DOT_LANES, Cond, Op, SampleFn
+from .isa import DOT_LANES, Op, SampleFn
+from .semantics import element_count, runs
 
 
 def _ceil(a, b):
@@ -30,11 +31,9 @@ def instr_cost(ins, pos, engine, *, gen=True, sampled=False, top_k=0, vop_lanes=
     ``*_lanes``: elements per cycle of the VM's units (the plan's 1, 1, 32 by default)."""
     if ins.op == Op.END:
         return 1
-    if ins.op == Op.NOP or (ins.gen_only and not gen):
+    if ins.op == Op.NOP or not runs(ins, gen=gen, sampled=sampled):
         return 0
-    if (ins.cond == Cond.GREEDY and sampled) or (ins.cond == Cond.SAMPLED and not sampled):
-        return 0
-    n = ins.n + (pos + 1 if ins.f.get("npos") else 0) if "n" in ins.f else 0
+    n = element_count(ins, pos)
     if ins.op == Op.VOP:
         return _ceil(n, vop_lanes)
     if ins.op == Op.SVOP:

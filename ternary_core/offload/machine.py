@@ -24,12 +24,13 @@ from ..integer.fixed import (E_ZERO, Scalar, bit_length, exp2_neg, scalar_add, s
 from ..integer.sampling import xorshift32
 from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS,
                   RESULT_WORDS, RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS,
-                  SW_M_BITS, AttnFn, Cond, Dyn, DynSrc, Op, Red, RunParams, RunResult,
+                  SW_M_BITS, AttnFn, Dyn, Op, Red, RunParams, RunResult,
                   SampleFn, SFn, Space, Status, SVFn, VFn, decode, encode, kv_scale_addr,
                   to_signed)
 from .compiler import compile_program
 from .limits import DEFAULT_ENGINE, DeviceLimits
 from .memory_map import memory_images, weight_stacks
+from .semantics import dyn_offset, element_count, runs
 
 _SW_M_MASK = (1 << SW_M_BITS) - 1
 _SW_E_MASK = (1 << SW_E_BITS) - 1
@@ -276,14 +277,11 @@ class Machine:
 # ---------------------------------------------------------------------------------------
 
 def _n(ins, mc):
-    return ins.n + (mc.pos + 1 if ins.npos else 0)
+    return element_count(ins, mc.pos)
 
 
 def _dyn(ins, mc, sel):
-    if ins.f.get("dyn_sel", 0) != sel:
-        return 0
-    v = mc.token if ins.dyn_src == DynSrc.TOKEN else mc.pos
-    return v << ins.dyn_k
+    return dyn_offset(ins, sel, mc.pos, mc.token)
 
 
 def _read(mc, space, addr, n, what, ins):
@@ -590,12 +588,7 @@ def execute(mc, ins):
             raise DeviceStop(Status.BAD_OPCODE) from None
     if ins.op == Op.END:
         return True
-    if ins.gen_only and not mc.gen:
-        return False
-    cond = ins.cond
-    if cond == Cond.GREEDY and mc.sr_m[SR_INV_T] != 0:
-        return False
-    if cond == Cond.SAMPLED and mc.sr_m[SR_INV_T] == 0:
+    if not runs(ins, gen=mc.gen, sampled=mc.sr_m[SR_INV_T] != 0):
         return False
     f = _EXEC.get(ins.op)
     if f is not None:
