@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from boards.profiles import BOARDS, board
 from ternary_core.errors import TernaryError
-from ternary_core.reference import GoldenBackend, MatvecBackend
+from ternary_core.backend import GoldenBackend, MatvecBackend
 from ternary_core.sampling import Sampler
 
 BACKENDS = ["reference", "integer", "sim", "serial"]

@@ -9,7 +9,7 @@ from dataclasses import replace
 from boards.profiles import board
 from ternary_core.errors import TernaryError
 from ternary_core.golden import ideal_cycles
-from ternary_core.reference import GoldenBackend
+from ternary_core.backend import GoldenBackend
 
 from .bench_builds import BuildRequest, build_all
 from .device import Device

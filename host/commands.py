@@ -55,7 +55,7 @@ def _verilog(args):
               f"{cfg.acc_bits}-bit accumulators, {args.weight_words} weight words", file=sys.stderr)
 
 
-DEFAULT_CORPUS = "../shared/data/tinyshakespeare.txt"
+from ternary_core.corpus import DEFAULT_CORPUS  # noqa: E402 (beside its users)
 
 
 def register_train(sub):

@@ -8,7 +8,7 @@ import numpy as np
 from ternary_core.errors import TernaryError
 from ternary_core.golden import matvec
 from ternary_core.model.names import STACKS
-from ternary_core.reference import MatvecBackend
+from ternary_core.backend import MatvecBackend
 
 
 class DeviceMismatch(TernaryError):

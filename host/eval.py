@@ -26,7 +26,8 @@ import numpy as np
 
 from ternary_core.corpus import corpus_split
 from ternary_core.errors import TernaryError
-from ternary_core.reference import BitNetRunner, GoldenBackend
+from ternary_core.backend import GoldenBackend
+from ternary_core.reference import BitNetRunner
 from ternary_core.model.tokenizer import parse_token_ids
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ternary_core.errors import TernaryError
 from ternary_core.model.file import load_model
-from ternary_core.reference import BitNetRunner, MatvecBackend
+from ternary_core.backend import MatvecBackend
+from ternary_core.reference import BitNetRunner
 from ternary_core.sampling import Sampler
 from ternary_core.model.tokenizer import make_tokenizer
 
@@ -94,7 +95,7 @@ def generate(model, runner, prompt_ids, n_tokens, sampler, on_token=None):
     """Feed ``prompt_ids``, then sample ``n_tokens``; call ``on_token(id)`` as each arrives.
 
     ``runner`` is a runner factory (:func:`float_runner`, :func:`integer_runner`); a
-    :class:`~ternary_core.reference.MatvecBackend` stands for ``float_runner(model, it)``.
+    :class:`~ternary_core.backend.MatvecBackend` stands for ``float_runner(model, it)``.
     Past the model's context, generation goes on in a :class:`SlidingWindow`; the
     result's ``window_shifts`` says where it moved.
     """

@@ -3,6 +3,8 @@ trains on the first part) and by ``ternary eval`` (which scores the held-out res
 
 from .errors import TernaryError
 
+# The corpus of the shipped model, relative to a checkout with shared/ beside it.
+DEFAULT_CORPUS = "../shared/data/tinyshakespeare.txt"
 VAL_FRACTION = 0.1
 SPLITS = ("train", "val", "all")
 
@@ -22,4 +24,4 @@ def corpus_split(data, split, val_fraction=VAL_FRACTION):
     return data[:k] if split == "train" else data[k:]
 
 
-__all__ = ["SPLITS", "VAL_FRACTION", "corpus_split", "split_point"]
+__all__ = ["DEFAULT_CORPUS", "SPLITS", "VAL_FRACTION", "corpus_split", "split_point"]

@@ -1,7 +1,7 @@
 """Numpy inference of HF transformers' ``BitNetForCausalLM``, one token at a time with
 a KV cache. Float32 throughout, like the reference on CPU.
 
-Every BitLinear goes through a :class:`MatvecBackend`: the host quantizes the input
+Every BitLinear goes through a :class:`~ternary_core.backend.MatvecBackend`: the host quantizes the input
 (per-token absmax int8, exactly as HF does), the backend computes the integer
 ``acc = W~ . x_q``, and the host applies ``acc / (input_scale * weight_scale)``. The
 default backend is the golden integer model; the device backend (host/) sends the
@@ -11,37 +11,9 @@ handed to the backend together, so a device loads that input once.
 
 import numpy as np
 
-from .golden import matvec
+from .backend import GoldenBackend
 from .model import names
 from .quant import dequantize_output, quantize_activations
-
-
-class MatvecBackend:
-    """Computes ``W~ . x_q`` for named BitLinear layers of a loaded model."""
-
-    name = "backend"
-
-    def prepare(self, model):
-        """Called once before generation (a device uploads weights here)."""
-
-    def run(self, names, x_q):
-        """``[W~_name . x_q for name in names]`` as int32 arrays (one shared int8 input)."""
-        raise NotImplementedError
-
-    def close(self):
-        pass
-
-
-class GoldenBackend(MatvecBackend):
-    """The bit-exact integer golden model, in numpy."""
-
-    name = "reference"
-
-    def prepare(self, model):
-        self.trits = {n: b.trits for n, b in model.bitlinears.items()}
-
-    def run(self, names, x_q):
-        return [matvec(self.trits[n], x_q) for n in names]
 
 
 def rms_norm(x, weight, eps):

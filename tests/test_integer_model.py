@@ -10,7 +10,8 @@ from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerRunner, IntegerSampler, compile_model
 from ternary_core.model.config import BitNetConfig
 from ternary_core.model.file import load_model
-from ternary_core.reference import BitNetRunner, GoldenBackend
+from ternary_core.backend import GoldenBackend
+from ternary_core.reference import BitNetRunner
 from tests.test_model_files import random_model
 
 # Public-domain Shakespeare (Hamlet III.1), 256 bytes (the shipped model's context).

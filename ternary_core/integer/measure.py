@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TernaryError
-from ternary_core.model.file import load_model
-from ..corpus import corpus_split
+from ..model.file import load_model
+from ..corpus import DEFAULT_CORPUS, corpus_split
 from ..reference import BitNetRunner
 from . import IntegerRunner, compile_model
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "shakespeare-bitnet.safetensors"
-# the same default as `ternary eval` (relative to the checkout, with shared/ beside it)
-DEFAULT_CORPUS = Path("../shared/data/tinyshakespeare.txt")
 
 
 def heldout_bytes(corpus, n_bytes):

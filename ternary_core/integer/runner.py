@@ -3,7 +3,7 @@
 :class:`IntegerRunner` has the interface of :class:`ternary_core.reference.BitNetRunner`
 (``reset``, ``pos``, ``step``) but computes in integers only, from the constants of
 :func:`~.compile.compile_model`; every ternary matvec goes to a
-:class:`~ternary_core.reference.MatvecBackend` (the golden model by default, the device
+:class:`~ternary_core.backend.MatvecBackend` (the golden model by default, the device
 or ``--check`` otherwise). ``step`` returns int64 logits in Q15.16; ``score`` runs a whole
 window at once (causal attention as a masked matrix) and gives the same integers, because
 every op is exact integer arithmetic whose result does not depend on evaluation order.
@@ -12,7 +12,7 @@ every op is exact integer arithmetic whose result does not depend on evaluation 
 import numpy as np
 
 from ..errors import TernaryError
-from ..reference import GoldenBackend
+from ..backend import GoldenBackend
 from ..model import names
 from ..model.names import GATE_UP, QKV
 from . import ops
