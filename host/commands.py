@@ -166,14 +166,16 @@ def _generate(args):
     import json
     import sys
 
-    from host.backends import open_runner
-    from host.generate import load
+    from host.backends import check_device_options, open_runner
+    from host.generate import check_prompt, load
     from ternary_core.errors import TernaryError
     from ternary_core.tokenizer import TextStream, parse_token_ids
 
+    # every input is checked before any output, and before a device is opened
     if args.tokens < 1:
         raise TernaryError("--tokens must be at least 1")
     model, tok = load(args.model)
+    check_device_options(args, model)
     if args.prompt_ids is not None:
         prompt = parse_token_ids(args.prompt_ids, "--prompt-ids")
     elif not tok.has_text:
@@ -181,6 +183,9 @@ def _generate(args):
                            "'none'); give the prompt as --prompt-ids")
     else:
         prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
+        if not prompt:
+            raise TernaryError("--prompt: the prompt is empty; give some text or --prompt-ids")
+    check_prompt(model, prompt, args.tokens)
     backend = open_runner(args, model)
     try:
         # One decoder for prompt and continuation, so a character split across tokens
@@ -236,7 +241,9 @@ def register_eval(sub):
                                    "agreement with the float reference backend. Text longer than "
                                    "the model's context is scored in consecutive windows of the "
                                    "context. By default: the held-out 10% of the training corpus "
-                                   f"({DEFAULT_CORPUS}), the split `ternary train` did not train on.")
+                                   f"({DEFAULT_CORPUS}), the split `ternary train` did not train on. "
+                                   "On sim/serial the BitLinears run on the device (--offload "
+                                   "matvec: scoring needs every position's logits).")
     p.add_argument("--backend", choices=BACKENDS, default="reference")
     p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
     g = p.add_mutually_exclusive_group()
@@ -256,8 +263,8 @@ def _eval(args):
     import json
     import sys
 
-    from host.backends import open_runner
-    from host.eval import evaluate, read_ids, read_text, require_tokenizer, text_ids
+    from host.backends import check_device_options, open_runner
+    from host.eval import check_ids, evaluate, read_ids, read_text, require_tokenizer, text_ids
     from host.generate import load
     from ternary_core.errors import TernaryError
 
@@ -267,6 +274,7 @@ def _eval(args):
         raise TernaryError("--split and --bytes apply to text; with --ids the file's ids are "
                            "scored as they are")
     model, tok = load(args.model)
+    check_device_options(args, model)
     if args.ids:
         ids, source = read_ids(args.ids), {"ids": args.ids}
     else:
@@ -275,7 +283,8 @@ def _eval(args):
         require_tokenizer(tok, path)
         data = read_text(path, split, args.bytes, "--text" if args.text else "corpus")
         ids, source = text_ids(tok, data, path), {"text": path, "split": split}
-    backend = open_runner(args, model)
+    check_ids(model, ids)
+    backend = open_runner(args, model, whole_model=False)
     try:
         result = evaluate(model, backend, ids, tok)
     finally:
