@@ -1,7 +1,7 @@
 """Subcommands of the ``ternary`` CLI, one ``register_*`` function each."""
 
 from .arg_types import (comma_list, non_negative_float, non_negative_int, png_path, positive_float,
-                        positive_int, token_ids, utf8_text, verilog_identifier)
+                        positive_int, seed, token_ids, utf8_text, verilog_identifier)
 
 
 def _board_names():
@@ -73,7 +73,7 @@ def register_train(sub):
     p.add_argument("--batch", type=positive_int, default=o.batch)
     p.add_argument("--seq-len", type=positive_int, default=o.seq_len)
     p.add_argument("--lr", type=positive_float, default=o.lr)
-    p.add_argument("--seed", type=non_negative_int, default=o.seed)
+    p.add_argument("--seed", type=seed, default=o.seed, help="0..2**32-1")
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--checkpoint-every", type=non_negative_int, default=o.checkpoint_every,
                    help=f"save OUT.ckpt.safetensors every N steps (default {o.checkpoint_every}; 0: never)")
@@ -118,13 +118,19 @@ def _import(args):
 
     from pathlib import Path
 
+    from ternary_core.errors import TernaryError
     from ternary_core.importers import import_checkpoint, input_files
     from ternary_core.model_file import save_model
     from ternary_core.output_file import check_output_path
+    from ternary_core.tokenizer import make_tokenizer
 
     inputs = input_files(args.src) if Path(args.src).exists() else []
     check_output_path(args.out, what="-o", inputs=inputs)  # before reading a large checkpoint
     model = import_checkpoint(args.src)
+    try:  # a model whose tokenizer cannot be made would be refused only by generate
+        make_tokenizer(model.tokenizer, model.config.vocab_size)
+    except TernaryError as exc:
+        raise TernaryError(f"{args.src}: {exc}") from None
     save_model(args.out, model, what="-o", inputs=inputs)
     c = model.config
     print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
@@ -152,7 +158,7 @@ def register_generate(sub):
     p.add_argument("--tokens", type=positive_int, default=64, help="tokens to generate (default 64)")
     p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 for greedy (default 0.8)")
     p.add_argument("--top-k", type=non_negative_int, default=40, help="sample from the k likeliest (0: all)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="0..2**32-1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--offload", choices=["model", "matvec"],
                    help="sim/serial: run the whole decode step on the device ('model': ids in, "
