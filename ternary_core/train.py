@@ -374,17 +374,18 @@ def train(corpus_path, out_path, config=None, opts=None, log=None):
         net.train()
         return float(np.mean(losses))
 
-    kind = "full precision" if opts.full_precision else "BitNet b1.58 QAT"
-    print(f"training {kind}: {sum(p.numel() for p in net.parameters()):,} parameters, "
-          f"{opts.steps} steps of {opts.batch}x{opts.seq_len} bytes", file=log, flush=True)
-    t0 = time.time()
     history = []
     loss_avg = None
     first = 0
-    if opts.resume:
+    if opts.resume:  # its refusals come before any output
         first, loss_avg, history = load_checkpoint(ckpt, net, optim, gen, config, opts,
                                                    corpus=digest)
+    kind = "full precision" if opts.full_precision else "BitNet b1.58 QAT"
+    print(f"training {kind}: {sum(p.numel() for p in net.parameters()):,} parameters, "
+          f"{opts.steps} steps of {opts.batch}x{opts.seq_len} bytes", file=log, flush=True)
+    if opts.resume:
         print(f"resuming from {ckpt} at step {first}", file=log, flush=True)
+    t0 = time.time()
     for step in range(first, opts.steps):
         for group in optim.param_groups:
             group["lr"] = _lr_at(step, opts)

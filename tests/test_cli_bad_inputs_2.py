@@ -196,3 +196,222 @@ def test_bad_input_2(name, inputs, bad, work, monkeypatch, capsys):
     case = Case(case.argv.replace("{b}", str(bad)), case.code, case.message, case.changes,
                 case.setup, case.extra)
     assert run_case(case, inputs, work, monkeypatch, capsys) == ""   # nothing printed before it
+
+
+# ---------------------------------------------------------------------------- 1: tiny temperatures
+
+def _ids(capsys, argv):
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)["token_ids"]
+
+
+@pytest.mark.parametrize("temperature", ["1e-30", "1e-320"])
+def test_a_tiny_temperature_gives_the_reference_ids_on_every_backend(temperature, capsys, monkeypatch):
+    """1e-30 wrapped the integer sampler's int64 product (random text, exit 0); 1e-320
+    made the float sampler's inf - inf (a NaN traceback). Both are the argmax now: the
+    integer backend's ids equal the reference's, and so do the device's (the model
+    offload path over the real protocol to the device's program in Python)."""
+    from host.device import Device
+    import host.backends as backends
+    from ternary_core.model_file import load_model
+    from ternary_core.offload.isa import DeviceLimits
+    from tests.python_device import PythonDevice
+
+    argv = ["generate", "--tokens", "12", "--json", "--seed", "5"]
+    greedy = _ids(capsys, argv + ["--temperature", "0"])
+    reference = _ids(capsys, argv + ["--temperature", temperature])
+    integer = _ids(capsys, argv + ["--backend", "integer", "--temperature", temperature])
+    assert reference == greedy and integer == reference
+    config = load_model(default_model_path()).config
+    monkeypatch.setattr(backends, "open_device",
+                        lambda args: Device(PythonDevice(DeviceLimits.for_config(config))))
+    device = _ids(capsys, argv + ["--backend", "sim", "--board", "ulx3s-85f", "--offload", "model",
+                                  "--temperature", temperature])
+    assert device == reference
+
+
+# ---------------------------------------------------------------------------- 2: eval on a whole-model device
+
+def test_eval_on_a_whole_model_device_offloads_the_matvecs(capsys, monkeypatch, tmp_path):
+    """The ulx3s-85f's simulated board has the vector machine, so generate offloads the
+    model there; eval needs every position's logits and runs the BitLinears on it instead
+    (it ended in an AttributeError). The device's matvecs are the golden model's here."""
+    from host.device import Device
+    import host.backends as backends
+    from ternary_core.model_file import load_model
+    from ternary_core.offload.isa import DeviceLimits
+    from ternary_core.reference import GoldenBackend
+    from tests.python_device import PythonDevice
+
+    config = load_model(default_model_path()).config
+    opened = []
+
+    def open_device(args):
+        opened.append(Device(PythonDevice(DeviceLimits.for_config(config))))
+        return opened[-1]
+
+    monkeypatch.setattr(backends, "open_device", open_device)
+    monkeypatch.setattr(backends, "open_backend", lambda args, model, device=None: GoldenBackend())
+    ids = tmp_path / "ids.txt"
+    ids.write_text(" ".join(str(b) for b in b"To be, or not to be, that is the question"))
+    capsys.readouterr()
+    assert main(["eval", "--ids", str(ids), "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--ids", str(ids), "--json", "--backend", "sim", "--board", "ulx3s-85f"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert opened and opened[0].has_vm          # a device that would take the whole model
+    assert got["backend"] == "sim" and got["positions"] == want["positions"]
+    assert got["loss_nats_per_token"] == pytest.approx(want["loss_nats_per_token"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- 7: memory
+
+@pytest.mark.parametrize("backend", ["reference", "integer"])
+def test_windows_past_one_pass_are_stepped_with_the_same_result(backend, monkeypatch):
+    """Windows longer than SCORE_AT_ONCE go through the KV cache (memory linear in the
+    window): the same figures as one vectorized pass (bit-exact on the integer decode)."""
+    from types import SimpleNamespace
+
+    import host.eval as eval_mod
+    from host.backends import open_runner
+    from host.generate import load
+
+    model, tok = load()
+    ids = list(b"To be, or not to be, that is the question: whether 'tis nobler")
+    args = SimpleNamespace(backend=backend, offload=None, stream=False)
+
+    def run():
+        b = open_runner(args, model)
+        return eval_mod.evaluate(model, b, ids, tok, log=open(os.devnull, "w"))
+
+    whole = run()
+    monkeypatch.setattr(eval_mod, "SCORE_AT_ONCE", 7)
+    stepped = run()
+    for k in ("positions", "windows", "top1_accuracy", "top1_agreement"):
+        assert stepped[k] == whole[k], k
+    if backend == "integer":
+        assert stepped["loss_nats_per_token"] == whole["loss_nats_per_token"]
+    else:
+        assert stepped["loss_nats_per_token"] == pytest.approx(whole["loss_nats_per_token"], rel=1e-5)
+
+
+@pytest.mark.parametrize("split", ["all", "train", "val"])
+def test_eval_reads_only_the_bytes_it_scores(split, tmp_path, monkeypatch):
+    from host.eval import read_text
+    from ternary_core.corpus import corpus_split
+
+    data = bytes(range(256)) * 40 + b"tail"
+    p = tmp_path / "t.txt"
+    p.write_bytes(data)
+    for n in (None, 2, 1000, 10**9):
+        want = corpus_split(data, split)[:n] if n else corpus_split(data, split)
+        assert read_text(p, split, n) == want
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read the whole file"))
+    reads = []
+    real_open = open
+
+    def counting_open(*a, **kw):
+        f = real_open(*a, **kw)
+        real_read = f.read
+        f.read = lambda size=-1: reads.append(size) or real_read(size)
+        return f
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    assert len(read_text(p, split, 100)) == 100 and reads == [100]
+
+
+# ---------------------------------------------------------------------------- 8: non-finite logits
+
+def test_a_non_finite_logit_stops_generation_with_a_clear_error():
+    from host.generate import generate
+    from ternary_core.errors import TernaryError
+    from ternary_core.model_file import load_model
+    from ternary_core.sampling import Sampler
+
+    class Overflowing:
+        pos = 0
+
+        def reset(self):
+            self.pos = 0
+
+        def step(self, token):
+            self.pos += 1
+            return np.full(256, np.nan if self.pos >= 3 else 0.0, np.float32)
+
+    model = load_model(default_model_path())
+    seen = []
+    with pytest.raises(TernaryError, match=r"non-finite logit after position 2: its numbers overflow"):
+        generate(model, lambda n: Overflowing(), [1, 2], 5, Sampler(0.0), on_token=seen.append)
+    assert seen == [0]         # the one token sampled from finite logits
+
+
+# ---------------------------------------------------------------------------- 10: resume on another corpus
+
+def test_train_resume_refuses_another_corpus(inputs, work, monkeypatch, capsys):
+    pytest.importorskip("torch", reason="training needs the 'train' extra (torch)")
+    import ternary_core.train as train_mod
+    from tests.test_cli_bad_inputs import snapshot
+
+    for name, seed in (("a.txt", 1), ("b.txt", 2)):
+        rng = np.random.default_rng(seed)
+        (work / name).write_bytes(rng.choice(list(b"abc de\n"), size=4000).astype(np.uint8).tobytes())
+    real_save = train_mod.save_checkpoint
+
+    def save_then_stop(path, *args):
+        real_save(path, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_stop)
+    argv = ["train", "-o", str(work / "m.safetensors"), "--steps", "6", "--batch", "2", "--seq-len", "16",
+            "--checkpoint-every", "2", "--hidden-size", "32", "--intermediate-size", "32", "--layers", "1",
+            "--heads", "2", "--kv-heads", "1", "--threads", "1"]
+    assert main(argv + ["--corpus", str(work / "a.txt")]) == 130
+    assert (work / "m.safetensors.ckpt.safetensors").is_file()
+    before = snapshot(work)
+    capsys.readouterr()
+    assert main(argv + ["--corpus", str(work / "b.txt"), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was made on another corpus" in err[0] and "give the same --corpus" in err[0], err
+    assert snapshot(work) == before
+
+
+# ---------------------------------------------------------------------------- 12: builds replace their folder whole
+
+class InterruptedPlan(FakePlan):
+    def execute_local(self, out, env=None):
+        (Path(out) / "top.il").write_text("half a build")
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_build_leaves_the_folder_as_it_was(work, monkeypatch, capsys):
+    from tests.test_cli_bad_inputs import snapshot
+
+    fake_build(40.0)(work, monkeypatch)
+    d = work / "build" / "icebreaker"
+    (d / "top.il").write_text("the last build's netlist")
+    (d / "top.asc").write_text("the last build's placement")
+
+    class Platform:
+        def prepare(self, top, **kw):
+            return InterruptedPlan(40.0)
+
+    monkeypatch.setattr(build_mod, "_platform_and_top", lambda *a, **kw: (Platform(), None, ".bin"))
+    before = snapshot(work)
+    assert main(["build", "--board", "icebreaker", "--out", str(d)]) == 130
+    assert snapshot(work) == before          # no file of the interrupted build, no staging folder
+
+
+def test_a_good_build_replaces_the_tools_outputs_and_keeps_other_files(work, monkeypatch, capsys):
+    fake_build(40.0)(work, monkeypatch)
+    d = work / "build" / "icebreaker"
+    (d / "top.asc").write_text("an earlier build's placement")    # this build makes none
+    (d / "notes.txt").write_text("mine")
+    notes = os.stat(d / "notes.txt").st_ino
+    (d / "icebreaker.failed.bin").write_bytes(b"stale")
+    assert main(["build", "--board", "icebreaker", "--out", str(d)]) == 0
+    assert sorted(os.listdir(d)) == ["icebreaker.bin", "notes.txt", "report.json", "top.bin",
+                                     "top.report.json", "top.stat.json"]
+    assert (d / "icebreaker.bin").read_bytes() == b"bitstream at 40.0 MHz"
+    assert os.stat(d / "notes.txt").st_ino == notes
+    assert not [p for p in d.parent.iterdir() if p.name.startswith(".")]   # no staging left
