@@ -188,7 +188,11 @@ def _generate(args):
         raise TernaryError("--prompt: this model has no tokenizer (its model file says tokenizer "
                            "'none'); give the prompt as --prompt-ids")
     else:
-        prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
+        try:
+            prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
+        except TernaryError as exc:
+            raise TernaryError(f"--prompt: {exc} (the tokenizer of "
+                               f"{args.model or 'the shipped model'})") from None
         if not prompt:
             raise TernaryError("--prompt: the prompt is empty; give some text or --prompt-ids")
     check_prompt(model, prompt, args.tokens)

@@ -92,6 +92,8 @@ def text_ids(tok, data, source):
         return tok.encode(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise TernaryError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except TernaryError as exc:   # a vocabulary that cannot spell the text
+        raise TernaryError(f"{source}: {exc}") from None
 
 
 def predicted_bytes(tok, ids):

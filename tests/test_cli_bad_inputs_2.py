@@ -45,6 +45,8 @@ def bad(tmp_path_factory):
     meta_variant(d / "vocab-short.safetensors",
                  tokenizer={"type": "vocab", "tokens": [chr(65 + i % 26) * (1 + i // 26) for i in range(100)]})
     meta_variant(d / "tok-json-int.safetensors", tokenizer={"type": "tokenizers", "json": 5})
+    meta_variant(d / "vocab-digits.safetensors",
+                 tokenizer={"type": "vocab", "tokens": [str(i) for i in range(256)]})
     hf_folder(d / "hf-badtok")
     (d / "hf-badtok" / "tokenizer.json").write_text("{not json")
     model_variant(d / "ctx-1m.safetensors", config={"max_position_embeddings": 1 << 20})
@@ -87,6 +89,15 @@ def no_device(w, monkeypatch):
     monkeypatch.setattr(backends, "open_device", refuse)
 
 
+def read_only(w, monkeypatch):
+    """``build/icebreaker`` not writable, as os.access sees it (tests may run as root, to
+    whom every mode is writable)."""
+    real = os.access
+    target = os.path.realpath(w / "build" / "icebreaker")
+    monkeypatch.setattr(build_mod.os, "access", lambda p, mode, **kw: False if os.path.realpath(p) == target
+                        else real(p, mode, **kw))
+
+
 GOOD = {"timing_met": True, "fmax_mhz": 40.0, "target_mhz": 36.0}
 DEEP = "[" * 100_000 + "]" * 100_000
 
@@ -99,6 +110,12 @@ CASES = {
         r"vocab-short\.safetensors: tokenizer: 100 tokens, but the model's vocabulary is 256"),
     "tokenizer json not text": Case("generate --model {b}/tok-json-int.safetensors", 2,
                                     r"tok-json-int\.safetensors: tokenizer: 'json' must be the text"),
+    "a prompt the vocabulary cannot spell": Case(
+        "generate --model {b}/vocab-digits.safetensors", 2,
+        r"--prompt: tokenizer: cannot encode 'R' with this vocabulary \(the tokenizer of .*vocab-digits"),
+    "eval text the vocabulary cannot spell": Case(
+        "eval --model {b}/vocab-digits.safetensors --text {b}/ids.txt", 2,
+        r"ids\.txt: tokenizer: cannot encode ' ' with this vocabulary"),
     "import tokenizer.json not JSON": Case("import {b}/hf-badtok -o {w}/out.safetensors", 2,
                                            r"hf-badtok: tokenizer: not a valid tokenizer\.json"),
     # 5: ids past int64
@@ -169,6 +186,9 @@ CASES = {
                             setup=no_device),
     "--weight-words with serial": Case("generate --backend serial --port {w}/p --weight-words 9000", 2,
                                        r"--weight-words applies to the simulated board", setup=no_device),
+    "build --out not writable": Case("build --board icebreaker --out {w}/build/icebreaker", 2,
+                                     r"--out .*build/icebreaker: the folder is not writable \(a build replaces it\)",
+                                     setup=lambda w, mp: (fake_build(40.0)(w, mp), read_only(w, mp))),
     "build --out ''": Case("build --board icebreaker", 2, r"--out: the output folder is empty",
                            extra=["--out", ""], setup=fake_build(40.0)),
     # 14: messages that say what to do; the simulated board's refusals before any board
