@@ -151,8 +151,8 @@ def publish(out, name, ext, report, final=None):
     default, and the last good bitstream and report of ``final`` come along unchanged
     (hard links: the same files). Every other file of ``final`` that the build did not
     make again comes along too (a log beside it), except, after a good build, a stale
-    failed pair, and the tools' outputs of an earlier build. The report records the bitstream's final name and SHA-256, which
-    `program` checks.
+    failed pair, and the tools' outputs of an earlier build. The report records the
+    bitstream's final name and SHA-256, which `program` checks.
     """
     out = Path(out)
     final = Path(final or out)

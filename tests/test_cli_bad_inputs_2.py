@@ -15,8 +15,17 @@ import pytest
 import boards.build as build_mod
 from host.cli import main
 from host.generate import default_model_path
-from tests.test_cli_bad_inputs import (Case, FakePlan, _set, fake_build, hf_folder,  # noqa: F401
-                                       inputs, model_variant, run_case, work)
+from tests.test_cli_bad_inputs import (  # noqa: F401
+    Case,
+    FakePlan,
+    _set,
+    fake_build,
+    hf_folder,
+    inputs,
+    model_variant,
+    run_case,
+    work,
+)
 
 
 def meta_variant(path, **meta_json):
@@ -136,7 +145,8 @@ CASES = {
     "context of 2**20": Case("eval --model {b}/ctx-1m.safetensors --ids {b}/ids.txt", 2,
                              r"config: max_position_embeddings must be at most 32,768, got 1,048,576"),
     "embeddings x 1e30": Case("generate --model {b}/emb-1e30.safetensors", 2,
-                              r"emb-1e30\.safetensors: tensor model\.embed_tokens\.weight has a value of magnitude"),
+                              r"emb-1e30\.safetensors: tensor model\.embed_tokens\.weight has a value "
+                              r"of magnitude"),
     "norm x 1e38": Case("generate --model {b}/norm-1e38.safetensors", 2,
                         r"tensor model\.norm\.weight has a value of magnitude .*within \+-1e\+06"),
     "weight scale 1e-45": Case("generate --model {b}/scale-1e-45.safetensors", 2,
@@ -175,7 +185,8 @@ CASES = {
     "--seed 2**64": Case("generate --seed 18446744073709551616", 2, r"argument --seed: must be at most"),
     "train --seed 2**32": Case("train --seed 4294967296", 2, r"argument --seed: must be at most"),
     "--check on reference": Case("generate --check", 2,
-                                 r"--check applies to a device \(--backend sim or serial\), not to --backend reference"),
+                                 r"--check applies to a device \(--backend sim or serial\), not to "
+                                 r"--backend reference"),
     "--stream on integer": Case("eval --backend integer --stream --ids {b}/ids.txt", 2,
                                 r"--stream applies to a device"),
     "--stream with --offload model": Case(
@@ -187,7 +198,8 @@ CASES = {
     "--weight-words with serial": Case("generate --backend serial --port {w}/p --weight-words 9000", 2,
                                        r"--weight-words applies to the simulated board", setup=no_device),
     "build --out not writable": Case("build --board icebreaker --out {w}/build/icebreaker", 2,
-                                     r"--out .*build/icebreaker: the folder is not writable \(a build replaces it\)",
+                                     r"--out .*build/icebreaker: the folder is not writable "
+                                     r"\(a build replaces it\)",
                                      setup=lambda w, mp: (fake_build(40.0)(w, mp), read_only(w, mp))),
     "build --out ''": Case("build --board icebreaker", 2, r"--out: the output folder is empty",
                            extra=["--out", ""], setup=fake_build(40.0)),
@@ -211,7 +223,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_2(name, inputs, bad, work, monkeypatch, capsys):
+def test_bad_input_2(name, inputs, bad, work, monkeypatch, capsys):  # noqa: F811
     case = CASES[name]
     case = Case(case.argv.replace("{b}", str(bad)), case.code, case.message, case.changes,
                 case.setup, case.extra)
@@ -232,8 +244,8 @@ def test_a_tiny_temperature_gives_the_reference_ids_on_every_backend(temperature
     made the float sampler's inf - inf (a NaN traceback). Both are the argmax now: the
     integer backend's ids equal the reference's, and so do the device's (the model
     offload path over the real protocol to the device's program in Python)."""
-    from host.device import Device
     import host.backends as backends
+    from host.device import Device
     from ternary_core.model_file import load_model
     from ternary_core.offload.isa import DeviceLimits
     from tests.python_device import PythonDevice
@@ -257,8 +269,8 @@ def test_eval_on_a_whole_model_device_offloads_the_matvecs(capsys, monkeypatch, 
     """The ulx3s-85f's simulated board has the vector machine, so generate offloads the
     model there; eval needs every position's logits and runs the BitLinears on it instead
     (it ended in an AttributeError). The device's matvecs are the golden model's here."""
-    from host.device import Device
     import host.backends as backends
+    from host.device import Device
     from ternary_core.model_file import load_model
     from ternary_core.offload.isa import DeviceLimits
     from ternary_core.reference import GoldenBackend
@@ -368,7 +380,7 @@ def test_a_non_finite_logit_stops_generation_with_a_clear_error():
 
 # ---------------------------------------------------------------------------- 10: resume on another corpus
 
-def test_train_resume_refuses_another_corpus(inputs, work, monkeypatch, capsys):
+def test_train_resume_refuses_another_corpus(inputs, work, monkeypatch, capsys):  # noqa: F811
     pytest.importorskip("torch", reason="training needs the 'train' extra (torch)")
     import ternary_core.train as train_mod
     from tests.test_cli_bad_inputs import snapshot
@@ -396,7 +408,7 @@ def test_train_resume_refuses_another_corpus(inputs, work, monkeypatch, capsys):
     assert snapshot(work) == before
 
 
-# ---------------------------------------------------------------------------- 12: builds replace their folder whole
+# ------------------------------------------------------------ 12: builds replace their folder whole
 
 class InterruptedPlan(FakePlan):
     def execute_local(self, out, env=None):
@@ -404,7 +416,7 @@ class InterruptedPlan(FakePlan):
         raise KeyboardInterrupt
 
 
-def test_an_interrupted_build_leaves_the_folder_as_it_was(work, monkeypatch, capsys):
+def test_an_interrupted_build_leaves_the_folder_as_it_was(work, monkeypatch, capsys):  # noqa: F811
     from tests.test_cli_bad_inputs import snapshot
 
     fake_build(40.0)(work, monkeypatch)
@@ -422,7 +434,7 @@ def test_an_interrupted_build_leaves_the_folder_as_it_was(work, monkeypatch, cap
     assert snapshot(work) == before          # no file of the interrupted build, no staging folder
 
 
-def test_a_good_build_replaces_the_tools_outputs_and_keeps_other_files(work, monkeypatch, capsys):
+def test_a_good_build_replaces_the_tools_outputs_and_keeps_other_files(work, monkeypatch, capsys):  # noqa: F811
     fake_build(40.0)(work, monkeypatch)
     d = work / "build" / "icebreaker"
     (d / "top.asc").write_text("an earlier build's placement")    # this build makes none
