@@ -20,11 +20,12 @@ from .ops import LOGIT_FRAC_BITS, SCORE_FRAC_BITS
 
 MASK32 = 0xFFFFFFFF
 
-# The bounds of log2(e)/temperature as a scalar. Past 2**30 every logit below the
-# largest already gets weight 0 (d >= 1, m >= 2**15: z >= 2**37 > 16 * 2**8), below
-# 2**-40 every z rounds to 0 (d < 2**32, m < 2**16: d * m * 2**-63 < 1/2): clamping
-# changes no weight, and keeps d * m * 2**(e - 8) inside int64 (an unclamped 1/1e-30
-# wrapped around and sampled noise) and the exponent inside the device's RUN field.
+# The bounds of inv_t = log2(e)/temperature. The weights' exponent is
+# z = d * inv_t / 2**8 (d = max - logit in Q15.16). From 2**30 on, every logit below the
+# largest has z >= 2**22, far past the 17 * 2**8 where exp2 gives weight 0; up to
+# 2**-40, every z < 2**32 * 2**-48 rounds to 0 (all weights equal). So clamping changes
+# no weight, and keeps d * m * 2**(e - 8) inside int64 (an unclamped 1/1e-30 wrapped
+# around and sampled noise) and the exponent inside the device's RUN field.
 INV_T_MAX = 2.0 ** 30
 INV_T_MIN = 2.0 ** -40
 
