@@ -3,6 +3,8 @@
 import hashlib
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from boards.profiles import BOARDS, board
 from ternary_core.errors import TernaryError
-from ternary_core.output_file import write_output
+from ternary_core.output_file import replace_folder, staging_folder, write_output
 
 from .yowasp import tool_env
 
@@ -49,7 +51,8 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
 
     A build that misses timing does not replace the last good bitstream and report:
     it is kept beside them as ``NAME.failed.EXT`` and ``report.failed.json`` (see
-    :func:`publish`), and the returned report says so.
+    :func:`publish`), and the returned report says so. The build runs in a new folder
+    beside ``out`` that replaces ``out`` whole only when it is done.
     """
     profile = board(name)
     cfg = profile.engine
@@ -74,60 +77,121 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
         cfg = replace(cfg, weight_words=vm_limits.weight_words)
     clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else default_hz
     # the whole-model device has its own folder: it never replaces the matvec build
+    if out is not None and not str(out):
+        raise TernaryError("--out: the output folder is empty (leave --out out for the default)")
     out = Path(out or Path("build") / (f"{name}-model" if vm_limits is not None else name))
-    if out.exists() and not out.is_dir():
-        raise TernaryError(f"--out {out}: exists and is not a folder")
+    if out.is_symlink():  # the folder it names is replaced, the link stays
+        out = Path(os.path.realpath(out))
+    check_out_folder(out)
     platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud,  # checks the PLL
                                            vm_limits)
-    out.mkdir(parents=True, exist_ok=True)
-    what = " and the vector machine" if vm_limits is not None else ""
-    print(f"building {name}: {cfg.rows}x{cfg.cols} {cfg.fmt} engine{what} at {clock_hz / 1e6:g} MHz, "
-          f"UART {profile.baud} baud, in {out} (YoWASP tools; the first run compiles them, "
-          f"about a minute) ...", file=log, flush=True)
-    t0 = time.time()
-    plan = platform.prepare(top, name="top",
-                            script_after_read=ONE_HOT_FSMS,
-                            synth_opts="-dsp" if name == "icebreaker" else "",
-                            script_after_synth="tee -q -o top.stat.json stat -json",
-                            nextpnr_opts="--report top.report.json --timing-allow-fail --seed 1")
-    env = tool_env()
     try:
-        plan.execute_local(str(out), env=env)
-    except Exception as exc:  # the build script's failure: show the tool's last lines
-        logs = [p for p in (out / "top.tim", out / "top.rpt") if p.exists()]
-        tail = "\n".join(logs[0].read_text().splitlines()[-15:]) if logs else str(exc)
-        raise TernaryError(f"the {name} build failed:\n{tail}") from None
-    report = make_report(name, cfg, clock_hz, out, time.time() - t0)
-    report["offload"] = offload
-    if vm_limits is not None:
-        report["vm_limits"] = vm_limits.__dict__
-    return publish(out, name, ext, report)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TernaryError(f"--out {out}: cannot create the folder {out.parent} "
+                           f"({exc.strerror or exc})") from None
+    # Built into a fresh folder beside ``out`` and renamed into place whole: an
+    # interrupted or failed build leaves ``out`` as it was, never two builds' files mixed.
+    stage = staging_folder(out, what="--out")
+    try:
+        what = " and the vector machine" if vm_limits is not None else ""
+        print(f"building {name}: {cfg.rows}x{cfg.cols} {cfg.fmt} engine{what} at "
+              f"{clock_hz / 1e6:g} MHz, UART {profile.baud} baud, for {out} (YoWASP tools; the "
+              f"first run compiles them, about a minute) ...", file=log, flush=True)
+        t0 = time.time()
+        plan = platform.prepare(top, name="top",
+                                script_after_read=ONE_HOT_FSMS,
+                                synth_opts="-dsp" if name == "icebreaker" else "",
+                                script_after_synth="tee -q -o top.stat.json stat -json",
+                                nextpnr_opts="--report top.report.json --timing-allow-fail --seed 1")
+        env = tool_env()
+        try:
+            plan.execute_local(str(stage), env=env)
+        except Exception as exc:  # the build script's failure: show the tool's last lines
+            logs = [p for p in (stage / "top.tim", stage / "top.rpt") if p.exists()]
+            tail = "\n".join(logs[0].read_text().splitlines()[-15:]) if logs else str(exc)
+            raise TernaryError(f"the {name} build failed ({out} is unchanged):\n{tail}") from None
+        report = make_report(name, cfg, clock_hz, stage, time.time() - t0)
+        report["offload"] = offload
+        if vm_limits is not None:
+            report["vm_limits"] = vm_limits.__dict__
+        report = publish(stage, name, ext, report, final=out)
+        replace_folder(stage, out)
+        return report
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
-def publish(out, name, ext, report):
-    """Put the build's ``top{ext}`` and ``report`` under their board names in ``out``.
+# What the tools write in a build folder (Amaranth's build script and everything it
+# makes): never carried over from an earlier build.
+TOOL_OUTPUTS = ("top.", "build_top.")
 
-    Timing met: ``NAME{ext}`` and ``report.json`` (each written whole, then renamed in),
-    and a stale failed pair is removed. Timing missed: ``NAME.failed{ext}`` and
-    ``report.failed.json``, so the last good bitstream and report stay as they were
-    and `ternary program` cannot pick the failed one up by default. The report records
-    the bitstream's name and SHA-256, which `program` checks.
+
+def check_out_folder(out):
+    """``--out`` must be a folder a build can replace (or not exist yet), checked before
+    the build's minutes."""
+    if out.exists() and not out.is_dir():
+        raise TernaryError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise TernaryError(f"--out {out}: the folder is not writable (a build replaces it)")
+    parent = next((p for p in out.parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise TernaryError(f"--out {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise TernaryError(f"--out {out}: cannot create it in {parent} (not writable)")
+
+
+def publish(out, name, ext, report, final=None):
+    """Put the build's ``top{ext}`` and ``report`` under their board names in ``out`` (the
+    staging folder of the build for ``final``, default ``out`` itself).
+
+    Timing met: ``NAME{ext}`` and ``report.json``. Timing missed: ``NAME.failed{ext}`` and
+    ``report.failed.json``, so `ternary program` cannot pick the failed one up by
+    default, and the last good bitstream and report of ``final`` come along unchanged
+    (hard links: the same files). Every other file of ``final`` that the build did not
+    make again comes along too (a log beside it), except, after a good build, a stale
+    failed pair, and the tools' outputs of an earlier build. The report records the
+    bitstream's final name and SHA-256, which `program` checks.
     """
+    out = Path(out)
+    final = Path(final or out)
     good = report["timing_met"]
     data = (out / f"top{ext}").read_bytes()
-    bit = out / (f"{name}{ext}" if good else f"{name}.failed{ext}")
-    rep = out / ("report.json" if good else "report.failed.json")
-    report["bitstream"] = str(bit)
+    bit_name = f"{name}{ext}" if good else f"{name}.failed{ext}"
+    rep_name = "report.json" if good else "report.failed.json"
+    report["bitstream"] = str(final / bit_name)
     report["bitstream_sha256"] = hashlib.sha256(data).hexdigest()
     if not good:
-        last = out / f"{name}{ext}"
+        last = final / f"{name}{ext}"
         report["last_good_bitstream"] = str(last) if last.is_file() else None
-    write_output(bit, data, what="bitstream")
-    write_output(rep, json.dumps(report, indent=2), what="report")
-    if good:
+    write_output(out / bit_name, data, what="bitstream")
+    write_output(out / rep_name, json.dumps(report, indent=2), what="report")
+    if final != out and final.is_dir():
+        stale = {f"{name}.failed{ext}", "report.failed.json"} if good else set()
+        for entry in final.iterdir():
+            if entry.name in stale or entry.name.startswith(TOOL_OUTPUTS) or \
+                    (out / entry.name).exists():
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, out / entry.name, symlinks=True, copy_function=_link)
+            else:
+                _link(entry, out / entry.name)
+    elif good:
         for stale in (out / f"{name}.failed{ext}", out / "report.failed.json"):
             stale.unlink(missing_ok=True)
     return report
+
+
+def _link(src, dst):
+    """Carry a file over unchanged: a hard link (the same file), else a copy."""
+    if os.path.islink(src):
+        os.symlink(os.readlink(src), dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def make_report(name, cfg, clock_hz, out, seconds):

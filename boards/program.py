@@ -1,12 +1,14 @@
 """``ternary program``: load a bitstream with the usual open programmers."""
 
 import hashlib
-import json
+import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from ternary_core.errors import TernaryError
+from ternary_core.formats.json_text import parse_json
 
 PROGRAMMERS = {
     "icebreaker": [("iceprog", ["{bit}"]), ("openFPGALoader", ["-b", "ice40_generic", "{bit}"])],
@@ -15,31 +17,63 @@ PROGRAMMERS = {
 BITSTREAM = {"icebreaker": "icebreaker.bin", "ulx3s-85f": "ulx3s-85f.bit"}
 
 
+def read_report(path):
+    """A build report as a dict; a file that is not one (not JSON, not an object, nested
+    past Python's recursion limit) is an error naming it."""
+    try:
+        return parse_json(path.read_bytes(), str(path), expect=dict)
+    except OSError as exc:
+        why = exc.strerror or exc
+    except TernaryError as exc:
+        why = str(exc).removeprefix(f"{path}: ")
+    raise TernaryError(f"{path}: not a readable build report ({why}); pass --force to "
+                       f"program without it")
+
+
+def _mhz(rep, key, rep_path):
+    v = rep.get(key)
+    if v is None and key == "fmax_mhz":
+        return None    # nextpnr reported none
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise TernaryError(f"{rep_path}: {key} must be a number of MHz greater than 0, got {v!r}; "
+                           f"rebuild, or pass --force")
+    return float(v)
+
+
 def check_build_report(bit):
     """Refuse a bitstream whose build report says timing was not met (a board clocked past
     its Fmax can compute wrong results without any error), or whose report describes
-    another bitstream. The report is ``report.json`` beside it (``report.failed.json``
-    for a ``NAME.failed.EXT`` that `ternary build` kept). No report: nothing to check,
-    except that a ``.failed.`` bitstream is refused."""
+    another bitstream, or contradicts itself. The report is ``report.json`` beside it
+    (``report.failed.json`` for a ``NAME.failed.EXT`` that `ternary build` kept). No
+    report: nothing to check, except that a ``.failed.`` bitstream is refused."""
     failed_name = ".failed." in bit.name
     rep_path = bit.parent / ("report.failed.json" if failed_name else "report.json")
-    if not rep_path.is_file():
+    if not (rep_path.exists() or rep_path.is_symlink()):
         if failed_name:
             raise TernaryError(f"--bitstream {bit}: is a build that missed timing (no report beside "
                                f"it to say otherwise); pass --force to program it anyway")
         return None
-    try:
-        rep = json.loads(rep_path.read_bytes())
-        met, sha = rep["timing_met"], rep.get("bitstream_sha256")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TernaryError(f"{rep_path}: not a readable build report ({exc}); "
-                           f"pass --force to program without it") from None
-    if sha is not None and sha != hashlib.sha256(bit.read_bytes()).hexdigest():
+    if not rep_path.is_file():
+        raise TernaryError(f"{rep_path}: is not a regular file, so not a build report; remove "
+                           f"it, or pass --force to program without it")
+    rep = read_report(rep_path)
+    met, sha = rep.get("timing_met"), rep.get("bitstream_sha256")
+    if not isinstance(met, bool):
+        raise TernaryError(f"{rep_path}: timing_met must be true or false, got {met!r}; rebuild, "
+                           f"or pass --force")
+    fmax, target = _mhz(rep, "fmax_mhz", rep_path), _mhz(rep, "target_mhz", rep_path)
+    if met and (fmax is None or fmax < target):
+        raise TernaryError(f"{rep_path}: says timing met, but Fmax {fmax} MHz < target {target} "
+                           f"MHz; rebuild, or pass --force")
+    if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise TernaryError(f"{rep_path}: has no bitstream_sha256 (got {sha!r}), so it cannot say "
+                           f"which bitstream it describes; rebuild, or pass --force")
+    if sha != hashlib.sha256(bit.read_bytes()).hexdigest():
         raise TernaryError(f"--bitstream {bit}: {rep_path} describes another build; rebuild, "
                            f"or pass --force to program it unchecked")
-    if met is not True:
-        raise TernaryError(f"--bitstream {bit}: its build missed timing (Fmax {rep.get('fmax_mhz')} MHz "
-                           f"< target {rep.get('target_mhz')} MHz, {rep_path}); rebuild with a lower "
+    if not met:
+        raise TernaryError(f"--bitstream {bit}: its build missed timing (Fmax {fmax} MHz "
+                           f"< target {target} MHz, {rep_path}); rebuild with a lower "
                            f"--freq, or pass --force")
     return rep
 
@@ -56,6 +90,8 @@ def program(name, bitstream=None, force=False):
     if not bit.is_file():
         raise TernaryError(f"no bitstream at {bit}: run `ternary build --board {name}` first "
                            f"(or give --bitstream)")
+    if bit.stat().st_size == 0:
+        raise TernaryError(f"--bitstream {bit}: is empty (0 bytes); rebuild it")
     if not force:
         check_build_report(bit)
     for exe, args in PROGRAMMERS[name]:

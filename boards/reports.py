@@ -1,8 +1,8 @@
 """Resources and Fmax from the tools' machine-readable reports."""
 
-import json
 
 from ternary_core.errors import TernaryError
+from ternary_core.formats.json_text import parse_json
 
 # nextpnr's cell-type names per resource, for iCE40 and ECP5.
 RESOURCES = {
@@ -13,24 +13,38 @@ RESOURCES = {
 }
 
 
+def read_json_object(path, what):
+    """The JSON object in ``path``; anything else (unreadable, not JSON, not an object,
+    nested past Python's recursion limit) is a :class:`TernaryError` naming ``what`` and
+    the file."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise TernaryError(f"cannot read the {what} {path}: {exc.strerror or exc}") from None
+    return parse_json(text, f"the {what} {path}", expect=dict)
+
+
 def parse_nextpnr_report(path):
     """Utilisation and achieved Fmax of the ``sync`` clock from ``nextpnr --report``."""
+    rep = read_json_object(path, "nextpnr report")
     try:
-        rep = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TernaryError(f"cannot read the nextpnr report {path}: {exc}") from None
-    util = rep.get("utilization", {})
-    out = {}
-    for key, names in RESOURCES.items():
-        used = sum(util.get(n, {}).get("used", 0) for n in names)
-        total = sum(util.get(n, {}).get("available", 0) for n in names)
-        out[key], out[f"{key}_total"] = used, total
-    fmax = [v.get("achieved") for k, v in rep.get("fmax", {}).items() if v.get("achieved")]
+        util = rep.get("utilization", {})
+        out = {}
+        for key, names in RESOURCES.items():
+            used = sum(util.get(n, {}).get("used", 0) for n in names)
+            total = sum(util.get(n, {}).get("available", 0) for n in names)
+            out[key], out[f"{key}_total"] = used, total
+        fmax = [v.get("achieved") for k, v in rep.get("fmax", {}).items() if v.get("achieved")]
+    except (AttributeError, TypeError) as exc:
+        raise TernaryError(f"cannot read the nextpnr report {path}: unexpected layout ({exc})") from None
     return {"utilization": out, "fmax_mhz": min(fmax) if fmax else None}
 
 
 def parse_yosys_stat(path):
     """Cell counts by type after synthesis (``stat -json``)."""
-    stat = json.loads(path.read_text())
-    cells = stat["design"].get("num_cells_by_type", {})
-    return {k: int(v) for k, v in cells.items() if not k.startswith("$scopeinfo")}
+    stat = read_json_object(path, "Yosys statistics")
+    try:
+        cells = stat["design"].get("num_cells_by_type", {})
+        return {k: int(v) for k, v in cells.items() if not k.startswith("$scopeinfo")}
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise TernaryError(f"cannot read the Yosys statistics {path}: unexpected layout ({exc})") from None

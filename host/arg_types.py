@@ -55,6 +55,15 @@ def non_negative_int(text):
     return v
 
 
+def seed(text):
+    """An integer 0..2**32-1: the samplers' seed is 32 bits (xorshift32's state, the
+    device's RUN field), so a larger one would quietly repeat a smaller one's samples."""
+    v = non_negative_int(text)
+    if v > 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"must be at most 4294967295 (seeds are 32 bits), got {v}")
+    return v
+
+
 def positive_float(text):
     """A finite number > 0 (a clock in MHz, a learning rate)."""
     v = _float(text)

@@ -37,6 +37,39 @@ def add_device_options(p):
                         "model forces streaming)")
 
 
+def check_device_options(args, model):
+    """Refuse, before anything runs or prints, a device option that ``--backend`` would
+    ignore, and on the simulated board what the model cannot do on its engine (found
+    otherwise only after a first-use board build, minutes)."""
+    given = {"--check": args.check, "--stream": args.stream, "--port": args.port,
+             "--baud": args.baud, "--weight-words": args.weight_words}
+    takes = {"reference": (), "integer": (), "serial": ("--check", "--stream", "--port", "--baud"),
+             "sim": ("--check", "--stream", "--weight-words")}[args.backend]
+    why = {"--port": "a board on a serial port", "--baud": "a board on a serial port",
+           "--weight-words": "the simulated board (a board's weight store is what it was built with)"}
+    for flag, value in given.items():
+        if value and flag not in takes:
+            where = why.get(flag, "a device (--backend sim or serial)")
+            raise TernaryError(f"{flag} applies to {where}, not to --backend {args.backend}")
+    if args.stream and getattr(args, "offload", None) == "model":
+        raise TernaryError("--stream streams the BitLinears' weights (--offload matvec); with "
+                           "--offload model the device holds the whole model")
+    if args.backend == "sim":
+        from dataclasses import replace
+
+        cfg = board(args.board).engine
+        if args.weight_words:
+            cfg = replace(cfg, weight_words=args.weight_words)
+        for name, b in model.bitlinears.items():
+            m, k = b.trits.shape
+            if m > cfg.max_m or k > cfg.max_k:
+                raise TernaryError(f"layer {name} is {m}x{k}; the {args.board} engine takes at "
+                                   f"most {cfg.max_m}x{cfg.max_k}")
+            if cfg.layout.words(m, k) > cfg.weight_words:
+                raise TernaryError(f"--weight-words {cfg.weight_words:,}: layer {name} needs "
+                                   f"{cfg.layout.words(m, k):,} weight words")
+
+
 def open_device(args):
     """The :class:`~host.device.Device` of ``--backend sim|serial`` and the board options."""
     from dataclasses import replace
@@ -146,12 +179,15 @@ class ModelOffloadBackend:
         self.offload_run.close()
 
 
-def open_runner(args, model):
+def open_runner(args, model, *, whole_model=True):
     """The :class:`RunnerBackend` (or :class:`ModelOffloadBackend`) for ``args.backend``,
-    ``--offload`` and the device options."""
+    ``--offload`` and the device options. ``whole_model=False`` (eval, which needs every
+    position's logits; a whole-model device returns only ids) always offloads matvecs."""
     from .generate import float_runner, integer_runner
 
     asked = getattr(args, "offload", None)
+    if args.stream and not asked:
+        asked = "matvec"    # streaming is of the BitLinears' weights
     if args.backend in ("reference", "integer"):
         if asked:
             raise TernaryError(f"--offload applies to --backend sim or serial, not {args.backend}")
@@ -161,7 +197,7 @@ def open_runner(args, model):
         return RunnerBackend(args.backend, matvec, float_runner(model, matvec))
     device = open_device(args)
     try:
-        if choose_offload(device, model, asked) == "model":
+        if whole_model and choose_offload(device, model, asked) == "model":
             from .offload import ModelOffload
 
             # a step of the shipped model: about a second on the simulated board (Verilator,

@@ -1,7 +1,7 @@
 """Subcommands of the ``ternary`` CLI, one ``register_*`` function each."""
 
 from .arg_types import (comma_list, non_negative_float, non_negative_int, png_path, positive_float,
-                        positive_int, token_ids, utf8_text, verilog_identifier)
+                        positive_int, seed, token_ids, utf8_text, verilog_identifier)
 
 
 def _board_names():
@@ -73,7 +73,7 @@ def register_train(sub):
     p.add_argument("--batch", type=positive_int, default=o.batch)
     p.add_argument("--seq-len", type=positive_int, default=o.seq_len)
     p.add_argument("--lr", type=positive_float, default=o.lr)
-    p.add_argument("--seed", type=non_negative_int, default=o.seed)
+    p.add_argument("--seed", type=seed, default=o.seed, help="0..2**32-1")
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--checkpoint-every", type=non_negative_int, default=o.checkpoint_every,
                    help=f"save OUT.ckpt.safetensors every N steps (default {o.checkpoint_every}; 0: never)")
@@ -118,13 +118,19 @@ def _import(args):
 
     from pathlib import Path
 
+    from ternary_core.errors import TernaryError
     from ternary_core.model.importers import import_checkpoint, input_files
     from ternary_core.model.file import save_model
     from ternary_core.output_file import check_output_path
+    from ternary_core.model.tokenizer import make_tokenizer
 
     inputs = input_files(args.src) if Path(args.src).exists() else []
     check_output_path(args.out, what="-o", inputs=inputs)  # before reading a large checkpoint
     model = import_checkpoint(args.src)
+    try:  # a model whose tokenizer cannot be made would be refused only by generate
+        make_tokenizer(model.tokenizer, model.config.vocab_size)
+    except TernaryError as exc:
+        raise TernaryError(f"{args.src}: {exc}") from None
     save_model(args.out, model, what="-o", inputs=inputs)
     c = model.config
     print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
@@ -152,7 +158,7 @@ def register_generate(sub):
     p.add_argument("--tokens", type=positive_int, default=64, help="tokens to generate (default 64)")
     p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 for greedy (default 0.8)")
     p.add_argument("--top-k", type=non_negative_int, default=40, help="sample from the k likeliest (0: all)")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="0..2**32-1 (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--offload", choices=["model", "matvec"],
                    help="sim/serial: run the whole decode step on the device ('model': ids in, "
@@ -166,21 +172,30 @@ def _generate(args):
     import json
     import sys
 
-    from host.backends import open_runner
-    from host.generate import load
+    from host.backends import check_device_options, open_runner
+    from host.generate import check_prompt, load
     from ternary_core.errors import TernaryError
     from ternary_core.model.tokenizer import TextStream, parse_token_ids
 
+    # every input is checked before any output, and before a device is opened
     if args.tokens < 1:
         raise TernaryError("--tokens must be at least 1")
     model, tok = load(args.model)
+    check_device_options(args, model)
     if args.prompt_ids is not None:
         prompt = parse_token_ids(args.prompt_ids, "--prompt-ids")
     elif not tok.has_text:
         raise TernaryError("--prompt: this model has no tokenizer (its model file says tokenizer "
                            "'none'); give the prompt as --prompt-ids")
     else:
-        prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
+        try:
+            prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
+        except TernaryError as exc:
+            raise TernaryError(f"--prompt: {exc} (the tokenizer of "
+                               f"{args.model or 'the shipped model'})") from None
+        if not prompt:
+            raise TernaryError("--prompt: the prompt is empty; give some text or --prompt-ids")
+    check_prompt(model, prompt, args.tokens)
     backend = open_runner(args, model)
     try:
         # One decoder for prompt and continuation, so a character split across tokens
@@ -236,7 +251,9 @@ def register_eval(sub):
                                    "agreement with the float reference backend. Text longer than "
                                    "the model's context is scored in consecutive windows of the "
                                    "context. By default: the held-out 10% of the training corpus "
-                                   f"({DEFAULT_CORPUS}), the split `ternary train` did not train on.")
+                                   f"({DEFAULT_CORPUS}), the split `ternary train` did not train on. "
+                                   "On sim/serial the BitLinears run on the device (--offload "
+                                   "matvec: scoring needs every position's logits).")
     p.add_argument("--backend", choices=BACKENDS, default="reference")
     p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
     g = p.add_mutually_exclusive_group()
@@ -256,8 +273,8 @@ def _eval(args):
     import json
     import sys
 
-    from host.backends import open_runner
-    from host.eval import evaluate, read_ids, read_text, require_tokenizer, text_ids
+    from host.backends import check_device_options, open_runner
+    from host.eval import check_ids, evaluate, read_ids, read_text, require_tokenizer, text_ids
     from host.generate import load
     from ternary_core.errors import TernaryError
 
@@ -267,6 +284,7 @@ def _eval(args):
         raise TernaryError("--split and --bytes apply to text; with --ids the file's ids are "
                            "scored as they are")
     model, tok = load(args.model)
+    check_device_options(args, model)
     if args.ids:
         ids, source = read_ids(args.ids), {"ids": args.ids}
     else:
@@ -275,7 +293,8 @@ def _eval(args):
         require_tokenizer(tok, path)
         data = read_text(path, split, args.bytes, "--text" if args.text else "corpus")
         ids, source = text_ids(tok, data, path), {"text": path, "split": split}
-    backend = open_runner(args, model)
+    check_ids(model, ids)
+    backend = open_runner(args, model, whole_model=False)
     try:
         result = evaluate(model, backend, ids, tok)
     finally:

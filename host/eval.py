@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ternary_core.corpus import corpus_split
+from ternary_core.corpus import SPLITS, split_point
 from ternary_core.errors import TernaryError
 from ternary_core.backend import GoldenBackend
 from ternary_core.reference import BitNetRunner
 from ternary_core.model.tokenizer import parse_token_ids
+
+from .generate import check_finite, check_token_ids
 
 
 def consecutive_windows(n_tokens, context):
@@ -59,9 +61,19 @@ def read_text(path, split, n_bytes, what="--text"):
     first ``n_bytes`` (if given)."""
     p = Path(path)
     if not p.is_file():
-        raise TernaryError(f"{what}: {path} is not a file")
-    data = corpus_split(p.read_bytes(), split)
-    return data[:n_bytes] if n_bytes else data
+        hint = "" if what == "--text" else "; give a text file with --text"
+        raise TernaryError(f"{what}: {path} is not a file{hint}")
+    if split not in SPLITS:
+        raise TernaryError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    # only the bytes scored are read (a 3 GB file with --bytes 1000 reads 1000)
+    size = p.stat().st_size
+    start, end = {"all": (0, size), "train": (0, split_point(size)),
+                  "val": (split_point(size), size)}[split]
+    if n_bytes:
+        end = min(end, start + n_bytes)
+    with open(p, "rb") as f:
+        f.seek(start)
+        return f.read(end - start)
 
 
 def require_tokenizer(tok, source):
@@ -81,6 +93,8 @@ def text_ids(tok, data, source):
         return tok.encode(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise TernaryError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except TernaryError as exc:   # a vocabulary that cannot spell the text
+        raise TernaryError(f"{source}: {exc}") from None
 
 
 def predicted_bytes(tok, ids):
@@ -134,10 +148,16 @@ class ProgressLine:
         self.stream.flush()
 
 
+# The most positions scored in one vectorized pass: its attention holds (T, T) arrays,
+# quadratic in T (5,000 positions took 1.66 GB); longer windows (models of a larger
+# context) are stepped through the KV cache, in memory linear in T.
+SCORE_AT_ONCE = 1024
+
+
 def _window_logits(backend, runner, window, on_position):
     """float64 logits ``(len(window), vocab)`` after each token of ``window`` (from empty);
     ``on_position(n)`` after each of the ``n`` steps when stepping."""
-    if backend.vectorized:
+    if backend.vectorized and len(window) <= SCORE_AT_ONCE:
         out = runner.score(window)
         if backend.integer:
             ints, scales = out
@@ -152,18 +172,27 @@ def _window_logits(backend, runner, window, on_position):
     return np.stack(rows)
 
 
+def _reference_logits(reference, window):
+    if len(window) <= SCORE_AT_ONCE:
+        return np.asarray(reference.score(window))
+    reference.reset()
+    return np.stack([np.asarray(reference.step(int(t)), np.float64) for t in window])
+
+
+def check_ids(model, ids):
+    """What :func:`evaluate` refuses in ``ids``, checkable before a device is opened."""
+    if len(ids) < 2:
+        raise TernaryError(f"eval needs at least 2 tokens of text, got {len(ids)}")
+    check_token_ids(ids, model.config.vocab_size, "token id", positions=True)
+
+
 def evaluate(model, backend, ids, tokenizer, log=None):
     """Score ``ids`` on ``backend`` (a :class:`host.backends.RunnerBackend`); return the
     figures as a dict (see the module docstring). The progress line goes to ``log``
     (default: stderr)."""
-    vocab, context = model.config.vocab_size, model.config.max_position_embeddings
+    context = model.config.max_position_embeddings
+    check_ids(model, ids)
     ids = np.asarray(ids, dtype=np.int64)
-    if ids.size < 2:
-        raise TernaryError(f"eval needs at least 2 tokens of text, got {ids.size}")
-    bad = np.nonzero((ids < 0) | (ids >= vocab))[0]
-    if bad.size:
-        raise TernaryError(f"token id {int(ids[bad[0]])} (position {int(bad[0])}) is outside the "
-                           f"vocabulary (0..{vocab - 1})")
     spans = consecutive_windows(ids.size, context)
     runner = backend.make_runner(min(context, ids.size - 1))
     reference = runner if backend.name == "reference" else \
@@ -174,8 +203,11 @@ def evaluate(model, backend, ids, tokenizer, log=None):
         window, targets = ids[start:end], ids[start + 1:end + 1]
         logits = _window_logits(backend, runner, window,
                                 lambda n: progress.show(totals, pending=n))
+        bad = np.nonzero(~np.isfinite(logits).all(axis=1))[0]
+        if bad.size:
+            check_finite(logits[bad[0]], start + int(bad[0]))
         ref_argmax = logits.argmax(axis=1) if reference is runner else \
-            reference.score(window).argmax(axis=1)
+            _reference_logits(reference, window).argmax(axis=1)
         totals.add(logits, targets, ref_argmax)
         progress.show(totals)
     seconds = time.perf_counter() - t0

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from ternary_core.errors import TernaryError
 from ternary_core.model.file import load_model
 from ternary_core.backend import MatvecBackend
@@ -101,14 +103,7 @@ def generate(model, runner, prompt_ids, n_tokens, sampler, on_token=None):
     """
     if isinstance(runner, MatvecBackend):
         runner = float_runner(model, runner)
-    if not prompt_ids:
-        raise TernaryError("the prompt is empty: give --prompt text or --prompt-ids")
-    if n_tokens < 1:
-        raise TernaryError(f"tokens to generate must be at least 1, got {n_tokens}")
-    vocab = model.config.vocab_size
-    for t in prompt_ids:
-        if not 0 <= t < vocab:
-            raise TernaryError(f"prompt token id {t} is outside the vocabulary (0..{vocab - 1})")
+    check_prompt(model, prompt_ids, n_tokens)
     context = model.config.max_position_embeddings
     t0 = time.perf_counter()
     window = SlidingWindow(runner(min(context, len(prompt_ids) + n_tokens)), context,
@@ -118,6 +113,7 @@ def generate(model, runner, prompt_ids, n_tokens, sampler, on_token=None):
     t_prefill = time.perf_counter() - t0
     out = []
     for _ in range(n_tokens):
+        check_finite(logits, len(window.seq) - 1)
         nxt = sampler(logits)
         out.append(nxt)
         if on_token:
@@ -128,11 +124,44 @@ def generate(model, runner, prompt_ids, n_tokens, sampler, on_token=None):
                             context=context, window_shifts=window.shifts)
 
 
+def check_finite(logits, position):
+    """Stop at the first non-finite logit (a model whose numbers overflow float32) instead
+    of sampling noise from it."""
+    logits = np.asarray(logits)
+    if logits.dtype.kind == "f" and not np.isfinite(logits).all():
+        raise TernaryError(f"the model computed a non-finite logit after position {position}: "
+                           "its numbers overflow float32 (check the model file's values)")
+
+
+def check_token_ids(ids, vocab, what="prompt token id", positions=False):
+    """Every id in ``0..vocab-1`` (Python ints of any size: checked before numpy sees them,
+    which overflows past int64)."""
+    for i, t in enumerate(ids):
+        if not 0 <= t < vocab:
+            shown = str(t) if len(str(t)) <= 24 else str(t)[:20] + "..."
+            at = f" (position {i})" if positions else ""
+            raise TernaryError(f"{what} {shown}{at} is outside the vocabulary (0..{vocab - 1})")
+
+
+def check_prompt(model, prompt_ids, n_tokens):
+    """What :func:`generate` refuses, checkable before any output or any device is opened."""
+    if not prompt_ids:
+        raise TernaryError("the prompt is empty: give --prompt text or --prompt-ids")
+    if n_tokens < 1:
+        raise TernaryError(f"tokens to generate must be at least 1, got {n_tokens}")
+    check_token_ids(prompt_ids, model.config.vocab_size)
+
+
 def load(path=None):
+    """``(model, tokenizer)`` of the model file ``path`` (default: the shipped model); a
+    tokenizer the file describes badly is an error naming the file."""
     path = Path(path) if path else default_model_path()
     model = load_model(path)
-    return model, make_tokenizer(model.tokenizer)
+    try:
+        return model, make_tokenizer(model.tokenizer, model.config.vocab_size)
+    except TernaryError as exc:
+        raise TernaryError(f"{path}: {exc}") from None
 
 
-__all__ = ["GenerationResult", "Sampler", "SlidingWindow", "default_model_path", "float_runner",
-           "generate", "integer_runner", "load"]
+__all__ = ["GenerationResult", "Sampler", "SlidingWindow", "check_prompt", "check_token_ids",
+           "default_model_path", "float_runner", "generate", "integer_runner", "load"]

@@ -152,3 +152,42 @@ def exclusive(lock_path):
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes
         yield
+
+
+def staging_folder(target, *, what="output"):
+    """A new, empty folder beside ``target`` (a folder, existing or not) to build into,
+    with the mode a plain ``mkdir`` would give; :func:`replace_folder` puts it in place."""
+    target = Path(target)
+    try:
+        new = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".new"))
+    except OSError as exc:
+        raise TernaryError(f"{what} {target}: cannot create a folder in {target.parent} "
+                           f"({exc.strerror})") from None
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o777 & ~_umask()
+    os.chmod(new, mode)
+    return new
+
+
+def replace_folder(new, target):
+    """Put the folder ``new`` (from :func:`staging_folder`) in place of ``target``: the
+    old folder is renamed aside, ``new`` renamed in, the old one removed. An interruption
+    between the two renames puts the old folder back, so ``target`` is always one whole
+    folder, the old or the new."""
+    import shutil
+
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+    os.rmdir(old)    # a free name beside the target
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

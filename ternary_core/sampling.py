@@ -18,10 +18,13 @@ class Sampler:
         logits = np.asarray(logits, dtype=np.float64)
         if self.temperature == 0:
             return int(np.argmax(logits))
-        z = logits / self.temperature
+        # differences from the largest, so a tiny temperature makes -inf and 0, never
+        # inf - inf: the limit is argmax, as on the integer backend
+        with np.errstate(over="ignore"):
+            z = (logits - logits.max()) / self.temperature
         if 0 < self.top_k < z.size:
             cut = np.partition(z, -self.top_k)[-self.top_k]
             z = np.where(z >= cut, z, -np.inf)
-        p = np.exp(z - z.max())
+        p = np.exp(z)
         p /= p.sum()
         return int(self.rng.choice(z.size, p=p))

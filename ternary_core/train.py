@@ -232,9 +232,17 @@ _RESUME_KEYS = ("steps", "batch", "seq_len", "lr", "warmup", "weight_decay", "se
                 "full_precision", "eval_batches", "val_fraction")
 
 
-def save_checkpoint(path, net, optim, gen, step, loss_avg, history, config, opts):
+def corpus_digest(data):
+    """The SHA-256 of the corpus bytes: a checkpoint continues only on the corpus it began on."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+
+
+def save_checkpoint(path, net, optim, gen, step, loss_avg, history, config, opts, corpus=None):
     """Everything a run needs to continue after ``step`` steps, as safetensors (no pickle):
-    the float master weights, AdamW's moments and step counts, the batch sampler's RNG."""
+    the float master weights, AdamW's moments and step counts, the batch sampler's RNG,
+    and ``corpus`` (:func:`corpus_digest`)."""
     torch = _torch()
     from safetensors.torch import save
 
@@ -249,11 +257,14 @@ def save_checkpoint(path, net, optim, gen, step, loss_avg, history, config, opts
     meta = {"format": CHECKPOINT_FORMAT, "step": str(step), "loss_avg": json.dumps(loss_avg),
             "history": json.dumps(history), "config": json.dumps(config.to_dict()),
             "options": json.dumps({k: getattr(opts, k) for k in _RESUME_KEYS})}
+    if corpus:
+        meta["corpus_sha256"] = corpus
     write_output(path, save(t, metadata=meta), what="checkpoint")
 
 
-def load_checkpoint(path, net, optim, gen, config, opts):
-    """Restore a :func:`save_checkpoint`; return ``(step, loss_avg, history)``."""
+def load_checkpoint(path, net, optim, gen, config, opts, corpus=None):
+    """Restore a :func:`save_checkpoint`; return ``(step, loss_avg, history)``. A
+    checkpoint made on another corpus than ``corpus`` (its digest) is refused."""
     torch = _torch()
     from .formats.safetensors import read_safetensors
 
@@ -279,6 +290,11 @@ def load_checkpoint(path, net, optim, gen, config, opts):
                                f"{getattr(opts, k)!r}; give the same options to continue it")
     if not 0 < step < opts.steps:
         raise TernaryError(f"--resume: {path} is at step {step}, outside 1..{opts.steps - 1}")
+    saved_corpus = meta.get("corpus_sha256")
+    if corpus and saved_corpus and saved_corpus != corpus:
+        raise TernaryError(f"--resume: {path} was made on another corpus (SHA-256 "
+                           f"{saved_corpus[:12]}..., this --corpus {corpus[:12]}...); give the "
+                           "same --corpus to continue it")
     try:
         net.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("net/")})
         state = optim.state_dict()
@@ -314,6 +330,7 @@ def train(corpus_path, out_path, config=None, opts=None, log=None):
     if config.vocab_size != 256:
         raise TernaryError("the trainer's tokenizer is byte-level: vocab_size must be 256")
     data, split = load_corpus(corpus_path, opts)
+    digest = corpus_digest(data)
     ckpt = None
     if out_path and not opts.full_precision:
         from .output_file import check_output_path
@@ -325,8 +342,11 @@ def train(corpus_path, out_path, config=None, opts=None, log=None):
             check_output_path(ckpt, what="checkpoint", inputs=[corpus_path])
         if opts.resume and not ckpt.is_file():
             raise TernaryError(f"--resume: no checkpoint at {ckpt}")
+    elif opts.resume and opts.full_precision:
+        raise TernaryError("--resume: --full-precision runs keep no checkpoint, so there is "
+                           "nothing to resume")
     elif opts.resume:
-        raise TernaryError("--resume needs an output model (-o); full-precision runs keep no checkpoint")
+        raise TernaryError("--resume needs an output model (-o)")
     train_data = torch.from_numpy(data[:split].astype(np.int64))
     val_data = torch.from_numpy(data[split:].astype(np.int64))
     if opts.threads:
@@ -355,16 +375,18 @@ def train(corpus_path, out_path, config=None, opts=None, log=None):
         net.train()
         return float(np.mean(losses))
 
-    kind = "full precision" if opts.full_precision else "BitNet b1.58 QAT"
-    print(f"training {kind}: {sum(p.numel() for p in net.parameters()):,} parameters, "
-          f"{opts.steps} steps of {opts.batch}x{opts.seq_len} bytes", file=log, flush=True)
-    t0 = time.time()
     history = []
     loss_avg = None
     first = 0
+    if opts.resume:  # its refusals come before any output
+        first, loss_avg, history = load_checkpoint(ckpt, net, optim, gen, config, opts,
+                                                   corpus=digest)
+    kind = "full precision" if opts.full_precision else "BitNet b1.58 QAT"
+    print(f"training {kind}: {sum(p.numel() for p in net.parameters()):,} parameters, "
+          f"{opts.steps} steps of {opts.batch}x{opts.seq_len} bytes", file=log, flush=True)
     if opts.resume:
-        first, loss_avg, history = load_checkpoint(ckpt, net, optim, gen, config, opts)
         print(f"resuming from {ckpt} at step {first}", file=log, flush=True)
+    t0 = time.time()
     for step in range(first, opts.steps):
         for group in optim.param_groups:
             group["lr"] = _lr_at(step, opts)
@@ -386,7 +408,8 @@ def train(corpus_path, out_path, config=None, opts=None, log=None):
             history.append({"step": step + 1, "train_loss": loss_avg, "val_loss": evaluate()})
         if ckpt and opts.checkpoint_every and (step + 1) % opts.checkpoint_every == 0 \
                 and step + 1 < opts.steps:
-            save_checkpoint(ckpt, net, optim, gen, step + 1, loss_avg, history, config, opts)
+            save_checkpoint(ckpt, net, optim, gen, step + 1, loss_avg, history, config, opts,
+                            digest)
     val = evaluate()
     report = {"kind": kind, "config": config.to_dict(), "options": opts.__dict__,
               "val_loss": val, "seconds": time.time() - t0, "history": history}

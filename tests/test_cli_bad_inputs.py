@@ -225,7 +225,7 @@ def built(bit_name, report_name, *, timing_met, sha_of=None):
         d.mkdir(parents=True)
         data = b"some bitstream"
         (d / bit_name).write_bytes(data)
-        rep = {"timing_met": timing_met, "fmax_mhz": 21.5, "target_mhz": 24.0,
+        rep = {"timing_met": timing_met, "fmax_mhz": 26.0 if timing_met else 21.5, "target_mhz": 24.0,
                "bitstream_sha256": hashlib.sha256(sha_of or data).hexdigest()}
         (d / report_name).write_text(json.dumps(rep))
         monkeypatch.setenv("PATH", str(w / "no-programmers-here"))
@@ -271,9 +271,9 @@ CASES = {
         "build --board icebreaker --out {w}/build/icebreaker", 1,
         r"timing NOT met.*kept as .*icebreaker\.failed\.bin.*last good bitstream .*icebreaker\.bin"
         r".* unchanged",
-        changes=("build/icebreaker/icebreaker.failed.bin", "build/icebreaker/report.failed.json",
-                 "build/icebreaker/top.bin", "build/icebreaker/top.stat.json",
-                 "build/icebreaker/top.report.json"),
+        changes=("build/icebreaker", "build/icebreaker/icebreaker.failed.bin",
+                 "build/icebreaker/report.failed.json", "build/icebreaker/top.bin",
+                 "build/icebreaker/top.stat.json", "build/icebreaker/top.report.json"),
         setup=fake_build(20.0)),
     "build --out is a file": Case("build --board icebreaker --out {w}/existing.v", 2,
                                   r"--out .*existing\.v: exists and is not a folder"),
@@ -381,13 +381,19 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input(name, inputs, work, monkeypatch, capsys):
-    case = CASES[name]
+    run_case(CASES[name], inputs, work, monkeypatch, capsys)
+
+
+def run_case(case, inputs, work, monkeypatch, capsys):
+    """Run one :class:`Case`; assert its exit code, its one-line message and that nothing
+    but ``case.changes`` was created, changed or removed. Returns what it printed on stdout."""
     if case.setup:
         case.setup(work, monkeypatch)
     argv = [a.format(w=work, i=inputs) for a in case.argv.split()] + case.extra
     before = snapshot(work, inputs)
     code = main(argv)
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     print(err)
     assert code == case.code
     assert "Traceback" not in err
@@ -405,7 +411,8 @@ def test_bad_input(name, inputs, work, monkeypatch, capsys):
     changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)} - allowed
     assert not changed, f"created, changed or removed: {sorted(changed)}"
     for c in case.changes:
-        assert (work / c).is_file(), c
+        assert (work / c).exists(), c
+    return captured.out
 
 
 def test_failed_build_keeps_the_good_one_and_a_good_build_replaces_it(work, monkeypatch, capsys):

@@ -20,6 +20,15 @@ from .ops import LOGIT_FRAC_BITS, SCORE_FRAC_BITS
 
 MASK32 = 0xFFFFFFFF
 
+# The bounds of inv_t = log2(e)/temperature. The weights' exponent is
+# z = d * inv_t / 2**8 (d = max - logit in Q15.16). From 2**30 on, every logit below the
+# largest has z >= 2**22, far past the 17 * 2**8 where exp2 gives weight 0; up to
+# 2**-40, every z < 2**32 * 2**-48 rounds to 0 (all weights equal). So clamping changes
+# no weight, and keeps d * m * 2**(e - 8) inside int64 (an unclamped 1/1e-30 wrapped
+# around and sampled noise) and the exponent inside the device's RUN field.
+INV_T_MAX = 2.0 ** 30
+INV_T_MIN = 2.0 ** -40
+
 
 def xorshift32_seed(seed):
     """The generator's first state for a user seed (any integer)."""
@@ -33,6 +42,14 @@ def xorshift32(state):
     state ^= state >> 17
     state ^= (state << 5) & MASK32
     return state & MASK32
+
+
+def inv_temperature(temperature):
+    """log2(e) / ``temperature`` (> 0) clamped to [INV_T_MIN, INV_T_MAX]: the same weights
+    as the exact value, for any finite temperature (1e-320 included)."""
+    with np.errstate(over="ignore"):
+        x = np.log2(np.e) / temperature
+    return float(min(max(x, INV_T_MIN), INV_T_MAX))
 
 
 class IntegerSampler:
@@ -52,7 +69,7 @@ class IntegerSampler:
         self.temperature, self.top_k = float(temperature), int(top_k)
         self.state = xorshift32_seed(seed)
         # host, once: the multiplier from logit units (Q15.16) to log2 units (Q.8)
-        self.inv_t = (scalar_from_float(np.log2(np.e) / self.temperature)
+        self.inv_t = (scalar_from_float(inv_temperature(self.temperature))
                       if self.temperature > 0 else None)
 
     def weights(self, logits):

@@ -57,14 +57,42 @@ def float_tensor_shapes(config):
     return shapes
 
 
+# Bounds on what a model file declares beyond its tensors' shapes, each far past any
+# real BitNet (context 4,096; weights within a few hundred; weight scales 1..1e4; eps
+# 1e-5; rope theta up to 5e5), and well inside what float32 and the integer decode
+# compute: a value past them is a corrupt or hostile file, and accepting it meant NaN
+# logits or an all-zero output with exit 0 (issue 24).
+MAX_CONTEXT = 1 << 15          # every position costs memory (KV cache, RoPE tables)
+MAX_ABS_FLOAT = 1e6            # |embedding, norm, lm_head value|: squares and sums stay finite
+MIN_WEIGHT_SCALE = 1e-6        # the host divides by it (a large one only quiets a layer)
+MAX_RMS_NORM_EPS = 1.0
+ROPE_THETA_RANGE = (1.0, 1e12)
+
+
+def check_config_ranges(config, where):
+    """The config's fields that no tensor's shape bounds, against the bounds above."""
+    if config.max_position_embeddings > MAX_CONTEXT:
+        raise TernaryError(f"{where}: config: max_position_embeddings must be at most "
+                           f"{MAX_CONTEXT:,}, got {config.max_position_embeddings:,}")
+    if config.rms_norm_eps > MAX_RMS_NORM_EPS:
+        raise TernaryError(f"{where}: config: rms_norm_eps must be at most {MAX_RMS_NORM_EPS:g}, "
+                           f"got {config.rms_norm_eps!r}")
+    lo, hi = ROPE_THETA_RANGE
+    if not lo <= config.rope_theta <= hi:
+        raise TernaryError(f"{where}: config: rope_theta must be within {lo:g}..{hi:g}, got "
+                           f"{config.rope_theta!r}")
+
+
 def check_model(model, where):
     """Check a model's numbers are usable; raise :class:`TernaryError` naming the tensor.
 
-    Every float tensor must have its config's shape and only finite values; every
-    BitLinear its ``(out, in)`` shape, trits in {-1, 0, 1} and a finite scale > 0 (the
-    host divides by it). Run on load, on import and before saving, so no path produces
-    or accepts a model that generates NaN.
+    Every float tensor must have its config's shape and only finite values within
+    ``MAX_ABS_FLOAT``; every BitLinear its ``(out, in)`` shape, trits in {-1, 0, 1} and a
+    finite scale of at least ``MIN_WEIGHT_SCALE`` (the host divides by it); the config the bounds
+    of :func:`check_config_ranges`. Run on load, on import and before saving, so no path
+    produces or accepts a model that generates NaN.
     """
+    check_config_ranges(model.config, where)
     for name, shape in float_tensor_shapes(model.config).items():
         a = model.floats.get(name)
         if a is None:
@@ -74,6 +102,10 @@ def check_model(model, where):
         bad = np.size(a) - np.count_nonzero(np.isfinite(a))
         if bad:
             raise TernaryError(f"{where}: tensor {name} has {bad} non-finite values (NaN or inf)")
+        big = float(np.abs(a).max()) if np.size(a) else 0.0
+        if big > MAX_ABS_FLOAT:
+            raise TernaryError(f"{where}: tensor {name} has a value of magnitude {big:.3g}; "
+                               f"model values must be within +-{MAX_ABS_FLOAT:g}")
     for name, (out, k) in model.config.bitlinear_shapes().items():
         b = model.bitlinears.get(name)
         if b is None:
@@ -87,6 +119,9 @@ def check_model(model, where):
         if not (np.isfinite(scale) and scale > 0):
             raise TernaryError(f"{where}: tensor {name}.weight_scale must be finite and greater "
                                f"than 0, got {scale!r}")
+        if scale < MIN_WEIGHT_SCALE:
+            raise TernaryError(f"{where}: tensor {name}.weight_scale must be at least "
+                               f"{MIN_WEIGHT_SCALE:g}, got {scale:.3g}")
 
 
 def save_model(path, model, *, what="output", inputs=()):

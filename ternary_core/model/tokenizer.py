@@ -35,8 +35,14 @@ class HFTokenizer:
     has_text = True
 
     def __init__(self, json_text):
-        from tokenizers import Tokenizer
-
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise TernaryError("tokenizer: this model's tokenizer needs the 'tokenizers' "
+                               "package (pip install tokenizers)") from None
+        if not isinstance(json_text, str):
+            raise TernaryError(f"tokenizer: 'json' must be the text of a tokenizer.json, got "
+                               f"{type(json_text).__name__}")
         try:
             self._tok = Tokenizer.from_str(json_text)
         except Exception as exc:  # the tokenizers package raises its own exception types
@@ -54,7 +60,12 @@ class VocabTokenizer:
     has_text = True
 
     def __init__(self, tokens):
-        self.tokens = [str(t) for t in tokens]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            bad = tokens if not isinstance(tokens, list) else \
+                next(t for t in tokens if not isinstance(t, str))
+            raise TernaryError(f"tokenizer: 'tokens' must be a list of strings, found "
+                               f"{str(bad)[:40]!r} ({type(bad).__name__})")
+        self.tokens = list(tokens)
         self.vocab_size = len(self.tokens)
         self._index = {t: i for i, t in enumerate(self.tokens)}
         self._longest = max((len(t) for t in self.tokens), default=1)
@@ -150,7 +161,18 @@ def parse_token_ids(text, source):
                            f"spaces, got {bad[:20]!r}") from None
 
 
-def make_tokenizer(desc):
+def make_tokenizer(desc, vocab_size=None):
+    """The tokenizer ``desc`` describes; with ``vocab_size`` (the model's), also check that
+    every id the model can produce has text (a shorter vocabulary would fail mid-output)."""
+    tok = _make_tokenizer(desc)
+    if vocab_size is not None and isinstance(tok, (ByteTokenizer, VocabTokenizer)) \
+            and tok.vocab_size < vocab_size:
+        raise TernaryError(f"tokenizer: {tok.vocab_size} tokens, but the model's vocabulary is "
+                           f"{vocab_size}: ids {tok.vocab_size}..{vocab_size - 1} have no text")
+    return tok
+
+
+def _make_tokenizer(desc):
     kind = desc.get("type") if isinstance(desc, dict) else None
     if kind == "none":
         return NoTokenizer()

@@ -101,7 +101,7 @@ class DeviceLimits:
 
     def check(self, config, context=None):
         """Raise a TernaryError naming the first field of ``config`` (a
-        :class:`~ternary_core.model_config.BitNetConfig`) that the device cannot hold."""
+        :class:`~ternary_core.model.config.BitNetConfig`) that the device cannot hold."""
         c = config
         context = int(context or c.max_position_embeddings)
         pairs = (("hidden_size", c.hidden_size, "hidden"),
