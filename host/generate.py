@@ -75,12 +75,12 @@ class SlidingWindow:
     When the context is full, the runner is reset and the last ``context // 2`` tokens
     are fed again (:class:`host.window.Window`, the policy every backend shares), so the
     model always sees between ``context // 2`` and ``context`` tokens of history at
-    positions ``0..context-1``. ``shifts`` is the window's.
+    positions ``0..context-1``. ``seq`` and ``shifts`` are the window's.
     """
 
     def __init__(self, runner, context, capacity):
         self.runner, self.window = runner, Window(context, capacity)
-        self.shifts = self.window.shifts
+        self.seq, self.shifts = self.window.seq, self.window.shifts
 
     def feed(self, token):
         """Feed one token; return the runner's logits for the next one."""

@@ -247,7 +247,7 @@ def test_a_tiny_temperature_gives_the_reference_ids_on_every_backend(temperature
     import host.backends as backends
     from host.device import Device
     from ternary_core.model.file import load_model
-    from ternary_core.offload.isa import DeviceLimits
+    from ternary_core.offload.limits import DeviceLimits
     from tests.python_device import PythonDevice
 
     argv = ["generate", "--tokens", "12", "--json", "--seed", "5"]
@@ -272,7 +272,7 @@ def test_eval_on_a_whole_model_device_offloads_the_matvecs(capsys, monkeypatch, 
     import host.backends as backends
     from host.device import Device
     from ternary_core.model.file import load_model
-    from ternary_core.offload.isa import DeviceLimits
+    from ternary_core.offload.limits import DeviceLimits
     from ternary_core.reference import GoldenBackend
     from tests.python_device import PythonDevice
 
