@@ -118,10 +118,8 @@ def open_backend(args, model, device=None):
     profile = board(args.board)
     device = device or open_device(args)
     # log= at call time: DeviceBackend's default is the sys.stderr of when it was imported
-    backend = DeviceBackend(device, check=args.check, stream=True if args.stream else None,
-                            log=sys.stderr)
-    backend.board_profile = profile
-    return backend
+    return DeviceBackend(device, check=args.check, stream=True if args.stream else None,
+                         log=sys.stderr, board_profile=profile)
 
 
 @dataclass
@@ -203,8 +201,8 @@ def open_runner(args, model, *, whole_model=True):
             # a step of the shipped model: about a second on the simulated board (Verilator,
             # growing with the context), about a millisecond on a board
             run = ModelOffload(device, model, check=args.check, log=sys.stderr,
-                               step_timeout=5.0 if args.backend == "sim" else 0.5)
-            run.board_profile = board(args.board)
+                               step_timeout=5.0 if args.backend == "sim" else 0.5,
+                               board_profile=board(args.board))
             run.prepare()
             return ModelOffloadBackend(args.backend, run)
         matvec = open_backend(args, model, device)

@@ -55,8 +55,9 @@ class DeviceBackend(MatvecBackend):
 
     name = "device"
 
-    def __init__(self, device, *, check=False, stream=None, log=sys.stderr):
+    def __init__(self, device, *, check=False, stream=None, log=sys.stderr, board_profile=None):
         self.device, self.check, self.stream, self.log = device, check, stream, log
+        self.board_profile = board_profile     # the board the summary projects to
         self.steps = 0
         self.layers = {}
 
@@ -167,7 +168,7 @@ class DeviceBackend(MatvecBackend):
         lines = [f"device: {t['engine']} engine, {t['mode']} weights; per token "
                  f"{t['device_cycles_per_token']:,.0f} device cycles, "
                  f"{t['link_bytes_per_token']:,.0f} link bytes"]
-        profile = getattr(self, "board_profile", None)
+        profile = self.board_profile
         proj = project(profile, t, *board_clock(profile)) if profile else None
         if proj:
             t["projection"] = proj

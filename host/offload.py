@@ -81,13 +81,14 @@ class ModelOffload:
     name = "model"
 
     def __init__(self, device, model, *, check=False, log=sys.stderr, chunk=RUN_CHUNK,
-                 step_timeout=1.0):
+                 step_timeout=1.0, board_profile=None):
         if not device.has_vm:
             raise TernaryError(f"--offload model: the {device.transport.name} has no vector "
                                f"machine (protocol version {device.info.version}); use "
                                f"--offload matvec")
         self.device, self.model, self.check, self.log = device, model, check, log
         self.chunk, self.step_timeout = chunk, step_timeout
+        self.board_profile = board_profile     # the board the summary projects to
         self.limits = device_limits(device.info)
         self.positions = 0
         self.instructions = []
@@ -209,7 +210,7 @@ class ModelOffload:
         lines = [f"device: whole model on the vector machine; per token "
                  f"{t['device_cycles_per_token']:,.0f} device cycles, "
                  f"{t['link_bytes_per_token']:,.1f} link bytes"]
-        profile = getattr(self, "board_profile", None)
+        profile = self.board_profile
         if profile and t["device_cycles_per_token"] and t["link_bytes_per_token"]:
             t["projection"] = project(profile, t, *board_clock(profile, "model"))
             lines.append(t["projection"]["line"])
