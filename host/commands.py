@@ -10,6 +10,21 @@ def _board_names():
     return sorted(BOARDS)
 
 
+def _vm_contexts():
+    from boards.profiles import BOARDS
+    return {name: b.vm_limits.context for name, b in BOARDS.items() if b.vm_limits}
+
+
+def _model_options(p):
+    """--backend and --model, which generate and eval share."""
+    from .backends import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default="reference",
+                   help="reference (numpy golden model), integer (the integer decode a device "
+                        "runs), sim (the RTL on the simulated board) or serial (a board)")
+    p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
+
+
 def _array_args(p):
     p.add_argument("--rows", type=positive_int, default=4, help="MAC array rows R (default 4)")
     p.add_argument("--cols", type=positive_int, default=8, help="MAC array columns C (default 8)")
@@ -139,7 +154,7 @@ def _import(args):
 
 
 def register_generate(sub):
-    from .backends import BACKENDS, add_device_options
+    from .backends import add_device_options
 
     p = sub.add_parser("generate", help="generate text with a BitNet model",
                        description="Generate text with a BitNet model. Every BitLinear runs on the "
@@ -148,8 +163,7 @@ def register_generate(sub):
                                    "board) or 'serial' (a board on a serial port). Past the model's "
                                    "context the window slides (the last context/2 tokens are fed "
                                    "again), on every backend alike.")
-    p.add_argument("--backend", choices=BACKENDS, default="reference")
-    p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
+    _model_options(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--prompt", type=utf8_text, default=None, help="prompt text (default 'ROMEO:')")
     g.add_argument("--prompt-ids", type=token_ids,
@@ -243,7 +257,7 @@ def _generate(args):
 def register_eval(sub):
     from ternary_core.corpus import SPLITS
 
-    from .backends import BACKENDS, add_device_options
+    from .backends import add_device_options
 
     p = sub.add_parser("eval", help="measure a model's next-token loss on a text",
                        description="Teacher-forced next-token loss of a model on a text: nats per "
@@ -254,8 +268,7 @@ def register_eval(sub):
                                    f"({DEFAULT_CORPUS}), the split `ternary train` did not train on. "
                                    "On sim/serial the BitLinears run on the device (--offload "
                                    "matvec: scoring needs every position's logits).")
-    p.add_argument("--backend", choices=BACKENDS, default="reference")
-    p.add_argument("--model", help="model file (default: the shipped Shakespeare BitNet)")
+    _model_options(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--text", help=f"text file to score (default {DEFAULT_CORPUS}, split val)")
     g.add_argument("--ids", help="file of token ids separated by whitespace or commas (for models "
@@ -271,7 +284,6 @@ def register_eval(sub):
 
 def _eval(args):
     import json
-    import sys
 
     from host.backends import check_device_options, open_runner
     from host.eval import check_ids, evaluate, read_ids, read_text, require_tokenizer, text_ids
@@ -332,8 +344,9 @@ def register_build(sub):
                         "with the vector machine that runs the whole decode step (ulx3s-85f; "
                         "its own, lower clock)")
     p.add_argument("--context", type=positive_int,
-                   help="with --offload model: KV cache positions (default: what the board's "
-                        "block RAM holds, 128 on the ulx3s-85f)")
+                   help="with --offload model: KV cache positions (default: the full context "
+                        "the board's machine is sized for, "
+                        + ", ".join(f"{n} on the {b}" for b, n in _vm_contexts().items()) + ")")
     p.set_defaults(func=_build)
 
 
