@@ -141,7 +141,8 @@ def _import(args):
 
     inputs = input_files(args.src) if Path(args.src).exists() else []
     check_output_path(args.out, what="-o", inputs=inputs)  # before reading a large checkpoint
-    model = import_checkpoint(args.src)
+    notes = {}
+    model = import_checkpoint(args.src, notes)
     try:  # a model whose tokenizer cannot be made would be refused only by generate
         make_tokenizer(model.tokenizer, model.config.vocab_size)
     except TernaryError as exc:
@@ -149,7 +150,8 @@ def _import(args):
     save_model(args.out, model, what="-o", inputs=inputs)
     c = model.config
     print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
-          f"{model.ternary_params():,} ternary weights, tokenizer {model.tokenizer.get('type')} "
+          f"{model.ternary_params():,} ternary weights, activation {notes['activation']}, "
+          f"scales from {notes['scales']}, tokenizer {model.tokenizer.get('type')} "
           f"-> {args.out}", file=sys.stderr)
 
 

@@ -42,52 +42,118 @@ def test_shipped_model_fits_icebreaker_spram_in_base3():
     assert total <= 128 * 1024
 
 
-@pytest.mark.parametrize("qtype", ["TQ1_0", "TQ2_0"])
-def test_gguf_import_keeps_trits_and_logits(tmp_path, rng, qtype):
+GGUF_CFG = BitNetConfig(hidden_size=256, intermediate_size=256, num_hidden_layers=1,
+                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32)
+
+
+def gguf_model(rng):
+    """A random model whose scales fp16 holds exactly (GGUF's block scales are fp16)."""
+    m = random_model(rng, GGUF_CFG)
+    for b in m.bitlinears.values():
+        b.weight_scale = np.float32(1.0) / np.float32(np.float16(1.0 / b.weight_scale))
+    return m
+
+
+def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2", extra=None):
+    """``m`` as llama.cpp's converter writes a ``bitnet`` GGUF: the tensor's scale in its
+    TQ blocks, or (``scale_tensors``) blocks at d = 1 and a ``blk.N.<name>.scale``
+    tensor; ``activation`` None leaves out ``bitnet.hidden_activation``; ``extra``: more
+    tensors ``{name: array}``."""
     import gguf
 
-    cfg = BitNetConfig(hidden_size=256, intermediate_size=256, num_hidden_layers=1, num_attention_heads=4,
-                       num_key_value_heads=2, max_position_embeddings=32)
-    m = random_model(rng, cfg)
-    for b in m.bitlinears.values():  # scales that fp16 holds exactly
-        b.weight_scale = np.float32(1.0) / np.float32(np.float16(1.0 / b.weight_scale))
-    path = tmp_path / "m.gguf"
+    c = m.config
     w = gguf.GGUFWriter(str(path), arch="bitnet")
-    w.add_embedding_length(256)
-    w.add_feed_forward_length(256)
-    w.add_block_count(1)
-    w.add_head_count(4)
-    w.add_head_count_kv(2)
-    w.add_context_length(32)
-    w.add_layer_norm_rms_eps(1e-5)
-    w.add_rope_freq_base(10000.0)
+    w.add_embedding_length(c.hidden_size)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_block_count(c.num_hidden_layers)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_freq_base(c.rope_theta)
+    if activation is not None:
+        w.add_string("bitnet.hidden_activation", activation)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
-    from ternary_core.model.importers import GGUF_LINEARS, GGUF_NORMS
-    for g, h in GGUF_NORMS.items():
-        names[f"model.layers.0.{h}.weight"] = f"blk.0.{g}.weight"
+    from ternary_core.model.names import GGUF_LINEARS, GGUF_NORMS
+    for i in range(c.num_hidden_layers):
+        for g, h in GGUF_NORMS.items():
+            names[f"model.layers.{i}.{h}.weight"] = f"blk.{i}.{g}.weight"
     for name, a in m.floats.items():
         w.add_tensor(names[name], a)
-    for g, h in GGUF_LINEARS.items():
-        b = m.bitlinears[f"model.layers.0.{h}"]
-        raw = gguf_format.pack(b.trits, np.float32(1.0) / b.weight_scale, qtype)
-        w.add_tensor(f"blk.0.{g}.weight", raw.reshape(b.trits.shape[0], -1),
-                     raw_dtype=gguf_format.QTYPES[qtype])
+    for i in range(c.num_hidden_layers):
+        for g, h in GGUF_LINEARS.items():
+            b = m.bitlinears[f"model.layers.{i}.{h}"]
+            scale = np.float32(1.0) / b.weight_scale
+            raw = gguf_format.pack(b.trits, np.float32(1.0) if scale_tensors else scale, qtype)
+            w.add_tensor(f"blk.{i}.{g}.weight", raw.reshape(b.trits.shape[0], -1),
+                         raw_dtype=gguf_format.QTYPES[qtype])
+            if scale_tensors:
+                w.add_tensor(f"blk.{i}.{g}.scale", np.array([scale], np.float32))
+    for name, a in (extra or {}).items():
+        w.add_tensor(name, a)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    return path
 
+
+@pytest.mark.parametrize("qtype", ["TQ1_0", "TQ2_0"])
+@pytest.mark.parametrize("scale_tensors", [False, True], ids=["scale-in-blocks", "scale-tensors"])
+def test_gguf_import_keeps_trits_and_logits(tmp_path, rng, capsys, qtype, scale_tensors):
+    m = gguf_model(rng)
+    path = write_gguf(tmp_path / "m.gguf", m, qtype, scale_tensors=scale_tensors)
     out = tmp_path / "imported.safetensors"
     assert main(["import", str(path), "-o", str(out)]) == 0
+    said = capsys.readouterr().err
+    assert "activation relu2" in said
+    assert ("x .scale tensors (7 of 7)" in said) == scale_tensors
     got = load_model(out)
-    assert got.config == cfg
+    assert got.config == GGUF_CFG
     for n, b in m.bitlinears.items():
         np.testing.assert_array_equal(got.bitlinears[n].trits, b.trits)
         assert got.bitlinears[n].weight_scale == b.weight_scale
     a, bb = BitNetRunner(m), BitNetRunner(got)
     for t in [1, 100, 7]:
         np.testing.assert_array_equal(a.step(t), bb.step(t))
+
+
+def test_gguf_scale_tensors_multiply_the_block_scale(tmp_path, rng):
+    """llama.cpp multiplies a matmul by ``.scale`` on top of the blocks' own scale."""
+    from ternary_core.model.importers import import_gguf
+
+    m = gguf_model(rng)
+    plain = import_gguf(write_gguf(tmp_path / "a.gguf", m))
+    scaled = import_gguf(write_gguf(tmp_path / "b.gguf", m, scale_tensors=True))
+    for n in m.bitlinears:
+        assert scaled.bitlinears[n].weight_scale == plain.bitlinears[n].weight_scale
+
+
+@pytest.mark.parametrize("activation, message", [
+    (None, "bitnet.hidden_activation is missing, so llama.cpp runs this model with silu"),
+    ("silu", "bitnet.hidden_activation is 'silu'; this engine runs relu2"),
+    ("gelu", "bitnet.hidden_activation is 'gelu'"),
+])
+def test_gguf_with_another_activation_is_refused(tmp_path, rng, capsys, activation, message):
+    path = write_gguf(tmp_path / "m.gguf", gguf_model(rng), activation=activation)
+    out = tmp_path / "o.safetensors"
+    assert message in _cli_error(capsys, ["import", str(path), "-o", str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"rope_freqs.weight": np.ones(32, np.float32)}, "tensor rope_freqs.weight is not part of"),
+    ({"blk.0.attn_q.scale": np.array([1.0, 2.0], np.float32)},
+     "tensor blk.0.attn_q.scale must be one F32 value"),
+    ({"blk.0.attn_q.scale": np.array([-1.0], np.float32)},
+     "tensor blk.0.attn_q.scale must be finite and greater than 0"),
+])
+def test_gguf_tensors_it_cannot_honour_are_refused_by_name(tmp_path, rng, capsys, extra, message):
+    path = write_gguf(tmp_path / "m.gguf", gguf_model(rng), extra=extra)
+    out = tmp_path / "o.safetensors"
+    assert message in _cli_error(capsys, ["import", str(path), "-o", str(out)])
+    assert not out.exists()
 
 
 def _cli_error(capsys, argv):

@@ -13,6 +13,7 @@
 from pathlib import Path
 
 import numpy as np
+from gguf import GGMLQuantizationType, GGUFReader
 
 from ..formats import hf_bitnet
 from ..errors import TernaryError
@@ -26,15 +27,18 @@ from ..formats.json_text import parse_json
 from ..formats.safetensors import read_safetensors
 
 
-def import_checkpoint(src):
+def import_checkpoint(src, notes=None):
     """Read a HF folder or GGUF file into a :class:`BitNetModel`, checked like a model
     file on load (shapes, finite numbers, scales > 0), so import never passes on a model
-    that could not run."""
+    that could not run. ``notes`` (a dict), if given, receives what the importer read
+    that decides the numbers (activation, where the weight scales came from)."""
     src = Path(src)
+    notes = {} if notes is None else notes
     if src.is_dir():
         model = import_hf_folder(src)
+        notes.update(activation=model.config.hidden_act, scales="weight_scale tensors")
     elif src.is_file() and src.suffix == ".gguf":
-        model = import_gguf(src)
+        model = import_gguf(src, notes)
     elif not src.exists():
         raise TernaryError(f"{src}: no such file or folder")
     else:
@@ -121,8 +125,19 @@ def _hf_tokenizer(folder, config):
     return {"type": "none"}
 
 
-def import_gguf(path):
-    from gguf import GGMLQuantizationType, GGUFReader
+# llama.cpp's bitnet graph: the FFN activation is <arch>.hidden_activation, SiLU when the
+# key is absent ("default to SiLU for backward compatibility with existing GGUF files").
+LLAMA_CPP_DEFAULT_ACTIVATION = "silu"
+
+
+def import_gguf(path, notes=None):
+    """A llama.cpp ``bitnet`` GGUF with its semantics: BitLinears in TQ1_0/TQ2_0 whose
+    block scale is the tensor's (one scale a tensor), times the optional
+    ``blk.N.<name>.scale`` tensor llama.cpp multiplies each matmul by; the activation
+    from ``bitnet.hidden_activation`` (SiLU when absent, as llama.cpp runs it, so such a
+    file is refused: this engine runs squared ReLU); the output tied to ``token_embd``
+    when there is no ``output.weight``. Any tensor it would not use is refused by name."""
+    notes = {} if notes is None else notes
 
     try:
         reader = GGUFReader(str(path))
@@ -140,6 +155,15 @@ def import_gguf(path):
     if arch != "bitnet":
         raise TernaryError(f"{path}: GGUF architecture is {arch!r}; only 'bitnet' is supported")
     tensors = {t.name: t for t in reader.tensors}
+    used = set()
+    activation = field(f"{arch}.hidden_activation")
+    if activation is None:
+        raise TernaryError(f"{path}: GGUF key {arch}.hidden_activation is missing, so llama.cpp "
+                           f"runs this model with {LLAMA_CPP_DEFAULT_ACTIVATION}; this engine "
+                           f"runs relu2 (squared ReLU) only")
+    if activation != "relu2":
+        raise TernaryError(f"{path}: GGUF key {arch}.hidden_activation is {activation!r}; this "
+                           f"engine runs relu2 (squared ReLU) only")
 
     def need(key, default=None, kind=int):
         v = field(key, default)
@@ -170,6 +194,7 @@ def import_gguf(path):
         t = tensors.get(name)
         if t is None:
             raise TernaryError(f"{path}: tensor {name} is missing")
+        used.add(name)
         if t.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             raise TernaryError(f"{path}: tensor {name} is {t.tensor_type.name}; expected F32 or F16")
         a = np.asarray(t.data, dtype=np.float32)
@@ -189,24 +214,53 @@ def import_gguf(path):
         for g, h in GGUF_NORMS.items():
             n = config.intermediate_size if h == names.FFN_SUB_NORM else d
             model.floats[names.layer(i) + h + ".weight"] = floats(f"blk.{i}.{g}.weight", (n,))
+    scale_tensors = 0
     for name, (out, k) in config.bitlinear_shapes().items():
         i, hf = name.split(".")[2], ".".join(name.split(".")[3:])
         g = next(key for key, v in GGUF_LINEARS.items() if v == hf)
         t = tensors.get(f"blk.{i}.{g}.weight")
         if t is None:
             raise TernaryError(f"{path}: tensor blk.{i}.{g}.weight is missing")
+        used.add(t.name)
         qtype = t.tensor_type.name
         if qtype not in ("TQ1_0", "TQ2_0"):
             raise TernaryError(f"{path}: tensor blk.{i}.{g}.weight is {qtype}; the engine imports "
                                f"ternary TQ1_0 or TQ2_0")
         trits, scales = unpack_tq(np.asarray(t.data).reshape(-1), (out, k), qtype)
-        used = scales[np.abs(trits).reshape(out, k // 256, 256).any(axis=2)]
-        if used.size and not np.all(used == used[0]):
+        nonzero = scales[np.abs(trits).reshape(out, k // 256, 256).any(axis=2)]
+        if nonzero.size and not np.all(nonzero == nonzero[0]):
             raise TernaryError(f"{path}: blk.{i}.{g}.weight has different scales per block; "
                                f"a BitLinear takes one scale per tensor")
-        d_scale = used[0] if used.size else np.float32(1.0)
-        model.bitlinears[name] = BitLinearWeights(trits, np.float32(1.0) / np.float32(d_scale))
+        d_scale = np.float32(nonzero[0] if nonzero.size else 1.0)
+        extra = _tensor_scale(path, tensors.get(f"blk.{i}.{g}.scale"))
+        if extra is not None:
+            used.add(f"blk.{i}.{g}.scale")
+            scale_tensors += 1
+            d_scale = np.float32(d_scale * extra)      # llama.cpp: matmul(w, x) * scale
+        model.bitlinears[name] = BitLinearWeights(trits, np.float32(1.0) / d_scale)
+    unknown = sorted(set(tensors) - used)
+    if unknown:
+        raise TernaryError(f"{path}: tensor {unknown[0]} is not part of a bitnet model this "
+                           f"engine runs ({len(unknown)} such tensors)")
+    n = len(model.bitlinears)
+    notes.update(activation=activation,
+                 scales="TQ block scales" + (f" x .scale tensors ({scale_tensors} of {n})"
+                                             if scale_tensors else ""))
     return model
+
+
+def _tensor_scale(path, t):
+    """The value of a ``blk.N.<name>.scale`` tensor (one finite float32 > 0), or None."""
+    if t is None:
+        return None
+    a = np.asarray(t.data).reshape(-1)
+    if t.tensor_type != GGMLQuantizationType.F32 or a.size != 1:
+        raise TernaryError(f"{path}: tensor {t.name} must be one F32 value, not "
+                           f"{a.size} x {t.tensor_type.name}")
+    v = np.float32(a[0])
+    if not (np.isfinite(v) and v > 0):
+        raise TernaryError(f"{path}: tensor {t.name} must be finite and greater than 0, got {v}")
+    return v
 
 
 def _f32(v):
