@@ -49,7 +49,6 @@ SU_EXP_BITS = 16     # the scalar unit's exponents: wider than s12, so leaving s
 # issue -> operands -> value -> (exp2) -> shift -> saturate -> write, reduce -> sum of squares
 VOP_STAGES = 7
 VOP_WRITE = 6        # the stage that writes D[i] and reduces (the squares one stage later)
-ROT_COEF_BITS = 18   # ROT's cos and sin (B's words): 18-bit signed
 
 
 def sext(v, bits, is_signed):
@@ -317,12 +316,13 @@ class MachineDatapath:
     # --- the VOP pipeline ----------------------------------------------------------------
 
     def _vop_pipeline(self):
-        """The VOP pipeline: the VOP state issues element ``vi`` (``v_issue``), the
-        pipeline writes D[vi] VOP_WRITE cycles later (``vop_write``, ``vop_out``) and
-        squares it one cycle after that. Stages: 1 registers the operands as read,
-        2 the element's value (valu.element_value) or the Exp2Unit's input, 3-4 carry it
-        (the Exp2Unit's latency), 5 shifts, 6 saturates. ``vl[k]`` holds stage k's
-        element (valid, index, ``fh``: in ROT's first half)."""
+        """The VOP pipeline: the VOP state issues element ``vi`` (``v_issue``: its reads
+        on the buses), the pipeline writes D[vi] VOP_WRITE cycles later (``vop_write``,
+        ``vop_out``) and squares it one cycle after that (``vop_sq``). ``vl[k]`` holds
+        the element at stage k (valid, index, ``fh``: in ROT's first half). At stage 1 the
+        memories' outputs are registered (``_vop_operands``), at 2 the element's value
+        (valu.element_value) or the Exp2Unit's input are formed, 3 and 4 carry the value
+        (the Exp2Unit's two cycles), 4 shifts it, 5 saturates it, 6 writes it."""
         m, n, fn, ex = self.m, self.n, self.fn, self.ex
         vi = Signal(INDEX_BITS)                  # issue index
         v_issue = Signal()
@@ -334,25 +334,9 @@ class MachineDatapath:
         m.d.comb += [vl[0].valid.eq(v_issue), vl[0].idx.eq(vi), vl[0].fh.eq(first_half)]
         for k in range(VOP_STAGES):
             m.d.sync += vl[k + 1].eq(vl[k])
-        y = Signal(signed(V_BITS))
-        with m.Switch(self.b_sp):
-            with m.Case(Space.SR):
-                m.d.comb += y.eq(self.sr_b)
-            with m.Case(Space.IR):
-                m.d.comb += y.eq(self.y_ir)
-            with m.Case(Space.NONE):
-                m.d.comb += y.eq(0)
-            with m.Default():
-                m.d.comb += y.eq(self.b_val)
-        # stage 1 registers the operands as read (the memories' outputs go nowhere else)
-        ox, oy, op2 = (Signal(signed(V_BITS), name=nm) for nm in ("vop_x", "vop_y", "vop_p"))
-        oc = Signal(signed(ROT_COEF_BITS), name="vop_c")
-        os_ = Signal(signed(ROT_COEF_BITS), name="vop_s")
-        m.d.sync += [ox.eq(self.a_val), oy.eq(y), op2.eq(self.a2_val),
-                     oc.eq(self.b_val[:ROT_COEF_BITS].as_signed()),
-                     os_.eq(self.b2_val[:ROT_COEF_BITS].as_signed())]
+        ox, oy, op2, oc, os_ = self._vop_operands()
         v1, d1 = element_value(m, fn, ox, oy, op2, oc, os_, vl[2].fh)
-        # MULS: B is a scalar word whose exponent adds to the shift
+        # MULS: B is a scalar word, its exponent adds to the shift
         ye = Mux(fn == VFn.MULS, scalar_view(oy).e, 0)
         sh_full = self.sh_base - ye
         sh1 = clamp_signed(m, sh_full, SH_BITS, "vop_sh")
@@ -372,6 +356,29 @@ class MachineDatapath:
         self.vop_out, self.vop_sq = out, sq
         self.vop_write = vl[VOP_WRITE].valid & (self.d_sp != Space.NONE)
         self.vop_waddr = self.d_base + vl[VOP_WRITE].idx
+
+    def _vop_operands(self):
+        """VOP stage 1: A[i] (``vop_x``), B (``vop_y``: the B space's element, SR[b],
+        IR[b] or 0), ROT's partner (``vop_p``) and cos/sin (``vop_c``, ``vop_s``),
+        registered as read (the memories' outputs go nowhere else)."""
+        m = self.m
+        y = Signal(signed(V_BITS))
+        with m.Switch(self.b_sp):
+            with m.Case(Space.SR):
+                m.d.comb += y.eq(self.sr_b)
+            with m.Case(Space.IR):
+                m.d.comb += y.eq(self.y_ir)
+            with m.Case(Space.NONE):
+                m.d.comb += y.eq(0)
+            with m.Default():
+                m.d.comb += y.eq(self.b_val)
+        ox, oy, op2 = (Signal(signed(V_BITS), name=nm) for nm in ("vop_x", "vop_y", "vop_p"))
+        oc = Signal(signed(isa.MUL_Y_BITS), name="vop_c")
+        os_ = Signal(signed(isa.MUL_Y_BITS), name="vop_s")
+        m.d.sync += [ox.eq(self.a_val), oy.eq(y), op2.eq(self.a2_val),
+                     oc.eq(self.b_val[:isa.MUL_Y_BITS].as_signed()),
+                     os_.eq(self.b2_val[:isa.MUL_Y_BITS].as_signed())]
+        return ox, oy, op2, oc, os_
 
     def _vop_reductions(self):
         """The VOP's reductions over the written values (cleared by ``red_clear``, in

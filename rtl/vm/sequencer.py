@@ -71,8 +71,10 @@ class MachineSequencer:
             self._fetch_decode_states()
             self._next_end_states()
             self._vop_state()
-            self._svop_states()
-            self._sop_states()
+            self._svop_state()
+            self._svop2_state()
+            self._sop_state()
+            self._sop_result_states()
             self._matvec_states()
             self._dot_states()
             self._axpy_states()
@@ -83,8 +85,8 @@ class MachineSequencer:
     # --- between runs --------------------------------------------------------------------
 
     def _idle_state(self):
-        """IDLE: uploads (``load``: one word a cycle), read-back (``peek``: the word one
-        cycle after its request, then held until taken) and a run's start."""
+        """IDLE: uploads (``load``: one word a cycle), read-back (``peek``: the word two
+        cycles after its request, then held until taken) and a run's start."""
         m, dp, vm = self.m, self.dp, self.vm
         with m.State("IDLE"):
             m.d.comb += [dp.idle.eq(1), vm.load.ready.eq(1),
@@ -173,9 +175,12 @@ class MachineSequencer:
             self._dispatch()
 
     def _latch_operands(self):
-        """OPERANDS' registers: every field of every class is registered (the next state
-        reads what its class uses); the dynamic offset (token or pos, shifted) is added
-        to the base that ``dyn_sel`` names. SOP's A is its ``s_space``/``s_addr``."""
+        """OPERANDS' registers, whatever the class (the next state reads what its class
+        uses): n and the A, B and D operands where the classes that stream over vectors
+        place them (the dynamic offset, token or pos shifted, added to the base that
+        ``dyn_sel`` names; SOP's A is its ``s_space``/``s_addr``), VOP's shift, bits and
+        reduction, DOT's length and stride, the IRs that SOP and SAMPLE name; the
+        passes' counters cleared."""
         m, dp, f, ir = self.m, self.dp, self.dp.field, self.dp.ir
         V = Op.VOP
         dyn = Mux(f("dyn_src", V) == DynSrc.TOKEN, dp.token, dp.pos) << f("dyn_k", V)
@@ -306,11 +311,10 @@ class MachineSequencer:
                           dp.wr_data.eq(scalar_word(sres.value.m, sres.value.e)),
                           dp.wr_en.eq(en)]
 
-    def _svop_states(self):
+    def _svop_state(self):
         """SVOP: one element a cycle into the ScalarUnit (SMUL, SMUL2: A[i] * B, B a
-        vector or SR), its results into D as they come (7 cycles later); MAXE over A's
-        exponents. SVOP2: SMUL2's second pass, D[j] *= SR[b2]. SCALAR_OVF at the end of a
-        pass if any result left s12."""
+        vector or SR[b]), its results into D as they come out; the largest exponent of A
+        (MAXE) into IR. SCALAR_OVF at the end of the pass if any result left s12."""
         m, dp, su, su_req, sres = self.m, self.dp, self.dp.su, self.su_req, self.sres
         vi, n, fn, d_sp = dp.vi, dp.n, dp.fn, dp.d_sp
         with m.State("SVOP"):
@@ -344,7 +348,11 @@ class MachineSequencer:
                                  dp.ir_w_en.eq(dp.red == Red.MAXE)]
                     m.next = "NEXT"
 
-        # SMUL2's second multiply: D[j] = D[j] * SR[b2], another pass over D
+    def _svop2_state(self):
+        """SVOP2: SMUL2's second multiply, D[j] = D[j] * SR[b2], another pass over D
+        (as SVOP's)."""
+        m, dp, su, su_req, sres = self.m, self.dp, self.dp.su, self.su_req, self.sres
+        vi, n, d_sp = dp.vi, dp.n, dp.d_sp
         with m.State("SVOP2"):
             issue = vi < n
             m.d.comb += dp.rd_a_sp.eq(d_sp)
@@ -369,10 +377,10 @@ class MachineSequencer:
                                  dp.ir_w_en.eq(dp.red == Red.MAXE)]
                     m.next = "NEXT"
 
-    def _sop_states(self):
-        """SOP: a ScalarUnit request (SOP_WAIT until its result, 8 cycles, into SR[d]),
-        a load of A into SR[d] (SOP_LOAD, 1 cycle), or in one cycle a store of SR[a],
-        an integer add or IMAXE (into IR[d])."""
+    def _sop_state(self):
+        """SOP: a ScalarUnit request on SR[a], SR[b] and the IRs (then SOP_WAIT), a load
+        of A (then SOP_LOAD), or in its one cycle a store of SR[a] into A, an integer add
+        or IMAXE (into IR[d])."""
         m, dp, su, su_req, f = self.m, self.dp, self.dp.su, self.su_req, self.dp.field
         ir_ra, ir_rb, sop_imm = dp.ir_ra, dp.ir_rb, dp.sop_imm
         with m.State("SOP"):
@@ -424,6 +432,11 @@ class MachineSequencer:
                     m.next = "NEXT"
                 with m.Default():
                     m.next = "NEXT"
+
+    def _sop_result_states(self):
+        """SOP_WAIT: the ScalarUnit's result into SR[d] (9 cycles for the SOP in all) or
+        SCALAR_OVF; SOP_LOAD: A's word into SR[d] (2 cycles in all)."""
+        m, dp, su, f = self.m, self.dp, self.dp.su, self.dp.field
         with m.State("SOP_WAIT"):
             with m.If(su.o.valid):
                 with m.If(scalar_bad(self.sres)):
@@ -442,8 +455,8 @@ class MachineSequencer:
 
     def _matvec_states(self):
         """MATVEC: start the engine (through the driver), then MATVEC_RES writes its
-        results into D at one a cycle (the driver holds a row tile until they are
-        taken)."""
+        results into D at one a cycle (a row tile waits in the engine while its rows are
+        written)."""
         m, dp, drv, f = self.m, self.dp, self.dp.drv, self.dp.field
         with m.State("MATVEC"):
             mvm, mvk = f("m", Op.MATVEC), f("k", Op.MATVEC)
@@ -535,7 +548,7 @@ class MachineSequencer:
     def _sample_states(self):
         """SAMPLE: TCHECK and EMIT (1 cycle: BAD_TOKEN outside ``0..n-1``; EMIT writes
         TOKENS[pos + 1]), DRAW (the next xorshift draw scaled by IR[a], then the count of
-        A's prefix sums at or below it, ``n + 1`` cycles, into IR[d]), TOPK (to
+        A's prefix sums at or below it, ``n + 2`` cycles, into IR[d]), TOPK (to
         TOPK_CLEAR when ``top_k`` cuts anything)."""
         m, dp, vi, n, ir_a_v = self.m, self.dp, self.dp.vi, self.dp.n, self.dp.ir_a_v
         with m.State("SAMPLE"):
@@ -582,8 +595,8 @@ class MachineSequencer:
 
     def _topk_states(self):
         """TOPK: TOPK_CLEAR clears the mask (``n`` cycles), TOPK_PASS marks the largest
-        unmasked A[i] (ties to the lowest i), ``top_k`` passes of ``n + 1`` cycles, then
-        TOPK_ZERO zeroes D[i] for every unmarked i (``n + 1`` cycles)."""
+        unmasked A[i] (ties to the lowest i), ``top_k`` passes of ``n + 2`` cycles, then
+        TOPK_ZERO zeroes D[i] for every unmarked i (``n + 2`` cycles)."""
         m, dp, vi, n, k_rd, k_wr = self.m, self.dp, self.dp.vi, self.dp.n, self.dp.k_rd, self.dp.k_wr
         with m.State("TOPK_CLEAR"):
             m.d.comb += [k_wr.addr.eq(vi), k_wr.data.eq(0), k_wr.en.eq(1)]
