@@ -4,12 +4,12 @@ shares, and the two pipelines that run beside the sequencer (sequencer.py): VOP 
 DOT/AXPY.
 
 Each part is one method, called in the order the Verilog was first generated in: Amaranth
-names a signal after the variable it is first assigned to and numbers clashing names in
-the order the statements use them, so the signals are declared as locals (as they were
-before the split) and the order of the statements is kept. (Amaranth's tracer leaves a
-Signal anonymous, ``$signal`` in the Verilog, when its variable is not the one stored right
-after the call: in a tuple it named only the last, and only where the compiler left the
-stores in order; the few it left anonymous that way before the split say so by name.)"""
+names a signal after the variable it is first stored in and numbers clashing names in the
+order the statements use them, so the signals are declared as locals (as they were before
+the split) and the statements keep their order. (In a tuple assignment the tracer named
+only the last Signal, and only where the compiler kept the stores in order; the few that
+this left anonymous before the split, ``$signal`` in the Verilog, are anonymous here by
+name.)"""
 
 from amaranth import Array, Cat, Const, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
@@ -127,9 +127,8 @@ class MachineDatapath:
         qbuf_rows = max(1, -(-max(lim.hidden, lim.head_dim, lim.vocab) // LANES))
         m.submodules.qbuf = qmem = memory.Memory(shape=data.ArrayLayout(signed(8), LANES),
                                                  depth=qbuf_rows, init=[])
-        # (an ArrayLayout memory counts its write granularity in elements)
-        # (assigned in one tuple to attributes: the ports keep the anonymous Verilog names
-        # they had before the split, see the module's docstring)
+        # (an ArrayLayout memory counts its write granularity in elements; stored straight
+        # into attributes, the ports keep the anonymous names they had before the split)
         self.q_rd, self.q_wr = qmem.read_port(transparent_for=()), qmem.write_port(granularity=1)
         m.submodules.topk_mask = kmem = memory.Memory(shape=1, depth=max(2, lim.vocab), init=[])
         k_rd, k_wr = kmem.read_port(transparent_for=()), kmem.write_port()
@@ -165,7 +164,8 @@ class MachineDatapath:
         gen, sampling = Signal(), Signal()
         prm = Signal(run_layout())
         xs = Signal(32)                              # the xorshift32 state
-        status, err_pc, err_pos, n_done = Signal(8), Signal(16), Signal(16), Signal(16)
+        status, err_pc, err_pos, n_done = (Signal(8), Signal(INDEX_BITS), Signal(INDEX_BITS),
+                                            Signal(INDEX_BITS))
         total, step_cycles = Signal(32), Signal(32)
         last_pos = Signal(INDEX_BITS + 1)
         in_step = Signal()

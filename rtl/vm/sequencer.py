@@ -16,7 +16,7 @@ from ..decode.scalar_unit import ScalarOp
 from ..decode.xorshift import xorshift32_next
 from .datapath import (INDEX_BITS, IR_BITS, IR_INDEX_BITS, LANE_SHIFT, LANES, SU_EXP_BITS,
                        SW_BITS, VOP_STAGES, scalar_view, scalar_word)
-from .layouts import result_layout
+from .layouts import SPACE_BITS, result_layout
 from .valu import V_BITS
 
 
@@ -44,7 +44,7 @@ class MachineSequencer:
         ocount = Signal(INDEX_BITS)                 # SVOP results written
         su_err = Signal()
         maxe = Signal(signed(isa.SW_E_BITS))
-        best, best_i, seen = Signal(signed(V_BITS)), Signal(16), Signal()
+        best, best_i, seen = Signal(signed(V_BITS)), Signal(INDEX_BITS), Signal()
         draw_r, csum = Signal(signed(IR_BITS + 2)), Signal(signed(V_BITS))
         dcount = Signal(INDEX_BITS)
         ch_w = Signal(LANE_SHIFT + 1)               # AXPY outputs of this chunk
@@ -60,6 +60,7 @@ class MachineSequencer:
         self.m.next = "FINISH"
 
     def build(self):
+        """The step cycle counter, then the state machine, its states in groups."""
         m, dp = self.m, self.dp
         m.d.comb += self.vm.busy.eq(~dp.idle)
         with m.If(dp.in_step):
@@ -92,7 +93,7 @@ class MachineSequencer:
             m.d.comb += [dp.idle.eq(1), vm.load.ready.eq(1),
                          vm.peek_req.ready.eq(~vm.peek.valid), vm.run.ready.eq(1),
                          dp.peek_addr.eq(vm.peek_req.payload.addr)]
-            pk_sp = Signal(5)
+            pk_sp = Signal(SPACE_BITS)
             pk_pending = Signal()
             with m.If(vm.peek.valid & vm.peek.ready):
                 m.d.sync += vm.peek.valid.eq(0)
@@ -483,7 +484,7 @@ class MachineSequencer:
         dr, dch, dl, depth = dp.dr, dp.dch, dp.dl, dp.dot_depth
         with m.State("DOT_Q"):
             m.d.comb += dp.axpy.eq(0)
-            qi = Signal(16)
+            qi = Signal(INDEX_BITS)
             qv = Signal()
             m.d.sync += [qi.eq(cnt), qv.eq(cnt < dp.ln)]
             with m.If(cnt < dp.ln):
@@ -607,7 +608,7 @@ class MachineSequencer:
         with m.State("TOPK_PASS"):
             # one masked argmax pass: the largest unmasked A[i], ties to the lowest i
             issue = vi < n
-            issued, ii = Signal(), Signal(16)
+            issued, ii = Signal(), Signal(INDEX_BITS)
             m.d.sync += [issued.eq(issue), ii.eq(vi)]
             with m.If(issue):
                 m.d.comb += [dp.rd_a.eq(dp.a_base + vi), k_rd.addr.eq(vi)]
@@ -621,7 +622,7 @@ class MachineSequencer:
                     m.next = "TOPK_ZERO"
         with m.State("TOPK_ZERO"):
             issue = vi < n
-            issued, ii = Signal(), Signal(16)
+            issued, ii = Signal(), Signal(INDEX_BITS)
             m.d.sync += [issued.eq(issue), ii.eq(vi)]
             with m.If(issue):
                 m.d.comb += k_rd.addr.eq(vi)
