@@ -24,7 +24,8 @@ from .engine_driver import EngineDriver
 from .lanes import DotAxpyLanes
 from .layouts import LOAD_ADDR_BITS, LOAD_DATA_BITS, SPACE_BITS, field, run_layout, scalar_layout
 from .memories import SpaceMemory
-from .valu import SH_BITS, V_BITS, clamp_signed, element_value, saturate_dynamic, shift_value
+from .valu import (OUT_BITS, SH_BITS, V_BITS, clamp_signed, element_value, saturate_dynamic,
+                   shift_value)
 
 LANES = isa.DOT_LANES
 LANE_SHIFT = LANES.bit_length() - 1      # a row chunk's index <-> its first element
@@ -199,7 +200,8 @@ class MachineDatapath:
         bits, sym, red, red_ir, rbits = Signal(7), Signal(), Signal(3), Signal(4), Signal(5)
         ir_a_v = Signal(signed(IR_BITS))
         sop_imm = Signal(signed(32))
-        ir_ra, ir_rb, ir_rc = Signal(signed(IR_BITS)), Signal(signed(IR_BITS)), Signal(signed(IR_BITS))
+        ir_ra, ir_rb, ir_rc = (Signal(signed(IR_BITS)), Signal(signed(IR_BITS)),
+                               Signal(signed(IR_BITS)))
         self.n, self.a_base, self.b_base, self.d_base = n, a_base, b_base, d_base
         self.a_sp, self.b_sp, self.d_sp = a_sp, b_sp, d_sp
         self.sh_base, self.y_ir, self.ln, self.stride, self.nch = sh_base, y_ir, ln, stride, nch
@@ -346,13 +348,14 @@ class MachineDatapath:
         r2v, r2s = Signal(signed(V_BITS)), Signal(signed(SH_BITS))
         m.d.sync += [r1v.eq(v1), r1s.eq(sh1), r2v.eq(r1v), r2s.eq(r1s)]
         v3 = Mux(is_exp, ex.o.payload.value, r2v)
-        r4 = Signal(signed(V_BITS + 48))
+        r4 = Signal(signed(V_BITS + OUT_BITS))       # left shifts stop where all saturate
         m.d.sync += r4.eq(shift_value(v3, r2s))
         out = Signal(signed(IR_BITS), name="vop_out_r")
         m.d.sync += out.eq(saturate_dynamic(m, r4, self.bits, self.sym))
         sq = Signal(IR_BITS, name="vop_sq")              # the square at stage VOP_STAGES
         m.d.sync += sq.eq((out * out)[:IR_BITS])
-        self.vi, self.v_issue, self.half, self.first_half, self.vl = vi, v_issue, half, first_half, vl
+        self.vi, self.v_issue, self.vl = vi, v_issue, vl
+        self.half, self.first_half = half, first_half
         self.vop_out, self.vop_sq = out, sq
         self.vop_write = vl[VOP_WRITE].valid & (self.d_sp != Space.NONE)
         self.vop_waddr = self.d_base + vl[VOP_WRITE].idx
@@ -392,7 +395,8 @@ class MachineDatapath:
         red_clear = Signal()
         absout = Mux(out < 0, -out, out)
         with m.If(red_clear):
-            m.d.sync += [maxabs.eq(0), rsum.eq(0), rsq.eq(0), rmax.eq(-(1 << (IR_BITS - 1))), rarg.eq(0)]
+            m.d.sync += [maxabs.eq(0), rsum.eq(0), rsq.eq(0), rmax.eq(-(1 << (IR_BITS - 1))),
+                         rarg.eq(0)]
         with m.Else():
             with m.If(vl[VOP_WRITE].valid):
                 m.d.sync += rsum.eq(rsum + out)
@@ -463,8 +467,10 @@ class MachineDatapath:
         # are slow): the lanes take a beat at stage 2
         for j in range(LANES):
             m.d.sync += [lanes.a[j].eq(Mux(lane_ok[j], self.q_rd.data[j], 0)),
-                         lanes.b[j].eq(Mux(lane_ok[j], shifted_row[8 * j:8 * j + 8].as_signed(), 0))]
+                         lanes.b[j].eq(Mux(lane_ok[j], shifted_row[8 * j:8 * j + 8].as_signed(),
+                                           0))]
         m.d.sync += lanes.w.eq(self.a_val[:len(lanes.w)].as_signed())
         m.d.comb += [lanes.en.eq(dl[2].valid), lanes.axpy.eq(axpy), lanes.first.eq(dl[2].first)]
-        self.dot_depth, self.dr, self.dch, self.d_issue, self.axpy = dot_depth, dr, dch, d_issue, axpy
+        self.dot_depth, self.dr, self.dch = dot_depth, dr, dch
+        self.d_issue, self.axpy = d_issue, axpy
         self.dl, self.row_addr = dl, row_addr

@@ -598,7 +598,8 @@ class MachineSequencer:
         """TOPK: TOPK_CLEAR clears the mask (``n`` cycles), TOPK_PASS marks the largest
         unmasked A[i] (ties to the lowest i), ``top_k`` passes of ``n + 2`` cycles, then
         TOPK_ZERO zeroes D[i] for every unmarked i (``n + 2`` cycles)."""
-        m, dp, vi, n, k_rd, k_wr = self.m, self.dp, self.dp.vi, self.dp.n, self.dp.k_rd, self.dp.k_wr
+        m, dp, k_rd, k_wr = self.m, self.dp, self.dp.k_rd, self.dp.k_wr
+        vi, n = dp.vi, dp.n
         with m.State("TOPK_CLEAR"):
             m.d.comb += [k_wr.addr.eq(vi), k_wr.data.eq(0), k_wr.en.eq(1)]
             m.d.sync += vi.eq(vi + 1)
