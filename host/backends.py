@@ -98,7 +98,7 @@ def choose_offload(device, model, asked):
             raise TernaryError(f"--offload model: the {device.transport.name} has no vector machine "
                                f"(protocol version {device.info.version}); use --offload matvec")
         return "matvec"
-    from .offload import device_limits
+    from .model_offload import device_limits
 
     try:
         device_limits(device.info).check(model.config)
@@ -113,7 +113,7 @@ def open_backend(args, model, device=None):
     """The matvec backend ``args.backend`` runs its BitLinears on."""
     if args.backend in ("reference", "integer"):
         return GoldenBackend()
-    from .device_backend import DeviceBackend
+    from .matvec_offload import DeviceBackend
 
     profile = board(args.board)
     device = device or open_device(args)
@@ -161,10 +161,10 @@ class RunnerBackend:
 
 @dataclass
 class ModelOffloadBackend:
-    """``--offload model``: the device runs the whole decode step (:mod:`host.offload`)."""
+    """``--offload model``: the device runs the whole decode step (:mod:`host.model_offload`)."""
 
     name: str
-    offload_run: object         # host.offload.ModelOffload
+    offload_run: object         # host.model_offload.ModelOffload
     offload = "model"
 
     def generate(self, model, prompt_ids, n_tokens, temperature=0.0, top_k=0, seed=0, on_token=None):
@@ -196,7 +196,7 @@ def open_runner(args, model, *, whole_model=True):
     device = open_device(args)
     try:
         if whole_model and choose_offload(device, model, asked) == "model":
-            from .offload import ModelOffload
+            from .model_offload import ModelOffload
 
             # a step of the shipped model: about a second on the simulated board (Verilator,
             # growing with the context), about a millisecond on a board

@@ -13,7 +13,7 @@ from ternary_core.backend import GoldenBackend
 
 from .bench_builds import BuildRequest, build_all
 from .device import Device
-from .device_backend import DeviceBackend
+from .matvec_offload import DeviceBackend
 from .generate import Sampler, generate, load
 from .projection import project, report_path
 
@@ -115,7 +115,7 @@ def measure_model(profile, cfg, model, log):
     from ternary_core.offload.cost import program_cost
     from ternary_core.offload.isa import SPACES, Space
 
-    from .offload import ModelOffload
+    from .model_offload import ModelOffload
 
     device = Device.open_sim(cfg, log=log, vm_limits=profile.vm_limits)
     run = ModelOffload(device, model, log=log)

@@ -13,7 +13,7 @@ import numpy as np
 from ternary_core.offload.isa import SPACES, RunParams, Space
 from ternary_core.offload.machine import Machine
 
-from .device_backend import DeviceMismatch
+from .matvec_offload import DeviceMismatch
 
 
 def snapshot(mc):

@@ -12,7 +12,7 @@ and ``--check`` stays exact. It costs ``keep - 1`` extra steps every
 ``context - keep + 1`` tokens: about two steps per token once past the context.
 
 :class:`host.generate.SlidingWindow` applies it to a runner that steps one token at a
-time; :func:`host.offload.plan_runs` to a device that runs many positions per request.
+time; :func:`host.model_offload.plan_runs` to a device that runs many positions per request.
 """
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from host.cli import main
 from host.device import Device
-from host.device_backend import DeviceBackend
+from host.matvec_offload import DeviceBackend
 from host.errors import LinkClosed
 from host.generate import Sampler, generate, load
 from boards.profiles import board

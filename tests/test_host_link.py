@@ -93,7 +93,7 @@ def vm_info_reply(limits=None):
 
 
 def test_a_version_3_device_reports_its_model_limits():
-    from host.offload import device_limits
+    from host.model_offload import device_limits
     from ternary_core.offload.limits import DeviceLimits
 
     dev = Device(ScriptedDevice(vm_info_reply()), timeout=0.05)
@@ -102,7 +102,7 @@ def test_a_version_3_device_reports_its_model_limits():
 
 
 def test_info_with_fewer_limits_than_the_host_knows_is_a_mismatch():
-    from host.offload import device_limits
+    from host.model_offload import device_limits
 
     good = vm_info_reply()
 

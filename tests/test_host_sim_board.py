@@ -176,7 +176,7 @@ def test_stack_too_big_for_the_weight_store_streams_one_layer_at_a_time(capsys):
 def test_a_layer_bigger_than_the_weight_store_is_named():
     from types import SimpleNamespace
 
-    from host.device_backend import DeviceBackend
+    from host.matvec_offload import DeviceBackend
     from host.generate import load
     from ternary_core.errors import TernaryError
 
@@ -190,7 +190,7 @@ def test_a_layer_bigger_than_the_weight_store_is_named():
 def test_layers_sharing_an_input_are_stacked_per_block():
     from types import SimpleNamespace
 
-    from host.device_backend import stacks
+    from host.matvec_offload import stacks
 
     def layers(**shapes):
         return {n.replace("__", "."): SimpleNamespace(trits=np.zeros(s, np.int8)) for n, s in shapes.items()}

@@ -1,4 +1,4 @@
-"""The host's model offload (host/offload.py) over the real protocol, against a device
+"""The host's model offload (host/model_offload.py) over the real protocol, against a device
 in Python (tests/python_device.py): the ids equal --backend integer's, past the context
 too, through a faulty link; errors are one clear line."""
 
@@ -7,7 +7,7 @@ import pytest
 
 from host.device import Device
 from host.generate import generate, integer_runner
-from host.offload import ModelOffload
+from host.model_offload import ModelOffload
 from ternary_core import protocol as P
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler
@@ -117,7 +117,7 @@ def test_check_runs_a_position_at_a_time_and_agrees_with_the_reference(tiny):
 
 
 def test_check_names_the_first_instruction_whose_result_differs(tiny):
-    from host.device_backend import DeviceMismatch
+    from host.matvec_offload import DeviceMismatch
     from ternary_core.offload.isa import encode
 
     run, dev = open_offload(tiny)

@@ -8,7 +8,7 @@ import pytest
 from host.cli import main
 from host.device import Device
 from host.generate import generate, integer_runner, load
-from host.offload import ModelOffload
+from host.model_offload import ModelOffload
 from boards.profiles import board
 from ternary_core.integer import IntegerSampler
 

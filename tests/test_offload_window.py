@@ -1,11 +1,11 @@
-"""Model offload's RUN plan (host/offload.py plan_runs) slides the window exactly as
+"""Model offload's RUN plan (host/model_offload.py plan_runs) slides the window exactly as
 SlidingWindow does for a runner that steps one token at a time."""
 
 import numpy as np
 import pytest
 
 from host.generate import SlidingWindow
-from host.offload import plan_runs
+from host.model_offload import plan_runs
 
 VOCAB = 50
 

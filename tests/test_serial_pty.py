@@ -8,7 +8,7 @@ import pytest
 
 # Imported at collection, not first inside a test: DeviceBackend's ``log=sys.stderr``
 # default is bound at import, and a test's capsys stream is closed after that test.
-import host.device_backend  # noqa: F401
+import host.matvec_offload  # noqa: F401
 from host.cli import main
 from sim.pty_bridge import LineFaults, PtyBridge
 from boards.profiles import board
