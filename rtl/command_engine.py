@@ -7,7 +7,7 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from ternary_core import protocol as P
-from ternary_core.protocol import Cmd, Status
+from ternary_core.protocol import Cmd, LinkStatus
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
 from .matvec_engine import MatvecEngine
@@ -172,8 +172,8 @@ class CommandEngine(wiring.Component):
             with m.State("VERDICT"):
                 m.d.sync += [accept.eq((fr.error == 0) & known & len_ok & range_ok),
                              refusal.eq(Mux(fr.error != 0, fr.error,
-                                            Mux(~known, Status.UNKNOWN_COMMAND,
-                                                Mux(~len_ok, Status.BAD_LENGTH, Status.OUT_OF_RANGE))))]
+                                            Mux(~known, LinkStatus.UNKNOWN_COMMAND,
+                                                Mux(~len_ok, LinkStatus.BAD_LENGTH, LinkStatus.OUT_OF_RANGE))))]
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
@@ -187,9 +187,9 @@ class CommandEngine(wiring.Component):
                     # DISPATCH loads.
                     with m.Switch(fr.cmd[:max(Cmd).bit_length()]):
                         with m.Case(Cmd.INFO):
-                            respond(Status.OK, 1 + len(self.info), EXTRA_INFO)
+                            respond(LinkStatus.OK, 1 + len(self.info), EXTRA_INFO)
                         with m.Case(Cmd.RESET):
-                            respond(Status.OK)
+                            respond(LinkStatus.OK)
                         with m.Case(Cmd.WRITE_WEIGHTS):
                             m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
                             m.next = "WW_ADDR"
@@ -213,7 +213,7 @@ class CommandEngine(wiring.Component):
                             m.next = "MV_CMD"
                         with m.Case(Cmd.READ_RESULTS):
                             m.d.sync += [idx.eq(a16[0]), res_width.eq(fr.args[32:40])]
-                            respond(Status.OK, 1 + nbytes_q, EXTRA_RESULTS)
+                            respond(LinkStatus.OK, 1 + nbytes_q, EXTRA_RESULTS)
 
             # WRITE_WEIGHTS / LOAD_ACTIVATIONS: payload byte idx -> lane of word waddr.
             for prefix, limit, lanes in (("WW", W, cfg.word_bytes), ("LA", A, cfg.cols)):
@@ -225,7 +225,7 @@ class CommandEngine(wiring.Component):
                         m.next = f"{prefix}_DATA"
                 with m.State(f"{prefix}_DATA"):
                     with m.If(waddr >= limit):
-                        respond(Status.OUT_OF_RANGE)
+                        respond(LinkStatus.OUT_OF_RANGE)
                     with m.Else():
                         if prefix == "WW":
                             m.d.comb += [eng.weights.addr.eq(waddr),
@@ -245,9 +245,9 @@ class CommandEngine(wiring.Component):
                                     m.d.sync += idx.eq(0)
                                     m.next = "MV_CMD"
                                 with m.Else():
-                                    respond(Status.OK)
+                                    respond(LinkStatus.OK)
                             else:
-                                respond(Status.OK)
+                                respond(LinkStatus.OK)
                         with m.Else():
                             m.next = f"{prefix}_ADDR"
 
@@ -274,7 +274,7 @@ class CommandEngine(wiring.Component):
                     m.next = "CW_NEXT"
             with m.State("CW_END"):  # the CRC register has taken the last byte
                 m.d.sync += word32.eq(crc32.crc)
-                respond(Status.OK, 5, EXTRA_WORD32)
+                respond(LinkStatus.OK, 5, EXTRA_WORD32)
 
             # MATVEC: start the engine, store every result, report the cycle count.
             with m.State("MV_CMD"):
@@ -297,9 +297,9 @@ class CommandEngine(wiring.Component):
                     # m results of res_width bytes, by shift-and-add over res_width's bits
                     nres = sum(Mux(res_width[i], a16[2] << i, 0) for i in range(len(res_width)))
                     m.d.sync += last_res.eq(a16[2] - 1)
-                    respond(Status.OK, 5 + nres, EXTRA_CYCLES_RESULTS)
+                    respond(LinkStatus.OK, 5 + nres, EXTRA_CYCLES_RESULTS)
                 with m.Else():
-                    respond(Status.OK, 5, EXTRA_WORD32)
+                    respond(LinkStatus.OK, 5, EXTRA_WORD32)
 
             # The response: header, status byte, then what the command returns.
             with m.State("RESP_HDR"):

@@ -12,7 +12,7 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from ternary_core import protocol as P
-from ternary_core.protocol import Cmd, Status
+from ternary_core.protocol import Cmd, LinkStatus
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
 
@@ -79,7 +79,7 @@ class VmCommandEngine(wiring.Component):
       ``done``, the cycle count, the sampler state and the ``n_new`` generated ids
       (``peek`` of the tokens space) — or
       MODEL_ERROR with the machine's ``status``, ``err_pc`` and ``err_pos``
-      (:data:`~ternary_core.protocol.RUN_ERROR_STRUCT`).
+      (:data:`~ternary_core.protocol.RUN_ERROR`).
 
     Ports
     -----
@@ -92,7 +92,7 @@ class VmCommandEngine(wiring.Component):
     peek : In(stream of 64 bits)
     run : Out(stream of ``run_layout``); done : In(stream of ``result_layout``)
 
-    ``run_layout`` must have the fields of :data:`ternary_core.protocol.RUN_FIELDS`;
+    ``run_layout`` must have the fields of :data:`ternary_core.offload.isa.RUN_PARAMS`;
     ``result_layout`` the fields ``status`` (0 = OK), ``cycles``, ``state``, ``err_pc``
     and ``err_pos`` (:data:`ternary_core.offload.isa.RUN_RESULT`).
     """
@@ -196,21 +196,21 @@ class VmCommandEngine(wiring.Component):
                                                  (mul_bpw(cnt) <= P.MAX_RESPONSE - 1))]
                     with m.Case(Cmd.RUN):
                         pos0, n_feed, n_new = a16[0], a16[1], a16[2]
-                        m.d.sync += [len_ok.eq(length == P.RUN_STRUCT.size + (n_feed << 1)),
+                        m.d.sync += [len_ok.eq(length == P.RUN_REQUEST.size + (n_feed << 1)),
                                      range_ok.eq((n_feed != 0) & (n_new != 0) &
                                                  (pos0 + n_feed + n_new <= sp.run_end) &
-                                                 (P.RUN_REPLY_STRUCT.size + 1 + (n_new << 1) <= P.MAX_RESPONSE))]
+                                                 (P.RUN_REPLY.size + 1 + (n_new << 1) <= P.MAX_RESPONSE))]
                     with m.Default():
                         m.d.sync += known.eq(0)
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
                 with m.If(~known):
-                    respond(Status.UNKNOWN_COMMAND)
+                    respond(LinkStatus.UNKNOWN_COMMAND)
                 with m.Elif(~len_ok):
-                    respond(Status.BAD_LENGTH)
+                    respond(LinkStatus.BAD_LENGTH)
                 with m.Elif(~range_ok):
-                    respond(Status.OUT_OF_RANGE)
+                    respond(LinkStatus.OUT_OF_RANGE)
                 with m.Else():
                     with m.Switch(fr.cmd):
                         with m.Case(Cmd.WRITE_MEM):
@@ -222,7 +222,7 @@ class VmCommandEngine(wiring.Component):
                             m.next = "CM_NEXT"
                         with m.Case(Cmd.READ_MEM):
                             m.d.sync += [addr.eq(a24), nwords.eq(a16[2])]
-                            respond(Status.OK, 1 + mul_bpw(a16[2]), EXTRA_MEM)
+                            respond(LinkStatus.OK, 1 + mul_bpw(a16[2]), EXTRA_MEM)
                         with m.Case(Cmd.RUN):
                             m.d.sync += [idx.eq(P.ARGS_MAX), lane.eq(0)]
                             m.next = "RUN_TAIL_ADDR"
@@ -249,18 +249,18 @@ class VmCommandEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(idx == last_idx):
-                        respond(Status.BAD_LENGTH)     # the payload ends inside a word
+                        respond(LinkStatus.BAD_LENGTH)     # the payload ends inside a word
                     with m.Else():
                         m.next = "WM_ADDR"
             with m.State("WM_LOAD"):
                 with m.If(addr >= depth):
-                    respond(Status.OUT_OF_RANGE)
+                    respond(LinkStatus.OUT_OF_RANGE)
                 with m.Else():
                     m.d.comb += [self.load.valid.eq(1), self.load.payload.data.eq(shreg)]
                     with m.If(self.load.ready):
                         m.d.sync += addr.eq(addr + 1)
                         with m.If(idx == last_idx + 1):
-                            respond(Status.OK)
+                            respond(LinkStatus.OK)
                         with m.Else():
                             m.next = "WM_ADDR"
 
@@ -285,7 +285,7 @@ class VmCommandEngine(wiring.Component):
                     m.next = "CM_NEXT"
             with m.State("CM_END"):
                 m.d.sync += word32.eq(crc32.crc)
-                respond(Status.OK, 5, EXTRA_WORD32)
+                respond(LinkStatus.OK, 5, EXTRA_WORD32)
 
             # RUN: the argument bytes past what the parser latched, then the fed ids.
             with m.State("RUN_TAIL_ADDR"):
@@ -296,7 +296,7 @@ class VmCommandEngine(wiring.Component):
                     m.next = "RUN_TAIL_DATA"
             with m.State("RUN_TAIL_DATA"):
                 m.d.sync += [run_tail.eq((run_tail >> 8) | (self.buf.data << 56)), idx.eq(idx + 1)]
-                with m.If(idx == P.RUN_STRUCT.size - 1):
+                with m.If(idx == P.RUN_REQUEST.size - 1):
                     m.d.sync += [addr.eq(a16[0]), lane.eq(0)]
                     m.next = "RUN_ID_ADDR"
                 with m.Else():
@@ -337,9 +337,9 @@ class VmCommandEngine(wiring.Component):
                     m.d.sync += [res.eq(self.done.payload), word32.eq(self.done.payload.cycles),
                                  addr.eq(a16[0] + a16[1]), nwords.eq(a16[2])]
                     with m.If(self.done.payload.status != 0):
-                        respond(P.Status.MODEL_ERROR, 1 + P.RUN_ERROR_STRUCT.size, EXTRA_CODE)
+                        respond(LinkStatus.MODEL_ERROR, 1 + P.RUN_ERROR.size, EXTRA_CODE)
                     with m.Else():
-                        respond(Status.OK, 1 + P.RUN_REPLY_STRUCT.size + (a16[2] << 1), EXTRA_RUN)
+                        respond(LinkStatus.OK, 1 + P.RUN_REPLY.size + (a16[2] << 1), EXTRA_RUN)
 
             # The response: header, status byte, then what the command returns.
             with m.State("RESP_HDR"):
@@ -367,7 +367,7 @@ class VmCommandEngine(wiring.Component):
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(code.word_select(lane, 8))]
                 with m.If(self.payload.ready):
                     m.d.sync += lane.eq(lane + 1)
-                    with m.If(lane == P.RUN_ERROR_STRUCT.size - 1):
+                    with m.If(lane == P.RUN_ERROR.size - 1):
                         m.next = "DONE"
             with m.State("RESP_WORD32"):
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]

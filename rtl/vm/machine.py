@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from ternary_core.engine_config import EngineConfig
 from ternary_core.integer.fixed import E_ZERO
 from ternary_core.offload import isa
-from ternary_core.offload.isa import (Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space, Status,
+from ternary_core.offload.isa import (Cond, Dyn, DynSrc, MachineStatus as Status, Op, Red, SampleFn, SFn, Space,
                                       SVFn, VFn)
 
 from ..decode.exp2 import Exp2Unit
