@@ -71,7 +71,7 @@ class DeviceCore(wiring.Component):
         vector machine's command engine by its command, and their responses merged.
         One request is in flight at a time and the parser holds its frame until the
         response is out, so the route, taken from that frame, is stable throughout."""
-        from .vm_link import vm_spaces
+        from .vm.spaces import vm_spaces
 
         vm = self.vm
         m.submodules.vm = vm

@@ -3,7 +3,7 @@ command engine serves, from the ISA's one definition."""
 
 from ternary_core.errors import TernaryError
 
-from .vm_commands import VmSpaces
+from ..vm_commands import VmSpaces
 
 
 # The weight store of a device with the machine: block RAM is then what runs out first
@@ -15,7 +15,7 @@ VM_WEIGHT_STORE = "packed"
 def make_vm(config, limits):
     """The vector machine (rtl/vm) for an engine ``config`` and model ``limits``."""
     try:
-        from .vm.machine import VectorMachine
+        from .machine import VectorMachine
     except ImportError:
         raise TernaryError("this build has no vector machine (rtl/vm/machine.py): only a "
                            "matvec-only device can be built; use --offload matvec") from None
