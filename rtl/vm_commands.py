@@ -7,7 +7,7 @@ command (:func:`is_vm_command`) and merges the two engines' responses.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
@@ -15,54 +15,14 @@ from ternary_core import protocol as P
 from ternary_core.protocol import Cmd, LinkStatus
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
-
-WORD_BITS = 64   # the machine's load/peek data width
+from .vm.layouts import LOAD_DATA_BITS, load_layout, peek_layout, result_layout, run_layout
+from .vm.spaces import VmSpaces
 
 
 def is_vm_command(cmd):
     """Whether a frame's ``cmd`` (a Value) is one of the vector machine's commands."""
     c = Const(Cmd.WRITE_MEM, 8)
     return (cmd >= c) & (cmd <= Cmd.RUN)
-
-
-class VmSpaces:
-    """What the command engine knows of the machine's memory spaces: for each space id,
-    its link bytes per word (0: no such space), its depth in words and whether the host
-    may write it; and which space holds the token ids.
-
-    Parameters
-    ----------
-    spaces : dict
-        ``{space_id: (link_bytes, depth, writable)}``; link bytes 1..8.
-    tokens_space : int
-        The space RUN writes the fed ids into and reads the generated ids from.
-    run_end : int
-        Largest ``pos0 + n_feed + n_new`` a RUN may ask for (the tokens it touches end
-        below it).
-    space_bits : int
-        Width of the ``space`` field of the machine's ports.
-    """
-
-    def __init__(self, spaces, tokens_space, run_end, space_bits):
-        for sid, (nbytes, depth, _) in spaces.items():
-            if not 0 <= sid < 1 << space_bits:
-                raise ValueError(f"space id {sid} does not fit space_bits={space_bits}")
-            if not 1 <= nbytes <= WORD_BITS // 8:
-                raise ValueError(f"space {sid}: link bytes must be 1..{WORD_BITS // 8}, not {nbytes}")
-            if not 1 <= depth <= 1 << P.MEM_ADDR_BITS:
-                raise ValueError(f"space {sid}: depth must be 1..2**{P.MEM_ADDR_BITS}, not {depth}")
-        if tokens_space not in spaces:
-            raise ValueError(f"tokens_space {tokens_space} is not one of the spaces")
-        self.spaces, self.tokens_space = dict(spaces), tokens_space
-        self.run_end, self.space_bits = run_end, space_bits
-
-
-def load_layout(space_bits):
-    return data.StructLayout({"space": space_bits, "addr": P.MEM_ADDR_BITS, "data": WORD_BITS})
-
-
-def peek_layout(space_bits):
-    return data.StructLayout({"space": space_bits, "addr": P.MEM_ADDR_BITS})
 
 
 class VmCommandEngine(wiring.Component):
@@ -90,21 +50,17 @@ class VmCommandEngine(wiring.Component):
     load : Out(stream of load_layout)
     peek_req : Out(stream of peek_layout)
     peek : In(stream of 64 bits)
-    run : Out(stream of ``run_layout``); done : In(stream of ``result_layout``)
-
-    ``run_layout`` must have the fields of :data:`ternary_core.offload.isa.RUN_PARAMS`;
-    ``result_layout`` the fields ``status`` (0 = OK), ``cycles``, ``state``, ``err_pc``
-    and ``err_pos`` (:data:`ternary_core.offload.isa.RUN_RESULT`).
+    run : Out(stream of :func:`~rtl.vm.layouts.run_layout`)
+    done : In(stream of :func:`~rtl.vm.layouts.result_layout`) — ``status`` 0 is OK
     """
 
-    def __init__(self, spaces, max_payload, run_layout, result_layout, *, buf_read_latency=1):
+    def __init__(self, spaces, max_payload, *, buf_read_latency=1):
         if not isinstance(spaces, VmSpaces):
             raise TypeError(f"spaces must be a VmSpaces, not {spaces!r}")
         if buf_read_latency not in (1, 2):
             raise ValueError(f"buf_read_latency must be 1 or 2, not {buf_read_latency!r}")
         self.spaces, self.max_payload = spaces, max_payload
         self.buf_read_latency = buf_read_latency
-        self.run_layout, self.result_layout = run_layout, result_layout
         sb = spaces.space_bits
         super().__init__({
             "frame": In(stream.Signature(frame_layout())),
@@ -114,9 +70,9 @@ class VmCommandEngine(wiring.Component):
             "idle": Out(1),
             "load": Out(stream.Signature(load_layout(sb))),
             "peek_req": Out(stream.Signature(peek_layout(sb))),
-            "peek": In(stream.Signature(WORD_BITS)),
-            "run": Out(stream.Signature(run_layout)),
-            "done": In(stream.Signature(result_layout)),
+            "peek": In(stream.Signature(LOAD_DATA_BITS)),
+            "run": Out(stream.Signature(run_layout())),
+            "done": In(stream.Signature(result_layout())),
         })
 
     def elaborate(self, platform):
@@ -148,11 +104,11 @@ class VmCommandEngine(wiring.Component):
         lane = Signal(4)
         addr = Signal(P.MEM_ADDR_BITS + 1)
         nwords = Signal(32)
-        shreg = Signal(WORD_BITS)
+        shreg = Signal(LOAD_DATA_BITS)
         word32 = Signal(32)
         run_tail = Signal(64)                   # RUN argument bytes 8..15: state, inv_t
-        params = Signal(self.run_layout)
-        res = Signal(self.result_layout)
+        params = Signal(run_layout())
+        res = Signal(result_layout())
 
         def respond(code, length=1, kind=EXTRA_NONE):
             m.d.sync += [status.eq(code), resp_len.eq(length), extra.eq(kind)]
@@ -236,7 +192,7 @@ class VmCommandEngine(wiring.Component):
                     m.next = "WM_DATA"
             with m.State("WM_DATA"):
                 with m.Switch(lane):
-                    for i in range(WORD_BITS // 8):
+                    for i in range(LOAD_DATA_BITS // 8):
                         with m.Case(i):
                             if i == 0:
                                 m.d.sync += shreg.eq(self.buf.data)

@@ -117,8 +117,9 @@ def test_a_frame_buffer_with_two_cycles_of_read_latency_gives_the_same_replies(r
     from amaranth.lib import wiring
     from amaranth.sim import Simulator
 
-    from rtl.vm_commands import VmCommandEngine, VmSpaces
-    from tests.vm_double import RESULT_LAYOUT, RUN_END, RUN_LAYOUT, SPACE_BITS
+    from rtl.vm.spaces import VmSpaces
+    from rtl.vm_commands import VmCommandEngine
+    from tests.vm_double import RUN_END, SPACE_BITS
 
     data = bytes(rng.integers(0, 256, 5 * 3, dtype="uint8"))
     requests = [(P.Cmd.WRITE_MEM, P.encode_mem(NARROW, 2, data)),
@@ -126,7 +127,7 @@ def test_a_frame_buffer_with_two_cycles_of_read_latency_gives_the_same_replies(r
                 (P.Cmd.RUN, P.encode_run(RunParams(pos0=0, n_feed=2, n_new=2, state=7, top_k=1), [5, 6]))]
     m = Module()
     m.submodules.vmc = vmc = VmCommandEngine(VmSpaces(SPACES, TOKENS, RUN_END, SPACE_BITS),
-                                             MAX_PAYLOAD, RUN_LAYOUT, RESULT_LAYOUT, buf_read_latency=2)
+                                             MAX_PAYLOAD, buf_read_latency=2)
     m.submodules.vm = vm = VmDouble(DoubleLimits())
     for name in ("load", "peek_req", "run"):
         wiring.connect(m, getattr(vmc, name), getattr(vm, name))

@@ -1,14 +1,16 @@
 """Amaranth shapes of the ISA (ternary_core/offload/isa.py is the one definition): the
-ports' payloads and the instruction fields as slices of a 128-bit word."""
+machine's port payloads, the RUN request as it arrives on the link, and the instruction
+fields as slices of a 128-bit word."""
 
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
+from ternary_core import protocol as P
 from ternary_core.offload import isa
 
 SPACE_BITS = 5
-LOAD_ADDR_BITS = 24
-LOAD_DATA_BITS = 64
+LOAD_ADDR_BITS = P.MEM_ADDR_BITS    # the link's word address reaches every word
+LOAD_DATA_BITS = 64                 # the machine's load/peek data width
 
 
 def fields_layout(fields):
@@ -24,12 +26,12 @@ def result_layout():
     return fields_layout(isa.RUN_RESULT)
 
 
-def load_layout():
-    return data.StructLayout({"space": SPACE_BITS, "addr": LOAD_ADDR_BITS, "data": LOAD_DATA_BITS})
+def load_layout(space_bits=SPACE_BITS):
+    return data.StructLayout({"space": space_bits, "addr": LOAD_ADDR_BITS, "data": LOAD_DATA_BITS})
 
 
-def peek_layout():
-    return data.StructLayout({"space": SPACE_BITS, "addr": LOAD_ADDR_BITS})
+def peek_layout(space_bits=SPACE_BITS):
+    return data.StructLayout({"space": space_bits, "addr": LOAD_ADDR_BITS})
 
 
 def field(word, name, op=None):
@@ -39,8 +41,3 @@ def field(word, name, op=None):
     f = lay[name]
     v = word[f.lsb:f.lsb + f.width]
     return v.as_signed() if f.signed else v
-
-
-def scalar_layout():
-    """A scalar word's two parts (m low, e above), as isa.scalar_word packs them."""
-    return data.StructLayout({"m": unsigned(isa.SW_M_BITS), "e": signed(isa.SW_E_BITS)})
