@@ -7,7 +7,7 @@ command (:func:`is_vm_command`) and merges the two engines' responses.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
@@ -15,8 +15,13 @@ from ternary_core import protocol as P
 from ternary_core.protocol import Cmd, LinkStatus
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
-from .vm.layouts import LOAD_DATA_BITS, load_layout, peek_layout, result_layout, run_layout
+from .vm.layouts import LOAD_DATA_BITS, load_layout, peek_layout, result_layout, run_layout, run_request_layout
 from .vm.spaces import VmSpaces
+
+
+# WRITE_MEM / CHECK_MEM / READ_MEM arguments (protocol.encode_mem): CHECK_MEM's word
+# count is u32, READ_MEM's u16 (the low half)
+MEM_ARGS = data.StructLayout({"space": 8, "word_addr": P.MEM_ADDR_BITS, "words": 32})
 
 
 def is_vm_command(cmd):
@@ -86,11 +91,9 @@ class VmCommandEngine(wiring.Component):
         wr_rom = Array(Const(int(sp.spaces.get(i, none)[2]), 1) for i in range(n_ids))
 
         fr = Signal(frame_layout())
-        space = fr.args[:sp.space_bits]
-        space_ok = fr.args[sp.space_bits:8] == 0
-        a24 = fr.args[8:32]
-        a32_1 = fr.args[32:64]
-        a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
+        mem = data.View(MEM_ARGS, fr.args)
+        space = mem.space[:sp.space_bits]
+        space_ok = mem.space[sp.space_bits:] == 0
         bpw = Signal(4)                         # link bytes per word of the frame's space
         depth = Signal(P.MEM_ADDR_BITS + 1)
         writable = Signal()
@@ -106,7 +109,8 @@ class VmCommandEngine(wiring.Component):
         nwords = Signal(32)
         shreg = Signal(LOAD_DATA_BITS)
         word32 = Signal(32)
-        run_tail = Signal(64)                   # RUN argument bytes 8..15: state, inv_t
+        run_tail = Signal(8 * (P.RUN_REQUEST.size - P.ARGS_MAX))   # RUN argument bytes the parser did not latch
+        req = data.View(run_request_layout(), Cat(fr.args, run_tail))   # the RUN request by field name
         params = Signal(run_layout())
         res = Signal(result_layout())
 
@@ -140,18 +144,19 @@ class VmCommandEngine(wiring.Component):
                 with m.Switch(fr.cmd):
                     with m.Case(Cmd.WRITE_MEM):
                         m.d.sync += [len_ok.eq(length > P.ARG_BYTES[Cmd.WRITE_MEM]),
-                                     range_ok.eq(known_space & writable & (a24 < depth))]
+                                     range_ok.eq(known_space & writable & (mem.word_addr < depth))]
                     with m.Case(Cmd.CHECK_MEM):
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.CHECK_MEM]),
-                                     range_ok.eq(known_space & (a24 < depth) & (a32_1 <= depth - a24))]
+                                     range_ok.eq(known_space & (mem.word_addr < depth) &
+                                                 (mem.words <= depth - mem.word_addr))]
                     with m.Case(Cmd.READ_MEM):
-                        cnt = a16[2]
+                        cnt = mem.words[:16]
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.READ_MEM]),
-                                     range_ok.eq(known_space & (cnt != 0) & (a24 < depth) &
-                                                 (cnt <= depth - a24) &
+                                     range_ok.eq(known_space & (cnt != 0) & (mem.word_addr < depth) &
+                                                 (cnt <= depth - mem.word_addr) &
                                                  (mul_bpw(cnt) <= P.MAX_RESPONSE - 1))]
                     with m.Case(Cmd.RUN):
-                        pos0, n_feed, n_new = a16[0], a16[1], a16[2]
+                        pos0, n_feed, n_new = req.pos0, req.n_feed, req.n_new
                         m.d.sync += [len_ok.eq(length == P.RUN_REQUEST.size + (n_feed << 1)),
                                      range_ok.eq((n_feed != 0) & (n_new != 0) &
                                                  (pos0 + n_feed + n_new <= sp.run_end) &
@@ -170,15 +175,15 @@ class VmCommandEngine(wiring.Component):
                 with m.Else():
                     with m.Switch(fr.cmd):
                         with m.Case(Cmd.WRITE_MEM):
-                            m.d.sync += [addr.eq(a24), lane.eq(0), idx.eq(P.ARG_BYTES[Cmd.WRITE_MEM])]
+                            m.d.sync += [addr.eq(mem.word_addr), lane.eq(0), idx.eq(P.ARG_BYTES[Cmd.WRITE_MEM])]
                             m.next = "WM_ADDR"
                         with m.Case(Cmd.CHECK_MEM):
                             m.d.comb += crc32.start.eq(1)
-                            m.d.sync += [addr.eq(a24), nwords.eq(a32_1)]
+                            m.d.sync += [addr.eq(mem.word_addr), nwords.eq(mem.words)]
                             m.next = "CM_NEXT"
                         with m.Case(Cmd.READ_MEM):
-                            m.d.sync += [addr.eq(a24), nwords.eq(a16[2])]
-                            respond(LinkStatus.OK, 1 + mul_bpw(a16[2]), EXTRA_MEM)
+                            m.d.sync += [addr.eq(mem.word_addr), nwords.eq(mem.words[:16])]
+                            respond(LinkStatus.OK, 1 + mul_bpw(mem.words[:16]), EXTRA_MEM)
                         with m.Case(Cmd.RUN):
                             m.d.sync += [idx.eq(P.ARGS_MAX), lane.eq(0)]
                             m.next = "RUN_TAIL_ADDR"
@@ -251,9 +256,9 @@ class VmCommandEngine(wiring.Component):
                 with m.State("RUN_TAIL_WAIT"):  # the frame buffer's output register
                     m.next = "RUN_TAIL_DATA"
             with m.State("RUN_TAIL_DATA"):
-                m.d.sync += [run_tail.eq((run_tail >> 8) | (self.buf.data << 56)), idx.eq(idx + 1)]
+                m.d.sync += [run_tail.eq((run_tail >> 8) | (self.buf.data << (len(run_tail) - 8))), idx.eq(idx + 1)]
                 with m.If(idx == P.RUN_REQUEST.size - 1):
-                    m.d.sync += [addr.eq(a16[0]), lane.eq(0)]
+                    m.d.sync += [addr.eq(req.pos0), lane.eq(0)]
                     m.next = "RUN_ID_ADDR"
                 with m.Else():
                     m.next = "RUN_TAIL_ADDR"
@@ -280,10 +285,10 @@ class VmCommandEngine(wiring.Component):
                     with m.Else():
                         m.next = "RUN_ID_ADDR"
             with m.State("RUN_GO"):
-                tail = {"state": run_tail[:32], "inv_t_m": run_tail[32:48], "inv_t_e": run_tail[48:64],
-                        "pos0": a16[0], "n_feed": a16[1], "n_new": a16[2], "top_k": a16[3]}
-                for name, value in tail.items():
-                    m.d.comb += getattr(params, name).eq(value)
+                # the fields read from the buffer first, then the latched ones: the order the
+                # shipped builds' Verilog was made with
+                fields = sorted(P.RUN_REQUEST.fields, key=lambda name: P.RUN_REQUEST.offsets[name] < P.ARGS_MAX)
+                m.d.comb += [getattr(params, name).eq(getattr(req, name)) for name in fields]
                 m.d.comb += [self.run.valid.eq(1), self.run.payload.eq(params)]
                 with m.If(self.run.ready):
                     m.next = "RUN_WAIT"
@@ -291,11 +296,11 @@ class VmCommandEngine(wiring.Component):
                 m.d.comb += self.done.ready.eq(1)
                 with m.If(self.done.valid):
                     m.d.sync += [res.eq(self.done.payload), word32.eq(self.done.payload.cycles),
-                                 addr.eq(a16[0] + a16[1]), nwords.eq(a16[2])]
+                                 addr.eq(req.pos0 + req.n_feed), nwords.eq(req.n_new)]
                     with m.If(self.done.payload.status != 0):
                         respond(LinkStatus.MODEL_ERROR, 1 + P.RUN_ERROR.size, EXTRA_CODE)
                     with m.Else():
-                        respond(LinkStatus.OK, 1 + P.RUN_REPLY.size + (a16[2] << 1), EXTRA_RUN)
+                        respond(LinkStatus.OK, 1 + P.RUN_REPLY.size + (req.n_new << 1), EXTRA_RUN)
 
             # The response: header, status byte, then what the command returns.
             with m.State("RESP_HDR"):
@@ -319,7 +324,7 @@ class VmCommandEngine(wiring.Component):
                         with m.Default():
                             m.next = "DONE"
             with m.State("RESP_CODE"):   # status u8, err_pc u16, err_pos u16
-                code = Cat(res.status[:8], res.err_pc[:16], res.err_pos[:16])
+                code = Cat(getattr(res, name) for name in P.RUN_ERROR.fields)
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(code.word_select(lane, 8))]
                 with m.If(self.payload.ready):
                     m.d.sync += lane.eq(lane + 1)

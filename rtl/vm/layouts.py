@@ -26,6 +26,19 @@ def result_layout():
     return fields_layout(isa.RUN_RESULT)
 
 
+def wire_layout(record):
+    """The bits of a :class:`~ternary_core.protocol.WireRecord` as its little-endian
+    bytes arrive: each field at its byte offset, with the isa's width and sign."""
+    fields = {name: data.Field(signed(f.bits) if f.signed else unsigned(f.bits), 8 * record.offsets[name])
+              for name, f in record.isa_fields.items()}
+    return data.FlexibleLayout(8 * record.size, fields)
+
+
+def run_request_layout():
+    """The RUN request's argument bytes (:data:`ternary_core.protocol.RUN_REQUEST`)."""
+    return wire_layout(P.RUN_REQUEST)
+
+
 def load_layout(space_bits=SPACE_BITS):
     return data.StructLayout({"space": space_bits, "addr": LOAD_ADDR_BITS, "data": LOAD_DATA_BITS})
 
