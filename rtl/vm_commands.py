@@ -15,6 +15,7 @@ from ternary_core import protocol as P
 from ternary_core.protocol import Cmd, LinkStatus
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
+from .responder import FIRST_KIND, KIND_WORD32, Responder
 from .vm.layouts import LOAD_DATA_BITS, load_layout, peek_layout, result_layout, run_layout, run_request_layout
 from .vm.spaces import VmSpaces
 
@@ -98,31 +99,24 @@ class VmCommandEngine(wiring.Component):
         depth = Signal(P.MEM_ADDR_BITS + 1)
         writable = Signal()
         known, len_ok, range_ok = Signal(), Signal(), Signal()
-        status = Signal(8)
-        resp_len = Signal(16)
-        extra = Signal(range(5))
-        EXTRA_NONE, EXTRA_WORD32, EXTRA_MEM, EXTRA_RUN, EXTRA_CODE = range(5)
+        EXTRA_MEM, EXTRA_RUN, EXTRA_CODE = range(FIRST_KIND, FIRST_KIND + 3)   # response bodies
         last_idx = Signal(16)
         idx = Signal(16)
         lane = Signal(4)
         addr = Signal(P.MEM_ADDR_BITS + 1)
         nwords = Signal(32)
         shreg = Signal(LOAD_DATA_BITS)
-        word32 = Signal(32)
+        resp = Responder(m, self, idx=idx, lane=lane, shreg=shreg, kinds=FIRST_KIND + 3)
+        respond, extra, word32 = resp.respond, resp.extra, resp.word32
         run_tail = Signal(8 * (P.RUN_REQUEST.size - P.ARGS_MAX))   # RUN argument bytes the parser did not latch
         req = data.View(run_request_layout(), Cat(fr.args, run_tail))   # the RUN request by field name
         params = Signal(run_layout())
         res = Signal(result_layout())
 
-        def respond(code, length=1, kind=EXTRA_NONE):
-            m.d.sync += [status.eq(code), resp_len.eq(length), extra.eq(kind)]
-            m.next = "RESP_HDR"
-
         def mul_bpw(n):  # n * bpw by shift-and-add over bpw's bits: no multiplier
             return sum(Mux(bpw[i], n << i, 0) for i in range(len(bpw)))
 
-        m.d.comb += [self.header.payload.seq.eq(fr.seq), self.header.payload.cmd.eq(fr.cmd | P.RESPONSE_BIT),
-                     self.header.payload.length.eq(resp_len)]
+        resp.drive_header(fr.seq, fr.cmd | P.RESPONSE_BIT)
         m.d.comb += [self.load.payload.space.eq(space), self.load.payload.addr.eq(addr),
                      self.peek_req.payload.space.eq(space), self.peek_req.payload.addr.eq(addr)]
 
@@ -189,13 +183,7 @@ class VmCommandEngine(wiring.Component):
                             m.next = "RUN_TAIL_ADDR"
 
             # WRITE_MEM: payload byte idx -> byte lane of the word, a load beat per word.
-            with m.State("WM_ADDR"):
-                m.d.comb += self.buf.addr.eq(idx)
-                m.next = "WM_WAIT" if self.buf_read_latency > 1 else "WM_DATA"
-            if self.buf_read_latency > 1:
-                with m.State("WM_WAIT"):  # the frame buffer's output register
-                    m.next = "WM_DATA"
-            with m.State("WM_DATA"):
+            with resp.read_buffer("WM"):
                 with m.Switch(lane):
                     for i in range(LOAD_DATA_BITS // 8):
                         with m.Case(i):
@@ -238,37 +226,22 @@ class VmCommandEngine(wiring.Component):
                 with m.If(self.peek.valid):
                     m.d.sync += [shreg.eq(self.peek.payload), lane.eq(0)]
                     m.next = "CM_BYTES"
-            with m.State("CM_BYTES"):
-                m.d.comb += [crc32.data.eq(shreg[:8]), crc32.valid.eq(1)]
-                m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                with m.If(lane == bpw - 1):
-                    m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
-                    m.next = "CM_NEXT"
+            with m.State("CM_BYTES"), resp.crc_bytes(crc32, bpw - 1):
+                m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
+                m.next = "CM_NEXT"
             with m.State("CM_END"):
-                m.d.sync += word32.eq(crc32.crc)
-                respond(LinkStatus.OK, 5, EXTRA_WORD32)
+                resp.crc_end(crc32)
 
             # RUN: the argument bytes past what the parser latched, then the fed ids.
-            with m.State("RUN_TAIL_ADDR"):
-                m.d.comb += self.buf.addr.eq(idx)
-                m.next = "RUN_TAIL_WAIT" if self.buf_read_latency > 1 else "RUN_TAIL_DATA"
-            if self.buf_read_latency > 1:
-                with m.State("RUN_TAIL_WAIT"):  # the frame buffer's output register
-                    m.next = "RUN_TAIL_DATA"
-            with m.State("RUN_TAIL_DATA"):
-                m.d.sync += [run_tail.eq((run_tail >> 8) | (self.buf.data << (len(run_tail) - 8))), idx.eq(idx + 1)]
+            with resp.read_buffer("RUN_TAIL"):
+                byte_in = self.buf.data << (len(run_tail) - 8)
+                m.d.sync += [run_tail.eq((run_tail >> 8) | byte_in), idx.eq(idx + 1)]
                 with m.If(idx == P.RUN_REQUEST.size - 1):
                     m.d.sync += [addr.eq(req.pos0), lane.eq(0)]
                     m.next = "RUN_ID_ADDR"
                 with m.Else():
                     m.next = "RUN_TAIL_ADDR"
-            with m.State("RUN_ID_ADDR"):
-                m.d.comb += self.buf.addr.eq(idx)
-                m.next = "RUN_ID_WAIT" if self.buf_read_latency > 1 else "RUN_ID_DATA"
-            if self.buf_read_latency > 1:
-                with m.State("RUN_ID_WAIT"):  # the frame buffer's output register
-                    m.next = "RUN_ID_DATA"
-            with m.State("RUN_ID_DATA"):
+            with resp.read_buffer("RUN_ID"):
                 m.d.sync += [shreg.eq(Mux(lane[0], (self.buf.data << 8) | shreg[:8], self.buf.data)),
                              idx.eq(idx + 1), lane.eq(~lane[0])]
                 with m.If(lane[0]):
@@ -303,26 +276,11 @@ class VmCommandEngine(wiring.Component):
                         respond(LinkStatus.OK, 1 + P.RUN_REPLY.size + (req.n_new << 1), EXTRA_RUN)
 
             # The response: header, status byte, then what the command returns.
-            with m.State("RESP_HDR"):
-                m.d.comb += self.header.valid.eq(1)
-                with m.If(self.header.ready):
-                    m.next = "RESP_STATUS"
-            with m.State("RESP_STATUS"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(status)]
-                with m.If(self.payload.ready):
-                    m.d.sync += [lane.eq(0), shreg.eq(word32)]
-                    with m.Switch(extra):
-                        with m.Case(EXTRA_WORD32):
-                            m.next = "RESP_WORD32"
-                        with m.Case(EXTRA_RUN):
-                            m.d.sync += idx.eq(0)   # 0: cycles, 1: state
-                            m.next = "RESP_WORD32"
-                        with m.Case(EXTRA_CODE):
-                            m.next = "RESP_CODE"
-                        with m.Case(EXTRA_MEM):
-                            m.next = "RESP_PEEK"
-                        with m.Default():
-                            m.next = "DONE"
+            resp.header_state()
+            resp.status_state([((KIND_WORD32,), "RESP_WORD32", []),
+                               ((EXTRA_RUN,), "RESP_WORD32", [idx.eq(0)]),   # idx 0: cycles, 1: state
+                               ((EXTRA_CODE,), "RESP_CODE", []),
+                               ((EXTRA_MEM,), "RESP_PEEK", [])])
             with m.State("RESP_CODE"):   # status u8, err_pc u16, err_pos u16
                 code = Cat(getattr(res, name) for name in P.RUN_ERROR.fields)
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(code.word_select(lane, 8))]
@@ -330,18 +288,14 @@ class VmCommandEngine(wiring.Component):
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(lane == P.RUN_ERROR.size - 1):
                         m.next = "DONE"
-            with m.State("RESP_WORD32"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
-                with m.If(self.payload.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                    with m.If(lane == 3):
-                        with m.If(extra != EXTRA_RUN):
-                            m.next = "DONE"
-                        with m.Elif(idx == 0):     # then the sampler state
-                            m.d.sync += [idx.eq(1), shreg.eq(res.state), lane.eq(0)]
-                        with m.Else():             # then the ids, two bytes each
-                            m.d.sync += bpw.eq(P.ID_BYTES)
-                            m.next = "RESP_PEEK"
+            with resp.word32_state():
+                with m.If(extra != EXTRA_RUN):
+                    m.next = "DONE"
+                with m.Elif(idx == 0):     # then the sampler state
+                    m.d.sync += [idx.eq(1), shreg.eq(res.state), lane.eq(0)]
+                with m.Else():             # then the ids, two bytes each
+                    m.d.sync += bpw.eq(P.ID_BYTES)
+                    m.next = "RESP_PEEK"
             # READ_MEM and RUN's ids: peek a word, send its link bytes.
             with m.State("RESP_PEEK"):
                 with m.If(nwords == 0):
@@ -357,14 +311,8 @@ class VmCommandEngine(wiring.Component):
                 with m.If(self.peek.valid):
                     m.d.sync += [shreg.eq(self.peek.payload), lane.eq(0)]
                     m.next = "RESP_PEEK_BYTES"
-            with m.State("RESP_PEEK_BYTES"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
-                with m.If(self.payload.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                    with m.If(lane == bpw - 1):
-                        m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
-                        m.next = "RESP_PEEK"
-            with m.State("DONE"):
-                m.d.comb += self.frame.ready.eq(1)
-                m.next = "IDLE"
+            with m.State("RESP_PEEK_BYTES"), m.If(resp.offer_byte()), resp.next_byte(bpw - 1):
+                m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
+                m.next = "RESP_PEEK"
+            resp.done_state()
         return m
