@@ -23,6 +23,9 @@ from .vm.spaces import VmSpaces
 # WRITE_MEM / CHECK_MEM / READ_MEM arguments (protocol.encode_mem): CHECK_MEM's word
 # count is u32, READ_MEM's u16 (the low half)
 MEM_ARGS = data.StructLayout({"space": 8, "word_addr": P.MEM_ADDR_BITS, "words": 32})
+# RUN's OK reply is sent as two words by RESP_WORD32, in this order
+if P.RUN_REPLY.fields != ("cycles", "state"):
+    raise AssertionError(f"RUN_REPLY is {P.RUN_REPLY.fields}: RESP_WORD32 sends cycles, then state")
 
 
 def is_vm_command(cmd):
