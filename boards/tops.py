@@ -95,7 +95,7 @@ class ULX3STop(Elaboratable):
         # resource and the clock lower: a store sized to the model, packed.
         store = "sliced"
         if self.vm_limits is not None:
-            from rtl.vm_link import VM_WEIGHT_STORE, make_vm
+            from rtl.vm.spaces import VM_WEIGHT_STORE, make_vm
             vm, store = make_vm(self.config, self.vm_limits), VM_WEIGHT_STORE
         m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor, weight_store=store,
                                               vm=vm)

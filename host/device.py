@@ -10,6 +10,7 @@ from ternary_core.checks import int8_vector, ternary_matrix
 from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
 from ternary_core.formats.native import FORMAT_CODES
+from ternary_core.offload.isa import RunParams
 
 from .errors import DeviceError, DeviceMute, ProtocolMismatch
 from .link import Link
@@ -256,15 +257,16 @@ class Device:
         """RUN: feed ``ids`` at positions ``pos0..``, then generate ``n_new`` ids.
         Returns ``(new_ids, cycles, state)``. A machine error raises
         :class:`~host.errors.DeviceRejected` (MODEL_ERROR and its code): never a wrong id."""
-        payload = P.encode_run(pos0, len(ids), n_new, top_k, state, inv_t[0], inv_t[1], ids)
-        body = self.link.request(P.Cmd.RUN, payload, timeout=timeout)
-        want = P.RUN_REPLY_STRUCT.size + P.ID_BYTES * n_new
+        params = RunParams(pos0=pos0, n_feed=len(ids), n_new=n_new, state=state, inv_t_m=inv_t[0],
+                           inv_t_e=inv_t[1], top_k=top_k)
+        body = self.link.request(P.Cmd.RUN, P.encode_run(params, ids), timeout=timeout)
+        want = P.RUN_REPLY.size + P.ID_BYTES * n_new
         if len(body) != want:
             raise ProtocolMismatch(f"RUN returned {len(body)} bytes for {n_new} ids, not {want}")
-        cycles, state = P.RUN_REPLY_STRUCT.unpack_from(body)
-        new = list(struct.unpack_from(f"<{n_new}H", body, P.RUN_REPLY_STRUCT.size))
-        self.stats.device_cycles += cycles
-        return new, cycles, state
+        reply = P.RUN_REPLY.unpack(body)
+        new = list(struct.unpack_from(f"<{n_new}H", body, P.RUN_REPLY.size))
+        self.stats.device_cycles += reply["cycles"]
+        return new, reply["cycles"], reply["state"]
 
     def reset(self):
         self.link.request(P.Cmd.RESET)

@@ -46,8 +46,8 @@ class Link:
             reply = self._await(cmd, time.monotonic() + timeout)
             if reply is not None:
                 status, body = reply[0], reply[1:]
-                if status != P.Status.OK:
-                    name = P.Status(status).name if status in P.Status._value2member_map_ else status
+                if status != P.LinkStatus.OK:
+                    name = P.LinkStatus(status).name if status in P.LinkStatus._value2member_map_ else status
                     detail = f" (code {body.hex()})" if body else ""
                     raise DeviceRejected(f"the device rejected {P.Cmd(cmd).name}: {name}{detail}",
                                          status=status, body=bytes(body))

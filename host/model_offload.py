@@ -139,7 +139,7 @@ class ModelOffload:
         k = sampler.top_k if 0 < sampler.top_k < cfg.vocab_size else 0
         state = sampler.state
         context = cfg.max_position_embeddings
-        max_feed = (self.device.info.max_payload - P.RUN_STRUCT.size) // P.ID_BYTES
+        max_feed = (self.device.info.max_payload - P.RUN_REQUEST.size) // P.ID_BYTES
         t0 = time.perf_counter()
         first = []
 
@@ -154,7 +154,7 @@ class ModelOffload:
                         pos0, ids, n_new, state=state, inv_t=inv_t, top_k=k,
                         timeout=self.device.link.timeout + steps * self.step_timeout)
             except DeviceRejected as exc:
-                if exc.status == P.Status.MODEL_ERROR:
+                if exc.status == P.LinkStatus.MODEL_ERROR:
                     raise model_error(exc, self.instructions) from None
                 raise
             self.cycles += cycles
@@ -242,11 +242,11 @@ def device_limits(info):
 def model_error(exc, program=None):
     """A TernaryError for a RUN that the machine stopped (MODEL_ERROR): which status,
     at which instruction (its compiler name) and position."""
-    from ternary_core.offload.isa import Status
+    from ternary_core.offload.isa import MachineStatus
 
-    code, pc, pos = P.RUN_ERROR_STRUCT.unpack(exc.body[:P.RUN_ERROR_STRUCT.size].ljust(
-        P.RUN_ERROR_STRUCT.size, b"\0"))
-    what = Status(code).name if code in Status._value2member_map_ else f"status {code}"
+    err = P.RUN_ERROR.unpack(exc.body[:P.RUN_ERROR.size].ljust(P.RUN_ERROR.size, b"\0"))
+    code, pc, pos = err["status"], err["err_pc"], err["err_pos"]
+    what = MachineStatus(code).name if code in MachineStatus._value2member_map_ else f"status {code}"
     name = ""
     if program is not None and pc < len(program):
         name = f" ({getattr(program[pc], 'name', '') or 'unnamed'})"

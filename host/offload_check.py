@@ -49,7 +49,8 @@ class ShadowCheck:
         before = snapshot(self.machine)
         new, cycles, after = self.device.run_model(pos, [token], 1, state=state, inv_t=inv_t, top_k=top_k)
         self.machine.load(Space.TOKENS, [token], pos)
-        res = self.machine.run(RunParams(pos, 1, 1, state, inv_t[0], inv_t[1], top_k))
+        res = self.machine.run(RunParams(pos0=pos, n_feed=1, n_new=1, state=state, inv_t_m=inv_t[0],
+                                         inv_t_e=inv_t[1], top_k=top_k))
         if res.status:
             raise DeviceMismatch(f"--check: the reference machine stopped at position {pos} "
                                  f"(status {res.status}, instruction {res.err_pc}) where the device did not")
@@ -117,7 +118,8 @@ class ShadowCheck:
 
         states = [self._ref_words(before, pos)]
         before.load(Space.TOKENS, [token], pos)
-        before.run(RunParams(pos, 1, 1, state, inv_t[0], inv_t[1], top_k),
+        before.run(RunParams(pos0=pos, n_feed=1, n_new=1, state=state, inv_t_m=inv_t[0], inv_t_e=inv_t[1],
+                             top_k=top_k),
                    on_instr=lambda mc, pc, ins: states.append(self._ref_words(mc, pos)))
         words = prog_words(self.program.instrs)
         dev = self.device

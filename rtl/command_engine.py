@@ -7,10 +7,11 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from ternary_core import protocol as P
-from ternary_core.protocol import Cmd, Status
+from ternary_core.protocol import Cmd, LinkStatus
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
 from .matvec_engine import MatvecEngine
+from .responder import FIRST_KIND, KIND_WORD32, Responder
 from .results_memory import ResultsMemory
 
 
@@ -78,12 +79,8 @@ class CommandEngine(wiring.Component):
         fr = Signal(frame_layout())
         a32_0, a32_1 = fr.args[:32], fr.args[32:64]
         a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
-        status = Signal(8)
         resp_cmd = Signal(8)
-        resp_len = Signal(16)
-        extra = Signal(range(5))  # what follows the status byte
-        EXTRA_NONE, EXTRA_WORD32, EXTRA_INFO, EXTRA_RESULTS, EXTRA_CYCLES_RESULTS = range(5)
-        word32 = Signal(32)
+        EXTRA_INFO, EXTRA_RESULTS, EXTRA_CYCLES_RESULTS = range(FIRST_KIND, FIRST_KIND + 3)  # response bodies
         last_idx = Signal(16)                   # index of the last payload byte
         known, len_ok, range_ok = Signal(), Signal(), Signal()
         nbytes_q = Signal(16 + cfg.result_bytes.bit_length())  # READ_RESULTS reply bytes
@@ -103,13 +100,10 @@ class CommandEngine(wiring.Component):
         chained = Signal()      # MATVEC_READ: LOAD_ACTIVATIONS and MATVEC go on to the next step
         acts_follow = Signal()  # MATVEC_READ carries activation bytes
         info_rom = Array(Const(b, 8) for b in self.info)
+        resp = Responder(m, self, idx=idx, lane=lane, shreg=shreg, kinds=FIRST_KIND + 3)
+        respond, extra, word32 = resp.respond, resp.extra, resp.word32
 
-        def respond(code, length=1, kind=EXTRA_NONE):
-            m.d.sync += [status.eq(code), resp_len.eq(length), extra.eq(kind)]
-            m.next = "RESP_HDR"
-
-        m.d.comb += [self.header.payload.seq.eq(fr.seq), self.header.payload.cmd.eq(resp_cmd),
-                     self.header.payload.length.eq(resp_len)]
+        resp.drive_header(fr.seq, resp_cmd)
 
         with m.FSM() as fsm:
             m.d.comb += self.idle.eq(fsm.ongoing("IDLE") & ~self.frame.valid)
@@ -172,8 +166,8 @@ class CommandEngine(wiring.Component):
             with m.State("VERDICT"):
                 m.d.sync += [accept.eq((fr.error == 0) & known & len_ok & range_ok),
                              refusal.eq(Mux(fr.error != 0, fr.error,
-                                            Mux(~known, Status.UNKNOWN_COMMAND,
-                                                Mux(~len_ok, Status.BAD_LENGTH, Status.OUT_OF_RANGE))))]
+                                            Mux(~known, LinkStatus.UNKNOWN_COMMAND,
+                                                Mux(~len_ok, LinkStatus.BAD_LENGTH, LinkStatus.OUT_OF_RANGE))))]
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
@@ -187,9 +181,9 @@ class CommandEngine(wiring.Component):
                     # DISPATCH loads.
                     with m.Switch(fr.cmd[:max(Cmd).bit_length()]):
                         with m.Case(Cmd.INFO):
-                            respond(Status.OK, 1 + len(self.info), EXTRA_INFO)
+                            respond(LinkStatus.OK, 1 + len(self.info), EXTRA_INFO)
                         with m.Case(Cmd.RESET):
-                            respond(Status.OK)
+                            respond(LinkStatus.OK)
                         with m.Case(Cmd.WRITE_WEIGHTS):
                             m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
                             m.next = "WW_ADDR"
@@ -213,19 +207,13 @@ class CommandEngine(wiring.Component):
                             m.next = "MV_CMD"
                         with m.Case(Cmd.READ_RESULTS):
                             m.d.sync += [idx.eq(a16[0]), res_width.eq(fr.args[32:40])]
-                            respond(Status.OK, 1 + nbytes_q, EXTRA_RESULTS)
+                            respond(LinkStatus.OK, 1 + nbytes_q, EXTRA_RESULTS)
 
             # WRITE_WEIGHTS / LOAD_ACTIVATIONS: payload byte idx -> lane of word waddr.
             for prefix, limit, lanes in (("WW", W, cfg.word_bytes), ("LA", A, cfg.cols)):
-                with m.State(f"{prefix}_ADDR"):
-                    m.d.comb += self.buf.addr.eq(idx)
-                    m.next = f"{prefix}_WAIT" if self.buf_read_latency > 1 else f"{prefix}_DATA"
-                if self.buf_read_latency > 1:
-                    with m.State(f"{prefix}_WAIT"):  # the frame buffer's output register
-                        m.next = f"{prefix}_DATA"
-                with m.State(f"{prefix}_DATA"):
+                with resp.read_buffer(prefix):
                     with m.If(waddr >= limit):
-                        respond(Status.OUT_OF_RANGE)
+                        respond(LinkStatus.OUT_OF_RANGE)
                     with m.Else():
                         if prefix == "WW":
                             m.d.comb += [eng.weights.addr.eq(waddr),
@@ -245,9 +233,9 @@ class CommandEngine(wiring.Component):
                                     m.d.sync += idx.eq(0)
                                     m.next = "MV_CMD"
                                 with m.Else():
-                                    respond(Status.OK)
+                                    respond(LinkStatus.OK)
                             else:
-                                respond(Status.OK)
+                                respond(LinkStatus.OK)
                         with m.Else():
                             m.next = f"{prefix}_ADDR"
 
@@ -266,15 +254,11 @@ class CommandEngine(wiring.Component):
             with m.State("CW_LATCH"):
                 m.d.sync += [shreg.eq(eng.weights.rdata), lane.eq(0)]
                 m.next = "CW_BYTES"
-            with m.State("CW_BYTES"):
-                m.d.comb += [crc32.data.eq(shreg[:8]), crc32.valid.eq(1)]
-                m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                with m.If(lane == cfg.word_bytes - 1):
-                    m.d.sync += [waddr.eq(waddr + 1), nwords.eq(nwords - 1)]
-                    m.next = "CW_NEXT"
-            with m.State("CW_END"):  # the CRC register has taken the last byte
-                m.d.sync += word32.eq(crc32.crc)
-                respond(Status.OK, 5, EXTRA_WORD32)
+            with m.State("CW_BYTES"), resp.crc_bytes(crc32, cfg.word_bytes - 1):
+                m.d.sync += [waddr.eq(waddr + 1), nwords.eq(nwords - 1)]
+                m.next = "CW_NEXT"
+            with m.State("CW_END"):
+                resp.crc_end(crc32)
 
             # MATVEC: start the engine, store every result, report the cycle count.
             with m.State("MV_CMD"):
@@ -297,39 +281,21 @@ class CommandEngine(wiring.Component):
                     # m results of res_width bytes, by shift-and-add over res_width's bits
                     nres = sum(Mux(res_width[i], a16[2] << i, 0) for i in range(len(res_width)))
                     m.d.sync += last_res.eq(a16[2] - 1)
-                    respond(Status.OK, 5 + nres, EXTRA_CYCLES_RESULTS)
+                    respond(LinkStatus.OK, 5 + nres, EXTRA_CYCLES_RESULTS)
                 with m.Else():
-                    respond(Status.OK, 5, EXTRA_WORD32)
+                    respond(LinkStatus.OK, 5, KIND_WORD32)
 
             # The response: header, status byte, then what the command returns.
-            with m.State("RESP_HDR"):
-                m.d.comb += self.header.valid.eq(1)
-                with m.If(self.header.ready):
-                    m.next = "RESP_STATUS"
-            with m.State("RESP_STATUS"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(status)]
-                with m.If(self.payload.ready):
-                    m.d.sync += [lane.eq(0), shreg.eq(word32)]
-                    with m.Switch(extra):
-                        with m.Case(EXTRA_WORD32, EXTRA_CYCLES_RESULTS):
-                            m.next = "RESP_WORD32"
-                        with m.Case(EXTRA_INFO):
-                            m.d.sync += idx.eq(0)
-                            m.next = "RESP_INFO"
-                        with m.Case(EXTRA_RESULTS):
-                            m.next = "RESP_RES_ADDR"
-                        with m.Default():
-                            m.next = "DONE"
-            with m.State("RESP_WORD32"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
-                with m.If(self.payload.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                    with m.If(lane == 3):
-                        with m.If(extra == EXTRA_CYCLES_RESULTS):
-                            m.d.sync += idx.eq(0)
-                            m.next = "RESP_RES_ADDR"
-                        with m.Else():
-                            m.next = "DONE"
+            resp.header_state()
+            resp.status_state([((KIND_WORD32, EXTRA_CYCLES_RESULTS), "RESP_WORD32", []),
+                               ((EXTRA_INFO,), "RESP_INFO", [idx.eq(0)]),
+                               ((EXTRA_RESULTS,), "RESP_RES_ADDR", [])])
+            with resp.word32_state():
+                with m.If(extra == EXTRA_CYCLES_RESULTS):
+                    m.d.sync += idx.eq(0)
+                    m.next = "RESP_RES_ADDR"
+                with m.Else():
+                    m.next = "DONE"
             with m.State("RESP_INFO"):
                 # indexed by idx's low bits only: a 16-bit index made the ROM's mux deeper
                 info_idx = idx[:max(1, (len(self.info) - 1).bit_length())]
@@ -349,19 +315,13 @@ class CommandEngine(wiring.Component):
                 # sign bit of a 512-bit shift register had too much fan-out for the ULX3S
                 m.d.sync += [shreg[:32].eq(res_rd.data.as_signed()), lane.eq(0)]
                 m.next = "RESP_RES_BYTES"
-            with m.State("RESP_RES_BYTES"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
-                with m.If(self.payload.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                    with m.If(lane == res_width - 1):
-                        m.d.sync += idx.eq(idx + 1)
-                        with m.If(idx == last_res):
-                            m.next = "DONE"
-                        with m.Else():
-                            m.next = "RESP_RES_ADDR"
-            with m.State("DONE"):
-                m.d.comb += self.frame.ready.eq(1)
-                m.next = "IDLE"
+            with m.State("RESP_RES_BYTES"), m.If(resp.offer_byte()), resp.next_byte(res_width - 1):
+                m.d.sync += idx.eq(idx + 1)
+                with m.If(idx == last_res):
+                    m.next = "DONE"
+                with m.Else():
+                    m.next = "RESP_RES_ADDR"
+            resp.done_state()
         if self.share_engine:
             self._share_engine(m, eng)
         return m

@@ -8,6 +8,7 @@ from .command_engine import CommandEngine
 from .framing import FrameParser, Framer
 from .stream_register import StreamRegister
 from .uart import UartRx, UartTx
+from .vm.spaces import vm_spaces
 from .vm_commands import VmCommandEngine, is_vm_command
 
 DEFAULT_MAX_PAYLOAD = 512
@@ -71,13 +72,10 @@ class DeviceCore(wiring.Component):
         vector machine's command engine by its command, and their responses merged.
         One request is in flight at a time and the parser holds its frame until the
         response is out, so the route, taken from that frame, is stable throughout."""
-        from .vm_link import vm_spaces
-
         vm = self.vm
         m.submodules.vm = vm
         m.submodules.vm_commands = vmc = VmCommandEngine(
-            vm_spaces(vm), self.max_payload, vm.run.payload.shape(), vm.done.payload.shape(),
-            buf_read_latency=getattr(parser, "read_latency", 1))
+            vm_spaces(vm), self.max_payload, buf_read_latency=getattr(parser, "read_latency", 1))
         m.submodules.resp_buf = resp_buf = StreamRegister(8)
         m.submodules.out_buf = out_buf = StreamRegister(8)
         wiring.connect(m, wiring.flipped(self.i), parser.i)

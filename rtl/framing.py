@@ -11,7 +11,7 @@ from ternary_core import protocol as P
 
 def frame_layout():
     """A received frame: its header, the first argument bytes (little-endian), and
-    ``error`` (a :class:`~ternary_core.protocol.Status`, non-zero for a NACK)."""
+    ``error`` (a :class:`~ternary_core.protocol.LinkStatus`, non-zero for a NACK)."""
     return data.StructLayout({"seq": 8, "cmd": 8, "length": 16, "args": 8 * P.ARGS_MAX,
                               "error": 8})
 
@@ -130,7 +130,7 @@ class FrameParser(wiring.Component):
                     m.d.sync += f.length[8:].eq(byte)
                     length = Cat(f.length[:8], byte)
                     with m.If(length > self.max_payload):
-                        m.d.sync += [f.error.eq(P.Status.BAD_LENGTH), self.frame.valid.eq(1)]
+                        m.d.sync += [f.error.eq(P.LinkStatus.BAD_LENGTH), self.frame.valid.eq(1)]
                         m.next = "WAIT"
                     with m.Elif(length == 0):
                         m.next = "CRC0"
@@ -161,7 +161,7 @@ class FrameParser(wiring.Component):
                     m.next = "CHECK"
                 restart()
             with m.State("CHECK"):  # the CRC register has taken the whole frame now
-                m.d.sync += [f.error.eq(Mux(crc16.match_detected, P.Status.OK, P.Status.BAD_CRC)),
+                m.d.sync += [f.error.eq(Mux(crc16.match_detected, P.LinkStatus.OK, P.LinkStatus.BAD_CRC)),
                              self.frame.valid.eq(1)]
                 m.next = "WAIT"
             with m.State("WAIT"):

@@ -12,57 +12,26 @@ from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
 from ternary_core import protocol as P
-from ternary_core.protocol import Cmd, Status
+from ternary_core.protocol import Cmd, LinkStatus
 
 from .framing import FrameBufferReadSignature, frame_layout, header_layout
+from .responder import FIRST_KIND, KIND_WORD32, Responder
+from .vm.layouts import LOAD_DATA_BITS, load_layout, peek_layout, result_layout, run_layout, run_request_layout
+from .vm.spaces import VmSpaces
 
-WORD_BITS = 64   # the machine's load/peek data width
+
+# WRITE_MEM / CHECK_MEM / READ_MEM arguments (protocol.encode_mem): CHECK_MEM's word
+# count is u32, READ_MEM's u16 (the low half)
+MEM_ARGS = data.StructLayout({"space": 8, "word_addr": P.MEM_ADDR_BITS, "words": 32})
+# RUN's OK reply is sent as two words by RESP_WORD32, in this order
+if P.RUN_REPLY.fields != ("cycles", "state"):
+    raise AssertionError(f"RUN_REPLY is {P.RUN_REPLY.fields}: RESP_WORD32 sends cycles, then state")
 
 
 def is_vm_command(cmd):
     """Whether a frame's ``cmd`` (a Value) is one of the vector machine's commands."""
     c = Const(Cmd.WRITE_MEM, 8)
     return (cmd >= c) & (cmd <= Cmd.RUN)
-
-
-class VmSpaces:
-    """What the command engine knows of the machine's memory spaces: for each space id,
-    its link bytes per word (0: no such space), its depth in words and whether the host
-    may write it; and which space holds the token ids.
-
-    Parameters
-    ----------
-    spaces : dict
-        ``{space_id: (link_bytes, depth, writable)}``; link bytes 1..8.
-    tokens_space : int
-        The space RUN writes the fed ids into and reads the generated ids from.
-    run_end : int
-        Largest ``pos0 + n_feed + n_new`` a RUN may ask for (the tokens it touches end
-        below it).
-    space_bits : int
-        Width of the ``space`` field of the machine's ports.
-    """
-
-    def __init__(self, spaces, tokens_space, run_end, space_bits):
-        for sid, (nbytes, depth, _) in spaces.items():
-            if not 0 <= sid < 1 << space_bits:
-                raise ValueError(f"space id {sid} does not fit space_bits={space_bits}")
-            if not 1 <= nbytes <= WORD_BITS // 8:
-                raise ValueError(f"space {sid}: link bytes must be 1..{WORD_BITS // 8}, not {nbytes}")
-            if not 1 <= depth <= 1 << P.MEM_ADDR_BITS:
-                raise ValueError(f"space {sid}: depth must be 1..2**{P.MEM_ADDR_BITS}, not {depth}")
-        if tokens_space not in spaces:
-            raise ValueError(f"tokens_space {tokens_space} is not one of the spaces")
-        self.spaces, self.tokens_space = dict(spaces), tokens_space
-        self.run_end, self.space_bits = run_end, space_bits
-
-
-def load_layout(space_bits):
-    return data.StructLayout({"space": space_bits, "addr": P.MEM_ADDR_BITS, "data": WORD_BITS})
-
-
-def peek_layout(space_bits):
-    return data.StructLayout({"space": space_bits, "addr": P.MEM_ADDR_BITS})
 
 
 class VmCommandEngine(wiring.Component):
@@ -79,7 +48,7 @@ class VmCommandEngine(wiring.Component):
       ``done``, the cycle count, the sampler state and the ``n_new`` generated ids
       (``peek`` of the tokens space) — or
       MODEL_ERROR with the machine's ``status``, ``err_pc`` and ``err_pos``
-      (:data:`~ternary_core.protocol.RUN_ERROR_STRUCT`).
+      (:data:`~ternary_core.protocol.RUN_ERROR`).
 
     Ports
     -----
@@ -90,21 +59,17 @@ class VmCommandEngine(wiring.Component):
     load : Out(stream of load_layout)
     peek_req : Out(stream of peek_layout)
     peek : In(stream of 64 bits)
-    run : Out(stream of ``run_layout``); done : In(stream of ``result_layout``)
-
-    ``run_layout`` must have the fields of :data:`ternary_core.protocol.RUN_FIELDS`;
-    ``result_layout`` the fields ``status`` (0 = OK), ``cycles``, ``state``, ``err_pc``
-    and ``err_pos`` (:data:`ternary_core.offload.isa.RUN_RESULT`).
+    run : Out(stream of :func:`~rtl.vm.layouts.run_layout`)
+    done : In(stream of :func:`~rtl.vm.layouts.result_layout`) — ``status`` 0 is OK
     """
 
-    def __init__(self, spaces, max_payload, run_layout, result_layout, *, buf_read_latency=1):
+    def __init__(self, spaces, max_payload, *, buf_read_latency=1):
         if not isinstance(spaces, VmSpaces):
             raise TypeError(f"spaces must be a VmSpaces, not {spaces!r}")
         if buf_read_latency not in (1, 2):
             raise ValueError(f"buf_read_latency must be 1 or 2, not {buf_read_latency!r}")
         self.spaces, self.max_payload = spaces, max_payload
         self.buf_read_latency = buf_read_latency
-        self.run_layout, self.result_layout = run_layout, result_layout
         sb = spaces.space_bits
         super().__init__({
             "frame": In(stream.Signature(frame_layout())),
@@ -114,9 +79,9 @@ class VmCommandEngine(wiring.Component):
             "idle": Out(1),
             "load": Out(stream.Signature(load_layout(sb))),
             "peek_req": Out(stream.Signature(peek_layout(sb))),
-            "peek": In(stream.Signature(WORD_BITS)),
-            "run": Out(stream.Signature(run_layout)),
-            "done": In(stream.Signature(result_layout)),
+            "peek": In(stream.Signature(LOAD_DATA_BITS)),
+            "run": Out(stream.Signature(run_layout())),
+            "done": In(stream.Signature(result_layout())),
         })
 
     def elaborate(self, platform):
@@ -130,39 +95,31 @@ class VmCommandEngine(wiring.Component):
         wr_rom = Array(Const(int(sp.spaces.get(i, none)[2]), 1) for i in range(n_ids))
 
         fr = Signal(frame_layout())
-        space = fr.args[:sp.space_bits]
-        space_ok = fr.args[sp.space_bits:8] == 0
-        a24 = fr.args[8:32]
-        a32_1 = fr.args[32:64]
-        a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
+        mem = data.View(MEM_ARGS, fr.args)
+        space = mem.space[:sp.space_bits]
+        space_ok = mem.space[sp.space_bits:] == 0
         bpw = Signal(4)                         # link bytes per word of the frame's space
         depth = Signal(P.MEM_ADDR_BITS + 1)
         writable = Signal()
         known, len_ok, range_ok = Signal(), Signal(), Signal()
-        status = Signal(8)
-        resp_len = Signal(16)
-        extra = Signal(range(5))
-        EXTRA_NONE, EXTRA_WORD32, EXTRA_MEM, EXTRA_RUN, EXTRA_CODE = range(5)
+        EXTRA_MEM, EXTRA_RUN, EXTRA_CODE = range(FIRST_KIND, FIRST_KIND + 3)   # response bodies
         last_idx = Signal(16)
         idx = Signal(16)
         lane = Signal(4)
         addr = Signal(P.MEM_ADDR_BITS + 1)
         nwords = Signal(32)
-        shreg = Signal(WORD_BITS)
-        word32 = Signal(32)
-        run_tail = Signal(64)                   # RUN argument bytes 8..15: state, inv_t
-        params = Signal(self.run_layout)
-        res = Signal(self.result_layout)
-
-        def respond(code, length=1, kind=EXTRA_NONE):
-            m.d.sync += [status.eq(code), resp_len.eq(length), extra.eq(kind)]
-            m.next = "RESP_HDR"
+        shreg = Signal(LOAD_DATA_BITS)
+        resp = Responder(m, self, idx=idx, lane=lane, shreg=shreg, kinds=FIRST_KIND + 3)
+        respond, extra, word32 = resp.respond, resp.extra, resp.word32
+        run_tail = Signal(8 * (P.RUN_REQUEST.size - P.ARGS_MAX))   # RUN argument bytes the parser did not latch
+        req = data.View(run_request_layout(), Cat(fr.args, run_tail))   # the RUN request by field name
+        params = Signal(run_layout())
+        res = Signal(result_layout())
 
         def mul_bpw(n):  # n * bpw by shift-and-add over bpw's bits: no multiplier
             return sum(Mux(bpw[i], n << i, 0) for i in range(len(bpw)))
 
-        m.d.comb += [self.header.payload.seq.eq(fr.seq), self.header.payload.cmd.eq(fr.cmd | P.RESPONSE_BIT),
-                     self.header.payload.length.eq(resp_len)]
+        resp.drive_header(fr.seq, fr.cmd | P.RESPONSE_BIT)
         m.d.comb += [self.load.payload.space.eq(space), self.load.payload.addr.eq(addr),
                      self.peek_req.payload.space.eq(space), self.peek_req.payload.addr.eq(addr)]
 
@@ -184,59 +141,54 @@ class VmCommandEngine(wiring.Component):
                 with m.Switch(fr.cmd):
                     with m.Case(Cmd.WRITE_MEM):
                         m.d.sync += [len_ok.eq(length > P.ARG_BYTES[Cmd.WRITE_MEM]),
-                                     range_ok.eq(known_space & writable & (a24 < depth))]
+                                     range_ok.eq(known_space & writable & (mem.word_addr < depth))]
                     with m.Case(Cmd.CHECK_MEM):
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.CHECK_MEM]),
-                                     range_ok.eq(known_space & (a24 < depth) & (a32_1 <= depth - a24))]
+                                     range_ok.eq(known_space & (mem.word_addr < depth) &
+                                                 (mem.words <= depth - mem.word_addr))]
                     with m.Case(Cmd.READ_MEM):
-                        cnt = a16[2]
+                        cnt = mem.words[:16]
                         m.d.sync += [len_ok.eq(length == P.ARG_BYTES[Cmd.READ_MEM]),
-                                     range_ok.eq(known_space & (cnt != 0) & (a24 < depth) &
-                                                 (cnt <= depth - a24) &
+                                     range_ok.eq(known_space & (cnt != 0) & (mem.word_addr < depth) &
+                                                 (cnt <= depth - mem.word_addr) &
                                                  (mul_bpw(cnt) <= P.MAX_RESPONSE - 1))]
                     with m.Case(Cmd.RUN):
-                        pos0, n_feed, n_new = a16[0], a16[1], a16[2]
-                        m.d.sync += [len_ok.eq(length == P.RUN_STRUCT.size + (n_feed << 1)),
+                        pos0, n_feed, n_new = req.pos0, req.n_feed, req.n_new
+                        m.d.sync += [len_ok.eq(length == P.RUN_REQUEST.size + (n_feed << 1)),
                                      range_ok.eq((n_feed != 0) & (n_new != 0) &
                                                  (pos0 + n_feed + n_new <= sp.run_end) &
-                                                 (P.RUN_REPLY_STRUCT.size + 1 + (n_new << 1) <= P.MAX_RESPONSE))]
+                                                 (P.RUN_REPLY.size + 1 + (n_new << 1) <= P.MAX_RESPONSE))]
                     with m.Default():
                         m.d.sync += known.eq(0)
                 m.next = "DISPATCH"
 
             with m.State("DISPATCH"):
                 with m.If(~known):
-                    respond(Status.UNKNOWN_COMMAND)
+                    respond(LinkStatus.UNKNOWN_COMMAND)
                 with m.Elif(~len_ok):
-                    respond(Status.BAD_LENGTH)
+                    respond(LinkStatus.BAD_LENGTH)
                 with m.Elif(~range_ok):
-                    respond(Status.OUT_OF_RANGE)
+                    respond(LinkStatus.OUT_OF_RANGE)
                 with m.Else():
                     with m.Switch(fr.cmd):
                         with m.Case(Cmd.WRITE_MEM):
-                            m.d.sync += [addr.eq(a24), lane.eq(0), idx.eq(P.ARG_BYTES[Cmd.WRITE_MEM])]
+                            m.d.sync += [addr.eq(mem.word_addr), lane.eq(0), idx.eq(P.ARG_BYTES[Cmd.WRITE_MEM])]
                             m.next = "WM_ADDR"
                         with m.Case(Cmd.CHECK_MEM):
                             m.d.comb += crc32.start.eq(1)
-                            m.d.sync += [addr.eq(a24), nwords.eq(a32_1)]
+                            m.d.sync += [addr.eq(mem.word_addr), nwords.eq(mem.words)]
                             m.next = "CM_NEXT"
                         with m.Case(Cmd.READ_MEM):
-                            m.d.sync += [addr.eq(a24), nwords.eq(a16[2])]
-                            respond(Status.OK, 1 + mul_bpw(a16[2]), EXTRA_MEM)
+                            m.d.sync += [addr.eq(mem.word_addr), nwords.eq(mem.words[:16])]
+                            respond(LinkStatus.OK, 1 + mul_bpw(mem.words[:16]), EXTRA_MEM)
                         with m.Case(Cmd.RUN):
                             m.d.sync += [idx.eq(P.ARGS_MAX), lane.eq(0)]
                             m.next = "RUN_TAIL_ADDR"
 
             # WRITE_MEM: payload byte idx -> byte lane of the word, a load beat per word.
-            with m.State("WM_ADDR"):
-                m.d.comb += self.buf.addr.eq(idx)
-                m.next = "WM_WAIT" if self.buf_read_latency > 1 else "WM_DATA"
-            if self.buf_read_latency > 1:
-                with m.State("WM_WAIT"):  # the frame buffer's output register
-                    m.next = "WM_DATA"
-            with m.State("WM_DATA"):
+            with resp.read_buffer("WM"):
                 with m.Switch(lane):
-                    for i in range(WORD_BITS // 8):
+                    for i in range(LOAD_DATA_BITS // 8):
                         with m.Case(i):
                             if i == 0:
                                 m.d.sync += shreg.eq(self.buf.data)
@@ -249,18 +201,18 @@ class VmCommandEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(idx == last_idx):
-                        respond(Status.BAD_LENGTH)     # the payload ends inside a word
+                        respond(LinkStatus.BAD_LENGTH)     # the payload ends inside a word
                     with m.Else():
                         m.next = "WM_ADDR"
             with m.State("WM_LOAD"):
                 with m.If(addr >= depth):
-                    respond(Status.OUT_OF_RANGE)
+                    respond(LinkStatus.OUT_OF_RANGE)
                 with m.Else():
                     m.d.comb += [self.load.valid.eq(1), self.load.payload.data.eq(shreg)]
                     with m.If(self.load.ready):
                         m.d.sync += addr.eq(addr + 1)
                         with m.If(idx == last_idx + 1):
-                            respond(Status.OK)
+                            respond(LinkStatus.OK)
                         with m.Else():
                             m.next = "WM_ADDR"
 
@@ -277,37 +229,22 @@ class VmCommandEngine(wiring.Component):
                 with m.If(self.peek.valid):
                     m.d.sync += [shreg.eq(self.peek.payload), lane.eq(0)]
                     m.next = "CM_BYTES"
-            with m.State("CM_BYTES"):
-                m.d.comb += [crc32.data.eq(shreg[:8]), crc32.valid.eq(1)]
-                m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                with m.If(lane == bpw - 1):
-                    m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
-                    m.next = "CM_NEXT"
+            with m.State("CM_BYTES"), resp.crc_bytes(crc32, bpw - 1):
+                m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
+                m.next = "CM_NEXT"
             with m.State("CM_END"):
-                m.d.sync += word32.eq(crc32.crc)
-                respond(Status.OK, 5, EXTRA_WORD32)
+                resp.crc_end(crc32)
 
             # RUN: the argument bytes past what the parser latched, then the fed ids.
-            with m.State("RUN_TAIL_ADDR"):
-                m.d.comb += self.buf.addr.eq(idx)
-                m.next = "RUN_TAIL_WAIT" if self.buf_read_latency > 1 else "RUN_TAIL_DATA"
-            if self.buf_read_latency > 1:
-                with m.State("RUN_TAIL_WAIT"):  # the frame buffer's output register
-                    m.next = "RUN_TAIL_DATA"
-            with m.State("RUN_TAIL_DATA"):
-                m.d.sync += [run_tail.eq((run_tail >> 8) | (self.buf.data << 56)), idx.eq(idx + 1)]
-                with m.If(idx == P.RUN_STRUCT.size - 1):
-                    m.d.sync += [addr.eq(a16[0]), lane.eq(0)]
+            with resp.read_buffer("RUN_TAIL"):
+                byte_in = self.buf.data << (len(run_tail) - 8)
+                m.d.sync += [run_tail.eq((run_tail >> 8) | byte_in), idx.eq(idx + 1)]
+                with m.If(idx == P.RUN_REQUEST.size - 1):
+                    m.d.sync += [addr.eq(req.pos0), lane.eq(0)]
                     m.next = "RUN_ID_ADDR"
                 with m.Else():
                     m.next = "RUN_TAIL_ADDR"
-            with m.State("RUN_ID_ADDR"):
-                m.d.comb += self.buf.addr.eq(idx)
-                m.next = "RUN_ID_WAIT" if self.buf_read_latency > 1 else "RUN_ID_DATA"
-            if self.buf_read_latency > 1:
-                with m.State("RUN_ID_WAIT"):  # the frame buffer's output register
-                    m.next = "RUN_ID_DATA"
-            with m.State("RUN_ID_DATA"):
+            with resp.read_buffer("RUN_ID"):
                 m.d.sync += [shreg.eq(Mux(lane[0], (self.buf.data << 8) | shreg[:8], self.buf.data)),
                              idx.eq(idx + 1), lane.eq(~lane[0])]
                 with m.If(lane[0]):
@@ -324,10 +261,10 @@ class VmCommandEngine(wiring.Component):
                     with m.Else():
                         m.next = "RUN_ID_ADDR"
             with m.State("RUN_GO"):
-                tail = {"state": run_tail[:32], "inv_t_m": run_tail[32:48], "inv_t_e": run_tail[48:64],
-                        "pos0": a16[0], "n_feed": a16[1], "n_new": a16[2], "top_k": a16[3]}
-                for name, value in tail.items():
-                    m.d.comb += getattr(params, name).eq(value)
+                # the fields read from the buffer first, then the latched ones: the order the
+                # shipped builds' Verilog was made with
+                fields = sorted(P.RUN_REQUEST.fields, key=lambda name: P.RUN_REQUEST.offsets[name] < P.ARGS_MAX)
+                m.d.comb += [getattr(params, name).eq(getattr(req, name)) for name in fields]
                 m.d.comb += [self.run.valid.eq(1), self.run.payload.eq(params)]
                 with m.If(self.run.ready):
                     m.next = "RUN_WAIT"
@@ -335,52 +272,33 @@ class VmCommandEngine(wiring.Component):
                 m.d.comb += self.done.ready.eq(1)
                 with m.If(self.done.valid):
                     m.d.sync += [res.eq(self.done.payload), word32.eq(self.done.payload.cycles),
-                                 addr.eq(a16[0] + a16[1]), nwords.eq(a16[2])]
+                                 addr.eq(req.pos0 + req.n_feed), nwords.eq(req.n_new)]
                     with m.If(self.done.payload.status != 0):
-                        respond(P.Status.MODEL_ERROR, 1 + P.RUN_ERROR_STRUCT.size, EXTRA_CODE)
+                        respond(LinkStatus.MODEL_ERROR, 1 + P.RUN_ERROR.size, EXTRA_CODE)
                     with m.Else():
-                        respond(Status.OK, 1 + P.RUN_REPLY_STRUCT.size + (a16[2] << 1), EXTRA_RUN)
+                        respond(LinkStatus.OK, 1 + P.RUN_REPLY.size + (req.n_new << 1), EXTRA_RUN)
 
             # The response: header, status byte, then what the command returns.
-            with m.State("RESP_HDR"):
-                m.d.comb += self.header.valid.eq(1)
-                with m.If(self.header.ready):
-                    m.next = "RESP_STATUS"
-            with m.State("RESP_STATUS"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(status)]
-                with m.If(self.payload.ready):
-                    m.d.sync += [lane.eq(0), shreg.eq(word32)]
-                    with m.Switch(extra):
-                        with m.Case(EXTRA_WORD32):
-                            m.next = "RESP_WORD32"
-                        with m.Case(EXTRA_RUN):
-                            m.d.sync += idx.eq(0)   # 0: cycles, 1: state
-                            m.next = "RESP_WORD32"
-                        with m.Case(EXTRA_CODE):
-                            m.next = "RESP_CODE"
-                        with m.Case(EXTRA_MEM):
-                            m.next = "RESP_PEEK"
-                        with m.Default():
-                            m.next = "DONE"
+            resp.header_state()
+            resp.status_state([((KIND_WORD32,), "RESP_WORD32", []),
+                               ((EXTRA_RUN,), "RESP_WORD32", [idx.eq(0)]),   # idx 0: cycles, 1: state
+                               ((EXTRA_CODE,), "RESP_CODE", []),
+                               ((EXTRA_MEM,), "RESP_PEEK", [])])
             with m.State("RESP_CODE"):   # status u8, err_pc u16, err_pos u16
-                code = Cat(res.status[:8], res.err_pc[:16], res.err_pos[:16])
+                code = Cat(getattr(res, name) for name in P.RUN_ERROR.fields)
                 m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(code.word_select(lane, 8))]
                 with m.If(self.payload.ready):
                     m.d.sync += lane.eq(lane + 1)
-                    with m.If(lane == P.RUN_ERROR_STRUCT.size - 1):
+                    with m.If(lane == P.RUN_ERROR.size - 1):
                         m.next = "DONE"
-            with m.State("RESP_WORD32"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
-                with m.If(self.payload.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                    with m.If(lane == 3):
-                        with m.If(extra != EXTRA_RUN):
-                            m.next = "DONE"
-                        with m.Elif(idx == 0):     # then the sampler state
-                            m.d.sync += [idx.eq(1), shreg.eq(res.state), lane.eq(0)]
-                        with m.Else():             # then the ids, two bytes each
-                            m.d.sync += bpw.eq(P.ID_BYTES)
-                            m.next = "RESP_PEEK"
+            with resp.word32_state():
+                with m.If(extra != EXTRA_RUN):
+                    m.next = "DONE"
+                with m.Elif(idx == 0):     # then the sampler state
+                    m.d.sync += [idx.eq(1), shreg.eq(res.state), lane.eq(0)]
+                with m.Else():             # then the ids, two bytes each
+                    m.d.sync += bpw.eq(P.ID_BYTES)
+                    m.next = "RESP_PEEK"
             # READ_MEM and RUN's ids: peek a word, send its link bytes.
             with m.State("RESP_PEEK"):
                 with m.If(nwords == 0):
@@ -396,14 +314,8 @@ class VmCommandEngine(wiring.Component):
                 with m.If(self.peek.valid):
                     m.d.sync += [shreg.eq(self.peek.payload), lane.eq(0)]
                     m.next = "RESP_PEEK_BYTES"
-            with m.State("RESP_PEEK_BYTES"):
-                m.d.comb += [self.payload.valid.eq(1), self.payload.payload.eq(shreg[:8])]
-                with m.If(self.payload.ready):
-                    m.d.sync += [shreg.eq(shreg >> 8), lane.eq(lane + 1)]
-                    with m.If(lane == bpw - 1):
-                        m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
-                        m.next = "RESP_PEEK"
-            with m.State("DONE"):
-                m.d.comb += self.frame.ready.eq(1)
-                m.next = "IDLE"
+            with m.State("RESP_PEEK_BYTES"), m.If(resp.offer_byte()), resp.next_byte(bpw - 1):
+                m.d.sync += [addr.eq(addr + 1), nwords.eq(nwords - 1)]
+                m.next = "RESP_PEEK"
+            resp.done_state()
         return m

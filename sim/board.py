@@ -33,10 +33,10 @@ TOP = "board"
 
 def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
     from rtl.device import DEFAULT_MAX_PAYLOAD, DeviceCore, DeviceTop
-    from rtl.vm_link import VM_WEIGHT_STORE, make_vm
+    from rtl.vm.spaces import VM_WEIGHT_STORE, make_vm
 
     max_payload = max_payload or DEFAULT_MAX_PAYLOAD
-    vm = None if vm_limits is None else make_vm(config, vm_limits)  # rtl.vm_link
+    vm = None if vm_limits is None else make_vm(config, vm_limits)  # rtl.vm.spaces
     store = "generic" if vm is None else VM_WEIGHT_STORE
     if phy == "uart":
         top = DeviceTop(config, divisor=SIM_DIVISOR, max_payload=max_payload, vm=vm,

@@ -17,7 +17,7 @@ over ``seq .. payload``; sent most significant byte first, so the receiver's CRC
 register over ``seq .. crc`` ends at the residue 0.
 
 A response carries the request's ``seq``, ``cmd | 0x80``, and a payload whose first
-byte is a :class:`Status`. A frame the device could not read (bad CRC, length over
+byte is a :class:`LinkStatus`. A frame the device could not read (bad CRC, length over
 ``max_payload``) is answered by a NACK frame: ``cmd = 0xFF``, payload ``[status]``.
 Every command is idempotent — its effect depends only on its payload — so the host
 may resend a request whose response was lost without doing anything twice.
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from .errors import TernaryError
+from .offload import isa
 
 PROTOCOL_VERSION = 3          # what this host speaks (and a device with the vector machine)
 MATVEC_VERSION = 2            # what a matvec-only device reports
@@ -71,38 +72,78 @@ class Cmd(IntEnum):
     WRITE_MEM = 0x09         # space u8, word_addr u24, words * space bytes  -> status
     CHECK_MEM = 0x0A         # space u8, word_addr u24, words u32            -> status, crc32 u32
     READ_MEM = 0x0B          # space u8, word_addr u24, words u16            -> status, words * space bytes
-    RUN = 0x0C               # RUN_STRUCT, n_feed ids u16 -> status, RUN_REPLY_STRUCT, n_new ids u16
+    RUN = 0x0C               # RUN_REQUEST, n_feed ids u16 -> status, RUN_REPLY, n_new ids u16
 
 
-class Status(IntEnum):
+class LinkStatus(IntEnum):
     OK = 0
     BAD_CRC = 1            # NACK: the frame's CRC did not match
     BAD_LENGTH = 2         # NACK: length over max_payload; or a command's payload has the wrong size
     UNKNOWN_COMMAND = 3
     OUT_OF_RANGE = 4       # an address, shape or count outside the device's memories
-    MODEL_ERROR = 5        # RUN: the machine stopped on an error (RUN_ERROR_STRUCT follows); no ids
+    MODEL_ERROR = 5        # RUN: the machine stopped on an error (RUN_ERROR follows); no ids
+
+
+class WireRecord:
+    """Fields of an :mod:`~.offload.isa` table (``RUN_PARAMS``, ``RUN_RESULT``) placed on
+    the link at explicit byte offsets, little-endian: the isa owns each field's width and
+    sign, this record only where it sits. The offsets must tile ``0 .. size`` without gaps.
+    """
+
+    def __init__(self, table, offsets):
+        by_name = {f.name: f for f in table}
+        self.offsets = dict(offsets)
+        self.fields = tuple(sorted(self.offsets, key=self.offsets.get))   # names, wire order
+        fmt, at = "<", 0
+        for name in self.fields:
+            f = by_name[name]
+            if self.offsets[name] != at:
+                raise ValueError(f"{name} at byte {self.offsets[name]}, expected {at}")
+            code = {8: "b", 16: "h", 32: "i"}[f.bits]
+            fmt += code if f.signed else code.upper()
+            at += f.bits // 8
+        self.isa_fields = {name: by_name[name] for name in self.fields}
+        self.struct = struct.Struct(fmt)
+        self.size = self.struct.size
+
+    def pack(self, **values):
+        missing = set(self.fields) - set(values)
+        extra = set(values) - set(self.fields)
+        if missing or extra:
+            raise TernaryError(f"record fields {sorted(missing)} missing, {sorted(extra)} unknown")
+        for name in self.fields:
+            f, v = self.isa_fields[name], values[name]
+            lo, hi = (-(1 << (f.bits - 1)), (1 << (f.bits - 1)) - 1) if f.signed else (0, (1 << f.bits) - 1)
+            if not lo <= v <= hi:
+                raise TernaryError(f"{name} = {v} is outside {lo}..{hi}")
+        return self.struct.pack(*(values[name] for name in self.fields))
+
+    def unpack(self, data, offset=0):
+        """The fields of ``data[offset:]`` as a dict by name."""
+        return dict(zip(self.fields, self.struct.unpack_from(data, offset)))
+
+
+# RUN request arguments: the first ARGS_MAX bytes are latched by the parser, the rest
+# read from the frame buffer. ``inv_t`` is the sampler's scalar log2(e)/temperature
+# (mantissa u16, exponent s16; ignored when ``greedy``); ``top_k`` 0 keeps every token.
+RUN_REQUEST = WireRecord(isa.RUN_PARAMS, {"pos0": 0, "n_feed": 2, "n_new": 4, "top_k": 6,
+                                          "state": 8, "inv_t_m": 12, "inv_t_e": 14})
+# RUN reply after the status byte (OK): total cycles, final xorshift32 state, then the ids.
+RUN_REPLY = WireRecord(isa.RUN_RESULT, {"cycles": 0, "state": 4})
+# RUN reply after MODEL_ERROR: the machine's status (isa.MachineStatus), the instruction
+# it stopped at and the position; no ids.
+RUN_ERROR = WireRecord(isa.RUN_RESULT, {"status": 0, "err_pc": 1, "err_pos": 3})
 
 
 # Fixed argument bytes at the start of each request's payload; WRITE_WEIGHTS and
 # LOAD_ACTIVATIONS are followed by data bytes.
 ARG_BYTES = {Cmd.INFO: 0, Cmd.WRITE_WEIGHTS: 4, Cmd.CHECK_WEIGHTS: 8, Cmd.LOAD_ACTIVATIONS: 2,
              Cmd.MATVEC: 8, Cmd.READ_RESULTS: 5, Cmd.RESET: 0, Cmd.MATVEC_READ: 8,
-             Cmd.WRITE_MEM: 4, Cmd.CHECK_MEM: 8, Cmd.READ_MEM: 6, Cmd.RUN: 16}
-HAS_DATA = {Cmd.WRITE_WEIGHTS, Cmd.LOAD_ACTIVATIONS, Cmd.MATVEC_READ, Cmd.WRITE_MEM, Cmd.RUN}
-VM_COMMANDS = (Cmd.WRITE_MEM, Cmd.CHECK_MEM, Cmd.READ_MEM, Cmd.RUN)
+             Cmd.WRITE_MEM: 4, Cmd.CHECK_MEM: 8, Cmd.READ_MEM: 6, Cmd.RUN: RUN_REQUEST.size}
 ARGS_MAX = 8   # argument bytes the frame parser latches; RUN reads its other 8 from the buffer
 MAX_RESPONSE = 0xFFFF   # a MATVEC_READ response may exceed max_payload, up to this
 
-# RUN request arguments: the first ARGS_MAX bytes are latched by the parser, the rest
-# read from the frame buffer. ``inv_t`` is the sampler's scalar log2(e)/temperature
-# (mantissa u16, exponent s16; ignored when ``greedy``); ``top_k`` 0 keeps every token.
-RUN_STRUCT = struct.Struct("<HHHHIHh")
-RUN_FIELDS = ("pos0", "n_feed", "n_new", "top_k", "state", "inv_t_m", "inv_t_e")
-# RUN reply after the status byte (OK): total cycles, final xorshift32 state, then the ids.
-RUN_REPLY_STRUCT = struct.Struct("<II")
-# RUN reply after MODEL_ERROR: the machine's status (ternary_core.offload.isa.Status), the
-# instruction it stopped at and the position; no ids.
-RUN_ERROR_STRUCT = struct.Struct("<BHH")
+
 ID_BYTES = 2   # token ids on the link (u16)
 MEM_ADDR_BITS = 24
 
@@ -214,33 +255,34 @@ def encode_mem(space, word_addr, tail):
     return struct.pack("<I", space | word_addr << 8) + bytes(tail)
 
 
-def encode_run(pos0, n_feed, n_new, top_k, state, inv_t_m, inv_t_e, ids):
-    """RUN payload; ``inv_t_m = 0`` is greedy (argmax)."""
+def encode_run(params, ids):
+    """RUN payload for ``params`` (an :class:`~.offload.isa.RunParams`) and the fed
+    ``ids``; ``inv_t_m = 0`` is greedy (argmax)."""
     ids = [int(t) for t in ids]
-    if len(ids) != n_feed:
-        raise TernaryError(f"RUN: {len(ids)} ids for n_feed={n_feed}")
-    for name, v, lo, hi in (("pos0", pos0, 0, 0xFFFF), ("n_feed", n_feed, 1, 0xFFFF),
-                            ("n_new", n_new, 1, 0xFFFF), ("top_k", top_k, 0, 0xFFFF),
-                            ("state", state, 0, 0xFFFFFFFF), ("inv_t_m", inv_t_m, 0, 0xFFFF),
-                            ("inv_t_e", inv_t_e, -0x8000, 0x7FFF)):
-        if not lo <= v <= hi:
-            raise TernaryError(f"RUN: {name} = {v} is outside {lo}..{hi}")
+    if len(ids) != params.n_feed:
+        raise TernaryError(f"RUN: {len(ids)} ids for n_feed={params.n_feed}")
+    for name in ("n_feed", "n_new"):
+        if getattr(params, name) < 1:
+            raise TernaryError(f"RUN: {name} = {getattr(params, name)} is below 1")
     for t in ids:
         if not 0 <= t < 1 << (8 * ID_BYTES):
             raise TernaryError(f"RUN: token id {t} does not fit {ID_BYTES} bytes")
-    return (RUN_STRUCT.pack(pos0, n_feed, n_new, top_k, state, inv_t_m, inv_t_e)
-            + struct.pack(f"<{n_feed}H", *ids))
+    try:
+        head = RUN_REQUEST.pack(**{name: getattr(params, name) for name in RUN_REQUEST.fields})
+    except TernaryError as exc:
+        raise TernaryError(f"RUN: {exc}") from None
+    return head + struct.pack(f"<{len(ids)}H", *ids)
 
 
 def decode_run(payload):
-    """RUN request payload -> (dict of RUN_FIELDS, ids); TernaryError if malformed."""
-    if len(payload) < RUN_STRUCT.size:
+    """RUN request payload -> (RunParams, ids); TernaryError if malformed."""
+    if len(payload) < RUN_REQUEST.size:
         raise TernaryError("RUN payload too short")
-    args = dict(zip(RUN_FIELDS, RUN_STRUCT.unpack_from(payload)))
-    n = args["n_feed"]
-    if len(payload) != RUN_STRUCT.size + ID_BYTES * n:
+    params = isa.RunParams(**RUN_REQUEST.unpack(payload))
+    n = params.n_feed
+    if len(payload) != RUN_REQUEST.size + ID_BYTES * n:
         raise TernaryError("RUN payload length does not match n_feed")
-    return args, list(struct.unpack_from(f"<{n}H", payload, RUN_STRUCT.size))
+    return params, list(struct.unpack_from(f"<{n}H", payload, RUN_REQUEST.size))
 
 
 def frame_crc(body):

@@ -12,7 +12,7 @@ import struct
 from host.transport import Transport
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
-from ternary_core.offload.isa import SPACES, RunParams, Space, prog_unwords
+from ternary_core.offload.isa import SPACES, Space, prog_unwords
 from ternary_core.offload.machine import Machine
 
 CYCLES_PER_STEP = 1000
@@ -45,7 +45,7 @@ class PythonDevice(Transport):
 
     # --- commands --------------------------------------------------------------------
     def handle(self, cmd, p):
-        S = P.Status
+        S = P.LinkStatus
         if cmd == P.Cmd.INFO:
             return S.OK, self.info
         if cmd == P.Cmd.RESET:
@@ -76,7 +76,7 @@ class PythonDevice(Transport):
         return Space(space), addr, SPACES[Space(space)].link_bytes
 
     def memory_command(self, cmd, p):
-        S = P.Status
+        S = P.LinkStatus
         if len(p) < 4:
             return S.BAD_LENGTH, b""
         space, addr, nb = self.space_of(p)
@@ -116,12 +116,12 @@ class PythonDevice(Transport):
         return self.machine.peek(space, addr)
 
     def run_command(self, p):
-        S = P.Status
+        S = P.LinkStatus
         try:
-            a, ids = P.decode_run(p)
+            params, ids = P.decode_run(p)
         except Exception:
             return S.BAD_LENGTH, b""
-        pos0, n_feed, n_new = a["pos0"], a["n_feed"], a["n_new"]
+        pos0, n_feed, n_new = params.pos0, params.n_feed, params.n_new
         if n_feed < 1 or n_new < 1 or pos0 + n_feed + n_new > self.limits.context + 1:
             return S.OUT_OF_RANGE, b""
         if self.prog_dirty:   # the program as uploaded: two PROG words an instruction
@@ -130,13 +130,12 @@ class PythonDevice(Transport):
             self.machine.names = [""] * n
             self.prog_dirty = False
         self.machine.load(Space.TOKENS, ids, pos0)
-        res = self.machine.run(RunParams(pos0, n_feed, n_new, a["state"], a["inv_t_m"],
-                                         a["inv_t_e"], a["top_k"]))
+        res = self.machine.run(params)
         if res.status:
-            return S.MODEL_ERROR, P.RUN_ERROR_STRUCT.pack(res.status, res.err_pc, res.err_pos)
+            return S.MODEL_ERROR, P.RUN_ERROR.pack(status=res.status, err_pc=res.err_pc, err_pos=res.err_pos)
         steps = n_feed + n_new - 1
         self.machine.mem[Space.CYCLES][pos0:pos0 + steps] = CYCLES_PER_STEP
         at = pos0 + n_feed
         out = [int(t) for t in self.machine.mem[Space.TOKENS][at:at + n_new]]
-        return S.OK, (P.RUN_REPLY_STRUCT.pack(CYCLES_PER_STEP * steps, res.state)
+        return S.OK, (P.RUN_REPLY.pack(cycles=CYCLES_PER_STEP * steps, state=res.state)
                       + struct.pack(f"<{n_new}H", *out))

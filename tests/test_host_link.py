@@ -47,7 +47,7 @@ def test_a_device_that_only_nacks_is_mute_after_bounded_retries():
 
     def nack(seq, cmd, payload):
         nacks.append(seq)
-        return P.encode_frame(seq, P.NACK, bytes([P.Status.BAD_CRC]))
+        return P.encode_frame(seq, P.NACK, bytes([P.LinkStatus.BAD_CRC]))
 
     with pytest.raises(DeviceMute, match="INFO"):
         Device(ScriptedDevice(nack), timeout=0.05, retries=3)
@@ -124,13 +124,14 @@ def test_a_run_stopped_by_the_machine_is_rejected_with_its_code_and_no_ids():
     def stops(seq, cmd, payload):
         if cmd == P.Cmd.INFO:
             return info(seq, cmd, payload)
-        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([P.Status.MODEL_ERROR]) +
-                              P.RUN_ERROR_STRUCT.pack(2, 77, 5))
+        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([P.LinkStatus.MODEL_ERROR]) +
+                              P.RUN_ERROR.pack(status=2, err_pc=77, err_pos=5))
 
     dev = Device(ScriptedDevice(stops), timeout=0.05)
     with pytest.raises(DeviceRejected, match="RUN: MODEL_ERROR") as err:
         dev.run_model(0, [1, 2], 3, state=1)
-    assert err.value.status == P.Status.MODEL_ERROR and P.RUN_ERROR_STRUCT.unpack(err.value.body) == (2, 77, 5)
+    assert err.value.status == P.LinkStatus.MODEL_ERROR
+    assert P.RUN_ERROR.unpack(err.value.body) == {"status": 2, "err_pc": 77, "err_pos": 5}
 
 
 def test_a_run_reply_with_too_few_ids_is_a_mismatch_not_tokens():
@@ -139,7 +140,8 @@ def test_a_run_reply_with_too_few_ids_is_a_mismatch_not_tokens():
     def short(seq, cmd, payload):
         if cmd == P.Cmd.INFO:
             return info(seq, cmd, payload)
-        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, b"\x00" + P.RUN_REPLY_STRUCT.pack(9, 9) + b"\x01\x00")
+        return P.encode_frame(seq, cmd | P.RESPONSE_BIT,
+                              b"\x00" + P.RUN_REPLY.pack(cycles=9, state=9) + b"\x01\x00")
 
     dev = Device(ScriptedDevice(short), timeout=0.05)
     with pytest.raises(ProtocolMismatch, match="RUN returned 10 bytes for 2 ids, not 12"):

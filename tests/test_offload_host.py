@@ -69,7 +69,7 @@ def test_a_prompt_longer_than_a_frame_is_sent_as_prefill_runs(rng):
     run, dev = open_offload(model)
     assert run.generate(prompt, 3).token_ids == want
     runs = [P.decode_run(p) for c, p in dev.requests if c == P.Cmd.RUN]
-    assert [(a["pos0"], a["n_feed"], a["n_new"]) for a, _ in runs] == [(0, 248, 1), (248, 32, 1), (280, 1, 2)]
+    assert [(a.pos0, a.n_feed, a.n_new) for a, _ in runs] == [(0, 248, 1), (248, 32, 1), (280, 1, 2)]
 
 
 def test_dropped_and_corrupted_frames_during_upload_and_runs_give_the_right_ids(tiny, seed):
@@ -113,7 +113,7 @@ def test_check_runs_a_position_at_a_time_and_agrees_with_the_reference(tiny):
     run.check = True
     assert run.generate(prompt, 20, 0.8, 3, 9).token_ids == want
     runs = [P.decode_run(p)[0] for c, p in dev.requests if c == P.Cmd.RUN]
-    assert all(a["n_feed"] == 1 and a["n_new"] == 1 for a in runs) and len(runs) >= 22
+    assert all(a.n_feed == 1 and a.n_new == 1 for a in runs) and len(runs) >= 22
 
 
 def test_check_names_the_first_instruction_whose_result_differs(tiny):

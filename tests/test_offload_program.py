@@ -16,7 +16,7 @@ from ternary_core.model.file import load_model
 from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program
 from ternary_core.offload.cost import program_cost
-from ternary_core.offload.isa import Instr, Op, Space, Status
+from ternary_core.offload.isa import Instr, MachineStatus, Op, Space
 from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.machine import Machine, execute
 from tests.test_model_files import random_model
@@ -58,7 +58,7 @@ def device(mc, program, prompt, n_new, temperature=0.0, top_k=0, seed=0, pos0=0,
     state = xorshift32_seed(seed) if state is None else state
     ids, res = mc.generate(prompt, n_new, pos0=pos0, state=state, inv_t=inv_t, top_k=top_k,
                            on_step=on_step)
-    assert res.status == Status.OK, res
+    assert res.status == MachineStatus.OK, res
     return ids, logits, res
 
 
@@ -156,16 +156,16 @@ def test_limits_name_the_field_that_does_not_fit(shipped):
 def test_run_errors_stop_with_a_status(shipped):
     mc, program = Machine.for_model(shipped)
     mc.load(Space.TOKENS, [1])
-    res = mc.run(isa.RunParams(0, 1, 257, 0))          # one past the context
-    assert res.status == Status.BAD_PARAMS
+    res = mc.run(isa.RunParams(pos0=0, n_feed=1, n_new=257, state=0))          # one past the context
+    assert res.status == MachineStatus.BAD_PARAMS
     mc.load(Space.TOKENS, [1, 300])                    # a fed id past the vocabulary
-    res = mc.run(isa.RunParams(0, 2, 3, 0))
-    assert (res.status, res.err_pos, res.err_pc) == (Status.BAD_TOKEN, 1, 0)
+    res = mc.run(isa.RunParams(pos0=0, n_feed=2, n_new=3, state=0))
+    assert (res.status, res.err_pos, res.err_pc) == (MachineStatus.BAD_TOKEN, 1, 0)
     mc.prog = [Instr(Op.NOP)]                           # no END
-    assert mc.run(isa.RunParams(0, 1, 1, 0)).status == Status.PROG_END
+    assert mc.run(isa.RunParams(pos0=0, n_feed=1, n_new=1, state=0)).status == MachineStatus.PROG_END
     with pytest.raises(Exception) as e:
         execute(mc, 0xF)                                 # opcode 15
-    assert e.value.status == Status.BAD_OPCODE
+    assert e.value.status == MachineStatus.BAD_OPCODE
 
 
 def test_struct_fields_cover_the_128_bits_in_order():

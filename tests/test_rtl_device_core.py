@@ -29,7 +29,7 @@ def exchange(frames, *, max_payload=64, gap=600, fetch_register=True):
 
 def test_info_reply_describes_the_engine():
     (seq, cmd, payload), = exchange([P.encode_frame(7, P.Cmd.INFO)])
-    assert (seq, cmd, payload[0]) == (7, P.Cmd.INFO | P.RESPONSE_BIT, P.Status.OK)
+    assert (seq, cmd, payload[0]) == (7, P.Cmd.INFO | P.RESPONSE_BIT, P.LinkStatus.OK)
     assert P.DeviceInfo.unpack(payload[1:]) == P.info_for(CFG, 64)
 
 
@@ -38,8 +38,8 @@ def test_bad_crc_gets_a_nack_and_garbage_is_skipped():
     bad[-1] ^= 0x40
     truncated = P.encode_frame(9, P.Cmd.INFO)[:4]
     replies = exchange([b"\x00\x13garbage\x7d" + bytes(bad), truncated + P.encode_frame(4, P.Cmd.INFO)])
-    assert replies[0][1] == P.NACK and replies[0][2] == bytes([P.Status.BAD_CRC])
-    assert replies[-1][0] == 4 and replies[-1][2][0] == P.Status.OK
+    assert replies[0][1] == P.NACK and replies[0][2] == bytes([P.LinkStatus.BAD_CRC])
+    assert replies[-1][0] == 4 and replies[-1][2][0] == P.LinkStatus.OK
 
 
 @FETCH_REGISTER
@@ -62,7 +62,7 @@ def test_upload_check_and_matvec_match_golden(fetch_register, rng):
             P.encode_frame(8, P.Cmd.READ_RESULTS, struct.pack("<HHB", 2, 3, 1))]
     replies = exchange(reqs, fetch_register=fetch_register)
     assert [r[0] for r in replies] == [1, 2, 2, 3, 4, 5, 6, 7, 8]
-    assert all(r[2][0] == P.Status.OK for r in replies), replies
+    assert all(r[2][0] == P.LinkStatus.OK for r in replies), replies
     assert struct.unpack("<I", replies[3][2][1:])[0] == P.check_crc(packed)
     cycles = struct.unpack("<I", replies[6][2][1:])[0]
     assert 15 <= cycles <= 15 + 8  # 15 tiles plus the pipeline's fill and drain
@@ -82,9 +82,10 @@ def test_errors_out_of_range_bad_length_unknown(fetch_register):
                         P.encode_frame(4, P.Cmd.WRITE_WEIGHTS, struct.pack("<I", 64) + b"\x00"),
                         P.encode_frame(5, P.Cmd.INFO, b"\x00" * 65)], fetch_register=fetch_register)
     codes = [(r[1], r[2][0]) for r in replies]
-    assert codes == [(P.Cmd.MATVEC | 0x80, P.Status.OUT_OF_RANGE), (P.Cmd.MATVEC | 0x80, P.Status.BAD_LENGTH),
-                     (0x42 | 0x80, P.Status.UNKNOWN_COMMAND), (P.Cmd.WRITE_WEIGHTS | 0x80, P.Status.OUT_OF_RANGE),
-                     (P.NACK, P.Status.BAD_LENGTH)]
+    S = P.LinkStatus
+    assert codes == [(P.Cmd.MATVEC | 0x80, S.OUT_OF_RANGE), (P.Cmd.MATVEC | 0x80, S.BAD_LENGTH),
+                     (0x42 | 0x80, S.UNKNOWN_COMMAND), (P.Cmd.WRITE_WEIGHTS | 0x80, S.OUT_OF_RANGE),
+                     (P.NACK, S.BAD_LENGTH)]
 
 
 def _write_layer_frames(seq, base, packed, words_per_frame=7):
@@ -113,7 +114,7 @@ def test_matvec_read_takes_activations_and_returns_results_in_one_frame_each(fet
              P.encode_frame(6, P.Cmd.MATVEC_READ, P.encode_matvec_read(base2, rb, m2, k)),
              P.encode_frame(7, P.Cmd.MATVEC, struct.pack("<IHH", base2, m2, k))]  # v1 still works
     replies = exchange(reqs, max_payload=64, fetch_register=fetch_register)
-    assert all(r[2][0] == P.Status.OK for r in replies), replies
+    assert all(r[2][0] == P.LinkStatus.OK for r in replies), replies
     reads = {r[0]: r[2][1:] for r in replies if r[1] == P.Cmd.MATVEC_READ | P.RESPONSE_BIT}
     assert sorted(reads) == [3, 4, 6] and len(reads[3]) == 4 + m1 * rb
     cycles = struct.unpack("<I", reads[3][:4])[0]
@@ -127,7 +128,7 @@ def test_matvec_read_takes_activations_and_returns_results_in_one_frame_each(fet
 
 def test_matvec_read_rejects_bad_requests_and_keeps_answering():
     k, rb = 10, CFG.result_bytes
-    G, S = P.Cmd.MATVEC_READ | P.RESPONSE_BIT, P.Status
+    G, S = P.Cmd.MATVEC_READ | P.RESPONSE_BIT, P.LinkStatus
     cases = [(P.encode_matvec_read(0, rb, 4, k)[:7], S.BAD_LENGTH),          # arguments cut short
              (P.encode_matvec_read(0, 0, 4, k), S.OUT_OF_RANGE),             # width 0
              (P.encode_matvec_read(0, rb + 1, 4, k), S.OUT_OF_RANGE),        # wider than a result
@@ -148,7 +149,7 @@ def test_matvec_read_rejects_bad_requests_and_keeps_answering():
 
 @FETCH_REGISTER
 def test_check_weights_rejects_ranges_past_the_store(fetch_register):
-    W, S = CFG.weight_words, P.Status
+    W, S = CFG.weight_words, P.LinkStatus
     cases = [((W - 1, 2), S.OUT_OF_RANGE), ((W, 0), S.OUT_OF_RANGE), ((0, W + 1), S.OUT_OF_RANGE),
              ((1, 0xFFFFFFFF), S.OUT_OF_RANGE), ((0xFFFFFFFF, 1), S.OUT_OF_RANGE),
              ((W - 2, 2), S.OK), ((0, W), S.OK), ((5, 0), S.OK)]

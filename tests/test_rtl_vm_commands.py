@@ -6,6 +6,7 @@ import struct
 from rtl.device import DeviceCore
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
+from ternary_core.offload.isa import RunParams
 from tests.amaranth_helpers import exchange_bytes
 from tests.vm_double import (ERR_PC, ERR_POS, ERROR_CODE, NARROW, READ_ONLY, SPACES, TOKENS, WIDE,
                              DoubleLimits, VmDouble, expected_run)
@@ -46,7 +47,7 @@ def test_words_written_are_read_back_and_crc_checked(rng):
                         mem(5, P.Cmd.CHECK_MEM, NARROW, 4, struct.pack("<I", 9)),
                         mem(6, P.Cmd.CHECK_MEM, WIDE, 5, struct.pack("<I", 3))])
     assert [r[0] for r in replies] == [1, 2, 3, 4, 5, 6]
-    assert all(r[2][0] == P.Status.OK for r in replies), replies
+    assert all(r[2][0] == P.LinkStatus.OK for r in replies), replies
     assert replies[2][2][1:] == narrow and replies[3][2][1:] == wide[8:]
     assert replies[4][2][1:] == struct.pack("<I", P.check_crc(narrow))
     assert replies[5][2][1:] == struct.pack("<I", P.check_crc(wide))
@@ -64,15 +65,16 @@ def test_bad_memory_requests_are_rejected_by_name():
                         mem(8, P.Cmd.WRITE_MEM, READ_ONLY, 0, bytes(4)),            # not writable
                         mem(9, P.Cmd.READ_MEM, READ_ONLY, 0, struct.pack("<H", 4)),
                         P.encode_frame(10, P.Cmd.INFO)])
-    S = P.Status
+    S = P.LinkStatus
     assert [r[2][0] for r in replies] == [S.OUT_OF_RANGE, S.OUT_OF_RANGE, S.BAD_LENGTH,
                                           S.OUT_OF_RANGE, S.OUT_OF_RANGE, S.OUT_OF_RANGE,
                                           S.BAD_LENGTH, S.OUT_OF_RANGE, S.OK, S.OK]
 
 
 def run_frame(seq, pos0, ids, n_new, top_k=0, state=0x12345678, inv_t=(0x8001, -3)):
-    return P.encode_frame(seq, P.Cmd.RUN, P.encode_run(pos0, len(ids), n_new, top_k, state,
-                                                       inv_t[0], inv_t[1], ids))
+    params = RunParams(pos0=pos0, n_feed=len(ids), n_new=n_new, state=state, inv_t_m=inv_t[0],
+                       inv_t_e=inv_t[1], top_k=top_k)
+    return P.encode_frame(seq, P.Cmd.RUN, P.encode_run(params, ids))
 
 
 def test_run_feeds_ids_and_returns_the_generated_ones():
@@ -82,7 +84,7 @@ def test_run_feeds_ids_and_returns_the_generated_ones():
     replies = exchange(frames)
     assert [r[0] for r in replies] == [1, 2, 3]
     for (pos0, ids, n_new, top_k), (_, cmd, payload) in zip(requests, replies):
-        assert cmd == P.Cmd.RUN | P.RESPONSE_BIT and payload[0] == P.Status.OK, payload
+        assert cmd == P.Cmd.RUN | P.RESPONSE_BIT and payload[0] == P.LinkStatus.OK, payload
         tokens.update({pos0 + i: t for i, t in enumerate(ids)})
         err, cycles, state = expected_run(tokens, pos0, len(ids), n_new, top_k, 0x12345678, 0x8001, -3)
         want = [tokens[pos0 + len(ids) + i] for i in range(n_new)]
@@ -90,19 +92,21 @@ def test_run_feeds_ids_and_returns_the_generated_ones():
 
 
 def test_a_machine_error_is_a_status_and_its_code_never_ids():
+    no_new = P.RUN_REQUEST.pack(pos0=0, n_feed=1, n_new=0, top_k=0, state=0, inv_t_m=0, inv_t_e=0)
     replies = exchange([run_frame(1, 0, [0xFFFF, 3], 2), run_frame(2, 30, [1], 10),
-                        P.encode_frame(3, P.Cmd.RUN, P.RUN_STRUCT.pack(0, 1, 0, 0, 0, 0, 0) + b"\1\0"),
+                        P.encode_frame(3, P.Cmd.RUN, no_new + b"\1\0"),
                         P.encode_frame(4, P.Cmd.RUN, bytes(16) + b"\x01")])
-    assert replies[0][2] == bytes([P.Status.MODEL_ERROR]) + P.RUN_ERROR_STRUCT.pack(ERROR_CODE, ERR_PC, ERR_POS)
-    assert replies[1][2] == bytes([P.Status.OUT_OF_RANGE])   # 30 + 1 + 10 > RUN_END
-    assert replies[2][2] == bytes([P.Status.OUT_OF_RANGE])   # n_new = 0
-    assert replies[3][2] == bytes([P.Status.BAD_LENGTH])
+    assert replies[0][2] == bytes([P.LinkStatus.MODEL_ERROR]) + P.RUN_ERROR.pack(status=ERROR_CODE, err_pc=ERR_PC,
+                                                                                  err_pos=ERR_POS)
+    assert replies[1][2] == bytes([P.LinkStatus.OUT_OF_RANGE])   # 30 + 1 + 10 > RUN_END
+    assert replies[2][2] == bytes([P.LinkStatus.OUT_OF_RANGE])   # n_new = 0
+    assert replies[3][2] == bytes([P.LinkStatus.BAD_LENGTH])
 
 
 def test_version_2_commands_still_answer_beside_the_machine():
     replies = exchange([P.encode_frame(1, P.Cmd.RESET), P.encode_frame(2, P.Cmd.CHECK_WEIGHTS,
                                                                        struct.pack("<II", 0, 1))])
-    assert [r[2][0] for r in replies] == [P.Status.OK, P.Status.OK]
+    assert [r[2][0] for r in replies] == [P.LinkStatus.OK, P.LinkStatus.OK]
     assert replies[0][1] == P.Cmd.RESET | P.RESPONSE_BIT
 
 
@@ -113,16 +117,17 @@ def test_a_frame_buffer_with_two_cycles_of_read_latency_gives_the_same_replies(r
     from amaranth.lib import wiring
     from amaranth.sim import Simulator
 
-    from rtl.vm_commands import VmCommandEngine, VmSpaces
-    from tests.vm_double import RESULT_LAYOUT, RUN_END, RUN_LAYOUT, SPACE_BITS
+    from rtl.vm.spaces import VmSpaces
+    from rtl.vm_commands import VmCommandEngine
+    from tests.vm_double import RUN_END, SPACE_BITS
 
     data = bytes(rng.integers(0, 256, 5 * 3, dtype="uint8"))
     requests = [(P.Cmd.WRITE_MEM, P.encode_mem(NARROW, 2, data)),
                 (P.Cmd.READ_MEM, P.encode_mem(NARROW, 2, struct.pack("<H", 3))),
-                (P.Cmd.RUN, P.encode_run(0, 2, 2, 1, 7, 0, 0, [5, 6]))]
+                (P.Cmd.RUN, P.encode_run(RunParams(pos0=0, n_feed=2, n_new=2, state=7, top_k=1), [5, 6]))]
     m = Module()
     m.submodules.vmc = vmc = VmCommandEngine(VmSpaces(SPACES, TOKENS, RUN_END, SPACE_BITS),
-                                             MAX_PAYLOAD, RUN_LAYOUT, RESULT_LAYOUT, buf_read_latency=2)
+                                             MAX_PAYLOAD, buf_read_latency=2)
     m.submodules.vm = vm = VmDouble(DoubleLimits())
     for name in ("load", "peek_req", "run"):
         wiring.connect(m, getattr(vmc, name), getattr(vm, name))

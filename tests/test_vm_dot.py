@@ -50,7 +50,8 @@ def test_random_rows_ops_match_the_reference_machine(op, round_, rng):
     img[Space.VMEM][:64] = [-128] * 32 + [(1 << 17) - 1] * 32
     token = img[Space.TOKENS][pos]
     ops = [random_rows_op(rng, lim, pos, token, op) for _ in range(10)]
-    res, ref, mems = run_both(rng, lim, img, ops + [Instr(Op.END)], RunParams(pos, 1, 1, 5))
+    res, ref, mems = run_both(rng, lim, img, ops + [Instr(Op.END)],
+                              RunParams(pos0=pos, n_feed=1, n_new=1, state=5))
     assert rtl_fields(res) == result_fields(ref)
     got, want = mems[Space.VMEM]
     bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]

@@ -14,7 +14,7 @@ from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program
 from ternary_core.offload.memory_map import memory_images, weight_stacks
 from ternary_core.offload.cost import program_cost
-from ternary_core.offload.isa import RunParams, Space, Status
+from ternary_core.offload.isa import MachineStatus, RunParams, Space
 from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.machine import Machine
 from tests.test_model_files import random_model
@@ -65,11 +65,12 @@ def test_small_model_runs_on_the_rtl_vm_as_on_the_reference_machine(tie, tempera
     inv_t = IntegerSampler(temperature).inv_t if temperature else None
     inv_t = (int(inv_t.m), int(inv_t.e)) if inv_t is not None else (0, 0)
     state = xorshift32_seed(seed % 1000)
-    params = RunParams(0, len(prompt), n_new, state, inv_t[0], inv_t[1], top_k)
+    params = RunParams(pos0=0, n_feed=len(prompt), n_new=n_new, state=state, inv_t_m=inv_t[0],
+                       inv_t_e=inv_t[1], top_k=top_k)
 
     mc, _ = Machine.for_model(im, limits, engine)
     want_ids, want = mc.generate(prompt, n_new, state=state, inv_t=inv_t, top_k=top_k)
-    assert want.status == Status.OK
+    assert want.status == MachineStatus.OK
     got = run_rtl(im, engine, limits, program, prompt, params)
     res = got["res"]
     assert (res["status"], res["state"], res["n_done"]) == (int(want.status), want.state, want.n_done)

@@ -6,7 +6,7 @@ back-pressure on ``done`` and ``peek``; RTL == isa's Python Machine."""
 import pytest
 
 from ternary_core.offload import isa
-from ternary_core.offload.isa import (Cond, Instr, Op, RunParams, SampleFn, SFn, Space, Status,
+from ternary_core.offload.isa import (Cond, Instr, Op, RunParams, SampleFn, SFn, Space, MachineStatus,
                                       VFn)
 from tests.vm_helpers import (VmRig, load_space, peek_space, random_images, result_fields,
                               rtl_fields, run_both, simulate, small_engine, small_limits)
@@ -45,12 +45,13 @@ def images(rng, lim, tokens):
 
 
 @pytest.mark.parametrize("params", [
-    RunParams(0, 3, 4, 7),                   # greedy: 6 steps, 4 generated ids
-    RunParams(2, 1, 5, 9, 40000, -20, 5),    # sampled (inv_t != 0): cond SAMPLED runs
-    RunParams(0, 0, 1, 1),                   # BAD_PARAMS: nothing fed
-    RunParams(0, 1, 0, 1),                   # BAD_PARAMS: nothing to generate
-    RunParams(10, 4, 3, 1),                  # BAD_PARAMS: past the context (16)
-    RunParams(13, 1, 3, 1),                  # exactly to the end of the context
+    RunParams(pos0=0, n_feed=3, n_new=4, state=7),      # greedy: 6 steps, 4 generated ids
+    # sampled (inv_t != 0): cond SAMPLED runs
+    RunParams(pos0=2, n_feed=1, n_new=5, state=9, inv_t_m=40000, inv_t_e=-20, top_k=5),
+    RunParams(pos0=0, n_feed=0, n_new=1, state=1),      # BAD_PARAMS: nothing fed
+    RunParams(pos0=0, n_feed=1, n_new=0, state=1),      # BAD_PARAMS: nothing to generate
+    RunParams(pos0=10, n_feed=4, n_new=3, state=1),     # BAD_PARAMS: past the context (16)
+    RunParams(pos0=13, n_feed=1, n_new=3, state=1),     # exactly to the end of the context
 ], ids=["greedy", "sampled", "no-feed", "no-new", "past-context", "full-context"])
 def test_runs_loop_over_positions_as_the_reference_does(params, rng):
     lim = small_limits()
@@ -85,13 +86,13 @@ def test_errors_stop_the_run_with_the_reference_status(case, rng):
         words[6] |= 0xF           # opcode 15 at instruction 3
     img = images(rng, lim, toks)
     img[Space.PROG] = words
-    res, ref, _ = run_both(rng, lim, img, [], RunParams(0, 4, 3, 3), spaces=(),
+    res, ref, _ = run_both(rng, lim, img, [], RunParams(pos0=0, n_feed=4, n_new=3, state=3), spaces=(),
                            prog_image=True)
     if case == "attn":            # the RTL has no ATTN yet: it must stop, never go on
-        assert res["status"] == Status.BAD_OPCODE and res["err_pc"] == 3
+        assert res["status"] == MachineStatus.BAD_OPCODE and res["err_pc"] == 3
         return
     assert rtl_fields(res) == result_fields(ref)
-    assert res["status"] != Status.OK
+    assert res["status"] != MachineStatus.OK
 
 
 def test_done_and_peek_wait_for_their_reader(rng):
@@ -143,5 +144,5 @@ def test_done_and_peek_wait_for_their_reader(rng):
     assert out["more"] == [5, (-6) & ((1 << 40) - 1), 7]
     p = out["param"]
     assert [p[isa.PARAM_WORDS[k]] for k in ("pos0", "n_feed", "n_new", "state")] == [0, 1, 1, 77]
-    assert p[isa.RESULT_WORDS["status"]] == Status.OK and p[isa.RESULT_WORDS["n_done"]] == 1
+    assert p[isa.RESULT_WORDS["status"]] == MachineStatus.OK and p[isa.RESULT_WORDS["n_done"]] == 1
     assert p[isa.RESULT_WORDS["cycles"]] > 0

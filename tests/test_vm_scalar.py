@@ -85,7 +85,7 @@ def check(rng, lim, img, ops, ir, pos):
     img[Space.VMEM][ZERO_AT] = 0
     prog = (set_ir_program(ir) + ops + dump_ir_program(DUMP_AT, ZERO_AT)
             + dump_sr_program(SR_AT, SRS) + [Instr(Op.END)])
-    res, ref, mems = run_both(rng, lim, img, prog, RunParams(pos, 1, 1, 99),
+    res, ref, mems = run_both(rng, lim, img, prog, RunParams(pos0=pos, n_feed=1, n_new=1, state=99),
                               spaces=(Space.VMEM, Space.KVS))
     assert rtl_fields(res) == result_fields(ref), ops
     for sp, (got, want) in mems.items():
@@ -139,7 +139,7 @@ def test_scalar_overflow_stops_the_run_where_the_reference_does(case, rng):
     if case == "svop":
         # the RTL writes the products it has before it stops: compare registers and status only
         prog = set_ir_program(ir) + ops + [Instr(Op.END)]
-        res, ref, _ = run_both(rng, lim, img, prog, RunParams(3, 1, 1, 99), spaces=())
+        res, ref, _ = run_both(rng, lim, img, prog, RunParams(pos0=3, n_feed=1, n_new=1, state=99), spaces=())
         assert rtl_fields(res) == result_fields(ref)
-    assert res["status"] == isa.Status.SCALAR_OVF
+    assert res["status"] == isa.MachineStatus.SCALAR_OVF
     assert res["err_pc"] == len(set_ir_program(ir)) + 1 and res["err_pos"] == 3

@@ -72,7 +72,7 @@ def test_random_vops_match_the_reference_machine(round_, rng):
     ir = random_ir_values(rng)
     ops = [random_vop(rng, lim, pos, token) for _ in range(24)]
     prog = set_ir_program(ir) + ops + dump_ir_program(DUMP_AT, ZERO_AT) + [Instr(Op.END)]
-    res, ref, mems = run_both(rng, lim, img, prog, RunParams(pos, 1, 1, 12345),
+    res, ref, mems = run_both(rng, lim, img, prog, RunParams(pos0=pos, n_feed=1, n_new=1, state=12345),
                               spaces=(Space.VMEM, Space.KVK, Space.KVV))
     assert rtl_fields(res) == result_fields(ref)
     for sp, (got, want) in mems.items():

@@ -10,11 +10,12 @@ err_pc 0x1234, err_pos 0xBEEF).
 
 from dataclasses import dataclass
 
-from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth import Module, Mux, Signal
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.vm_commands import VmSpaces, WORD_BITS, load_layout, peek_layout
+from rtl.vm.layouts import LOAD_DATA_BITS, load_layout, peek_layout, result_layout, run_layout
+from rtl.vm.spaces import VmSpaces
 
 TOKENS, WIDE, NARROW, READ_ONLY = 0, 3, 1, 9
 SPACES = {TOKENS: (2, 40, True), NARROW: (5, 16, True), WIDE: (8, 8, True), READ_ONLY: (4, 4, False)}
@@ -22,10 +23,6 @@ SPACE_BITS = 4
 RUN_END = 40
 ERROR_CODE = 3
 
-RUN_LAYOUT = data.StructLayout({"pos0": 16, "n_feed": 16, "n_new": 16, "top_k": 16, "state": 32,
-                                "inv_t_m": 16, "inv_t_e": signed(16)})
-RESULT_LAYOUT = data.StructLayout({"status": 8, "cycles": 32, "state": 32, "err_pc": 16,
-                                   "err_pos": 16, "n_done": 16})
 ERR_PC, ERR_POS = 0x1234, 0xBEEF
 
 
@@ -52,9 +49,9 @@ class VmDouble(wiring.Component):
         super().__init__({
             "load": In(stream.Signature(load_layout(SPACE_BITS))),
             "peek_req": In(stream.Signature(peek_layout(SPACE_BITS))),
-            "peek": Out(stream.Signature(WORD_BITS)),
-            "run": In(stream.Signature(RUN_LAYOUT)),
-            "done": Out(stream.Signature(RESULT_LAYOUT)),
+            "peek": Out(stream.Signature(LOAD_DATA_BITS)),
+            "run": In(stream.Signature(run_layout())),
+            "done": Out(stream.Signature(result_layout())),
         })
 
     def elaborate(self, platform):
@@ -65,8 +62,8 @@ class VmDouble(wiring.Component):
             m.submodules[f"mem{sid}"] = mem
         wports = {sid: mem.write_port() for sid, mem in mems.items()}
         rports = {sid: mem.read_port() for sid, mem in mems.items()}
-        par = Signal(RUN_LAYOUT)
-        p, last, prev = Signal(17), Signal(17), Signal(16)
+        par = Signal(run_layout())
+        p, last = Signal(17), Signal(17)
         err = Signal(8)
         cycles = Signal(32)
         space = Signal(SPACE_BITS)

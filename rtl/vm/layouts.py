@@ -1,14 +1,16 @@
 """Amaranth shapes of the ISA (ternary_core/offload/isa.py is the one definition): the
-ports' payloads and the instruction fields as slices of a 128-bit word."""
+machine's port payloads, the RUN request as it arrives on the link, and the instruction
+fields as slices of a 128-bit word."""
 
 from amaranth import signed, unsigned
 from amaranth.lib import data
 
+from ternary_core import protocol as P
 from ternary_core.offload import isa
 
 SPACE_BITS = 5
-LOAD_ADDR_BITS = 24
-LOAD_DATA_BITS = 64
+LOAD_ADDR_BITS = P.MEM_ADDR_BITS    # the link's word address reaches every word
+LOAD_DATA_BITS = 64                 # the machine's load/peek data width
 
 
 def fields_layout(fields):
@@ -24,12 +26,25 @@ def result_layout():
     return fields_layout(isa.RUN_RESULT)
 
 
-def load_layout():
-    return data.StructLayout({"space": SPACE_BITS, "addr": LOAD_ADDR_BITS, "data": LOAD_DATA_BITS})
+def wire_layout(record):
+    """The bits of a :class:`~ternary_core.protocol.WireRecord` as its little-endian
+    bytes arrive: each field at its byte offset, with the isa's width and sign."""
+    fields = {name: data.Field(signed(f.bits) if f.signed else unsigned(f.bits), 8 * record.offsets[name])
+              for name, f in record.isa_fields.items()}
+    return data.FlexibleLayout(8 * record.size, fields)
 
 
-def peek_layout():
-    return data.StructLayout({"space": SPACE_BITS, "addr": LOAD_ADDR_BITS})
+def run_request_layout():
+    """The RUN request's argument bytes (:data:`ternary_core.protocol.RUN_REQUEST`)."""
+    return wire_layout(P.RUN_REQUEST)
+
+
+def load_layout(space_bits=SPACE_BITS):
+    return data.StructLayout({"space": space_bits, "addr": LOAD_ADDR_BITS, "data": LOAD_DATA_BITS})
+
+
+def peek_layout(space_bits=SPACE_BITS):
+    return data.StructLayout({"space": space_bits, "addr": LOAD_ADDR_BITS})
 
 
 def field(word, name, op=None):

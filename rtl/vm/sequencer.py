@@ -9,7 +9,7 @@ from amaranth import Array, Const, Mux, Signal, signed
 
 from ternary_core.integer.fixed import E_ZERO
 from ternary_core.offload import isa
-from ternary_core.offload.isa import (Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space, Status,
+from ternary_core.offload.isa import (Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space, MachineStatus,
                                       SVFn)
 
 from ..arith.scalar_unit import ScalarOp
@@ -107,7 +107,7 @@ class MachineSequencer:
                             m.d.sync += vm.peek.payload.eq(mem.r_data(0))
             with m.If(vm.run.valid):
                 run = vm.run.payload
-                m.d.sync += [dp.prm.eq(run), dp.status.eq(Status.OK), dp.err_pc.eq(0),
+                m.d.sync += [dp.prm.eq(run), dp.status.eq(MachineStatus.OK), dp.err_pc.eq(0),
                              dp.err_pos.eq(0), dp.n_done.eq(0), dp.total.eq(0),
                              dp.last_pos.eq(run.pos0 + run.n_feed + run.n_new - 2)]
                 m.next = "RUN_CHECK"
@@ -125,7 +125,7 @@ class MachineSequencer:
             with m.If(ok):
                 m.next = "SR_INIT"
             with m.Else():
-                m.d.sync += dp.status.eq(Status.BAD_PARAMS)
+                m.d.sync += dp.status.eq(MachineStatus.BAD_PARAMS)
                 m.next = "FINISH"
 
         with m.State("SR_INIT"):
@@ -162,7 +162,7 @@ class MachineSequencer:
         with m.State("FETCH"):
             m.d.comb += [dp.rd_a_sp.eq(Space.PROG), dp.rd_a.eq(dp.pc << 1)]
             with m.If(dp.pc >= lim.prog_words):
-                self.fail(Status.PROG_END)
+                self.fail(MachineStatus.PROG_END)
             with m.Else():
                 m.next = "LATCH"
 
@@ -228,13 +228,13 @@ class MachineSequencer:
                 with m.Case(o):
                     m.d.comb += fn_ok.eq(fn <= max(e))
         with m.If((op > Op.END) | (op == Op.ATTN)):      # ATTN: not built (yet)
-            self.fail(Status.BAD_OPCODE)
+            self.fail(MachineStatus.BAD_OPCODE)
         with m.Elif(op == Op.END):
             m.next = "END"
         with m.Elif(skip | (op == Op.NOP)):
             m.next = "NEXT"
         with m.Elif(~fn_ok):
-            self.fail(Status.BAD_OPCODE)
+            self.fail(MachineStatus.BAD_OPCODE)
         with m.Else():
             with m.Switch(op):
                 with m.Case(Op.VOP):
@@ -260,7 +260,7 @@ class MachineSequencer:
             m.d.comb += [dp.rd_a_sp.eq(Space.PROG), dp.rd_a.eq((dp.pc + 1) << 1)]
             m.d.sync += dp.pc.eq(dp.pc + 1)
             with m.If(dp.pc + 1 >= lim.prog_words):
-                m.d.sync += [dp.status.eq(Status.PROG_END), dp.err_pc.eq(dp.pc + 1),
+                m.d.sync += [dp.status.eq(MachineStatus.PROG_END), dp.err_pc.eq(dp.pc + 1),
                              dp.err_pos.eq(dp.pos)]
                 m.next = "FINISH"
             with m.Else():
@@ -340,7 +340,7 @@ class MachineSequencer:
             done_all = Mux(smul, self.ocount == n, ~issue & ~issued)
             with m.If(done_all):
                 with m.If(self.su_err):
-                    self.fail(Status.SCALAR_OVF)
+                    self.fail(MachineStatus.SCALAR_OVF)
                 with m.Elif(fn == SVFn.SMUL2):
                     m.d.sync += [vi.eq(0), self.ocount.eq(0)]
                     m.next = "SVOP2"
@@ -372,7 +372,7 @@ class MachineSequencer:
                     m.d.sync += self.su_err.eq(1)
             with m.If(self.ocount == n):
                 with m.If(self.su_err):
-                    self.fail(Status.SCALAR_OVF)
+                    self.fail(MachineStatus.SCALAR_OVF)
                 with m.Else():
                     m.d.comb += [dp.ir_w_idx.eq(dp.red_ir), dp.ir_w_data.eq(self.maxe),
                                  dp.ir_w_en.eq(dp.red == Red.MAXE)]
@@ -401,7 +401,7 @@ class MachineSequencer:
                 with m.Case(SFn.FROM_INT):
                     xv = ir_ra + sop_imm
                     with m.If(xv < 0):
-                        self.fail(Status.SCALAR_OVF)
+                        self.fail(MachineStatus.SCALAR_OVF)
                     with m.Else():
                         su_start(ScalarOp.FROM_INT, k=ir_rb, x=xv)
                 with m.Case(SFn.MUL):
@@ -441,7 +441,7 @@ class MachineSequencer:
         with m.State("SOP_WAIT"):
             with m.If(su.o.valid):
                 with m.If(scalar_bad(self.sres)):
-                    self.fail(Status.SCALAR_OVF)
+                    self.fail(MachineStatus.SCALAR_OVF)
                 with m.Else():
                     m.d.comb += [dp.sr_w_idx.eq(f("d", Op.SOP)), dp.sr_w_en.eq(1),
                                  dp.sr_w_data.eq(scalar_word(self.sres.value.m,
@@ -556,12 +556,12 @@ class MachineSequencer:
             with m.Switch(dp.fn):
                 with m.Case(SampleFn.TCHECK):
                     with m.If(dp.token >= n):
-                        self.fail(Status.BAD_TOKEN)
+                        self.fail(MachineStatus.BAD_TOKEN)
                     with m.Else():
                         m.next = "NEXT"
                 with m.Case(SampleFn.EMIT):
                     with m.If((ir_a_v < 0) | (ir_a_v >= n)):
-                        self.fail(Status.BAD_TOKEN)
+                        self.fail(MachineStatus.BAD_TOKEN)
                     with m.Else():
                         m.d.comb += [dp.wr_sp.eq(Space.TOKENS), dp.wr_addr.eq(dp.pos + 1),
                                      dp.wr_data.eq(ir_a_v), dp.wr_en.eq(1)]

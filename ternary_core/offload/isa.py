@@ -18,8 +18,9 @@ In the upload path (the ``load`` stream of the VM) a PROG word is 64 bits: instr
 ``i`` is PROG words ``2i`` (bits 63..0) and ``2i+1`` (bits 127..64).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields as dc_fields
 from enum import IntEnum
+from typing import NamedTuple
 
 from ..errors import TernaryError
 
@@ -401,7 +402,7 @@ def prog_unwords(words):
 
 # ---- run parameters and result ---------------------------------------------------------
 
-class Status(IntEnum):
+class MachineStatus(IntEnum):
     """RunResult status (error codes). Any error stops the run; the ids produced before
     the failing step are valid, nothing after it is."""
     OK = 0
@@ -412,20 +413,29 @@ class Status(IntEnum):
     PROG_END = 5       # the program ran past its last word without END
 
 
-# (name, bits, signed): the `run` stream payload and the PARAM words, in this order
-RUN_PARAMS = (("pos0", 16, False), ("n_feed", 16, False), ("n_new", 16, False),
-              ("state", 32, False), ("inv_t_m", 16, False), ("inv_t_e", 16, True),
-              ("top_k", 16, False))
-RUN_RESULT = (("status", 8, False), ("cycles", 32, False), ("state", 32, False),
-              ("err_pc", 16, False), ("err_pos", 16, False), ("n_done", 16, False))
+class RunField(NamedTuple):
+    name: str
+    bits: int
+    signed: bool
+
+
+# The `run` stream payload and the PARAM words, in this order (the RTL port layouts are
+# built from these tables; ternary_core.protocol places the same fields on the link by name)
+RUN_PARAMS = (RunField("pos0", 16, False), RunField("n_feed", 16, False), RunField("n_new", 16, False),
+              RunField("state", 32, False), RunField("inv_t_m", 16, False), RunField("inv_t_e", 16, True),
+              RunField("top_k", 16, False))
+RUN_RESULT = (RunField("status", 8, False), RunField("cycles", 32, False), RunField("state", 32, False),
+              RunField("err_pc", 16, False), RunField("err_pos", 16, False), RunField("n_done", 16, False))
 # PARAM space: one 32-bit word per field; results from word 8 on
-PARAM_WORDS = {name: i for i, (name, _, _) in enumerate(RUN_PARAMS)}
-RESULT_WORDS = {name: 8 + i for i, (name, _, _) in enumerate(RUN_RESULT)}
+PARAM_WORDS = {f.name: i for i, f in enumerate(RUN_PARAMS)}
+RESULT_WORDS = {f.name: 8 + i for i, f in enumerate(RUN_RESULT)}
 PARAM_DEPTH = 16
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunParams:
+    """One run's parameters (the fields of :data:`RUN_PARAMS`), by keyword only: the
+    link, the PARAM words and the port order them differently."""
     pos0: int
     n_feed: int
     n_new: int
@@ -435,10 +445,10 @@ class RunParams:
     top_k: int = 0
 
     def words(self):
-        return [getattr(self, n) & 0xFFFFFFFF for n, _, _ in RUN_PARAMS]
+        return [getattr(self, f.name) & 0xFFFFFFFF for f in RUN_PARAMS]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     status: int
     cycles: int
@@ -448,5 +458,6 @@ class RunResult:
     n_done: int = 0        # generated ids written (TOKENS[pos0+n_feed .. +n_done-1])
 
 
-def payload_bits(fields):
-    return sum(b for _, b, _ in fields)
+for _cls, _table in ((RunParams, RUN_PARAMS), (RunResult, RUN_RESULT)):
+    if tuple(f.name for f in dc_fields(_cls)) != tuple(f.name for f in _table):
+        raise AssertionError(f"{_cls.__name__}'s fields are not those of its table")

@@ -25,7 +25,7 @@ from ..integer.sampling import xorshift32
 from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS,
                   RESULT_WORDS, RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS,
                   SW_M_BITS, AttnFn, Dyn, Op, Red, RunParams, RunResult,
-                  SampleFn, SFn, Space, Status, SVFn, VFn, decode, encode, kv_scale_addr,
+                  SampleFn, SFn, Space, MachineStatus, SVFn, VFn, decode, encode, kv_scale_addr,
                   to_signed)
 from .compiler import compile_program
 from .limits import DEFAULT_ENGINE, DeviceLimits
@@ -38,11 +38,11 @@ _IR_MASK = (1 << IR_BITS) - 1
 
 
 class DeviceStop(Exception):
-    """A device error (:class:`~.isa.Status`) that stops the run."""
+    """A device error (:class:`~.isa.MachineStatus`) that stops the run."""
 
     def __init__(self, status, msg=""):
-        super().__init__(msg or Status(status).name)
-        self.status = Status(status)
+        super().__init__(msg or MachineStatus(status).name)
+        self.status = MachineStatus(status)
 
 
 def _wrap(v, bits, signed=True):
@@ -79,7 +79,7 @@ def _check_exp(m, e, where):
     m, e = np.asarray(m), np.asarray(e)
     bad = (m != 0) & ((e < E_MIN) | (e > E_MAX))
     if bad.any():
-        raise DeviceStop(Status.SCALAR_OVF, f"scalar exponent overflow in {where}")
+        raise DeviceStop(MachineStatus.SCALAR_OVF, f"scalar exponent overflow in {where}")
 
 
 class Machine:
@@ -125,8 +125,8 @@ class Machine:
         """Write ``ids`` to TOKENS from ``pos0`` and run; returns ``(new ids, RunResult)``."""
         ids = [int(t) for t in ids]
         self.load(Space.TOKENS, ids, pos0)
-        res = self.run(RunParams(pos0, len(ids), n_new, state, int(inv_t[0]), int(inv_t[1]),
-                                 top_k), **kw)
+        res = self.run(RunParams(pos0=pos0, n_feed=len(ids), n_new=n_new, state=state,
+                                 inv_t_m=int(inv_t[0]), inv_t_e=int(inv_t[1]), top_k=top_k), **kw)
         at = pos0 + len(ids)
         return [int(t) for t in self.mem[Space.TOKENS][at:at + res.n_done]], res
 
@@ -200,7 +200,7 @@ class Machine:
     def set_sr(self, i, m, e, where="SR write"):
         m, e = int(m), int(e)
         if m and not E_MIN <= e <= E_MAX:
-            raise DeviceStop(Status.SCALAR_OVF, f"scalar exponent overflow in {where}")
+            raise DeviceStop(MachineStatus.SCALAR_OVF, f"scalar exponent overflow in {where}")
         if 0 <= i < SR_COUNT:
             self.sr_m[i], self.sr_e[i] = m, e
 
@@ -220,7 +220,7 @@ class Machine:
         lim = self.limits
         last = p.pos0 + p.n_feed + p.n_new - 1
         if p.n_feed < 1 or p.n_new < 1 or last > lim.context or p.pos0 < 0:
-            return RunResult(Status.BAD_PARAMS, 0, p.state & 0xFFFFFFFF)
+            return RunResult(status=MachineStatus.BAD_PARAMS, cycles=0, state=p.state & 0xFFFFFFFF)
         # a zero inv_t (greedy) is the canonical zero whatever its exponent field says
         self.sr_m[SR_INV_T] = p.inv_t_m
         self.sr_e[SR_INV_T] = to_signed(p.inv_t_e, 16) if p.inv_t_m else E_ZERO
@@ -237,12 +237,13 @@ class Machine:
             try:
                 self.step(on_instr)
             except DeviceStop as stop:
-                return RunResult(stop.status, 0, self.state, self.pc, pos, done)
+                return RunResult(status=stop.status, cycles=0, state=self.state, err_pc=self.pc,
+                                 err_pos=pos, n_done=done)
             self.mem[Space.CYCLES][pos] = 0
             done += self.gen
             if on_step is not None:
                 on_step(self, pos)
-        return RunResult(Status.OK, 0, self.state, 0, 0, done)
+        return RunResult(status=MachineStatus.OK, cycles=0, state=self.state, n_done=done)
 
     def step(self, on_instr=None):
         """Run the program once (the step at ``self.pos``) until END."""
@@ -250,7 +251,7 @@ class Machine:
         prog = self.prog
         while True:
             if self.pc >= len(prog):
-                raise DeviceStop(Status.PROG_END)
+                raise DeviceStop(MachineStatus.PROG_END)
             ins = prog[self.pc]
             if execute(self, ins):
                 return
@@ -342,7 +343,7 @@ def _fn(enum, ins):
     try:
         return enum(ins.fn)
     except ValueError:
-        raise DeviceStop(Status.BAD_OPCODE, f"{ins.op.name} fn {ins.fn}") from None
+        raise DeviceStop(MachineStatus.BAD_OPCODE, f"{ins.op.name} fn {ins.fn}") from None
 
 
 def _vop(mc, ins):
@@ -394,7 +395,7 @@ def _vop(mc, ins):
     elif fn == VFn.EXP2X:
         v = exp2_neg(np.clip(x + y, 0, 1 << 30))
     else:
-        raise DeviceStop(Status.BAD_OPCODE, f"VOP fn {ins.fn}")
+        raise DeviceStop(MachineStatus.BAD_OPCODE, f"VOP fn {ins.fn}")
     sh = ins.sh_imm + mc.ir[ins.sh_ir] - (ye if fn == VFn.MULS else 0)
     bits = ins.bits
     out = shift_round_saturate(v, sh, bits)
@@ -425,7 +426,7 @@ def _svop(mc, ins):
         _write(mc, ins.d_space, ins.d_addr + _dyn(ins, mc, Dyn.D),
                np.broadcast_to(_sw_pack(r.m, r.e), (n,)), ins)
     elif fn != SVFn.MAXE:
-        raise DeviceStop(Status.BAD_OPCODE, f"SVOP fn {ins.fn}")
+        raise DeviceStop(MachineStatus.BAD_OPCODE, f"SVOP fn {ins.fn}")
     if ins.red == Red.MAXE:
         mc.set_ir(ins.red_ir, int(xe.max()) if n else E_MIN)
     elif ins.red != Red.NONE:
@@ -442,7 +443,7 @@ def _sop(mc, ins):
         if fn == SFn.FROM_INT:
             x = ir[a] + ins.imm
             if x < 0:
-                raise DeviceStop(Status.SCALAR_OVF, f"from_int of a negative integer in {where}")
+                raise DeviceStop(MachineStatus.SCALAR_OVF, f"from_int of a negative integer in {where}")
             r = scalar_from_int(np.int64(x), np.int64(ir[b]))
         elif fn == SFn.MUL:
             r = scalar_mul(mc.scalar(a), mc.scalar(b))
@@ -469,7 +470,7 @@ def _sop(mc, ins):
         live = mc.sr_m[a] != 0 and ir[b] != 0
         mc.set_ir(d, max(ir[ins.c], mc.sr_e[a]) if live else ir[ins.c])
     else:
-        raise DeviceStop(Status.BAD_OPCODE, f"SOP fn {fn}")
+        raise DeviceStop(MachineStatus.BAD_OPCODE, f"SOP fn {fn}")
 
 
 def _rows(mc, ins, n):
@@ -536,13 +537,13 @@ def _sample(mc, ins):
     elif fn == SampleFn.EMIT:
         t = mc.ir[ins.ir_a]
         if not 0 <= t < n:
-            raise DeviceStop(Status.BAD_TOKEN, f"id {t} >= {n}")
+            raise DeviceStop(MachineStatus.BAD_TOKEN, f"id {t} >= {n}")
         _write(mc, Space.TOKENS, mc.pos + 1, [t], ins, "EMIT")
     elif fn == SampleFn.TCHECK:
         if not 0 <= mc.token < n:
-            raise DeviceStop(Status.BAD_TOKEN, f"token {mc.token} >= {n}")
+            raise DeviceStop(MachineStatus.BAD_TOKEN, f"token {mc.token} >= {n}")
     else:
-        raise DeviceStop(Status.BAD_OPCODE, f"SAMPLE fn {fn}")
+        raise DeviceStop(MachineStatus.BAD_OPCODE, f"SAMPLE fn {fn}")
 
 
 def _attn(mc, ins):
@@ -585,7 +586,7 @@ def execute(mc, ins):
         try:
             ins = decode(ins)
         except TernaryError:
-            raise DeviceStop(Status.BAD_OPCODE) from None
+            raise DeviceStop(MachineStatus.BAD_OPCODE) from None
     if ins.op == Op.END:
         return True
     if not runs(ins, gen=mc.gen, sampled=mc.sr_m[SR_INV_T] != 0):
