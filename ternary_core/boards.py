@@ -31,7 +31,7 @@ class BoardProfile:
 # vector machine, whose block RAM also holds the rest of the model.
 MODEL_WEIGHT_WORDS = 2304
 _ULX3S_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024, weight_words=4096,
-                             adder_levels_per_stage=1)
+                             adder_levels_per_stage=1, act_lutram=True)
 
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
