@@ -70,8 +70,8 @@ async def random_back_to_back_writes_and_reads(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
 
-    # A handful of addresses, so that reads often hit a word written a cycle or two
-    # before (and the bank bit of a store deeper than one RAM).
+    # A handful of addresses (the top word among them), so that reads often hit a word
+    # written a cycle or two before.
     addrs = sorted(rng.sample(range(CFG.weight_words), min(6, CFG.weight_words)) + [CFG.weight_words - 1])
     model = StoreModel(STORE == "packed")
     ops = [("w", a, rng.getrandbits(8 * NB), FULL) for a in addrs]  # every address known
@@ -83,7 +83,8 @@ async def random_back_to_back_writes_and_reads(dut):
         else:
             mask = FULL if kind == "w" else 1 << rng.randrange(NB)
             ops.append(("w", addr, rng.getrandbits(8 * NB), mask))
-    # the command engine's upload: a word's bytes one a cycle, byte 0 first, then reads
+    # a word's bytes in turn, byte 0 first, as an upload writes them (back to back here),
+    # then every word read
     ops += [("w", addrs[0], rng.getrandbits(8 * NB), 1 << i) for i in range(NB)] + [("r", a, 0, 0) for a in addrs]
 
     pending = {}  # cycle -> (op index, address, expected word)
