@@ -94,7 +94,7 @@ class CommandEngine(wiring.Component):
         # Only as wide as the memories need (checked addresses, and one word past the
         # end): every bit of these costs logic cells the iCEBreaker is short of.
         waddr = Signal(max(W, A).bit_length() + 1)
-        lane = Signal(range(max(cfg.word_bytes, cfg.cols) + 1))
+        lane = Signal(range(max(cfg.word_bytes, cfg.cols, self.engine.weight_read_latency) + 1))  # CW_WAIT counts in it
         nwords = Signal(W.bit_length())        # CHECK_WEIGHTS: at most W
         shreg = Signal(8 * max(cfg.word_bytes, cfg.result_bytes, 4))
         chained = Signal()      # MATVEC_READ: LOAD_ACTIVATIONS and MATVEC go on to the next step

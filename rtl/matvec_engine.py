@@ -74,8 +74,14 @@ class MatvecEngine(wiring.Component):
         Row tiles in order; ``last`` marks the final tile of each command.
     weights : In(WeightBusSignature)
         Access to the weight store for the command engine while the sequencer is free.
-        Registered: a write takes effect two cycles after it is presented, and read
-        data follows its address by :attr:`weight_read_latency` cycles.
+        Pipelined, with no back-pressure: an address (a read, or a write when
+        ``wmask`` is not zero) may be presented every cycle, reads and writes in any
+        order; each reaches the RAM two cycles after it is presented, in the order
+        presented, so a read sees every write presented on an earlier cycle (the one
+        just before included) and none presented later. Read data is on ``rdata`` for
+        the one cycle :attr:`weight_read_latency` cycles after its address. Accesses
+        presented from the cycle before a command is accepted until it is done are
+        lost (``cmd`` is not accepted while a write is in the registers).
     acts : Out(WritePort.Signature)
         Byte-granular writes to the activation buffer (the engine *is* this port),
         taking effect two cycles later like the weight writes. Only while no command is
@@ -121,8 +127,9 @@ class MatvecEngine(wiring.Component):
     @property
     def weight_read_latency(self):
         """Cycles from an address on ``weights`` to its data on ``weights.rdata``: the
-        address register, the RAM, and the RAM output register if there is one."""
-        return 3 if self.fetch_register else 2
+        two registers every outside access takes, the RAM, and the RAM output register
+        if there is one."""
+        return 4 if self.fetch_register else 3
 
     @property
     def front_stages(self):
@@ -154,11 +161,12 @@ class MatvecEngine(wiring.Component):
         m = Module()
 
         m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl)
-        # Yosys folds the register after an asynchronous read back into a block RAM, so
-        # with the fetch register the buffer is marked for LUT RAM explicitly.
+        # Yosys folds the register after an asynchronous read back into a block RAM, so a
+        # board that needs the buffer in LUT RAM asks for it (cfg.act_lutram); plain
+        # Verilog carries no vendor choice.
         m.submodules.act_mem = act_mem = memory.Memory(
             shape=unsigned(8 * C), depth=cfg.act_words, init=[],
-            attrs={"ram_style": "distributed"} if self.fetch_register else None)
+            attrs={"ram_style": "distributed"} if cfg.act_lutram else None)
         # With the fetch register, the activation buffer is read asynchronously (LUT RAM
         # on an ECP5, next to the MAC array) and registered twice, in step with the
         # weight word (RAM, then register): a block RAM's output could not cross the chip
@@ -232,33 +240,32 @@ class MatvecEngine(wiring.Component):
         # Outside accesses reach the RAMs through registers too (address, data, mask):
         # the RAMs are spread over the whole chip, and the command engine's address
         # logic plus that fan-out did not fit one 10 ns cycle.
-        # Reads take the address through one register; writes take address, data and
-        # mask through two, as the activation writes do.
-        ext_addr_q = Signal.like(self.weights.addr)
+        # Reads and writes take the same two registers, so an access presented on cycle
+        # t has the RAM on cycle t + 2 whatever it is: with a shorter path for reads, a
+        # read the cycle after a write would want the RAM on the write's cycle (and was
+        # lost to it, issue #25).
         w_addr_1, w_addr_q = Signal.like(self.weights.addr), Signal.like(self.weights.addr)
         w_data_1, w_mask_1 = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
-        w_data_q, w_mask_q, w_pending = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask), Signal()
-        m.d.sync += [ext_addr_q.eq(self.weights.addr),
-                     w_addr_1.eq(self.weights.addr), w_data_1.eq(self.weights.wdata),
+        w_data_q, w_mask_q = Signal.like(self.weights.wdata), Signal.like(self.weights.wmask)
+        m.d.sync += [w_addr_1.eq(self.weights.addr), w_data_1.eq(self.weights.wdata),
                      w_mask_1.eq(self.weights.wmask),
-                     w_addr_q.eq(w_addr_1), w_data_q.eq(w_data_1), w_mask_q.eq(w_mask_1),
-                     w_pending.eq(w_mask_1.any())]
+                     w_addr_q.eq(w_addr_1), w_data_q.eq(w_data_1), w_mask_q.eq(w_mask_1)]
         if self.fetch_register:
             # The address (and write mask) reach the RAMs from a register of their own,
             # the choice between the sequencer and the outside made in front of it: the
             # weight RAMs span the chip (7 ns of routing on the ULX3S), which leaves no
-            # room for the multiplexer in the same cycle. Outside reads and writes take
-            # as long as before (this register replaces their last one); the sequencer's
-            # reads take a cycle more, and its activation address is registered to match.
+            # room for the multiplexer in the same cycle. This register is the outside
+            # accesses' second; the sequencer's reads take a cycle more, and its
+            # activation address is registered to match.
             bus_addr, bus_wmask = Signal.like(store.bus.addr), Signal.like(store.bus.wmask)
             aaddr_q = Signal.like(aaddr)
-            m.d.sync += [bus_addr.eq(Mux(running, waddr, Mux(w_mask_1.any(), w_addr_1, self.weights.addr))),
+            m.d.sync += [bus_addr.eq(Mux(running, waddr, w_addr_1)),
                          bus_wmask.eq(Mux(running, 0, w_mask_1)), aaddr_q.eq(aaddr)]
             m.d.comb += [store.bus.addr.eq(bus_addr), store.bus.wdata.eq(w_data_q),
                          store.bus.wmask.eq(bus_wmask), act_rd.addr.eq(aaddr_q)]
         else:
             m.d.comb += [
-                store.bus.addr.eq(Mux(running, waddr, Mux(w_pending, w_addr_q, ext_addr_q))),
+                store.bus.addr.eq(Mux(running, waddr, w_addr_q)),
                 store.bus.wdata.eq(w_data_q),
                 store.bus.wmask.eq(Mux(running, 0, w_mask_q)),
                 act_rd.addr.eq(aaddr),

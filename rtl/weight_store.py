@@ -11,7 +11,10 @@ from amaranth.lib.wiring import In, Out
 
 class WeightBusSignature(wiring.Signature):
     """A single-port RAM, seen from the user: ``addr`` and ``wmask`` (a byte-enable per
-    byte of ``wdata``) in, ``rdata`` out one cycle after ``addr``."""
+    byte of ``wdata``; zero for a read) in, ``rdata`` out. One access a cycle, no
+    back-pressure; how many cycles ``rdata`` follows ``addr`` is the component's:
+    :class:`WeightStore` 1, :class:`~rtl.matvec_engine.MatvecEngine`
+    :attr:`~rtl.matvec_engine.MatvecEngine.weight_read_latency`."""
 
     def __init__(self, addr_bits, word_bytes):
         super().__init__({

@@ -28,12 +28,12 @@ def with_header(text):
     return LINT_HEADER.format(amaranth=amaranth.__version__) + text
 
 
-def engine_verilog(config, *, name="ternary_engine", base3_impl="arith"):
+def engine_verilog(config, *, name="ternary_engine", base3_impl="arith", weight_store="generic"):
     """Verilog text of a :class:`~rtl.matvec_engine.MatvecEngine` for ``config``."""
     from rtl.matvec_engine import MatvecEngine
 
-    return with_header(verilog.convert(MatvecEngine(config, base3_impl=base3_impl), name=name,
-                                       emit_src=False))
+    engine = MatvecEngine(config, base3_impl=base3_impl, weight_store=weight_store)
+    return with_header(verilog.convert(engine, name=name, emit_src=False))
 
 
 def config_to_env(config):

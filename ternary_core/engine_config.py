@@ -36,6 +36,11 @@ class EngineConfig:
     ``full_rate_k_tiles``. They are not in the INFO reply, which the host needs no
     more than the rest for. They live here so that a board and its simulated board
     are built from one description.
+
+    ``act_lutram`` marks the activation buffer for LUT RAM (``ram_style =
+    "distributed"``), a vendor choice that plain Verilog for other flows must not carry
+    (an iCE40 has no LUT RAM): the ULX3S asks for it, because with ``fetch_register``
+    Yosys would otherwise fold the register after the buffer's read into a block RAM.
     """
 
     rows: int = 4
@@ -47,6 +52,7 @@ class EngineConfig:
     fetch_register: bool = True
     result_slots: int = 4
     adder_levels_per_stage: int = 2
+    act_lutram: bool = False
 
     def __post_init__(self):
         for name in ("rows", "cols", "max_m", "max_k", "weight_words", "adder_levels_per_stage"):

@@ -1,4 +1,5 @@
-"""`ternary verilog`: lint-clean Verilog, and no multiplier after synthesis."""
+"""`ternary verilog`: lint-clean Verilog that every Yosys flow maps, and no multiplier
+after synthesis."""
 
 import re
 import subprocess
@@ -9,6 +10,7 @@ from boards.cell_stats import synth_cells
 from host.cli import main
 from sim.export import engine_verilog
 from sim.toolchain import use_verilator
+from boards.profiles import BOARDS
 from ternary_core.engine_config import EngineConfig
 
 # Warnings that -Wall adds on any Amaranth output, all harmless: the aliases Amaranth
@@ -49,10 +51,51 @@ def test_verilog_rejects_bad_parameters(capsys):
 
 @pytest.mark.parametrize("fmt, cols", [("2bit", 8), ("base3", 10)])
 def test_engine_has_no_multiplier_after_ice40_synthesis(fmt, cols):
-    # the iCEBreaker's pipeline: with the fetch register the activation buffer asks for LUT RAM,
-    # which an iCE40 does not have
+    # the iCEBreaker's pipeline (a smaller engine than the defaults, for a faster synthesis)
     cfg = EngineConfig(rows=4, cols=cols, fmt=fmt, max_m=256, max_k=256, weight_words=256,
                        fetch_register=False, result_slots=2)
     cells = synth_cells(engine_verilog(cfg), "ternary_engine", "ice40")
     assert cells.get("SB_LUT4", 0) > 500          # it did synthesize the datapath
     assert cells.get("SB_MAC16", 0) == 0, cells    # -dsp was on: any multiply would be here
+
+
+def _assert_mapped(cells, flow):
+    """Yosys stops at a memory it cannot map; past that, no memory is left unmapped."""
+    left = {k: v for k, v in cells.items() if k.startswith("$mem")}
+    assert not left, f"{flow}: unmapped memories {left}"
+
+
+@pytest.fixture(scope="module")
+def default_engine_v(tmp_path_factory):
+    path = tmp_path_factory.mktemp("v") / "e.v"
+    assert main(["verilog", "-o", str(path)]) == 0
+    return path.read_text()
+
+
+def test_default_verilog_carries_no_vendor_choice(default_engine_v):
+    assert "ram_style" not in default_engine_v and "ram_block" not in default_engine_v
+
+
+@pytest.mark.parametrize("family", ["ice40", "ecp5", "generic"])
+def test_default_verilog_maps_on_every_yosys_flow(default_engine_v, family):
+    """`ternary verilog -o e.v`, as a user of another flow gets it (issue #24 item 15: the
+    activation buffer was marked for LUT RAM, which synth_ice40 cannot map)."""
+    cells = synth_cells(default_engine_v, "ternary_engine", family)
+    _assert_mapped(cells, family)
+    if family == "ice40":
+        assert cells.get("SB_RAM40_4K", 0) > 0, cells  # the memories went into block RAM
+
+
+# Each board's engine as it builds it, once, through its own family's flow: the
+# vendor choices a board asks for (the ULX3S's LUT RAM) are its family's to map.
+BOARD_FLOWS = {"icebreaker": "ice40", "ulx3s-85f": "ecp5"}
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_board_engine_verilog_maps_on_its_family(board):
+    assert board in BOARD_FLOWS, f"{board}: add its Yosys flow to BOARD_FLOWS"
+    family = BOARD_FLOWS[board]
+    cells = synth_cells(engine_verilog(BOARDS[board].engine), "ternary_engine", family)
+    _assert_mapped(cells, family)
+    if BOARDS[board].engine.act_lutram:  # what it asked for: the buffer in LUT RAM
+        assert cells.get("TRELLIS_DPR16X4", 0) > 0, cells

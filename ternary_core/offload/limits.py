@@ -10,9 +10,10 @@ from ..errors import TernaryError
 from .isa import ADDR_BITS, DOT_LANES, PARAM_DEPTH, SR_COUNT, Space
 
 # The ternary engine the whole-model device carries (the ULX3S-85F's: 16x16 lanes, 2-bit
-# weights): what the compiler packs for and the Python machine decodes unless told otherwise.
+# weights, the activation buffer in LUT RAM): what the compiler packs for and the Python
+# machine decodes unless told otherwise.
 DEFAULT_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
-                              weight_words=4096, adder_levels_per_stage=1)
+                              weight_words=4096, adder_levels_per_stage=1, act_lutram=True)
 
 
 def pow2_at_least(n):
