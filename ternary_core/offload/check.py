@@ -13,10 +13,6 @@ from .isa import AttnFn, Dyn, Op, Red, SampleFn, SFn, Space
 from .semantics import dyn_offset, element_count, runs
 
 
-def _dyn(ins, pos, token, sel):
-    return dyn_offset(ins, sel, pos, token)
-
-
 def instr_writes(ins, pos, token=0):
     """``[(Space or "IR"/"SR", start, count)]`` written by ``ins`` in the step at ``pos``
     (before ``cond`` / ``gen_only``, which may skip it; PARAM-dependent sizes such as
@@ -29,7 +25,7 @@ def instr_writes(ins, pos, token=0):
             count = {Op.AXPY: f.get("len", 0), Op.MATVEC: f.get("m", 0)}.get(ins.op, n)
             if ins.op == Op.ATTN and ins.fn == AttnFn.PV:
                 count = ins.len
-            out.append((Space(ins.d_space), ins.d_addr + _dyn(ins, pos, token, Dyn.D), count))
+            out.append((Space(ins.d_space), ins.d_addr + dyn_offset(ins, Dyn.D, pos, token), count))
     if ins.op in (Op.VOP, Op.SVOP) and ins.red != Red.NONE and ins.red_ir:
         out.append(("IR", ins.red_ir, 1))
     if ins.op == Op.ATTN and ins.red_ir:
@@ -45,7 +41,7 @@ def instr_writes(ins, pos, token=0):
         elif ins.fn in (SFn.IADD, SFn.IMAXE) and ins.d:
             out.append(("IR", ins.d, 1))
         elif ins.fn == SFn.STORE:
-            out.append((Space(ins.s_space), ins.s_addr + _dyn(ins, pos, token, Dyn.A)
+            out.append((Space(ins.s_space), ins.s_addr + dyn_offset(ins, Dyn.A, pos, token)
                         if ins.dyn_sel else ins.s_addr, 1))
     return out
 
@@ -78,17 +74,13 @@ def instr_register_reads(ins):
     return out
 
 
-def _runs(ins, gen, sampled):
-    return runs(ins, gen=gen, sampled=sampled)
-
-
 def locate_difference(program, pos, expected, got, token=0, gen=True, sampled=False):
     """``(pc, name, space, address)`` of the earliest instruction whose output survives
     the step at ``pos`` and differs between ``expected`` and ``got`` (``{Space: array}``
     of the spaces a device can read back, e.g. VMEM, KVK, KVV, KVS, TOKENS), or None."""
     last = {}
     for pc, ins in enumerate(program.instrs):
-        if not _runs(ins, gen, sampled):
+        if not runs(ins, gen=gen, sampled=sampled):
             continue
         for space, start, count in instr_writes(ins, pos, token):
             if space in expected and space in got:
