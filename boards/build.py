@@ -142,9 +142,9 @@ def check_out_folder(out):
         raise TernaryError(f"--out {out}: cannot create it in {parent} (not writable)")
 
 
-def publish(out, name, ext, report, final=None):
-    """Put the build's ``top{ext}`` and ``report`` under their board names in ``out`` (the
-    staging folder of the build for ``final``, default ``out`` itself).
+def publish(stage, name, ext, report, final):
+    """Put the build's ``top{ext}`` and ``report`` under their board names in ``stage``, the
+    folder that will replace ``final`` (:func:`build`).
 
     Timing met: ``NAME{ext}`` and ``report.json``. Timing missed: ``NAME.failed{ext}`` and
     ``report.failed.json``, so `ternary program` cannot pick the failed one up by
@@ -154,10 +154,9 @@ def publish(out, name, ext, report, final=None):
     failed pair, and the tools' outputs of an earlier build. The report records the
     bitstream's final name and SHA-256, which `program` checks.
     """
-    out = Path(out)
-    final = Path(final or out)
+    stage, final = Path(stage), Path(final)
     good = report["timing_met"]
-    data = (out / f"top{ext}").read_bytes()
+    data = (stage / f"top{ext}").read_bytes()
     bit_name = f"{name}{ext}" if good else f"{name}.failed{ext}"
     rep_name = "report.json" if good else "report.failed.json"
     report["bitstream"] = str(final / bit_name)
@@ -165,21 +164,18 @@ def publish(out, name, ext, report, final=None):
     if not good:
         last = final / f"{name}{ext}"
         report["last_good_bitstream"] = str(last) if last.is_file() else None
-    write_output(out / bit_name, data, what="bitstream")
-    write_output(out / rep_name, json.dumps(report, indent=2), what="report")
-    if final != out and final.is_dir():
+    write_output(stage / bit_name, data, what="bitstream")
+    write_output(stage / rep_name, json.dumps(report, indent=2), what="report")
+    if final.is_dir():
         stale = {f"{name}.failed{ext}", "report.failed.json"} if good else set()
         for entry in final.iterdir():
             if entry.name in stale or entry.name.startswith(TOOL_OUTPUTS) or \
-                    (out / entry.name).exists():
+                    (stage / entry.name).exists():
                 continue
             if entry.is_dir() and not entry.is_symlink():
-                shutil.copytree(entry, out / entry.name, symlinks=True, copy_function=_link)
+                shutil.copytree(entry, stage / entry.name, symlinks=True, copy_function=_link)
             else:
-                _link(entry, out / entry.name)
-    elif good:
-        for stale in (out / f"{name}.failed{ext}", out / "report.failed.json"):
-            stale.unlink(missing_ok=True)
+                _link(entry, stage / entry.name)
     return report
 
 
