@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .checks import positive_int
 from .errors import TernaryError
 from .golden import accumulator_bits
-from ternary_core.formats.native import TileLayout
+from .formats.native import TileLayout
 
 # Upper bounds from the largest supported board, the ULX3S-85F (ECP5 LFE5U-85F), checked
 # before any hardware is elaborated: a design past them fits no board, and elaborating

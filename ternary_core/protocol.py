@@ -37,10 +37,12 @@ unchanged, so a version-2 host keeps working with it.
 import binascii
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from enum import IntEnum
 
 from .errors import TernaryError
+from .formats.native import FORMAT_CODES
+from .golden import accumulator_bits
 from .offload import isa
 
 PROTOCOL_VERSION = 3          # what this host speaks (and a device with the vector machine)
@@ -207,10 +209,6 @@ class DeviceInfo:
 def info_for(config, max_payload, limits=None):
     """The INFO reply a device built from ``config`` sends; with the vector machine's
     ``limits`` (a DeviceLimits), a version 3 record that carries them."""
-    from dataclasses import astuple
-
-    from ternary_core.formats.native import FORMAT_CODES
-
     args = (MAGIC, MATVEC_VERSION if limits is None else PROTOCOL_VERSION, config.rows,
             config.cols, FORMAT_CODES[config.fmt], config.acc_bits, config.result_bytes,
             config.word_bytes, config.max_m, config.max_k, config.weight_words, max_payload)
@@ -222,8 +220,6 @@ def info_for(config, max_payload, limits=None):
 def result_width(k):
     """Bytes that hold any result of a matvec with ``k`` inputs: the width the host asks
     READ_RESULTS for, so small layers cost fewer link bytes."""
-    from .golden import accumulator_bits
-
     return -(-accumulator_bits(k) // 8)
 
 

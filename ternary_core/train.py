@@ -22,8 +22,8 @@ import numpy as np
 
 from .corpus import VAL_FRACTION, split_point
 from .errors import TernaryError
-from ternary_core.model.config import BitNetConfig
-from ternary_core.model.file import BitLinearWeights, BitNetModel, save_model
+from .model.config import BitNetConfig
+from .model.file import BitLinearWeights, BitNetModel, save_model
 from .quant import quantize_weights
 
 
