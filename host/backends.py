@@ -57,17 +57,12 @@ def check_device_options(args, model):
     if args.backend == "sim":
         from dataclasses import replace
 
+        from .matvec_offload import check_layers_fit
+
         cfg = board(args.board).engine
         if args.weight_words:
             cfg = replace(cfg, weight_words=args.weight_words)
-        for name, b in model.bitlinears.items():
-            m, k = b.trits.shape
-            if m > cfg.max_m or k > cfg.max_k:
-                raise TernaryError(f"layer {name} is {m}x{k}; the {args.board} engine takes at "
-                                   f"most {cfg.max_m}x{cfg.max_k}")
-            if cfg.layout.words(m, k) > cfg.weight_words:
-                raise TernaryError(f"--weight-words {cfg.weight_words:,}: layer {name} needs "
-                                   f"{cfg.layout.words(m, k):,} weight words")
+        check_layers_fit(model.bitlinears, cfg, f"the {args.board} engine")
 
 
 def open_device(args):

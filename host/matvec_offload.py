@@ -39,6 +39,20 @@ def stacks(bitlinears, max_m):
     return out
 
 
+def check_layers_fit(bitlinears, cfg, what):
+    """Every layer must fit the engine ``cfg`` (``what`` names it): M x K within
+    ``max_m`` x ``max_k``, and its words within the weight store, since even streaming
+    needs room for the largest layer."""
+    for name, b in bitlinears.items():
+        m, k = b.trits.shape
+        if m > cfg.max_m or k > cfg.max_k:
+            raise TernaryError(f"layer {name} is {m}x{k}; {what} takes at most "
+                               f"{cfg.max_m}x{cfg.max_k}")
+        if cfg.layout.words(m, k) > cfg.weight_words:
+            raise TernaryError(f"layer {name} needs {cfg.layout.words(m, k):,} weight words; "
+                               f"{what} holds {cfg.weight_words:,} (--weight-words)")
+
+
 class DeviceBackend(MatvecBackend):
     """Runs BitLinears on a :class:`~host.device.Device`.
 
@@ -64,11 +78,7 @@ class DeviceBackend(MatvecBackend):
     def prepare(self, model):
         self.model = model
         cfg = self.device.config
-        for name, b in model.bitlinears.items():
-            m, k = b.trits.shape
-            if m > cfg.max_m or k > cfg.max_k:
-                raise TernaryError(f"layer {name} is {m}x{k}; the device takes at most "
-                                   f"{cfg.max_m}x{cfg.max_k}")
+        check_layers_fit(model.bitlinears, cfg, "the device")
         self.stacks = stacks(model.bitlinears, cfg.max_m)
         self.trits = {(n,): b.trits for n, b in model.bitlinears.items()}
         self.trits.update({s: np.vstack([model.bitlinears[n].trits for n in s])
@@ -80,10 +90,6 @@ class DeviceBackend(MatvecBackend):
             for n in s:
                 self.rows[n] = (s, at)
                 at += model.bitlinears[n].trits.shape[0]
-        largest = max(model.bitlinears, key=lambda n: self.words[(n,)])
-        if self.words[(largest,)] > cfg.weight_words:
-            raise TernaryError(f"layer {largest} needs {self.words[(largest,)]:,} weight words; the "
-                               f"device holds {cfg.weight_words:,} (--weight-words)")
         total = sum(self.words[s] for s in self.stacks)
         if self.stream is None:
             self.stream = total > cfg.weight_words

@@ -215,10 +215,10 @@ CASES = {
     "sim: id past the vocabulary": Case("generate --backend sim --prompt-ids 1,256", 2,
                                         r"prompt token id 256 is outside the vocabulary", setup=no_device),
     "sim: --weight-words 10": Case("generate --backend sim --weight-words 10", 2,
-                                   r"--weight-words 10: layer model\.layers\.0\.self_attn\.q_proj needs "
-                                   r"\d+ weight words", setup=no_device),
+                                   r"layer model\.layers\.0\.self_attn\.q_proj needs \d+ weight "
+                                   r"words; the \S+ engine holds 10 \(--weight-words\)", setup=no_device),
     "sim eval: --weight-words 10": Case("eval --backend sim --weight-words 10 --ids {b}/ids.txt", 2,
-                                        r"--weight-words 10: layer", setup=no_device),
+                                        r"layer .* holds 10 \(--weight-words\)", setup=no_device),
 }
 
 
