@@ -4,7 +4,7 @@ memories, and produces the response. Commands and layouts: ternary_core.protocol
 from types import SimpleNamespace
 
 from amaranth import Array, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.crc import catalog
 from amaranth.lib.wiring import In, Out
 
@@ -18,6 +18,17 @@ from .results_memory import ResultsMemory
 
 # What follows a response's status byte, besides the responder's own kinds.
 EXTRA_INFO, EXTRA_RESULTS, EXTRA_CYCLES_RESULTS = range(FIRST_KIND, FIRST_KIND + 3)
+
+# The argument bytes of the version 1 and 2 requests, as the parser latches them
+# (``docs/protocol.md``). MATVEC's base is MATVEC_READ's with a ``width`` of 0: the
+# weight store has at most 2**24 words.
+REQUEST_ARGS = data.UnionLayout({
+    "write_weights": data.StructLayout({"word_addr": 32}),
+    "check_weights": data.StructLayout({"word_addr": 32, "words": 32}),
+    "load_activations": data.StructLayout({"word_offset": 16}),
+    "matvec": data.StructLayout({"base": 24, "width": 8, "m": 16, "k": 16}),
+    "read_results": data.StructLayout({"offset": 16, "count": 16, "width": 8}),
+})
 
 
 class CommandEngine(wiring.Component):
@@ -95,15 +106,14 @@ class CommandEngine(wiring.Component):
         return m
 
     def _registers(self, m, eng, results, crc32):
-        """The registers every state shares, the argument slices of the latched frame,
+        """The registers every state shares, the latched frame's arguments (``args``),
         and the :class:`Responder`; returned as one namespace with the submodules
         ``eng``, ``results`` (``res_wr``, ``res_rd``) and ``crc32``. The signals are
         named here, after these local names."""
         cfg = self.config
         W, A = cfg.weight_words, cfg.act_words
         fr = Signal(frame_layout())
-        a32_0, a32_1 = fr.args[:32], fr.args[32:64]
-        a16 = [fr.args[16 * i: 16 * i + 16] for i in range(4)]
+        args = REQUEST_ARGS(fr.args)
         resp_cmd = Signal(8)
         last_idx = Signal(16)                   # index of the last payload byte
         known, len_ok, range_ok = Signal(), Signal(), Signal()
@@ -127,7 +137,7 @@ class CommandEngine(wiring.Component):
         resp = Responder(m, self, idx=idx, lane=lane, shreg=shreg, kinds=FIRST_KIND + 3)
         return SimpleNamespace(
             eng=eng, results=results, res_wr=results.write, res_rd=results.read, crc32=crc32,
-            fr=fr, a32_0=a32_0, a32_1=a32_1, a16=a16, resp_cmd=resp_cmd, last_idx=last_idx,
+            fr=fr, args=args, resp_cmd=resp_cmd, last_idx=last_idx,
             known=known, len_ok=len_ok, range_ok=range_ok, nbytes_q=nbytes_q, res_end=res_end,
             words_end=words_end, mv_shape_ok=mv_shape_ok, accept=accept, refusal=refusal,
             res_width=res_width, idx=idx, last_res=last_res, waddr=waddr, lane=lane,
@@ -138,23 +148,23 @@ class CommandEngine(wiring.Component):
         """IDLE latches a frame (and the response's command); SUMS registers the sums
         the checks compare, a cycle ahead of them: an adder and a comparator in one
         cycle were the iCEBreaker's longest path at 36 MHz."""
-        cfg, fr, a16, a32_0, a32_1 = self.config, r.fr, r.a16, r.a32_0, r.a32_1
+        cfg, fr, mv, cw, rr = self.config, r.fr, r.args.matvec, r.args.check_weights, r.args.read_results
         W = cfg.weight_words
         with m.State("IDLE"):
             with m.If(self.frame.valid):
                 m.d.sync += [fr.eq(self.frame.payload), r.resp_cmd.eq(self.frame.payload.cmd | P.RESPONSE_BIT)]
                 m.next = "SUMS"
 
-        length, mm, kk = fr.length, a16[2], a16[3]
-        off, cnt, width = a16[0], a16[1], fr.args[32:40]
+        length, mm, kk = fr.length, mv.m, mv.k
+        off, cnt, width = rr.offset, rr.count, rr.width
         with m.State("SUMS"):
             # cnt * width by shift-and-add over width's few bits: no multiplier
             nbytes = sum(Mux(width[i], cnt << i, 0) for i in range(cfg.result_bytes.bit_length()))
             wb = W.bit_length()
             m.d.sync += [r.last_idx.eq(length - 1), r.nbytes_q.eq(nbytes), r.res_end.eq(off + cnt),
-                         r.words_end.eq(Mux(a32_1 > W, W + 1, a32_0[:wb] + a32_1[:wb])),
+                         r.words_end.eq(Mux(cw.words > W, W + 1, cw.word_addr[:wb] + cw.words[:wb])),
                          r.mv_shape_ok.eq((mm != 0) & (mm <= cfg.max_m) & (kk != 0) &
-                                          (kk <= cfg.max_k) & (a32_0[:24] < W)),
+                                          (kk <= cfg.max_k) & (mv.base < W)),
                          r.last_res.eq(off + cnt - 1)]
             m.next = "CHECK"
 
@@ -163,27 +173,28 @@ class CommandEngine(wiring.Component):
         that no comparator sits in front of the state machine's next-state logic;
         VERDICT folds them into ``accept`` and ``refusal``, so that DISPATCH decides on
         one bit."""
-        cfg, fr, a16, a32_0 = self.config, r.fr, r.a16, r.a32_0
+        cfg, fr, args = self.config, r.fr, r.args
         W, A = cfg.weight_words, cfg.act_words
         known, len_ok, range_ok = r.known, r.len_ok, r.range_ok
-        length, mm = fr.length, a16[2]
-        cnt, width = a16[1], fr.args[32:40]
+        length, mm = fr.length, args.matvec.m
+        cnt, width = args.read_results.count, args.read_results.width
         with m.State("CHECK"):
             m.d.sync += [known.eq(1), len_ok.eq(0), range_ok.eq(0)]
             with m.Switch(fr.cmd):
                 with m.Case(Cmd.INFO, Cmd.RESET):
                     m.d.sync += [len_ok.eq(length == 0), range_ok.eq(1)]
                 with m.Case(Cmd.WRITE_WEIGHTS):
-                    m.d.sync += [len_ok.eq(length >= 5), range_ok.eq(a32_0 < W)]
+                    m.d.sync += [len_ok.eq(length >= 5), range_ok.eq(args.write_weights.word_addr < W)]
                 with m.Case(Cmd.LOAD_ACTIVATIONS):
-                    m.d.sync += [len_ok.eq(length >= 3), range_ok.eq(a16[0] < A)]
+                    m.d.sync += [len_ok.eq(length >= 3), range_ok.eq(args.load_activations.word_offset < A)]
                 with m.Case(Cmd.CHECK_WEIGHTS):
-                    m.d.sync += [len_ok.eq(length == 8), range_ok.eq((a32_0 < W) & (r.words_end <= W))]
+                    m.d.sync += [len_ok.eq(length == 8),
+                                 range_ok.eq((args.check_weights.word_addr < W) & (r.words_end <= W))]
                 with m.Case(Cmd.MATVEC, Cmd.MATVEC_READ):
                     # MATVEC_READ's base is 24 bits, and its top byte the result width;
                     # weight_words <= 2**24, so MATVEC's base must have that byte zero.
                     is_read = fr.cmd == Cmd.MATVEC_READ
-                    read_width = fr.args[24:32]
+                    read_width = args.matvec.width
                     m.d.sync += [len_ok.eq(Mux(is_read, length >= 8, length == 8)),
                                  r.acts_follow.eq(length != 8),
                                  range_ok.eq(r.mv_shape_ok &
@@ -212,7 +223,7 @@ class CommandEngine(wiring.Component):
         """DISPATCH answers a refused request (a NACK for a frame the parser flagged),
         answers INFO, RESET and READ_RESULTS at once, and loads the registers the other
         commands' states start from (``waddr``, ``lane``, ``idx``, ``chained``, ...)."""
-        fr, a16, a32_0, a32_1, respond = r.fr, r.a16, r.a32_0, r.a32_1, r.resp.respond
+        fr, args, respond = r.fr, r.args, r.resp.respond
         waddr, lane, idx, chained, acts_follow = r.waddr, r.lane, r.idx, r.chained, r.acts_follow
         with m.State("DISPATCH"):
             with m.If(~r.accept):
@@ -229,28 +240,31 @@ class CommandEngine(wiring.Component):
                     with m.Case(Cmd.RESET):
                         respond(LinkStatus.OK)
                     with m.Case(Cmd.WRITE_WEIGHTS):
-                        m.d.sync += [waddr.eq(a32_0), lane.eq(0), idx.eq(4)]
+                        m.d.sync += [waddr.eq(args.write_weights.word_addr), lane.eq(0), idx.eq(4)]
                         m.next = "WW_ADDR"
                     with m.Case(Cmd.LOAD_ACTIVATIONS):
-                        m.d.sync += [waddr.eq(a16[0]), lane.eq(0), idx.eq(2), chained.eq(0)]
+                        m.d.sync += [waddr.eq(args.load_activations.word_offset), lane.eq(0), idx.eq(2),
+                                     chained.eq(0)]
                         m.next = "LA_ADDR"
                     with m.Case(Cmd.MATVEC_READ):
                         # activations from payload byte 8 into word 0 on, then the matvec
                         m.d.sync += [waddr.eq(0), lane.eq(0), idx.eq(Mux(acts_follow, 8, 0)),
-                                     chained.eq(1), r.res_width.eq(fr.args[24:32])]
+                                     chained.eq(1), r.res_width.eq(args.matvec.width)]
                         with m.If(acts_follow):
                             m.next = "LA_ADDR"
                         with m.Else():
                             m.next = "MV_CMD"
                     with m.Case(Cmd.CHECK_WEIGHTS):
                         m.d.comb += r.crc32.start.eq(1)
-                        m.d.sync += [waddr.eq(a32_0), r.nwords.eq(a32_1)]
+                        cw = args.check_weights
+                        m.d.sync += [waddr.eq(cw.word_addr), r.nwords.eq(cw.words)]
                         m.next = "CW_NEXT"
                     with m.Case(Cmd.MATVEC):
                         m.d.sync += [idx.eq(0), chained.eq(0)]
                         m.next = "MV_CMD"
                     with m.Case(Cmd.READ_RESULTS):
-                        m.d.sync += [idx.eq(a16[0]), r.res_width.eq(fr.args[32:40])]
+                        rr = args.read_results
+                        m.d.sync += [idx.eq(rr.offset), r.res_width.eq(rr.width)]
                         respond(LinkStatus.OK, 1 + r.nbytes_q, EXTRA_RESULTS)
 
     def _store_bytes(self, m, r):
@@ -260,7 +274,8 @@ class CommandEngine(wiring.Component):
         MATVEC_READ's activations (``chained``) go on to ``MV_CMD``."""
         cfg, eng, resp, respond = self.config, r.eng, r.resp, r.resp.respond
         waddr, lane, idx = r.waddr, r.lane, r.idx
-        for prefix, limit, lanes in (("WW", cfg.weight_words, cfg.word_bytes), ("LA", cfg.act_words, cfg.cols)):
+        W, A = cfg.weight_words, cfg.act_words
+        for prefix, limit, lanes in (("WW", W, cfg.word_bytes), ("LA", A, cfg.cols)):
             with resp.read_buffer(prefix):
                 with m.If(waddr >= limit):
                     respond(LinkStatus.OUT_OF_RANGE)
@@ -318,10 +333,10 @@ class CommandEngine(wiring.Component):
         """MATVEC and MATVEC_READ (``MV_*``): start the engine, store every result in the
         results memory (``idx`` is the row), answer with the cycle count — for
         MATVEC_READ (``chained``) followed by the results, ``res_width`` bytes each."""
-        eng, res_wr, a16, idx = r.eng, r.res_wr, r.a16, r.idx
+        eng, res_wr, mv, idx = r.eng, r.res_wr, r.args.matvec, r.idx
         with m.State("MV_CMD"):
-            m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.base.eq(r.a32_0),
-                         eng.cmd.payload.m.eq(a16[2]), eng.cmd.payload.k.eq(a16[3])]
+            m.d.comb += [eng.cmd.valid.eq(1), eng.cmd.payload.base.eq(mv.base),
+                         eng.cmd.payload.m.eq(mv.m), eng.cmd.payload.k.eq(mv.k)]
             with m.If(eng.cmd.ready):
                 m.next = "MV_RUN"
         with m.State("MV_RUN"):
@@ -338,8 +353,8 @@ class CommandEngine(wiring.Component):
             with m.If(r.chained):  # MATVEC_READ: the results follow the cycle count
                 # m results of res_width bytes, by shift-and-add over res_width's bits
                 res_width = r.res_width
-                nres = sum(Mux(res_width[i], a16[2] << i, 0) for i in range(len(res_width)))
-                m.d.sync += r.last_res.eq(a16[2] - 1)
+                nres = sum(Mux(res_width[i], mv.m << i, 0) for i in range(len(res_width)))
+                m.d.sync += r.last_res.eq(mv.m - 1)
                 r.resp.respond(LinkStatus.OK, 5 + nres, EXTRA_CYCLES_RESULTS)
             with m.Else():
                 r.resp.respond(LinkStatus.OK, 5, KIND_WORD32)
