@@ -6,6 +6,7 @@ and 2 command, INFO and the NACKs): the device core routes each checked frame by
 command (:func:`is_vm_command`) and merges the two engines' responses.
 """
 
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal
@@ -89,6 +90,8 @@ class VmCommandEngine(wiring.Component):
         })
 
     def elaborate(self, platform):
+        """The shared registers, then the state machine group by group. Each state is
+        numbered where it is first named: the groups' order is the encoding's."""
         m = Module()
         r = self._registers(m)
         with m.FSM() as fsm:
@@ -261,18 +264,10 @@ class VmCommandEngine(wiring.Component):
         """CHECK_MEM: ``peek`` each of the ``nwords`` words from ``addr`` on and run its
         link bytes through CRC-32; answer with the CRC."""
         resp, crc32 = r.resp, r.crc32
-        with m.State("CM_NEXT"):
-            with m.If(r.nwords == 0):
-                m.next = "CM_END"
-            with m.Else():
-                m.d.comb += self.peek_req.valid.eq(1)
-                with m.If(self.peek_req.ready):
-                    m.next = "CM_WAIT"
-        with m.State("CM_WAIT"):
-            m.d.comb += self.peek.ready.eq(1)
-            with m.If(self.peek.valid):
-                m.d.sync += [r.shreg.eq(self.peek.payload), r.lane.eq(0)]
-                m.next = "CM_BYTES"
+        with m.State("CM_NEXT"), self._request_peek(m, r, "CM_END") as taken, m.If(taken):
+            m.next = "CM_WAIT"
+        with m.State("CM_WAIT"), m.If(self._accept_peek(m)), self._load_peeked(m, r):
+            m.next = "CM_BYTES"
         with m.State("CM_BYTES"), resp.crc_bytes(crc32, r.bpw - 1):
             m.d.sync += [r.addr.eq(r.addr + 1), r.nwords.eq(r.nwords - 1)]
             m.next = "CM_NEXT"
@@ -361,23 +356,45 @@ class VmCommandEngine(wiring.Component):
         """READ_MEM's words and RUN's ids: ``peek`` each of the ``nwords`` words from
         ``addr`` on (RUN's from the tokens space) and send its ``bpw`` link bytes."""
         resp = r.resp
-        with m.State("RESP_PEEK"):
-            with m.If(r.nwords == 0):
-                m.next = "DONE"
-            with m.Else():
-                m.d.comb += self.peek_req.valid.eq(1)
-                with m.If(resp.extra == EXTRA_RUN):
-                    m.d.comb += self.peek_req.payload.space.eq(self.spaces.tokens_space)
-                with m.If(self.peek_req.ready):
-                    m.next = "RESP_PEEK_WAIT"
-        with m.State("RESP_PEEK_WAIT"):
-            m.d.comb += self.peek.ready.eq(1)
-            with m.If(self.peek.valid):
-                m.d.sync += [r.shreg.eq(self.peek.payload), r.lane.eq(0)]
-                m.next = "RESP_PEEK_BYTES"
+        with m.State("RESP_PEEK"), self._request_peek(m, r, "DONE") as taken:
+            with m.If(resp.extra == EXTRA_RUN):
+                m.d.comb += self.peek_req.payload.space.eq(self.spaces.tokens_space)
+            with m.If(taken):
+                m.next = "RESP_PEEK_WAIT"
+        with m.State("RESP_PEEK_WAIT"), m.If(self._accept_peek(m)), self._load_peeked(m, r):
+            m.next = "RESP_PEEK_BYTES"
         with m.State("RESP_PEEK_BYTES"), m.If(resp.offer_byte()), resp.next_byte(r.bpw - 1):
             m.d.sync += [r.addr.eq(r.addr + 1), r.nwords.eq(r.nwords - 1)]
             m.next = "RESP_PEEK"
+
+    # The peek of a word, shared by CHECK_MEM and the peek reply. As in
+    # Responder.offer_byte, the ``If``s on ``peek_req.ready`` and ``peek.valid`` are the
+    # caller's: Amaranth makes one decision cell of the ``If``s on one signal from one
+    # source line, which would merge the two states' (and change the Verilog).
+
+    @contextmanager
+    def _request_peek(self, m, r, end):
+        """Go to ``end`` if ``nwords`` is 0, else ask ``peek_req`` for the word at
+        ``addr``: the body of the ``with`` runs while asking, and gets the condition on
+        which the request is taken, for its own ``with m.If(...)``."""
+        with m.If(r.nwords == 0):
+            m.next = end
+        with m.Else():
+            m.d.comb += self.peek_req.valid.eq(1)
+            yield self.peek_req.ready
+
+    def _accept_peek(self, m):
+        """Accept the peeked word; returns the condition on which it is there, for the
+        caller's ``with m.If(...)``, inside which :meth:`_load_peeked`."""
+        m.d.comb += self.peek.ready.eq(1)
+        return self.peek.valid
+
+    @contextmanager
+    def _load_peeked(self, m, r):
+        """The peeked word into ``shreg``, its first byte at lane 0; then the body of
+        the ``with``."""
+        m.d.sync += [r.shreg.eq(self.peek.payload), r.lane.eq(0)]
+        yield
 
 
 class _Shared(SimpleNamespace):
