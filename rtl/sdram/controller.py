@@ -1,0 +1,226 @@
+"""LiteDRAM's SDR controller behind Amaranth streams: the core, a burst reader and a
+burst writer over its one native port.
+
+:class:`LiteDramCore` instantiates the Verilog of :func:`rtl.sdram.litedram_core.litedram_verilog`
+(add :attr:`LiteDramCore.verilog` to the design's sources). :class:`BurstReader` turns
+a request (first address, word count) into a stream of words at the memory's pace;
+:class:`BurstWriter` takes a request and a stream of words. :class:`SdramStreams` joins
+them on the port (writes first when both have a command ready).
+"""
+
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, ResetSignal, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.wiring import In, Out
+
+from .litedram_core import litedram_verilog
+
+
+def command_layout(address_width):
+    return data.StructLayout({"we": 1, "addr": address_width})
+
+
+def write_layout(data_width):
+    return data.StructLayout({"data": data_width, "we": data_width // 8})
+
+
+def burst_layout(address_width, count_width):
+    """A burst: ``count`` words (1 or more) from word address ``addr`` upwards."""
+    return data.StructLayout({"addr": address_width, "count": count_width})
+
+
+class PortSignature(wiring.Signature):
+    """LiteDRAM's native port as streams, from the port user's side: ``cmd`` and
+    ``wdata`` go out, ``rdata`` comes in (with no ``ready``: the port does not wait, so a
+    reader issues a read only when it has room for the data)."""
+
+    def __init__(self, address_width, data_width):
+        self.address_width, self.data_width = address_width, data_width
+        super().__init__({
+            "cmd": Out(stream.Signature(command_layout(address_width))),
+            "wdata": Out(stream.Signature(write_layout(data_width))),
+            "rdata": In(stream.Signature(data_width, always_ready=True)),
+        })
+
+
+class LiteDramCore(wiring.Component):
+    """The generated LiteDRAM core (controller, PHY or its model, power-up sequencer).
+
+    Parameters
+    ----------
+    variant : ``"model"`` (simulation: the memory and its timing checker) or ``"board"``.
+    module, clk_freq : the SDRAM part and the clock the core runs at (``sync``).
+
+    Members
+    -------
+    port : ``In(PortSignature)`` — the native port (commands are taken only after
+        ``init_done``).
+    init_done : the power-up sequence is over.
+    timing_violation : (``model``) sticky: the timing checker saw a violation.
+    pins : (``board``) the SDRAM pins, to be wired to the board's ``sdram`` resource.
+    """
+
+    def __init__(self, *, variant="model", module="MT48LC16M16", clk_freq=50e6, name="litedram_sdr",
+                 **generate_args):
+        self.verilog, self._ports, self.geometry = litedram_verilog(
+            variant=variant, module=module, clk_freq=clk_freq, name=name, **generate_args)
+        self._name, self._variant = name, variant
+        g = self.geometry
+        members = {
+            "port": In(PortSignature(g.address_width, g.data_width)),
+            "init_done": Out(1),
+            "timing_violation": Out(1),
+        }
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        port = self.port
+        violation = Signal() if self._variant == "model" else None
+        conns = dict(
+            i_sys_clk=ClockSignal(), i_sys_rst=ResetSignal(),
+            o_init_done=self.init_done,
+            i_cmd_valid=port.cmd.valid & self.init_done, o_cmd_ready=port.cmd.ready,
+            i_cmd_we=port.cmd.payload.we, i_cmd_addr=port.cmd.payload.addr,
+            i_wdata_valid=port.wdata.valid, o_wdata_ready=port.wdata.ready,
+            i_wdata_data=port.wdata.payload.data, i_wdata_we=port.wdata.payload.we,
+            o_rdata_valid=port.rdata.valid, o_rdata_data=port.rdata.payload,
+        )
+        if violation is not None:
+            conns["o_timing_violation"] = self.timing_violation
+        m.submodules.core = Instance(self._name, **conns)
+        return m
+
+
+class BurstReader(wiring.Component):
+    """Reads bursts: each request on ``req`` gives ``count`` words on ``o``, in order.
+
+    Reads are issued back to back while the output FIFO (``fifo_depth`` words) has room
+    for every word in flight, so a consumer that keeps up gets one word a cycle when the
+    memory gives one; a slow consumer only slows the reads. A request is taken when its
+    last read has been issued.
+    """
+
+    def __init__(self, address_width, data_width, *, count_width=16, fifo_depth=32):
+        self.fifo_depth = fifo_depth
+        super().__init__({
+            "req": In(stream.Signature(burst_layout(address_width, count_width))),
+            "port": Out(PortSignature(address_width, data_width)),
+            "o": Out(stream.Signature(data_width)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        depth = self.fifo_depth
+        m.submodules.fifo = fifo = SyncFIFO(width=len(self.o.payload), depth=depth)
+        in_flight = Signal(range(depth + 1))
+        issued = Signal.like(self.req.payload.count)
+        issue = self.port.cmd.valid & self.port.cmd.ready
+        # room for the read about to be issued: the FIFO's words plus those in flight
+        room = (fifo.level + in_flight) < depth
+        last = issued + 1 == self.req.payload.count
+        m.d.comb += [
+            self.port.cmd.valid.eq(self.req.valid & room & (self.req.payload.count != 0)),
+            self.port.cmd.payload.we.eq(0),
+            self.port.cmd.payload.addr.eq(self.req.payload.addr + issued),
+            self.req.ready.eq((issue & last) | (self.req.valid & (self.req.payload.count == 0))),
+            fifo.w_en.eq(self.port.rdata.valid),
+            fifo.w_data.eq(self.port.rdata.payload),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+            self.busy.eq(self.req.valid | (in_flight != 0) | fifo.r_rdy),
+        ]
+        m.d.sync += in_flight.eq(in_flight + issue - self.port.rdata.valid)
+        with m.If(issue):
+            m.d.sync += issued.eq(Mux(last, 0, issued + 1))
+        return m
+
+
+class BurstWriter(wiring.Component):
+    """Writes bursts: each request on ``req`` takes ``count`` words from ``i`` and writes
+    them from ``addr`` upwards, a word a cycle when the memory takes one."""
+
+    def __init__(self, address_width, data_width, *, count_width=16, fifo_depth=8):
+        self.fifo_depth = fifo_depth
+        super().__init__({
+            "req": In(stream.Signature(burst_layout(address_width, count_width))),
+            "i": In(stream.Signature(data_width)),
+            "port": Out(PortSignature(address_width, data_width)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = len(self.i.payload)
+        # the port asks for a write's data after it takes the command: the data waits here
+        m.submodules.fifo = fifo = SyncFIFO(width=width, depth=self.fifo_depth)
+        issued = Signal.like(self.req.payload.count)
+        issue = self.port.cmd.valid & self.port.cmd.ready
+        last = issued + 1 == self.req.payload.count
+        m.d.comb += [
+            self.port.cmd.valid.eq(self.req.valid & self.i.valid & fifo.w_rdy
+                                   & (self.req.payload.count != 0)),
+            self.port.cmd.payload.we.eq(1),
+            self.port.cmd.payload.addr.eq(self.req.payload.addr + issued),
+            self.i.ready.eq(issue),
+            fifo.w_en.eq(issue),
+            fifo.w_data.eq(self.i.payload),
+            self.req.ready.eq((issue & last) | (self.req.valid & (self.req.payload.count == 0))),
+            self.port.wdata.valid.eq(fifo.r_rdy),
+            self.port.wdata.payload.data.eq(fifo.r_data),
+            self.port.wdata.payload.we.eq(-1),
+            fifo.r_en.eq(self.port.wdata.ready),
+            self.busy.eq(self.req.valid | fifo.r_rdy),
+        ]
+        with m.If(issue):
+            m.d.sync += issued.eq(Mux(last, 0, issued + 1))
+        return m
+
+
+class SdramStreams(wiring.Component):
+    """A :class:`BurstWriter` and a :class:`BurstReader` sharing one core's port (the
+    writer's command first when both have one)."""
+
+    def __init__(self, core, *, count_width=16, read_fifo_depth=32):
+        g = core.geometry
+        self.core = core
+        self.writer = BurstWriter(g.address_width, g.data_width, count_width=count_width)
+        self.reader = BurstReader(g.address_width, g.data_width, count_width=count_width,
+                                  fifo_depth=read_fifo_depth)
+        super().__init__({
+            "write_req": In(stream.Signature(burst_layout(g.address_width, count_width))),
+            "write_data": In(stream.Signature(g.data_width)),
+            "read_req": In(stream.Signature(burst_layout(g.address_width, count_width))),
+            "read_data": Out(stream.Signature(g.data_width)),
+            "init_done": Out(1),
+            "timing_violation": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.core
+        m.submodules.writer = writer = self.writer
+        m.submodules.reader = reader = self.reader
+        wiring.connect(m, wiring.flipped(self.write_req), writer.req)
+        wiring.connect(m, wiring.flipped(self.write_data), writer.i)
+        wiring.connect(m, wiring.flipped(self.read_req), reader.req)
+        wiring.connect(m, reader.o, wiring.flipped(self.read_data))
+        port = core.port
+        use_writer = writer.port.cmd.valid
+        chosen = Mux(use_writer, writer.port.cmd.payload.as_value(), reader.port.cmd.payload.as_value())
+        m.d.comb += [
+            port.cmd.valid.eq(writer.port.cmd.valid | reader.port.cmd.valid),
+            port.cmd.payload.eq(chosen),
+            writer.port.cmd.ready.eq(port.cmd.ready & use_writer),
+            reader.port.cmd.ready.eq(port.cmd.ready & ~use_writer),
+            port.wdata.valid.eq(writer.port.wdata.valid),
+            port.wdata.payload.eq(writer.port.wdata.payload),
+            writer.port.wdata.ready.eq(port.wdata.ready),
+            reader.port.rdata.valid.eq(port.rdata.valid),
+            reader.port.rdata.payload.eq(port.rdata.payload),
+            self.init_done.eq(core.init_done),
+            self.timing_violation.eq(core.timing_violation),
+        ]
+        return m

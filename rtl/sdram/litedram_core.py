@@ -1,0 +1,222 @@
+"""LiteDRAM's SDR SDRAM controller as plain Verilog, generated with Migen at build time.
+
+LiteDRAM (``litedram``, ``litex``, ``migen`` from PyPI) is the controller every LiteX SoC
+on the ULX3S runs; its standalone generator covers DDR3 only, so this module builds the
+SDR core the way litex-boards' ``radiona_ulx3s`` target does: ``GENSDRPHY`` (1:1) and
+``LiteDRAMCore`` with the module's geometry and timings, one native port. What a LiteX
+SoC's CPU does at boot (the BIOS's DFII init sequence) is a small hardware sequencer
+here, so the core comes out of reset, initialises the SDRAM and raises ``init_done``.
+
+Two variants share the controller, its settings and the port:
+
+``board``  the PHY drives the SDRAM pins (``sdram_*``; ``sdram_dq`` is inout), with the
+           ECP5 I/O registers (LiteX's Lattice lowering of its SDR I/O specials).
+``model``  the PHY is LiteDRAM's ``SDRAMPHYModel`` with the board PHY's settings (read
+           latency, CAS latency), the whole memory behind it, and its
+           ``DFITimingsChecker`` (tRP, tRCD, tRAS, tRC, tWR, tWTR, tRFC, tRRD, tCCD): every
+           violation it prints also raises the sticky ``timing_violation`` output, as does
+           a refresh gap longer than :data:`REFRESH_GAP_LIMIT` refresh intervals, so a
+           simulation can fail on it. This is the simulated board's SDRAM.
+
+The native port is LiteDRAM's: ``cmd`` (``valid``/``ready``/``we``/``addr``, one
+``data_width`` word per address), ``wdata`` (``valid``/``ready``/``data``/``we``: byte
+enables) and ``rdata`` (``valid``/``data``; reads return in order, and the port does not
+wait: whoever issues a read must be able to take its data, see
+:class:`rtl.sdram.controller.BurstReader`).
+"""
+
+import copy
+from dataclasses import dataclass
+
+MODULES = ("MT48LC16M16", "AS4C32M16")     # the ULX3S's 32 MB part, and the 64 MB one
+VARIANTS = ("board", "model")
+POWER_UP_US = 200          # CKE high with NOPs before the first command (datasheet: 100 us)
+REFRESH_GAP_LIMIT = 9      # the model flags a gap of more than this many tREFI between refreshes
+
+
+@dataclass(frozen=True)
+class SdramGeometry:
+    """What a user of the port needs to know of the generated core."""
+    module: str
+    clk_freq: float
+    address_width: int       # port address bits: one address per data_width word
+    data_width: int
+    nbanks: int
+    nrows: int
+    ncols: int
+    cl: int
+    read_latency: int        # DFI read latency of the PHY (cycles)
+
+    @property
+    def size_bytes(self):
+        return self.nbanks * self.nrows * self.ncols * self.data_width // 8
+
+    @property
+    def peak_bytes_per_cycle(self):
+        return self.data_width // 8
+
+
+def _sdram_pads(migen, module, databits=16):
+    from migen.genlib.record import Record
+
+    g = module.geom_settings
+    return Record([("a", g.addressbits), ("ba", g.bankbits), ("cs_n", 1), ("cke", 1),
+                   ("ras_n", 1), ("cas_n", 1), ("we_n", 1), ("dq", databits),
+                   ("dm", databits // 8)])
+
+
+class _InitSequencer:
+    """Drives the DFI (through the injector's external port) with the SDR power-up
+    sequence of the module's datasheet, then hands the DFI to the controller:
+    CKE high with NOPs for :data:`POWER_UP_US`, PRECHARGE ALL, two AUTO REFRESH,
+    LOAD MODE REGISTER (burst length 1, sequential, CAS latency ``cl``); every wait
+    at least the module's timing (tRP, tRFC, tMRD = 2 clocks)."""
+
+    def __new__(cls, migen, dfii, phy_settings, timing, clk_freq):
+        from migen import Cat, FSM, If, Module, NextState, NextValue, Signal
+
+        m = Module()
+        m.done = Signal()
+        phase = dfii.ext_dfi.p0
+        wait = Signal(max=int(clk_freq * POWER_UP_US * 1e-6) + 2)
+        # (ras, cas, we, address, cycles to wait after it)
+        steps = [
+            ("POWER_UP", None, int(clk_freq * POWER_UP_US * 1e-6)),
+            ("PRECHARGE_ALL", (1, 0, 1, 0x400), timing.tRP + 1),
+            ("REFRESH_1", (1, 1, 0, 0), timing.tRFC + 1),
+            ("REFRESH_2", (1, 1, 0, 0), timing.tRFC + 1),
+            ("MODE_REGISTER", (1, 1, 1, phy_settings.cl << 4), 2 + 1),
+        ]
+        m.comb += [phase.cke.eq(1), phase.cs_n.eq(1), phase.ras_n.eq(1), phase.cas_n.eq(1),
+                   phase.we_n.eq(1), dfii.ext_dfi_sel.eq(~m.done)]
+        fsm = FSM(reset_state=steps[0][0])
+        m.submodules.fsm = fsm
+        names = [s[0] for s in steps] + ["DONE"]
+        for (name, cmd, cycles), following in zip(steps, names[1:]):
+            issue = []
+            if cmd is not None:
+                ras, cas, we, address = cmd
+                issue = [phase.cs_n.eq(0), phase.ras_n.eq(~ras), phase.cas_n.eq(~cas),
+                         phase.we_n.eq(~we), phase.address.eq(address), phase.bank.eq(0)]
+            fsm.act(name,
+                If(wait == 0, *issue),
+                If(wait == cycles,
+                    NextValue(wait, 0), NextState(following)
+                ).Else(NextValue(wait, wait + 1)))
+        fsm.act("DONE", m.done.eq(1))
+        return m
+
+
+class _Core:
+    def __new__(cls, variant, module_name, clk_freq, violation_limit_cycles=None, controller_timings=None):
+        import litedram.modules
+        import litedram.phy.model as phy_model
+        from litedram.core import LiteDRAMCore
+        from litedram.core.controller import ControllerSettings
+        from litedram.phy import GENSDRPHY
+        from migen import ClockSignal, Display, If, Module, ResetSignal, Signal
+
+        top = Module()
+        module = getattr(litedram.modules, module_name)(clk_freq, "1:1")
+        pads = _sdram_pads(None, module)
+        board_phy = GENSDRPHY(pads, sys_clk_freq=clk_freq)
+        top.ios = set()
+        top.timing_violation = Signal()
+        if variant == "board":
+            phy = board_phy
+            for name in ("a", "ba", "cs_n", "cke", "ras_n", "cas_n", "we_n", "dq", "dm"):
+                sig = getattr(pads, name)
+                sig.name_override = f"sdram_{name}"
+                top.ios.add(sig)
+        else:
+            flag = top.timing_violation
+            # every violation the checker prints also raises the sticky flag
+            real_display = phy_model.Display
+            phy_model.Display = lambda *args: [real_display(*args), flag.eq(1)]
+            try:
+                phy = phy_model.SDRAMPHYModel(module, settings=board_phy.settings, clk_freq=clk_freq,
+                                              verbosity=phy_model.SDRAM_VERBOSE_STD)
+            finally:
+                phy_model.Display = real_display
+        top.submodules.phy = phy
+        timing = module.timing_settings
+        if controller_timings:
+            # tests only: a controller told wrong timings, to see the checker catch it (the
+            # checker takes the module's own datasheet figures, not these)
+            timing = copy.copy(timing)
+            for key, value in controller_timings.items():
+                setattr(timing, key, value)
+        core = LiteDRAMCore(phy, module.geom_settings, timing, clk_freq,
+                            controller_settings=ControllerSettings())
+        top.submodules.core = core
+        init = _InitSequencer(None, core.dfii, board_phy.settings, module.timing_settings, clk_freq)
+        top.submodules.init = init
+        port = core.crossbar.get_port()
+
+        if variant == "model":
+            # a refresh gap the checker's 64 ms window would not see in a short simulation
+            dfi = phy.dfi.p0
+            gap_limit = violation_limit_cycles or REFRESH_GAP_LIMIT * module.timing_settings.tREFI
+            since = Signal(max=gap_limit + 2)
+            is_refresh = ~dfi.cs_n & ~dfi.ras_n & ~dfi.cas_n & dfi.we_n
+            top.sync += If(~init.done | is_refresh, since.eq(0)).Elif(since <= gap_limit, since.eq(since + 1))
+            top.sync += If(since == gap_limit,
+                           Display("refresh gap of more than %d cycles", gap_limit),
+                           top.timing_violation.eq(1))
+
+        io = {}
+        def expose(name, sig, direction):
+            io[name] = (sig, direction)
+        expose("init_done", init.done, "o")
+        expose("cmd_valid", port.cmd.valid, "i")
+        expose("cmd_ready", port.cmd.ready, "o")
+        expose("cmd_we", port.cmd.we, "i")
+        expose("cmd_addr", port.cmd.addr, "i")
+        expose("wdata_valid", port.wdata.valid, "i")
+        expose("wdata_ready", port.wdata.ready, "o")
+        expose("wdata_data", port.wdata.data, "i")
+        expose("wdata_we", port.wdata.we, "i")
+        expose("rdata_valid", port.rdata.valid, "o")
+        expose("rdata_data", port.rdata.data, "o")
+        if variant == "model":
+            expose("timing_violation", top.timing_violation, "o")
+        top.port_io = io
+        top.port = port
+        top.module = module
+        top.phy_settings = board_phy.settings
+        return top
+
+
+def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, name="litedram_sdr",
+                     refresh_gap_limit=None, controller_timings=None):
+    """Return ``(verilog_text, ports, geometry)`` of the SDR core: ``ports`` maps each
+    port name of the Verilog module to ``(width, direction)`` (``"i"``, ``"o"``, ``"io"``;
+    the clock is ``sys_clk``, the reset ``sys_rst``)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    if module not in MODULES:
+        raise ValueError(f"SDRAM module must be one of {', '.join(MODULES)}, not {module!r}")
+    from migen import ClockDomain
+    from migen.fhdl import verilog
+
+    top = _Core(variant, module, clk_freq, refresh_gap_limit, controller_timings)
+    top.clock_domains.cd_sys = ClockDomain("sys")
+    ios = {top.cd_sys.clk, top.cd_sys.rst} | top.ios
+    ports = {"sys_clk": (1, "i"), "sys_rst": (1, "i")}
+    for port_name, (sig, direction) in top.port_io.items():
+        sig.name_override = port_name
+        ios.add(sig)
+        ports[port_name] = (len(sig), direction)
+    for sig in top.ios:
+        ports[sig.name_override] = (len(sig), "io" if sig.name_override == "sdram_dq" else "o")
+    special_overrides = {}
+    if variant == "board":
+        from litex.build.lattice.common import lattice_ecp5_trellis_special_overrides
+        special_overrides = lattice_ecp5_trellis_special_overrides
+    text = str(verilog.convert(top, ios=ios, name=name, special_overrides=special_overrides))
+    g = top.module.geom_settings
+    geometry = SdramGeometry(module=module, clk_freq=clk_freq, address_width=len(top.port.cmd.addr),
+                             data_width=len(top.port.wdata.data), nbanks=2 ** g.bankbits,
+                             nrows=2 ** g.rowbits, ncols=2 ** g.colbits, cl=top.phy_settings.cl,
+                             read_latency=top.phy_settings.read_latency)
+    return text, ports, geometry

@@ -1,0 +1,32 @@
+"""The SDRAM path: LiteDRAM's SDR controller, generated at build time, under Verilator
+with LiteDRAM's SDRAM model and its timing checker (cocotb)."""
+
+import dataclasses
+import json
+
+from amaranth.back import verilog
+
+from rtl.sdram.controller import LiteDramCore, SdramStreams
+from sim.cocotb_run import run_cocotb
+from sim.export import with_header
+
+
+def _run(tmp_path, seed, **core_args):
+    core = LiteDramCore(variant="model", clk_freq=100e6, **core_args)
+    text = with_header(verilog.convert(SdramStreams(core), name="sdram_tb", emit_src=False))
+    env = {"TERNARY_TB_SDRAM": json.dumps(dataclasses.asdict(core.geometry)),
+           "TERNARY_TB_SEED": str(seed),
+           "TERNARY_TB_EXPECT_VIOLATION": "1" if core_args else "0"}
+    run_cocotb(text + core.verilog, "sdram_tb", "sim.tb_sdram", tmp_path / "sdram", extra_env=env, seed=seed)
+
+
+def test_sdram_streams_read_back_bursts_within_the_memorys_timing(tmp_path, seed):
+    seed = seed % (1 << 31)
+    print(f"SDRAM bursts: TERNARY_TB_SEED={seed}")
+    _run(tmp_path, seed)
+
+
+def test_sdram_timing_checker_catches_a_controller_with_wrong_timings(tmp_path, seed):
+    seed = seed % (1 << 31)
+    print(f"SDRAM wrong timings: TERNARY_TB_SEED={seed}")
+    _run(tmp_path, seed, controller_timings={"tRP": 1, "tRCD": 1, "tRFC": 1})
