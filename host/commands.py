@@ -151,7 +151,8 @@ def _import(args):
     c = model.config
     print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
           f"{model.ternary_params():,} ternary weights, activation {notes['activation']}, "
-          f"scales from {notes['scales']}, tokenizer {model.tokenizer.get('type')} "
+          f"scales from {notes['scales']}, "
+          f"tokenizer {notes.get('tokenizer', model.tokenizer.get('type'))} "
           f"-> {args.out}", file=sys.stderr)
 
 
@@ -205,7 +206,7 @@ def _generate(args):
                            "'none'); give the prompt as --prompt-ids")
     else:
         try:
-            prompt = tok.encode(args.prompt if args.prompt is not None else "ROMEO:")
+            prompt = tok.encode_prompt(args.prompt if args.prompt is not None else "ROMEO:")
         except TernaryError as exc:
             raise TernaryError(f"--prompt: {exc} (the tokenizer of "
                                f"{args.model or 'the shipped model'})") from None

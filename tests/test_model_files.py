@@ -54,11 +54,12 @@ def gguf_model(rng):
     return m
 
 
-def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2", extra=None):
+def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2", extra=None,
+               metadata=None):
     """``m`` as llama.cpp's converter writes a ``bitnet`` GGUF: the tensor's scale in its
     TQ blocks, or (``scale_tensors``) blocks at d = 1 and a ``blk.N.<name>.scale``
     tensor; ``activation`` None leaves out ``bitnet.hidden_activation``; ``extra``: more
-    tensors ``{name: array}``."""
+    tensors ``{name: array}``; ``metadata``: more keys ``{key: value}`` (lists as arrays)."""
     import gguf
 
     c = m.config
@@ -73,6 +74,9 @@ def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2
     w.add_rope_freq_base(c.rope_theta)
     if activation is not None:
         w.add_string("bitnet.hidden_activation", activation)
+    for key, v in (metadata or {}).items():
+        add = {list: w.add_array, str: w.add_string, bool: w.add_bool, int: w.add_uint32}[type(v)]
+        add(key, v)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
              "lm_head.weight": "output.weight"}
     from ternary_core.model.names import GGUF_LINEARS, GGUF_NORMS

@@ -7,7 +7,8 @@
 * A GGUF file of llama.cpp's ``bitnet`` architecture whose BitLinear tensors are TQ1_0
   or TQ2_0 (read with the ``gguf`` package). llama.cpp's BitNet converter does not
   permute q/k for RoPE, so the rotation is HF's (``rotate_half``). TQ blocks carry one
-  scale each; a BitLinear has one scale, so all blocks of a tensor must agree.
+  scale each; a BitLinear has one scale, so all blocks of a tensor must agree. Its
+  ``tokenizer.ggml.*`` metadata becomes a real tokenizer (:mod:`.gguf_tokenizer`).
 """
 
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..formats.gguf import unpack as unpack_tq
 from . import names
 from .config import BitNetConfig
 from .names import GGUF_LINEARS, GGUF_NORMS
+from .gguf_tokenizer import read_tokenizer_metadata, tokenizer_from_gguf
 from .file import BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
 from ..quant import quantize_weights
 from ..formats.json_text import parse_json
@@ -202,9 +204,8 @@ def import_gguf(path, notes=None):
             raise TernaryError(f"{path}: tensor {name} has {a.size} values, expected shape {shape}")
         return a.reshape(shape)
 
-    tokens = field_list(reader, "tokenizer.ggml.tokens")
-    tok = {"type": "vocab", "tokens": tokens} if tokens else (
-        {"type": "bytes"} if config.vocab_size == 256 else {"type": "none"})
+    tok, tok_note = tokenizer_from_gguf(read_tokenizer_metadata(reader, path), config.vocab_size,
+                                        path)
     model = BitNetModel(config, tok)
     model.floats[names.EMBED + ".weight"] = floats("token_embd.weight", (config.vocab_size, d))
     model.floats[names.FINAL_NORM + ".weight"] = floats("output_norm.weight", (d,))
@@ -243,7 +244,7 @@ def import_gguf(path, notes=None):
         raise TernaryError(f"{path}: tensor {unknown[0]} is not part of a bitnet model this "
                            f"engine runs ({len(unknown)} such tensors)")
     n = len(model.bitlinears)
-    notes.update(activation=activation,
+    notes.update(activation=activation, tokenizer=tok_note,
                  scales="TQ block scales" + (f" x .scale tensors ({scale_tensors} of {n})"
                                              if scale_tensors else ""))
     return model
@@ -268,9 +269,3 @@ def _f32(v):
     (1e-05, not 9.99999974e-06)."""
     return float(str(np.float32(v)))
 
-
-def field_list(reader, key):
-    f = reader.fields.get(key)
-    if f is None:
-        return []
-    return [bytes(f.parts[i]).decode("utf-8", errors="replace") for i in f.data]

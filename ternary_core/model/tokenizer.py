@@ -2,10 +2,15 @@
 
 ``{"type": "bytes"}``             one token per UTF-8 byte (vocab 256): the shipped model.
 ``{"type": "tokenizers", "json": ...}``  a Hugging Face ``tokenizer.json`` (``tokenizers`` package).
-``{"type": "vocab", "tokens": [...]}``  a plain id -> string list (e.g. from GGUF); decode only
-                                   greedy-matches on encode.
+``{"type": "vocab", "tokens": [...]}``  a plain id -> string list (model files of older
+                                   GGUF imports); greedy-matches on encode. GGUF imports now
+                                   make a ``tokenizers`` one (:mod:`.gguf_tokenizer`).
 ``{"type": "none"}``              no tokenizer (an HF folder without tokenizer files): the model
                                    takes and gives token ids only.
+
+``encode`` turns text into ids as they are; ``encode_prompt`` is what a prompt is encoded
+with: it also adds what the tokenizer adds to a sequence (a ``tokenizers`` post-processor,
+e.g. the BOS a GGUF's ``tokenizer.ggml.add_bos_token`` asks for).
 
 Streaming text out of a token stream goes through :class:`TextStream`, which never
 splits a character that spans tokens.
@@ -22,6 +27,8 @@ class ByteTokenizer:
 
     def encode(self, text):
         return list(text.encode("utf-8"))
+
+    encode_prompt = encode
 
     def token_bytes(self, ids):
         """The exact bytes ``ids`` stand for (a byte tokenizer knows them token by token)."""
@@ -51,6 +58,11 @@ class HFTokenizer:
 
     def encode(self, text):
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    def encode_prompt(self, text):
+        """``text``'s ids with the special tokens the tokenizer adds to a sequence (its
+        post-processor: a BOS, for most causal LMs)."""
+        return self._tok.encode(text, add_special_tokens=True).ids
 
     def decode(self, ids):
         return self._tok.decode(list(ids))
@@ -82,6 +94,8 @@ class VocabTokenizer:
                 raise TernaryError(f"tokenizer: cannot encode {text[i]!r} with this vocabulary")
         return ids
 
+    encode_prompt = encode
+
     def decode(self, ids):
         return "".join(self.tokens[i] for i in ids)
 
@@ -96,6 +110,8 @@ class NoTokenizer:
     def encode(self, text):
         raise TernaryError("this model has no tokenizer (its model file says tokenizer 'none'): "
                            "give token ids instead of text")
+
+    encode_prompt = encode
 
     def decode(self, ids):
         return " ".join(str(int(i)) for i in ids)

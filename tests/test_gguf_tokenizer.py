@@ -1,0 +1,303 @@
+"""A GGUF's tokenizer.ggml.* metadata imports as the tokenizer it describes.
+
+Real vocabularies are trained here with the ``tokenizers`` package on a few KB of the
+Shakespeare corpus, written into a GGUF the way llama.cpp's convert_hf_to_gguf.py writes
+them (``_set_vocab_gpt2``: model gpt2, pre, tokens, token types, merges, special ids;
+``_set_vocab_sentencepiece``: model llama, tokens, scores, token types, special ids, no
+merges), imported with ``ternary import`` and compared with the original tokenizer and
+with transformers' GGUF tokenizer conversion (where transformers is installed).
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from host.cli import main
+from ternary_core.corpus import DEFAULT_CORPUS
+from ternary_core.model.file import load_model
+from ternary_core.model.gguf_tokenizer import BYTE, CONTROL, NORMAL, UNKNOWN
+from ternary_core.model.tokenizer import HFTokenizer, make_tokenizer
+from tests.test_model_files import GGUF_CFG, random_model, write_gguf
+
+PROMPTS = ["Hello world", "ROMEO:", " leading space", "  two leading spaces", "trailing ",
+           "ROMEO:\nWhat say you, 1234 or 56?\n\n", "tabs\tand\r\nlines", "café naïve é",
+           "日本語 and 日本", "emoji 🙂👍🏽", "mixed 日本 é 🙂 42\n", "x", "!!!???", "a  b   c"]
+BOS, EOS = "<|begin_of_text|>", "<|end_of_text|>"
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+                r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def corpus_text():
+    with open(DEFAULT_CORPUS, encoding="utf-8") as f:
+        return f.read(20000)
+
+
+def train_byte_level(pre):
+    """A byte-level BPE (GPT-2 style, or Llama 3's split regex) of 400 tokens."""
+    tok = Tokenizer(models.BPE())
+    if pre == "gpt-2":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([corpus_text()], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=[BOS, EOS], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
+def train_sentencepiece_style():
+    """A Llama-2-style tokenizer.json: BPE with byte fallback over ``<0xNN>`` tokens, spaces
+    as ``▁`` with one before the text, <unk> <s> </s> special. The alphabet is kept to the
+    corpus's commonest letters, so é, 日本 and emoji need the byte tokens."""
+    specials = ["<unk>", "<s>", "</s>"]
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    meta = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
+    trainer_tok = Tokenizer(models.BPE())
+    trainer_tok.pre_tokenizer = meta
+    trainer_tok.train_from_iterator([corpus_text()], trainers.BpeTrainer(
+        vocab_size=600, special_tokens=specials + byte_tokens, limit_alphabet=60,
+        show_progress=False))
+    trained = json.loads(trainer_tok.to_str())["model"]
+    tok = Tokenizer(models.BPE(vocab=trained["vocab"], merges=[tuple(m) for m in trained["merges"]],
+                               unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    tok.pre_tokenizer = meta
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tok.add_special_tokens([AddedToken(s, normalized=False, special=True) for s in specials])
+    return tok
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return {"gpt-2": train_byte_level("gpt-2"), "llama-bpe": train_byte_level("llama-bpe"),
+            "llama": train_sentencepiece_style()}
+
+
+def id_order(tok):
+    return [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])]
+
+
+def merges_of(tok):
+    return [" ".join(m) for m in json.loads(tok.to_str())["model"]["merges"]]
+
+
+def gpt2_metadata(tok, pre, add_bos=None):
+    """As ``_set_vocab_gpt2`` + ``SpecialVocab(load_merges=True)`` write a byte-level BPE."""
+    tokens = id_order(tok)
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre,
+            "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.token_type": [CONTROL if t in (BOS, EOS) else NORMAL for t in tokens],
+            "tokenizer.ggml.merges": merges_of(tok),
+            "tokenizer.ggml.bos_token_id": tokens.index(BOS),
+            "tokenizer.ggml.eos_token_id": tokens.index(EOS)}
+    if add_bos is not None:
+        meta["tokenizer.ggml.add_bos_token"] = add_bos
+    return meta
+
+
+def llama_metadata(tok, with_merges=False, add_bos=True):
+    """As ``_set_vocab_sentencepiece`` writes a SentencePiece BPE: scores rank the pieces
+    (a merged piece scores minus its merge's rank, as SentencePiece's BPE does; single
+    characters score below every merge), token types mark <unk>, control and byte tokens;
+    no merges (``with_merges``: the merges too, as transformers also reads them)."""
+    tokens = id_order(tok)
+    merges = merges_of(tok)
+    rank = {m.replace(" ", ""): i for i, m in enumerate(merges)}
+    types = [UNKNOWN if t == "<unk>" else CONTROL if t in ("<s>", "</s>")
+             else BYTE if t.startswith("<0x") else NORMAL for t in tokens]
+    scores = [float(-rank[t]) if t in rank else -1e6 - i if ty == NORMAL else 0.0
+              for i, (t, ty) in enumerate(zip(tokens, types))]
+    meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.pre": "default",
+            "tokenizer.ggml.tokens": tokens, "tokenizer.ggml.scores": scores,
+            "tokenizer.ggml.token_type": types, "tokenizer.ggml.bos_token_id": 1,
+            "tokenizer.ggml.eos_token_id": 2, "tokenizer.ggml.unknown_token_id": 0}
+    if add_bos is not None:
+        meta["tokenizer.ggml.add_bos_token"] = add_bos
+    if with_merges:
+        meta["tokenizer.ggml.merges"] = merges
+    return meta
+
+
+def gguf_with(path, metadata, vocab_size, seed=0):
+    rng = np.random.default_rng(seed)
+    m = random_model(rng, dataclasses.replace(GGUF_CFG, vocab_size=vocab_size))
+    for b in m.bitlinears.values():
+        b.weight_scale = np.float32(1.0) / np.float32(np.float16(1.0 / b.weight_scale))
+    return write_gguf(path, m, metadata=metadata)
+
+
+def import_tokenizer(tmp_path, capsys, metadata, vocab_size):
+    src = gguf_with(tmp_path / "m.gguf", metadata, vocab_size)
+    out = tmp_path / "m.safetensors"
+    assert main(["import", str(src), "-o", str(out)]) == 0
+    said = capsys.readouterr().err
+    model = load_model(out)
+    assert model.tokenizer["type"] == "tokenizers"
+    tok = make_tokenizer(model.tokenizer, model.config.vocab_size)
+    assert isinstance(tok, HFTokenizer)
+    return tok, said, src, out
+
+
+def assert_same_as(tok, original):
+    for text in PROMPTS:
+        ids = original.encode(text, add_special_tokens=False).ids
+        assert tok.encode(text) == ids, text
+        assert tok.decode(ids) == original.decode(ids), text
+
+
+CASES = {
+    "gpt2, pre gpt-2": ("gpt-2", lambda t: gpt2_metadata(t["gpt-2"], "gpt-2")),
+    "gpt2, pre llama-bpe": ("llama-bpe", lambda t: gpt2_metadata(t["llama-bpe"], "llama-bpe")),
+    "llama, scores": ("llama", lambda t: llama_metadata(t["llama"])),
+    "llama, merges": ("llama", lambda t: llama_metadata(t["llama"], with_merges=True)),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gguf_tokenizer_encodes_and_decodes_as_the_original(tmp_path, capsys, trained, case):
+    which, metadata = CASES[case]
+    original = trained[which]
+    tok, said, _, _ = import_tokenizer(tmp_path, capsys, metadata(trained),
+                                       original.get_vocab_size())
+    kind = ("llama (SentencePiece-style BPE" if which == "llama"
+            else f"gpt2 (byte-level BPE, pre {which}")
+    assert f"tokenizer {kind}" in said, said
+    assert_same_as(tok, original)
+
+
+def test_llama_tokenizer_spells_unknown_characters_with_byte_tokens(tmp_path, capsys, trained):
+    original = trained["llama"]
+    tok, said, _, _ = import_tokenizer(tmp_path, capsys, llama_metadata(original),
+                                       original.get_vocab_size())
+    assert "256 byte tokens" in said
+    vocab = original.get_vocab()
+    for text, raw in [("é", "é".encode()), ("日本", "日本".encode()), ("🙂", "🙂".encode())]:
+        ids = tok.encode(text)
+        byte_ids = [vocab[f"<0x{b:02X}>"] for b in raw]
+        assert ids[-len(byte_ids):] == byte_ids, (text, ids)
+        assert tok.decode(ids) == text
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gguf_tokenizer_matches_transformers_conversion(tmp_path, capsys, trained, case):
+    """Same GGUF, transformers' own reader and converter: the same ids and text."""
+    ggml = pytest.importorskip("transformers.integrations.gguf.gguf_tokenizer_mapping")
+    which, metadata = CASES[case]
+    tok, _, src, _ = import_tokenizer(tmp_path, capsys, metadata(trained),
+                                      trained[which].get_vocab_size())
+    arch, tokenizer_dict, _ = ggml.get_gguf_tokenizer(str(src))
+    theirs, _ = ggml.convert_gguf_tokenizer(arch, tokenizer_dict)
+    for text in PROMPTS + [f"{BOS}special{EOS} <s>x</s>"]:
+        ids = theirs.encode(text, add_special_tokens=False).ids
+        assert tok.encode(text) == ids, text
+        assert tok.decode(ids) == theirs.decode(ids), text
+
+
+@pytest.mark.parametrize("which, add_bos, expect_bos, said", [
+    ("llama", True, True, "BOS '<s>' added (tokenizer.ggml.add_bos_token)"),
+    ("llama", False, False, "no BOS added (tokenizer.ggml.add_bos_token)"),
+    ("llama", None, True, "BOS '<s>' added (llama.cpp's default"),
+    ("gpt-2", None, False, "no BOS added (llama.cpp's default"),
+    ("gpt-2", True, True, f"BOS '{BOS}' added (tokenizer.ggml.add_bos_token)"),
+    ("llama-bpe", None, True, f"BOS '{BOS}' added (llama.cpp's default"),
+    ("llama-bpe", False, False, "no BOS added (tokenizer.ggml.add_bos_token)"),
+])
+def test_bos_is_prepended_to_a_prompt_when_the_metadata_asks(tmp_path, capsys, trained, which,
+                                                            add_bos, expect_bos, said):
+    original = trained[which]
+    meta = llama_metadata(original, add_bos=add_bos) if which == "llama" else \
+        gpt2_metadata(original, which, add_bos=add_bos)
+    tok, printed, _, out = import_tokenizer(tmp_path, capsys, meta, original.get_vocab_size())
+    assert said in printed, printed
+    bos = meta["tokenizer.ggml.bos_token_id"]
+    body = original.encode("ROMEO:", add_special_tokens=False).ids
+    assert tok.encode("ROMEO:") == body
+    assert tok.encode_prompt("ROMEO:") == ([bos] if expect_bos else []) + body
+    # the one place a prompt is encoded: ternary generate
+    assert main(["generate", "--model", str(out), "--prompt", "ROMEO:", "--tokens", "2",
+                 "--temperature", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["prompt_ids"] == ([bos] if expect_bos else []) + body
+    assert BOS not in result["text"] and "<s>" not in result["text"]
+
+
+def test_the_shipped_byte_model_prompt_is_unchanged():
+    from host.generate import load
+    _, tok = load()
+    assert tok.encode_prompt("ROMEO: é") == list("ROMEO: é".encode())
+
+
+def _without(meta, *keys):
+    return {k: v for k, v in meta.items() if k not in keys}
+
+
+REFUSED = {
+    "unknown model": (lambda t: {**llama_metadata(t["llama"]), "tokenizer.ggml.model": "bert"},
+                      "GGUF key tokenizer.ggml.model is 'bert'; the tokenizers this engine "
+                      "imports are llama, gpt2"),
+    "tokens without a model": (lambda t: _without(llama_metadata(t["llama"]),
+                                                  "tokenizer.ggml.model"),
+                               "GGUF key tokenizer.ggml.model is missing"),
+    "short scores": (lambda t: {**llama_metadata(t["llama"]), "tokenizer.ggml.scores": [0.5, 1.5]},
+                     "GGUF key tokenizer.ggml.scores has 2 entries for 600 tokens"),
+    "short token types": (lambda t: {**gpt2_metadata(t["gpt-2"], "gpt-2"),
+                                     "tokenizer.ggml.token_type": [1, 1, 1]},
+                          "GGUF key tokenizer.ggml.token_type has 3 entries for 400 tokens"),
+    "bad token type": (lambda t: {**gpt2_metadata(t["gpt-2"], "gpt-2"),
+                                  "tokenizer.ggml.token_type": [9] * 400},
+                       "GGUF key tokenizer.ggml.token_type has type 9"),
+    "gpt2 without merges": (lambda t: _without(gpt2_metadata(t["gpt-2"], "gpt-2"),
+                                               "tokenizer.ggml.merges"),
+                            "GGUF key tokenizer.ggml.merges is missing; a gpt2"),
+    "merge of unknown tokens": (lambda t: {**gpt2_metadata(t["gpt-2"], "gpt-2"),
+                                           "tokenizer.ggml.merges": ["Ġt h", "zz qq"]},
+                                "GGUF key tokenizer.ggml.merges entry 1 ('zz qq') needs 'zz'"),
+    "merge not a pair": (lambda t: {**gpt2_metadata(t["gpt-2"], "gpt-2"),
+                                    "tokenizer.ggml.merges": ["Ġth e x"]},
+                         "GGUF key tokenizer.ggml.merges entry 0 is 'Ġth e x', not two tokens"),
+    "unknown pre": (lambda t: gpt2_metadata(t["gpt-2"], "starcoder"),
+                    "GGUF key tokenizer.ggml.pre is 'starcoder'; the pre-tokenizers"),
+    "missing pre": (lambda t: _without(gpt2_metadata(t["gpt-2"], "gpt-2"), "tokenizer.ggml.pre"),
+                    "GGUF key tokenizer.ggml.pre is missing"),
+    "BOS asked, no id": (lambda t: _without(llama_metadata(t["llama"]),
+                                            "tokenizer.ggml.bos_token_id"),
+                         "GGUF key tokenizer.ggml.bos_token_id is missing, but a BOS is to be "
+                         "added (tokenizer.ggml.add_bos_token)"),
+    "BOS id out of range": (lambda t: {**llama_metadata(t["llama"]),
+                                       "tokenizer.ggml.bos_token_id": 600},
+                            "GGUF key tokenizer.ggml.bos_token_id is 600, outside the 600 tokens"),
+    "scores that rank nothing": (lambda t: {**llama_metadata(t["llama"]),
+                                            "tokenizer.ggml.scores": [-1000.0] * 600},
+                                 "GGUF key tokenizer.ggml.scores are all -1000.0, so they give no "
+                                 "merge order"),
+    "a token twice": (lambda t: {**gpt2_metadata(t["gpt-2"], "gpt-2"),
+                                 "tokenizer.ggml.tokens": ["a"] * 400},
+                      "GGUF key tokenizer.ggml.tokens has 'a' twice (ids 0 and 1)"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_tokenizer_metadata_it_cannot_reproduce_is_refused_by_key(tmp_path, capsys, trained, case):
+    metadata, message = REFUSED[case]
+    meta = metadata(trained)
+    src = gguf_with(tmp_path / "m.gguf", meta, len(meta["tokenizer.ggml.tokens"]))
+    out = tmp_path / "o.safetensors"
+    assert main(["import", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert message in err, err
+    assert not out.exists()
+
+
+def test_tokens_that_do_not_match_the_embedding_are_refused(tmp_path, capsys, trained):
+    meta = gpt2_metadata(trained["gpt-2"], "gpt-2")
+    src = gguf_with(tmp_path / "m.gguf", meta, 512)
+    assert main(["import", str(src), "-o", str(tmp_path / "o.safetensors")]) == 2
+    assert ("GGUF key tokenizer.ggml.tokens has 400 tokens, but token_embd.weight has 512 rows"
+            in capsys.readouterr().err)
