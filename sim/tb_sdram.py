@@ -23,8 +23,8 @@ GEOM = json.loads(os.environ["TERNARY_TB_SDRAM"])
 SEED = int(os.environ.get("TERNARY_TB_SEED", "1"))
 EXPECT_VIOLATION = os.environ.get("TERNARY_TB_EXPECT_VIOLATION") == "1"
 AW, DW = GEOM["address_width"], GEOM["data_width"]
-ROW_WORDS = GEOM["ncols"]
-PERIOD_NS = 10
+ROW_WORDS = GEOM["ncols"] * 16 // DW       # port words per SDRAM row (ROW_BANK_COL mapping)
+PERIOD_NS = round(1e9 / GEOM["clk_freq"])
 BURST = burst_layout(AW, 16)
 
 

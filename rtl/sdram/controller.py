@@ -50,6 +50,13 @@ class LiteDramCore(wiring.Component):
     ----------
     variant : ``"model"`` (simulation: the memory and its timing checker) or ``"board"``.
     module, clk_freq : the SDRAM part and the clock the core runs at (``sync``).
+    rate : ``"1:1"`` (the SDRAM at ``clk_freq``, a ``data_width``-bit port) or ``"1:2"`` (the
+        SDRAM at twice ``clk_freq``: the port is twice as wide; on the board the PHY runs in
+        ``fast_domain``, a clock at twice ``sync`` and in phase with it).
+    pins : (``board``) the board's ``sdram`` resource requested with ``dir="-"`` for every
+        subsignal (the core has its own I/O registers); its ``clk`` is the caller's to
+        drive (the SDRAM clock is a phase-shifted copy of ``sync``, see
+        :mod:`boards.sdram_clock`).
 
     Members
     -------
@@ -57,13 +64,15 @@ class LiteDramCore(wiring.Component):
         ``init_done``).
     init_done : the power-up sequence is over.
     timing_violation : (``model``) sticky: the timing checker saw a violation.
-    pins : (``board``) the SDRAM pins, to be wired to the board's ``sdram`` resource.
     """
 
     def __init__(self, *, variant="model", module="MT48LC16M16", clk_freq=50e6, name="litedram_sdr",
-                 **generate_args):
+                 pins=None, rate="1:1", fast_domain="sync2x", **generate_args):
+        if (variant == "board") != (pins is not None):
+            raise ValueError("LiteDramCore: pins must be given for the board variant, and only for it")
+        self._pins, self._fast_domain = pins, fast_domain
         self.verilog, self._ports, self.geometry = litedram_verilog(
-            variant=variant, module=module, clk_freq=clk_freq, name=name, **generate_args)
+            variant=variant, module=module, clk_freq=clk_freq, name=name, rate=rate, **generate_args)
         self._name, self._variant = name, variant
         g = self.geometry
         members = {
@@ -88,6 +97,16 @@ class LiteDramCore(wiring.Component):
         )
         if violation is not None:
             conns["o_timing_violation"] = self.timing_violation
+        if "sys2x_clk" in self._ports:
+            conns.update(i_sys2x_clk=ClockSignal(self._fast_domain),
+                         i_sys2x_rst=ResetSignal(self._fast_domain))
+        if self._pins is not None:
+            # amaranth-boards' names for the SDRAM subsignals; raw ports, so the active-low
+            # ones (cs, we, ras, cas) take the core's *_n outputs as they are
+            p = self._pins
+            conns.update(o_sdram_a=p.a.io, o_sdram_ba=p.ba.io, o_sdram_cs_n=p.cs.io,
+                         o_sdram_cke=p.clk_en.io, o_sdram_ras_n=p.ras.io, o_sdram_cas_n=p.cas.io,
+                         o_sdram_we_n=p.we.io, io_sdram_dq=p.dq.io, o_sdram_dm=p.dqm.io)
         m.submodules.core = Instance(self._name, **conns)
         return m
 

@@ -26,6 +26,8 @@ wait: whoever issues a read must be able to take its data, see
 """
 
 import copy
+from functools import reduce
+from operator import or_
 from dataclasses import dataclass
 
 MODULES = ("MT48LC16M16", "AS4C32M16")     # the ULX3S's 32 MB part, and the 64 MB one
@@ -73,22 +75,27 @@ class _InitSequencer:
     at least the module's timing (tRP, tRFC, tMRD = 2 clocks)."""
 
     def __new__(cls, migen, dfii, phy_settings, timing, clk_freq):
-        from migen import Cat, FSM, If, Module, NextState, NextValue, Signal
+        from migen import FSM, If, Module, NextState, NextValue, Signal
 
         m = Module()
         m.done = Signal()
-        phase = dfii.ext_dfi.p0
+        # commands go out on phase 0; every phase (two at half rate) holds CKE and NOP
+        phases = dfii.ext_dfi.phases
+        phase = phases[0]
         wait = Signal(max=int(clk_freq * POWER_UP_US * 1e-6) + 2)
+        # burst length: one word per phase (LiteDRAM's SDR init sets BL = nphases)
+        mode = (phy_settings.nphases.bit_length() - 1) | (phy_settings.cl << 4)
         # (ras, cas, we, address, cycles to wait after it)
         steps = [
             ("POWER_UP", None, int(clk_freq * POWER_UP_US * 1e-6)),
             ("PRECHARGE_ALL", (1, 0, 1, 0x400), timing.tRP + 1),
             ("REFRESH_1", (1, 1, 0, 0), timing.tRFC + 1),
             ("REFRESH_2", (1, 1, 0, 0), timing.tRFC + 1),
-            ("MODE_REGISTER", (1, 1, 1, phy_settings.cl << 4), 2 + 1),
+            ("MODE_REGISTER", (1, 1, 1, mode), 2 + 1),
         ]
-        m.comb += [phase.cke.eq(1), phase.cs_n.eq(1), phase.ras_n.eq(1), phase.cas_n.eq(1),
-                   phase.we_n.eq(1), dfii.ext_dfi_sel.eq(~m.done)]
+        for p in phases:
+            m.comb += [p.cke.eq(1), p.cs_n.eq(1), p.ras_n.eq(1), p.cas_n.eq(1), p.we_n.eq(1)]
+        m.comb += dfii.ext_dfi_sel.eq(~m.done)
         fsm = FSM(reset_state=steps[0][0])
         m.submodules.fsm = fsm
         names = [s[0] for s in steps] + ["DONE"]
@@ -108,18 +115,20 @@ class _InitSequencer:
 
 
 class _Core:
-    def __new__(cls, variant, module_name, clk_freq, violation_limit_cycles=None, controller_timings=None):
+    def __new__(cls, variant, module_name, clk_freq, violation_limit_cycles=None, controller_timings=None,
+                rate="1:1"):
         import litedram.modules
         import litedram.phy.model as phy_model
         from litedram.core import LiteDRAMCore
         from litedram.core.controller import ControllerSettings
-        from litedram.phy import GENSDRPHY
+        from litedram.phy import GENSDRPHY, HalfRateGENSDRPHY
         from migen import ClockSignal, Display, If, Module, ResetSignal, Signal
 
         top = Module()
-        module = getattr(litedram.modules, module_name)(clk_freq, "1:1")
+        module = getattr(litedram.modules, module_name)(clk_freq, rate)
         pads = _sdram_pads(None, module)
-        board_phy = GENSDRPHY(pads, sys_clk_freq=clk_freq)
+        phy_class = GENSDRPHY if rate == "1:1" else HalfRateGENSDRPHY
+        board_phy = phy_class(pads, sys_clk_freq=clk_freq)
         top.ios = set()
         top.timing_violation = Signal()
         if variant == "board":
@@ -155,10 +164,11 @@ class _Core:
 
         if variant == "model":
             # a refresh gap the checker's 64 ms window would not see in a short simulation
-            dfi = phy.dfi.p0
             gap_limit = violation_limit_cycles or REFRESH_GAP_LIMIT * module.timing_settings.tREFI
             since = Signal(max=gap_limit + 2)
-            is_refresh = ~dfi.cs_n & ~dfi.ras_n & ~dfi.cas_n & dfi.we_n
+            is_refresh = Signal()
+            top.comb += is_refresh.eq(reduce(or_, [~p.cs_n & ~p.ras_n & ~p.cas_n & p.we_n
+                                                   for p in phy.dfi.phases]))
             top.sync += If(~init.done | is_refresh, since.eq(0)).Elif(since <= gap_limit, since.eq(since + 1))
             top.sync += If(since == gap_limit,
                            Display("refresh gap of more than %d cycles", gap_limit),
@@ -188,7 +198,7 @@ class _Core:
 
 
 def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, name="litedram_sdr",
-                     refresh_gap_limit=None, controller_timings=None):
+                     refresh_gap_limit=None, controller_timings=None, rate="1:1"):
     """Return ``(verilog_text, ports, geometry)`` of the SDR core: ``ports`` maps each
     port name of the Verilog module to ``(width, direction)`` (``"i"``, ``"o"``, ``"io"``;
     the clock is ``sys_clk``, the reset ``sys_rst``)."""
@@ -199,10 +209,15 @@ def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, na
     from migen import ClockDomain
     from migen.fhdl import verilog
 
-    top = _Core(variant, module, clk_freq, refresh_gap_limit, controller_timings)
+    top = _Core(variant, module, clk_freq, refresh_gap_limit, controller_timings, rate)
     top.clock_domains.cd_sys = ClockDomain("sys")
     ios = {top.cd_sys.clk, top.cd_sys.rst} | top.ios
     ports = {"sys_clk": (1, "i"), "sys_rst": (1, "i")}
+    if variant == "board" and rate == "1:2":
+        # the half-rate PHY drives the pins from a clock at twice sys, in phase with it
+        top.clock_domains.cd_sys2x = ClockDomain("sys2x")
+        ios |= {top.cd_sys2x.clk, top.cd_sys2x.rst}
+        ports.update({"sys2x_clk": (1, "i"), "sys2x_rst": (1, "i")})
     for port_name, (sig, direction) in top.port_io.items():
         sig.name_override = port_name
         ios.add(sig)
