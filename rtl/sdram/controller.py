@@ -86,10 +86,14 @@ class LiteDramCore(wiring.Component):
         m = Module()
         port = self.port
         violation = Signal() if self._variant == "model" else None
+        # no command before the power-up sequence is over, either way of the handshake (the
+        # crossbar's ready does not wait for init)
+        cmd_ready = Signal()
+        m.d.comb += port.cmd.ready.eq(cmd_ready & self.init_done)
         conns = dict(
             i_sys_clk=ClockSignal(), i_sys_rst=ResetSignal(),
             o_init_done=self.init_done,
-            i_cmd_valid=port.cmd.valid & self.init_done, o_cmd_ready=port.cmd.ready,
+            i_cmd_valid=port.cmd.valid & self.init_done, o_cmd_ready=cmd_ready,
             i_cmd_we=port.cmd.payload.we, i_cmd_addr=port.cmd.payload.addr,
             i_wdata_valid=port.wdata.valid, o_wdata_ready=port.wdata.ready,
             i_wdata_data=port.wdata.payload.data, i_wdata_we=port.wdata.payload.we,
