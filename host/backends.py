@@ -54,6 +54,14 @@ def check_device_options(args, model):
     if args.stream and getattr(args, "offload", None) == "model":
         raise TernaryError("--stream streams the BitLinears' weights (--offload matvec); with "
                            "--offload model the device holds the whole model")
+    if args.backend in ("sim", "serial") and getattr(args, "offload", None) == "model":
+        from ternary_core.offload.limits import check_activation
+
+        try:
+            check_activation(model.config)
+        except TernaryError as exc:
+            raise TernaryError(f"--offload model: {exc}; use --offload matvec (the device runs "
+                               f"the BitLinears, the host the rest)") from None
     if args.backend == "sim":
         from dataclasses import replace
 

@@ -74,7 +74,7 @@ from ternary_core.corpus import DEFAULT_CORPUS  # noqa: E402 (beside its users)
 
 
 def register_train(sub):
-    from ternary_core.model.config import BitNetConfig
+    from ternary_core.model.config import ACTIVATIONS, BitNetConfig
     from ternary_core.train import TrainOptions
 
     c, o = BitNetConfig(), TrainOptions()
@@ -101,6 +101,8 @@ def register_train(sub):
     p.add_argument("--layers", type=positive_int, default=c.num_hidden_layers)
     p.add_argument("--heads", type=positive_int, default=c.num_attention_heads)
     p.add_argument("--kv-heads", type=positive_int, default=c.num_key_value_heads)
+    p.add_argument("--act", choices=list(ACTIVATIONS), default=c.hidden_act,
+                   help=f"the MLP's activation (hidden_act; default {c.hidden_act})")
     p.set_defaults(func=_train)
 
 
@@ -110,7 +112,7 @@ def _train(args):
 
     config = BitNetConfig(hidden_size=args.hidden_size, intermediate_size=args.intermediate_size,
                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                          num_key_value_heads=args.kv_heads)
+                          num_key_value_heads=args.kv_heads, hidden_act=args.act)
     opts = TrainOptions(steps=args.steps, batch=args.batch, seq_len=args.seq_len, lr=args.lr,
                         seed=args.seed, threads=args.threads, full_precision=args.full_precision,
                         checkpoint_every=args.checkpoint_every, resume=args.resume)

@@ -22,6 +22,24 @@ def rms_norm(x, weight, eps):
     return weight * (x * (np.float32(1.0) / np.sqrt(var + np.float32(eps))))
 
 
+def silu(x):
+    """``x * sigmoid(x)`` in float32, as torch's ``F.silu`` (``x / (1 + exp(-x))``); a very
+    negative ``x`` overflows ``exp`` to inf and gives -0, the limit, without a warning."""
+    x = x.astype(np.float32)
+    with np.errstate(over="ignore"):
+        return x / (np.float32(1.0) + np.exp(-x))
+
+
+def glu(act, g, u):
+    """The MLP's gated product ``act(g) * u`` for ``hidden_act`` ``act`` (HF's
+    ``BitNetMLP``: ``act_fn(gate_proj(x)) * up_proj(x)``)."""
+    if act == "relu2":
+        return np.square(np.maximum(g, 0)) * u
+    if act == "silu":
+        return silu(g) * u
+    raise ValueError(f"hidden_act {act!r} has no GLU here")
+
+
 def rope_tables(config, max_pos):
     hd = config.head_dim
     inv_freq = (np.float32(1.0) / (np.float32(config.rope_theta) **
@@ -80,7 +98,7 @@ class BitNetRunner:
             x = x + o
             h = rms_norm(x, f[p + names.POST_ATTN_NORM + ".weight"], eps)
             g, u = bitlinear(list(gate_up), h)
-            a = np.square(np.maximum(g, 0)) * u
+            a = glu(c.hidden_act, g, u)
             a = rms_norm(a, f[p + names.FFN_SUB_NORM + ".weight"], eps)
             (d,) = bitlinear(list(down), a)
             x = x + d

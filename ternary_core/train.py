@@ -112,6 +112,8 @@ def build_torch_model(config, full_precision=False):
             return self.weight * (x * torch.rsqrt(var + config.rms_norm_eps))
 
     hd, nh, nkv = config.head_dim, config.num_attention_heads, config.num_key_value_heads
+    # the MLP's activation (HF's ACT2FN[hidden_act]); the config admits only these
+    act = {"relu2": lambda g: F.relu(g).square(), "silu": F.silu}[config.hidden_act]
 
     def rotate_half(x):
         x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
@@ -149,7 +151,7 @@ def build_torch_model(config, full_precision=False):
             x = x + a.o_proj(o)
             h = self.post_attention_layernorm(x)
             m = self.mlp
-            g = F.relu(m.gate_proj(h)).square() * m.up_proj(h)
+            g = act(m.gate_proj(h)) * m.up_proj(h)
             return x + m.down_proj(m.ffn_sub_norm(g))
 
     class Model(nn.Module):

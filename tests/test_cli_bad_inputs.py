@@ -97,6 +97,7 @@ def inputs(tmp_path_factory):
     hf_folder(d / "hf-str", config={"hidden_size": "32"})
     hf_folder(d / "hf-eps", config={"rms_norm_eps": "abc"})
     hf_folder(d / "hf-tie", config={"tie_word_embeddings": "no"})
+    hf_folder(d / "hf-gelu", config={"hidden_act": "gelu"})
     hf_folder(d / "hf-nan", float_fn=_set("model.layers.0.input_layernorm.weight", 3, np.nan))
     hf_folder(d / "hf-scale0", packed_scale=0.0)
     (d / "hf-list").mkdir()
@@ -105,6 +106,7 @@ def inputs(tmp_path_factory):
     model_variant(d / "rope0.safetensors", config={"rope_theta": 0})
     model_variant(d / "rope-nan.safetensors", config={"rope_theta": float("nan")})
     model_variant(d / "layers-str.safetensors", config={"num_hidden_layers": "4"})
+    model_variant(d / "gelu.safetensors", config={"hidden_act": "gelu"})
     model_variant(d / "nan.safetensors", tensor_fn=_set("model.embed_tokens.weight", 7, np.nan))
     model_variant(d / "inf-scale.safetensors",
                   tensor_fn=_set("model.layers.3.mlp.up_proj.weight_scale", 0, np.inf))
@@ -295,6 +297,9 @@ CASES = {
                                   r"eps-neg\.safetensors: config: rms_norm_eps must be finite and greater than 0"),
     "rope_theta 0": Case("generate --model {i}/rope0.safetensors", 2, r"rope_theta must be finite and greater than 0, got 0"),
     "rope_theta NaN": Case("generate --model {i}/rope-nan.safetensors", 2, r"rope_theta must be finite .*got nan"),
+    "unknown activation in model config": Case("generate --model {i}/gelu.safetensors", 2,
+                                               r"gelu\.safetensors: config: hidden_act must be one "
+                                               r"of relu2, silu, got 'gelu'"),
     "string int in model config": Case("generate --model {i}/layers-str.safetensors", 2,
                                        r"num_hidden_layers must be a positive integer, got '4'"),
     "NaN weight": Case("generate --model {i}/nan.safetensors", 2,
@@ -313,6 +318,9 @@ CASES = {
                                         r"config\.json: rms_norm_eps must be a number, got 'abc'"),
     "HF config.json string bool": Case("import {i}/hf-tie -o {w}/out.safetensors", 2,
                                        r"tie_word_embeddings must be true or false, got 'no'"),
+    "HF config.json unknown activation": Case("import {i}/hf-gelu -o {w}/out.safetensors", 2,
+                                              r"config\.json: hidden_act must be one of relu2, "
+                                              r"silu, got 'gelu'"),
     "HF config.json not an object": Case("import {i}/hf-list -o {w}/out.safetensors", 2,
                                          r"config\.json: expected a JSON object"),
     # -- train: corpus against split and seq-len, options in range, before any step

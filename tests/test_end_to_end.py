@@ -33,6 +33,31 @@ def test_sim_tokens_equal_reference_tokens(capsys, extra):
         assert sim["link_bytes_per_token"] > 100_000
 
 
+def test_silu_model_runs_with_matvec_offload_on_the_simulated_board(capsys, tmp_path, rng):
+    """The vector machine has no SiLU; with --offload matvec the device runs the BitLinears
+    and the host the SiLU GLU: the ids are the reference backend's (the same float code
+    around bit-exact matvecs), and the integer decode runs the model too."""
+    from ternary_core.model.config import BitNetConfig
+    from ternary_core.model.file import save_model
+    from tests.test_model_files import random_model
+
+    cfg = BitNetConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                       max_position_embeddings=32, hidden_act="silu")
+    path = tmp_path / "silu.safetensors"
+    save_model(path, random_model(rng, cfg))
+    capsys.readouterr()                     # the rng fixture's seed line
+    common = ["generate", "--json", "--model", str(path), "--prompt-ids", "5,80,200",
+              "--tokens", "12", "--temperature", "0"]
+    ref = _ids(capsys, common + ["--backend", "reference"])
+    sim = _ids(capsys, common + ["--backend", "sim", "--board", "ulx3s-85f", "--offload", "matvec",
+                                 "--check"])
+    assert sim["offload"] == "matvec" and sim["token_ids"] == ref["token_ids"]
+    auto = _ids(capsys, common + ["--backend", "sim", "--board", "ulx3s-85f"])
+    assert auto["offload"] == "matvec" and auto["token_ids"] == ref["token_ids"]
+    integer = _ids(capsys, common + ["--backend", "integer"])
+    assert len(integer["token_ids"]) == 12
+
+
 def test_board_killed_mid_generation_is_a_clear_error():
     model, tok = load()
     device = Device.open_sim(board("icebreaker").engine, timeout=1.0, retries=2)

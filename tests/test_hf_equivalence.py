@@ -11,9 +11,10 @@ from ternary_core.model.file import load_model  # noqa: E402
 from ternary_core.reference import BitNetRunner  # noqa: E402
 
 
-def build_hf_checkpoint(folder, seed, packed=True, hf_init=False):
+def build_hf_checkpoint(folder, seed, packed=True, hf_init=False, hidden_act="relu2"):
     """A random small BitNet built, packed and saved by transformers itself: weights
-    N(0, 1) and norms U(0.5, 1.5), or transformers' own initialization with ``hf_init``."""
+    N(0, 1) and norms U(0.5, 1.5), or transformers' own initialization with ``hf_init``;
+    ``hidden_act`` the MLP's activation (relu2 or silu)."""
     import torch._dynamo
     from transformers import BitNetConfig, BitNetForCausalLM
     from transformers.integrations.bitnet import pack_weights, replace_with_bitnet_linear
@@ -24,7 +25,8 @@ def build_hf_checkpoint(folder, seed, packed=True, hf_init=False):
     cfg = BitNetConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                        rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                       bos_token_id=None, eos_token_id=None, tie_word_embeddings=False)
+                       bos_token_id=None, eos_token_id=None, tie_word_embeddings=False,
+                       hidden_act=hidden_act)
     torch.manual_seed(seed)
     model = BitNetForCausalLM(cfg).eval()
     with torch.no_grad():
@@ -60,12 +62,15 @@ def build_hf_checkpoint(folder, seed, packed=True, hf_init=False):
 CHECKPOINT_SEED = 1
 
 
-def test_logits_and_greedy_match_transformers(tmp_path):
+@pytest.mark.parametrize("hidden_act", ["relu2", "silu"])
+def test_logits_and_greedy_match_transformers(tmp_path, capsys, hidden_act):
     seed = CHECKPOINT_SEED
-    hf = build_hf_checkpoint(tmp_path / "hf", seed, packed=True)
+    hf = build_hf_checkpoint(tmp_path / "hf", seed, packed=True, hidden_act=hidden_act)
     out = tmp_path / "model.safetensors"
     assert main(["import", str(tmp_path / "hf"), "-o", str(out)]) == 0
+    assert f"activation {hidden_act}," in capsys.readouterr().err
     model = load_model(out)
+    assert model.config.hidden_act == hidden_act
 
     ids = np.random.default_rng(seed).integers(0, 256, size=24)
     with torch.no_grad():

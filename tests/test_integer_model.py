@@ -49,6 +49,20 @@ def test_score_is_bit_identical_to_stepping(shipped):
     assert np.all(scales == runner.last_logit_scale)
 
 
+def test_silu_score_is_bit_identical_to_stepping_and_differs_from_relu2(rng):
+    from dataclasses import replace
+
+    cfg = BitNetConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                       max_position_embeddings=32, hidden_act="silu")
+    model = random_model(rng, cfg)
+    ids = rng.integers(0, 256, 20)
+    runner = IntegerRunner(compile_model(model))
+    stepped = np.stack([runner.step(int(t)) for t in ids])
+    np.testing.assert_array_equal(runner.score(ids)[0], stepped)
+    model.config = replace(cfg, hidden_act="relu2")      # the same weights, the other GLU
+    assert not np.array_equal(IntegerRunner(compile_model(model)).score(ids)[0], stepped)
+
+
 def test_shipped_model_tracks_the_float_reference(shipped):
     model, im = shipped
     ids = np.frombuffer(TEXT, np.uint8).astype(np.int64)
@@ -67,15 +81,17 @@ def test_shipped_model_tracks_the_float_reference(shipped):
     assert runner.residual_peak < 1 << 26                     # 5+ bits of headroom: no saturation
 
 
-def test_transformers_checkpoint_top1_agreement(tmp_path, seed):
+@pytest.mark.parametrize("hidden_act", ["relu2", "silu"])
+def test_transformers_checkpoint_top1_agreement(tmp_path, seed, hidden_act):
     pytest.importorskip("torch", reason="installed by `make test` (reference extra)")
     pytest.importorskip("transformers", reason="installed by `make test` (reference extra)")
     from host.cli import main
     from tests.test_hf_equivalence import build_hf_checkpoint
 
-    build_hf_checkpoint(tmp_path / "hf", seed % (1 << 31), hf_init=True)
+    build_hf_checkpoint(tmp_path / "hf", seed % (1 << 31), hf_init=True, hidden_act=hidden_act)
     assert main(["import", str(tmp_path / "hf"), "-o", str(tmp_path / "m.safetensors")]) == 0
     model = load_model(tmp_path / "m.safetensors")
+    assert model.config.hidden_act == hidden_act
     ctx = model.config.max_position_embeddings
     ids = np.random.default_rng(seed).integers(0, model.config.vocab_size, (32, ctx))
     runner, agree = IntegerRunner(compile_model(model)), 0

@@ -294,6 +294,48 @@ def test_relu2_glu_matches_float(rng):
     assert np.all(np.abs(got - want) <= 2.0 ** -13 * np.abs(want).max(axis=1, keepdims=True))
 
 
+def test_sigmoid_q15_is_within_8e_5():
+    from ternary_core.integer.fixed import SIGMOID_ONE, sigmoid_q15
+
+    z = np.arange(-(1 << 18), (1 << 18) + 1)          # Q4.12: every input in |x| <= 64
+    got = sigmoid_q15(z) / SIGMOID_ONE
+    want = 1.0 / (1.0 + np.exp(-z / 4096.0))
+    assert np.abs(got - want).max() <= 8e-5
+    assert sigmoid_q15([0]).tolist() == [SIGMOID_ONE // 2]
+    assert sigmoid_q15([-(1 << 40), 1 << 40]).tolist() == [0, SIGMOID_ONE]
+
+
+def silu_float(x):
+    with np.errstate(over="ignore"):       # exp(-x) = inf for x << 0: silu is -0 there
+        return x / (1.0 + np.exp(-x))
+
+
+@pytest.mark.parametrize("spread", [(-20, -5), (-14, -10), (-8, 0)],
+                         ids=["wide", "real-scale-near-1", "large"])
+def test_silu_glu_matches_float(rng, spread):
+    """Gates whose real values span |x| from ~0 to past the table's range (16)."""
+    g = rng.integers(-(1 << 16), 1 << 16, (6, 256))
+    g[0, :4] = [0, 1, -1, (1 << 16) - 1]
+    u = rng.integers(-(1 << 16), 1 << 16, (6, 256))
+    gs, us = row_scalar(log_uniform(rng, 6, *spread)), row_scalar(log_uniform(rng, 6, -20, -5))
+    a, s = ops.silu_glu(g, gs, u, us)
+    assert np.abs(a).max() < 1 << 31
+    got = a * s.to_float()
+    x = g * gs.to_float()
+    want = silu_float(x) * (u * us.to_float())
+    # bound: the sigmoid's 8e-5 on |x * u|, plus 2**-13 of the row's largest product
+    # (three 16/17-bit normalizations and the scalar unit)
+    bound = 8e-5 * np.abs(x * u * us.to_float()) + 2.0 ** -13 * np.abs(want).max(axis=1, keepdims=True)
+    assert np.all(np.abs(got - want) <= bound)
+
+
+def test_silu_glu_of_zero_rows_is_zero():
+    z = np.zeros((2, 8), np.int64)
+    one = row_scalar([1.0, 2.0 ** -10])
+    a, _ = ops.silu_glu(z, one, np.ones((2, 8), np.int64), one)
+    assert not a.any()
+
+
 def test_lm_head_and_embedding_match_float_with_int8_rows(rng):
     from ternary_core.integer.compile import int8_rows
     w = rng.standard_normal((256, 128)) * rng.uniform(0.01, 10, (256, 1))

@@ -134,15 +134,34 @@ def test_gguf_scale_tensors_multiply_the_block_scale(tmp_path, rng):
         assert scaled.bitlinears[n].weight_scale == plain.bitlinears[n].weight_scale
 
 
-@pytest.mark.parametrize("activation, message", [
-    (None, "bitnet.hidden_activation is missing, so llama.cpp runs this model with silu"),
-    ("silu", "bitnet.hidden_activation is 'silu'; this engine runs relu2"),
-    ("gelu", "bitnet.hidden_activation is 'gelu'"),
+@pytest.mark.parametrize("activation, said", [
+    (None, "activation silu (bitnet.hidden_activation absent: llama.cpp's default)"),
+    ("silu", "activation silu,"),
 ])
-def test_gguf_with_another_activation_is_refused(tmp_path, rng, capsys, activation, message):
+def test_gguf_silu_or_no_activation_imports_as_silu(tmp_path, rng, capsys, activation, said):
+    """llama.cpp runs a bitnet GGUF with SiLU unless ``hidden_activation`` says otherwise."""
+    from dataclasses import replace
+
+    m = gguf_model(rng)
+    m.config = replace(m.config, hidden_act="silu")
+    path = write_gguf(tmp_path / "m.gguf", m, activation=activation)
+    out = tmp_path / "imported.safetensors"
+    assert main(["import", str(path), "-o", str(out)]) == 0
+    assert said in capsys.readouterr().err
+    got = load_model(out)
+    assert got.config.hidden_act == "silu" and got.config == m.config
+    a, b = BitNetRunner(m), BitNetRunner(got)
+    for t in [1, 100, 7]:
+        np.testing.assert_array_equal(a.step(t), b.step(t))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "swiglu", "RELU2"])
+def test_gguf_with_another_activation_is_refused(tmp_path, rng, capsys, activation):
     path = write_gguf(tmp_path / "m.gguf", gguf_model(rng), activation=activation)
     out = tmp_path / "o.safetensors"
-    assert message in _cli_error(capsys, ["import", str(path), "-o", str(out)])
+    said = _cli_error(capsys, ["import", str(path), "-o", str(out)])
+    assert (f"GGUF key bitnet.hidden_activation is {activation!r}; this engine runs relu2 or "
+            f"silu") in said
     assert not out.exists()
 
 

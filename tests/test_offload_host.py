@@ -106,6 +106,42 @@ def test_offload_model_on_a_model_past_the_limits_names_the_field(tiny):
     assert choose_offload(dev, tiny, "matvec") == "matvec"
 
 
+def test_a_silu_model_is_not_offloaded_and_the_refusal_names_hidden_act(rng):
+    from dataclasses import replace
+
+    from host.backends import choose_offload
+
+    silu = random_model(rng, BitNetConfig(max_position_embeddings=16, hidden_act="silu", **TINY))
+    limits = DeviceLimits.for_config(replace(silu.config, hidden_act="relu2"))
+    dev = Device(PythonDevice(limits))
+    with pytest.raises(TernaryError, match="hidden_act is 'silu'; the device's vector machine "
+                                           "runs relu2 only"):
+        choose_offload(dev, silu, "model")
+    assert choose_offload(dev, silu, None) == "matvec"
+    with pytest.raises(TernaryError, match="hidden_act is 'silu'"):
+        ModelOffload(dev, silu, log=open("/dev/null", "w")).prepare()
+
+
+def test_generate_cli_refuses_offload_model_of_a_silu_model_before_opening_a_device(
+        rng, tmp_path, monkeypatch, capsys):
+    import host.backends as backends
+    from host.cli import main
+    from ternary_core.model.file import save_model
+
+    path = tmp_path / "silu.safetensors"
+    save_model(path, random_model(rng, BitNetConfig(max_position_embeddings=16, hidden_act="silu",
+                                                    **TINY)))
+    opened = []
+    monkeypatch.setattr(backends, "open_device", lambda args: opened.append(args))
+    argv = ["generate", "--model", str(path), "--prompt-ids", "1,2,3", "--tokens", "4",
+            "--backend", "sim", "--board", "ulx3s-85f", "--offload", "model"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert ("--offload model: hidden_act is 'silu'; the device's vector machine runs relu2 "
+            "only; use --offload matvec") in err
+    assert "Traceback" not in err and not opened
+
+
 def test_check_runs_a_position_at_a_time_and_agrees_with_the_reference(tiny):
     prompt = [2, 7, 1]
     want, _ = integer_ids(tiny, prompt, 20, 0.8, 3, 9)

@@ -85,3 +85,38 @@ def test_resume_refuses_other_options_and_shapes(tmp_path, corpus, monkeypatch):
                          num_key_value_heads=1, max_position_embeddings=32)
     with pytest.raises(TernaryError, match=r"--resume: .* is of a model with hidden_size=32, not 64"):
         train(corpus, out, other, options(resume=True))
+
+
+@pytest.mark.parametrize("act", ["relu2", "silu"])
+def test_train_act_gives_a_model_whose_reference_matches_the_trained_net(tmp_path, corpus, act,
+                                                                         monkeypatch):
+    """``ternary train --act``: the saved config names the activation, and the numpy
+    reference of the exported model computes what the torch net trained (same GLU)."""
+    from dataclasses import replace
+
+    import torch
+
+    from host.cli import main
+    from ternary_core.model.file import load_model
+    from ternary_core.reference import BitNetRunner
+
+    nets = []
+    real_export = train_mod.export_model
+    monkeypatch.setattr(train_mod, "export_model",
+                        lambda net, *a: nets.append(net) or real_export(net, *a))
+    out = tmp_path / "m.safetensors"
+    assert main(["train", "--corpus", str(corpus), "-o", str(out), "--steps", "3", "--batch", "2",
+                 "--seq-len", "16", "--threads", "1", "--checkpoint-every", "0", "--hidden-size",
+                 "32", "--intermediate-size", "32", "--layers", "1", "--heads", "2",
+                 "--kv-heads", "1", "--act", act]) == 0
+    model = load_model(out)
+    assert model.config.hidden_act == act
+    ids = np.frombuffer(corpus.read_bytes()[:16], np.uint8).astype(np.int64)
+    with torch.no_grad():
+        want = nets[-1].eval()(torch.from_numpy(ids)[None])[0].numpy()
+    scale = np.abs(want).max()
+    got = BitNetRunner(model).score(ids)
+    print(f"max abs diff {np.abs(got - want).max():.3g} of max abs logit {scale:.3g}")
+    np.testing.assert_allclose(got, want, atol=1e-3 * scale, rtol=0)
+    model.config = replace(model.config, hidden_act="silu" if act == "relu2" else "relu2")
+    assert np.abs(BitNetRunner(model).score(ids) - want).max() > 1e-2 * scale

@@ -13,7 +13,7 @@ square root 3. A quantizer row costs 4 (reciprocal, ``127/max``, ``max/127``); a
 
 from dataclasses import dataclass
 
-from .fixed import EXP2_TABLE, RECIP_TABLE, RSQRT_TABLE
+from .fixed import EXP2_TABLE, RECIP_TABLE, RSQRT_TABLE, SIGMOID_TABLE
 from .ops import ROPE_FRAC_BITS
 
 SCALAR_BYTES = 3            # a stored scalar: 16-bit mantissa + 8-bit exponent
@@ -60,7 +60,10 @@ def decode_costs(config, context=None):
                table_bits=EXP2_TABLE.size * 16),
         OpCost("P.V (16-bit weights x int8 values)", L * nh * t * (hd + 1), "16x16"),
         OpCost("merge heads (align per-head scales)", L * d, "16x16"),
-        OpCost("squared ReLU x GLU", L * (2 * f + 2), "17x17"),
+        (OpCost("squared ReLU x GLU", L * (2 * f + 2), "17x17") if c.hidden_act == "relu2" else
+         # g to Q4.12, the sigmoid's interpolation, g * sigmoid, times u; one scale product
+         OpCost("SiLU x GLU (sigmoid table + interpolation)", L * (4 * f + 1), "17x16",
+                table_bits=SIGMOID_TABLE.size * 16)),
         OpCost("residual adds (int32, saturating)", 0, "none"),
         OpCost("lm_head (int8 x int8, per-row scale)", V * d + 2 * V, "21x16",
                memory_bytes=(0 if c.tie_word_embeddings else V * d + V * SCALAR_BYTES)),

@@ -2,7 +2,7 @@
 *scalar unit* — a 16-bit-mantissa number format for the per-token scale factors.
 
 Everything here is integer arithmetic on int64 numpy arrays (vectorized over any leading
-shape). The only float is in building the three ROM tables and in :func:`scalar_from_float`,
+shape). The only float is in building the four ROM tables and in :func:`scalar_from_float`,
 which the compiler calls once at load time; the per-token datapath never uses them.
 
 Rounding: :func:`shift_round` adds half an LSB and shifts right arithmetically (round half
@@ -30,6 +30,9 @@ RECIP_INDEX_BITS = 7    # 1/f for f in [1, 2): 128 entries of 16 bits
 RSQRT_INDEX_BITS = 6    # 1/sqrt(f) for f in [1, 4): 192 entries of 16 bits (step 1/64)
 EXP2_FRAC_BITS = 8      # 2**-f for f in [0, 1) in steps of 1/256: 256 entries of 16 bits
 EXP2_ONE = 1 << 15      # the table's 1.0
+SIGMOID_FRAC_BITS = 12  # the sigmoid's input: Q4.12, saturated to 17 bits signed (|x| < 16)
+SIGMOID_STEP_BITS = 4   # sigmoid(x) for x in [0, 16] in steps of 1/16: 257 entries of 16 bits
+SIGMOID_ONE = 1 << 15   # the table's 1.0 (Q1.15, as the exp2 table)
 
 
 def _i64(x):
@@ -155,9 +158,15 @@ def _exp2_table():
     return np.round(EXP2_ONE * 2.0 ** (-i / (1 << EXP2_FRAC_BITS))).astype(np.int64)
 
 
+def _sigmoid_table():
+    x = np.arange((16 << SIGMOID_STEP_BITS) + 1) / (1 << SIGMOID_STEP_BITS)
+    return np.round(SIGMOID_ONE / (1.0 + np.exp(-x))).astype(np.int64)
+
+
 RECIP_TABLE = _recip_table()    # Q0.16 of 1/f at the bucket midpoints
 RSQRT_TABLE = _rsqrt_table()    # Q0.16 of 1/sqrt(f) at the bucket midpoints
 EXP2_TABLE = _exp2_table()      # Q1.15 of 2**-f
+SIGMOID_TABLE = _sigmoid_table()  # Q1.15 of 1/(1 + e**-x), x = i/16 for i in 0..256
 
 
 def scalar_recip(a):
@@ -240,3 +249,22 @@ def exp2_neg(d, frac_bits=EXP2_FRAC_BITS):
     ip, fp = d >> frac_bits, d & ((1 << frac_bits) - 1)
     v = shift_round(EXP2_TABLE[fp], np.minimum(ip, MAX_SHIFT))
     return np.where(ip > 16, 0, v)
+
+
+def sigmoid_q15(z):
+    """``1 / (1 + e**-x)`` in Q1.15 for ``x = z / 2**12`` (Q4.12 integers, any sign).
+
+    ``|z|`` is clamped to ``2**16 - 1`` (just below 16); its top 8 bits index the 257-entry
+    table (steps of 1/16), its low 8 bits interpolate linearly between two neighbours (one
+    10x8 multiply: neighbours differ by at most 512) with a rounding shift; a negative
+    input takes ``1.0 - sigmoid(|x|)``. Error below 8e-5 for every ``z``: entries rounded
+    to 2**-16, the interpolation's rounding 2**-16, linear interpolation over a step h of
+    1/16 h**2/8 * max|sigmoid''| = 4.7e-5, the clamp at 16 1.2e-7
+    (``test_sigmoid_q15_is_within_8e-5``); see docs/integer-decode.md."""
+    z = _i64(z)
+    step = SIGMOID_FRAC_BITS - SIGMOID_STEP_BITS
+    a = np.minimum(np.abs(z), (1 << (SIGMOID_FRAC_BITS + 4)) - 1)
+    i, f = a >> step, a & ((1 << step) - 1)
+    lo = SIGMOID_TABLE[i]
+    s = lo + shift_round((SIGMOID_TABLE[i + 1] - lo) * f, step)
+    return np.where(z < 0, SIGMOID_ONE - s, s)

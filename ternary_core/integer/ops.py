@@ -9,10 +9,10 @@ See docs/integer-decode.md for the widths and the cost of each op.
 
 import numpy as np
 
-from .fixed import (EXP2_FRAC_BITS, MANT_BITS, Scalar, apply_scalar, bit_length, exact_matmul,
-                    exp2_neg, saturate, scalar_add, scalar_from_float, scalar_from_int,
-                    scalar_mul, scalar_recip, scalar_rsqrt, scalar_shift, shift_round,
-                    shift_round_saturate)
+from .fixed import (EXP2_FRAC_BITS, MANT_BITS, SIGMOID_FRAC_BITS, SIGMOID_ONE, Scalar,
+                    apply_scalar, bit_length, exact_matmul, exp2_neg, saturate, scalar_add,
+                    scalar_from_float, scalar_from_int, scalar_mul, scalar_recip, scalar_rsqrt,
+                    scalar_shift, shift_round, shift_round_saturate, sigmoid_q15)
 
 INV_127 = scalar_from_float(1.0 / 127.0)
 RES_FRAC_BITS = 16      # residual stream: int32, Q15.16
@@ -158,6 +158,28 @@ def relu2_glu(g, gs, u, us):
     u16, s2 = normalize_rows(u, 16)
     scale = scalar_shift(scalar_mul(scalar_mul(gs, gs), us), 2 * s0 + s1 + s2)
     return sq * u16, scale
+
+
+def silu_glu(g, gs, u, us):
+    """``silu(g) * u = g * sigmoid(g) * u`` for BitLinear accumulators ``g``, ``u`` with row
+    scales ``gs``, ``us``. ``g`` is normalized to signed 17 bits; its real value enters the
+    sigmoid as Q4.12 (one 17x16 multiply by the scale's mantissa, a rounding shift,
+    saturation to 17 bits: beyond |x| = 16 the sigmoid is 0 or 1 to 2**-23);
+    :func:`~.fixed.sigmoid_q15` gives Q1.15 (table + interpolation); ``g * sigmoid``
+    (17x16) is normalized to signed 17 bits and times ``u`` normalized to signed 16 bits
+    (17x16). Four multiplies per element. Returns ``(ints of 32 bits, Scalar per row)``,
+    the format of :func:`relu2_glu`."""
+    gn, s0 = normalize_rows(g, 17)
+    g_sc = scalar_shift(gs, s0)
+    z = apply_scalar(gn, g_sc, SIGMOID_FRAC_BITS, SIGMOID_FRAC_BITS + 5)
+    p, s1 = normalize_rows(gn * sigmoid_q15(z), 17)
+    u16, s2 = normalize_rows(u, 16)
+    scale = scalar_shift(scalar_mul(g_sc, us), s1 + s2 - (SIGMOID_ONE.bit_length() - 1))
+    return p * u16, scale
+
+
+# The MLP's gated activation for each ``hidden_act`` (config.ACTIVATIONS).
+GLUS = {"relu2": relu2_glu, "silu": silu_glu}
 
 
 def lm_head(x_q, xs, w8, row_scale):

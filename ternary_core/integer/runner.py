@@ -93,6 +93,7 @@ class IntegerRunner:
         p0 = self.pos
         nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
         group = nh // nkv
+        glu = ops.GLUS[c.hidden_act]
         pos = np.arange(p0, p0 + t)
         end = p0 + t
         mask = np.arange(end)[None, :] <= pos[:, None]              # (t, end)
@@ -129,7 +130,7 @@ class IntegerRunner:
             xq, r = self._norm(p + names.POST_ATTN_NORM, x, res_scale)
             ga, ua = self._matvecs([p + n for n in GATE_UP], xq)
             gs, us = (scalar_mul(r, im.linear_scale[p + n]) for n in GATE_UP)
-            a, a_sc = ops.relu2_glu(ga, gs, ua, us)
+            a, a_sc = glu(ga, gs, ua, us)
             xq, r = self._norm(p + names.FFN_SUB_NORM, a, a_sc)
             (da,) = self._matvecs([p + names.DOWN_PROJ], xq)
             d = ops.to_fixed(da, scalar_mul(r, im.linear_scale[p + names.DOWN_PROJ]),

@@ -11,6 +11,9 @@ from . import names
 # BitNet b1.58 2B4T); a larger value is a corrupt or hostile file, not a model.
 MAX_CONFIG_INT = 1 << 20
 
+# The GLU activations a model may use (HF ``hidden_act``): squared ReLU, as BitNet b1.58
+# 2B4T, and SiLU, as the LLaMA-shaped BitNets (1bitLLM bitnet_b1_58-*, TriLM).
+ACTIVATIONS = ("relu2", "silu")
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,9 @@ class BitNetConfig:
             raise TernaryError("config: hidden_size must be a multiple of num_attention_heads")
         if self.num_attention_heads % self.num_key_value_heads:
             raise TernaryError("config: num_attention_heads must be a multiple of num_key_value_heads")
-        if self.hidden_act != "relu2":
-            raise TernaryError(f"config: hidden_act must be relu2 (BitNet), got {self.hidden_act!r}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise TernaryError(f"config: hidden_act must be one of {', '.join(ACTIVATIONS)}, "
+                               f"got {self.hidden_act!r}")
         if (self.hidden_size // self.num_attention_heads) % 2:
             raise TernaryError("config: head_dim must be even (RoPE rotates pairs)")
 

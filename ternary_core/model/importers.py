@@ -20,7 +20,7 @@ from ..formats import hf_bitnet
 from ..errors import TernaryError
 from ..formats.gguf import unpack as unpack_tq
 from . import names
-from .config import BitNetConfig
+from .config import ACTIVATIONS, BitNetConfig
 from .names import GGUF_LINEARS, GGUF_NORMS
 from .gguf_tokenizer import read_tokenizer_metadata, tokenizer_from_gguf
 from .file import BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
@@ -136,9 +136,9 @@ def import_gguf(path, notes=None):
     """A llama.cpp ``bitnet`` GGUF with its semantics: BitLinears in TQ1_0/TQ2_0 whose
     block scale is the tensor's (one scale a tensor), times the optional
     ``blk.N.<name>.scale`` tensor llama.cpp multiplies each matmul by; the activation
-    from ``bitnet.hidden_activation`` (SiLU when absent, as llama.cpp runs it, so such a
-    file is refused: this engine runs squared ReLU); the output tied to ``token_embd``
-    when there is no ``output.weight``. Any tensor it would not use is refused by name."""
+    from ``bitnet.hidden_activation`` (``relu2`` or ``silu``; SiLU when absent, as llama.cpp
+    runs it: ``silu(gate) * up``, then ``ffn_sub_norm``, then ``ffn_down``); the output
+    tied to ``token_embd`` when there is no ``output.weight``. Any tensor it would not use is refused by name."""
     notes = {} if notes is None else notes
 
     try:
@@ -159,13 +159,13 @@ def import_gguf(path, notes=None):
     tensors = {t.name: t for t in reader.tensors}
     used = set()
     activation = field(f"{arch}.hidden_activation")
+    act_note = activation
     if activation is None:
-        raise TernaryError(f"{path}: GGUF key {arch}.hidden_activation is missing, so llama.cpp "
-                           f"runs this model with {LLAMA_CPP_DEFAULT_ACTIVATION}; this engine "
-                           f"runs relu2 (squared ReLU) only")
-    if activation != "relu2":
+        activation = LLAMA_CPP_DEFAULT_ACTIVATION
+        act_note = f"{activation} ({arch}.hidden_activation absent: llama.cpp's default)"
+    elif activation not in ACTIVATIONS:
         raise TernaryError(f"{path}: GGUF key {arch}.hidden_activation is {activation!r}; this "
-                           f"engine runs relu2 (squared ReLU) only")
+                           f"engine runs {' or '.join(ACTIVATIONS)}")
 
     def need(key, default=None, kind=int):
         v = field(key, default)
@@ -188,6 +188,7 @@ def import_gguf(path, notes=None):
             max_position_embeddings=need("bitnet.context_length", 2048),
             rms_norm_eps=need("bitnet.attention.layer_norm_rms_epsilon", 1e-5, float),
             rope_theta=need("bitnet.rope.freq_base", 10000.0, float),
+            hidden_act=activation,
             tie_word_embeddings="output.weight" not in tensors)
     except TernaryError as exc:
         raise TernaryError(f"{path}: {exc}") from None
@@ -244,7 +245,7 @@ def import_gguf(path, notes=None):
         raise TernaryError(f"{path}: tensor {unknown[0]} is not part of a bitnet model this "
                            f"engine runs ({len(unknown)} such tensors)")
     n = len(model.bitlinears)
-    notes.update(activation=activation, tokenizer=tok_note,
+    notes.update(activation=act_note, tokenizer=tok_note,
                  scales="TQ block scales" + (f" x .scale tensors ({scale_tensors} of {n})"
                                              if scale_tensors else ""))
     return model

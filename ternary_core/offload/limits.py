@@ -16,6 +16,20 @@ DEFAULT_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=10
                               weight_words=4096, adder_levels_per_stage=1, act_lutram=True)
 
 
+# The MLP activations the vector machine's program computes (the compiler emits the
+# squared-ReLU GLU only). A model with another ``hidden_act`` runs with --offload matvec,
+# where the host computes the GLU.
+VM_ACTIVATIONS = ("relu2",)
+
+
+def check_activation(config):
+    """Raise a TernaryError naming ``hidden_act`` if the vector machine cannot run the
+    MLP activation of ``config``. Needs no device: callers refuse before opening one."""
+    if config.hidden_act not in VM_ACTIVATIONS:
+        raise TernaryError(f"hidden_act is {config.hidden_act!r}; the device's vector machine "
+                           f"runs {' or '.join(VM_ACTIVATIONS)} only")
+
+
 def pow2_at_least(n):
     return 1 << max(0, int(n) - 1).bit_length()
 
@@ -105,6 +119,7 @@ class DeviceLimits:
         :class:`~ternary_core.model.config.BitNetConfig`) that the device cannot hold."""
         c = config
         context = int(context or c.max_position_embeddings)
+        check_activation(c)
         pairs = (("hidden_size", c.hidden_size, "hidden"),
                  ("num_hidden_layers", c.num_hidden_layers, "layers"),
                  ("num_attention_heads", c.num_attention_heads, "heads"),
