@@ -56,6 +56,11 @@ class MatvecEngine(wiring.Component):
     ----------
     config : EngineConfig
     weight_store : "generic" or "ice40_spram" (see :class:`WeightStore`)
+    weight_source : "store" (the weight store, addressed from ``base``) or "stream": no
+        store; the tiles come in issue order on ``wstream`` (one word a beat; the
+        sequencer waits for each, so a slower source only spaces the beats out) and the
+        command's ``base`` is ignored. This is the engine a memory streams a layer into
+        (:class:`rtl.sdram.streamed_matvec.StreamedMatvec`).
     base3_impl : "arith", "rom" or "bram" (see :class:`WeightDecoder`; "bram" reads its
         table in the decode stage's register, so the latency is the same)
 
@@ -72,6 +77,9 @@ class MatvecEngine(wiring.Component):
         Accepted when the sequencer is free. A command with M = 0 or K = 0 does nothing.
     result : Out(stream of result_layout)
         Row tiles in order; ``last`` marks the final tile of each command.
+    wstream : In(stream of 8 * word_bytes bits)
+        (``weight_source="stream"``, instead of ``weights``) the layer's words in the
+        order the sequencer walks the tiles: the native layout from ``base``.
     weights : In(WeightBusSignature)
         Access to the weight store for the command engine while the sequencer is free.
         Pipelined, with no back-pressure: an address (a read, or a write when
@@ -93,9 +101,12 @@ class MatvecEngine(wiring.Component):
         valid from the cycle after the last beat until the next command.
     """
 
-    def __init__(self, config, *, weight_store="generic", base3_impl="arith"):
+    def __init__(self, config, *, weight_store="generic", base3_impl="arith", weight_source="store"):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
+        if weight_source not in ("store", "stream"):
+            raise ValueError(f"weight_source must be 'store' or 'stream', not {weight_source!r}")
+        self.weight_source = weight_source
         self.fetch_register = bool(config.fetch_register)
         self.result_slots = config.result_slots
         if not isinstance(self.result_slots, int) or self.result_slots < 2:
@@ -107,10 +118,12 @@ class MatvecEngine(wiring.Component):
         self.act_addr_bits = max(1, (config.act_words - 1).bit_length())
         self.array = TernaryMacArray(config.rows, config.cols,
                                      levels_per_stage=config.adder_levels_per_stage)
+        weights = {"weights": In(WeightBusSignature(self.addr_bits, config.word_bytes))} \
+            if weight_source == "store" else {"wstream": In(stream.Signature(8 * config.word_bytes))}
         super().__init__({
             "cmd": In(stream.Signature(command_layout(self.addr_bits))),
             "result": Out(stream.Signature(result_layout(config.rows, config.acc_bits))),
-            "weights": In(WeightBusSignature(self.addr_bits, config.word_bytes)),
+            **weights,
             "acts": Out(memory.WritePort.Signature(addr_width=self.act_addr_bits,
                                                    shape=unsigned(8 * config.cols), granularity=8)),
             "busy": Out(1),
@@ -155,87 +168,10 @@ class MatvecEngine(wiring.Component):
         cfg = self.config
         return -(-m // cfg.rows) * -(-k // cfg.cols) + 1
 
-    def elaborate(self, platform):
-        cfg = self.config
-        R, C = cfg.rows, cfg.cols
-        m = Module()
-
-        m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl)
-        # Yosys folds the register after an asynchronous read back into a block RAM, so a
-        # board that needs the buffer in LUT RAM asks for it (cfg.act_lutram); plain
-        # Verilog carries no vendor choice.
-        m.submodules.act_mem = act_mem = memory.Memory(
-            shape=unsigned(8 * C), depth=cfg.act_words, init=[],
-            attrs={"ram_style": "distributed"} if cfg.act_lutram else None)
-        # With the fetch register, the activation buffer is read asynchronously (LUT RAM
-        # on an ECP5, next to the MAC array) and registered twice, in step with the
-        # weight word (RAM, then register): a block RAM's output could not cross the chip
-        # to the array within 10 ns. Without it, a block RAM read matches the weights.
-        act_rd = act_mem.read_port(domain="comb") if self.fetch_register else \
-            act_mem.read_port(transparent_for=())
-        act_wr = act_mem.write_port(granularity=8)
-        # Writes from outside land two cycles late, through two registers: their data
-        # comes from the frame buffer's block RAM (about 6 ns to its output on an ECP5),
-        # which is not next to either buffer; the first register can sit half way.
-        acts_in = Signal.like(self.acts.data)
-        acts_in_addr, acts_in_en = Signal.like(self.acts.addr), Signal.like(self.acts.en)
-        m.d.sync += [acts_in.eq(self.acts.data), acts_in_addr.eq(self.acts.addr), acts_in_en.eq(self.acts.en),
-                     act_wr.addr.eq(acts_in_addr), act_wr.data.eq(acts_in), act_wr.en.eq(acts_in_en)]
-        m.submodules.decoder = decoder = WeightDecoder(cfg.layout, self.base3_impl)
-        m.submodules.array = array = self.array
-        res_shape = result_layout(R, cfg.acc_bits)
-        # First-word-fall-through: its w_rdy is exactly "level < depth", which the
-        # credits rely on (SyncFIFOBuffered's refuses a write while its output register
-        # refills, and would drop a tile).
-        m.submodules.out_fifo = fifo = SyncFIFO(width=res_shape.size, depth=self.result_slots)
-
-        # --- sequencer: walks row tiles, and column tiles within each -----------------
-        CW = 17  # counters reach max M or K (16 bits) plus one tile
-        running = Signal()
-        m_rows, k_cols = Signal(CW), Signal(CW)
-        row, col = Signal(CW), Signal(CW)
-        waddr, aaddr = Signal(self.addr_bits), Signal(self.act_addr_bits)
-        credits = Signal(range(self.result_slots + 1), init=self.result_slots)
-        # Writes still in their registers hold off the next command.
-        wr_busy_1, wr_busy_2 = Signal(), Signal()
-        m.d.sync += [wr_busy_1.eq(self.weights.wmask.any() | self.acts.en.any()), wr_busy_2.eq(wr_busy_1)]
-        m.d.comb += [self.cmd.ready.eq(~running & ~wr_busy_1 & ~wr_busy_2),
-                     self.busy.eq(running | (credits != self.result_slots))]
-        with m.If(self.cmd.valid & self.cmd.ready):
-            p = self.cmd.payload
-            m.d.sync += [m_rows.eq(p.m), k_cols.eq(p.k), waddr.eq(p.base), aaddr.eq(0),
-                         row.eq(0), col.eq(0), running.eq(p.m.any() & p.k.any())]
-
-        first = ~col.any()
-        col_next = (col + Const(C, CW))[:CW]
-        row_next = (row + Const(R, CW))[:CW]
-        last = col_next >= k_cols
-        final = last & (row_next >= m_rows)
-        rows_left = (m_rows - row)[:CW]
-        nrows = Mux(rows_left >= Const(R, CW), R, rows_left[:Shape.cast(range(R + 1)).width])
-        issue = Signal()
-        m.d.comb += issue.eq(running & (~first | credits.any()))
-        with m.If(issue):
-            m.d.sync += waddr.eq(waddr + 1)
-            with m.If(last):
-                m.d.sync += [col.eq(0), aaddr.eq(0), row.eq(row_next)]
-                with m.If(final):
-                    m.d.sync += running.eq(0)
-            with m.Else():
-                m.d.sync += [col.eq(col_next), aaddr.eq(aaddr + 1)]
-        pop = self.result.valid & self.result.ready
-        m.d.sync += credits.eq(credits - (issue & first) + pop)
-
-        # What travels beside each beat, down a delay line as long as the datapath.
-        meta_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "final": 1,
-                                         "nrows": range(R + 1)})
-        meta = [Signal(meta_layout, name="meta_issue")]
-        m.d.comb += [meta[0].valid.eq(issue), meta[0].first.eq(first), meta[0].last.eq(last),
-                     meta[0].final.eq(final), meta[0].nrows.eq(nrows)]
-        for i in range(self.front_stages + array.latency):
-            meta.append(Signal(meta_layout, name=f"meta_{i + 1}"))
-            m.d.sync += meta[-1].eq(meta[-2])
-
+    def _store_fetch(self, m, store, act_rd, running, waddr, aaddr):
+        """The weight word of a beat from the store (and the bus to it), with its
+        activations: ``(word_q, acts_q)`` at the decoder's input."""
+        C = self.config.cols
         # --- RAM reads (stage 1), their register (stage 2, optional) -----------------
         # Outside accesses reach the RAMs through registers too (address, data, mask):
         # the RAMs are spread over the whole chip, and the command engine's address
@@ -278,6 +214,119 @@ class MatvecEngine(wiring.Component):
         else:
             m.d.comb += [word_q.eq(store.bus.rdata), acts_q.eq(act_rd.data)]
         m.d.comb += self.weights.rdata.eq(word_q)
+        return word_q, acts_q
+
+    def _streamed_fetch(self, m, act_rd, aaddr):
+        """The weight word of a beat from ``wstream``, taken at its issue and delayed to
+        where a store's word would be (``front_stages - 1`` registers), with its
+        activations read as the store's path reads them."""
+        C = self.config.cols
+        word = self.wstream.payload
+        for i in range(self.front_stages - 1):
+            q = Signal.like(self.wstream.payload, name=f"wstream_q{i}")
+            m.d.sync += q.eq(word)
+            word = q
+        acts_q = Signal(data.ArrayLayout(signed(8), C))
+        if self.fetch_register:
+            aaddr_q, acts_read = Signal.like(aaddr), Signal.like(act_rd.data)
+            m.d.sync += [aaddr_q.eq(aaddr), acts_read.eq(act_rd.data), acts_q.eq(acts_read)]
+            m.d.comb += act_rd.addr.eq(aaddr_q)
+        else:
+            m.d.comb += [act_rd.addr.eq(aaddr), acts_q.eq(act_rd.data)]
+        return word, acts_q
+
+    def elaborate(self, platform):
+        cfg = self.config
+        R, C = cfg.rows, cfg.cols
+        m = Module()
+
+        streamed = self.weight_source == "stream"
+        if not streamed:
+            m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl)
+        # Yosys folds the register after an asynchronous read back into a block RAM, so a
+        # board that needs the buffer in LUT RAM asks for it (cfg.act_lutram); plain
+        # Verilog carries no vendor choice.
+        m.submodules.act_mem = act_mem = memory.Memory(
+            shape=unsigned(8 * C), depth=cfg.act_words, init=[],
+            attrs={"ram_style": "distributed"} if cfg.act_lutram else None)
+        # With the fetch register, the activation buffer is read asynchronously (LUT RAM
+        # on an ECP5, next to the MAC array) and registered twice, in step with the
+        # weight word (RAM, then register): a block RAM's output could not cross the chip
+        # to the array within 10 ns. Without it, a block RAM read matches the weights.
+        act_rd = act_mem.read_port(domain="comb") if self.fetch_register else \
+            act_mem.read_port(transparent_for=())
+        act_wr = act_mem.write_port(granularity=8)
+        # Writes from outside land two cycles late, through two registers: their data
+        # comes from the frame buffer's block RAM (about 6 ns to its output on an ECP5),
+        # which is not next to either buffer; the first register can sit half way.
+        acts_in = Signal.like(self.acts.data)
+        acts_in_addr, acts_in_en = Signal.like(self.acts.addr), Signal.like(self.acts.en)
+        m.d.sync += [acts_in.eq(self.acts.data), acts_in_addr.eq(self.acts.addr), acts_in_en.eq(self.acts.en),
+                     act_wr.addr.eq(acts_in_addr), act_wr.data.eq(acts_in), act_wr.en.eq(acts_in_en)]
+        m.submodules.decoder = decoder = WeightDecoder(cfg.layout, self.base3_impl)
+        m.submodules.array = array = self.array
+        res_shape = result_layout(R, cfg.acc_bits)
+        # First-word-fall-through: its w_rdy is exactly "level < depth", which the
+        # credits rely on (SyncFIFOBuffered's refuses a write while its output register
+        # refills, and would drop a tile).
+        m.submodules.out_fifo = fifo = SyncFIFO(width=res_shape.size, depth=self.result_slots)
+
+        # --- sequencer: walks row tiles, and column tiles within each -----------------
+        CW = 17  # counters reach max M or K (16 bits) plus one tile
+        running = Signal()
+        m_rows, k_cols = Signal(CW), Signal(CW)
+        row, col = Signal(CW), Signal(CW)
+        waddr, aaddr = Signal(self.addr_bits), Signal(self.act_addr_bits)
+        credits = Signal(range(self.result_slots + 1), init=self.result_slots)
+        # Writes still in their registers hold off the next command.
+        wr_busy_1, wr_busy_2 = Signal(), Signal()
+        writing = self.acts.en.any() if streamed else (self.weights.wmask.any() | self.acts.en.any())
+        m.d.sync += [wr_busy_1.eq(writing), wr_busy_2.eq(wr_busy_1)]
+        m.d.comb += [self.cmd.ready.eq(~running & ~wr_busy_1 & ~wr_busy_2),
+                     self.busy.eq(running | (credits != self.result_slots))]
+        with m.If(self.cmd.valid & self.cmd.ready):
+            p = self.cmd.payload
+            m.d.sync += [m_rows.eq(p.m), k_cols.eq(p.k), waddr.eq(p.base), aaddr.eq(0),
+                         row.eq(0), col.eq(0), running.eq(p.m.any() & p.k.any())]
+
+        first = ~col.any()
+        col_next = (col + Const(C, CW))[:CW]
+        row_next = (row + Const(R, CW))[:CW]
+        last = col_next >= k_cols
+        final = last & (row_next >= m_rows)
+        rows_left = (m_rows - row)[:CW]
+        nrows = Mux(rows_left >= Const(R, CW), R, rows_left[:Shape.cast(range(R + 1)).width])
+        issue = Signal()
+        if streamed:
+            m.d.comb += [issue.eq(running & (~first | credits.any()) & self.wstream.valid),
+                         self.wstream.ready.eq(issue)]
+        else:
+            m.d.comb += issue.eq(running & (~first | credits.any()))
+        with m.If(issue):
+            m.d.sync += waddr.eq(waddr + 1)
+            with m.If(last):
+                m.d.sync += [col.eq(0), aaddr.eq(0), row.eq(row_next)]
+                with m.If(final):
+                    m.d.sync += running.eq(0)
+            with m.Else():
+                m.d.sync += [col.eq(col_next), aaddr.eq(aaddr + 1)]
+        pop = self.result.valid & self.result.ready
+        m.d.sync += credits.eq(credits - (issue & first) + pop)
+
+        # What travels beside each beat, down a delay line as long as the datapath.
+        meta_layout = data.StructLayout({"valid": 1, "first": 1, "last": 1, "final": 1,
+                                         "nrows": range(R + 1)})
+        meta = [Signal(meta_layout, name="meta_issue")]
+        m.d.comb += [meta[0].valid.eq(issue), meta[0].first.eq(first), meta[0].last.eq(last),
+                     meta[0].final.eq(final), meta[0].nrows.eq(nrows)]
+        for i in range(self.front_stages + array.latency):
+            meta.append(Signal(meta_layout, name=f"meta_{i + 1}"))
+            m.d.sync += meta[-1].eq(meta[-2])
+
+        if streamed:
+            word_q, acts_q = self._streamed_fetch(m, act_rd, aaddr)
+        else:
+            word_q, acts_q = self._store_fetch(m, store, act_rd, running, waddr, aaddr)
 
         # --- decode and negate (stage 3 register) --------------------------------------
         m.d.comb += decoder.word.eq(word_q)

@@ -8,6 +8,8 @@ same ``lib.data`` layout the RTL uses.
 
 import random
 
+from amaranth.hdl import Shape
+
 from cocotb.triggers import ReadOnly, RisingEdge
 
 
@@ -23,7 +25,7 @@ def pack_struct(layout, **fields):
 def field(layout, raw, name):
     f = layout[name]
     v = (raw >> f.offset) & ((1 << f.width) - 1)
-    if f.shape.signed and v >> (f.width - 1):
+    if Shape.cast(f.shape).signed and v >> (f.width - 1):
         v -= 1 << f.width
     return v
 

@@ -75,7 +75,7 @@ def bursts(rng, n, top):
     return out
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=20, timeout_unit="ms")
 async def sdram_bursts_read_back_what_was_written(dut):
     rng = random.Random(SEED)
     tb = TB(dut, rng)
@@ -101,7 +101,7 @@ async def sdram_bursts_read_back_what_was_written(dut):
     assert int(dut.timing_violation.value) == 0, "the SDRAM model's timing checker flagged the controller"
 
 
-@cocotb.test()
+@cocotb.test(timeout_time=20, timeout_unit="ms")
 async def sdram_long_read_streams_near_the_peak(dut):
     """A long sequential read with a consumer that always takes: words per cycle, printed
     for the record (the bench reports it); it must stay above half the peak."""

@@ -37,3 +37,25 @@ def test_sdram_timing_checker_catches_a_controller_with_wrong_timings(tmp_path, 
     seed = seed % (1 << 31)
     print(f"SDRAM wrong timings: TERNARY_TB_SEED={seed}")
     _run(tmp_path, seed, controller_timings={"tRP": 1, "tRCD": 1, "tRFC": 1})
+
+
+STREAMED_ENGINES = {"2x8-2bit": dict(rows=2, cols=8, fmt="2bit"),      # 32-bit tiles: one SDRAM word
+                    "4x8-2bit": dict(rows=4, cols=8, fmt="2bit"),      # 64-bit tiles: two
+                    "2x10-base3": dict(rows=2, cols=10, fmt="base3")}  # 20 trits in 32 bits
+
+
+@pytest.mark.parametrize("engine", sorted(STREAMED_ENGINES))
+def test_matvec_engine_fed_from_sdram_matches_golden(engine, tmp_path, seed):
+    from rtl.sdram.streamed_matvec import SdramMatvec
+    from sim.export import config_to_env
+    from ternary_core.engine_config import EngineConfig
+
+    seed = seed % (1 << 31)
+    print(f"SDRAM-fed matvec {engine}: TERNARY_TB_SEED={seed}")
+    cfg = EngineConfig(**STREAMED_ENGINES[engine], max_m=512, max_k=512, weight_words=16)
+    core = LiteDramCore(variant="model", clk_freq=RATES["1:2"], rate="1:2")
+    text = with_header(verilog.convert(SdramMatvec(cfg, core), name="sdram_matvec", emit_src=False))
+    env = {"TERNARY_TB_SDRAM": json.dumps(dataclasses.asdict(core.geometry)),
+           "TERNARY_TB_CONFIG": config_to_env(cfg), "TERNARY_TB_SEED": str(seed)}
+    run_cocotb(text + core.verilog, "sdram_matvec", "sim.tb_sdram_matvec", tmp_path / "mv",
+               extra_env=env, seed=seed)

@@ -118,10 +118,11 @@ class LiteDramCore(wiring.Component):
 class BurstReader(wiring.Component):
     """Reads bursts: each request on ``req`` gives ``count`` words on ``o``, in order.
 
-    Reads are issued back to back while the output FIFO (``fifo_depth`` words) has room
-    for every word in flight, so a consumer that keeps up gets one word a cycle when the
-    memory gives one; a slow consumer only slows the reads. A request is taken when its
-    last read has been issued.
+    A request is taken when the previous one's reads are all issued (its words may still
+    be on their way), so a consumer can ask for the next burst, and keep taking words,
+    while one runs. Reads are issued back to back while the output FIFO (``fifo_depth``
+    words) has room for every word in flight, so a consumer that keeps up gets one word
+    a cycle when the memory gives one; a slow consumer only slows the reads.
     """
 
     def __init__(self, address_width, data_width, *, count_width=16, fifo_depth=32):
@@ -138,26 +139,28 @@ class BurstReader(wiring.Component):
         depth = self.fifo_depth
         m.submodules.fifo = fifo = SyncFIFO(width=len(self.o.payload), depth=depth)
         in_flight = Signal(range(depth + 1))
-        issued = Signal.like(self.req.payload.count)
+        addr = Signal.like(self.req.payload.addr)
+        left = Signal.like(self.req.payload.count)
         issue = self.port.cmd.valid & self.port.cmd.ready
         # room for the read about to be issued: the FIFO's words plus those in flight
         room = (fifo.level + in_flight) < depth
-        last = issued + 1 == self.req.payload.count
         m.d.comb += [
-            self.port.cmd.valid.eq(self.req.valid & room & (self.req.payload.count != 0)),
+            self.port.cmd.valid.eq((left != 0) & room),
             self.port.cmd.payload.we.eq(0),
-            self.port.cmd.payload.addr.eq(self.req.payload.addr + issued),
-            self.req.ready.eq((issue & last) | (self.req.valid & (self.req.payload.count == 0))),
+            self.port.cmd.payload.addr.eq(addr),
+            self.req.ready.eq((left == 0) | (issue & (left == 1))),
             fifo.w_en.eq(self.port.rdata.valid),
             fifo.w_data.eq(self.port.rdata.payload),
             self.o.valid.eq(fifo.r_rdy),
             self.o.payload.eq(fifo.r_data),
             fifo.r_en.eq(self.o.ready),
-            self.busy.eq(self.req.valid | (in_flight != 0) | fifo.r_rdy),
+            self.busy.eq((left != 0) | (in_flight != 0) | fifo.r_rdy),
         ]
         m.d.sync += in_flight.eq(in_flight + issue - self.port.rdata.valid)
-        with m.If(issue):
-            m.d.sync += issued.eq(Mux(last, 0, issued + 1))
+        with m.If(self.req.valid & self.req.ready):
+            m.d.sync += [addr.eq(self.req.payload.addr), left.eq(self.req.payload.count)]
+        with m.Elif(issue):
+            m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
         return m
 
 
