@@ -24,36 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ternary_core.corpus import SPLITS, split_point
+from ternary_core.corpus import SPLITS, consecutive_windows, split_point
 from ternary_core.errors import TernaryError
 from ternary_core.backend import GoldenBackend
 from ternary_core.reference import BitNetRunner
-from ternary_core.model.tokenizer import parse_token_ids
+from ternary_core.model.tokenizer import read_token_ids as read_ids
 
 from .generate import check_finite, check_token_ids
-
-
-def consecutive_windows(n_tokens, context):
-    """``[(start, end)]``: each window feeds ``ids[start:end]`` and predicts
-    ``ids[start+1:end+1]``; windows hold at most ``context`` tokens and tile ``1..n-1``."""
-    spans, start = [], 0
-    while start < n_tokens - 1:
-        end = min(start + context, n_tokens - 1)
-        spans.append((start, end))
-        start = end
-    return spans
-
-
-def read_ids(path):
-    """Token ids from a file of integers separated by whitespace and/or commas."""
-    p = Path(path)
-    if not p.is_file():
-        raise TernaryError(f"--ids: {path} is not a file")
-    try:
-        text = p.read_text("utf-8")
-    except UnicodeDecodeError:
-        raise TernaryError(f"--ids: {path} is not a text file of token ids") from None
-    return parse_token_ids(text, f"--ids {path}")
 
 
 def read_text(path, split, n_bytes, what="--text"):

@@ -1,5 +1,6 @@
 """The training corpus and its split: one definition, used by the trainer (which
-trains on the first part) and by ``ternary eval`` (which scores the held-out rest)."""
+trains on the first part) and by ``ternary eval`` (which scores the held-out rest); and
+the windows a scored sequence is cut into."""
 
 from .errors import TernaryError
 
@@ -24,4 +25,16 @@ def corpus_split(data, split, val_fraction=VAL_FRACTION):
     return data[:k] if split == "train" else data[k:]
 
 
-__all__ = ["DEFAULT_CORPUS", "SPLITS", "VAL_FRACTION", "corpus_split", "split_point"]
+def consecutive_windows(n_tokens, context):
+    """``[(start, end)]``: each window feeds ``ids[start:end]`` and predicts
+    ``ids[start+1:end+1]``; windows hold at most ``context`` tokens and tile ``1..n-1``."""
+    spans, start = [], 0
+    while start < n_tokens - 1:
+        end = min(start + context, n_tokens - 1)
+        spans.append((start, end))
+        start = end
+    return spans
+
+
+__all__ = ["DEFAULT_CORPUS", "SPLITS", "VAL_FRACTION", "consecutive_windows", "corpus_split",
+           "split_point"]

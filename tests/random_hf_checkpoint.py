@@ -27,7 +27,7 @@ def main(argv=None):
     from transformers.utils.quantization_config import BitNetQuantConfig
 
     from host.cli import main as ternary
-    from host.eval import consecutive_windows
+    from ternary_core.corpus import consecutive_windows
 
     p = argparse.ArgumentParser(prog="python -m tests.random_hf_checkpoint")
     p.add_argument("out")

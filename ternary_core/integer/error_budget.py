@@ -634,7 +634,7 @@ class Budget:
 
 
 def windows(ids, context, limit=None):
-    from host.eval import consecutive_windows  # the same windows as `ternary eval`
+    from ..corpus import consecutive_windows  # the same windows as `ternary eval`
     spans = consecutive_windows(len(ids), context)
     return [np.asarray(ids[s:e], np.int64) for s, e in spans[:limit]]
 
@@ -754,8 +754,8 @@ def markdown(summary, which):
 
 
 def main(argv=None):
-    from host.eval import read_ids
     from ..model.file import load_model
+    from ..model.tokenizer import read_token_ids as read_ids
     ap = argparse.ArgumentParser(prog="python -m ternary_core.integer.error_budget",
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True)

@@ -17,6 +17,7 @@ splits a character that spans tokens.
 """
 
 import codecs
+from pathlib import Path
 
 from ..errors import TernaryError
 
@@ -200,3 +201,15 @@ def _make_tokenizer(desc):
         return VocabTokenizer(desc.get("tokens", []))
     raise TernaryError(f"tokenizer: unknown description {kind!r} (expected bytes, tokenizers, "
                        "vocab or none)")
+
+
+def read_token_ids(path):
+    """Token ids from a file of integers separated by whitespace and/or commas."""
+    p = Path(path)
+    if not p.is_file():
+        raise TernaryError(f"--ids: {path} is not a file")
+    try:
+        text = p.read_text("utf-8")
+    except UnicodeDecodeError:
+        raise TernaryError(f"--ids: {path} is not a text file of token ids") from None
+    return parse_token_ids(text, f"--ids {path}")
