@@ -31,6 +31,19 @@ ENGINE = MatvecEngine(CFG)  # for its cycle model only
 RES = result_layout(CFG.rows, CFG.acc_bits)
 
 
+async def write_acts(dut, cfg, x):
+    """The activations ``x`` into an engine's buffer through its ``acts`` port, a word of
+    ``cfg.cols`` bytes a cycle."""
+    padded = np.zeros(-(-len(x) // cfg.cols) * cfg.cols, dtype=np.int8)
+    padded[:len(x)] = x
+    for j, chunk in enumerate(padded.reshape(-1, cfg.cols)):
+        dut.acts__addr.value = j
+        dut.acts__data.value = int.from_bytes(chunk.tobytes(), "little")
+        dut.acts__en.value = (1 << cfg.cols) - 1
+        await RisingEdge(dut.clk)
+    dut.acts__en.value = 0
+
+
 class EngineTB:
     def __init__(self, dut, *, stall):
         self.dut = dut
@@ -60,14 +73,7 @@ class EngineTB:
         self.dut.weights__wmask.value = 0
 
     async def load_acts(self, x):
-        padded = np.zeros(-(-len(x) // CFG.cols) * CFG.cols, dtype=np.int8)
-        padded[:len(x)] = x
-        for j, chunk in enumerate(padded.reshape(-1, CFG.cols)):
-            self.dut.acts__addr.value = j
-            self.dut.acts__data.value = int.from_bytes(chunk.tobytes(), "little")
-            self.dut.acts__en.value = (1 << CFG.cols) - 1
-            await RisingEdge(self.dut.clk)
-        self.dut.acts__en.value = 0
+        await write_acts(self.dut, CFG, x)
 
     async def matvec(self, base, w, x):
         await self.load_acts(x)

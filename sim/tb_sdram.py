@@ -13,7 +13,7 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
+from cocotb.triggers import ClockCycles
 from cocotb.utils import get_sim_time
 
 from rtl.sdram.controller import burst_layout
@@ -29,8 +29,8 @@ BURST = burst_layout(AW, 16)
 
 
 class TB:
-    def __init__(self, dut, rng):
-        self.dut, self.rng = dut, rng
+    def __init__(self, dut, rng, burst=BURST):
+        self.dut, self.rng, self.burst = dut, rng, burst
         self.write_req = StreamSource(dut, "write_req", dut.clk, stall=0.2, rng=rng)
         self.write_data = StreamSource(dut, "write_data", dut.clk, stall=0.1, rng=rng)
         self.read_req = StreamSource(dut, "read_req", dut.clk, stall=0.2, rng=rng)
@@ -53,14 +53,14 @@ class TB:
             for w in words:
                 await self.write_data.send(w)
         feeder = cocotb.start_soon(data())
-        await self.write_req.send(pack_struct(BURST, addr=addr, count=len(words)))
+        await self.write_req.send(pack_struct(self.burst, addr=addr, count=len(words)))
         await feeder
         for i, w in enumerate(words):
             self.memory[addr + i] = w
 
     async def read(self, addr, count, stall=0.0):
         self.read_data.stall = stall
-        requester = cocotb.start_soon(self.read_req.send(pack_struct(BURST, addr=addr, count=count)))
+        requester = cocotb.start_soon(self.read_req.send(pack_struct(self.burst, addr=addr, count=count)))
         got = [await self.read_data.recv() for _ in range(count)]
         await requester
         return got

@@ -14,14 +14,15 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 from cocotb.utils import get_sim_time
 
 from rtl.matvec_engine import result_layout
-from rtl.sdram.controller import burst_layout
 from rtl.sdram.streamed_matvec import command_layout, sdram_words
 from sim.cocotb_streams import StreamSink, StreamSource, field, pack_struct
 from sim.export import config_from_env
+from rtl.sdram.controller import burst_layout
+from sim.tb_matvec import write_acts
 from sim.tb_sdram import PERIOD_NS, TB
 from ternary_core.golden import matvec
 
@@ -31,34 +32,19 @@ SEED = int(os.environ.get("TERNARY_TB_SEED", "1"))
 AW, DW = GEOM["address_width"], GEOM["data_width"]
 CMD = command_layout(AW)
 RES = result_layout(CFG.rows, CFG.acc_bits)
-BURST = burst_layout(AW, 24)
+COUNT_WIDTH = 24   # SdramMatvec's default
 
 
 class MatvecTB(TB):
     def __init__(self, dut, rng, stall):
-        super().__init__(dut, rng)
+        super().__init__(dut, rng, burst_layout(AW, COUNT_WIDTH))
         self.write_req.stall = self.write_data.stall = 0.0
         self.cmd = StreamSource(dut, "cmd", dut.clk, stall=stall, rng=rng)
         self.res = StreamSink(dut, "result", dut.clk, stall=stall, rng=rng)
         dut.acts__en.value = 0
 
-    async def write_words(self, addr, words):
-        async def data():
-            for w in words:
-                await self.write_data.send(w)
-        feeder = cocotb.start_soon(data())
-        await self.write_req.send(pack_struct(BURST, addr=addr, count=len(words)))
-        await feeder
-
     async def load_acts(self, x):
-        padded = np.zeros(-(-len(x) // CFG.cols) * CFG.cols, dtype=np.int8)
-        padded[:len(x)] = x
-        for j, chunk in enumerate(padded.reshape(-1, CFG.cols)):
-            self.dut.acts__addr.value = j
-            self.dut.acts__data.value = int.from_bytes(chunk.tobytes(), "little")
-            self.dut.acts__en.value = (1 << CFG.cols) - 1
-            await RisingEdge(self.dut.clk)
-        self.dut.acts__en.value = 0
+        await write_acts(self.dut, CFG, x)
         await ClockCycles(self.dut.clk, 3)
 
     async def results(self, m):
@@ -99,7 +85,7 @@ async def layers_streamed_from_sdram_match_the_golden_model(dut):
     for m, k in shapes:
         w = nrng.integers(-1, 2, size=(m, k)).astype(np.int8)
         words = sdram_words(CFG, w, DW)
-        await tb.write_words(addr, words)
+        await tb.write(addr, words)
         layers.append((addr, w))
         addr += len(words) + int(nrng.integers(0, 3000))
     for i in range(8):
@@ -119,7 +105,7 @@ async def a_large_layer_streams_near_the_memorys_rate(dut):
     m, k = min(CFG.max_m, 512), min(CFG.max_k, 512)
     w = nrng.integers(-1, 2, size=(m, k)).astype(np.int8)
     words = sdram_words(CFG, w, DW)
-    await tb.write_words(0, words)
+    await tb.write(0, words)
     cycles = await tb.matvec(0, w, nrng.integers(-128, 128, size=k).astype(np.int8))
     ratio = len(words) / cycles
     print(f"SDRAM-fed matvec {m}x{k} on {CFG.rows}x{CFG.cols} {CFG.fmt}: {len(words)} SDRAM words "
