@@ -335,14 +335,7 @@ def integer_trace(im, ids, variant=DEFAULT):
     c, model = im.config, im.model
     ids = np.asarray(ids, np.int64)
     t = ids.size
-    nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-    kv = np.arange(nh) // (nh // nkv)
-    pos = np.arange(t)
-    mask = pos[None, :] <= pos[:, None]
-    cos = im.rope_cos[pos][:, None, :].astype(np.int64)
-    sin = im.rope_sin[pos][:, None, :].astype(np.int64)
-    res_scale = scalar_from_int(np.ones((t, 1), np.int64), -ops.RES_FRAC_BITS)
-    q16 = 2.0 ** -ops.RES_FRAC_BITS
+    nh, nkv, hd, kv, mask, cos, sin, res_scale, q16 = _window_setup(im, t)
     if variant.float_embed:
         x = to_q16(model.floats[names.EMBED + ".weight"][ids])
     elif variant.embed_bits != 8:
@@ -450,14 +443,7 @@ def same_input_errors(im, F):
     reference's input for it (see the module docstring for how inputs are converted)."""
     c, model = im.config, im.model
     t = F["embed"].shape[0]
-    nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
-    kv = np.arange(nh) // (nh // nkv)
-    pos = np.arange(t)
-    mask = pos[None, :] <= pos[:, None]
-    cos = im.rope_cos[pos][:, None, :].astype(np.int64)
-    sin = im.rope_sin[pos][:, None, :].astype(np.int64)
-    res_scale = scalar_from_int(np.ones((t, 1), np.int64), -ops.RES_FRAC_BITS)
-    q16 = 2.0 ** -ops.RES_FRAC_BITS
+    nh, nkv, hd, kv, mask, cos, sin, res_scale, q16 = _window_setup(im, t)
     out = {}
 
     def per_head(a, b):     # (h, t, x) -> (t,)
@@ -631,6 +617,21 @@ class Budget:
                 "logit_corr_by_bucket": {b: float(corr[sel].mean()) for b, sel in bk},
                 "disagreements_at_margin_ge_2": int(((~agree) & (margin >= 2)).sum()),
                 "peaks": self.peaks, "same_input": table(self.same), "compounded": table(self.compounded)}
+
+
+def _window_setup(im, t):
+    """What both traces of a ``t``-position window start from: head counts, each query
+    head's KV head, the causal mask, the RoPE tables at the window's positions, the
+    residual stream's scale."""
+    c = im.config
+    nh, nkv, hd = c.num_attention_heads, c.num_key_value_heads, c.head_dim
+    kv = np.arange(nh) // (nh // nkv)
+    pos = np.arange(t)
+    mask = pos[None, :] <= pos[:, None]
+    cos = im.rope_cos[pos][:, None, :].astype(np.int64)
+    sin = im.rope_sin[pos][:, None, :].astype(np.int64)
+    res_scale = scalar_from_int(np.ones((t, 1), np.int64), -ops.RES_FRAC_BITS)
+    return nh, nkv, hd, kv, mask, cos, sin, res_scale, 2.0 ** -ops.RES_FRAC_BITS
 
 
 def windows(ids, context, limit=None):
