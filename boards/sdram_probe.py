@@ -4,7 +4,8 @@ count's low bit on LED 0. A feasibility and timing build, and a bring-up check f
 
     python -m boards.sdram_probe [--rate 1:2] [--freq 50] [--out build/ulx3s-sdram-probe]
 
-prints the report (Fmax per clock, resources). The clocking is litex-boards'
+prints the report (Fmax per clock, resources) and exits 1 if a clock misses its
+constraint. The clocking is litex-boards'
 ``radiona_ulx3s``: the PLL makes ``sync`` (the controller's clock), at half rate
 ``sync2x`` in phase with it for the PHY, and the SDRAM clock phase-shifted (90 degrees of
 ``sync`` at full rate, 180 of ``sync2x`` at half rate) through a DDR output.
@@ -117,9 +118,12 @@ def main(argv=None):
     plan.execute_local(str(args.out), env=tool_env())
     report = json.loads((args.out / "top.report.json").read_text())
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}
+    met = True
     for clock, f in report["fmax"].items():
+        met &= f["achieved"] >= f["constraint"]
         print(f"{clock}: Fmax {f['achieved']:.1f} MHz (constraint {f['constraint']:g} MHz)")
-    print(f"resources: {used}; {time.time() - t0:.0f} s")
+    print(f"resources: {used}; {time.time() - t0:.0f} s; timing {'met' if met else 'NOT met'}")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

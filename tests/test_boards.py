@@ -66,4 +66,17 @@ def test_ulx3s_85f_bitstream_meets_timing_with_no_dsp(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert (out / "ulx3s-85f.bit").stat().st_size > 100_000
     assert rep["timing_met"] and rep["dsp"] == 0 and rep["bram"] > 0
-    assert rep["target_mhz"] == 75 and rep["rows"] * rep["cols"] >= 256
+    assert rep["target_mhz"] == board("ulx3s-85f").clock_hz / 1e6 and rep["rows"] * rep["cols"] >= 256
+
+
+@pytest.mark.slow
+def test_ulx3s_sdram_path_meets_timing_at_half_rate(tmp_path):
+    """LiteDRAM's SDR core (board variant) with our burst streams and litex-boards' ULX3S
+    clocking: the controller at 50 MHz, the PHY and SDRAM at 100 MHz. About a minute."""
+    from boards.sdram_probe import main as probe
+
+    out = tmp_path / "sdram"
+    assert probe(["--rate", "1:2", "--freq", "50", "--out", str(out)]) == 0
+    rep = json.loads((out / "top.report.json").read_text())
+    assert sorted(f["constraint"] for f in rep["fmax"].values()) == [50, 100]
+    assert rep["utilization"]["EHXPLLL"]["used"] == 1 and rep["utilization"]["IOLOGIC"]["used"] >= 39
