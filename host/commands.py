@@ -410,6 +410,11 @@ def register_bench(sub):
     p.add_argument("--jobs", type=positive_int, default=None,
                    help="builds run at once, each in its own process (default: the machine's "
                         "cores)")
+    p.add_argument("--sdram", action="store_true",
+                   help="instead: the matvec engine fed from the ULX3S SDRAM (LiteDRAM and its "
+                        "SDRAM model under Verilator, a few minutes): cycles of a 512x512 layer "
+                        "against the SDRAM bound, and the tokens/s that rate makes of issue 20's "
+                        "model shapes (docs/sdram.md)")
     p.set_defaults(func=_bench)
 
 
@@ -421,8 +426,12 @@ def _bench(args):
 
     from host.bench import DEFAULT_CONFIGS, bench, parse_config, plot, table
     from boards.profiles import board
+    from ternary_core.errors import TernaryError
     from ternary_core.output_file import check_output_path, open_output, write_output
 
+    if args.sdram and (args.plot or args.configs):
+        raise TernaryError("--sdram measures the SDRAM-fed engine only; --plot and --configs are "
+                           "for the board bench")
     # everything checkable before the builds, which take minutes each
     for name in args.boards:
         engine = board(name).engine
@@ -433,6 +442,14 @@ def _bench(args):
         check_output_path(args.json_out, what="--json")
     if args.plot:
         check_output_path(args.plot, what="--plot")
+    if args.sdram:
+        from host import bench_sdram
+
+        result = bench_sdram.measure()
+        print(bench_sdram.table(result))
+        if args.json_out:
+            write_output(args.json_out, json.dumps(result, indent=2), what="--json")
+        return
     result = bench(args.boards, args.configs, jobs=args.jobs)
     print(table(result))
     print(f"reference (numpy) backend on this machine: {result['reference_tokens_per_s']} tokens/s")

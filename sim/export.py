@@ -36,6 +36,17 @@ def engine_verilog(config, *, name="ternary_engine", base3_impl="arith", weight_
     return with_header(verilog.convert(engine, name=name, emit_src=False))
 
 
+def sdram_matvec_verilog(config, *, rate="1:2", clk_freq=50e6, name="sdram_matvec"):
+    """``(verilog_text, geometry)`` of :class:`rtl.sdram.streamed_matvec.SdramMatvec` for an
+    engine ``config`` over LiteDRAM's SDRAM model (the core's Verilog included)."""
+    from rtl.sdram.controller import LiteDramCore
+    from rtl.sdram.streamed_matvec import SdramMatvec
+
+    core = LiteDramCore(variant="model", clk_freq=clk_freq, rate=rate)
+    text = with_header(verilog.convert(SdramMatvec(config, core), name=name, emit_src=False))
+    return text + core.verilog, core.geometry
+
+
 def config_to_env(config):
     return json.dumps(config.__dict__)
 

@@ -29,6 +29,7 @@ from ternary_core.golden import matvec
 CFG = config_from_env(os.environ["TERNARY_TB_CONFIG"])
 GEOM = json.loads(os.environ["TERNARY_TB_SDRAM"])
 SEED = int(os.environ.get("TERNARY_TB_SEED", "1"))
+RECORD = os.environ.get("TERNARY_TB_RECORD")   # a JSON line per measurement, for `ternary bench --sdram`
 AW, DW = GEOM["address_width"], GEOM["data_width"]
 CMD = command_layout(AW)
 RES = result_layout(CFG.rows, CFG.acc_bits)
@@ -108,6 +109,9 @@ async def a_large_layer_streams_near_the_memorys_rate(dut):
     await tb.write(0, words)
     cycles = await tb.matvec(0, w, nrng.integers(-128, 128, size=k).astype(np.int8))
     ratio = len(words) / cycles
+    if RECORD:
+        with open(RECORD, "a") as f:
+            f.write(json.dumps({"m": m, "k": k, "sdram_words": len(words), "cycles": cycles}) + "\n")
     print(f"SDRAM-fed matvec {m}x{k} on {CFG.rows}x{CFG.cols} {CFG.fmt}: {len(words)} SDRAM words "
           f"in {cycles:.0f} cycles = {ratio:.3f} of the SDRAM bound")
     assert ratio > 0.5, f"{ratio:.3f} of the SDRAM bound"

@@ -46,16 +46,13 @@ STREAMED_ENGINES = {"2x8-2bit": dict(rows=2, cols=8, fmt="2bit"),      # 32-bit 
 
 @pytest.mark.parametrize("engine", sorted(STREAMED_ENGINES))
 def test_matvec_engine_fed_from_sdram_matches_golden(engine, tmp_path, seed):
-    from rtl.sdram.streamed_matvec import SdramMatvec
-    from sim.export import config_to_env
+    from sim.export import config_to_env, sdram_matvec_verilog
     from ternary_core.engine_config import EngineConfig
 
     seed = seed % (1 << 31)
     print(f"SDRAM-fed matvec {engine}: TERNARY_TB_SEED={seed}")
     cfg = EngineConfig(**STREAMED_ENGINES[engine], max_m=512, max_k=512, weight_words=16)
-    core = LiteDramCore(variant="model", clk_freq=RATES["1:2"], rate="1:2")
-    text = with_header(verilog.convert(SdramMatvec(cfg, core), name="sdram_matvec", emit_src=False))
-    env = {"TERNARY_TB_SDRAM": json.dumps(dataclasses.asdict(core.geometry)),
+    text, geometry = sdram_matvec_verilog(cfg, rate="1:2", clk_freq=RATES["1:2"])
+    env = {"TERNARY_TB_SDRAM": json.dumps(dataclasses.asdict(geometry)),
            "TERNARY_TB_CONFIG": config_to_env(cfg), "TERNARY_TB_SEED": str(seed)}
-    run_cocotb(text + core.verilog, "sdram_matvec", "sim.tb_sdram_matvec", tmp_path / "mv",
-               extra_env=env, seed=seed)
+    run_cocotb(text, "sdram_matvec", "sim.tb_sdram_matvec", tmp_path / "mv", extra_env=env, seed=seed)
