@@ -56,3 +56,29 @@ def test_matvec_engine_fed_from_sdram_matches_golden(engine, tmp_path, seed):
     env = {"TERNARY_TB_SDRAM": json.dumps(dataclasses.asdict(geometry)),
            "TERNARY_TB_CONFIG": config_to_env(cfg), "TERNARY_TB_SEED": str(seed)}
     run_cocotb(text, "sdram_matvec", "sim.tb_sdram_matvec", tmp_path / "mv", extra_env=env, seed=seed)
+
+
+@pytest.mark.parametrize("module, rate, size, width", [
+    ("MT48LC16M16", "1:1", 32 << 20, 16), ("MT48LC16M16", "1:2", 32 << 20, 32),
+    ("AS4C32M16", "1:2", 64 << 20, 32)])
+def test_generated_core_states_its_geometry(module, rate, size, width):
+    from rtl.sdram.litedram_core import litedram_verilog
+
+    text, ports, g = litedram_verilog(variant="model", module=module, rate=rate, clk_freq=50e6)
+    assert g.size_bytes == size and g.data_width == width
+    assert (1 << g.address_width) * width // 8 == size     # the port addresses every word
+    assert ports["cmd_addr"] == (g.address_width, "i") and ports["rdata_data"] == (width, "o")
+    assert "module litedram_sdr" in text and ports["timing_violation"] == (1, "o")
+
+
+def test_core_parameters_are_checked_before_generation():
+    from rtl.sdram.litedram_core import litedram_verilog
+
+    with pytest.raises(ValueError, match="variant must be one of board, model, not 'fpga'"):
+        litedram_verilog(variant="fpga")
+    with pytest.raises(ValueError, match="SDRAM module must be one of MT48LC16M16, AS4C32M16, not 'X'"):
+        litedram_verilog(module="X")
+    with pytest.raises(ValueError, match="pins must be given for the board variant, and only for it"):
+        LiteDramCore(variant="board")
+    with pytest.raises(ValueError, match="rate must be"):
+        litedram_verilog(rate="2:1")

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 
 MODULES = ("MT48LC16M16", "AS4C32M16")     # the ULX3S's 32 MB part, and the 64 MB one
 VARIANTS = ("board", "model")
+RATES = ("1:1", "1:2")     # GENSDRPHY (SDRAM at the controller's clock) or HalfRateGENSDRPHY (twice it)
 POWER_UP_US = 200          # CKE high with NOPs before the first command (datasheet: 100 us)
+CHIP_DATA_BITS = 16       # the ULX3S's SDRAM is x16
 REFRESH_GAP_LIMIT = 9      # the model flags a gap of more than this many tREFI between refreshes
 
 
@@ -51,7 +53,8 @@ class SdramGeometry:
 
     @property
     def size_bytes(self):
-        return self.nbanks * self.nrows * self.ncols * self.data_width // 8
+        # columns are the chip's 16-bit words (the port's words are wider at half rate)
+        return self.nbanks * self.nrows * self.ncols * CHIP_DATA_BITS // 8
 
     @property
     def peak_bytes_per_cycle(self):
@@ -126,7 +129,7 @@ class _Core:
 
         top = Module()
         module = getattr(litedram.modules, module_name)(clk_freq, rate)
-        pads = _sdram_pads(None, module)
+        pads = _sdram_pads(None, module, CHIP_DATA_BITS)
         phy_class = GENSDRPHY if rate == "1:1" else HalfRateGENSDRPHY
         board_phy = phy_class(pads, sys_clk_freq=clk_freq)
         top.ios = set()
@@ -206,6 +209,8 @@ def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, na
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     if module not in MODULES:
         raise ValueError(f"SDRAM module must be one of {', '.join(MODULES)}, not {module!r}")
+    if rate not in RATES:
+        raise ValueError(f"rate must be one of {', '.join(RATES)}, not {rate!r}")
     from migen import ClockDomain
     from migen.fhdl import verilog
 
