@@ -102,7 +102,9 @@ def register_train(sub):
     p.add_argument("--heads", type=positive_int, default=c.num_attention_heads)
     p.add_argument("--kv-heads", type=positive_int, default=c.num_key_value_heads)
     p.add_argument("--act", choices=list(ACTIVATIONS), default=c.hidden_act,
-                   help=f"the MLP's activation (hidden_act; default {c.hidden_act})")
+                   help=f"the MLP's activation (hidden_act; default {c.hidden_act}): relu2 "
+                        f"(squared ReLU, BitNet b1.58 2B4T) or silu (the LLaMA-shaped BitNets); "
+                        f"a silu model runs on a device with --offload matvec only")
     p.set_defaults(func=_train)
 
 

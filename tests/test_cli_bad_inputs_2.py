@@ -67,6 +67,10 @@ def bad(tmp_path_factory):
     model_variant(d / "eps-1e300.safetensors", config={"rms_norm_eps": 1e300})
     (d / "huge-id.txt").write_text("1 100000000000000000000000 3")
     (d / "ids.txt").write_text(" ".join(str(b) for b in b"To be, or not to be"))
+    model_variant(d / "silu.safetensors", config={"hidden_act": "silu"})
+    for name, act in (("null", None), ("int", 3), ("list", ["silu"]), ("SiLU", "SiLU"),
+                      ("spaced", " silu")):
+        hf_folder(d / f"hf-act-{name}", config={"hidden_act": act})
     return d
 
 
@@ -219,6 +223,30 @@ CASES = {
                                    r"words; the \S+ engine holds 10 \(--weight-words\)", setup=no_device),
     "sim eval: --weight-words 10": Case("eval --backend sim --weight-words 10 --ids {b}/ids.txt", 2,
                                         r"layer .* holds 10 \(--weight-words\)", setup=no_device),
+    # SiLU models (hidden_act): a config's hidden_act of the wrong type or spelling; --act;
+    # --offload model of a SiLU model on any board, refused before a device is opened
+    **{f"import hidden_act {name}": Case(
+        f"import {{b}}/hf-act-{name} -o {{w}}/m.safetensors", 2,
+        rf"hf-act-{name}/config\.json: hidden_act must be {want}")
+       for name, want in (("null", "a string, got None"), ("int", "a string, got 3"),
+                          ("list", r"a string, got \['silu'\]"),
+                          ("SiLU", "one of relu2, silu, got 'SiLU'"),
+                          ("spaced", "one of relu2, silu, got ' silu'"))},
+    "train --act gelu": Case("train --corpus {i}/corpus.txt --act gelu -o {w}/m.safetensors", 2,
+                             r"argument --act: invalid choice: 'gelu' \(choose from"),
+    "train --act ''": Case("train --corpus {i}/corpus.txt -o {w}/m.safetensors", 2,
+                           r"argument --act: invalid choice: ''", extra=["--act", ""]),
+    **{f"silu --offload model, {how}": Case(
+        f"{cmd} --model {{b}}/silu.safetensors {dev} --offload model", 2,
+        r"--offload model: hidden_act is 'silu'; the device's vector machine runs relu2 only; "
+        r"use --offload matvec", setup=no_device)
+       for how, cmd, dev in (("sim icebreaker", "generate", "--backend sim --board icebreaker"),
+                             ("sim ulx3s-85f", "generate", "--backend sim --board ulx3s-85f"),
+                             ("serial", "generate", "--backend serial --port {w}/p"),
+                             ("sim, --check", "generate", "--backend sim --check"))},
+    "silu --offload model on reference": Case(
+        "generate --model {b}/silu.safetensors --offload model", 2,
+        r"--offload applies to --backend sim or serial, not reference"),
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gguf import GGUFValueType
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from host.cli import main
@@ -308,3 +309,116 @@ def test_tokens_that_do_not_match_the_embedding_are_refused(tmp_path, capsys, tr
     assert main(["import", str(src), "-o", str(tmp_path / "o.safetensors")]) == 2
     assert ("GGUF key tokenizer.ggml.tokens has 400 tokens, but token_embd.weight has 512 rows"
             in capsys.readouterr().err)
+
+
+# -- metadata of the wrong types, over a small hand-made llama vocabulary (no training)
+
+SMALL = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + ["▁", "a", "▁a"]
+STR, I32, F32 = GGUFValueType.STRING, GGUFValueType.INT32, GGUFValueType.FLOAT32
+
+
+def small_llama(**keys):
+    """The metadata of :data:`SMALL` as ``_set_vocab_sentencepiece`` writes it, with
+    ``tokenizer.ggml.<key>`` replaced by ``keys`` (None: left out)."""
+    meta = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": SMALL,
+            "tokenizer.ggml.scores": [0.0] * 259 + [-3.0, -2.0, -1.0],
+            "tokenizer.ggml.token_type": [UNKNOWN, CONTROL, CONTROL] + [BYTE] * 256 + [NORMAL] * 3,
+            "tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2}
+    for k, v in keys.items():
+        meta["tokenizer.ggml." + k] = v
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def _swap(i, token):
+    return SMALL[:i] + [token] + SMALL[i + 1:]
+
+
+WRONG_TYPES = {
+    "tokens as ints": (small_llama(tokens=list(range(262))), "tokens must be a list of strings"),
+    "tokens as one string": (small_llama(tokens="abc"), "tokens must be an array, got 'abc'"),
+    "tokens as arrays": (small_llama(tokens=([[1, 2]] * 262, GGUFValueType.ARRAY,
+                                             GGUFValueType.ARRAY)), "tokens is an array of arrays"),
+    "a token not UTF-8": (small_llama(tokens=([t.encode() for t in SMALL[:-1]] + [b"\xff\xfe"],
+                                              GGUFValueType.ARRAY, STR)),
+                          r"tokens (entry 261) is not UTF-8"),
+    "merges as ints": (small_llama(merges=[1, 2]), "merges entry 0 is '1', not two tokens"),
+    "merges of empty strings": (small_llama(merges=["", " "]), "merges entry 0 is '', not two"),
+    "scores NaN": (small_llama(scores=[float("nan")] * 262), "scores must be a list of finite"),
+    "scores inf": (small_llama(scores=[0.0] * 261 + [float("inf")]),
+                   "scores must be a list of finite"),
+    "scores strings": (small_llama(scores=["x"] * 262), "scores must be a list of finite numbers"),
+    "token types strings": (small_llama(token_type=["1"] * 262),
+                            "token_type must be a list of integers"),
+    "token types floats": (small_llama(token_type=[1.0] * 262),
+                           "token_type must be a list of integers"),
+    "token type -1": (small_llama(token_type=([-1] * 262, GGUFValueType.ARRAY, I32)),
+                      "token_type has type -1; token types are 0..6"),
+    "bos -1": (small_llama(bos_token_id=(-1, I32)), "bos_token_id is -1, outside the 262 tokens"),
+    "bos 2**63": (small_llama(bos_token_id=(2 ** 63, GGUFValueType.UINT64)),
+                  "bos_token_id is 9223372036854775808, outside the 262 tokens"),
+    "bos a float": (small_llama(bos_token_id=(1.0, F32)),
+                    "bos_token_id must be an integer, got '1.0'"),
+    "bos a string": (small_llama(bos_token_id="1"), "bos_token_id must be an integer, got '1'"),
+    "bos a bool": (small_llama(bos_token_id=True), "bos_token_id must be an integer, got 'True'"),
+    "eos -5": (small_llama(eos_token_id=(-5, I32)), "eos_token_id is -5, outside the 262 tokens"),
+    "unknown -5": (small_llama(unknown_token_id=(-5, I32)), "unknown_token_id is -5, outside"),
+    "pre an int": (small_llama(pre=5), "pre must be a string, got '5'"),
+    "pre an array": (small_llama(pre=["llama3"]), "pre must be a string, got \"['llama3']\""),
+    "pre not UTF-8": (small_llama(pre=(b"\xff", STR)), "pre is not UTF-8"),
+    "add_bos_token an int": (small_llama(add_bos_token=1), "add_bos_token must be true or false"),
+    "add_bos_token a string": (small_llama(add_bos_token="true"),
+                               "add_bos_token must be true or false"),
+    "add_space_prefix an int": (small_llama(add_space_prefix=1),
+                                "add_space_prefix must be true or"),
+    "model an array": (small_llama(model=["llama"]), "model must be a string"),
+    "100,262 tokens for 262 rows": (small_llama(tokens=SMALL + [f"x{i}" for i in range(100_000)]),
+                                    "tokens has 100262 tokens, but token_embd.weight has 262 rows"),
+    # byte tokens llama.cpp would read as a wrong byte (strtol of the name) and transformers
+    # never uses: imported before, as a tokenizer that spells byte 0 '<unk>'
+    "byte token <0xZZ>": (small_llama(tokens=_swap(3, "<0xZZ>")),
+                          "tokens entry 3 is '<0xZZ>', typed BYTE (6) in tokenizer.ggml.token_type "
+                          "but not spelled <0xNN>"),
+    "byte token <0x0a>": (small_llama(tokens=_swap(13, "<0x0a>")), "tokens entry 13 is '<0x0a>'"),
+    "a word typed BYTE": (small_llama(token_type=[UNKNOWN, CONTROL, CONTROL] + [BYTE] * 257
+                                      + [NORMAL] * 2), "tokens entry 259 is '▁', typed BYTE"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_TYPES)
+def test_tokenizer_metadata_of_the_wrong_type_is_refused_by_key(tmp_path, capsys, case):
+    meta, message = WRONG_TYPES[case]
+    src = gguf_with(tmp_path / "m.gguf", meta, len(SMALL))
+    out = tmp_path / "o.safetensors"
+    assert main(["import", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"GGUF key tokenizer.ggml.{message}" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("meta, said", [
+    (small_llama(), "262 tokens, 2 special, BOS '<s>' added"),
+    # one token both BOS and EOS (GPT-2's <|endoftext|>): one special token, BOS and EOS
+    (small_llama(bos_token_id=2, eos_token_id=2), "2 special, BOS '</s>' added"),
+    # control characters in a token reach the tokenizer as they are (a model may emit them
+    # anyway, through its byte tokens); printed names are repr()s
+    (small_llama(tokens=_swap(260, "\x1b[31m")), "262 tokens"),
+], ids=["small", "bos is eos", "escape in a token"])
+def test_odd_but_valid_small_vocabularies_import(tmp_path, capsys, meta, said):
+    src = gguf_with(tmp_path / "m.gguf", meta, len(SMALL))
+    out = tmp_path / "o.safetensors"
+    assert main(["import", str(src), "-o", str(out)]) == 0
+    assert said in capsys.readouterr().err
+    model = load_model(out)
+    tok = make_tokenizer(model.tokenizer, model.config.vocab_size)
+    assert tok.decode(tok.encode("a é")) == "a é"
+
+
+def test_an_empty_token_list_is_refused_as_empty():
+    """gguf's writer refuses empty arrays, so this is a hand-made file's; the reader gives []."""
+    from ternary_core.errors import TernaryError
+    from ternary_core.model.gguf_tokenizer import tokenizer_from_gguf
+
+    with pytest.raises(TernaryError, match=r"^m\.gguf: GGUF key tokenizer\.ggml\.tokens is empty$"):
+        tokenizer_from_gguf({"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": []}, 262,
+                            "m.gguf")

@@ -2,7 +2,10 @@
 passes, its variant ops equal the decode's at the default widths, and the same-input errors
 it reports obey bounds derived from the formats (not tuned on measurements)."""
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from ternary_core.integer import compile_model, ops
 from ternary_core.integer import error_budget as eb
@@ -18,8 +21,9 @@ def tiny(rng):
     return random_model(rng, CFG)
 
 
-def test_traces_are_the_runners_passes(rng):
-    model = tiny(rng)
+@pytest.mark.parametrize("act", ["relu2", "silu"])
+def test_traces_are_the_runners_passes(rng, act):
+    model = random_model(rng, replace(CFG, hidden_act=act))
     ids = rng.integers(0, CFG.vocab_size, 40)
     im = compile_model(model)
     fl, _ = eb.float_trace(model, ids)
@@ -115,3 +119,68 @@ def test_cli_refuses_bad_input_with_one_line(tmp_path, capsys):
     assert eb.main(["--model", str(tmp_path / "missing.safetensors"), "--ids", str(ids)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_a_silu_model_is_measured_with_its_own_glu(rng):
+    """A SiLU model was traced with the relu2 GLU: the trace check raised an AssertionError
+    (a traceback from the command line)."""
+    model = random_model(rng, replace(CFG, hidden_act="silu"))
+    s = eb.run(model, rng.integers(0, CFG.vocab_size, 20)).summary()
+    for table in ("same_input", "compounded"):
+        ops_seen = {r["op"] for r in s[table]}
+        assert "silu GLU" in ops_seen and "relu2 GLU" not in ops_seen
+
+
+def _budget_cli(capsys, argv):
+    code = eb.main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+@pytest.mark.parametrize("model, ids, message", [
+    ("{t}/missing.safetensors", "1 2 3", "missing.safetensors: no such model file"),
+    ("{t}", "1 2 3", ": is a folder, not a model file"),
+    ("/dev/null", "1 2 3", "/dev/null: not a regular file, so not a model file"),
+    ("{t}/ids.txt", "1 2 3", "ids.txt: too short to be a safetensors file"),
+    ("{m}", "1 2 x", "token ids must be integers separated by commas or spaces, got 'x'"),
+    ("{m}", "", "no token ids given"),
+    ("{m}", "7", "--ids: need at least 2 token ids, got 1"),
+    ("{m}", "1 256", "--ids: token ids must be in 0..255"),
+    ("{m}", "-1 2", "--ids: token ids must be in 0..255"),
+    ("{m}", "1 " + "9" * 30, "--ids: token ids must be in 0..255"),
+], ids=["missing model", "model a folder", "model a device", "model not safetensors",
+        "ids not numbers", "ids empty", "one id", "id past the vocabulary", "negative id",
+        "huge id"])
+def test_cli_refuses_a_bad_model_or_ids_with_one_line(tmp_path, capsys, model, ids, message):
+    from host.generate import default_model_path
+
+    f = tmp_path / "ids.txt"
+    f.write_text(ids)
+    m = model.format(t=tmp_path, m=default_model_path())
+    code, err = _budget_cli(capsys, ["--model", m, "--ids", str(f)])
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required: --model, --ids"),
+    (["--model", "m"], "the following arguments are required: --ids"),
+    (["--model", "m", "--ids", "i", "--windows", "x"], "argument --windows: invalid int value"),
+])
+def test_cli_usage_errors_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        eb.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and message in err.strip().splitlines()[-1], err
+
+
+def test_cli_ids_a_folder_and_windows_0(tmp_path, capsys):
+    from host.generate import default_model_path
+
+    code, err = _budget_cli(capsys, ["--model", str(default_model_path()), "--ids", str(tmp_path)])
+    assert code == 2 and "is not a file" in err and err.count("\n") == 1
+    (tmp_path / "ids.txt").write_text("1 2 3")
+    code, err = _budget_cli(capsys, ["--model", str(default_model_path()), "--ids",
+                                     str(tmp_path / "ids.txt"), "--windows", "0"])
+    assert code == 2 and "--windows must be a positive integer, got 0" in err

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from gguf import GGUFValueType
 
 from host.cli import main
 from host.generate import default_model_path
@@ -59,7 +60,10 @@ def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2
     """``m`` as llama.cpp's converter writes a ``bitnet`` GGUF: the tensor's scale in its
     TQ blocks, or (``scale_tensors``) blocks at d = 1 and a ``blk.N.<name>.scale``
     tensor; ``activation`` None leaves out ``bitnet.hidden_activation``; ``extra``: more
-    tensors ``{name: array}``; ``metadata``: more keys ``{key: value}`` (lists as arrays)."""
+    tensors ``{name: array}``; ``metadata``: more keys ``{key: value}`` (lists as arrays; a
+    tuple ``(value, GGUFValueType[, sub_type])`` is written as that type, as a careless or
+    hostile writer might: empty arrays and strings, negative ids, arrays of arrays, bytes
+    that are not UTF-8)."""
     import gguf
 
     c = m.config
@@ -75,6 +79,9 @@ def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2
     if activation is not None:
         w.add_string("bitnet.hidden_activation", activation)
     for key, v in (metadata or {}).items():
+        if isinstance(v, tuple):
+            w.add_key_value(key, *v)
+            continue
         add = {list: w.add_array, str: w.add_string, bool: w.add_bool, int: w.add_uint32}[type(v)]
         add(key, v)
     names = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
@@ -162,6 +169,30 @@ def test_gguf_with_another_activation_is_refused(tmp_path, rng, capsys, activati
     said = _cli_error(capsys, ["import", str(path), "-o", str(out)])
     assert (f"GGUF key bitnet.hidden_activation is {activation!r}; this engine runs relu2 or "
             f"silu") in said
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"bitnet.hidden_activation": "SiLU"}, "is 'SiLU'; this engine runs relu2 or silu"),
+    ({"bitnet.hidden_activation": " silu "}, "is ' silu '; this engine runs relu2 or silu"),
+    ({"bitnet.hidden_activation": ("", GGUFValueType.STRING)}, "is ''; this engine runs"),
+    ({"bitnet.hidden_activation": 3}, "is 3; this engine runs relu2 or silu"),
+    ({"bitnet.hidden_activation": True}, "is True; this engine runs relu2 or silu"),
+    # an array was read as its first element: ["silu"] imported as a SiLU model
+    ({"bitnet.hidden_activation": ["silu"]}, "bitnet.hidden_activation must be a single value, "
+                                             "not an array"),
+    ({"bitnet.hidden_activation": (b"\xffsilu", GGUFValueType.STRING)},
+     "bitnet.hidden_activation is not UTF-8"),
+    ({"bitnet.block_count": [1, 2]}, "bitnet.block_count must be a single value, not an array"),
+    ({"general.architecture": ["bitnet"]}, "general.architecture must be a single value"),
+], ids=["SiLU", "spaces", "empty", "int", "bool", "array", "not UTF-8",
+        "block_count array", "architecture array"])
+def test_gguf_hidden_activation_of_another_type_is_refused_by_key(tmp_path, rng, capsys, metadata,
+                                                                  message):
+    path = write_gguf(tmp_path / "m.gguf", gguf_model(rng), activation=None, metadata=metadata)
+    out = tmp_path / "o.safetensors"
+    said = _cli_error(capsys, ["import", str(path), "-o", str(out)])
+    assert message in said, said
     assert not out.exists()
 
 

@@ -39,7 +39,7 @@ from ..errors import TernaryError
 from ..model import names
 from ..model.names import GATE_UP, QKV
 from ..quant import dequantize_output, quantize_activations
-from ..reference import BitNetRunner, rms_norm, rope_tables, rotate_half
+from ..reference import BitNetRunner, glu, rms_norm, rope_tables, rotate_half
 from . import IntegerRunner, compile_model, ops
 from .fixed import (EXP2_ONE, MANT_BITS, Scalar, exact_matmul, exp2_neg, scalar_from_float,
                     scalar_from_int, scalar_mul, scalar_recip, scalar_shift, shift_round,
@@ -204,7 +204,7 @@ def _float_layer(model, i, x, cos, sin, fake):
     h = rms_norm(x, f[p + names.POST_ATTN_NORM + ".weight"], eps)
     rec["h_post"] = h
     g, u = _float_bitlinear(model, [p + nm for nm in GATE_UP], h, rec, "post")
-    a = np.square(np.maximum(g, 0)) * u
+    a = glu(c.hidden_act, g, u)
     rec.update(g=g, u=u, a=a)
     a = rms_norm(a, f[p + names.FFN_SUB_NORM + ".weight"], eps)
     rec["h_ffn"] = a
@@ -392,7 +392,7 @@ def integer_trace(im, ids, variant=DEFAULT):
         ga, ua = (_matvec(model, p + nm, xq) for nm in GATE_UP)
         gs, us = (scalar_mul(r, im.linear_scale[p + nm]) for nm in GATE_UP)
         rec.update(g=ga * sf(gs), u=ua * sf(us))
-        a, a_sc = ops.relu2_glu(ga, gs, ua, us)
+        a, a_sc = ops.GLUS[c.hidden_act](ga, gs, ua, us)
         rec["a"] = a * sf(a_sc)
         xq, r = _norm(im, p + names.FFN_SUB_NORM, a, a_sc, variant)
         rec["h_ffn"] = xq * sf(r)
@@ -519,8 +519,8 @@ def same_input_errors(im, F):
         out[(i, "post-attn norm + int8 quant")], _ = norm_op(
             p + names.POST_ATTN_NORM, to_q16(L["x_mid"]), res_scale, L["post_xq"], L["post_s"])
         (_, ga, gs), (_, ua, us) = (bitlinear(p + nm, L["post_xq"], L["post_s"]) for nm in GATE_UP)
-        a, a_sc = ops.relu2_glu(ga, gs, ua, us)
-        out[(i, "relu2 GLU")] = rel_err(a * sf(a_sc), L["a"])
+        a, a_sc = ops.GLUS[c.hidden_act](ga, gs, ua, us)
+        out[(i, f"{c.hidden_act} GLU")] = rel_err(a * sf(a_sc), L["a"])
         out[(i, "ffn_sub_norm + int8 quant")], _ = norm_op(
             p + names.FFN_SUB_NORM, *to_ints(L["a"], 31), L["ffn_xq"], L["ffn_s"])
         y, _, _ = bitlinear(p + names.DOWN_PROJ, L["ffn_xq"], L["ffn_s"], residual=True)
@@ -541,13 +541,14 @@ COMPOUNDED = (("h_in", "input norm + int8 quant"), ("q", "q_proj"), ("k", "k_pro
               ("scores", "scores"), ("probs", "softmax weights"), ("attn", "attention output"),
               ("h_sub", "attn_sub_norm + quant"), ("o", "o_proj"), ("x_mid", "residual (mid)"),
               ("h_post", "post-attn norm + quant"), ("g", "gate"), ("u", "up"),
-              ("a", "relu2 GLU"), ("h_ffn", "ffn_sub_norm + quant"), ("d", "down_proj"),
+              ("a", "GLU"), ("h_ffn", "ffn_sub_norm + quant"), ("d", "down_proj"),
               ("x_out", "residual (out)"))
 
 
-def compounded_errors(F, I):
+def compounded_errors(F, I, act="relu2"):
     """``{(layer, op): per-position relative error (T,)}`` of the integer decode's own
-    intermediates against the float ones."""
+    intermediates against the float ones (``act``: the model's ``hidden_act``, which names
+    the GLU row)."""
     out = {("-", "embedding"): rel_err(I["embed"], F["embed"])}
     for i, (LF, LI) in enumerate(zip(F["layers"], I["layers"])):
         for key, label in COMPOUNDED:
@@ -556,6 +557,7 @@ def compounded_errors(F, I):
                 m = np.isfinite(b)
                 a, b = np.where(m, a, 0), np.where(m, b, 0)
             err = rel_err(a, b)
+            label = f"{act} GLU" if label == "GLU" else label
             out[(i, label)] = err.mean(0) if err.ndim == 2 else err
     out[("-", "final norm")] = rel_err(I["h_final"], F["h_final"])
     out[("-", "logits")] = rel_err(I["logits"], F["logits"])
@@ -656,7 +658,8 @@ def run(model, ids, n_windows=None, check=True):
             sc = L["scores"][np.isfinite(L["scores"])]
             budget.peak("|score| (log2 units; int24 Q.8 rail 32768)", np.abs(sc).max())
         budget.peak("|logit| (Q15.16 rail 32768)", np.abs(I["logits"]).max())
-        budget.add(np.arange(w.size), same_input_errors(im, F), compounded_errors(F, I),
+        budget.add(np.arange(w.size), same_input_errors(im, F),
+                   compounded_errors(F, I, model.config.hidden_act),
                    fl.astype(np.float64), il.astype(np.float64))
     return budget
 

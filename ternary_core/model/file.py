@@ -147,6 +147,8 @@ def _read(path):
     if path.is_dir():
         raise TernaryError(f"{path}: is a folder, not a model file (`ternary import` reads "
                            f"Hugging Face folders)")
+    if path.exists() and not path.is_file():   # a FIFO or device: never read, it may block
+        raise TernaryError(f"{path}: not a regular file, so not a model file")
     if not path.is_file():
         raise TernaryError(f"{path}: no such model file")
     return read_safetensors(path)

@@ -24,10 +24,12 @@ llama.cpp does it (``llama`` vocabularies, and ``gpt2`` ones with a Llama-3 pre-
 The BOS (and EOS, with ``add_eos_token``) goes into the tokenizer's post-processor, which
 ``HFTokenizer.encode_prompt`` applies. Anything this cannot reproduce is refused, naming
 the key: an unknown model kind or pre-tokenizer, lists of different lengths, a token twice,
-merges of tokens that are not in the vocabulary, special ids out of range.
+merges of tokens that are not in the vocabulary, special ids out of range, a llama
+byte token (type BYTE) not spelled ``<0xNN>``, a metadata value of the wrong type.
 """
 
 import math
+import re
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from ..errors import TernaryError
 
 # tokenizer.ggml.token_type values (gguf.TokenType / llama.cpp's llama_token_type)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+BYTE_TOKEN = re.compile(r"<0x[0-9A-F]{2}>")
 
 # The split regexes of the pre-tokenizers supported, as llama.cpp (llama-vocab.cpp) and
 # transformers (integrations/gguf) both spell them; "gpt-2" is the ByteLevel default regex.
@@ -102,11 +105,13 @@ class _Reader:
         v = self.meta.get("tokenizer.ggml." + key, default)
         if v is None or kind is None:
             return v
-        ok = {"str": lambda x: isinstance(x, str), "bool": lambda x: isinstance(x, bool),
-              "int": lambda x: isinstance(x, int) and not isinstance(x, bool),
-              "list": lambda x: isinstance(x, list)}[kind]
+        ok, what = {"str": (lambda x: isinstance(x, str), "a string"),
+                    "bool": (lambda x: isinstance(x, bool), "true or false"),
+                    "int": (lambda x: isinstance(x, int) and not isinstance(x, bool),
+                            "an integer"),
+                    "list": (lambda x: isinstance(x, list), "an array")}[kind]
         if not ok(v):
-            self.fail(key, f"must be a {kind}, got {str(v)[:40]!r}")
+            self.fail(key, f"must be {what}, got {str(v)[:40]!r}")
         return v
 
     def build(self):
@@ -125,6 +130,8 @@ class _Reader:
                                f"{', '.join(MODELS)}")
         if tokens is None:
             self.fail("tokens", "is missing")
+        if not tokens:
+            self.fail("tokens", "is empty")
         if not all(isinstance(t, str) for t in tokens):
             self.fail("tokens", "must be a list of strings")
         if len(tokens) != self.vocab_size:
@@ -139,6 +146,16 @@ class _Reader:
         bad = next((t for t in self.types if not 0 <= t <= BYTE), None)
         if bad is not None:
             self.fail("token_type", f"has type {bad}; token types are 0..{BYTE}")
+        if model == "llama":
+            # a byte token stands for the byte its name spells, as SentencePiece writes it
+            # (<0x0A>); llama.cpp reads any other name as a wrong byte, transformers never
+            # uses it
+            i = next((i for i, (t, ty) in enumerate(zip(tokens, self.types))
+                      if ty == BYTE and not BYTE_TOKEN.fullmatch(t)), None)
+            if i is not None:
+                self.fail("tokens", f"entry {i} is {tokens[i][:40]!r}, typed BYTE ({BYTE}) in "
+                                    "tokenizer.ggml.token_type but not spelled <0xNN> (two "
+                                    "uppercase hex digits)")
         self.scores = self.numbers("scores", float)
         self.specials = {name: self.special_id(name) for name in ("bos", "eos", "unknown")}
         self.pre = self.get("pre", "str")

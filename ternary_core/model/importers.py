@@ -14,7 +14,7 @@
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType
 
 from ..formats import hf_bitnet
 from ..errors import TernaryError
@@ -147,11 +147,20 @@ def import_gguf(path, notes=None):
         raise TernaryError(f"{path}: not a readable GGUF file ({exc})") from None
 
     def field(key, default=None):
+        """One scalar value: an array (even of one value) is refused, not read as its
+        first element; a string must be UTF-8."""
         f = reader.fields.get(key)
         if f is None:
             return default
+        if not f.types or f.types[0] == GGUFValueType.ARRAY or not f.data:
+            raise TernaryError(f"{path}: GGUF key {key} must be a single value, not an array")
         v = f.parts[f.data[0]]
-        return v.tobytes().decode("utf-8", errors="replace") if v.dtype == np.uint8 else v.item()
+        if f.types[0] == GGUFValueType.STRING:
+            try:
+                return v.tobytes().decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TernaryError(f"{path}: GGUF key {key} is not UTF-8 ({exc})") from None
+        return v.item()
 
     arch = field("general.architecture")
     if arch != "bitnet":
