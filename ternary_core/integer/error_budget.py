@@ -382,10 +382,7 @@ def integer_trace(im, ids, variant=DEFAULT):
         rec["attn"] = attn * sf(a_sc)
         xq, r = _norm(im, p + names.ATTN_SUB_NORM, attn, a_sc, variant)
         rec["h_sub"] = xq * sf(r)
-        o = ops.to_fixed(_matvec(model, p + names.O_PROJ, xq),
-                         scalar_mul(r, im.linear_scale[p + names.O_PROJ]), ops.RES_FRAC_BITS,
-                         ops.RES_BITS)
-        x = ops.residual_add(x, o)
+        o, x = _residual_branch(im, p + names.O_PROJ, xq, r, x)
         rec.update(o=o * q16, x_mid=x * q16)
         xq, r = _norm(im, p + names.POST_ATTN_NORM, x, res_scale, variant)
         rec["h_post"] = xq * sf(r)
@@ -396,10 +393,7 @@ def integer_trace(im, ids, variant=DEFAULT):
         rec["a"] = a * sf(a_sc)
         xq, r = _norm(im, p + names.FFN_SUB_NORM, a, a_sc, variant)
         rec["h_ffn"] = xq * sf(r)
-        d = ops.to_fixed(_matvec(model, p + names.DOWN_PROJ, xq),
-                         scalar_mul(r, im.linear_scale[p + names.DOWN_PROJ]), ops.RES_FRAC_BITS,
-                         ops.RES_BITS)
-        x = ops.residual_add(x, d)
+        d, x = _residual_branch(im, p + names.DOWN_PROJ, xq, r, x)
         rec.update(d=d * q16, x_out=x * q16)
         tr["layers"].append(rec)
     tr["x_final"] = x * q16
@@ -619,6 +613,14 @@ class Budget:
                 "logit_corr_by_bucket": {b: float(corr[sel].mean()) for b, sel in bk},
                 "disagreements_at_margin_ge_2": int(((~agree) & (margin >= 2)).sum()),
                 "peaks": self.peaks, "same_input": table(self.same), "compounded": table(self.compounded)}
+
+
+def _residual_branch(im, name, xq, r, x):
+    """A BitLinear (``name``) of the int8 ``xq`` with row scale ``r`` into the residual
+    format, added to ``x``: ``(branch, new x)``, as the integer runner does it."""
+    out = ops.to_fixed(_matvec(im.model, name, xq), scalar_mul(r, im.linear_scale[name]),
+                       ops.RES_FRAC_BITS, ops.RES_BITS)
+    return out, ops.residual_add(x, out)
 
 
 def _window_setup(im, t):
