@@ -34,6 +34,7 @@ class DeviceStats:
     device_cycles: int = 0
     uploads: int = 0
     upload_bytes: int = 0
+    resident: int = 0          # uploads skipped: the device already held the image (CRC)
 
 
 class Device:
@@ -111,8 +112,10 @@ class Device:
         """Forget every uploaded layer (the memory is reused by later uploads)."""
         self._next_free = 0
 
-    def upload(self, trits):
-        """Store a ternary ``m x k`` matrix at the next free address; verify it; return a Layer."""
+    def upload(self, trits, *, resident_ok=False):
+        """Store a ternary ``m x k`` matrix at the next free address; verify it; return a
+        Layer. With ``resident_ok``, a device that holds it there already (CRC) is not
+        written again."""
         w = ternary_matrix("weights", trits)
         m, k = w.shape
         self.config.check_shape(m, k)
@@ -120,19 +123,26 @@ class Device:
         if words > self.free_words:
             raise TernaryError(f"a {m}x{k} layer needs {words} words; the device has {self.free_words} free")
         layer = Layer(self._next_free, m, k, words)
-        self.write_layer(layer, w)
+        self.write_layer(layer, w, resident_ok=resident_ok)
         self._next_free += words
         return layer
 
-    def write_layer(self, layer, trits, *, attempts=3):
+    def write_layer(self, layer, trits, *, attempts=3, resident_ok=False):
         """Write ``trits`` into ``layer``'s words and check them by CRC read-back."""
-        self.write_packed(layer.base, self.config.layout.pack(trits).tobytes(), attempts=attempts)
+        self.write_packed(layer.base, self.config.layout.pack(trits).tobytes(), attempts=attempts,
+                          resident_ok=resident_ok)
 
-    def write_packed(self, base, packed, *, attempts=3):
+    def write_packed(self, base, packed, *, attempts=3, resident_ok=False):
         """Write weight words already in the native layout from word ``base`` on, and
-        check them by CRC read-back (CHECK_WEIGHTS) before they are used."""
+        check them by CRC read-back (CHECK_WEIGHTS) before they are used. With
+        ``resident_ok``, words the device already holds (their CRC-32 read back equals
+        the image's, the same check an upload must pass) are not written again: a board
+        keeps its memory between runs of the host."""
         wb = self.config.word_bytes
         words = -(-len(packed) // wb)
+        if resident_ok and self.check_layer(Layer(base, 0, 0, words)) == P.check_crc(packed):
+            self.stats.resident += 1
+            return
         per_frame = (self.info.max_payload - 4) // wb  # whole words per WRITE_WEIGHTS
         for _ in range(attempts):
             for w0 in range(0, words, per_frame):
@@ -241,10 +251,15 @@ class Device:
             out += body
         return bytes(out)
 
-    def write_image(self, space, words_bytes, word_bytes, *, word_addr=0, attempts=3):
+    def write_image(self, space, words_bytes, word_bytes, *, word_addr=0, attempts=3,
+                    resident_ok=False):
         """Write a memory image and check it by CRC read-back (CHECK_MEM) before it is
-        used, as :meth:`write_layer` does for weights."""
+        used, as :meth:`write_layer` does for weights (and, with ``resident_ok``, not at
+        all when the device holds it already, as :meth:`write_packed`)."""
         words = len(words_bytes) // word_bytes
+        if resident_ok and self.check_mem(space, word_addr, words) == P.check_crc(words_bytes):
+            self.stats.resident += 1
+            return
         for _ in range(attempts):
             self.write_mem(space, word_addr, words_bytes, word_bytes)
             self.stats.uploads += 1

@@ -99,9 +99,13 @@ class DeviceBackend(MatvecBackend):
             print(f"uploading {len(model.bitlinears)} layers as {len(self.stacks)} stacks "
                   f"({total * cfg.word_bytes:,} bytes) to the {self.device.transport.name} ...",
                   file=self.log, flush=True)
+            kept = self.device.stats.resident
             for s in self.stacks:
-                self.layers[s] = self.device.upload(self.trits[s])
-            print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s", file=self.log, flush=True)
+                self.layers[s] = self.device.upload(self.trits[s], resident_ok=True)
+            kept = self.device.stats.resident - kept
+            note = f" ({kept} already on the device, not sent)" if kept else ""
+            print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s{note}", file=self.log,
+                  flush=True)
         else:
             print(f"streaming mode: the model needs {total:,} words, the device holds "
                   f"{cfg.weight_words:,}; layers go over the link every token", file=self.log, flush=True)

@@ -2,7 +2,9 @@
 
 The host compiles the model once for the device's limits
 (:mod:`ternary_core.offload.compiler`), uploads the memory images — each checked by
-CRC read-back (CHECK_MEM) before it is used, as weights are — and then generates with
+CRC read-back (CHECK_MEM) before it is used, as weights are, and not sent at all when the
+device holds it already (a board keeps its memory between runs of the host) — and then
+generates with
 RUN requests (``docs/protocol.md``): the prompt goes in one request (or a few prefill
 requests if it outgrows a frame) and the generated ids come back a chunk at a time.
 
@@ -110,11 +112,17 @@ class ModelOffload:
         print(f"uploading the model ({total:,} bytes: {len(self.stacks)} weight stacks and "
               f"{len(self.images)} memory images) to the {self.device.transport.name} ...",
               file=self.log, flush=True)
+        # a board keeps its memory between runs: what it holds already (by CRC) stays
+        kept = self.device.stats.resident
         for st in self.stacks:
-            self.device.write_packed(st.base, st.packed)
+            self.device.write_packed(st.base, st.packed, resident_ok=True)
         for space, (data, word_bytes) in self.images.items():
-            self.device.write_image(space, data, word_bytes)
-        print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s", file=self.log, flush=True)
+            self.device.write_image(space, data, word_bytes, resident_ok=True)
+        kept = self.device.stats.resident - kept
+        note = f" ({kept} of {len(self.stacks) + len(self.images)} already on the device, not sent)" \
+            if kept else ""
+        print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s{note}", file=self.log,
+              flush=True)
         self.link_base = self._link_bytes()
 
     def _link_bytes(self):

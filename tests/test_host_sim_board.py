@@ -36,6 +36,25 @@ def test_two_layers_uploaded_and_run_match_golden(device, rng):
     assert device.link.stats.retries == 0
 
 
+def test_a_layer_the_device_holds_already_is_not_sent_again(device, rng):
+    """A board keeps its memory between runs of the host: an upload that may reuse it
+    (``resident_ok``, as model and resident matvec offload ask) checks the CRC first and
+    sends nothing when it matches; different weights at that address are written."""
+    w, other = random_trits(rng, 60, 130), random_trits(rng, 60, 130)
+    device.upload(w)
+    sent = device.link.stats.bytes_sent
+    device.clear()
+    layer = device.upload(w, resident_ok=True)
+    assert device.stats.resident == 1 and device.stats.uploads == 1
+    assert device.link.stats.bytes_sent - sent < 64          # one CHECK_WEIGHTS request
+    x = random_int8(rng, 130)
+    np.testing.assert_array_equal(device.matvec(layer, x), matvec(w, x))
+    device.clear()
+    layer = device.upload(other, resident_ok=True)           # the CRC differs: written
+    assert device.stats.resident == 1 and device.stats.uploads == 2
+    np.testing.assert_array_equal(device.matvec(layer, x), matvec(other, x))
+
+
 def test_version_1_commands_still_run_a_matvec(device, rng):
     w, x = random_trits(rng, 70, 99), random_int8(rng, 99)
     layer = device.upload(w)
