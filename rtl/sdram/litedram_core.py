@@ -61,7 +61,7 @@ class SdramGeometry:
         return self.data_width // 8
 
 
-def _sdram_pads(migen, module, databits=16):
+def _sdram_pads(module, databits):
     from migen.genlib.record import Record
 
     g = module.geom_settings
@@ -70,134 +70,132 @@ def _sdram_pads(migen, module, databits=16):
                    ("dm", databits // 8)])
 
 
-class _InitSequencer:
+def _init_sequencer(dfii, phy_settings, timing, clk_freq):
     """Drives the DFI (through the injector's external port) with the SDR power-up
     sequence of the module's datasheet, then hands the DFI to the controller:
     CKE high with NOPs for :data:`POWER_UP_US`, PRECHARGE ALL, two AUTO REFRESH,
     LOAD MODE REGISTER (burst length 1, sequential, CAS latency ``cl``); every wait
     at least the module's timing (tRP, tRFC, tMRD = 2 clocks)."""
 
-    def __new__(cls, migen, dfii, phy_settings, timing, clk_freq):
-        from migen import FSM, If, Module, NextState, NextValue, Signal
+    from migen import FSM, If, Module, NextState, NextValue, Signal
 
-        m = Module()
-        m.done = Signal()
-        # commands go out on phase 0; every phase (two at half rate) holds CKE and NOP
-        phases = dfii.ext_dfi.phases
-        phase = phases[0]
-        wait = Signal(max=int(clk_freq * POWER_UP_US * 1e-6) + 2)
-        # burst length: one word per phase (LiteDRAM's SDR init sets BL = nphases)
-        mode = (phy_settings.nphases.bit_length() - 1) | (phy_settings.cl << 4)
-        # (ras, cas, we, address, cycles to wait after it)
-        steps = [
-            ("POWER_UP", None, int(clk_freq * POWER_UP_US * 1e-6)),
-            ("PRECHARGE_ALL", (1, 0, 1, 0x400), timing.tRP + 1),
-            ("REFRESH_1", (1, 1, 0, 0), timing.tRFC + 1),
-            ("REFRESH_2", (1, 1, 0, 0), timing.tRFC + 1),
-            ("MODE_REGISTER", (1, 1, 1, mode), 2 + 1),
-        ]
-        for p in phases:
-            m.comb += [p.cke.eq(1), p.cs_n.eq(1), p.ras_n.eq(1), p.cas_n.eq(1), p.we_n.eq(1)]
-        m.comb += dfii.ext_dfi_sel.eq(~m.done)
-        fsm = FSM(reset_state=steps[0][0])
-        m.submodules.fsm = fsm
-        names = [s[0] for s in steps] + ["DONE"]
-        for (name, cmd, cycles), following in zip(steps, names[1:]):
-            issue = []
-            if cmd is not None:
-                ras, cas, we, address = cmd
-                issue = [phase.cs_n.eq(0), phase.ras_n.eq(~ras), phase.cas_n.eq(~cas),
-                         phase.we_n.eq(~we), phase.address.eq(address), phase.bank.eq(0)]
-            fsm.act(name,
-                If(wait == 0, *issue),
-                If(wait == cycles,
-                    NextValue(wait, 0), NextState(following)
-                ).Else(NextValue(wait, wait + 1)))
-        fsm.act("DONE", m.done.eq(1))
-        return m
+    m = Module()
+    m.done = Signal()
+    # commands go out on phase 0; every phase (two at half rate) holds CKE and NOP
+    phases = dfii.ext_dfi.phases
+    phase = phases[0]
+    wait = Signal(max=int(clk_freq * POWER_UP_US * 1e-6) + 2)
+    # burst length: one word per phase (LiteDRAM's SDR init sets BL = nphases)
+    mode = (phy_settings.nphases.bit_length() - 1) | (phy_settings.cl << 4)
+    # (ras, cas, we, address, cycles to wait after it)
+    steps = [
+        ("POWER_UP", None, int(clk_freq * POWER_UP_US * 1e-6)),
+        ("PRECHARGE_ALL", (1, 0, 1, 0x400), timing.tRP + 1),
+        ("REFRESH_1", (1, 1, 0, 0), timing.tRFC + 1),
+        ("REFRESH_2", (1, 1, 0, 0), timing.tRFC + 1),
+        ("MODE_REGISTER", (1, 1, 1, mode), 2 + 1),
+    ]
+    for p in phases:
+        m.comb += [p.cke.eq(1), p.cs_n.eq(1), p.ras_n.eq(1), p.cas_n.eq(1), p.we_n.eq(1)]
+    m.comb += dfii.ext_dfi_sel.eq(~m.done)
+    fsm = FSM(reset_state=steps[0][0])
+    m.submodules.fsm = fsm
+    names = [s[0] for s in steps] + ["DONE"]
+    for (name, cmd, cycles), following in zip(steps, names[1:]):
+        issue = []
+        if cmd is not None:
+            ras, cas, we, address = cmd
+            issue = [phase.cs_n.eq(0), phase.ras_n.eq(~ras), phase.cas_n.eq(~cas),
+                     phase.we_n.eq(~we), phase.address.eq(address), phase.bank.eq(0)]
+        fsm.act(name,
+            If(wait == 0, *issue),
+            If(wait == cycles,
+                NextValue(wait, 0), NextState(following)
+            ).Else(NextValue(wait, wait + 1)))
+    fsm.act("DONE", m.done.eq(1))
+    return m
 
 
-class _Core:
-    def __new__(cls, variant, module_name, clk_freq, violation_limit_cycles=None, controller_timings=None,
-                rate="1:1"):
-        import litedram.modules
-        import litedram.phy.model as phy_model
-        from litedram.core import LiteDRAMCore
-        from litedram.core.controller import ControllerSettings
-        from litedram.phy import GENSDRPHY, HalfRateGENSDRPHY
-        from migen import ClockSignal, Display, If, Module, ResetSignal, Signal
+def _core(variant, module_name, clk_freq, violation_limit_cycles=None, controller_timings=None,
+          rate="1:1"):
+    import litedram.modules
+    import litedram.phy.model as phy_model
+    from litedram.core import LiteDRAMCore
+    from litedram.core.controller import ControllerSettings
+    from litedram.phy import GENSDRPHY, HalfRateGENSDRPHY
+    from migen import ClockSignal, Display, If, Module, ResetSignal, Signal
 
-        top = Module()
-        module = getattr(litedram.modules, module_name)(clk_freq, rate)
-        pads = _sdram_pads(None, module, CHIP_DATA_BITS)
-        phy_class = GENSDRPHY if rate == "1:1" else HalfRateGENSDRPHY
-        board_phy = phy_class(pads, sys_clk_freq=clk_freq)
-        top.ios = set()
-        top.timing_violation = Signal()
-        if variant == "board":
-            phy = board_phy
-            for name in ("a", "ba", "cs_n", "cke", "ras_n", "cas_n", "we_n", "dq", "dm"):
-                sig = getattr(pads, name)
-                sig.name_override = f"sdram_{name}"
-                top.ios.add(sig)
-        else:
-            flag = top.timing_violation
-            # every violation the checker prints also raises the sticky flag
-            real_display = phy_model.Display
-            phy_model.Display = lambda *args: [real_display(*args), flag.eq(1)]
-            try:
-                phy = phy_model.SDRAMPHYModel(module, settings=board_phy.settings, clk_freq=clk_freq,
-                                              verbosity=phy_model.SDRAM_VERBOSE_STD)
-            finally:
-                phy_model.Display = real_display
-        top.submodules.phy = phy
-        timing = module.timing_settings
-        if controller_timings:
-            # tests only: a controller told wrong timings, to see the checker catch it (the
-            # checker takes the module's own datasheet figures, not these)
-            timing = copy.copy(timing)
-            for key, value in controller_timings.items():
-                setattr(timing, key, value)
-        core = LiteDRAMCore(phy, module.geom_settings, timing, clk_freq,
-                            controller_settings=ControllerSettings())
-        top.submodules.core = core
-        init = _InitSequencer(None, core.dfii, board_phy.settings, module.timing_settings, clk_freq)
-        top.submodules.init = init
-        port = core.crossbar.get_port()
+    top = Module()
+    module = getattr(litedram.modules, module_name)(clk_freq, rate)
+    pads = _sdram_pads(module, CHIP_DATA_BITS)
+    phy_class = GENSDRPHY if rate == "1:1" else HalfRateGENSDRPHY
+    board_phy = phy_class(pads, sys_clk_freq=clk_freq)
+    top.ios = set()
+    top.timing_violation = Signal()
+    if variant == "board":
+        phy = board_phy
+        for name in ("a", "ba", "cs_n", "cke", "ras_n", "cas_n", "we_n", "dq", "dm"):
+            sig = getattr(pads, name)
+            sig.name_override = f"sdram_{name}"
+            top.ios.add(sig)
+    else:
+        flag = top.timing_violation
+        # every violation the checker prints also raises the sticky flag
+        real_display = phy_model.Display
+        phy_model.Display = lambda *args: [real_display(*args), flag.eq(1)]
+        try:
+            phy = phy_model.SDRAMPHYModel(module, settings=board_phy.settings, clk_freq=clk_freq,
+                                          verbosity=phy_model.SDRAM_VERBOSE_STD)
+        finally:
+            phy_model.Display = real_display
+    top.submodules.phy = phy
+    timing = module.timing_settings
+    if controller_timings:
+        # tests only: a controller told wrong timings, to see the checker catch it (the
+        # checker takes the module's own datasheet figures, not these)
+        timing = copy.copy(timing)
+        for key, value in controller_timings.items():
+            setattr(timing, key, value)
+    core = LiteDRAMCore(phy, module.geom_settings, timing, clk_freq,
+                        controller_settings=ControllerSettings())
+    top.submodules.core = core
+    init = _init_sequencer(core.dfii, board_phy.settings, module.timing_settings, clk_freq)
+    top.submodules.init = init
+    port = core.crossbar.get_port()
 
-        if variant == "model":
-            # a refresh gap the checker's 64 ms window would not see in a short simulation
-            gap_limit = violation_limit_cycles or REFRESH_GAP_LIMIT * module.timing_settings.tREFI
-            since = Signal(max=gap_limit + 2)
-            is_refresh = Signal()
-            top.comb += is_refresh.eq(reduce(or_, [~p.cs_n & ~p.ras_n & ~p.cas_n & p.we_n
-                                                   for p in phy.dfi.phases]))
-            top.sync += If(~init.done | is_refresh, since.eq(0)).Elif(since <= gap_limit, since.eq(since + 1))
-            top.sync += If(since == gap_limit,
-                           Display("refresh gap of more than %d cycles", gap_limit),
-                           top.timing_violation.eq(1))
+    if variant == "model":
+        # a refresh gap the checker's 64 ms window would not see in a short simulation
+        gap_limit = violation_limit_cycles or REFRESH_GAP_LIMIT * module.timing_settings.tREFI
+        since = Signal(max=gap_limit + 2)
+        is_refresh = Signal()
+        top.comb += is_refresh.eq(reduce(or_, [~p.cs_n & ~p.ras_n & ~p.cas_n & p.we_n
+                                               for p in phy.dfi.phases]))
+        top.sync += If(~init.done | is_refresh, since.eq(0)).Elif(since <= gap_limit, since.eq(since + 1))
+        top.sync += If(since == gap_limit,
+                       Display("refresh gap of more than %d cycles", gap_limit),
+                       top.timing_violation.eq(1))
 
-        io = {}
-        def expose(name, sig, direction):
-            io[name] = (sig, direction)
-        expose("init_done", init.done, "o")
-        expose("cmd_valid", port.cmd.valid, "i")
-        expose("cmd_ready", port.cmd.ready, "o")
-        expose("cmd_we", port.cmd.we, "i")
-        expose("cmd_addr", port.cmd.addr, "i")
-        expose("wdata_valid", port.wdata.valid, "i")
-        expose("wdata_ready", port.wdata.ready, "o")
-        expose("wdata_data", port.wdata.data, "i")
-        expose("wdata_we", port.wdata.we, "i")
-        expose("rdata_valid", port.rdata.valid, "o")
-        expose("rdata_data", port.rdata.data, "o")
-        if variant == "model":
-            expose("timing_violation", top.timing_violation, "o")
-        top.port_io = io
-        top.port = port
-        top.module = module
-        top.phy_settings = board_phy.settings
-        return top
+    io = {}
+    def expose(name, sig, direction):
+        io[name] = (sig, direction)
+    expose("init_done", init.done, "o")
+    expose("cmd_valid", port.cmd.valid, "i")
+    expose("cmd_ready", port.cmd.ready, "o")
+    expose("cmd_we", port.cmd.we, "i")
+    expose("cmd_addr", port.cmd.addr, "i")
+    expose("wdata_valid", port.wdata.valid, "i")
+    expose("wdata_ready", port.wdata.ready, "o")
+    expose("wdata_data", port.wdata.data, "i")
+    expose("wdata_we", port.wdata.we, "i")
+    expose("rdata_valid", port.rdata.valid, "o")
+    expose("rdata_data", port.rdata.data, "o")
+    if variant == "model":
+        expose("timing_violation", top.timing_violation, "o")
+    top.port_io = io
+    top.port = port
+    top.module = module
+    top.phy_settings = board_phy.settings
+    return top
 
 
 def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, name="litedram_sdr",
@@ -214,7 +212,7 @@ def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, na
     from migen import ClockDomain
     from migen.fhdl import verilog
 
-    top = _Core(variant, module, clk_freq, refresh_gap_limit, controller_timings, rate)
+    top = _core(variant, module, clk_freq, refresh_gap_limit, controller_timings, rate)
     top.clock_domains.cd_sys = ClockDomain("sys")
     ios = {top.cd_sys.clk, top.cd_sys.rst} | top.ios
     ports = {"sys_clk": (1, "i"), "sys_rst": (1, "i")}
