@@ -81,9 +81,10 @@ def test_logits_and_greedy_match_transformers(tmp_path, capsys, hidden_act):
     print(f"max |logit diff| {np.abs(ours - ref).max():.3g} of max |logit| {scale:.3g}")
     np.testing.assert_allclose(ours, ref, atol=2e-4 * scale, rtol=0)
 
-    with torch.no_grad():
-        cont = hf.generate(torch.from_numpy(ids[:8])[None], max_new_tokens=16, do_sample=False,
-                           pad_token_id=0)[0, 8:].tolist()
+    x = torch.from_numpy(ids[:8])[None]
+    with torch.no_grad():  # the explicit mask: else generate masks every id equal to pad_token_id
+        cont = hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=16,
+                           do_sample=False, pad_token_id=0)[0, 8:].tolist()
         full = hf(torch.tensor([list(ids[:8]) + cont])).logits[0].numpy()
     # Teacher-forced on transformers' own greedy continuation: our choice at every step must
     # be transformers' choice, except where its top two logits are closer than the logit

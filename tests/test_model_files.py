@@ -8,7 +8,6 @@ from gguf import GGUFValueType
 
 from host.cli import main
 from host.generate import default_model_path
-from ternary_core.formats import gguf as gguf_format
 from ternary_core.model.config import BitNetConfig
 from ternary_core.model.file import BitLinearWeights, BitNetModel, float_tensor_shapes, load_model, save_model
 from ternary_core.reference import BitNetRunner
@@ -56,11 +55,13 @@ def gguf_model(rng):
 
 
 def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2", extra=None,
-               metadata=None):
-    """``m`` as llama.cpp's converter writes a ``bitnet`` GGUF: the tensor's scale in its
-    TQ blocks, or (``scale_tensors``) blocks at d = 1 and a ``blk.N.<name>.scale``
-    tensor; ``activation`` None leaves out ``bitnet.hidden_activation``; ``extra``: more
-    tensors ``{name: array}``; ``metadata``: more keys ``{key: value}`` (lists as arrays; a
+               metadata=None, replace=None):
+    """``m`` as llama.cpp's converter writes a ``bitnet`` GGUF, BitLinears quantized by the
+    ``gguf`` package: ``qtype`` TQ1_0/TQ2_0 (the tensor's scale in its blocks) or
+    F32/F16/BF16 (the values ``{-s, 0, +s}``, llama.cpp's default); or (``scale_tensors``)
+    the trits alone (s = 1) and a ``blk.N.<name>.scale`` tensor; ``activation`` None leaves out ``bitnet.hidden_activation``; ``extra``: more
+    tensors ``{name: array}``; ``replace``: BitLinear tensors written as the given arrays
+    ``{name: array}`` instead; ``metadata``: more keys ``{key: value}`` (lists as arrays; a
     tuple ``(value, GGUFValueType[, sub_type])`` is written as that type, as a careless or
     hostile writer might: empty arrays and strings, negative ids, arrays of arrays, bytes
     that are not UTF-8)."""
@@ -96,9 +97,13 @@ def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2
         for g, h in GGUF_LINEARS.items():
             b = m.bitlinears[f"model.layers.{i}.{h}"]
             scale = np.float32(1.0) / b.weight_scale
-            raw = gguf_format.pack(b.trits, np.float32(1.0) if scale_tensors else scale, qtype)
-            w.add_tensor(f"blk.{i}.{g}.weight", raw.reshape(b.trits.shape[0], -1),
-                         raw_dtype=gguf_format.QTYPES[qtype])
+            values = b.trits.astype(np.float32) * (np.float32(1.0) if scale_tensors else scale)
+            kind = gguf.GGMLQuantizationType[qtype]
+            name = f"blk.{i}.{g}.weight"
+            if name in (replace or {}):
+                w.add_tensor(name, replace[name])
+            else:
+                w.add_tensor(name, gguf.quants.quantize(values, kind), raw_dtype=kind)
             if scale_tensors:
                 w.add_tensor(f"blk.{i}.{g}.scale", np.array([scale], np.float32))
     for name, a in (extra or {}).items():
@@ -110,7 +115,7 @@ def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2
     return path
 
 
-@pytest.mark.parametrize("qtype", ["TQ1_0", "TQ2_0"])
+@pytest.mark.parametrize("qtype", ["TQ1_0", "TQ2_0", "F16", "F32"])
 @pytest.mark.parametrize("scale_tensors", [False, True], ids=["scale-in-blocks", "scale-tensors"])
 def test_gguf_import_keeps_trits_and_logits(tmp_path, rng, capsys, qtype, scale_tensors):
     m = gguf_model(rng)
@@ -259,3 +264,31 @@ def test_generate_reference_json_is_deterministic(capsys):
         outs.append(json.loads(capsys.readouterr().out))
     assert outs[0]["token_ids"] == outs[1]["token_ids"] and len(outs[0]["token_ids"]) == 12
     assert outs[0]["text"] and outs[0]["prompt_ids"] == list(b"KING:")
+
+
+def test_gguf_bf16_values_import_as_trits_with_the_bf16_scale(tmp_path, rng):
+    from ternary_core.model.importers import import_gguf
+
+    m = gguf_model(rng)
+    got = import_gguf(write_gguf(tmp_path / "m.gguf", m, "BF16"))
+    for n, b in m.bitlinears.items():
+        np.testing.assert_array_equal(got.bitlinears[n].trits, b.trits)
+        s = (np.float32(1.0) / b.weight_scale).astype(np.float32)
+        bf16 = (s.view(np.uint32) + 0x7FFF + ((s.view(np.uint32) >> 16) & 1)) >> 16 << 16
+        assert got.bitlinears[n].weight_scale == np.float32(1.0) / np.uint32(bf16).view(np.float32)
+
+
+@pytest.mark.parametrize("values, message", [
+    ([0.5, -0.5, 0.25, 0.0], "is not ternary: its non-zero values have 2 magnitudes"),
+    ([0.5, np.inf, 0.0, 0.5], "holds values that are not finite"),
+])
+def test_gguf_float_bitlinears_that_are_not_ternary_are_refused_by_name(tmp_path, rng, capsys,
+                                                                       values, message):
+    m = gguf_model(rng)
+    out_, k = GGUF_CFG.bitlinear_shapes()["model.layers.0.self_attn.q_proj"]
+    bad = np.resize(np.array(values, np.float32), (out_, k))
+    path = write_gguf(tmp_path / "m.gguf", m, "F32", replace={"blk.0.attn_q.weight": bad})
+    out = tmp_path / "o.safetensors"
+    err = _cli_error(capsys, ["import", str(path), "-o", str(out)])
+    assert "tensor blk.0.attn_q.weight" in err and message in err, err
+    assert not out.exists()

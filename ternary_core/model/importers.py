@@ -5,7 +5,8 @@
   ``weight_scale``) or unpacked float (bf16/f16/f32), quantized here with the absmean
   rule. ``tokenizer.json`` comes along when present.
 * A GGUF file of llama.cpp's ``bitnet`` architecture whose BitLinear tensors are TQ1_0
-  or TQ2_0 (read with the ``gguf`` package). llama.cpp's BitNet converter does not
+  or TQ2_0, or F32/F16/BF16 holding ``{-s, 0, +s}`` as llama.cpp's converter writes them by
+  default (read with the ``gguf`` package). llama.cpp's BitNet converter does not
   permute q/k for RoPE, so the rotation is HF's (``rotate_half``). TQ blocks carry one
   scale each; a BitLinear has one scale, so all blocks of a tensor must agree. Its
   ``tokenizer.ggml.*`` metadata becomes a real tokenizer (:mod:`.gguf_tokenizer`).
@@ -225,7 +226,7 @@ def import_gguf(path, notes=None):
         for g, h in GGUF_NORMS.items():
             n = config.intermediate_size if h == names.FFN_SUB_NORM else d
             model.floats[names.layer(i) + h + ".weight"] = floats(f"blk.{i}.{g}.weight", (n,))
-    scale_tensors = 0
+    scale_tensors, kinds = 0, set()
     for name, (out, k) in config.bitlinear_shapes().items():
         i, hf = name.split(".")[2], ".".join(name.split(".")[3:])
         g = next(key for key, v in GGUF_LINEARS.items() if v == hf)
@@ -234,15 +235,20 @@ def import_gguf(path, notes=None):
             raise TernaryError(f"{path}: tensor blk.{i}.{g}.weight is missing")
         used.add(t.name)
         qtype = t.tensor_type.name
-        if qtype not in ("TQ1_0", "TQ2_0"):
+        kinds.add(qtype)
+        if qtype in ("TQ1_0", "TQ2_0"):
+            trits, scales = unpack_tq(np.asarray(t.data).reshape(-1), (out, k), qtype)
+            nonzero = scales[np.abs(trits).reshape(out, k // 256, 256).any(axis=2)]
+            if nonzero.size and not np.all(nonzero == nonzero[0]):
+                raise TernaryError(f"{path}: blk.{i}.{g}.weight has different scales per block; "
+                                   f"a BitLinear takes one scale per tensor")
+            d_scale = np.float32(nonzero[0] if nonzero.size else 1.0)
+        elif qtype in FLOAT_TERNARY_TYPES:
+            trits, d_scale = _float_ternary(path, t, (out, k))
+        else:
             raise TernaryError(f"{path}: tensor blk.{i}.{g}.weight is {qtype}; the engine imports "
-                               f"ternary TQ1_0 or TQ2_0")
-        trits, scales = unpack_tq(np.asarray(t.data).reshape(-1), (out, k), qtype)
-        nonzero = scales[np.abs(trits).reshape(out, k // 256, 256).any(axis=2)]
-        if nonzero.size and not np.all(nonzero == nonzero[0]):
-            raise TernaryError(f"{path}: blk.{i}.{g}.weight has different scales per block; "
-                               f"a BitLinear takes one scale per tensor")
-        d_scale = np.float32(nonzero[0] if nonzero.size else 1.0)
+                               f"ternary TQ1_0 or TQ2_0, or {'/'.join(FLOAT_TERNARY_TYPES)} "
+                               f"holding ternary values")
         extra = _tensor_scale(path, tensors.get(f"blk.{i}.{g}.scale"))
         if extra is not None:
             used.add(f"blk.{i}.{g}.scale")
@@ -255,9 +261,36 @@ def import_gguf(path, notes=None):
                            f"engine runs ({len(unknown)} such tensors)")
     n = len(model.bitlinears)
     notes.update(activation=act_note, tokenizer=tok_note,
-                 scales="TQ block scales" + (f" x .scale tensors ({scale_tensors} of {n})"
-                                             if scale_tensors else ""))
+                 scales=("TQ block scales" if kinds & {"TQ1_0", "TQ2_0"}
+                         else f"the magnitude of {'/'.join(sorted(kinds))} ternary values")
+                 + (f" x .scale tensors ({scale_tensors} of {n})" if scale_tensors else ""))
     return model
+
+
+# Float types a BitLinear may come in: llama.cpp's BitNet converter writes each BitLinear as
+# its ternary values times the tensor's absmean ({-s, 0, +s}) in the output type (F16 by
+# default); TQ1_0/TQ2_0 only when asked.
+FLOAT_TERNARY_TYPES = ("F32", "F16", "BF16")
+
+
+def _float_ternary(path, t, shape):
+    """``(trits, magnitude)`` of a float BitLinear tensor whose values are ``{-s, 0, +s}``
+    for one ``s`` > 0 (read with the ``gguf`` package's own dequantize). A tensor with
+    other values is not a BitLinear this engine can run exactly, and is refused."""
+    from gguf.quants import dequantize
+
+    a = np.asarray(dequantize(np.asarray(t.data), t.tensor_type), dtype=np.float32).reshape(-1)
+    if a.size != int(np.prod(shape)):
+        raise TernaryError(f"{path}: tensor {t.name} has {a.size} values, expected shape {shape}")
+    if not np.all(np.isfinite(a)):
+        raise TernaryError(f"{path}: tensor {t.name} holds values that are not finite")
+    mags = np.unique(np.abs(a[a != 0]))
+    if mags.size > 1:
+        raise TernaryError(f"{path}: tensor {t.name} is not ternary: its non-zero values have "
+                           f"{mags.size} magnitudes ({mags[0]:.6g} .. {mags[-1]:.6g}); a BitLinear "
+                           f"holds -s, 0 and +s for one s")
+    s = np.float32(mags[0] if mags.size else 1.0)
+    return np.sign(a).astype(np.int8).reshape(shape), s
 
 
 def _tensor_scale(path, t):
