@@ -90,6 +90,18 @@ def _set(name, index, value):
     return fn
 
 
+def gguf_variants(d, rng):
+    """llama.cpp ``bitnet`` GGUFs with what issue 22 says must be refused by name."""
+    from tests.test_model_files import GGUF_CFG, gguf_model, write_gguf
+
+    out, k = GGUF_CFG.bitlinear_shapes()["model.layers.0.self_attn.q_proj"]
+    two_magnitudes = np.resize(np.array([0.5, -0.5, 0.25, 0.0], np.float32), (out, k))
+    write_gguf(d / "gelu.gguf", gguf_model(rng), activation="gelu")
+    write_gguf(d / "scale-neg.gguf", gguf_model(rng), extra={"blk.0.attn_q.scale": np.array([-1.0], np.float32)})
+    write_gguf(d / "rope-freqs.gguf", gguf_model(rng), extra={"rope_freqs.weight": np.ones(32, np.float32)})
+    write_gguf(d / "not-ternary.gguf", gguf_model(rng), "F32", replace={"blk.0.attn_q.weight": two_magnitudes})
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp("inputs")
@@ -113,6 +125,7 @@ def inputs(tmp_path_factory):
     model_variant(d / "neg-scale.safetensors",
                   tensor_fn=_set("model.layers.0.self_attn.q_proj.weight_scale", 0, -2.0))
     (d / "X.gguf").write_bytes(b"GGUF not really, but precious")
+    gguf_variants(d, np.random.default_rng(5))
     corpus = (ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")
     text = corpus.read_bytes()[:20_000] if corpus.is_file() else bytes(range(256)) * 80
     (d / "corpus.txt").write_bytes(text)
@@ -323,6 +336,16 @@ CASES = {
                                               r"silu, got 'gelu'"),
     "HF config.json not an object": Case("import {i}/hf-list -o {w}/out.safetensors", 2,
                                          r"config\.json: expected a JSON object"),
+    "GGUF unknown activation": Case("import {i}/gelu.gguf -o {w}/out.safetensors", 2,
+                                    r"gelu\.gguf: GGUF key bitnet\.hidden_activation is 'gelu'; "
+                                    r"this engine runs relu2 or silu"),
+    "GGUF negative .scale": Case("import {i}/scale-neg.gguf -o {w}/out.safetensors", 2,
+                                 r"tensor blk\.0\.attn_q\.scale must be finite and greater than 0"),
+    "GGUF tensor it does not use": Case("import {i}/rope-freqs.gguf -o {w}/out.safetensors", 2,
+                                        r"tensor rope_freqs\.weight is not part of a bitnet model"),
+    "GGUF float BitLinear not ternary": Case("import {i}/not-ternary.gguf -o {w}/out.safetensors", 2,
+                                             r"tensor blk\.0\.attn_q\.weight is not ternary: its "
+                                             r"non-zero values have 2 magnitudes"),
     # -- train: corpus against split and seq-len, options in range, before any step
     "train corpus of 1000 bytes": Case("train --corpus {i}/corpus-1000.txt -o {w}/m.safetensors", 2,
                                        r"corpus-1000\.txt has 1000 bytes; its validation part \(100 bytes"),
