@@ -1,5 +1,6 @@
 """The ``Device`` API: one engine behind a link, as the host's BitNet loop sees it."""
 
+import contextlib
 import struct
 from dataclasses import dataclass
 
@@ -14,9 +15,14 @@ from ternary_core.offload.isa import RunParams
 
 from .errors import DeviceError, DeviceMute, ProtocolMismatch
 from .link import Link
+from .progress import ProgressLine
 from .transport import SerialTransport, SimulatedBoardTransport
 
 FORMAT_NAMES = {v: k for k, v in FORMAT_CODES.items()}
+
+# An upload is written and checked (CRC-32 read back) in chunks of this many bytes: a bad
+# chunk of a large image is written again alone.
+CHECK_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class DeviceStats:
     uploads: int = 0
     upload_bytes: int = 0
     resident: int = 0          # uploads skipped: the device already held the image (CRC)
+    chunk_retries: int = 0     # chunks written again: their CRC did not read back
 
 
 class Device:
@@ -61,6 +68,7 @@ class Device:
         self.transport = transport
         self.link = Link(transport, timeout=timeout, retries=retries)
         self.stats = DeviceStats()
+        self.on_bytes = None       # progress of an upload: called with each chunk's bytes
         try:
             self.info = self._read_info()
         except DeviceMute:
@@ -133,27 +141,81 @@ class Device:
                           resident_ok=resident_ok)
 
     def write_packed(self, base, packed, *, attempts=3, resident_ok=False):
-        """Write weight words already in the native layout from word ``base`` on, and
-        check them by CRC read-back (CHECK_WEIGHTS) before they are used. With
-        ``resident_ok``, words the device already holds (their CRC-32 read back equals
-        the image's, the same check an upload must pass) are not written again: a board
-        keeps its memory between runs of the host."""
+        """Write weight words already in the native layout from word ``base`` on, each
+        chunk checked by CRC read-back (CHECK_WEIGHTS) before it is used; see
+        :meth:`_write_checked`."""
         wb = self.config.word_bytes
-        words = -(-len(packed) // wb)
-        if resident_ok and self.check_layer(Layer(base, 0, 0, words)) == P.check_crc(packed):
-            self.stats.resident += 1
-            return
         per_frame = (self.info.max_payload - 4) // wb  # whole words per WRITE_WEIGHTS
-        for _ in range(attempts):
-            for w0 in range(0, words, per_frame):
-                chunk = packed[w0 * wb:(w0 + per_frame) * wb]
-                self.link.request(P.Cmd.WRITE_WEIGHTS, struct.pack("<I", base + w0) + chunk)
-            self.stats.uploads += 1
-            self.stats.upload_bytes += len(packed)
-            if self.check_layer(Layer(base, 0, 0, words)) == P.check_crc(packed):
-                return
-        raise DeviceError(f"the layer at word {base} did not read back correctly after "
-                          f"{attempts} uploads")
+
+        def write(w0, chunk):
+            for f0 in range(0, len(chunk), per_frame * wb):
+                self.link.request(P.Cmd.WRITE_WEIGHTS, struct.pack("<I", w0 + f0 // wb)
+                                  + chunk[f0:f0 + per_frame * wb])
+
+        self._write_checked(packed, wb, base, write,
+                            lambda w0, n: self.check_layer(Layer(w0, 0, 0, n)),
+                            f"the weights at word {base}", attempts, resident_ok)
+
+    def _write_checked(self, data, word_bytes, base, write, check, what, attempts, resident_ok):
+        """Write ``data`` (whole words of ``word_bytes``, padded) from word ``base`` with
+        ``write(word, bytes)`` in chunks of :data:`CHECK_CHUNK_BYTES`; read each chunk's
+        CRC-32 back with ``check(word, words)`` and write it again (up to ``attempts``
+        times) until it matches, so a bad chunk of a large image costs that chunk only.
+        With ``resident_ok``, an image the device holds already (its CRC-32 read back
+        equals the image's, the same check every chunk passes) is not written: a board
+        keeps its memory between runs of the host. Progress goes to ``self.on_bytes``."""
+        words = -(-len(data) // word_bytes)
+        if resident_ok and check(base, words) == P.check_crc(data):
+            self.stats.resident += 1
+            self._advance(len(data))
+            return
+        self.stats.uploads += 1
+        per_chunk = max(1, CHECK_CHUNK_BYTES // word_bytes)
+        for w0 in range(0, words, per_chunk):
+            chunk = data[w0 * word_bytes:(w0 + per_chunk) * word_bytes]
+            n = min(per_chunk, words - w0)
+            for _ in range(attempts):
+                write(base + w0, chunk)
+                self.stats.upload_bytes += len(chunk)
+                if check(base + w0, n) == P.check_crc(chunk):
+                    break
+                self.stats.chunk_retries += 1
+            else:
+                raise DeviceError(f"{what}: words {base + w0}..{base + w0 + n - 1} did not read "
+                                  f"back correctly after {attempts} writes")
+            self._advance(len(chunk))
+
+    def _advance(self, n_bytes):
+        if self.on_bytes is not None:
+            self.on_bytes(n_bytes)
+
+    @contextlib.contextmanager
+    def uploading(self, what, total_bytes, images, log, *, show_after=2.0):
+        """Around the upload of ``images`` images of ``total_bytes`` in all: says what goes
+        where, shows a progress line while it runs (if it takes more than a couple of
+        seconds: tens of MB over a UART take minutes), and how long it took and what the
+        device held already."""
+        print(f"uploading {what} ({total_bytes:,} bytes) to the {self.transport.name} ...",
+              file=log, flush=True)
+        line, done, kept = ProgressLine(log, after=show_after), 0, self.stats.resident
+
+        def advance(n):
+            nonlocal done
+            done += n
+            rate = done / max(line.elapsed, 1e-9)
+            line.show(f"upload: {done / 1e6:,.2f} of {total_bytes / 1e6:,.2f} MB, "
+                      f"{rate / 1e3:,.1f} kB/s, {(total_bytes - done) / max(rate, 1):,.0f} s left ")
+
+        self.on_bytes = advance
+        try:
+            yield
+        finally:
+            self.on_bytes = None
+        line.show(f"upload: {done / 1e6:,.2f} MB at {done / max(line.elapsed, 1e-9) / 1e3:,.1f} kB/s"
+                  + " " * 24, final=True)
+        kept = self.stats.resident - kept
+        note = f" ({kept} of {images} already on the device, not sent)" if kept else ""
+        print(f"uploaded and verified in {line.elapsed:.1f} s{note}", file=log, flush=True)
 
     def check_layer(self, layer):
         body = self.link.request(P.Cmd.CHECK_WEIGHTS, struct.pack("<II", layer.base, layer.words))
@@ -253,20 +315,12 @@ class Device:
 
     def write_image(self, space, words_bytes, word_bytes, *, word_addr=0, attempts=3,
                     resident_ok=False):
-        """Write a memory image and check it by CRC read-back (CHECK_MEM) before it is
-        used, as :meth:`write_layer` does for weights (and, with ``resident_ok``, not at
-        all when the device holds it already, as :meth:`write_packed`)."""
-        words = len(words_bytes) // word_bytes
-        if resident_ok and self.check_mem(space, word_addr, words) == P.check_crc(words_bytes):
-            self.stats.resident += 1
-            return
-        for _ in range(attempts):
-            self.write_mem(space, word_addr, words_bytes, word_bytes)
-            self.stats.uploads += 1
-            self.stats.upload_bytes += len(words_bytes)
-            if self.check_mem(space, word_addr, words) == P.check_crc(words_bytes):
-                return
-        raise DeviceError(f"memory space {space} did not read back correctly after {attempts} uploads")
+        """Write a memory image, each chunk checked by CRC read-back (CHECK_MEM) before it
+        is used, as :meth:`write_packed` does for weights (see :meth:`_write_checked`)."""
+        self._write_checked(words_bytes, word_bytes, word_addr,
+                            lambda w0, chunk: self.write_mem(space, w0, chunk, word_bytes),
+                            lambda w0, n: self.check_mem(space, w0, n),
+                            f"memory space {space}", attempts, resident_ok)
 
     def run_model(self, pos0, ids, n_new, *, state, inv_t=(0, 0), top_k=0, timeout=None):
         """RUN: feed ``ids`` at positions ``pos0..``, then generate ``n_new`` ids.

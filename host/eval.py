@@ -31,6 +31,7 @@ from ternary_core.reference import BitNetRunner
 from ternary_core.model.tokenizer import read_token_ids as read_ids
 
 from .generate import check_finite, check_token_ids
+from .progress import ProgressLine
 
 
 def read_text(path, split, n_bytes, what="--text"):
@@ -102,27 +103,20 @@ class EvalTotals:
         self.correct += int((top == targets).sum())
 
 
-class ProgressLine:
-    """One ``\\r``-updated status line on ``stream``, at most ``rate`` times a second."""
+class EvalProgress:
+    """The running figures of an evaluation on a :class:`~host.progress.ProgressLine`."""
 
-    def __init__(self, stream, total, rate=4.0):
-        self.stream, self.total, self.period = stream, total, 1.0 / rate
-        self.t0 = self.last = time.perf_counter()
+    def __init__(self, stream, total):
+        self.line, self.total = ProgressLine(stream), total
 
     def show(self, totals, pending=0, final=False):
         """Show ``totals`` (and ``pending`` positions stepped but not yet scored)."""
-        now = time.perf_counter()
-        if not final and now - self.last < self.period:
-            return
-        self.last = now
         done = totals.positions + pending
-        rate = done / max(now - self.t0, 1e-9)
+        rate = done / max(self.line.elapsed, 1e-9)
         scored = max(totals.positions, 1)
-        self.stream.write(f"\reval: {done:,}/{self.total:,} positions, "
-                          f"{totals.nats / scored:.4f} nats/token, top-1 agreement "
-                          f"{totals.agree / scored:.2%}, {rate:,.0f} positions/s "
-                          + ("\n" if final else ""))
-        self.stream.flush()
+        self.line.show(f"eval: {done:,}/{self.total:,} positions, "
+                       f"{totals.nats / scored:.4f} nats/token, top-1 agreement "
+                       f"{totals.agree / scored:.2%}, {rate:,.0f} positions/s ", final)
 
 
 # The most positions scored in one vectorized pass: its attention holds (T, T) arrays,
@@ -174,7 +168,7 @@ def evaluate(model, backend, ids, tokenizer, log=None):
     runner = backend.make_runner(min(context, ids.size - 1))
     reference = runner if backend.name == "reference" else \
         BitNetRunner(model, GoldenBackend(), max_len=min(context, ids.size - 1))
-    totals, progress = EvalTotals(), ProgressLine(log or sys.stderr, ids.size - 1)
+    totals, progress = EvalTotals(), EvalProgress(log or sys.stderr, ids.size - 1)
     t0 = time.perf_counter()
     for start, end in spans:
         window, targets = ids[start:end], ids[start + 1:end + 1]

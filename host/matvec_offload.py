@@ -1,7 +1,6 @@
 """The matvec backend that sends every BitLinear to a device (board or simulated board)."""
 
 import sys
-import time
 
 import numpy as np
 
@@ -95,17 +94,10 @@ class DeviceBackend(MatvecBackend):
             self.stream = total > cfg.weight_words
         self.mode = "streaming" if self.stream else "resident"
         if not self.stream:
-            t0 = time.perf_counter()
-            print(f"uploading {len(model.bitlinears)} layers as {len(self.stacks)} stacks "
-                  f"({total * cfg.word_bytes:,} bytes) to the {self.device.transport.name} ...",
-                  file=self.log, flush=True)
-            kept = self.device.stats.resident
-            for s in self.stacks:
-                self.layers[s] = self.device.upload(self.trits[s], resident_ok=True)
-            kept = self.device.stats.resident - kept
-            note = f" ({kept} already on the device, not sent)" if kept else ""
-            print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s{note}", file=self.log,
-                  flush=True)
+            with self.device.uploading(f"{len(model.bitlinears)} layers as {len(self.stacks)} stacks",
+                                       total * cfg.word_bytes, len(self.stacks), self.log):
+                for s in self.stacks:
+                    self.layers[s] = self.device.upload(self.trits[s], resident_ok=True)
         else:
             print(f"streaming mode: the model needs {total:,} words, the device holds "
                   f"{cfg.weight_words:,}; layers go over the link every token", file=self.log, flush=True)

@@ -107,22 +107,14 @@ class ModelOffload:
         self.program, self.images, self.stacks = compile_for_device(self.compiled, self.limits,
                                                                     self.device.config)
         self.instructions = program_instructions(self.program)
-        t0 = time.perf_counter()
         total = sum(len(b) for b, _ in self.images.values()) + sum(len(s.packed) for s in self.stacks)
-        print(f"uploading the model ({total:,} bytes: {len(self.stacks)} weight stacks and "
-              f"{len(self.images)} memory images) to the {self.device.transport.name} ...",
-              file=self.log, flush=True)
-        # a board keeps its memory between runs: what it holds already (by CRC) stays
-        kept = self.device.stats.resident
-        for st in self.stacks:
-            self.device.write_packed(st.base, st.packed, resident_ok=True)
-        for space, (data, word_bytes) in self.images.items():
-            self.device.write_image(space, data, word_bytes, resident_ok=True)
-        kept = self.device.stats.resident - kept
-        note = f" ({kept} of {len(self.stacks) + len(self.images)} already on the device, not sent)" \
-            if kept else ""
-        print(f"uploaded and verified in {time.perf_counter() - t0:.1f} s{note}", file=self.log,
-              flush=True)
+        n = len(self.stacks) + len(self.images)
+        with self.device.uploading(f"the model: {len(self.stacks)} weight stacks and "
+                                   f"{len(self.images)} memory images", total, n, self.log):
+            for st in self.stacks:
+                self.device.write_packed(st.base, st.packed, resident_ok=True)
+            for space, (data, word_bytes) in self.images.items():
+                self.device.write_image(space, data, word_bytes, resident_ok=True)
         self.link_base = self._link_bytes()
 
     def _link_bytes(self):
