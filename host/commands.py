@@ -104,7 +104,7 @@ def register_train(sub):
     p.add_argument("--act", choices=list(ACTIVATIONS), default=c.hidden_act,
                    help=f"the MLP's activation (hidden_act; default {c.hidden_act}): relu2 "
                         f"(squared ReLU, BitNet b1.58 2B4T) or silu (the LLaMA-shaped BitNets); "
-                        f"a silu model runs on a device with --offload matvec only")
+                        f"a device runs either with --offload model or matvec")
     p.set_defaults(func=_train)
 
 

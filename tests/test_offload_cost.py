@@ -1,5 +1,7 @@
 """The plan-level ideal cycle model (ternary_core.offload.cost.plan_cycles), counted by hand."""
 
+from dataclasses import replace
+
 from ternary_core.model.config import BitNetConfig
 from ternary_core.offload.cost import DeviceLanes, plan_cycles
 
@@ -17,3 +19,8 @@ def test_plan_cycles_count_a_small_config_by_hand():
     assert c["element-wise passes"] == (2 * 476 + 64) // 2
     assert c["total"] == sum(v for k, v in c.items() if k != "total")
     assert plan_cycles(cfg, 1, lanes)["attention"] == 2 * 2 * 2 * 1 * 8 // 8
+    # a SiLU GLU: one pass over the ffn more per layer (g's sigmoid product)
+    silu = plan_cycles(replace(cfg, hidden_act="silu"), 8, lanes)
+    assert silu["element-wise passes"] == (2 * (476 + 32) + 64) // 2
+    assert {k: v for k, v in silu.items() if k not in ("element-wise passes", "total")} == \
+        {k: v for k, v in c.items() if k not in ("element-wise passes", "total")}

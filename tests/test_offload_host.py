@@ -110,11 +110,33 @@ def test_offload_model_on_a_model_past_the_limits_names_the_field(tiny):
     assert choose_offload(dev, tiny, "matvec") == "matvec"
 
 
-def test_a_silu_model_is_not_offloaded_and_the_refusal_names_hidden_act(rng):
+def test_a_silu_model_is_offloaded_and_its_ids_equal_the_integer_backend(rng):
+    from host.backends import choose_offload
+
+    silu = random_model(rng, BitNetConfig(max_position_embeddings=16, hidden_act="silu", **TINY))
+    dev = Device(PythonDevice(DeviceLimits.for_config(silu.config)))
+    assert choose_offload(dev, silu, None) == "model"
+    prompt = [2, 7, 1]
+    want, _ = integer_ids(silu, prompt, 20, 0.8, 3, 9)
+    run, _ = open_offload(silu)
+    assert run.generate(prompt, 20, 0.8, 3, 9).token_ids == want
+
+
+def vm_runs_relu2_only(monkeypatch):
+    """The vector machine as if it ran only relu2: the refusal of an activation it does not
+    run (every activation of config.ACTIVATIONS runs on it now), for the refusal's path."""
+    from ternary_core.offload import limits
+
+    monkeypatch.setattr(limits, "VM_ACTIVATIONS", ("relu2",))
+
+
+def test_an_activation_the_vm_does_not_run_is_not_offloaded_and_the_refusal_names_it(
+        rng, monkeypatch):
     from dataclasses import replace
 
     from host.backends import choose_offload
 
+    vm_runs_relu2_only(monkeypatch)
     silu = random_model(rng, BitNetConfig(max_position_embeddings=16, hidden_act="silu", **TINY))
     limits = DeviceLimits.for_config(replace(silu.config, hidden_act="relu2"))
     dev = Device(PythonDevice(limits))
@@ -126,12 +148,13 @@ def test_a_silu_model_is_not_offloaded_and_the_refusal_names_hidden_act(rng):
         ModelOffload(dev, silu, log=open("/dev/null", "w")).prepare()
 
 
-def test_generate_cli_refuses_offload_model_of_a_silu_model_before_opening_a_device(
+def test_generate_cli_refuses_offload_model_of_an_activation_the_vm_lacks_before_opening_a_device(
         rng, tmp_path, monkeypatch, capsys):
     import host.backends as backends
     from host.cli import main
     from ternary_core.model.file import save_model
 
+    vm_runs_relu2_only(monkeypatch)
     path = tmp_path / "silu.safetensors"
     save_model(path, random_model(rng, BitNetConfig(max_position_embeddings=16, hidden_act="silu",
                                                     **TINY)))

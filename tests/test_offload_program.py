@@ -102,12 +102,14 @@ GQA = {  # odd sizes: head_dim 8 and 12 (not a power of two), groups of 3, vocab
 }
 
 
+@pytest.mark.parametrize("act", ["relu2", "silu"])
 @pytest.mark.parametrize("shape,tie,fused,room", [("6x8/2", False, False, 0),
                                                   ("6x8/2", True, True, 0),
                                                   ("3x12/1", False, False, 0),
                                                   ("3x12/1", False, True, 1)])
-def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, shape, tie, fused, room):
-    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, **GQA[shape])))
+def test_random_gqa_model_at_its_limits_bit_exact(rng, seed, shape, tie, fused, room, act):
+    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, hidden_act=act,
+                                                      **GQA[shape])))
     # every model size at its limit, or (room) a device larger in every dimension
     limits = DeviceLimits.for_config(im.config)
     if room:
@@ -256,11 +258,16 @@ def test_locate_difference_names_the_op_that_went_wrong(shipped):
     assert where[2] == Space.KVK
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_a_step_reads_only_registers_it_wrote_or_constants(shipped, fused):
+@pytest.mark.parametrize("fused,act", [(False, "relu2"), (True, "relu2"), (False, "silu")])
+def test_a_step_reads_only_registers_it_wrote_or_constants(shipped, fused, act):
     """No register state flows from one step to the next: a VM need not reset IR/SR."""
+    from dataclasses import replace
+
     from ternary_core.offload.check import instr_register_reads, instr_writes
-    program = compile_program(shipped, smul2=fused, fuse_attention=fused)
+    im = replace(shipped, config=replace(shipped.config, hidden_act=act))
+    program = compile_program(im, smul2=fused, fuse_attention=fused)
+    assert any(ins.op == Op.VOP and ins.fn == isa.VFn.SIGMUL
+               for ins in program.instrs) == (act == "silu")
     known = {("SR", i) for i in program.sr_init} | {("SR", isa.SR_INV_T), ("IR", 0)}
     for pc, ins in enumerate(program.instrs):
         for reg in instr_register_reads(ins):

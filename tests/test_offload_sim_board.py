@@ -29,6 +29,26 @@ def test_acceptance_200_greedy_tokens_equal_the_integer_backend(capsys):
     assert got["link_bytes_per_token"] <= 16 and got["device_cycles_per_token"] > 0
 
 
+def test_a_silu_model_greedy_tokens_equal_the_integer_backend(capsys, tmp_path, rng):
+    """The shipped model's shape with ``hidden_act: silu`` and random weights: the SiLU GLU
+    runs on the vector machine (VOP SIGMUL, the SigmoidUnit)."""
+    from dataclasses import replace
+
+    from ternary_core.model.file import save_model
+    from tests.test_model_files import random_model
+
+    shipped, _ = load()
+    path = tmp_path / "silu.safetensors"
+    save_model(path, random_model(rng, replace(shipped.config, hidden_act="silu")))
+    capsys.readouterr()                     # the rng fixture's seed line
+    args = ["--model", str(path), "--tokens", "60", "--temperature", "0", "--prompt", "KING:"]
+    want = cli_json(capsys, "--backend", "integer", *args)
+    got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
+    assert got["offload"] == "model"
+    assert got["token_ids"] == want["token_ids"]
+    print(f"ids {got['token_ids']}; {got['device_cycles_per_token']} device cycles a token")
+
+
 def test_sampled_tokens_equal_the_integer_backend():
     model, _ = load()
     prompt = list(b"JULIET:")

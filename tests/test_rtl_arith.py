@@ -1,4 +1,4 @@
-"""The VM's arithmetic units (rtl/arith: scalar unit, exp2 table, xorshift32) bit-exact
+"""The VM's arithmetic units (rtl/arith: scalar unit, exp2 and sigmoid tables, xorshift32) bit-exact
 against the integer golden model (ternary_core.integer), over random (seeded) and extreme
 inputs, with idle cycles on every input stream and back-pressure on every output stream."""
 
@@ -11,6 +11,7 @@ from amaranth.sim import Simulator
 
 from rtl.arith.exp2 import Exp2Unit
 from rtl.arith.scalar_unit import ScalarOp, ScalarUnit
+from rtl.arith.sigmoid import SigmoidUnit
 from rtl.arith.xorshift import SEED_MIX, Xorshift32
 from ternary_core.integer import fixed
 from ternary_core.integer.fixed import E_ZERO, Scalar
@@ -186,7 +187,7 @@ def test_scalar_unit_latency_and_parameters():
     rejects(ScalarUnit, "int_bits must be an integer in 34..64", int_bits=20)
 
 
-# --- exp2, xorshift32 -------------------------------------------------------------
+# --- exp2, sigmoid, xorshift32 ----------------------------------------------------
 
 
 def test_exp2_unit_matches_golden(rng):
@@ -200,6 +201,49 @@ def test_exp2_unit_matches_golden(rng):
     assert [g.last for g in got] == [it["last"] for it in items]
     assert first_result_cycles(dut, items[0], dut.i, dut.o) == dut.latency
 
+
+def test_sigmoid_unit_matches_golden_at_every_segment_clamp_and_sign(rng):
+    dut = SigmoidUnit()
+    seg = 1 << (fixed.SIGMOID_FRAC_BITS - fixed.SIGMOID_STEP_BITS)     # 256 z per table step
+    bounds = np.arange(0, (1 << 16) + seg, seg)                       # every table entry
+    edges = np.concatenate([bounds - 1, bounds, bounds + 1, bounds + seg // 2 - 1,
+                            bounds + seg // 2])                       # and the rounding half
+    clamp = [(1 << 16) - 2, (1 << 16) - 1, 1 << 16, (1 << 16) + 1, 1 << 17, 1 << 40,
+             (1 << 63) - 1]
+    z = np.concatenate([edges, -edges, clamp, [-v for v in clamp],
+                        rng.integers(-(1 << 17), 1 << 17, 300),
+                        rng.integers(-(1 << 62), 1 << 62, 20)])
+    x_ext = [0, 1, -1, (1 << 17) - 1, -(1 << 17)]
+    x = np.concatenate([x_ext, rng.integers(-(1 << 17), 1 << 17, len(z) - len(x_ext))])
+    items = [{"x": int(a), "z": int(b), "last": int(j == len(z) - 1)}
+             for j, (a, b) in enumerate(zip(x, z))]
+    got = simulate(dut, items, dut.i, dut.o, rng=rng)
+    want = (x * fixed.sigmoid_q15(z)).tolist()
+    bad = [j for j, g in enumerate(got) if g.value != want[j]]
+    assert not bad, [(int(x[j]), int(z[j]), got[j].value, want[j]) for j in bad[:5]]
+    assert [g.last for g in got] == [it["last"] for it in items]
+    assert first_result_cycles(dut, items[0], dut.i, dut.o) == dut.latency
+    # x = 1 shows the sigmoid itself (Q1.15): 0.5 at 0, 1.0 from the clamp on, 0 below -16
+    # (also at -2**63, whose magnitude numpy's golden model cannot take), 1 - sigmoid(1) at -1
+    zs = (0, (1 << 16) - 1, 1 << 20, -(1 << 20), -(1 << 63), -(1 << 12))
+    got = [g.value for g in simulate(dut, [{"x": 1, "z": v, "last": 0} for v in zs],
+                                     dut.i, dut.o, rng=rng)]
+    assert got == [1 << 14, 1 << 15, 1 << 15, 0, 0, round(32768 / (1 + np.e))]
+
+
+def test_sigmoid_unit_parameters(rng):
+    assert SigmoidUnit(x_bits=18).out_bits == 33
+    # the narrowest z (17 bits: the golden silu_glu's saturated Q4.12) and an 8-bit x
+    dut = SigmoidUnit(x_bits=8, z_bits=17)
+    z = np.concatenate([[-(1 << 16), -(1 << 16) + 1, -1, 0, (1 << 16) - 1],
+                        rng.integers(-(1 << 16), 1 << 16, 200)])
+    x = rng.integers(-128, 128, len(z))
+    items = [{"x": int(a), "z": int(b), "last": 0} for a, b in zip(x, z)]
+    got = [g.value for g in simulate(dut, items, dut.i, dut.o, rng=rng)]
+    assert got == (x * fixed.sigmoid_q15(z)).tolist()
+    rejects(SigmoidUnit, "x_bits must be an integer in 2..48", x_bits=1)
+    rejects(SigmoidUnit, "z_bits must be an integer in 17..64", z_bits=65)
+    rejects(SigmoidUnit, "z_bits must be an integer in 17..64", z_bits=16)
 
 
 def test_xorshift32_matches_golden_sequence_and_reseeds(rng):

@@ -24,8 +24,9 @@ TINY = dict(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_laye
             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=12)
 
 
-def build(rng, tie):
-    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, **TINY)))
+def build(rng, tie, act="relu2"):
+    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, hidden_act=act,
+                                                      **TINY)))
     c = im.config
     engine = EngineConfig(rows=4, cols=8, max_m=c.hidden_size + 2 * c.num_key_value_heads * c.head_dim
                           + 2 * c.intermediate_size, max_k=64, weight_words=512)
@@ -57,9 +58,12 @@ def run_rtl(im, engine, limits, program, prompt, params):
     return out
 
 
-@pytest.mark.parametrize("tie,temperature,top_k", [(False, 0.0, 0), (True, 0.8, 3)])
-def test_small_model_runs_on_the_rtl_vm_as_on_the_reference_machine(tie, temperature, top_k, rng, seed):
-    im, engine, limits, program = build(rng, tie)
+@pytest.mark.parametrize("tie,temperature,top_k,act", [(False, 0.0, 0, "relu2"),
+                                                      (True, 0.8, 3, "relu2"),
+                                                      (False, 0.8, 3, "silu")])
+def test_small_model_runs_on_the_rtl_vm_as_on_the_reference_machine(tie, temperature, top_k, act,
+                                                                    rng, seed):
+    im, engine, limits, program = build(rng, tie, act)
     prompt = [int(t) for t in rng.integers(0, 37, 3)]
     n_new = 3
     inv_t = IntegerSampler(temperature).inv_t if temperature else None

@@ -5,6 +5,7 @@ the same program (bit-exact), VMEM/KV memories and registers compared after it."
 
 import pytest
 
+from ternary_core.offload import isa
 from ternary_core.offload.isa import Instr, Op, Red, RunParams, Space, VFn
 from tests.vm_helpers import (READ_SPACES, TWO_PORT, dump_ir_program, dyn_fields, place,
                               random_images, random_ir_values, random_words, result_fields,
@@ -79,3 +80,52 @@ def test_random_vops_match_the_reference_machine(round_, rng):
         bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
         assert not bad, f"{sp.name} differs at {bad[:8]}: rtl {[got[i] for i in bad[:4]]} " \
                         f"ref {[want[i] for i in bad[:4]]}; program {ops}"
+
+
+
+def test_sigmul_matches_the_reference_machine_over_the_whole_sigmoid_table(rng):
+    """VOP SIGMUL (the SiLU GLU's ``x * sigmoid_q15(z)``): z at both ends and the middle
+    of every table segment, both signs, past the clamp and far past it; x over 18 bits
+    and wider (its low 18 bits count); B from VMEM, TMEM, IR and NONE; with shifts,
+    saturation and every reduction."""
+    n = 4 * 257 + 12
+    x_at, z_at, w_at = 0, n, 2 * n              # x, z, wide x (64)
+    d_at = w_at + 64                            # outputs: n + 64 + 200 + 40 + 8
+    dump_at = d_at + n + 312
+    zero_at = dump_at + 2 * isa.IR_COUNT
+    lim = small_limits(vmem_words=zero_at + 1)
+    img = random_images(rng, lim, vmem_bits=18, tokens_below=8)
+    vmem = img[Space.VMEM]
+    edges = [k * 256 + o for k in range(257) for o in (-1, 0, 1, 128)]
+    clamp = [(1 << 16) - 1, 1 << 16, (1 << 16) + 1, 1 << 17, (1 << 39) - 1, -(1 << 39)]
+    vmem[z_at:z_at + n] = ([v if rng.random() < 0.5 else -v for v in edges] + clamp
+                           + [-v for v in clamp])
+    vmem[x_at:x_at + n] = [0, 1, (1 << 17) - 1, -(1 << 17)] + random_words(rng, n - 4, 18)
+    vmem[w_at:w_at + 64] = random_words(rng, 64, 40)
+    vmem[zero_at] = 0
+    ir = random_ir_values(rng)
+    ir[1:4] = [-4096, 70000, 1234]            # IR B operands: sigmoid(-1), the clamp, 0.3
+
+    def sigmul(n, a, b, d, bits=40, **kw):
+        return Instr(Op.VOP, fn=VFn.SIGMUL, n=n, a_space=Space.VMEM, a_addr=a, b_space=b[0],
+                     b_addr=b[1], d_space=Space.VMEM, d_addr=d, bits=bits, **kw)
+
+    V, out = Space.VMEM, d_at + n
+    ops = [sigmul(n, x_at, (V, z_at), d_at, red=Red.NORM, red_ir=5, rbits=17),
+           sigmul(64, w_at, (V, z_at), out, bits=48, red=Red.MAXABS, red_ir=4),
+           sigmul(200, x_at, (V, z_at + 300), out + 64, sh_imm=7, sh_ir=1, bits=17,
+                  red=Red.SUM, red_ir=6, sym=1),
+           sigmul(40, x_at + 9, (Space.TMEM, 5), out + 264, sh_imm=-3, bits=30, red=Red.MAX,
+                  red_ir=7),
+           sigmul(8, x_at + 50, (Space.IR, 1), out + 304, red=Red.SUMSQ, red_ir=8),
+           sigmul(8, x_at + 60, (Space.IR, 2), out + 304, red=Red.ARGMAX, red_ir=9),
+           sigmul(8, x_at + 70, (Space.IR, 3), out + 304, red=Red.SUM, red_ir=10),
+           sigmul(8, x_at + 80, (Space.NONE, 0), out + 304, red=Red.SUM, red_ir=11)]
+    prog = set_ir_program(ir) + ops + dump_ir_program(dump_at, zero_at) + [Instr(Op.END)]
+    res, ref, mems = run_both(rng, lim, img, prog, RunParams(pos0=0, n_feed=1, n_new=1, state=1),
+                              spaces=(Space.VMEM,))
+    assert rtl_fields(res) == result_fields(ref)
+    got, want = mems[Space.VMEM]
+    bad = [i for i, (g, w) in enumerate(zip(got, want)) if g != w]
+    assert not bad, f"VMEM differs at {bad[:8]}: rtl {[got[i] for i in bad[:4]]} " \
+                    f"ref {[want[i] for i in bad[:4]]}"

@@ -20,6 +20,7 @@ from ternary_core.offload.isa import Op, Red, Space, VFn
 from ..arith.exp2 import Exp2Unit
 from ..arith.pipeline import normalize_left
 from ..arith.scalar_unit import ScalarUnit
+from ..arith.sigmoid import SigmoidUnit
 from .engine_driver import EngineDriver
 from .lanes import DotAxpyLanes
 from .layouts import LOAD_ADDR_BITS, LOAD_DATA_BITS, SPACE_BITS, field, run_layout, scalar_layout
@@ -76,7 +77,8 @@ class MachineDatapath:
 
     - memories ``mems`` (a dict by Space), ``sr_rd``/``sr_wr`` (the SR file), ``q_rd``/
       ``q_wr`` (DOT's query buffer), ``k_rd``/``k_wr`` (TOPK's mask); units ``drv``
-      (EngineDriver), ``su`` (ScalarUnit), ``ex`` (Exp2Unit), ``lanes`` (DotAxpyLanes);
+      (EngineDriver), ``su`` (ScalarUnit), ``ex`` (Exp2Unit), ``sg`` (SigmoidUnit),
+      ``lanes`` (DotAxpyLanes);
     - architectural registers (``ir``, ``pc``, ``pos``, ``token``, ``prm``, ``status``, ...)
       and the instruction being decoded, ``cur`` (``op``, ``fn``, ``field()``);
     - decoded operands (``n``, ``a_base``, ``a_sp``, ...), registered by OPERANDS;
@@ -138,8 +140,8 @@ class MachineDatapath:
 
     def _units(self):
         """The engine driver (its ``cmd``/``acts``/``result`` on the VM's ``engine``
-        port), the ScalarUnit, the Exp2Unit and the DOT/AXPY lanes; the units' outputs
-        are never stalled."""
+        port), the ScalarUnit, the Exp2Unit, the SigmoidUnit and the DOT/AXPY lanes; the
+        units' outputs are never stalled."""
         m, vm = self.m, self.vm
         m.submodules.drv = drv = EngineDriver(vm.engine_config)
         for name in ("cmd", "acts"):
@@ -150,6 +152,9 @@ class MachineDatapath:
         m.submodules.lanes = lanes = DotAxpyLanes(LANES)
         m.d.comb += [su.o.ready.eq(1), ex.o.ready.eq(1)]
         self.drv, self.su, self.ex, self.lanes = drv, su, ex, lanes
+        m.submodules.sigmoid = sg = SigmoidUnit(x_bits=isa.MUL_Y_BITS, z_bits=V_BITS)
+        m.d.comb += sg.o.ready.eq(1)
+        self.sg = sg
 
     # --- registers -----------------------------------------------------------------------
 
@@ -323,9 +328,10 @@ class MachineDatapath:
         ``vop_out``) and squares it one cycle after that (``vop_sq``). ``vl[k]`` holds
         the element at stage k (valid, index, ``fh``: in ROT's first half). At stage 1 the
         memories' outputs are registered (``_vop_operands``), at 2 the element's value
-        (valu.element_value) or the Exp2Unit's input are formed, 3 and 4 carry the value
-        (the Exp2Unit's two cycles), 4 shifts it, 5 saturates it, 6 writes it."""
-        m, n, fn, ex = self.m, self.n, self.fn, self.ex
+        (valu.element_value) or the Exp2Unit's or SigmoidUnit's inputs are formed, 3 and 4
+        carry the value (the two units' two cycles), 4 shifts it, 5 saturates it, 6 writes
+        it."""
+        m, n, fn, ex, sg = self.m, self.n, self.fn, self.ex, self.sg
         vi = Signal(INDEX_BITS)                  # issue index
         v_issue = Signal()
         half = n >> 1
@@ -344,10 +350,13 @@ class MachineDatapath:
         sh1 = clamp_signed(m, sh_full, SH_BITS, "vop_sh")
         is_exp = (fn == VFn.EXP2) | (fn == VFn.EXP2X)
         m.d.comb += [ex.i.valid.eq(vl[2].valid & is_exp), ex.i.payload.d.eq(d1)]
+        is_sig = fn == VFn.SIGMUL
+        m.d.comb += [sg.i.valid.eq(vl[2].valid & is_sig),
+                     sg.i.payload.x.eq(ox[:isa.MUL_Y_BITS].as_signed()), sg.i.payload.z.eq(oy)]
         r1v, r1s = Signal(signed(V_BITS)), Signal(signed(SH_BITS))
         r2v, r2s = Signal(signed(V_BITS)), Signal(signed(SH_BITS))
         m.d.sync += [r1v.eq(v1), r1s.eq(sh1), r2v.eq(r1v), r2s.eq(r1s)]
-        v3 = Mux(is_exp, ex.o.payload.value, r2v)
+        v3 = Mux(is_exp, ex.o.payload.value, Mux(is_sig, sg.o.payload.value, r2v))
         r4 = Signal(signed(V_BITS + OUT_BITS))       # left shifts stop where all saturate
         m.d.sync += r4.eq(shift_value(v3, r2s))
         out = Signal(signed(IR_BITS), name="vop_out_r")

@@ -22,11 +22,13 @@ def clamp_signed(m, v, bits, name):
 
 
 def element_value(m, fn, x, y, p, c, s, first_half):
-    """Stage 1 of a VOP element: ``(v, exp2_d, ye_used)`` for function ``fn``.
+    """Stage 1 of a VOP element: ``(v, exp2_d)`` for function ``fn``.
 
     ``x`` = A[i], ``y`` = the B value (memory element, IR or SR word), ``p``/``c``/``s``
     the ROT partner and cos/sin (18-bit signed), ``first_half`` = ``i < n/2`` for ROT.
-    ``exp2_d`` is EXP2/EXP2X's clamped difference for the Exp2Unit."""
+    ``exp2_d`` is EXP2/EXP2X's clamped difference for the Exp2Unit. EXP2, EXP2X and
+    SIGMUL take their ``v`` from their units (the datapath's Exp2Unit and SigmoidUnit,
+    two cycles later); ``v`` is 0 here for them."""
     v = Signal(signed(V_BITS), name="vop_v")
     y18 = y[:18].as_signed()
     ym = y[:16]

@@ -14,12 +14,12 @@ import numpy as np
 
 from ..errors import TernaryError
 from ..integer import ops
-from ..integer.fixed import scalar_from_int
+from ..integer.fixed import SIGMOID_FRAC_BITS, SIGMOID_ONE, scalar_from_int
 from ..model import names
 from ..model.names import GATE_UP, QKV
 from .isa import (ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SR_INV_T, AttnFn, Cond, Dyn, DynSrc, Instr,
                   Op, Red, SampleFn, SFn, Space, SVFn, VFn, prog_words)
-from .limits import DEFAULT_ENGINE, DeviceLimits
+from .limits import DEFAULT_ENGINE, VM_ACTIVATIONS, DeviceLimits
 from .memory_map import MemoryMap, log2_exact
 
 # Integer registers by role (IR[0] is zero)
@@ -27,6 +27,7 @@ assert ATTN_SCORE_BITS == ops.SCORE_BITS
 IR_S, IR_SS, IR_S2, IR_AMAX, IR_ZMAX, IR_TOT, IR_EMAX, IR_TOP = 1, 2, 3, 4, 5, 6, 7, 8
 IR_G0, IR_G1, IR_G2, IR_GT, IR_ID, IR_LMAX, IR_LSUM = 9, 10, 11, 12, 13, 14, 15
 assert IR_LSUM < IR_COUNT
+SIGMOID_ONE_BITS = SIGMOID_ONE.bit_length() - 1     # the sigmoid's Q1.15: 1.0 = 2**15
 
 
 class _Emitter:
@@ -336,7 +337,8 @@ def _attention_output(e, regs, i, asc):
 
 def _mlp(e, regs, i):
     """Layer ``i``'s MLP block: post-attention norm, the gate/up matvec and scales, the
-    squared-ReLU GLU, the sub-norm, down_proj and the residual add."""
+    gated activation of ``hidden_act`` (:data:`_GLUS`), the sub-norm, down_proj and the
+    residual add."""
     mm, im, sv = e.mm, e.im, e.V
     d, f = mm.d, mm.f
     act, r = (Space.ACT, 0), regs.r
@@ -349,16 +351,35 @@ def _mlp(e, regs, i):
     for reg, n in ((gs, GATE_UP[0]), (us, GATE_UP[1])):
         e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
               b=e.const(("lin", p + n), im.linear_scale[p + n]))
-    gn = f"{ln} glu"
-    t1, t2, t3 = sv("t1"), sv("t2"), sv("t3")
+    gsc = _GLUS[im.config.hidden_act](e, f"{ln} glu", gs, us)
+    e.norm(f"{ln} ffn sub-norm", p + names.FFN_SUB_NORM, sv("gu"), f, gsc, act, r,
+           ranged=True)
+    e.matvec(f"{ln} down_proj matvec", p + names.DOWN_PROJ, sv("o"))
+    e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + names.DOWN_PROJ)
+
+
+def _glu_product(e, gn, a):
+    """The tail both GLUs share: ``u`` (the second half of ``gu``) normalized to signed 16
+    bits (its shift in IR_G2), times the activation normalized to 17 bits at ``a``, into
+    ``gu`` with its ``NORM(16)`` in IR_S for the sub-norm."""
+    f, sv = e.mm.f, e.V
+    t3 = sv("t3")
+    e.vop(f"{gn}: u range", VFn.PASS, f, sv("gu", f), red=Red.NORM, red_ir=IR_G2, rbits=16)
+    e.vop(f"{gn}: u normalize", VFn.PASS, f, sv("gu", f), d=t3, sh_ir=IR_G2, bits=16)
+    e.vop(f"{gn}: product, range", VFn.MUL, f, a, t3, sv("gu"), red=Red.NORM, red_ir=IR_S,
+          rbits=16)
+
+
+def _relu2_glu(e, gn, gs, us):
+    """ops.relu2_glu of ``gu`` with row scales SR ``gs``, ``us``: the product into ``gu``;
+    returns the SR of its scale."""
+    f, sv = e.mm.f, e.V
+    t1, t2 = sv("t1"), sv("t2")
     e.vop(f"{gn}: relu(g) range", VFn.PASSR, f, sv("gu"), red=Red.NORM, red_ir=IR_G0, rbits=17)
     e.vop(f"{gn}: relu(g) normalize", VFn.PASSR, f, sv("gu"), d=t1, sh_ir=IR_G0, bits=17)
     e.vop(f"{gn}: square, range", VFn.MUL, f, t1, t1, t2, red=Red.NORM, red_ir=IR_G1, rbits=17)
     e.vop(f"{gn}: square normalize", VFn.PASS, f, t2, d=t2, sh_ir=IR_G1, bits=17)
-    e.vop(f"{gn}: u range", VFn.PASS, f, sv("gu", f), red=Red.NORM, red_ir=IR_G2, rbits=16)
-    e.vop(f"{gn}: u normalize", VFn.PASS, f, sv("gu", f), d=t3, sh_ir=IR_G2, bits=16)
-    e.vop(f"{gn}: product, range", VFn.MUL, f, t2, t3, sv("gu"), red=Red.NORM, red_ir=IR_S,
-          rbits=16)
+    _glu_product(e, gn, t2)
     ga, gb, gsc = e.sr("glu.a"), e.sr("glu.b"), e.sr("glu.sc")
     e.sop(f"{gn}: gs * gs", SFn.MUL, d=ga, a=gs, b=gs)
     e.sop(f"{gn}: * us", SFn.MUL, d=gb, a=ga, b=us)
@@ -366,10 +387,34 @@ def _mlp(e, regs, i):
     e.sop(f"{gn}: + s1", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G1)
     e.sop(f"{gn}: + s2", SFn.IADD, d=IR_GT, a=IR_GT, b=IR_G2)
     e.sop(f"{gn}: scale", SFn.SHIFT, d=gsc, a=gb, b=IR_GT)
-    e.norm(f"{ln} ffn sub-norm", p + names.FFN_SUB_NORM, sv("gu"), f, gsc, act, r,
-           ranged=True)
-    e.matvec(f"{ln} down_proj matvec", p + names.DOWN_PROJ, sv("o"))
-    e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + names.DOWN_PROJ)
+    return gsc
+
+
+def _silu_glu(e, gn, gs, us):
+    """ops.silu_glu of ``gu`` with row scales SR ``gs``, ``us``: ``g`` normalized to 17
+    bits, its real value as Q4.12 (``z``, a MULS by g's scale), ``g * sigmoid(z)`` (VOP
+    SIGMUL) normalized to 17 bits, then the product; returns the SR of its scale."""
+    f, sv = e.mm.f, e.V
+    t1, t2, t3 = sv("t1"), sv("t2"), sv("t3")
+    gsh, gb, gsc = e.sr("glu.gs"), e.sr("glu.b"), e.sr("glu.sc")
+    e.vop(f"{gn}: g range", VFn.PASS, f, sv("gu"), red=Red.NORM, red_ir=IR_G0, rbits=17)
+    e.vop(f"{gn}: g normalize", VFn.PASS, f, sv("gu"), d=t1, sh_ir=IR_G0, bits=17)
+    e.sop(f"{gn}: g scale", SFn.SHIFT, d=gsh, a=gs, b=IR_G0)
+    e.vop(f"{gn}: g to Q4.12", VFn.MULS, f, t1, (Space.SR, gsh), t2,
+          sh_imm=-SIGMOID_FRAC_BITS, bits=SIGMOID_FRAC_BITS + 5)
+    e.vop(f"{gn}: g * sigmoid, range", VFn.SIGMUL, f, t1, t2, t3, red=Red.NORM, red_ir=IR_G1,
+          rbits=17)
+    e.vop(f"{gn}: g * sigmoid normalize", VFn.PASS, f, t3, d=t2, sh_ir=IR_G1, bits=17)
+    _glu_product(e, gn, t2)
+    e.sop(f"{gn}: g scale * us", SFn.MUL, d=gb, a=gsh, b=us)
+    e.sop(f"{gn}: s1 + s2", SFn.IADD, d=IR_GT, a=IR_G1, b=IR_G2)
+    e.sop(f"{gn}: scale", SFn.SHIFT, d=gsc, a=gb, b=IR_GT, imm=-SIGMOID_ONE_BITS)
+    return gsc
+
+
+# The GLU emitter of each ``hidden_act`` the vector machine runs (limits.VM_ACTIVATIONS).
+_GLUS = {"relu2": _relu2_glu, "silu": _silu_glu}
+assert set(_GLUS) == set(VM_ACTIVATIONS), (_GLUS, VM_ACTIVATIONS)
 
 
 def _head_and_sampler(e, regs, sampling):

@@ -78,6 +78,12 @@ class DeviceLanes:
     scalar_ops: int = 1          # ScalarUnit requests per cycle
 
 
+# Element passes over the ffn of each GLU (by ``hidden_act``) in the plan: relu2 the ranges
+# of relu(g) and of u and the product; silu also g's sigmoid product (z = g's Q4.12, the
+# sigmoid and g * sigmoid in one pass, with its range).
+GLU_PASSES = {"relu2": 3, "silu": 4}
+
+
 def vector_elements(config):
     """Element-cycles of the element-wise passes per token (one lane)."""
     c = config
@@ -91,7 +97,7 @@ def vector_elements(config):
                  + norm * d                    # attn_sub_norm
                  + d                           # o_proj rescale + residual add
                  + norm * d                    # post_attention_layernorm
-                 + 3 * f                       # GLU: ranges of relu(g) and u, product
+                 + GLU_PASSES[c.hidden_act] * f   # the GLU
                  + norm * f                    # ffn_sub_norm
                  + d)                          # down_proj rescale + residual add
     return L * per_layer + norm * d + d        # final norm, embedding

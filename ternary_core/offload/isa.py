@@ -94,6 +94,7 @@ class VFn(IntEnum):
     ROT = 7       # RoPE pair rotation (see docs/device-isa.md)
     EXP2 = 8      # v = exp2_neg(clamp(y - x, 0, 2**30))
     EXP2X = 9     # v = exp2_neg(clamp(x + y, 0, 2**30))
+    SIGMUL = 10   # v = x18 * sigmoid_q15(y), x18 the low 18 bits of x, signed (SiLU GLU)
 
 
 class Red(IntEnum):

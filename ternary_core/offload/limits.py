@@ -16,10 +16,10 @@ DEFAULT_ENGINE = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=10
                               weight_words=4096, adder_levels_per_stage=1, act_lutram=True)
 
 
-# The MLP activations the vector machine's program computes (the compiler emits the
-# squared-ReLU GLU only). A model with another ``hidden_act`` runs with --offload matvec,
-# where the host computes the GLU.
-VM_ACTIVATIONS = ("relu2",)
+# The MLP activations the vector machine's program computes (the compiler's GLU emitters:
+# squared ReLU, and SiLU with the VOP SIGMUL). A model with another ``hidden_act`` runs
+# with --offload matvec, where the host computes the GLU.
+VM_ACTIVATIONS = ("relu2", "silu")
 
 
 def check_activation(config):

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import TernaryError
 from ..integer.fixed import (E_ZERO, Scalar, bit_length, exp2_neg, scalar_add, scalar_from_int,
                              scalar_mul, scalar_recip, scalar_rsqrt, scalar_shift,
-                             shift_round_saturate)
+                             shift_round_saturate, sigmoid_q15)
 from ..integer.sampling import xorshift32
 from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS,
                   RESULT_WORDS, RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS,
@@ -316,7 +316,8 @@ def _write(mc, space, addr, values, ins, what="D"):
 def _y18(y, mc, ins):
     y18 = _wrap(y, MUL_Y_BITS)
     if mc.strict and not np.array_equal(y18, y):
-        raise TernaryError(f"{ins.name}: a MUL operand does not fit {MUL_Y_BITS} bits")
+        raise TernaryError(f"{ins.name}: a {VFn(ins.fn).name} operand does not fit "
+                           f"{MUL_Y_BITS} bits")
     return y18
 
 
@@ -394,6 +395,8 @@ def _vop(mc, ins):
         v = exp2_neg(np.clip(y - x, 0, 1 << 30))
     elif fn == VFn.EXP2X:
         v = exp2_neg(np.clip(x + y, 0, 1 << 30))
+    elif fn == VFn.SIGMUL:
+        v = _y18(x, mc, ins) * sigmoid_q15(y)
     else:
         raise DeviceStop(MachineStatus.BAD_OPCODE, f"VOP fn {ins.fn}")
     sh = ins.sh_imm + mc.ir[ins.sh_ir] - (ye if fn == VFn.MULS else 0)
