@@ -155,7 +155,7 @@ def test_gguf_import_reproduces_transformers_greedy(tmp_path, capsys, hidden_act
         assert got == want
 
 
-@pytest.mark.parametrize("hidden_act", ["relu2"])
+@pytest.mark.parametrize("hidden_act", ["relu2", "silu"])
 def test_gguf_checkpoint_runs_on_the_simulated_ulx3s_as_the_integer_decode(tmp_path, capsys, hidden_act):
     """hidden 128 (the ULX3S's limit today; TQ rows need 256), F16 values, untied."""
     hf = build(77, hidden=128, ffn=256, hidden_act=hidden_act, tied=False)
