@@ -55,6 +55,17 @@ def non_negative_int(text):
     return v
 
 
+def count_at_most(limit):
+    """A type for an integer 0..``limit`` (a count where 0 has a stated meaning and a huge
+    one would only exhaust memory or time)."""
+    def count(text):
+        v = non_negative_int(text)
+        if v > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:,}, got {v:,}")
+        return v
+    return count
+
+
 def seed(text):
     """An integer 0..2**32-1: the samplers' seed is 32 bits (xorshift32's state, the
     device's RUN field), so a larger one would quietly repeat a smaller one's samples."""

@@ -90,10 +90,48 @@ def open_device(args):
     return Device.open_serial(args.port, args.baud or profile.baud)
 
 
-def choose_offload(device, model, asked):
+def integer_gate(model, where):
+    """What the integer decode's gate (:mod:`ternary_core.integer.probe`) says of ``model``
+    (the file ``where``): None if it may run in integers (its record is at or above the
+    bound, not measured, or absent), else the measurement, to go into a refusal."""
+    from ternary_core.integer.probe import BOUND_TEXT, below_bound, percent
+
+    record = model.integer_probe
+    if not below_bound(record):
+        return None
+    return (f"{where}: the integer decode agrees with the float reference on only "
+            f"{percent(record.agreement)} of {record.positions:,} probe positions (top-1; "
+            f"bound {BOUND_TEXT})")
+
+
+def check_integer_numerics(args, model, *, measuring=False):
+    """Refuse integer numerics asked for on a model the integer decode does not track:
+    ``--backend integer``, and ``--offload model`` on a device (whose decode is the integer
+    decode bit for bit). ``--offload matvec`` runs the float reference around the device's
+    exact matvecs, so it runs any model. ``measuring`` (``ternary eval``, the tool that
+    measures it): print the measurement instead of refusing. Before any device is opened."""
+    measured = integer_gate(model, getattr(args, "model", None) or "the shipped model")
+    if measured is None:
+        return
+    if args.backend == "integer" and measuring:
+        print(f"note: {measured}: ternary generate refuses --backend integer for it; this "
+              f"evaluation measures it", file=sys.stderr)
+    elif args.backend == "integer":
+        raise TernaryError(f"--backend integer: {measured}, so its tokens would be wrong; run it "
+                           f"with --backend reference, or --offload matvec on a device (the "
+                           f"float reference around the device's matvecs)")
+    elif args.backend in ("sim", "serial") and getattr(args, "offload", None) == "model":
+        raise TernaryError(f"--offload model: {measured}, and the device's decode is the integer "
+                           f"decode bit for bit, so its tokens would be wrong; use --offload "
+                           f"matvec (the float reference around the device's matvecs) or "
+                           f"--backend reference")
+
+
+def choose_offload(device, model, asked, where="the model"):
     """``"model"`` or ``"matvec"``: ``asked`` if given (a clear error, naming the limit,
     if the model cannot run on the device), else model where the device has the vector
-    machine and the model fits its limits."""
+    machine, the model fits its limits and the integer decode tracks it (a note on
+    stderr says why when it does not: :func:`integer_gate`)."""
     if asked == "matvec":
         return "matvec"
     if not device.has_vm:
@@ -108,6 +146,13 @@ def choose_offload(device, model, asked):
     except TernaryError as exc:
         if asked == "model":
             raise TernaryError(f"--offload model: the model does not fit the device: {exc}") from None
+        return "matvec"
+    measured = integer_gate(model, where)
+    if measured is not None:
+        if asked == "model":    # check_integer_numerics refuses this before a device opens
+            raise TernaryError(f"--offload model: {measured}")
+        print(f"note: {measured}: running it with --offload matvec (the float reference "
+              f"around the device's matvecs), not the device's integer decode", file=sys.stderr)
         return "matvec"
     return "model"
 
@@ -180,12 +225,16 @@ class ModelOffloadBackend:
         self.offload_run.close()
 
 
-def open_runner(args, model, *, whole_model=True):
+def open_runner(args, model, *, whole_model=True, measuring=False):
     """The :class:`RunnerBackend` (or :class:`ModelOffloadBackend`) for ``args.backend``,
     ``--offload`` and the device options. ``whole_model=False`` (eval, which needs every
-    position's logits; a whole-model device returns only ids) always offloads matvecs."""
+    position's logits; a whole-model device returns only ids) always offloads matvecs.
+    Integer numerics on a model the integer decode does not track are refused here
+    (:func:`check_integer_numerics`; ``measuring`` as there), the one place every command
+    chooses its numerics."""
     from .generate import float_runner, integer_runner
 
+    check_integer_numerics(args, model, measuring=measuring)
     asked = getattr(args, "offload", None)
     if args.stream and not asked:
         asked = "matvec"    # streaming is of the BitLinears' weights
@@ -198,7 +247,8 @@ def open_runner(args, model, *, whole_model=True):
         return RunnerBackend(args.backend, matvec, float_runner(model, matvec))
     device = open_device(args)
     try:
-        if whole_model and choose_offload(device, model, asked) == "model":
+        where = getattr(args, "model", None) or "the shipped model"
+        if whole_model and choose_offload(device, model, asked, where) == "model":
             from .model_offload import ModelOffload
 
             # a step of the shipped model: about a second on the simulated board (Verilator,

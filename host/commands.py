@@ -1,7 +1,8 @@
 """Subcommands of the ``ternary`` CLI, one ``register_*`` function each."""
 
-from .arg_types import (comma_list, non_negative_float, non_negative_int, png_path, positive_float,
-                        positive_int, seed, token_ids, utf8_text, verilog_identifier)
+from .arg_types import (comma_list, count_at_most, non_negative_float, non_negative_int, png_path,
+                        positive_float, positive_int, seed, token_ids, utf8_text,
+                        verilog_identifier)
 
 
 def _board_names():
@@ -126,9 +127,22 @@ def register_import(sub):
                        description="Convert a Hugging Face BitNetForCausalLM checkpoint folder "
                                    "(offline-packed or float weights) or a GGUF file of the bitnet "
                                    "architecture with TQ1_0/TQ2_0 tensors into this project's model "
-                                   "file (safetensors, no pickle).")
+                                   "file (safetensors, no pickle). Before writing, it measures "
+                                   "how closely the integer decode (--backend integer, --offload "
+                                   "model) tracks the float reference on this model and records it "
+                                   "in the file; a model below the bound is refused there.")
     p.add_argument("src", help="checkpoint folder (config.json + *.safetensors) or .gguf file")
     p.add_argument("-o", "--out", required=True, help="output .safetensors model file")
+    from ternary_core.integer.probe import BOUND_TEXT, DEFAULT_POSITIONS
+    from ternary_core.model.file import MAX_PROBE_POSITIONS
+
+    p.add_argument("--probe-positions", type=count_at_most(MAX_PROBE_POSITIONS),
+                   default=DEFAULT_POSITIONS, metavar="N",
+                   help=f"positions of random token ids on which the integer decode's top-1 "
+                        f"predictions are compared with the float reference's (default "
+                        f"{DEFAULT_POSITIONS}); below {BOUND_TEXT}% agreement, --backend integer "
+                        f"and --offload model refuse the model. 0: skip (recorded as not "
+                        f"measured; the integer decode then runs it unchecked)")
     p.set_defaults(func=_import)
 
 
@@ -138,6 +152,7 @@ def _import(args):
     from pathlib import Path
 
     from ternary_core.errors import TernaryError
+    from ternary_core.integer.probe import describe, probe
     from ternary_core.model.importers import import_checkpoint, input_files
     from ternary_core.model.file import save_model
     from ternary_core.output_file import check_output_path
@@ -151,6 +166,7 @@ def _import(args):
         make_tokenizer(model.tokenizer, model.config.vocab_size)
     except TernaryError as exc:
         raise TernaryError(f"{args.src}: {exc}") from None
+    model.integer_probe = probe(model, args.probe_positions, _ProbeProgress(sys.stderr))
     save_model(args.out, model, what="-o", inputs=inputs)
     c = model.config
     print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
@@ -158,6 +174,28 @@ def _import(args):
           f"scales from {notes['scales']}, "
           f"tokenizer {notes.get('tokenizer', model.tokenizer.get('type'))} "
           f"-> {args.out}", file=sys.stderr)
+    print(describe(model.integer_probe), file=sys.stderr)
+
+
+class _ProbeProgress:
+    """``progress(done, total)`` for the probe: silent for its first two seconds (a small
+    model's probe is over by then), then one ``\\r``-updated line, four times a second."""
+
+    def __init__(self, stream, after=2.0, period=0.25):
+        import time
+
+        self.stream, self.after, self.period, self.clock = stream, after, period, time.perf_counter
+        self.t0, self.last = self.clock(), None
+
+    def __call__(self, done, total):
+        now = self.clock()
+        if now - self.t0 < self.after or (self.last is not None and now - self.last < self.period
+                                          and done < total):
+            return
+        self.last = now
+        self.stream.write(f"\rinteger decode probe: {done:,}/{total:,} positions "
+                          f"({now - self.t0:.0f} s)" + ("\n" if done == total else ""))
+        self.stream.flush()
 
 
 def register_generate(sub):
@@ -313,7 +351,7 @@ def _eval(args):
         data = read_text(path, split, args.bytes, "--text" if args.text else "corpus")
         ids, source = text_ids(tok, data, path), {"text": path, "split": split}
     check_ids(model, ids)
-    backend = open_runner(args, model, whole_model=False)
+    backend = open_runner(args, model, whole_model=False, measuring=True)
     try:
         result = evaluate(model, backend, ids, tok)
     finally:

@@ -65,12 +65,13 @@ def hf_folder(path, *, config=None, float_fn=None, packed_scale=None, seed=1):
     return path
 
 
-def model_variant(path, *, config=None, tensor_fn=None):
-    """The shipped model with its config or tensors changed (still a valid safetensors)."""
+def model_variant(path, *, config=None, tensor_fn=None, meta=None):
+    """The shipped model with its config, tensors or metadata (``meta``: keys set) changed
+    (still a valid safetensors)."""
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    src = default_model_path()
+    src, meta_changes = default_model_path(), meta
     with safe_open(str(src), framework="numpy") as f:
         meta = dict(f.metadata())
     t = load_file(str(src))
@@ -78,7 +79,7 @@ def model_variant(path, *, config=None, tensor_fn=None):
         meta["config"] = json.dumps(dict(json.loads(meta["config"]), **config))
     if tensor_fn:
         tensor_fn(t)
-    save_file(t, str(path), metadata=meta)
+    save_file(t, str(path), metadata=dict(meta, **(meta_changes or {})))
     return path
 
 
@@ -100,6 +101,23 @@ def gguf_variants(d, rng):
     write_gguf(d / "scale-neg.gguf", gguf_model(rng), extra={"blk.0.attn_q.scale": np.array([-1.0], np.float32)})
     write_gguf(d / "rope-freqs.gguf", gguf_model(rng), extra={"rope_freqs.weight": np.ones(32, np.float32)})
     write_gguf(d / "not-ternary.gguf", gguf_model(rng), "F32", replace={"blk.0.attn_q.weight": two_magnitudes})
+
+
+# integer_probe metadata (ternary import's measurement of the integer decode), as written
+# by a careless or hostile hand: the file name is probe-NAME.safetensors
+PROBES = {
+    "below": '{"positions": 512, "top1_agreeing": 400}',
+    "not-json": '{"positions": 512,',
+    "list": '[512, 400]',
+    "more-agreeing": '{"positions": 512, "top1_agreeing": 513}',
+    "negative": '{"positions": -1, "top1_agreeing": 0}',
+    "string": '{"positions": "512", "top1_agreeing": 500}',
+    "bool": '{"positions": 512, "top1_agreeing": true}',
+    "float": '{"positions": 512, "top1_agreeing": 500.0}',
+    "huge": '{"positions": 1e400, "top1_agreeing": 0}',
+    "missing": '{"positions": 512}',
+    "unknown": '{"positions": 512, "top1_agreeing": 500, "bound": 0}',
+}
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +142,8 @@ def inputs(tmp_path_factory):
                   tensor_fn=_set("model.layers.3.mlp.up_proj.weight_scale", 0, np.inf))
     model_variant(d / "neg-scale.safetensors",
                   tensor_fn=_set("model.layers.0.self_attn.q_proj.weight_scale", 0, -2.0))
+    for name, probe in PROBES.items():
+        model_variant(d / f"probe-{name}.safetensors", meta={"integer_probe": probe})
     (d / "X.gguf").write_bytes(b"GGUF not really, but precious")
     gguf_variants(d, np.random.default_rng(5))
     corpus = (ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")
@@ -321,6 +341,44 @@ CASES = {
                       r"model\.layers\.3\.mlp\.up_proj\.weight_scale must be finite and greater than 0, got inf"),
     "negative scale": Case("generate --model {i}/neg-scale.safetensors", 2,
                            r"q_proj\.weight_scale must be finite and greater than 0, got -2\.0"),
+    # -- the integer decode's gate (issue 22): a model it does not track is refused in integers
+    "generate --backend integer below the bound": Case(
+        "generate --model {i}/probe-below.safetensors --backend integer", 2,
+        r"--backend integer: .*probe-below\.safetensors: the integer decode agrees with the float "
+        r"reference on only 78\.1% of 512 probe positions \(top-1; bound 95%\), so its tokens would "
+        r"be wrong; run it with --backend reference, or --offload matvec on a device"),
+    "generate --offload model below the bound": Case(
+        "generate --model {i}/probe-below.safetensors --backend sim --offload model", 2,
+        r"--offload model: .*probe-below\.safetensors: the integer decode agrees .* on only 78\.1% "
+        r"of 512 .*bound 95%.*use --offload matvec .* or --backend reference"),
+    "integer_probe not JSON": Case("generate --model {i}/probe-not-json.safetensors", 2,
+                                   r"probe-not-json\.safetensors: metadata integer_probe: not valid JSON"),
+    "integer_probe a list": Case("generate --model {i}/probe-list.safetensors", 2,
+                                 r"metadata integer_probe: expected a JSON object, not array"),
+    "integer_probe agreeing > positions": Case(
+        "generate --model {i}/probe-more-agreeing.safetensors", 2,
+        r"metadata integer_probe: top1_agreeing must be an integer 0\.\.positions \(512\), got 513"),
+    "integer_probe negative": Case("generate --model {i}/probe-negative.safetensors", 2,
+                                   r"integer_probe: positions must be an integer 0\.\.1,048,576, got -1"),
+    "integer_probe string": Case("generate --model {i}/probe-string.safetensors", 2,
+                                 r"integer_probe: positions must be an integer .*, got '512'"),
+    "integer_probe bool": Case("generate --model {i}/probe-bool.safetensors --backend integer", 2,
+                               r"integer_probe: top1_agreeing must be an integer .*, got True"),
+    "integer_probe float": Case("generate --model {i}/probe-float.safetensors --backend integer", 2,
+                                r"integer_probe: top1_agreeing must be an integer .*, got 500\.0"),
+    "integer_probe huge": Case("generate --model {i}/probe-huge.safetensors", 2,
+                               r"integer_probe: positions must be an integer .*, got inf"),
+    "integer_probe missing field": Case("generate --model {i}/probe-missing.safetensors", 2,
+                                        r"metadata integer_probe: field top1_agreeing is missing"),
+    "integer_probe unknown field": Case("eval --model {i}/probe-unknown.safetensors", 2,
+                                        r"metadata integer_probe: unknown field 'bound'"),
+    "import --probe-positions -1": Case("import {i}/hf -o {w}/out.safetensors --probe-positions -1", 2,
+                                        r"argument --probe-positions: must be 0 or more, got -1"),
+    "import --probe-positions x": Case("import {i}/hf -o {w}/out.safetensors --probe-positions x", 2,
+                                       r"argument --probe-positions: expected an integer, got 'x'"),
+    "import --probe-positions 2**21": Case(
+        "import {i}/hf -o {w}/out.safetensors --probe-positions 2097152", 2,
+        r"argument --probe-positions: must be at most 1,048,576, got 2,097,152"),
     "import NaN weights": Case("import {i}/hf-nan -o {w}/out.safetensors", 2,
                                r"hf-nan: tensor model\.layers\.0\.input_layernorm\.weight has 1 non-finite"),
     "import scale 0": Case("import {i}/hf-scale0 -o {w}/out.safetensors", 2,

@@ -139,7 +139,9 @@ def gguf_with(path, metadata, vocab_size, seed=0):
 def import_tokenizer(tmp_path, capsys, metadata, vocab_size):
     src = gguf_with(tmp_path / "m.gguf", metadata, vocab_size)
     out = tmp_path / "m.safetensors"
-    assert main(["import", str(src), "-o", str(out)]) == 0
+    # the tokenizer is what is tested here: no integer decode probe (about a second of float
+    # stepping per import; tests/test_model_files.py tests it on a GGUF import)
+    assert main(["import", str(src), "-o", str(out), "--probe-positions", "0"]) == 0
     said = capsys.readouterr().err
     model = load_model(out)
     assert model.tokenizer["type"] == "tokenizers"
@@ -407,7 +409,7 @@ def test_tokenizer_metadata_of_the_wrong_type_is_refused_by_key(tmp_path, capsys
 def test_odd_but_valid_small_vocabularies_import(tmp_path, capsys, meta, said):
     src = gguf_with(tmp_path / "m.gguf", meta, len(SMALL))
     out = tmp_path / "o.safetensors"
-    assert main(["import", str(src), "-o", str(out)]) == 0
+    assert main(["import", str(src), "-o", str(out), "--probe-positions", "0"]) == 0
     assert said in capsys.readouterr().err
     model = load_model(out)
     tok = make_tokenizer(model.tokenizer, model.config.vocab_size)

@@ -81,25 +81,55 @@ def test_shipped_model_tracks_the_float_reference(shipped):
     assert runner.residual_peak < 1 << 26                     # 5+ bits of headroom: no saturation
 
 
-@pytest.mark.parametrize("hidden_act", ["relu2", "silu"])
-def test_transformers_checkpoint_top1_agreement(tmp_path, seed, hidden_act):
+# The gate's spread of model statistics (issue 22, item 5): transformers-initialized random
+# checkpoints (N(0, 0.02) BitLinears, unit norms), embeddings and lm_head N(0, 1) or
+# N(0, 0.02), head_dim 16/32/64/100, context 512, relu2 and silu; small vocab, 2 layers.
+# docs/integer-error-analysis.md ("the gate") has each one's agreement over seeds 0-7. The
+# checkpoints are fixed (SPREAD_SEED), not one per run: with N(0, 0.02) embeddings the logits'
+# std is 0.15-0.27 and nearly every position is a near-tie (the disagreements' float top-2
+# margins are under 0.03 logits), so over seeds e002-hd100-relu2 ranges 95.0-97.5%, and a
+# per-run seed would now and then draw a model just under the bound, which the gate refuses.
+SPREAD_SEED = 0
+SPREAD = {
+    "e1-hd16-relu2": dict(embed_std=1.0, hidden=64, heads=4, kv=2, hidden_act="relu2"),
+    "e002-hd16-silu": dict(embed_std=0.02, hidden=64, heads=4, kv=2, hidden_act="silu"),
+    "e1-hd32-silu": dict(embed_std=1.0, hidden=64, heads=2, kv=1, hidden_act="silu"),
+    "e002-hd32-relu2": dict(embed_std=0.02, hidden=64, heads=2, kv=1, hidden_act="relu2"),
+    "e1-hd64-relu2": dict(embed_std=1.0, hidden=64, heads=1, kv=1, hidden_act="relu2"),
+    "e002-hd64-silu": dict(embed_std=0.02, hidden=64, heads=1, kv=1, hidden_act="silu"),
+    "e1-hd100-silu": dict(embed_std=1.0, hidden=200, heads=2, kv=1, hidden_act="silu"),
+    "e002-hd100-relu2": dict(embed_std=0.02, hidden=200, heads=2, kv=1, hidden_act="relu2"),
+}
+
+
+@pytest.mark.parametrize("case", list(SPREAD))
+def test_transformers_checkpoint_top1_agreement(tmp_path, capsys, case):
+    """``ternary import`` measures (2,048 positions, 4 windows of context 512) and records
+    the integer decode's top-1 agreement with the float reference; on every model of the
+    spread it is at least the bound."""
     pytest.importorskip("torch", reason="installed by `make test` (reference extra)")
     pytest.importorskip("transformers", reason="installed by `make test` (reference extra)")
-    from host.cli import main
-    from tests.test_hf_equivalence import build_hf_checkpoint
+    import time
 
-    build_hf_checkpoint(tmp_path / "hf", seed % (1 << 31), hf_init=True, hidden_act=hidden_act)
-    assert main(["import", str(tmp_path / "hf"), "-o", str(tmp_path / "m.safetensors")]) == 0
-    model = load_model(tmp_path / "m.safetensors")
-    assert model.config.hidden_act == hidden_act
-    ctx = model.config.max_position_embeddings
-    ids = np.random.default_rng(seed).integers(0, model.config.vocab_size, (32, ctx))
-    runner, agree = IntegerRunner(compile_model(model)), 0
-    for window in ids:
-        logits, _ = runner.score(window)
-        agree += int((logits.argmax(1) == float_logits(model, window).argmax(1)).sum())
-    print(f"top-1 agreement {agree / ids.size:.4f} over {ids.size} positions")
-    assert ids.size >= 2000 and agree / ids.size >= 0.95
+    from host.cli import main
+    from ternary_core.integer.probe import BOUND
+    from tests.random_hf_checkpoint import build_checkpoint
+
+    kw = SPREAD[case]
+    t0 = time.perf_counter()
+    build_checkpoint(tmp_path / "hf", ffn=2 * kw["hidden"], vocab=97, layers=2, ctx=512,
+                     init="hf", seed=SPREAD_SEED, **kw)
+    out = tmp_path / "m.safetensors"
+    assert main(["import", str(tmp_path / "hf"), "-o", str(out), "--probe-positions", "2048"]) == 0
+    said = capsys.readouterr().err
+    model = load_model(out)
+    assert model.config.hidden_act == kw["hidden_act"]
+    assert model.config.head_dim == kw["hidden"] // kw["heads"]
+    record = model.integer_probe
+    print(f"{case}, seed {SPREAD_SEED}: top-1 agreement {record.agreement:.4f} over "
+          f"{record.positions} positions ({time.perf_counter() - t0:.1f} s with the build)")
+    assert f"over 2,048 probe positions (bound 95%)" in said and "BELOW" not in said
+    assert record.positions == 2048 and record.agreement >= BOUND
 
 
 class CountingBackend(GoldenBackend):
@@ -244,3 +274,75 @@ def test_unit_normal_checkpoint_is_chaotic_even_for_float(tmp_path, seed):
         same_int += int((runner.score(window)[0].argmax(1) == ref).sum())
     print(f"float nudged by 1e-5: {same_float / ids.size:.4f}; integer: {same_int / ids.size:.4f}")
     assert same_float / ids.size < 0.995
+
+
+def test_chaotic_checkpoint_is_refused_in_integers_and_runs_on_the_float_reference(
+        tmp_path, capsys, monkeypatch, seed):
+    """The gate on the model the integer decode cannot track (every weight N(0, 1)):
+    ``ternary import`` writes it and says it is below the bound; integer numerics
+    (``--backend integer``, ``--offload model``) are refused with one line naming the file,
+    the measurement and what does run it; ``--backend reference`` generates; a device left
+    to choose runs the float reference around its matvecs; ``eval`` measures it."""
+    pytest.importorskip("torch", reason="installed by `make test` (reference extra)")
+    pytest.importorskip("transformers", reason="installed by `make test` (reference extra)")
+    import json
+
+    import host.backends as backends
+    from host.cli import main
+    from host.device import Device
+    from ternary_core.integer.probe import BOUND
+    from ternary_core.offload.limits import DeviceLimits
+    from tests.python_device import PythonDevice
+    from tests.test_hf_equivalence import build_hf_checkpoint
+
+    build_hf_checkpoint(tmp_path / "hf", seed % (1 << 31))
+    path = tmp_path / "m.safetensors"
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "hf"), "-o", str(path)]) == 0
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    record = load_model(path).integer_probe
+    assert record.positions == 512 and record.agreement < BOUND
+    pct = f"{int(record.agreement * 1000) / 10:.1f}%"
+    assert said.startswith(f"integer decode: top-1 agreement {pct} with the float reference over "
+                           f"512 probe positions (bound 95%): BELOW the bound")
+
+    common = ["generate", "--model", str(path), "--prompt-ids", "5,80,200", "--tokens", "8",
+              "--temperature", "0", "--json"]
+    for extra, flag in [(["--backend", "integer"], "--backend integer"),
+                        (["--backend", "sim", "--board", "ulx3s-85f", "--offload", "model"],
+                         "--offload model")]:
+        # refused before any device opens (a simulated board would take minutes to build)
+        monkeypatch.setattr(backends, "open_device", lambda args: pytest.fail("device opened"))
+        assert main(common + extra) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and "Traceback" not in out.err
+        line, = out.err.strip().splitlines()
+        assert line.startswith(f"ternary generate: error: {flag}: {path}: the integer decode "
+                               f"agrees with the float reference on only {pct} of 512 probe "
+                               f"positions (top-1; bound 95%)"), line
+        assert "--backend reference" in line and "--offload matvec" in line
+
+    assert main(common + ["--backend", "reference"]) == 0
+    reference = json.loads(capsys.readouterr().out)["token_ids"]
+    assert len(reference) == 8
+
+    # left to choose, a whole-model device runs it with --offload matvec, and says why
+    monkeypatch.setattr(backends, "open_device", lambda args: Device(PythonDevice(
+        DeviceLimits.for_config(load_model(path).config))))
+    monkeypatch.setattr(backends, "open_backend", lambda args, model, device=None: GoldenBackend())
+    assert main(common + ["--backend", "sim", "--board", "ulx3s-85f"]) == 0
+    out = capsys.readouterr()
+    got = json.loads(out.out)
+    assert got["offload"] == "matvec" and got["token_ids"] == reference
+    assert f"note: {path}: the integer decode agrees with the float reference on only {pct}" \
+        in out.err and "running it with --offload matvec" in out.err
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text(" ".join(str(t) for t in np.random.default_rng(seed).integers(0, 256, 130)))
+    assert main(["eval", "--model", str(path), "--ids", str(ids), "--backend", "integer",
+                 "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["top1_agreement"] < BOUND
+    assert f"note: {path}: the integer decode agrees with the float reference on only {pct}" \
+        in out.err and "ternary generate refuses --backend integer for it" in out.err
+    print(said)

@@ -215,6 +215,37 @@ def test_gguf_tensors_it_cannot_honour_are_refused_by_name(tmp_path, rng, capsys
     assert not out.exists()
 
 
+def test_import_records_the_integer_probe_and_generate_honours_it(tmp_path, rng, capsys):
+    """``ternary import`` (here of a GGUF) measures the integer decode against the float
+    reference (:func:`ternary_core.integer.measure.compare` on the probe's ids), prints it,
+    and records it in the model file; ``--probe-positions 0`` records "not measured", and
+    such a model (like one with no record) runs in integers as before."""
+    from ternary_core.integer.measure import compare
+    from ternary_core.integer.probe import probe_ids
+    from ternary_core.model.file import IntegerProbe
+
+    m = gguf_model(rng)
+    path = write_gguf(tmp_path / "m.gguf", m)
+    out = tmp_path / "imported.safetensors"
+    assert main(["import", str(path), "-o", str(out), "--probe-positions", "40"]) == 0
+    said = capsys.readouterr().err
+    got = load_model(out)
+    want = compare(got, probe_ids(m.config.vocab_size, 40))
+    assert got.integer_probe == IntegerProbe(40, want["top1_agreeing"])
+    assert (f"integer decode: top-1 agreement {int(want['top1_agreeing'] / 40 * 1000) / 10:.1f}% "
+            f"with the float reference over 40 probe positions (bound 95%)") in said
+    save_model(tmp_path / "again.safetensors", got)       # the record survives a round trip
+    assert load_model(tmp_path / "again.safetensors").integer_probe == got.integer_probe
+
+    unmeasured = tmp_path / "unmeasured.safetensors"
+    assert main(["import", str(path), "-o", str(unmeasured), "--probe-positions", "0"]) == 0
+    assert "integer decode: not measured against the float reference (--probe-positions 0)" \
+        in capsys.readouterr().err
+    assert load_model(unmeasured).integer_probe == IntegerProbe(0, 0)
+    assert main(["generate", "--model", str(unmeasured), "--backend", "integer", "--prompt-ids",
+                 "1,2", "--tokens", "3"]) == 0
+
+
 def _cli_error(capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

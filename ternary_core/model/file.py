@@ -5,8 +5,12 @@ Tensors use HF BitNet's names. Each BitLinear is stored packed in HF's offline
 ``{name}.weight_scale`` of shape ``(1,)`` (HF's meaning: ``y = acc / (input_scale *
 weight_scale)``). Embeddings, norms and ``lm_head`` are float32. The safetensors
 metadata holds ``format`` (``ternary-engine-bitnet``), ``format_version``, ``config``
-(JSON of :class:`~ternary_core.model.config.BitNetConfig`) and ``tokenizer`` (JSON,
-see :mod:`ternary_core.model.tokenizer`).
+(JSON of :class:`~ternary_core.model.config.BitNetConfig`), ``tokenizer`` (JSON,
+see :mod:`ternary_core.model.tokenizer`) and, in files ``ternary import`` wrote,
+``integer_probe`` (JSON ``{"positions": P, "top1_agreeing": A}``: of P probe positions,
+the integer decode's argmax equalled the float reference's at A; P = 0: not measured;
+see :mod:`ternary_core.integer.probe`). A file without it (trained here, or older) has
+no record.
 
 Loading treats the file as untrusted: every tensor is checked for presence, dtype,
 shape and value range, and the error names the tensor and the problem.
@@ -35,12 +39,28 @@ class BitLinearWeights:
     weight_scale: np.float32   # HF meaning: W ~ trits / weight_scale
 
 
+@dataclass(frozen=True)
+class IntegerProbe:
+    """What :func:`ternary_core.integer.probe.probe` measured on a model: of ``positions``
+    probe positions, the integer decode's argmax equalled the float reference's at
+    ``agreeing``. ``positions`` 0: not measured (``ternary import --probe-positions 0``)."""
+
+    positions: int
+    agreeing: int
+
+    @property
+    def agreement(self):
+        """The top-1 agreement (0..1), or None if not measured."""
+        return self.agreeing / self.positions if self.positions else None
+
+
 @dataclass
 class BitNetModel:
     config: BitNetConfig
     tokenizer: dict
     floats: dict = field(default_factory=dict)      # name -> float32 array
     bitlinears: dict = field(default_factory=dict)  # name -> BitLinearWeights
+    integer_probe: IntegerProbe = None              # None: no record (trained here, or older)
 
     def ternary_params(self):
         return sum(b.trits.size for b in self.bitlinears.values())
@@ -67,6 +87,7 @@ MAX_ABS_FLOAT = 1e6            # |embedding, norm, lm_head value|: squares and s
 MIN_WEIGHT_SCALE = 1e-6        # the host divides by it (a large one only quiets a layer)
 MAX_RMS_NORM_EPS = 1.0
 ROPE_THETA_RANGE = (1.0, 1e12)
+MAX_PROBE_POSITIONS = 1 << 20  # the probe steps the float reference once per position
 
 
 def check_config_ranges(config, where):
@@ -139,6 +160,9 @@ def save_model(path, model, *, what="output", inputs=()):
         tensors[name + ".weight_scale"] = np.array([b.weight_scale], dtype=np.float32)
     meta = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
             "config": json.dumps(model.config.to_dict()), "tokenizer": json.dumps(model.tokenizer)}
+    if model.integer_probe is not None:
+        meta["integer_probe"] = json.dumps({"positions": model.integer_probe.positions,
+                                            "top1_agreeing": model.integer_probe.agreeing})
     write_output(path, save(tensors, metadata=meta), what=what, inputs=inputs)
 
 
@@ -167,6 +191,7 @@ def load_model(path):
     config = BitNetConfig.from_dict(parse_json(meta.get("config", ""), f"{where}: metadata config"),
                                     source=f"{where}: config")
     tokenizer = parse_json(meta.get("tokenizer", ""), f"{where}: metadata tokenizer")
+    probe = read_integer_probe(meta, where)
 
     floats = {}
     for name, shape in float_tensor_shapes(config).items():
@@ -182,9 +207,33 @@ def load_model(path):
             raise TernaryError(f"{where}: tensor {name}.weight: {exc}") from None
         scale = _expect(tensors, name + ".weight_scale", (1,), "f", where)
         bitlinears[name] = BitLinearWeights(trits, np.float32(scale[0]))
-    model = BitNetModel(config, tokenizer, floats, bitlinears)
+    model = BitNetModel(config, tokenizer, floats, bitlinears, probe)
     check_model(model, where)
     return model
+
+
+def read_integer_probe(meta, where):
+    """The :class:`IntegerProbe` of a file's metadata (None if it has none), every field
+    checked: a bad one is an error naming it."""
+    if "integer_probe" not in meta:
+        return None
+    what = f"{where}: metadata integer_probe"
+    value = parse_json(meta["integer_probe"], what, expect=dict)
+    fields = ("positions", "top1_agreeing")
+    for key in value:
+        if key not in fields:
+            raise TernaryError(f"{what}: unknown field {key!r} (expected {', '.join(fields)})")
+    for key in fields:
+        if key not in value:
+            raise TernaryError(f"{what}: field {key} is missing")
+    positions, agreeing = value["positions"], value["top1_agreeing"]
+    if type(positions) is not int or not 0 <= positions <= MAX_PROBE_POSITIONS:
+        raise TernaryError(f"{what}: positions must be an integer 0..{MAX_PROBE_POSITIONS:,}, "
+                           f"got {positions!r}")
+    if type(agreeing) is not int or not 0 <= agreeing <= positions:
+        raise TernaryError(f"{what}: top1_agreeing must be an integer 0..positions "
+                           f"({positions}), got {agreeing!r}")
+    return IntegerProbe(positions, agreeing)
 
 
 def _expect(tensors, name, shape, kinds, where):
