@@ -22,9 +22,12 @@ import numpy as np
 
 
 def build_checkpoint(folder, *, hidden=64, heads=4, kv=2, ffn=160, vocab=97, layers=2, ctx=128,
-                     embed_std=1.0, init="hf", seed=0, hidden_act="relu2"):
-    """Build the checkpoint (``init``, ``embed_std`` as above; ``hidden_act`` relu2 or silu)
-    and ``save_pretrained`` it into ``folder``; return the transformers model."""
+                     embed_std=1.0, init="hf", seed=0, hidden_act="relu2", tied=False,
+                     fp16_scales=False):
+    """Build the checkpoint (``init``, ``embed_std`` as above; ``hidden_act`` relu2 or silu;
+    ``tied`` lm_head to the embeddings; ``fp16_scales``: BitLinear scales whose inverse fp16
+    holds exactly, as GGUF's TQ blocks and F16 values store it) and ``save_pretrained`` it
+    into ``folder`` (unless None); return the transformers model."""
     import torch
     import torch._dynamo
     from transformers import BitNetConfig, BitNetForCausalLM
@@ -37,7 +40,7 @@ def build_checkpoint(folder, *, hidden=64, heads=4, kv=2, ffn=160, vocab=97, lay
                        num_hidden_layers=layers, num_attention_heads=heads,
                        num_key_value_heads=kv, max_position_embeddings=ctx, rms_norm_eps=1e-5,
                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                       bos_token_id=None, eos_token_id=None, tie_word_embeddings=False,
+                       bos_token_id=None, eos_token_id=None, tie_word_embeddings=tied,
                        hidden_act=hidden_act)
     model = BitNetForCausalLM(cfg).eval()
     g = torch.Generator().manual_seed(seed + 1000)
@@ -58,12 +61,17 @@ def build_checkpoint(folder, *, hidden=64, heads=4, kv=2, ffn=160, vocab=97, lay
             if type(m).__name__ == "BitLinear":
                 w = floats[n]
                 scale = 1.0 / w.abs().mean().clamp(min=1e-5)
+                if fp16_scales:
+                    scale = 1.0 / (1.0 / scale).half().float()
                 m.weight = torch.nn.Parameter(pack_weights((w * scale).round().clamp(-1, 1).clone()),
                                               requires_grad=False)
                 m.weight_scale = scale.reshape(1).float()
     model.config.quantization_config = qc
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
+    if tied:
+        model.tie_weights()
+    if folder is not None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(folder)
     return model
 
 

@@ -18,6 +18,7 @@ pytest.importorskip("transformers", reason="installed by `make test` (reference 
 from host.cli import main  # noqa: E402
 from ternary_core.model.config import BitNetConfig  # noqa: E402
 from ternary_core.model.file import BitLinearWeights, BitNetModel  # noqa: E402
+from tests.random_hf_checkpoint import build_checkpoint  # noqa: E402
 from tests.test_model_files import write_gguf  # noqa: E402
 
 MARGIN = 0.5          # the issue's "no near-tie": transformers' top-2 logits at least this apart
@@ -27,43 +28,10 @@ PROMPT, STEPS = 6, 12
 def build(seed, hidden, ffn, hidden_act, tied):
     """A random BitNet by transformers with its own initialization (N(0, 0.02) BitLinears,
     unit norms) and N(0, 1) embeddings and lm_head (logits with a std of ~8, so greedy
-    steps are decided by clear margins), BitLinears packed offline as transformers does."""
-    import torch._dynamo
-    from transformers import BitNetConfig as HFConfig, BitNetForCausalLM
-    from transformers.integrations.bitnet import pack_weights, replace_with_bitnet_linear
-    from transformers.utils.quantization_config import BitNetQuantConfig
-
-    torch._dynamo.config.disable = True  # HF's BitLinear decorates with torch.compile
-    torch.manual_seed(seed)
-    cfg = HFConfig(vocab_size=256, hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=2,
-                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                   rms_norm_eps=1e-5, rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-                   bos_token_id=None, eos_token_id=None, tie_word_embeddings=tied,
-                   hidden_act=hidden_act)
-    hf = BitNetForCausalLM(cfg).eval()
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        hf.model.embed_tokens.weight.copy_(torch.randn(hf.model.embed_tokens.weight.shape, generator=g))
-        if not tied:
-            hf.lm_head.weight.copy_(torch.randn(hf.lm_head.weight.shape, generator=g))
-    qc = BitNetQuantConfig(linear_class="bitlinear", quantization_mode="offline",
-                           modules_to_not_convert=["lm_head"])
-    floats = {n: m.weight.detach().clone() for n, m in hf.named_modules()
-              if isinstance(m, torch.nn.Linear) and "layers" in n}
-    hf = replace_with_bitnet_linear(hf, modules_to_not_convert=["lm_head"], quantization_config=qc)
-    with torch.no_grad():
-        for n, m in hf.named_modules():
-            if type(m).__name__ == "BitLinear":
-                w = floats[n]
-                scale = 1.0 / w.abs().mean().clamp(min=1e-5)
-                # fp16-exact scales: GGUF's TQ blocks and F16 values hold the scale in fp16
-                scale = 1.0 / (1.0 / scale).half().float()
-                trits = (w * scale).round().clamp(-1, 1)
-                m.weight = torch.nn.Parameter(pack_weights(trits.clone()), requires_grad=False)
-                m.weight_scale = scale.reshape(1).float()
-    if tied:
-        hf.tie_weights()
-    return hf
+    steps are decided by clear margins), BitLinears packed offline as transformers does,
+    their scales fp16-exact (GGUF's TQ blocks and F16 values hold them in fp16)."""
+    return build_checkpoint(None, hidden=hidden, heads=4, kv=2, ffn=ffn, vocab=256, ctx=64,
+                            seed=seed, hidden_act=hidden_act, tied=tied, fp16_scales=True)
 
 
 def transcribe(hf):
