@@ -66,8 +66,8 @@ class SdramClocks(Elaboratable):
     ``sdram_clk_pin`` through ``ODDRX1F``. Without ``user_freq`` the controller's domains
     are ``sync`` and ``sync2x``; with it, ``sdram`` and ``sdram2x``, and ``sync`` runs at
     ``user_freq`` (the PLL's feedback output; every output exact from one VCO). Every
-    domain's reset is the PLL's lock, so the two sides of a crossing leave reset together
-    (each synchronously to its own clock)."""
+    domain's reset is the PLL's lock, so both sides of a crossing are reset together (the
+    core synchronizes its resets to its clocks itself)."""
 
     def __init__(self, freq, rate, sdram_clk_pin, user_freq=None):
         self.freq, self.rate, self.pin, self.user_freq = freq, rate, sdram_clk_pin, user_freq
