@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import Cat, ClockDomain, Const, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
+                          ResetSignal, Signal)
 from amaranth.lib import io
 
 from .tops import ecp5_pll_params
@@ -51,12 +52,14 @@ def pll_dividers(fin, fout, others):
             for clkop in range(1, 129):
                 vco = fout * clkop
                 divs = [vco / f for f in others]
-                if PLL_VCO[0] <= vco <= PLL_VCO[1] and all(d == int(d) and 1 <= d <= 128 for d in divs):
+                exact = all(d == int(d) and 1 <= d <= 128 for d in divs)
+                if PLL_VCO[0] <= vco <= PLL_VCO[1] and exact:
                     if best is None or vco > best[0]:
                         best = (vco, clki, clkfb, clkop, [int(d) for d in divs])
     if best is None:
-        raise TernaryError(f"no ECP5 PLL setting makes {fout / 1e6:g} MHz and "
-                           f"{', '.join(f'{f / 1e6:g}' for f in others)} MHz from {fin / 1e6:g} MHz")
+        rest = ", ".join(f"{f / 1e6:g}" for f in others)
+        raise TernaryError(f"no ECP5 PLL setting makes {fout / 1e6:g} MHz and {rest} MHz from "
+                           f"{fin / 1e6:g} MHz")
     return best[1:]
 
 
@@ -78,7 +81,8 @@ class SdramClocks(Elaboratable):
         half = self.rate == "1:2"
         fast = self.freq * (2 if half else 1)
         if self.user_freq:
-            clki, clkfb, clkop, (div, ctrl_div) = pll_dividers(25e6, self.user_freq, [fast, self.freq])
+            clki, clkfb, clkop, (div, ctrl_div) = pll_dividers(25e6, self.user_freq,
+                                                               [fast, self.freq])
             ctrl, ctrl2x = "sdram", "sdram2x"
         else:
             clki, clkfb, clkop = ecp5_pll_params(25e6, self.freq)
@@ -90,10 +94,12 @@ class SdramClocks(Elaboratable):
         # a second domain's clock on CLKOS3, in phase with CLKOS2 (both with no phase shift)
         os3 = {} if ctrl_div is None else dict(
             a_FREQUENCY_PIN_CLKOS3=str(self.freq / 1e6), p_CLKOS3_ENABLE="ENABLED",
-            p_CLKOS3_DIV=ctrl_div, p_CLKOS3_CPHASE=ctrl_div - 1, p_CLKOS3_FPHASE=0, o_CLKOS3=clk_ctrl)
+            p_CLKOS3_DIV=ctrl_div, p_CLKOS3_CPHASE=ctrl_div - 1, p_CLKOS3_FPHASE=0,
+            o_CLKOS3=clk_ctrl)
         m.submodules.pll = Instance(
             "EHXPLLL", **os3,
-            a_FREQUENCY_PIN_CLKI="25", a_FREQUENCY_PIN_CLKOP=str((self.user_freq or self.freq) / 1e6),
+            a_FREQUENCY_PIN_CLKI="25",
+            a_FREQUENCY_PIN_CLKOP=str((self.user_freq or self.freq) / 1e6),
             a_FREQUENCY_PIN_CLKOS=str(fast / 1e6), a_FREQUENCY_PIN_CLKOS2=str(fast / 1e6),
             a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
             p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
@@ -171,16 +177,18 @@ def main(argv=None):
     ap.add_argument("--user-freq", type=float, default=30.0, help="the pattern test's clock, MHz, "
                     "a domain of its own (default 30, the device's); 0: the controller's")
     ap.add_argument("--port-bits", type=int, choices=(16, 32, 64, 128),
-                    help="the port's word (default 64 with --user-freq: the SDRAM's rate at 30 MHz; "
-                         "the controller's without)")
+                    help="the port's word (default 64 with --user-freq: the SDRAM's rate at "
+                         "30 MHz; the controller's without)")
     ap.add_argument("--out", type=Path, default=Path("build/ulx3s-sdram-probe"))
     args = ap.parse_args(argv)
     controller_bits = 16 * (2 if args.rate == "1:2" else 1)
     if args.port_bits is None:
         args.port_bits = 64 if args.user_freq else controller_bits
-    if args.port_bits < controller_bits or (not args.user_freq and args.port_bits != controller_bits):
-        ap.error(f"--port-bits must be the controller's word ({controller_bits} bits at {args.rate})"
-                 f"{' or a multiple' if args.user_freq else ' with --user-freq 0'}, not {args.port_bits}")
+    one_domain = not args.user_freq
+    if args.port_bits < controller_bits or (one_domain and args.port_bits != controller_bits):
+        ap.error(f"--port-bits must be the controller's word ({controller_bits} bits at "
+                 f"{args.rate}){' with --user-freq 0' if one_domain else ' or a multiple'}, "
+                 f"not {args.port_bits}")
     t0 = time.time()
     top = SdramProbeTop(args.freq * 1e6, args.rate, args.user_freq * 1e6 or None, args.port_bits)
     plan = ULX3S_85F_Platform().prepare(top, name="top",
