@@ -2,13 +2,18 @@
 streams, with a pattern test that writes 4096-word bursts and reads them back, its error
 count's low bit on LED 0. A feasibility and timing build, and a bring-up check for a board:
 
-    python -m boards.sdram_probe [--rate 1:2] [--freq 50] [--out build/ulx3s-sdram-probe]
+    python -m boards.sdram_probe [--rate 1:2] [--freq 50] [--user-freq 30] [--port-bits 64]
+                                 [--out build/ulx3s-sdram-probe]
 
 prints the report (Fmax per clock, resources) and exits 1 if a clock misses its
-constraint. The clocking is litex-boards'
-``radiona_ulx3s``: the PLL makes ``sync`` (the controller's clock), at half rate
-``sync2x`` in phase with it for the PHY, and the SDRAM clock phase-shifted (90 degrees of
-``sync`` at full rate, 180 of ``sync2x`` at half rate) through a DDR output.
+constraint. The clocking is litex-boards' ``radiona_ulx3s``: the PLL makes the
+controller's clock, at half rate one at twice it and in phase with it for the PHY, and the
+SDRAM clock phase-shifted (90 degrees of the controller's at full rate, 180 of the fast one
+at half rate) through a DDR output. By default the pattern test runs as the device would:
+in ``sync`` at ``--user-freq`` (a fourth output of the same PLL, unrelated in phase), the
+controller in ``sdram`` (and ``sdram2x``), through LiteDRAM's clock-domain crossing, on a
+``--port-bits`` port. ``--user-freq 0`` puts everything in the controller's clock
+(``sync``, ``sync2x``), as before the crossing existed.
 """
 
 import argparse
@@ -17,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
+                          ResetSignal, Signal)
 from amaranth.lib import io
 
 from .tops import ecp5_pll_params
@@ -26,26 +32,74 @@ from .yowasp import tool_env
 SDRAM_PINS = ("clk", "clk_en", "cs", "we", "ras", "cas", "ba", "a", "dq", "dqm")
 
 
-class SdramClocks(Elaboratable):
-    """EHXPLLL from the 25 MHz oscillator: ``sync`` at ``freq``, ``sync2x`` (half rate),
-    and the phase-shifted SDRAM clock on ``sdram_clk_pin`` through ``ODDRX1F``."""
+PLL_VCO = (400e6, 800e6)     # the ECP5 EHXPLLL's VCO range
+PLL_PFD_MIN = 3.125e6
 
-    def __init__(self, freq, rate, sdram_clk_pin):
-        self.freq, self.rate, self.pin = freq, rate, sdram_clk_pin
+
+def pll_dividers(fin, fout, others):
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV, [divider of each of others])`` making ``fout`` on
+    CLKOP (the feedback) and every frequency of ``others`` exactly from one VCO; the
+    highest such VCO. Raises ``TernaryError`` if there is none."""
+    from ternary_core.errors import TernaryError
+
+    best = None
+    for clki in range(1, 129):
+        if fin / clki < PLL_PFD_MIN:
+            break
+        for clkfb in range(1, 129):
+            if fin * clkfb / clki != fout:
+                continue
+            for clkop in range(1, 129):
+                vco = fout * clkop
+                divs = [vco / f for f in others]
+                exact = all(d == int(d) and 1 <= d <= 128 for d in divs)
+                if PLL_VCO[0] <= vco <= PLL_VCO[1] and exact:
+                    if best is None or vco > best[0]:
+                        best = (vco, clki, clkfb, clkop, [int(d) for d in divs])
+    if best is None:
+        rest = ", ".join(f"{f / 1e6:g}" for f in others)
+        raise TernaryError(f"no ECP5 PLL setting makes {fout / 1e6:g} MHz and {rest} MHz from "
+                           f"{fin / 1e6:g} MHz")
+    return best[1:]
+
+
+class SdramClocks(Elaboratable):
+    """EHXPLLL from the 25 MHz oscillator: the controller's clock at ``freq``, at half rate
+    one at twice it in phase with it, and the phase-shifted SDRAM clock on
+    ``sdram_clk_pin`` through ``ODDRX1F``. Without ``user_freq`` the controller's domains
+    are ``sync`` and ``sync2x``; with it, ``sdram`` and ``sdram2x``, and ``sync`` runs at
+    ``user_freq`` (the PLL's feedback output; every output exact from one VCO). Every
+    domain's reset is the PLL's lock, so both sides of a crossing are reset together (the
+    core synchronizes its resets to its clocks itself)."""
+
+    def __init__(self, freq, rate, sdram_clk_pin, user_freq=None):
+        self.freq, self.rate, self.pin, self.user_freq = freq, rate, sdram_clk_pin, user_freq
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request("clk25", dir="-"))
         half = self.rate == "1:2"
         fast = self.freq * (2 if half else 1)
-        clki, clkfb, clkop = ecp5_pll_params(25e6, self.freq)
-        div = clkop // (2 if half else 1)
+        if self.user_freq:
+            clki, clkfb, clkop, (div, ctrl_div) = pll_dividers(25e6, self.user_freq,
+                                                               [fast, self.freq])
+            ctrl, ctrl2x = "sdram", "sdram2x"
+        else:
+            clki, clkfb, clkop = ecp5_pll_params(25e6, self.freq)
+            div, ctrl_div = clkop // (2 if half else 1), None
+            ctrl, ctrl2x = "sync", "sync2x"
         # LiteX's ECP5PLL phase: eighths of a VCO period
         phase = round((180 if half else 90) * div / 45)
-        locked, clk, clk_ps, clk2x = Signal(), Signal(), Signal(), Signal()
+        locked, clk, clk_ps, clk2x, clk_ctrl = Signal(), Signal(), Signal(), Signal(), Signal()
+        # a second domain's clock on CLKOS3, in phase with CLKOS2 (both with no phase shift)
+        os3 = {} if ctrl_div is None else dict(
+            a_FREQUENCY_PIN_CLKOS3=str(self.freq / 1e6), p_CLKOS3_ENABLE="ENABLED",
+            p_CLKOS3_DIV=ctrl_div, p_CLKOS3_CPHASE=ctrl_div - 1, p_CLKOS3_FPHASE=0,
+            o_CLKOS3=clk_ctrl)
         m.submodules.pll = Instance(
-            "EHXPLLL",
-            a_FREQUENCY_PIN_CLKI="25", a_FREQUENCY_PIN_CLKOP=str(self.freq / 1e6),
+            "EHXPLLL", **os3,
+            a_FREQUENCY_PIN_CLKI="25",
+            a_FREQUENCY_PIN_CLKOP=str((self.user_freq or self.freq) / 1e6),
             a_FREQUENCY_PIN_CLKOS=str(fast / 1e6), a_FREQUENCY_PIN_CLKOS2=str(fast / 1e6),
             a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
             p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
@@ -58,33 +112,43 @@ class SdramClocks(Elaboratable):
             i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=clk, o_CLKOS=clk_ps, o_CLKOS2=clk2x,
             i_CLKFB=clk, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
             i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
-        m.domains.sync = ClockDomain("sync")
-        m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(~locked)]
+        clocks = {"sync": clk}
+        if self.user_freq:
+            clocks[ctrl] = clk_ctrl
         if half:
-            m.domains.sync2x = ClockDomain("sync2x")
-            m.d.comb += [ClockSignal("sync2x").eq(clk2x), ResetSignal("sync2x").eq(~locked)]
+            clocks[ctrl2x] = clk2x
+        for name, sig in clocks.items():
+            m.domains += ClockDomain(name)
+            m.d.comb += [ClockSignal(name).eq(sig), ResetSignal(name).eq(~locked)]
         m.submodules.sdram_clk = Instance("ODDRX1F", i_SCLK=clk_ps, i_RST=0, i_D0=1, i_D1=0,
                                           o_Q=self.pin)
         return m
 
 
 class SdramProbeTop(Elaboratable):
+    """The pattern test in ``sync``; the controller there too, or with ``user_freq`` in
+    its own domain (:class:`SdramClocks`) with a ``port_bits`` port."""
     BURST = 4096
 
-    def __init__(self, freq, rate):
-        self.freq, self.rate = freq, rate
+    def __init__(self, freq, rate, user_freq=None, port_bits=None):
+        self.freq, self.rate, self.user_freq, self.port_bits = freq, rate, user_freq, port_bits
 
     def elaborate(self, platform):
         from rtl.sdram.controller import LiteDramCore, SdramStreams
 
         m = Module()
         pins = platform.request("sdram", 0, dir={k: "-" for k in SDRAM_PINS})
-        m.submodules.clocks = SdramClocks(self.freq, self.rate, pins.clk.io)
-        core = LiteDramCore(variant="board", clk_freq=self.freq, pins=pins, rate=self.rate)
+        m.submodules.clocks = SdramClocks(self.freq, self.rate, pins.clk.io, self.user_freq)
+        core = LiteDramCore(variant="board", clk_freq=self.freq, pins=pins, rate=self.rate,
+                            controller_domain="sdram" if self.user_freq else "sync",
+                            port_data_width=self.port_bits)
         platform.add_file("litedram_sdr.v", core.verilog)
         m.submodules.streams = s = SdramStreams(core)
         addr, reading, errors = Signal(core.geometry.address_width), Signal(), Signal(8)
-        pattern = (addr ^ 0x5A5A5A5A)[:len(s.read_data.payload)]
+        # every bit of a word depends on its address, differently in each 32-bit lane
+        width = len(s.read_data.payload)
+        pattern = Cat(*(Const(0x5A5A5A5A + 0x1234567 * i, 32) ^ addr
+                         for i in range(-(-width // 32))))[:width]
         m.d.comb += [
             s.write_req.valid.eq(s.init_done & ~reading), s.write_req.payload.addr.eq(addr),
             s.write_req.payload.count.eq(self.BURST),
@@ -110,10 +174,24 @@ def main(argv=None):
     ap.add_argument("--rate", choices=("1:1", "1:2"), default="1:2")
     ap.add_argument("--freq", type=float, default=50.0, help="controller clock, MHz (the SDRAM "
                     "runs at twice it with --rate 1:2)")
+    ap.add_argument("--user-freq", type=float, default=30.0, help="the pattern test's clock, MHz, "
+                    "a domain of its own (default 30, the device's); 0: the controller's")
+    ap.add_argument("--port-bits", type=int, choices=(16, 32, 64, 128),
+                    help="the port's word (default 64 with --user-freq: the SDRAM's rate at "
+                         "30 MHz; the controller's without)")
     ap.add_argument("--out", type=Path, default=Path("build/ulx3s-sdram-probe"))
     args = ap.parse_args(argv)
+    controller_bits = 16 * (2 if args.rate == "1:2" else 1)
+    if args.port_bits is None:
+        args.port_bits = 64 if args.user_freq else controller_bits
+    one_domain = not args.user_freq
+    if args.port_bits < controller_bits or (one_domain and args.port_bits != controller_bits):
+        ap.error(f"--port-bits must be the controller's word ({controller_bits} bits at "
+                 f"{args.rate}){' with --user-freq 0' if one_domain else ' or a multiple'}, "
+                 f"not {args.port_bits}")
     t0 = time.time()
-    plan = ULX3S_85F_Platform().prepare(SdramProbeTop(args.freq * 1e6, args.rate), name="top",
+    top = SdramProbeTop(args.freq * 1e6, args.rate, args.user_freq * 1e6 or None, args.port_bits)
+    plan = ULX3S_85F_Platform().prepare(top, name="top",
                                         nextpnr_opts="--report top.report.json --timing-allow-fail --seed 1")
     plan.execute_local(str(args.out), env=tool_env())
     report = json.loads((args.out / "top.report.json").read_text())

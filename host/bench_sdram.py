@@ -3,8 +3,11 @@
 For each engine, a 512x512 layer is written into LiteDRAM's SDRAM model and multiplied
 with the layer streamed in one burst (sim/tb_sdram_matvec.py under Verilator, the
 controller at half rate: 50 MHz, a 32-bit port, the SDRAM at 100 MHz): its cycles against
-the SDRAM bound (its words at one a cycle), and what that rate makes of a token of the
-issue-20 model shapes (bytes a token: ternary weights plus the int8 lm_head).
+the port's peak (its words at one a cycle), and what that rate makes of a token of the
+issue-20 model shapes (bytes a token: ternary weights plus the int8 lm_head). Then the
+same with the engine at the device's 30 MHz, the controller at 50 MHz in its own clock
+domain (LiteDRAM's clock-domain crossing): on a 32-bit port (bound by the port: a word a
+30 MHz cycle) and on a 64-bit one (bound by the SDRAM).
 """
 
 import dataclasses
@@ -13,8 +16,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ENGINES = (("2x8", "2bit"), ("4x8", "2bit"), ("2x10", "base3"))
-CLK_FREQ = 50e6
+CLK_FREQ = 50e6     # the controller's
+# (engine, format, the engine's clock, the port's bits); the engine's clock None: the
+# controller's, one domain
+ENGINES = (("2x8", "2bit", None, 32), ("4x8", "2bit", None, 32), ("2x10", "base3", None, 32),
+           ("2x8", "2bit", 30e6, 32), ("4x8", "2bit", 30e6, 64))
 # (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes
 MODEL_SHAPES = (("hidden 512 / 8 layers / FFN 1376 / vocab 8192", 512, 8, 1376, 8, 4, 8192),
                 ("hidden 768 / 12 layers / FFN 2048 / vocab 8192", 768, 12, 2048, 12, 6, 8192))
@@ -27,24 +33,27 @@ def measure(engines=ENGINES, *, seed=1, log=sys.stderr):
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="ternary-sdram-bench-") as tmp:
-        for shape, fmt in engines:
+        for shape, fmt, user_hz, port_bits in engines:
             r, c = (int(v) for v in shape.split("x"))
             cfg = EngineConfig(rows=r, cols=c, fmt=fmt, max_m=512, max_k=512, weight_words=16)
-            print(f"measuring the {shape} {fmt} engine fed from SDRAM (Verilator, about a minute) ...",
-                  file=log, flush=True)
-            text, geometry = sdram_matvec_verilog(cfg, clk_freq=CLK_FREQ)
-            record = Path(tmp) / f"{shape}-{fmt}.jsonl"
+            clocks = f"at {user_hz / 1e6:g} MHz, " if user_hz else ""
+            print(f"measuring the {shape} {fmt} engine fed from SDRAM ({clocks}{port_bits}-bit port; "
+                  "Verilator, about a minute) ...", file=log, flush=True)
+            text, geometry = sdram_matvec_verilog(cfg, clk_freq=CLK_FREQ, two_clocks=bool(user_hz),
+                                                  port_data_width=port_bits)
+            name = f"{shape}-{fmt}-{user_hz or CLK_FREQ:g}-{port_bits}"
+            record = Path(tmp) / f"{name}.jsonl"
             env = {"TERNARY_TB_SDRAM": json.dumps(dataclasses.asdict(geometry)),
                    "TERNARY_TB_CONFIG": config_to_env(cfg), "TERNARY_TB_SEED": str(seed),
-                   "TERNARY_TB_RECORD": str(record)}
-            run_cocotb(text, "sdram_matvec", "sim.tb_sdram_matvec", Path(tmp) / f"{shape}-{fmt}",
+                   "TERNARY_TB_RECORD": str(record), "TERNARY_TB_USER_HZ": str(user_hz or "")}
+            run_cocotb(text, "sdram_matvec", "sim.tb_sdram_matvec", Path(tmp) / name,
                        extra_env=env, testcase="a_large_layer_streams_near_the_memorys_rate", seed=seed)
             rec = json.loads(record.read_text().splitlines()[-1])
-            bytes_per_cycle = geometry.data_width // 8
             ratio = rec["sdram_words"] / rec["cycles"]
+            peak = min(1.0, CLK_FREQ * geometry.controller_data_width / ((user_hz or CLK_FREQ) * port_bits))
             rows.append({"engine": shape, "format": fmt, "macs": r * c, **rec,
-                         "of_bound": round(ratio, 3),
-                         "mb_per_s": round(ratio * bytes_per_cycle * CLK_FREQ / 1e6, 1)})
+                         "words_per_cycle": round(ratio, 3), "of_bound": round(ratio / peak, 3),
+                         "mb_per_s": round(rec["mb_per_s"], 1)})
     return {"clock_mhz": CLK_FREQ / 1e6, "rate": "1:2", "rows": rows, "models": project(rows)}
 
 
@@ -71,12 +80,15 @@ def project(rows):
 
 def table(result):
     lines = [f"SDRAM-fed matvec, controller at {result['clock_mhz']:g} MHz ({result['rate']}), "
-             "a 512x512 layer:",
-             "| engine | format | MACs | SDRAM words | cycles | of the SDRAM bound | MB/s |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "a 512x512 layer (cycles of the engine's clock; the port's peak: a word a cycle, "
+             "or the SDRAM's when the port is faster):",
+             "| engine | format | MACs | engine MHz | port bits | SDRAM words | cycles | words a cycle "
+             "| of the port's peak | MB/s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["rows"]:
-        lines.append(f"| {r['engine']} | {r['format']} | {r['macs']} | {r['sdram_words']:,} | "
-                     f"{r['cycles']:,.0f} | {r['of_bound']} | {r['mb_per_s']} |")
+        lines.append(f"| {r['engine']} | {r['format']} | {r['macs']} | {r['user_mhz']:g} | "
+                     f"{r['port_bits']} | {r['sdram_words']:,} | {r['cycles']:,.0f} | "
+                     f"{r['words_per_cycle']} | {r['of_bound']} | {r['mb_per_s']} |")
     lines += ["", "projected (weights + int8 lm_head at the measured rate):",
               "| model | format | MB a token | tokens/s |", "| --- | --- | --- | --- |"]
     for p in result["models"]:

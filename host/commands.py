@@ -452,9 +452,10 @@ def register_bench(sub):
                         "cores)")
     p.add_argument("--sdram", action="store_true",
                    help="instead: the matvec engine fed from the ULX3S SDRAM (LiteDRAM and its "
-                        "SDRAM model under Verilator, a few minutes): cycles of a 512x512 layer "
-                        "against the SDRAM bound, and the tokens/s that rate makes of issue 20's "
-                        "model shapes (docs/sdram.md)")
+                        "SDRAM model under Verilator, a few minutes): cycles of a 512x512 "
+                        "layer against the port's peak, with the engine at the controller's 50 MHz "
+                        "and at the device's 30 MHz across clock domains, and the tokens/s that "
+                        "rate makes of issue 20's model shapes (docs/sdram.md)")
     p.set_defaults(func=_bench)
 
 

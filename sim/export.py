@@ -36,15 +36,65 @@ def engine_verilog(config, *, name="ternary_engine", base3_impl="arith", weight_
     return with_header(verilog.convert(engine, name=name, emit_src=False))
 
 
-def sdram_matvec_verilog(config, *, rate="1:2", clk_freq=50e6, name="sdram_matvec"):
+SDRAM_DOMAIN = "sdram"     # the controller's clock domain in the two-clock simulations
+
+
+def with_domain_ports(component, domain):
+    """A component whose ports are ``component``'s plus ``<domain>_clk`` and
+    ``<domain>_rst`` driving clock domain ``domain`` (``sync`` stays Amaranth's own
+    ``clk`` / ``rst``): a top for a design in two clock domains, each from a testbench's
+    clock."""
+    from amaranth.hdl import ClockDomain, Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In
+
+    class _Top(wiring.Component):
+        def __init__(self):
+            super().__init__({**dict(component.signature.members),
+                              f"{domain}_clk": In(1), f"{domain}_rst": In(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.inner = component
+            cd = ClockDomain(domain)
+            m.domains += cd
+            m.d.comb += [cd.clk.eq(getattr(self, f"{domain}_clk")),
+                         cd.rst.eq(getattr(self, f"{domain}_rst"))]
+            for name, member in component.signature.members.items():
+                outer, inner = getattr(self, name), getattr(component, name)
+                if member.is_signature:
+                    wiring.connect(m, wiring.flipped(outer), inner)
+                elif member.flow == wiring.Out:
+                    m.d.comb += outer.eq(inner)
+                else:
+                    m.d.comb += inner.eq(outer)
+            return m
+
+    return _Top()
+
+
+def sdram_verilog(make, core, name):
+    """Verilog of ``make(core)`` (a component on an SDRAM ``core``), with the core's
+    Verilog appended; a core whose controller has its own clock domain gets
+    ``<domain>_clk`` / ``<domain>_rst`` ports (:func:`with_domain_ports`)."""
+    top = make(core)
+    if core.controller_domain != "sync":
+        top = with_domain_ports(top, core.controller_domain)
+    return with_header(verilog.convert(top, name=name, emit_src=False)) + core.verilog
+
+
+def sdram_matvec_verilog(config, *, rate="1:2", clk_freq=50e6, name="sdram_matvec",
+                         two_clocks=False, port_data_width=None):
     """``(verilog_text, geometry)`` of :class:`rtl.sdram.streamed_matvec.SdramMatvec` for an
-    engine ``config`` over LiteDRAM's SDRAM model (the core's Verilog included)."""
+    engine ``config`` over LiteDRAM's SDRAM model (the core's Verilog included). With
+    ``two_clocks`` the controller runs in :data:`SDRAM_DOMAIN` (ports ``sdram_clk``,
+    ``sdram_rst``) and everything else in ``sync``."""
     from rtl.sdram.controller import LiteDramCore
     from rtl.sdram.streamed_matvec import SdramMatvec
 
-    core = LiteDramCore(variant="model", clk_freq=clk_freq, rate=rate)
-    text = with_header(verilog.convert(SdramMatvec(config, core), name=name, emit_src=False))
-    return text + core.verilog, core.geometry
+    core = LiteDramCore(variant="model", clk_freq=clk_freq, rate=rate, port_data_width=port_data_width,
+                        controller_domain=SDRAM_DOMAIN if two_clocks else "sync")
+    return sdram_verilog(lambda c: SdramMatvec(config, c), core, name), core.geometry
 
 
 def config_to_env(config):

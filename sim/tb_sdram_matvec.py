@@ -23,7 +23,7 @@ from sim.cocotb_streams import StreamSink, StreamSource, field, pack_struct
 from sim.export import config_from_env
 from rtl.sdram.controller import burst_layout
 from sim.tb_matvec import write_acts
-from sim.tb_sdram import PERIOD_NS, TB
+from sim.tb_sdram import PEAK, TB, USER_HZ, user_cycles
 from ternary_core.golden import matvec
 
 CFG = config_from_env(os.environ["TERNARY_TB_CONFIG"])
@@ -38,7 +38,7 @@ COUNT_WIDTH = 24   # SdramMatvec's default
 
 class MatvecTB(TB):
     def __init__(self, dut, rng, stall):
-        super().__init__(dut, rng, burst_layout(AW, COUNT_WIDTH))
+        super().__init__(dut, rng, burst_layout(AW, COUNT_WIDTH), reads=False)
         self.write_req.stall = self.write_data.stall = 0.0
         self.cmd = StreamSource(dut, "cmd", dut.clk, stall=stall, rng=rng)
         self.res = StreamSink(dut, "result", dut.clk, stall=stall, rng=rng)
@@ -63,10 +63,10 @@ class MatvecTB(TB):
     async def matvec(self, addr, w, x):
         await self.load_acts(x)
         m, k = w.shape
-        start = get_sim_time("ns")
+        start = get_sim_time("ps")
         await self.cmd.send(pack_struct(CMD, addr=addr, m=m, k=k))
         got = await self.results(m)
-        cycles = (get_sim_time("ns") - start) / PERIOD_NS
+        cycles = user_cycles(start)
         want = matvec(w, x, CFG.acc_bits)
         bad = np.nonzero(np.array(got) != want)[0] if len(got) == m else [0]
         assert len(got) == m and not len(bad), \
@@ -97,8 +97,8 @@ async def layers_streamed_from_sdram_match_the_golden_model(dut):
 
 @cocotb.test(timeout_time=20, timeout_unit="ms")
 async def a_large_layer_streams_near_the_memorys_rate(dut):
-    """One large layer, results taken as they come: cycles against its SDRAM words
-    (the bound at one word a cycle), printed for the record."""
+    """One large layer, results taken as they come: its SDRAM words a cycle (of the user
+    side's clock) against the port's peak, printed for the record."""
     rng = random.Random(SEED + 1)
     nrng = np.random.default_rng(SEED + 1)
     tb = MatvecTB(dut, rng, stall=0.0)
@@ -109,10 +109,14 @@ async def a_large_layer_streams_near_the_memorys_rate(dut):
     await tb.write(0, words)
     cycles = await tb.matvec(0, w, nrng.integers(-128, 128, size=k).astype(np.int8))
     ratio = len(words) / cycles
+    mb_s = ratio * DW / 8 * USER_HZ / 1e6
     if RECORD:
         with open(RECORD, "a") as f:
-            f.write(json.dumps({"m": m, "k": k, "sdram_words": len(words), "cycles": cycles}) + "\n")
-    print(f"SDRAM-fed matvec {m}x{k} on {CFG.rows}x{CFG.cols} {CFG.fmt}: {len(words)} SDRAM words "
-          f"in {cycles:.0f} cycles = {ratio:.3f} of the SDRAM bound")
-    assert ratio > 0.5, f"{ratio:.3f} of the SDRAM bound"
+            f.write(json.dumps({"m": m, "k": k, "sdram_words": len(words), "cycles": cycles,
+                                "user_mhz": USER_HZ / 1e6, "port_bits": DW,
+                                "mb_per_s": mb_s}) + "\n")
+    print(f"SDRAM-fed matvec {m}x{k} on {CFG.rows}x{CFG.cols} {CFG.fmt}, {USER_HZ / 1e6:g} MHz, "
+          f"{DW}-bit port: {len(words)} SDRAM words in {cycles:.0f} cycles = {ratio:.3f} words a "
+          f"cycle (the port's peak {PEAK:.3f}) = {mb_s:.1f} MB/s")
+    assert ratio > 0.5 * PEAK, f"{ratio:.3f} words a cycle, the port's peak {PEAK:.3f}"
     assert int(dut.timing_violation.value) == 0

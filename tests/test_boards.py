@@ -69,14 +69,31 @@ def test_ulx3s_85f_bitstream_meets_timing_with_no_dsp(tmp_path):
     assert rep["target_mhz"] == board("ulx3s-85f").clock_hz / 1e6 and rep["rows"] * rep["cols"] >= 256
 
 
+def test_sdram_probe_pll_makes_every_clock_exactly_from_one_vco():
+    from boards.sdram_probe import pll_dividers
+
+    # the device's 30 MHz on the feedback output; the SDRAM's 100 and the controller's 50
+    clki, clkfb, clkop, (fast, ctrl) = pll_dividers(25e6, 30e6, [100e6, 50e6])
+    vco = 25e6 * clkfb / clki * clkop
+    assert 25e6 * clkfb / clki == 30e6 and 25e6 / clki >= 3.125e6 and 400e6 <= vco <= 800e6
+    assert vco / fast == 100e6 and vco / ctrl == 50e6
+    with pytest.raises(TernaryError, match="no ECP5 PLL setting makes 30 MHz and 100, 49.9 MHz "
+                                           "from 25 MHz"):
+        pll_dividers(25e6, 30e6, [100e6, 49.9e6])
+
+
 @pytest.mark.slow
 def test_ulx3s_sdram_path_meets_timing_at_half_rate(tmp_path):
     """LiteDRAM's SDR core (board variant) with our burst streams and litex-boards' ULX3S
-    clocking: the controller at 50 MHz, the PHY and SDRAM at 100 MHz. About a minute."""
+    clocking: the controller at 50 MHz, the PHY and SDRAM at 100 MHz, the pattern test at
+    the device's 30 MHz on a 64-bit port through LiteDRAM's clock-domain crossing. About two
+    minutes."""
     from boards.sdram_probe import main as probe
 
     out = tmp_path / "sdram"
-    assert probe(["--rate", "1:2", "--freq", "50", "--out", str(out)]) == 0
+    assert probe(["--rate", "1:2", "--freq", "50", "--user-freq", "30", "--port-bits", "64",
+                  "--out", str(out)]) == 0
     rep = json.loads((out / "top.report.json").read_text())
-    assert sorted(f["constraint"] for f in rep["fmax"].values()) == [50, 100]
+    # nextpnr derives 30.0003 MHz from the PLL (a period of 33.333 ns)
+    assert sorted(round(f["constraint"]) for f in rep["fmax"].values()) == [30, 50, 100]
     assert rep["utilization"]["EHXPLLL"]["used"] == 1 and rep["utilization"]["IOLOGIC"]["used"] >= 39

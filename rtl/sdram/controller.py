@@ -13,7 +13,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from .litedram_core import litedram_verilog
+from .litedram_core import CDC_RDATA_DEPTH, litedram_verilog
 
 
 def command_layout(address_width):
@@ -49,30 +49,55 @@ class LiteDramCore(wiring.Component):
     Parameters
     ----------
     variant : ``"model"`` (simulation: the memory and its timing checker) or ``"board"``.
-    module, clk_freq : the SDRAM part and the clock the core runs at (``sync``).
+    module, clk_freq : the SDRAM part and the clock the controller runs at
+        (``controller_domain``).
     rate : ``"1:1"`` (the SDRAM at ``clk_freq``, a ``data_width``-bit port) or ``"1:2"`` (the
         SDRAM at twice ``clk_freq``: the port is twice as wide; on the board the PHY runs in
-        ``fast_domain``, a clock at twice ``sync`` and in phase with it).
+        ``fast_domain``, a clock at twice the controller's and in phase with it; by default
+        ``<controller_domain>2x``).
+    controller_domain : the controller's clock domain. ``"sync"`` (the default): everything
+        in one domain. Any other name: the controller runs there and the port stays in
+        ``sync``, at any frequency, through LiteDRAM's clock-domain crossing (asynchronous
+        FIFOs; ``init_done`` crosses through a two-flop synchronizer, so no command goes in
+        before the power-up sequence is over as seen from ``sync``). Either domain's reset
+        resets the whole core (the controller runs its power-up sequence again), released
+        two cycles of each clock after the later of the two, so they may be released in any
+        order; assert both together (from one source, such as a PLL's lock) for at least
+        three cycles of the slower clock, since the port's users in ``sync`` start afresh
+        with the core. Write data go into the port before their commands
+        (:class:`BurstWriter`'s ``data_first``).
+    port_data_width : the port's word (a power-of-two multiple of the controller's, default
+        the controller's): each wide word is that many controller words at consecutive
+        addresses, lowest bits first, converted on the controller's side at its full rate.
+        With a slower ``sync`` this is what lets the port carry the SDRAM's bandwidth (so it
+        needs a ``controller_domain`` of its own).
     pins : (``board``) the board's ``sdram`` resource requested with ``dir="-"`` for every
         subsignal (the core has its own I/O registers); its ``clk`` is the caller's to
-        drive (the SDRAM clock is a phase-shifted copy of ``sync``, see
+        drive (the SDRAM clock is a phase-shifted copy of the controller's, see
         :class:`boards.sdram_probe.SdramClocks`).
 
     Members
     -------
-    port : ``In(PortSignature)`` — the native port (commands are taken only after
-        ``init_done``).
-    init_done : the power-up sequence is over.
-    timing_violation : (``model``) sticky: the timing checker saw a violation.
+    controller_domain : as given.
+    port : ``In(PortSignature)`` — the native port, in ``sync`` (commands are taken only
+        after ``init_done``).
+    init_done : the power-up sequence is over (in ``sync``).
+    timing_violation : (``model``) sticky: the timing checker saw a violation (in ``sync``).
     """
 
     def __init__(self, *, variant="model", module="MT48LC16M16", clk_freq=50e6, name="litedram_sdr",
-                 pins=None, rate="1:1", fast_domain="sync2x", **generate_args):
+                 pins=None, rate="1:1", controller_domain="sync", fast_domain=None,
+                 port_data_width=None, **generate_args):
         if (variant == "board") != (pins is not None):
             raise ValueError("LiteDramCore: pins must be given for the board variant, and only for it")
-        self._pins, self._fast_domain = pins, fast_domain
+        if not isinstance(controller_domain, str) or not controller_domain:
+            raise TypeError(f"controller_domain must be a clock domain's name, not {controller_domain!r}")
+        self._pins, self.controller_domain = pins, controller_domain
+        self._fast_domain = fast_domain or f"{controller_domain}2x"
         self.verilog, self._ports, self.geometry = litedram_verilog(
-            variant=variant, module=module, clk_freq=clk_freq, name=name, rate=rate, **generate_args)
+            variant=variant, module=module, clk_freq=clk_freq, name=name, rate=rate,
+            user_domain=controller_domain != "sync", port_data_width=port_data_width,
+            **generate_args)
         self._name, self._variant = name, variant
         g = self.geometry
         members = {
@@ -91,7 +116,8 @@ class LiteDramCore(wiring.Component):
         cmd_ready = Signal()
         m.d.comb += port.cmd.ready.eq(cmd_ready & self.init_done)
         conns = dict(
-            i_sys_clk=ClockSignal(), i_sys_rst=ResetSignal(),
+            i_sys_clk=ClockSignal(self.controller_domain),
+            i_sys_rst=ResetSignal(self.controller_domain),
             o_init_done=self.init_done,
             i_cmd_valid=port.cmd.valid & self.init_done, o_cmd_ready=cmd_ready,
             i_cmd_we=port.cmd.payload.we, i_cmd_addr=port.cmd.payload.addr,
@@ -101,6 +127,8 @@ class LiteDramCore(wiring.Component):
         )
         if violation is not None:
             conns["o_timing_violation"] = self.timing_violation
+        if "user_clk" in self._ports:
+            conns.update(i_user_clk=ClockSignal("sync"), i_user_rst=ResetSignal("sync"))
         if "sys2x_clk" in self._ports:
             conns.update(i_sys2x_clk=ClockSignal(self._fast_domain),
                          i_sys2x_rst=ResetSignal(self._fast_domain))
@@ -166,10 +194,20 @@ class BurstReader(wiring.Component):
 
 class BurstWriter(wiring.Component):
     """Writes bursts: each request on ``req`` takes ``count`` words from ``i`` and writes
-    them from ``addr`` upwards, a word a cycle when the memory takes one."""
+    them from ``addr`` upwards, a word a cycle when the memory takes one.
 
-    def __init__(self, address_width, data_width, *, count_width=16, fifo_depth=8):
-        self.fifo_depth = fifo_depth
+    LiteDRAM's controller takes a write's data on the cycle it issues the write, some
+    cycles after it took the command, and does not look at ``wdata.valid``. On the
+    controller's own port (``data_first=False``) the command goes first and its word
+    waits here (``fifo_depth`` words) for the port to ask. Behind a clock-domain crossing
+    (``data_first=True``) the port's ``wdata`` is a FIFO that takes words at once, and a
+    command that crossed before its word would have the controller write whatever is there:
+    each word goes into the port first and its command follows on a later cycle, so it
+    reaches the controller no earlier than its word.
+    """
+
+    def __init__(self, address_width, data_width, *, count_width=16, fifo_depth=8, data_first=False):
+        self.fifo_depth, self.data_first = fifo_depth, data_first
         super().__init__({
             "req": In(stream.Signature(burst_layout(address_width, count_width))),
             "i": In(stream.Signature(data_width)),
@@ -178,6 +216,8 @@ class BurstWriter(wiring.Component):
         })
 
     def elaborate(self, platform):
+        if self.data_first:
+            return self._elaborate_data_first()
         m = Module()
         width = len(self.i.payload)
         # the port asks for a write's data after it takes the command: the data waits here
@@ -204,6 +244,32 @@ class BurstWriter(wiring.Component):
             m.d.sync += issued.eq(Mux(last, 0, issued + 1))
         return m
 
+    def _elaborate_data_first(self):
+        m = Module()
+        count = self.req.payload.count
+        issued = Signal.like(count)      # commands of this burst issued
+        ahead = Signal.like(count)       # words in the port whose commands are not issued yet
+        issue = self.port.cmd.valid & self.port.cmd.ready
+        last = issued + 1 == count
+        more = self.req.valid & (issued + ahead < count)
+        take = self.i.valid & self.i.ready
+        m.d.comb += [
+            self.port.wdata.valid.eq(more & self.i.valid),
+            self.port.wdata.payload.data.eq(self.i.payload),
+            self.port.wdata.payload.we.eq(-1),
+            self.i.ready.eq(more & self.port.wdata.ready),
+            # a register, so a command is issued at the earliest the cycle after its word
+            self.port.cmd.valid.eq(ahead != 0),
+            self.port.cmd.payload.we.eq(1),
+            self.port.cmd.payload.addr.eq(self.req.payload.addr + issued),
+            self.req.ready.eq((issue & last) | (self.req.valid & (count == 0))),
+            self.busy.eq(self.req.valid | (ahead != 0)),
+        ]
+        m.d.sync += ahead.eq(ahead + take - issue)
+        with m.If(issue):
+            m.d.sync += issued.eq(Mux(last, 0, issued + 1))
+        return m
+
 
 class SdramStreams(wiring.Component):
     """A :class:`BurstWriter` and a :class:`BurstReader` sharing one core's port (the
@@ -211,8 +277,13 @@ class SdramStreams(wiring.Component):
 
     def __init__(self, core, *, count_width=16, read_fifo_depth=32):
         g = core.geometry
+        if g.user_domain and read_fifo_depth > CDC_RDATA_DEPTH:
+            # the crossing's read FIFO does not wait either: it must hold every read in flight
+            raise ValueError(f"read_fifo_depth must be at most {CDC_RDATA_DEPTH} (the clock-domain "
+                             f"crossing's read FIFO), not {read_fifo_depth}")
         self.core = core
-        self.writer = BurstWriter(g.address_width, g.data_width, count_width=count_width)
+        self.writer = BurstWriter(g.address_width, g.data_width, count_width=count_width,
+                                  data_first=g.user_domain)
         self.reader = BurstReader(g.address_width, g.data_width, count_width=count_width,
                                   fifo_depth=read_fifo_depth)
         super().__init__({

@@ -23,6 +23,11 @@ The native port is LiteDRAM's: ``cmd`` (``valid``/``ready``/``we``/``addr``, one
 enables) and ``rdata`` (``valid``/``data``; reads return in order, and the port does not
 wait: whoever issues a read must be able to take its data, see
 :class:`rtl.sdram.controller.BurstReader`).
+
+The port is in the controller's clock (``sys_clk``), or with ``user_domain`` in a clock of
+its own (``user_clk``, any frequency) through LiteDRAM's ``LiteDRAMNativePortCDC``
+(:func:`_user_port`), optionally wider than the controller's word (``port_data_width``),
+so that a slower user clock can still take the SDRAM's whole bandwidth.
 """
 
 import copy
@@ -36,6 +41,11 @@ RATES = ("1:1", "1:2")     # GENSDRPHY (SDRAM at the controller's clock) or Half
 POWER_UP_US = 200          # CKE high with NOPs before the first command (datasheet: 100 us)
 CHIP_DATA_BITS = 16       # the ULX3S's SDRAM is x16
 REFRESH_GAP_LIMIT = 9      # the model flags a gap of more than this many tREFI between refreshes
+# LiteDRAMNativePortCDC's asynchronous FIFOs (entries; powers of two). Its default command
+# FIFO (4) held a 32-bit port at 30 MHz to 0.992 words a cycle; 8 gives 0.999.
+CDC_CMD_DEPTH = 8
+CDC_WDATA_DEPTH = 16
+CDC_RDATA_DEPTH = 32       # at least the reads a BurstReader keeps in flight (its fifo_depth)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,12 @@ class SdramGeometry:
     ncols: int
     cl: int
     read_latency: int        # DFI read latency of the PHY (cycles)
+    user_domain: bool = False    # the port is in its own clock domain (user_clk)
+    controller_data_width: int = 0   # the controller's word (bits a cycle at clk_freq)
+
+    def __post_init__(self):
+        if not self.controller_data_width:
+            object.__setattr__(self, "controller_data_width", self.data_width)
 
     @property
     def size_bytes(self):
@@ -116,8 +132,79 @@ def _init_sequencer(dfii, phy_settings, timing, clk_freq):
     return m
 
 
+def _split_port(port_from, port_to):
+    """A wide port on a narrow one, ``ratio = port_from.data_width // port_to.data_width``
+    narrow commands for each wide one, back to back: the command of the first narrow word
+    goes out on the cycle the wide one arrives, so the controller gets one a cycle.
+    LiteDRAM's own ``LiteDRAMNativePortDownConverter`` does the same with a state machine
+    that takes a cycle to accept each wide command, ``ratio / (ratio + 1)`` of the
+    controller's rate. The data are split and joined by LiteX's ``StrideConverter`` as
+    there (lowest bits at the lowest address)."""
+    from litex.soc.interconnect import stream
+    from migen import If, Module, Signal
+
+    m = Module()
+    ratio = port_from.data_width // port_to.data_width
+    count = Signal(max=ratio)
+    last = count == ratio - 1
+    m.comb += [
+        port_to.cmd.valid.eq(port_from.cmd.valid),
+        port_to.cmd.we.eq(port_from.cmd.we),
+        port_to.cmd.addr.eq(port_from.cmd.addr * ratio + count),
+        port_from.cmd.ready.eq(port_to.cmd.ready & last),
+    ]
+    m.sync += If(port_to.cmd.valid & port_to.cmd.ready,
+                 If(last, count.eq(0)).Else(count.eq(count + 1)))
+    wdata = stream.StrideConverter(port_from.wdata.description, port_to.wdata.description)
+    rdata = stream.StrideConverter(port_to.rdata.description, port_from.rdata.description)
+    m.submodules += wdata, rdata
+    m.submodules += stream.Pipeline(port_from.wdata, wdata, port_to.wdata)
+    m.submodules += stream.Pipeline(port_to.rdata, rdata, port_from.rdata)
+    return m
+
+
+def _user_port(top, core, user_domain, data_width, converter):
+    """The native port the Verilog exposes, with ``init_done`` (and the model's
+    ``timing_violation``) in the port's clock domain: ``sys`` (the controller's), or with
+    ``user_domain`` a second clock domain ``user`` behind LiteDRAM's
+    ``LiteDRAMNativePortCDC`` (asynchronous FIFOs for commands, write data and read data).
+    ``data_width`` a multiple of the controller's word (its ``data_width``, or None) is
+    converted on the controller's side, before the crossing, so the crossing moves wide
+    words at the user clock's rate (LiteDRAM's ``get_port(clock_domain=..., data_width=...)``
+    converts after it, in the user domain, where the narrow words cross one a user cycle)."""
+    from litedram.common import LiteDRAMNativePort
+    from litedram.frontend.adapter import LiteDRAMNativePortCDC
+    from migen import Signal
+    from migen.genlib.cdc import MultiReg
+
+    native = top.controller_data_width = core.crossbar.controller.data_width
+    data_width = data_width or native
+    if converter == "litedram" or data_width == native:
+        port = core.crossbar.get_port(data_width=data_width)
+    else:
+        narrow = core.crossbar.get_port()
+        shift = (data_width // native).bit_length() - 1
+        port = LiteDRAMNativePort("both", narrow.address_width - shift, data_width)
+        top.submodules += _split_port(port, narrow)
+    if not user_domain:
+        top.timing_violation_user = top.timing_violation
+        return port
+    user = LiteDRAMNativePort("both", port.address_width, port.data_width, clock_domain="user")
+    top.submodules += LiteDRAMNativePortCDC(user, port, cmd_depth=CDC_CMD_DEPTH,
+                                            wdata_depth=CDC_WDATA_DEPTH, rdata_depth=CDC_RDATA_DEPTH)
+    # the port does not wait for read data (as the controller's own): a reader keeps at most
+    # CDC_RDATA_DEPTH reads in flight, so the crossing's read FIFO (and the converter before
+    # it) never fills
+    top.comb += user.rdata.ready.eq(1)
+    init_done, violation = Signal(), Signal()
+    top.specials += [MultiReg(top.init_done, init_done, "user"),
+                     MultiReg(top.timing_violation, violation, "user")]
+    top.init_done, top.timing_violation_user = init_done, violation
+    return user
+
+
 def _core(variant, module_name, clk_freq, violation_limit_cycles=None, controller_timings=None,
-          rate="1:1"):
+          rate="1:1", user_domain=False, port_data_width=None, converter="pipelined"):
     import litedram.modules
     import litedram.phy.model as phy_model
     from litedram.core import LiteDRAMCore
@@ -161,7 +248,8 @@ def _core(variant, module_name, clk_freq, violation_limit_cycles=None, controlle
     top.submodules.core = core
     init = _init_sequencer(core.dfii, board_phy.settings, module.timing_settings, clk_freq)
     top.submodules.init = init
-    port = core.crossbar.get_port()
+    top.init_done = init.done
+    port = _user_port(top, core, user_domain, port_data_width, converter)
 
     if variant == "model":
         # a refresh gap the checker's 64 ms window would not see in a short simulation
@@ -178,7 +266,7 @@ def _core(variant, module_name, clk_freq, violation_limit_cycles=None, controlle
     io = {}
     def expose(name, sig, direction):
         io[name] = (sig, direction)
-    expose("init_done", init.done, "o")
+    expose("init_done", top.init_done, "o")
     expose("cmd_valid", port.cmd.valid, "i")
     expose("cmd_ready", port.cmd.ready, "o")
     expose("cmd_we", port.cmd.we, "i")
@@ -190,7 +278,7 @@ def _core(variant, module_name, clk_freq, violation_limit_cycles=None, controlle
     expose("rdata_valid", port.rdata.valid, "o")
     expose("rdata_data", port.rdata.data, "o")
     if variant == "model":
-        expose("timing_violation", top.timing_violation, "o")
+        expose("timing_violation", top.timing_violation_user, "o")
     top.port_io = io
     top.port = port
     top.module = module
@@ -199,23 +287,56 @@ def _core(variant, module_name, clk_freq, violation_limit_cycles=None, controlle
 
 
 def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, name="litedram_sdr",
-                     refresh_gap_limit=None, controller_timings=None, rate="1:1"):
+                     refresh_gap_limit=None, controller_timings=None, rate="1:1", user_domain=False,
+                     port_data_width=None, converter="pipelined"):
     """Return ``(verilog_text, ports, geometry)`` of the SDR core: ``ports`` maps each
     port name of the Verilog module to ``(width, direction)`` (``"i"``, ``"o"``, ``"io"``;
-    the clock is ``sys_clk``, the reset ``sys_rst``)."""
+    the controller's clock is ``sys_clk`` at ``clk_freq``, its reset ``sys_rst``).
+
+    With ``user_domain`` the native port, ``init_done`` and ``timing_violation`` are in a
+    second clock domain, ``user_clk`` / ``user_rst``, of any frequency (see
+    :func:`_user_port`); ``port_data_width`` widens the port (the controller's word times a
+    power of two, one address per wide word). ``converter="litedram"`` widens it with
+    LiteDRAM's own ``LiteDRAMNativePortConverter`` instead of :func:`_split_port`, for the
+    comparison in docs/sdram.md (two thirds of the rate at twice the width)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     if module not in MODULES:
         raise ValueError(f"SDRAM module must be one of {', '.join(MODULES)}, not {module!r}")
     if rate not in RATES:
         raise ValueError(f"rate must be one of {', '.join(RATES)}, not {rate!r}")
-    from migen import ClockDomain
+    # the controller's word: the chip's, once per phase (two at half rate)
+    native = CHIP_DATA_BITS * (RATES.index(rate) + 1)
+    if port_data_width not in (None, native) and not user_domain:
+        raise ValueError(f"a port wider than the controller's word ({native} bits) needs "
+                         f"user_domain: in one domain the controller's word a cycle is its rate")
+    if port_data_width is not None and (
+            port_data_width < native or port_data_width % native
+            or (port_data_width // native) & (port_data_width // native - 1)):
+        raise ValueError(f"port data width must be the controller's ({native} bits) times a power "
+                         f"of two, not {port_data_width}")
+    from migen import ClockDomain, Signal
     from migen.fhdl import verilog
+    from migen.genlib.cdc import MultiReg
 
-    top = _core(variant, module, clk_freq, refresh_gap_limit, controller_timings, rate)
+    top = _core(variant, module, clk_freq, refresh_gap_limit, controller_timings, rate,
+                user_domain, port_data_width, converter)
     top.clock_domains.cd_sys = ClockDomain("sys")
     ios = {top.cd_sys.clk, top.cd_sys.rst} | top.ios
     ports = {"sys_clk": (1, "i"), "sys_rst": (1, "i")}
+    if user_domain:
+        # Either reset resets both sides (the controller, which then runs its power-up
+        # sequence again, and both ends of the crossing), each released two of its own
+        # cycles after the later of the two: LiteDRAMNativePortCDC resets each end of its
+        # FIFOs in its own domain only, and an end left out of reset meanwhile would read
+        # the other's stale pointers (a command popped twice, a word lost).
+        top.clock_domains.cd_user = ClockDomain("user")
+        sys_rst, user_rst = Signal(name_override="sys_rst"), Signal(name_override="user_rst")
+        for cd in (top.cd_sys, top.cd_user):
+            cd.rst.name_override = f"{cd.name}_rst_both"
+            top.specials += MultiReg(sys_rst | user_rst, cd.rst, cd.name, reset=1)
+        ios = {top.cd_sys.clk, sys_rst, top.cd_user.clk, user_rst} | top.ios
+        ports.update({"user_clk": (1, "i"), "user_rst": (1, "i")})
     if variant == "board" and rate == "1:2":
         # the half-rate PHY drives the pins from a clock at twice sys, in phase with it
         top.clock_domains.cd_sys2x = ClockDomain("sys2x")
@@ -236,5 +357,7 @@ def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, na
     geometry = SdramGeometry(module=module, clk_freq=clk_freq, address_width=len(top.port.cmd.addr),
                              data_width=len(top.port.wdata.data), nbanks=2 ** g.bankbits,
                              nrows=2 ** g.rowbits, ncols=2 ** g.colbits, cl=top.phy_settings.cl,
-                             read_latency=top.phy_settings.read_latency)
+                             read_latency=top.phy_settings.read_latency,
+                             user_domain=bool(user_domain),
+                             controller_data_width=top.controller_data_width)
     return text, ports, geometry
