@@ -225,16 +225,21 @@ def device_limits(info):
     """The :class:`~ternary_core.offload.limits.DeviceLimits` an INFO record reports."""
     from dataclasses import fields
 
-    from ternary_core.offload.limits import DeviceLimits
+    from ternary_core.offload.limits import LATER_FIELDS, DeviceLimits
 
     from .errors import ProtocolMismatch
 
     names = [f.name for f in fields(DeviceLimits)]
-    if len(info.limits) < len(names):
+    needed = [n for n in names if n not in LATER_FIELDS]
+    if len(info.limits) < len(needed):
         raise ProtocolMismatch(f"the device reports {len(info.limits)} model limits; this host "
-                               f"needs {len(names)} ({', '.join(names)})")
+                               f"needs {len(needed)} ({', '.join(needed)})")
+    # a device that predates a later field (an older bitstream) implies its value: no
+    # optional instructions
+    values = dict(zip(names, info.limits))
+    values.update({n: v for n, v in LATER_FIELDS.items() if n not in values})
     try:
-        return DeviceLimits(*info.limits[:len(names)])
+        return DeviceLimits(**values)
     except TernaryError as exc:
         raise ProtocolMismatch(f"the device reports impossible model limits: {exc}") from None
 
@@ -269,7 +274,8 @@ def compile_for_device(compiled, limits, engine):
     from ternary_core.offload.compiler import compile_program
     from ternary_core.offload.memory_map import memory_images, weight_stacks
 
-    program = compile_program(compiled, limits, engine=engine)
+    # SMUL2 and the fused attention exactly when the device says it runs them
+    program = compile_program(compiled, limits, engine=engine, **limits.compile_options())
     images = {space: image_bytes(space, words)
               for space, words in memory_images(compiled, program).items()}
     return program, images, weight_stacks(compiled, limits, engine)

@@ -5,14 +5,21 @@ Its state is isa's reference :class:`~ternary_core.offload.machine.Machine` (mem
 spaces, weight store, program); it checks requests as the RTL's command engines do
 (``rtl/vm_commands.py``) and answers RUN with ``Machine.run``. The machine counts no
 time, so the cycles it reports are a stand-in: 1000 a position.
+
+INFO reports its ``limits``, ``features`` included (DeviceLimits' default: every optional
+instruction, which the Python machine runs; ``features=0`` is a device without them);
+``legacy_info`` reports only the fields a device had before the later ones
+(``limits.LATER_FIELDS``), as an older bitstream does.
 """
 
 import struct
+from dataclasses import replace
 
 from host.transport import Transport
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
 from ternary_core.offload.isa import SPACES, Space, prog_unwords
+from ternary_core.offload.limits import LATER_FIELDS
 from ternary_core.offload.machine import Machine
 
 CYCLES_PER_STEP = 1000
@@ -21,11 +28,14 @@ CYCLES_PER_STEP = 1000
 class PythonDevice(Transport):
     name = "python device"
 
-    def __init__(self, limits, *, engine=None, max_payload=512):
+    def __init__(self, limits, *, engine=None, max_payload=512, legacy_info=False):
         self.engine = engine or EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024,
                                              weight_words=4096)
         self.limits, self.max_payload = limits.with_engine(self.engine), max_payload
-        self.info = P.info_for(self.engine, max_payload, self.limits).pack()
+        info = P.info_for(self.engine, max_payload, self.limits)
+        if legacy_info:
+            info = replace(info, limits=info.limits[:len(info.limits) - len(LATER_FIELDS)])
+        self.info = info.pack()
         self.decoder, self.pending = P.FrameDecoder(), b""
         self.machine = Machine(self.limits, self.engine.layout)
         self.prog = {}               # PROG words (the machine takes whole instructions)

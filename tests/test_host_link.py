@@ -116,6 +116,30 @@ def test_info_with_fewer_limits_than_the_host_knows_is_a_mismatch():
         device_limits(dev.info)
 
 
+def test_a_device_that_predates_the_features_limit_runs_no_optional_instructions():
+    """An older bitstream's INFO stops before ``features`` (14 limits): the host takes it
+    as a device without SMUL2 and ATTN, and compiles without them."""
+    from dataclasses import replace
+
+    from host.model_offload import device_limits
+    from ternary_core.offload.limits import DeviceLimits
+
+    good = vm_info_reply()
+
+    def older(seq, cmd, payload):
+        frame = P.FrameDecoder().feed(good(seq, cmd, payload))[0][2]
+        body = frame[1:P.INFO_STRUCT.size + 1] + bytes([14]) + frame[P.INFO_STRUCT.size + 2:][:56]
+        return P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
+
+    assert len(P.info_for(EngineConfig(), 512, DeviceLimits()).limits) == 15
+    dev = Device(ScriptedDevice(older), timeout=0.05)
+    limits = device_limits(dev.info)
+    assert limits == replace(DeviceLimits(), features=0)
+    assert limits.compile_options() == {"smul2": False, "fuse_attention": False}
+    assert device_limits(Device(ScriptedDevice(good), timeout=0.05).info).compile_options() == \
+        {"smul2": True, "fuse_attention": True}
+
+
 def test_a_run_stopped_by_the_machine_is_rejected_with_its_code_and_no_ids():
     from host.errors import DeviceRejected
 

@@ -12,7 +12,7 @@ from ternary_core import protocol as P
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler
 from ternary_core.model.config import BitNetConfig
-from ternary_core.offload.isa import Space
+from ternary_core.offload.isa import AttnFn, Feature, Op, Space, SVFn
 from ternary_core.offload.limits import DeviceLimits
 from tests.faulty_transport import FaultRates, FaultyTransport
 from tests.python_device import PythonDevice
@@ -50,6 +50,28 @@ def test_offloaded_ids_equal_the_integer_backend_past_the_context(tiny, temperat
     assert res.token_ids == want and res.window_shifts == want_shifts and want_shifts
     t = run.per_token()
     assert t["offload"] == "model" and t["link_bytes_per_token"] <= 16
+
+
+@pytest.mark.parametrize("features,legacy", [(3, False), (2, False), (1, False), (0, False),
+                                             (3, True)])
+def test_the_program_uses_smul2_and_attn_exactly_when_the_device_reports_them(tiny, features,
+                                                                             legacy):
+    """The host compiles for the features INFO reports; a device that reports no features
+    field (an older bitstream) gets the program without them; the ids are the same."""
+    limits = DeviceLimits.for_config(tiny.config, features=features)
+    dev = Device(PythonDevice(limits, legacy_info=legacy))
+    run = ModelOffload(dev, tiny, log=open("/dev/null", "w"))
+    run.prepare()
+    has = 0 if legacy else features
+    assert run.limits.features == has
+    ops = {(i.op, i.fn if i.op in (Op.SVOP, Op.ATTN) else 0) for i in run.instructions}
+    assert ((Op.SVOP, SVFn.SMUL2) in ops) == bool(has & Feature.SMUL2)
+    assert ((Op.ATTN, AttnFn.SCORES) in ops) == bool(has & Feature.ATTN)
+    assert ((Op.ATTN, AttnFn.PV) in ops) == bool(has & Feature.ATTN)
+    assert ((Op.AXPY, 0) in ops) != bool(has & Feature.ATTN)
+    prompt = [3, 1, 4]
+    want, _ = integer_ids(tiny, prompt, 12, 0.8, 3, 2)
+    assert run.generate(prompt, 12, 0.8, 3, 2).token_ids == want
 
 
 def test_uploaded_images_are_crc_checked_and_readable(tiny):

@@ -151,6 +151,10 @@ def test_limits_name_the_field_that_does_not_fit(shipped):
         compile_program(shipped, DeviceLimits(prog_words=100))
     with pytest.raises(TernaryError, match="DeviceLimits.heads must be a positive integer"):
         DeviceLimits(heads=0)
+    for bad in (4, -1, True):
+        with pytest.raises(TernaryError, match=r"DeviceLimits.features must be a sum of "
+                                               r"isa.Feature bits \(0..3\)"):
+            DeviceLimits(features=bad)
     with pytest.raises(TernaryError, match="field n = 16384 does not fit 14 bits"):
         isa.encode(Instr(Op.VOP, fn=isa.VFn.PASS, n=1 << 14))
 

@@ -11,6 +11,7 @@ from host.generate import generate, integer_runner, load
 from host.model_offload import ModelOffload
 from boards.profiles import board
 from ternary_core.integer import IntegerSampler
+from ternary_core.offload.isa import Op
 
 BOARD = "ulx3s-85f"
 
@@ -57,6 +58,9 @@ def test_sampled_tokens_equal_the_integer_backend():
     with Device.open_sim(profile.engine, vm_limits=profile.vm_limits, timeout=5.0) as dev:
         run = ModelOffload(dev, model, step_timeout=30)
         run.prepare()
+        # the board's machine reports SMUL2 and ATTN, and the host compiles for them
+        assert run.limits.compile_options() == {"smul2": True, "fuse_attention": True}
+        assert {i.op for i in run.instructions} >= {Op.ATTN, Op.SVOP}
         assert run.generate(prompt, 48, 0.8, 40, 7).token_ids == want
         # the host again, on a board that kept its memory: the images whose CRC matches
         # are not sent (the program's working spaces changed in the run and are), and the

@@ -1,7 +1,9 @@
 """A whole small model on the RTL VM with a real MatvecEngine: a random GQA model compiled
 by isa's compiler, uploaded (images, program, weights), prompt fed and tokens generated
 by one ``run``; the ids, the KV cache and VMEM == isa's Python Machine (which is itself
-bit-exact to the integer golden model: tests/test_offload_program.py)."""
+bit-exact to the integer golden model: tests/test_offload_program.py). The program is
+compiled for the device's features, as the host does: with SMUL2 and the fused attention
+(ATTN), and without them (an older device's program)."""
 
 import numpy as np
 import pytest
@@ -24,14 +26,15 @@ TINY = dict(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_laye
             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=12)
 
 
-def build(rng, tie, act="relu2"):
+def build(rng, tie, act="relu2", features=int(isa.FEATURES_ALL)):
     im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, hidden_act=act,
                                                       **TINY)))
     c = im.config
     engine = EngineConfig(rows=4, cols=8, max_m=c.hidden_size + 2 * c.num_key_value_heads * c.head_dim
                           + 2 * c.intermediate_size, max_k=64, weight_words=512)
-    limits = DeviceLimits.for_config(c, im.max_len, vmem_words=1024, prog_words=512).with_engine(engine)
-    program = compile_program(im, limits, engine=engine)
+    limits = DeviceLimits.for_config(c, im.max_len, vmem_words=1024, prog_words=512,
+                                     features=features).with_engine(engine)
+    program = compile_program(im, limits, engine=engine, **limits.compile_options())
     return im, engine, limits, program
 
 
@@ -58,12 +61,14 @@ def run_rtl(im, engine, limits, program, prompt, params):
     return out
 
 
-@pytest.mark.parametrize("tie,temperature,top_k,act", [(False, 0.0, 0, "relu2"),
-                                                      (True, 0.8, 3, "relu2"),
-                                                      (False, 0.8, 3, "silu")])
+@pytest.mark.parametrize("tie,temperature,top_k,act,features", [
+    (False, 0.0, 0, "relu2", isa.FEATURES_ALL), (True, 0.8, 3, "relu2", 0),
+    (False, 0.8, 3, "silu", isa.FEATURES_ALL)])
 def test_small_model_runs_on_the_rtl_vm_as_on_the_reference_machine(tie, temperature, top_k, act,
-                                                                    rng, seed):
-    im, engine, limits, program = build(rng, tie, act)
+                                                                    features, rng, seed):
+    im, engine, limits, program = build(rng, tie, act, int(features))
+    ops = {ins.op for ins in program.instrs}
+    assert (isa.Op.ATTN in ops) == bool(features & isa.Feature.ATTN)
     prompt = [int(t) for t in rng.integers(0, 37, 3)]
     n_new = 3
     inv_t = IntegerSampler(temperature).inv_t if temperature else None
@@ -72,7 +77,7 @@ def test_small_model_runs_on_the_rtl_vm_as_on_the_reference_machine(tie, tempera
     params = RunParams(pos0=0, n_feed=len(prompt), n_new=n_new, state=state, inv_t_m=inv_t[0],
                        inv_t_e=inv_t[1], top_k=top_k)
 
-    mc, _ = Machine.for_model(im, limits, engine)
+    mc, _ = Machine.for_model(im, limits, engine, **limits.compile_options())
     want_ids, want = mc.generate(prompt, n_new, state=state, inv_t=inv_t, top_k=top_k)
     assert want.status == MachineStatus.OK
     got = run_rtl(im, engine, limits, program, prompt, params)

@@ -6,8 +6,8 @@ back-pressure on ``done`` and ``peek``; RTL == isa's Python Machine."""
 import pytest
 
 from ternary_core.offload import isa
-from ternary_core.offload.isa import (Cond, Instr, Op, RunParams, SampleFn, SFn, Space, MachineStatus,
-                                      VFn)
+from ternary_core.offload.isa import (AttnFn, Cond, Instr, Op, RunParams, SampleFn, SFn, Space,
+                                      MachineStatus, VFn)
 from tests.vm_helpers import (VmRig, load_space, peek_space, random_images, result_fields,
                               rtl_fields, run_both, simulate, small_engine, small_limits)
 
@@ -63,7 +63,7 @@ def test_runs_loop_over_positions_as_the_reference_does(params, rng):
         assert got == want, sp.name
 
 
-@pytest.mark.parametrize("case", ["tcheck", "emit", "bad-op", "bad-fn", "prog-end", "attn"])
+@pytest.mark.parametrize("case", ["tcheck", "emit", "bad-op", "bad-fn", "prog-end", "attn-fn"])
 def test_errors_stop_the_run_with_the_reference_status(case, rng):
     lim = small_limits()
     prog = emit_program(8)        # vocab 8: ids from 8 on are BAD_TOKEN
@@ -76,9 +76,9 @@ def test_errors_stop_the_run_with_the_reference_status(case, rng):
         prog.insert(3, Instr(Op.SOP, fn=len(SFn)))
     elif case == "prog-end":
         prog = prog[:-1]
-    elif case == "attn":
-        prog.insert(3, Instr(Op.ATTN, n=1, a_space=Space.VMEM, b_space=Space.KVK, len=2,
-                             stride=1, d_space=Space.VMEM, d_addr=100))
+    elif case == "attn-fn":       # an ATTN function past PV
+        prog.insert(3, Instr(Op.ATTN, fn=len(AttnFn), n=1, a_space=Space.VMEM,
+                             b_space=Space.KVK, len=2, stride=1, d_space=Space.VMEM, d_addr=100))
     words = isa.prog_words(prog)
     # the whole program memory (NOPs after the program): PROG_END comes at its end on both
     words += [0] * (2 * lim.prog_words - len(words))
@@ -88,10 +88,9 @@ def test_errors_stop_the_run_with_the_reference_status(case, rng):
     img[Space.PROG] = words
     res, ref, _ = run_both(rng, lim, img, [], RunParams(pos0=0, n_feed=4, n_new=3, state=3), spaces=(),
                            prog_image=True)
-    if case == "attn":            # the RTL has no ATTN yet: it must stop, never go on
-        assert res["status"] == MachineStatus.BAD_OPCODE and res["err_pc"] == 3
-        return
     assert rtl_fields(res) == result_fields(ref)
+    if case in ("bad-op", "bad-fn", "attn-fn"):
+        assert res["status"] == MachineStatus.BAD_OPCODE and res["err_pc"] == 3
     assert res["status"] != MachineStatus.OK
 
 

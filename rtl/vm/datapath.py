@@ -51,6 +51,7 @@ SU_EXP_BITS = 16     # the scalar unit's exponents: wider than s12, so leaving s
 # issue -> operands -> value -> (exp2) -> shift -> saturate -> write, reduce -> sum of squares
 VOP_STAGES = 7
 VOP_WRITE = 6        # the stage that writes D[i] and reduces (the squares one stage later)
+PV_WEIGHT = 7        # the stage at which ATTN PV's weight leaves (its multiply: a stage more)
 
 
 def sext(v, bits, is_signed):
@@ -85,7 +86,7 @@ class MachineDatapath:
     - buses: reads ``rd_a``/``rd_a2`` in space ``rd_a_sp`` (default A's), ``rd_b``/
       ``rd_b2`` in ``rd_b_sp`` (B's); one write ``wr_*``; SR and IR writes ``sr_w_*``/
       ``ir_w_*``; the values read one cycle later: ``a_val``, ``a2_val``, ``b_val``,
-      ``b2_val``, ``b_row``, ``sr_a``, ``sr_b``;
+      ``b2_val``, ``b_row``, ``sr_a``, ``sr_b``; ``rd_kvs`` (KVS, for ATTN PV);
     - the VOP pipeline (``vi``, ``v_issue``, ``half``, ``first_half``, ``red_clear``,
       ``red_value_r``) and the DOT/AXPY pipeline (``dr``, ``dch``, ``d_issue``,
       ``axpy``, ``row_addr``, ``dl``, ``dot_depth``).
@@ -207,6 +208,11 @@ class MachineDatapath:
         sop_imm = Signal(signed(32))
         ir_ra, ir_rb, ir_rc = (Signal(signed(IR_BITS)), Signal(signed(IR_BITS)),
                                Signal(signed(IR_BITS)))
+        # the VOP pipeline's function (VOP: fn; ATTN SCORES: MULS; ATTN PV: EXP2), which
+        # ATTN pass runs through it, and PV's first V-scale address in KVS
+        vfn, attn_sc, attn_pv = Signal(4), Signal(), Signal()
+        s_base = Signal(ADDR_BITS)
+        self.vfn, self.attn_sc, self.attn_pv, self.s_base = vfn, attn_sc, attn_pv, s_base
         self.n, self.a_base, self.b_base, self.d_base = n, a_base, b_base, d_base
         self.a_sp, self.b_sp, self.d_sp = a_sp, b_sp, d_sp
         self.sh_base, self.y_ir, self.ln, self.stride, self.nch = sh_base, y_ir, ln, stride, nch
@@ -227,6 +233,9 @@ class MachineDatapath:
                                           Signal(LOAD_DATA_BITS), Signal())
         idle = Signal()
         peek_addr = Signal(ADDR_BITS)
+        # ATTN PV reads the V scales on KVS's port while B (rd_b) reads the V rows
+        rd_kvs, rd_kvs_en = Signal(ADDR_BITS, name="rd_kvs"), Signal()
+        self.rd_kvs, self.rd_kvs_en = rd_kvs, rd_kvs_en
         m.d.comb += [rd_a_sp.eq(self.a_sp), rd_b_sp.eq(self.b_sp)]
         self.rd_a_sp, self.rd_b_sp = rd_a_sp, rd_b_sp
         self.rd_a, self.rd_a2, self.rd_b, self.rd_b2 = rd_a, rd_a2, rd_b, rd_b2
@@ -236,8 +245,9 @@ class MachineDatapath:
     def _memory_ports(self):
         """Every memory's ports: while idle, port 0 reads for ``peek`` and the write takes
         ``load``; while running, port 0 reads ``rd_a`` if the memory is A's space, else
-        B's (``rd_b2`` on a two-port memory), port 1 reads ``rd_a2`` if only A is in the
-        memory, else ``rd_b``; the write takes the ``wr_*`` bus."""
+        B's (``rd_b2`` on a two-port memory; KVS's reads ``rd_kvs`` while ``rd_kvs_en``:
+        ATTN PV's V scales), port 1 reads ``rd_a2`` if only A is in the memory, else
+        ``rd_b``; the write takes the ``wr_*`` bus."""
         m = self.m
         ld = self.vm.load.payload
         for sp, mem in self.mems.items():
@@ -246,6 +256,9 @@ class MachineDatapath:
                 m.d.comb += mem.r_addr(0).eq(self.peek_addr)
             with m.Elif(self.rd_a_sp == sp):
                 m.d.comb += mem.r_addr(0).eq(self.rd_a)
+            if sp == Space.KVS:
+                with m.Elif(self.rd_kvs_en):
+                    m.d.comb += mem.r_addr(0).eq(self.rd_kvs)
             with m.Else():
                 m.d.comb += mem.r_addr(0).eq(self.rd_b2 if two else self.rd_b)
             if two:
@@ -330,8 +343,11 @@ class MachineDatapath:
         memories' outputs are registered (``_vop_operands``), at 2 the element's value
         (valu.element_value) or the Exp2Unit's or SigmoidUnit's inputs are formed, 3 and 4
         carry the value (the two units' two cycles), 4 shifts it, 5 saturates it, 6 writes
-        it."""
-        m, n, fn, ex, sg = self.m, self.n, self.fn, self.ex, self.sg
+        it. The function is ``vfn`` (OPERANDS: the VOP's, or an ATTN pass's): ATTN SCORES
+        runs its dots through it as MULS (attention.py), ATTN PV its scores as EXP2, with
+        the V scale's multiply at 4 and so the shift at 5, the saturation at 6 and the
+        weight out at PV_WEIGHT (7); PV writes no D[i] and SUMs the exp2 values."""
+        m, n, fn, ex, sg = self.m, self.n, self.vfn, self.ex, self.sg
         vi = Signal(INDEX_BITS)                  # issue index
         v_issue = Signal()
         half = n >> 1
@@ -342,10 +358,10 @@ class MachineDatapath:
         m.d.comb += [vl[0].valid.eq(v_issue), vl[0].idx.eq(vi), vl[0].fh.eq(first_half)]
         for k in range(VOP_STAGES):
             m.d.sync += vl[k + 1].eq(vl[k])
-        ox, oy, op2, oc, os_ = self._vop_operands()
+        ox, oy, op2, oc, os_, ow = self._vop_operands()
         v1, d1 = element_value(m, fn, ox, oy, op2, oc, os_, vl[2].fh)
-        # MULS: B is a scalar word, its exponent adds to the shift
-        ye = Mux(fn == VFn.MULS, scalar_view(oy).e, 0)
+        # MULS: B is a scalar word, its exponent adds to the shift (ATTN PV: the V scale's)
+        ye = Mux(fn == VFn.MULS, scalar_view(oy).e, Mux(self.attn_pv, scalar_view(ow).e, 0))
         sh_full = self.sh_base - ye
         sh1 = clamp_signed(m, sh_full, SH_BITS, "vop_sh")
         is_exp = (fn == VFn.EXP2) | (fn == VFn.EXP2X)
@@ -357,22 +373,36 @@ class MachineDatapath:
         r2v, r2s = Signal(signed(V_BITS)), Signal(signed(SH_BITS))
         m.d.sync += [r1v.eq(v1), r1s.eq(sh1), r2v.eq(r1v), r2s.eq(r1s)]
         v3 = Mux(is_exp, ex.o.payload.value, Mux(is_sig, sg.o.payload.value, r2v))
+        # ATTN PV: the exp2 weight e times the V scale's mantissa in a stage of its own
+        # (stage 4), so PV shifts at 5, saturates at 6 and leaves at 7, a stage after the
+        # VOPs; e itself goes on to the SUM at stage 6
+        pv_m3, pv_m4 = Signal(isa.SW_M_BITS, name="pv_m3"), Signal(isa.SW_M_BITS, name="pv_m4")
+        pv_p5 = Signal(2 * isa.SW_M_BITS, name="pv_p5")
+        pv_s3 = Signal(signed(SH_BITS), name="pv_s3")
+        pv_e5, pv_e6 = Signal(16, name="pv_e5"), Signal(16, name="pv_e6")
+        m.d.sync += [pv_m3.eq(scalar_view(ow).m), pv_m4.eq(pv_m3),
+                     pv_p5.eq(ex.o.payload.value * pv_m4), pv_s3.eq(r2s),
+                     pv_e5.eq(ex.o.payload.value), pv_e6.eq(pv_e5)]
         r4 = Signal(signed(V_BITS + OUT_BITS))       # left shifts stop where all saturate
-        m.d.sync += r4.eq(shift_value(v3, r2s))
+        m.d.sync += r4.eq(shift_value(Mux(self.attn_pv, pv_p5, v3),
+                                      Mux(self.attn_pv, pv_s3, r2s)))
         out = Signal(signed(IR_BITS), name="vop_out_r")
         m.d.sync += out.eq(saturate_dynamic(m, r4, self.bits, self.sym))
         sq = Signal(IR_BITS, name="vop_sq")              # the square at stage VOP_STAGES
         m.d.sync += sq.eq((out * out)[:IR_BITS])
         self.vi, self.v_issue, self.vl = vi, v_issue, vl
         self.half, self.first_half = half, first_half
-        self.vop_out, self.vop_sq = out, sq
-        self.vop_write = vl[VOP_WRITE].valid & (self.d_sp != Space.NONE)
+        self.vop_out, self.vop_sq, self.pv_e6 = out, sq, pv_e6
+        # (ATTN PV writes D from the lanes, after the pass)
+        self.vop_write = vl[VOP_WRITE].valid & (self.d_sp != Space.NONE) & ~self.attn_pv
         self.vop_waddr = self.d_base + vl[VOP_WRITE].idx
 
     def _vop_operands(self):
         """VOP stage 1: A[i] (``vop_x``), B (``vop_y``: the B space's element, SR[b],
         IR[b] or 0), ROT's partner (``vop_p``) and cos/sin (``vop_c``, ``vop_s``),
-        registered as read (the memories' outputs go nowhere else)."""
+        registered as read (the memories' outputs go nowhere else). ATTN SCORES: x is the
+        lanes' dot and y the key's scale (D's word, on A's port); ATTN PV: x is the score,
+        y the max score (IR) and ``vop_w`` the V scale (KVS)."""
         m = self.m
         y = Signal(signed(V_BITS))
         with m.Switch(self.b_sp):
@@ -387,10 +417,13 @@ class MachineDatapath:
         ox, oy, op2 = (Signal(signed(V_BITS), name=nm) for nm in ("vop_x", "vop_y", "vop_p"))
         oc = Signal(signed(isa.MUL_Y_BITS), name="vop_c")
         os_ = Signal(signed(isa.MUL_Y_BITS), name="vop_s")
-        m.d.sync += [ox.eq(self.a_val), oy.eq(y), op2.eq(self.a2_val),
+        ow = Signal(isa.SW_BITS, name="vop_w")
+        m.d.sync += [ox.eq(Mux(self.attn_sc, self.lanes.dot, self.a_val)),
+                     oy.eq(Mux(self.attn_sc, self.a_val, Mux(self.attn_pv, self.y_ir, y))),
+                     ow.eq(self.mems[Space.KVS].r_data(0)), op2.eq(self.a2_val),
                      oc.eq(self.b_val[:isa.MUL_Y_BITS].as_signed()),
                      os_.eq(self.b2_val[:isa.MUL_Y_BITS].as_signed())]
-        return ox, oy, op2, oc, os_
+        return ox, oy, op2, oc, os_, ow
 
     def _vop_reductions(self):
         """The VOP's reductions over the written values (cleared by ``red_clear``, in
@@ -402,13 +435,14 @@ class MachineDatapath:
         rsum, rsq = Signal(signed(IR_BITS)), Signal(signed(IR_BITS))
         rmax, rarg = Signal(signed(IR_BITS)), Signal(INDEX_BITS)
         red_clear = Signal()
+        red_hold = Signal()        # ATTN PV's passes after the first: the sum is complete
         absout = Mux(out < 0, -out, out)
         with m.If(red_clear):
             m.d.sync += [maxabs.eq(0), rsum.eq(0), rsq.eq(0), rmax.eq(-(1 << (IR_BITS - 1))),
                          rarg.eq(0)]
         with m.Else():
-            with m.If(vl[VOP_WRITE].valid):
-                m.d.sync += rsum.eq(rsum + out)
+            with m.If(vl[VOP_WRITE].valid & ~red_hold):
+                m.d.sync += rsum.eq(rsum + Mux(self.attn_pv, self.pv_e6, out))
                 with m.If(absout > maxabs):
                     m.d.sync += maxabs.eq(absout)
                 with m.If(out > rmax):
@@ -433,7 +467,7 @@ class MachineDatapath:
                 m.d.comb += red_value.eq(rmax)
             with m.Case(Red.ARGMAX):
                 m.d.comb += red_value.eq(rarg)
-        self.red_clear, self.red_value_r = red_clear, red_value_r
+        self.red_clear, self.red_hold, self.red_value_r = red_clear, red_hold, red_value_r
 
     def vop_writes(self):
         """The VOP pipeline's write of D[i] (and of ACT, through the engine driver):
@@ -452,7 +486,8 @@ class MachineDatapath:
         chunk ``dch``, read at ``row_addr``); stage 1 has the row (shifted to the
         chunk's first byte) and the query bytes, registered into the lanes' inputs at
         stage 2 (lanes past ``ln`` are 0); the lanes' sum is ``dot_depth`` cycles after
-        the issue (``dl[k]``: the chunk at stage k, ``first``/``last`` of its sum)."""
+        the issue (``dl[k]``: the chunk at stage k, ``first``/``last`` of its sum). AXPY's
+        weight is A[r] as read; ATTN PV's the VOP pipeline's output."""
         m, lanes, n = self.m, self.lanes, self.n
         dot_depth = 2 + lanes.latency    # issue -> row read -> lane inputs -> the lanes' sum
         dr, dch = Signal(INDEX_BITS), Signal(10)           # issue: row, chunk
@@ -478,7 +513,9 @@ class MachineDatapath:
             m.d.sync += [lanes.a[j].eq(Mux(lane_ok[j], self.q_rd.data[j], 0)),
                          lanes.b[j].eq(Mux(lane_ok[j], shifted_row[8 * j:8 * j + 8].as_signed(),
                                            0))]
-        m.d.sync += lanes.w.eq(self.a_val[:len(lanes.w)].as_signed())
+        # AXPY's weight as read (A[r]); ATTN PV's from the VOP pipeline's last stage
+        m.d.sync += lanes.w.eq(Mux(self.attn_pv, self.vop_out[:len(lanes.w)],
+                                   self.a_val[:len(lanes.w)]).as_signed())
         m.d.comb += [lanes.en.eq(dl[2].valid), lanes.axpy.eq(axpy), lanes.first.eq(dl[2].first)]
         self.dot_depth, self.dr, self.dch = dot_depth, dr, dch
         self.d_issue, self.axpy = d_issue, axpy

@@ -10,6 +10,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternary_core.engine_config import EngineConfig
+from ternary_core.offload.isa import Feature
 from ternary_core.offload.limits import DeviceLimits
 
 from .datapath import MachineDatapath
@@ -25,7 +26,9 @@ class VectorMachine(wiring.Component):
     Parameters
     ----------
     limits : ternary_core.offload.limits.DeviceLimits
-        Depths of the spaces, the context (BAD_PARAMS check) and the SR count.
+        Depths of the spaces, the context (BAD_PARAMS check) and the SR count; its
+        ``features`` (what INFO reports, so what the host compiles for) must be among
+        :attr:`FEATURES`, the optional instructions this RTL runs.
     engine_config : EngineConfig
         The matvec engine the ``engine`` port drives.
 
@@ -51,7 +54,9 @@ class VectorMachine(wiring.Component):
     cycles to load Q, then one 32-byte chunk of a row per cycle plus 6; AXPY per 32
     outputs one cycle per row plus 6, then one cycle per output; MATVEC the engine's
     cycles, its results written into VMEM at one per cycle (a row tile waits in the
-    engine while its rows are written); TOPK ``(top_k + 2) * n``.
+    engine while its rows are written); TOPK ``(top_k + 2) * n``; ATTN SCORES ``len + 2``
+    to load Q, one 32-byte chunk of a key row a cycle plus 12; ATTN PV per 32 outputs one
+    key a cycle plus 10, then one cycle per output (attention.py).
 
     What the hardware assumes of a program (the compiler's programs meet it; isa's
     Machine does not check all of it):
@@ -61,15 +66,24 @@ class VectorMachine(wiring.Component):
     - a destination equal to A or disjoint from A and B (the pass reads element ``i`` a
       few cycles before it writes element ``i - 6``);
     - scalar inputs canonical (as the ScalarUnit's), SR[0]'s exponent within s12;
-    - ATTN (op 9) is not built: it stops the run with BAD_OPCODE, never a wrong token;
+    - ATTN SCORES: D (the key scales, then the scores; VMEM in the compiler's programs)
+      in a readable space other than B's, B in KVK; PV: A (the scores) in a space other
+      than KVS and KVV, D disjoint from A, B in KVV; ``len`` within the query buffer
+      (``max(hidden, head_dim, vocab)``, as DOT's);
     - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's).
     """
+
+    FEATURES = Feature.SMUL2 | Feature.ATTN
 
     def __init__(self, limits, engine_config):
         if not isinstance(limits, DeviceLimits):
             raise TypeError(f"limits must be a DeviceLimits, not {limits!r}")
         if not isinstance(engine_config, EngineConfig):
             raise TypeError(f"engine_config must be an EngineConfig, not {engine_config!r}")
+        lacks = limits.features & ~int(self.FEATURES)       # (~ of an IntFlag stays in it)
+        if lacks:
+            raise ValueError(f"limits.features asks for instructions this vector machine does "
+                             f"not run (bits {lacks:#x}; it runs {self.FEATURES!r})")
         self.limits, self.engine_config = limits, engine_config
         super().__init__({
             "load": In(stream.Signature(load_layout())),

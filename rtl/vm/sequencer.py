@@ -9,11 +9,12 @@ from amaranth import Array, Const, Mux, Signal, signed
 
 from ternary_core.integer.fixed import E_ZERO
 from ternary_core.offload import isa
-from ternary_core.offload.isa import (Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space, MachineStatus,
-                                      SVFn)
+from ternary_core.offload.isa import (AttnFn, Cond, Dyn, DynSrc, Op, Red, SampleFn, SFn, Space,
+                                      MachineStatus, SVFn, VFn)
 
 from ..arith.scalar_unit import ScalarOp
 from ..arith.xorshift import xorshift32_next
+from .attention import attention_states
 from .datapath import (INDEX_BITS, IR_BITS, IR_INDEX_BITS, LANE_SHIFT, LANES, SU_EXP_BITS,
                        SW_BITS, VOP_STAGES, scalar_view, scalar_word)
 from .layouts import SPACE_BITS, result_layout
@@ -82,6 +83,7 @@ class MachineSequencer:
             self._sample_states()
             self._topk_states()
             self._finish_states()
+            attention_states(self)
 
     # --- between runs --------------------------------------------------------------------
 
@@ -181,24 +183,35 @@ class MachineSequencer:
         place them (the dynamic offset, token or pos shifted, added to the base that
         ``dyn_sel`` names; SOP's A is its ``s_space``/``s_addr``), VOP's shift, bits and
         reduction, DOT's length and stride, the IRs that SOP and SAMPLE name; the
-        passes' counters cleared."""
+        passes' counters cleared. ATTN (no dynamic mode) sets the VOP pipeline's function,
+        shift, width and reduction of its pass (SCORES: MULS to 24 bits, MAX; PV: EXP2, then
+        the weights to 18 bits, SUM of the exp2 values) and its own length and stride."""
         m, dp, f, ir = self.m, self.dp, self.dp.field, self.dp.ir
-        V = Op.VOP
+        V, A = Op.VOP, Op.ATTN
+        attn = dp.op == Op.ATTN
+        pv = attn & (dp.fn == AttnFn.PV)
         dyn = Mux(f("dyn_src", V) == DynSrc.TOKEN, dp.token, dp.pos) << f("dyn_k", V)
-        dsel = f("dyn_sel", V)
+        dsel = Mux(attn, Dyn.NONE, f("dyn_sel", V))
+        ln = Mux(attn, f("len", A), f("len", Op.DOT))
+        stride = Mux(attn, f("stride", A), f("stride", Op.DOT))
+        sh_ir = Mux(attn, Mux(pv, f("sh_ir", A), 0), f("sh_ir", V))     # IR[0] reads 0
         m.d.sync += [
             dp.n.eq(f("n", V) + Mux(f("npos", V), dp.pos + 1, 0)),
             dp.a_sp.eq(f("a_space", V)), dp.b_sp.eq(f("b_space", V)), dp.d_sp.eq(f("d_space", V)),
             dp.a_base.eq(f("a_addr", V) + Mux(dsel == Dyn.A, dyn, 0)),
             dp.b_base.eq(f("b_addr", V) + Mux(dsel == Dyn.B, dyn, 0)),
             dp.d_base.eq(f("d_addr", V) + Mux(dsel == Dyn.D, dyn, 0)),
-            dp.sh_base.eq(f("sh_imm", V) + ir[f("sh_ir", V)]),
-            dp.y_ir.eq(ir[f("b_addr", V)[:IR_INDEX_BITS]]),
-            dp.bits.eq(f("bits", V)), dp.sym.eq(f("sym", V)), dp.red.eq(f("red", V)),
+            dp.sh_base.eq(Mux(attn, f("sh_imm", A), f("sh_imm", V)) + ir[sh_ir]),
+            dp.y_ir.eq(ir[Mux(attn, f("ir_b", A), f("b_addr", V)[:IR_INDEX_BITS])]),
+            dp.bits.eq(Mux(attn, Mux(pv, isa.MUL_Y_BITS, isa.ATTN_SCORE_BITS), f("bits", V))),
+            dp.sym.eq(~attn & f("sym", V)),
+            dp.red.eq(Mux(attn, Mux(pv, Red.SUM, Red.MAX), f("red", V))),
             dp.red_ir.eq(f("red_ir", V)), dp.rbits.eq(f("rbits", V)),
-            dp.ln.eq(f("len", Op.DOT)), dp.stride.eq(f("stride", Op.DOT)),
-            dp.nch.eq(Mux(f("len", Op.DOT) == 0, 1,
-                          (f("len", Op.DOT) + LANES - 1) >> LANE_SHIFT)),
+            dp.vfn.eq(Mux(attn, Mux(pv, VFn.EXP2, VFn.MULS), dp.fn)),
+            dp.attn_sc.eq(attn & ~pv), dp.attn_pv.eq(pv),
+            dp.s_base.eq(self.lim.depth(Space.KVS) // 2 + (f("b_addr", A) >> f("stride", A))),
+            dp.ln.eq(ln), dp.stride.eq(stride),
+            dp.nch.eq(Mux(ln == 0, 1, (ln + LANES - 1) >> LANE_SHIFT)),
             dp.ir_a_v.eq(ir[f("ir_a", Op.SAMPLE)]),
             dp.sop_imm.eq(f("imm", Op.SOP)),
             dp.ir_ra.eq(ir[f("a", Op.SOP)[:IR_INDEX_BITS]]),
@@ -214,9 +227,9 @@ class MachineSequencer:
                                       Mux(f("dyn_sel", Op.SOP) != Dyn.NONE, dyn, 0))]
 
     def _dispatch(self):
-        """OPERANDS' next state: BAD_OPCODE for an opcode past END, ATTN (not built) or a
-        function code past its class's enum (as decoding is); NEXT for NOP and a skipped
-        instruction (``gen_only`` while feeding, a GREEDY/SAMPLED condition not met)."""
+        """OPERANDS' next state: BAD_OPCODE for an opcode past ATTN or a function code
+        past its class's enum (as decoding is); NEXT for NOP and a skipped instruction
+        (``gen_only`` while feeding, a GREEDY/SAMPLED condition not met)."""
         m, dp, op, fn, f = self.m, self.dp, self.dp.op, self.dp.fn, self.dp.field
         cond = f("cond")
         skip = ((f("gen_only") & ~dp.gen) | ((cond == Cond.GREEDY) & dp.sampling) |
@@ -227,7 +240,7 @@ class MachineSequencer:
             for o, e in isa.FN_ENUMS.items():
                 with m.Case(o):
                     m.d.comb += fn_ok.eq(fn <= max(e))
-        with m.If((op > Op.END) | (op == Op.ATTN)):      # ATTN: not built (yet)
+        with m.If(op > max(Op)):
             self.fail(MachineStatus.BAD_OPCODE)
         with m.Elif(op == Op.END):
             m.next = "END"
@@ -251,6 +264,11 @@ class MachineSequencer:
                     m.next = "MATVEC"
                 with m.Case(Op.SAMPLE):
                     m.next = "SAMPLE"
+                with m.Case(Op.ATTN):           # SCORES loads its query as DOT does
+                    with m.If(fn == AttnFn.PV):
+                        m.next = "ATTN_PV"
+                    with m.Else():
+                        m.next = "DOT_Q"
 
     def _next_end_states(self):
         """NEXT (pc + 1 and its fetch in one cycle, then LATCH) and END (the step's
@@ -494,7 +512,10 @@ class MachineSequencer:
                          q_wr.en.eq(Mux(qv, 1 << qi[:LANE_SHIFT], 0))]
             m.d.comb += [q_wr.data[j].eq(dp.a_val[:8].as_signed()) for j in range(LANES)]
             with m.If(~qv & (cnt > dp.ln)):
-                m.next = "DOT"
+                with m.If(dp.op == Op.ATTN):
+                    m.next = "ATTN_SCORES"
+                with m.Else():
+                    m.next = "DOT"
         with m.State("DOT"):
             m.d.comb += dp.axpy.eq(0)
             with m.If(dr < dp.n):
@@ -514,7 +535,9 @@ class MachineSequencer:
     def _axpy_states(self):
         """AXPY: per chunk of 32 outputs, every row (weight A[r]) a cycle into the lanes'
         accumulators, their drain (``dot_depth + 1`` cycles), then AXPY_WRITE writes the
-        chunk's outputs into D, one a cycle."""
+        chunk's outputs into D, one a cycle. ATTN PV (attention.py) writes its chunks here
+        too, then runs its pass again for the next chunk, or writes its sum into IR at its
+        last."""
         m, dp, ch_w, drain = self.m, self.dp, self.ch_w, self.drain
         dr, dch, n = dp.dr, dp.dch, dp.n
         with m.State("AXPY"):
@@ -530,17 +553,25 @@ class MachineSequencer:
                     m.d.sync += [drain.eq(0), ch_w.eq(0)]
                     m.next = "AXPY_WRITE"
         with m.State("AXPY_WRITE"):
+            attn = dp.op == Op.ATTN
             m.d.comb += dp.axpy.eq(1)
             oidx = (dch << LANE_SHIFT) + ch_w
             acc = Array(dp.lanes.acc[j] for j in range(LANES))
+            # (only ATTN PV comes here with len 0: no outputs, its sum still to write)
             m.d.comb += [dp.wr_sp.eq(dp.d_sp), dp.wr_addr.eq(dp.d_base + oidx),
                          dp.wr_data.eq(Mux(n == 0, 0, acc[ch_w[:LANE_SHIFT]])),
-                         dp.wr_en.eq(1)]
+                         dp.wr_en.eq(dp.ln != 0)]
             m.d.sync += ch_w.eq(ch_w + 1)
             with m.If((ch_w == LANES - 1) | (oidx + 1 >= dp.ln)):
                 m.d.sync += [dch.eq(dch + 1), dr.eq(0)]
                 with m.If(dch == dp.nch - 1):
+                    with m.If(attn):
+                        m.d.comb += [dp.ir_w_idx.eq(dp.red_ir), dp.ir_w_data.eq(dp.red_value_r),
+                                     dp.ir_w_en.eq(1)]
                     m.next = "NEXT"
+                with m.Elif(attn):
+                    m.d.sync += dp.vi.eq(0)
+                    m.next = "ATTN_PV"
                 with m.Else():
                     m.next = "AXPY"
 

@@ -487,10 +487,12 @@ def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
     that hold the model at ``im.max_len``). ``sampling`` adds the temperature/top-k tail
     (selected at run time by ``cond``); without it the program is greedy only.
     ``smul2``: the attention's ``(qs*ks)*score_k`` as one SVOP SMUL2 pass instead of two
-    SMUL passes (the VM implements SMUL2; the host does not ask for it yet).
-    ``fuse_attention``: each query head's attention as ATTN SCORES and ATTN PV passes (3
-    passes over the keys fewer; the Python machine implements ATTN, the VM's RTL does not
-    yet and stops on it with BAD_OPCODE)."""
+    SMUL passes. ``fuse_attention``: each query head's attention as ATTN SCORES and ATTN
+    PV passes (3 passes over the keys fewer). Both are optional instructions of a VM
+    (:class:`~.isa.Feature`): the host compiles with them exactly when the device's limits
+    say it runs them (:meth:`DeviceLimits.compile_options
+    <ternary_core.offload.limits.DeviceLimits.compile_options>`); the Python machine and
+    the RTL VM run both."""
     engine = engine or DEFAULT_ENGINE
     limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
     mm, e = _compile(im, limits, engine, sampling, smul2, fuse_attention)

@@ -19,7 +19,7 @@ In the upload path (the ``load`` stream of the VM) a PROG word is 64 bits: instr
 """
 
 from dataclasses import dataclass, fields as dc_fields
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 from typing import NamedTuple
 
 from ..errors import TernaryError
@@ -147,6 +147,17 @@ class AttnFn(IntEnum):
 
 
 ATTN_SCORE_BITS = 24    # ATTN SCORES saturates its scores to this signed width
+
+
+class Feature(IntFlag):
+    """Instructions added after the first commit, which a VM may lack: its limits' (and
+    INFO's) ``features`` bits say which it runs, and the host compiles with them exactly
+    then (a device that reports no ``features`` field has none)."""
+    SMUL2 = 1     # SVOP SMUL2
+    ATTN = 2      # Op.ATTN (SCORES, PV)
+
+
+FEATURES_ALL = Feature.SMUL2 | Feature.ATTN
 
 
 def kv_scale_addr(limits, row_addr, stride, v):

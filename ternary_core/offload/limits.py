@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields as dc_fields, replace
 
 from ..engine_config import EngineConfig
 from ..errors import TernaryError
-from .isa import ADDR_BITS, DOT_LANES, PARAM_DEPTH, SR_COUNT, Space
+from .isa import ADDR_BITS, DOT_LANES, FEATURES_ALL, PARAM_DEPTH, SR_COUNT, Feature, Space
 
 # The ternary engine the whole-model device carries (the ULX3S-85F's: 16x16 lanes, 2-bit
 # weights, the activation buffer in LUT RAM): what the compiler packs for and the Python
@@ -57,10 +57,18 @@ class DeviceLimits:
     max_m: int = 1024
     max_k: int = 1024
     weight_words: int = 4096
+    # added later (INFO reports fields in this order; a device that stops before one
+    # implies its value in LATER_FIELDS): the optional instructions (isa.Feature bits)
+    features: int = int(FEATURES_ALL)
 
     def __post_init__(self):
         for f in dc_fields(self):
             v = getattr(self, f.name)
+            if f.name == "features":
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v & ~int(FEATURES_ALL):
+                    raise TernaryError(f"DeviceLimits.features must be a sum of isa.Feature bits "
+                                       f"(0..{int(FEATURES_ALL)}), got {v!r}")
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TernaryError(f"DeviceLimits.{f.name} must be a positive integer, got {v!r}")
         if self.head_dim % 2:
@@ -77,6 +85,15 @@ class DeviceLimits:
             if s not in (Space.PROG,) and self.depth(s) > 1 << ADDR_BITS:
                 raise TernaryError(f"DeviceLimits: space {s.name} needs {self.depth(s)} words, "
                                    f"more than the {1 << ADDR_BITS} of an {ADDR_BITS}-bit address")
+
+    def has(self, feature):
+        """Whether the device runs the optional instructions of ``feature`` (an
+        :class:`~.isa.Feature`)."""
+        return bool(self.features & Feature(feature))
+
+    def compile_options(self):
+        """The :func:`~.compiler.compile_program` options of this device's features."""
+        return {"smul2": self.has(Feature.SMUL2), "fuse_attention": self.has(Feature.ATTN)}
 
     # row strides (powers of two) of the row spaces
     @property
@@ -162,6 +179,11 @@ class DeviceLimits:
                     max_k=max(c.hidden_size, c.intermediate_size))
         base.update(kw)
         return cls(**base)
+
+
+# The fields of DeviceLimits added after INFO first carried them, and the value a device
+# that reports fewer fields implies for each (it predates them).
+LATER_FIELDS = {"features": 0}
 
 
 def vmem_regions(config, context):
