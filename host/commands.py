@@ -166,7 +166,10 @@ def _import(args):
         make_tokenizer(model.tokenizer, model.config.vocab_size)
     except TernaryError as exc:
         raise TernaryError(f"{args.src}: {exc}") from None
-    model.integer_probe = probe(model, args.probe_positions, _ProbeProgress(sys.stderr))
+    try:
+        model.integer_probe = probe(model, args.probe_positions, _ProbeProgress(sys.stderr))
+    except TernaryError as exc:
+        raise TernaryError(f"{args.src}: integer decode probe: {exc}") from None
     save_model(args.out, model, what="-o", inputs=inputs)
     c = model.config
     print(f"imported {args.src}: {c.num_hidden_layers} layers, hidden {c.hidden_size}, "

@@ -172,8 +172,9 @@ def evaluate(model, backend, ids, tokenizer, log=None):
     t0 = time.perf_counter()
     for start, end in spans:
         window, targets = ids[start:end], ids[start + 1:end + 1]
-        logits = _window_logits(backend, runner, window,
-                                lambda n: progress.show(totals, pending=n))
+        with np.errstate(over="ignore", invalid="ignore"):   # check_finite stops an overflow
+            logits = _window_logits(backend, runner, window,
+                                    lambda n: progress.show(totals, pending=n))
         bad = np.nonzero(~np.isfinite(logits).all(axis=1))[0]
         if bad.size:
             check_finite(logits[bad[0]], start + int(bad[0]))

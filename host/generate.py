@@ -108,18 +108,19 @@ def generate(model, runner, prompt_ids, n_tokens, sampler, on_token=None):
     t0 = time.perf_counter()
     window = SlidingWindow(runner(min(context, len(prompt_ids) + n_tokens)), context,
                            len(prompt_ids) + n_tokens)
-    for t in prompt_ids:
-        logits = window.feed(t)
-    t_prefill = time.perf_counter() - t0
-    out = []
-    for _ in range(n_tokens):
-        check_finite(logits, len(window.seq) - 1)
-        nxt = sampler(logits)
-        out.append(nxt)
-        if on_token:
-            on_token(nxt)
-        if len(out) < n_tokens:
-            logits = window.feed(nxt)
+    with np.errstate(over="ignore", invalid="ignore"):   # check_finite stops an overflow
+        for t in prompt_ids:
+            logits = window.feed(t)
+        t_prefill = time.perf_counter() - t0
+        out = []
+        for _ in range(n_tokens):
+            check_finite(logits, len(window.seq) - 1)
+            nxt = sampler(logits)
+            out.append(nxt)
+            if on_token:
+                on_token(nxt)
+            if len(out) < n_tokens:
+                logits = window.feed(nxt)
     return GenerationResult(list(prompt_ids), out, "", time.perf_counter() - t0, t_prefill,
                             context=context, window_shifts=window.shifts)
 

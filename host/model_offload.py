@@ -225,6 +225,7 @@ def device_limits(info):
     """The :class:`~ternary_core.offload.limits.DeviceLimits` an INFO record reports."""
     from dataclasses import fields
 
+    from ternary_core.offload.isa import FEATURES_ALL
     from ternary_core.offload.limits import LATER_FIELDS, DeviceLimits
 
     from .errors import ProtocolMismatch
@@ -238,6 +239,9 @@ def device_limits(info):
     # optional instructions
     values = dict(zip(names, info.limits))
     values.update({n: v for n, v in LATER_FIELDS.items() if n not in values})
+    # a newer device's optional instructions that this host does not know: it never emits
+    # them, as it never emits those a device lacks (a device's later fields are skipped alike)
+    values["features"] &= int(FEATURES_ALL)
     try:
         return DeviceLimits(**values)
     except TernaryError as exc:

@@ -61,7 +61,8 @@ def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2
     F32/F16/BF16 (the values ``{-s, 0, +s}``, llama.cpp's default); or (``scale_tensors``)
     the trits alone (s = 1) and a ``blk.N.<name>.scale`` tensor; ``activation`` None leaves out ``bitnet.hidden_activation``; ``extra``: more
     tensors ``{name: array}``; ``replace``: BitLinear tensors written as the given arrays
-    ``{name: array}`` instead; ``metadata``: more keys ``{key: value}`` (lists as arrays; a
+    ``{name: array}`` (or raw data ``{name: (uint8 array, GGMLQuantizationType)}``) instead;
+    ``metadata``: more keys ``{key: value}`` (lists as arrays; a
     tuple ``(value, GGUFValueType[, sub_type])`` is written as that type, as a careless or
     hostile writer might: empty arrays and strings, negative ids, arrays of arrays, bytes
     that are not UTF-8)."""
@@ -101,7 +102,11 @@ def write_gguf(path, m, qtype="TQ2_0", *, scale_tensors=False, activation="relu2
             kind = gguf.GGMLQuantizationType[qtype]
             name = f"blk.{i}.{g}.weight"
             if name in (replace or {}):
-                w.add_tensor(name, replace[name])
+                r = replace[name]    # an array, or (raw bytes, GGMLQuantizationType)
+                if isinstance(r, tuple):
+                    w.add_tensor(name, r[0], raw_dtype=r[1])
+                else:
+                    w.add_tensor(name, r)
             else:
                 w.add_tensor(name, gguf.quants.quantize(values, kind), raw_dtype=kind)
             if scale_tensors:

@@ -57,6 +57,10 @@ def compare(model, ids, progress=None):
         stepped = []
         for t in win[:target.size]:
             stepped.append(fr.step(int(t)))
+            if not np.all(np.isfinite(stepped[-1])):   # NaN has no argmax to agree with
+                raise TernaryError(f"the float reference computed a non-finite logit at position "
+                                   f"{n + len(stepped) - 1}: the model's numbers overflow float32, "
+                                   f"so no backend runs it")
             if progress:
                 progress(n + len(stepped), ids.size - 1)
         flog = np.stack(stepped).astype(np.float64)

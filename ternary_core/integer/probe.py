@@ -46,7 +46,8 @@ def probe(model, positions=DEFAULT_POSITIONS, progress=None):
         raise ValueError(f"positions must be 0..{MAX_PROBE_POSITIONS}, got {positions}")
     if positions == 0:
         return IntegerProbe(0, 0)
-    result = compare(model, probe_ids(model.config.vocab_size, positions), progress)
+    with np.errstate(over="ignore", invalid="ignore"):    # compare refuses non-finite logits
+        result = compare(model, probe_ids(model.config.vocab_size, positions), progress)
     return IntegerProbe(result["positions"], result["top1_agreeing"])
 
 

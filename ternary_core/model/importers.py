@@ -24,7 +24,7 @@ from . import names
 from .config import ACTIVATIONS, BitNetConfig
 from .names import GGUF_LINEARS, GGUF_NORMS
 from .gguf_tokenizer import read_tokenizer_metadata, tokenizer_from_gguf
-from .file import BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
+from .file import MIN_WEIGHT_SCALE, BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
 from ..quant import quantize_weights
 from ..formats.json_text import parse_json
 from ..formats.safetensors import read_safetensors
@@ -208,6 +208,7 @@ def import_gguf(path, notes=None):
         if t is None:
             raise TernaryError(f"{path}: tensor {name} is missing")
         used.add(name)
+        _check_shape(path, t, shape)
         if t.tensor_type not in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             raise TernaryError(f"{path}: tensor {name} is {t.tensor_type.name}; expected F32 or F16")
         a = np.asarray(t.data, dtype=np.float32)
@@ -234,12 +235,13 @@ def import_gguf(path, notes=None):
         if t is None:
             raise TernaryError(f"{path}: tensor blk.{i}.{g}.weight is missing")
         used.add(t.name)
+        _check_shape(path, t, (out, k))
         qtype = t.tensor_type.name
         kinds.add(qtype)
         if qtype in ("TQ1_0", "TQ2_0"):
             trits, scales = unpack_tq(np.asarray(t.data).reshape(-1), (out, k), qtype)
             nonzero = scales[np.abs(trits).reshape(out, k // 256, 256).any(axis=2)]
-            if nonzero.size and not np.all(nonzero == nonzero[0]):
+            if np.unique(nonzero).size > 1:     # NaNs are one value here: refused below
                 raise TernaryError(f"{path}: blk.{i}.{g}.weight has different scales per block; "
                                    f"a BitLinear takes one scale per tensor")
             d_scale = np.float32(nonzero[0] if nonzero.size else 1.0)
@@ -250,11 +252,13 @@ def import_gguf(path, notes=None):
                                f"ternary TQ1_0 or TQ2_0, or {'/'.join(FLOAT_TERNARY_TYPES)} "
                                f"holding ternary values")
         extra = _tensor_scale(path, tensors.get(f"blk.{i}.{g}.scale"))
+        what = f"tensor {t.name}"
         if extra is not None:
             used.add(f"blk.{i}.{g}.scale")
             scale_tensors += 1
             d_scale = np.float32(d_scale * extra)      # llama.cpp: matmul(w, x) * scale
-        model.bitlinears[name] = BitLinearWeights(trits, np.float32(1.0) / d_scale)
+            what += f" times blk.{i}.{g}.scale"
+        model.bitlinears[name] = BitLinearWeights(trits, _weight_scale(path, what, d_scale))
     unknown = sorted(set(tensors) - used)
     if unknown:
         raise TernaryError(f"{path}: tensor {unknown[0]} is not part of a bitnet model this "
@@ -291,6 +295,34 @@ def _float_ternary(path, t, shape):
                            f"holds -s, 0 and +s for one s")
     s = np.float32(mags[0] if mags.size else 1.0)
     return np.sign(a).astype(np.int8).reshape(shape), s
+
+
+def _check_shape(path, t, shape):
+    """The shape ``t`` declares (GGUF lists dimensions innermost first) must be ``shape``:
+    the same number of values in another shape is another matrix."""
+    declared = tuple(int(n) for n in reversed(t.shape))
+    if declared != tuple(shape):
+        raise TernaryError(f"{path}: tensor {t.name} has shape {declared}, expected {tuple(shape)}")
+
+
+# The magnitudes a BitLinear may have: the engine keeps 1/s as a float32 weight scale of at
+# least MIN_WEIGHT_SCALE (1/s overflowing or dividing by 0 was a NumPy warning, then an
+# error naming the engine's tensor, not the file's).
+SCALE_RANGE = (float(1 / np.finfo(np.float32).max), 1 / MIN_WEIGHT_SCALE)
+
+
+def _weight_scale(path, what, s):
+    """``1 / s`` (float32) for a BitLinear of magnitude ``s`` (``what`` names its tensors),
+    or an error if that is not a weight scale the engine runs."""
+    s = np.float32(s)
+    with np.errstate(all="ignore"):
+        w = np.float32(1.0) / s
+    if not (np.isfinite(s) and s > 0 and np.isfinite(w) and w >= MIN_WEIGHT_SCALE):
+        lo, hi = SCALE_RANGE
+        raise TernaryError(f"{path}: {what}: its scale must be a finite number within "
+                           f"{lo:.3g}..{hi:g} (the engine keeps 1/scale as a float32 of at least "
+                           f"{MIN_WEIGHT_SCALE:g}), got {s:.3g}")
+    return w
 
 
 def _tensor_scale(path, t):
