@@ -295,20 +295,10 @@ def test_eval_on_a_whole_model_device_offloads_the_matvecs(capsys, monkeypatch, 
     model there; eval needs every position's logits and runs the BitLinears on it instead
     (it ended in an AttributeError). The device's matvecs are the golden model's here."""
     import host.backends as backends
-    from host.device import Device
-    from ternary_core.model.file import load_model
-    from ternary_core.offload.limits import DeviceLimits
     from ternary_core.reference import GoldenBackend
-    from tests.python_device import PythonDevice
+    from tests.helpers import python_devices
 
-    config = load_model(default_model_path()).config
-    opened = []
-
-    def open_device(args):
-        opened.append(Device(PythonDevice(DeviceLimits.for_config(config))))
-        return opened[-1]
-
-    monkeypatch.setattr(backends, "open_device", open_device)
+    opened = python_devices(monkeypatch)
     monkeypatch.setattr(backends, "open_backend", lambda args, model, device=None: GoldenBackend())
     ids = tmp_path / "ids.txt"
     ids.write_text(" ".join(str(b) for b in b"To be, or not to be, that is the question"))

@@ -160,13 +160,8 @@ def test_a_device_with_features_this_host_does_not_know_runs_the_model(offload, 
     offload (chosen)."""
     from dataclasses import replace
 
-    import host.backends as backends
     import ternary_core.protocol as protocol
-    from host.device import Device
-    from host.generate import default_model_path
-    from ternary_core.model.file import load_model
-    from ternary_core.offload.limits import DeviceLimits
-    from tests.python_device import PythonDevice
+    from tests.helpers import python_devices
 
     real_info_for = protocol.info_for
 
@@ -175,14 +170,7 @@ def test_a_device_with_features_this_host_does_not_know_runs_the_model(offload, 
         return replace(info, limits=info.limits[:-1] + (info.limits[-1] | 4,))
 
     monkeypatch.setattr(protocol, "info_for", info_for)
-    config = load_model(default_model_path()).config
-    opened = []
-
-    def open_device(args):
-        opened.append(Device(PythonDevice(DeviceLimits.for_config(config))))
-        return opened[-1]
-
-    monkeypatch.setattr(backends, "open_device", open_device)
+    opened = python_devices(monkeypatch)
     argv = ["generate", "--tokens", "6", "--json", "--temperature", "0"]
     capsys.readouterr()
     assert main(argv) == 0

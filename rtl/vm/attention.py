@@ -40,12 +40,7 @@ def attention_states(seq):
     with m.State("ATTN_SCORES"):
         # D's space reads on A's port: the key's scale beside its dot
         m.d.comb += [dp.axpy.eq(0), dp.rd_a_sp.eq(dp.d_sp)]
-        with m.If(dr < n):
-            m.d.comb += [dp.d_issue.eq(1), dp.rd_b.eq(dp.row_addr)]
-            with m.If(dch == dp.nch - 1):
-                m.d.sync += [dch.eq(0), dr.eq(dr + 1)]
-            with m.Else():
-                m.d.sync += dch.eq(dch + 1)
+        seq.issue_rows(n)
         with m.Else():
             m.d.sync += seq.drain.eq(seq.drain + 1)
             with m.If(seq.drain == SCORES_DRAIN):

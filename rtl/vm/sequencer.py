@@ -494,12 +494,25 @@ class MachineSequencer:
             with m.If(drv.res.valid & r.last):
                 m.next = "NEXT"
 
+    def issue_rows(self, n):
+        """DOT and ATTN SCORES: while rows remain (``dr < n``), one 32-byte chunk of row
+        ``dr`` a cycle into the lanes. Opens an ``m.If``: the caller's ``m.Else()`` (the
+        drain) follows it directly."""
+        m, dp = self.m, self.dp
+        dr, dch = dp.dr, dp.dch
+        with m.If(dr < n):
+            m.d.comb += [dp.d_issue.eq(1), dp.rd_b.eq(dp.row_addr)]
+            with m.If(dch == dp.nch - 1):
+                m.d.sync += [dch.eq(0), dr.eq(dr + 1)]
+            with m.Else():
+                m.d.sync += dch.eq(dch + 1)
+
     def _dot_states(self):
         """DOT_Q: A's ``len`` bytes into the query buffer (``len + 2`` cycles); DOT: one
         32-byte chunk of a row a cycle into the lanes, each row's sum into D[r] as the
         DOT/AXPY pipeline delivers it, then its drain (``dot_depth + 1`` cycles)."""
         m, dp, cnt, q_wr = self.m, self.dp, self.cnt, self.dp.q_wr
-        dr, dch, dl, depth = dp.dr, dp.dch, dp.dl, dp.dot_depth
+        dl, depth = dp.dl, dp.dot_depth
         with m.State("DOT_Q"):
             m.d.comb += dp.axpy.eq(0)
             qi = Signal(INDEX_BITS)
@@ -518,12 +531,7 @@ class MachineSequencer:
                     m.next = "DOT"
         with m.State("DOT"):
             m.d.comb += dp.axpy.eq(0)
-            with m.If(dr < dp.n):
-                m.d.comb += [dp.d_issue.eq(1), dp.rd_b.eq(dp.row_addr)]
-                with m.If(dch == dp.nch - 1):
-                    m.d.sync += [dch.eq(0), dr.eq(dr + 1)]
-                with m.Else():
-                    m.d.sync += dch.eq(dch + 1)
+            self.issue_rows(dp.n)
             with m.Else():
                 m.d.sync += self.drain.eq(self.drain + 1)
                 with m.If(self.drain == depth):
