@@ -17,8 +17,9 @@ from ..integer import ops
 from ..integer.fixed import SIGMOID_FRAC_BITS, SIGMOID_ONE, scalar_from_int
 from ..model import names
 from ..model.names import GATE_UP, QKV
-from .isa import (ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SR_INV_T, AttnFn, Cond, Dyn, DynSrc, Instr,
-                  Op, Red, SampleFn, SFn, Space, SVFn, VFn, prog_words)
+from .isa import (ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SDRAM_WORD_BYTES, SR_INV_T, AttnFn, Cond,
+                  Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn, XFn, prog_words)
+from .schedule import hoist_transfers
 from .limits import DEFAULT_ENGINE, VM_ACTIVATIONS, DeviceLimits
 from .memory_map import MemoryMap, log2_exact
 
@@ -157,13 +158,39 @@ class _Emitter:
                  self.V("x"), bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16)
 
     def matvec(self, name, first, dst):
-        base, m, k = self.mm.stack_of(first)
-        self.emit(Op.MATVEC, name, base=base, m=m, k=k, d_space=dst[0], d_addr=dst[1])
+        """The MATVEC of the stack whose first member is ``first``; streamed from the
+        SDRAM, one per row chunk, each after its rows' transfer into a weight-store half."""
+        sd = self.mm.sd
+        if sd is None:
+            base, m, k = self.mm.stack_of(first)
+            self.emit(Op.MATVEC, name, base=base, m=m, k=k, d_space=dst[0], d_addr=dst[1])
+            return
+        wpw = self.mm.engine.layout.word_bytes // SDRAM_WORD_BYTES
+        chunks = sd.chunks[first]
+        for c in chunks:
+            part = f"{name} rows {c.row0}..{c.row0 + c.m - 1}" if len(chunks) > 1 else name
+            self.xfer(f"{part}: fetch", XFn.IN, (Space.WGT, c.wgt), c.sd, c.words * wpw)
+            self.wait(f"{part}: wait for the weights")
+            self.emit(Op.MATVEC, part, base=c.wgt, m=c.m, k=c.k, d_space=dst[0],
+                      d_addr=dst[1] + c.row0)
+
+    def xfer(self, name, fn, c, s_addr, n, *, npos_k=None, c_dyn=None, s_dyn=None,
+             dyn_src=DynSrc.POS):
+        """An XFER IN/OUT of ``n`` SDRAM words (plus ``pos << npos_k``) between ``c``
+        (space, word) and SDRAM word ``s_addr``; ``c_dyn`` / ``s_dyn``: the shift of the
+        dynamic offset ``(pos or token) << k`` of that side."""
+        self.emit(Op.XFER, name, fn=fn, n=n, c_space=c[0], c_addr=c[1], s_addr=s_addr,
+                  npos=npos_k is not None, npos_k=npos_k or 0, dyn_src=dyn_src,
+                  c_dyn=c_dyn is not None, c_dyn_k=c_dyn or 0,
+                  s_dyn=s_dyn is not None, s_dyn_k=s_dyn or 0)
+
+    def wait(self, name):
+        self.emit(Op.XFER, name, fn=XFn.WAIT)
 
 
-def _compile(im, limits, engine, sampling, smul2, fuse_attention):
+def _compile(im, limits, engine, sampling, smul2, fuse_attention, sdram):
     """The step program, phase by phase (each phase's instructions in the golden order)."""
-    mm = MemoryMap(im.config, im.max_len, limits, engine)
+    mm = MemoryMap(im.config, im.max_len, limits, engine, sdram)
     e = _Emitter(mm, im)
     regs = _embed(e)
     for i in range(mm.L):
@@ -172,6 +199,8 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention):
         _attention_output(e, regs, i, head_scales)
         _mlp(e, regs, i)
     _head_and_sampler(e, regs, sampling)
+    if mm.sd is not None:
+        e.ins = hoist_transfers(e.ins, limits, engine.layout)
     if len(e.ins) > limits.prog_words:
         raise TernaryError(f"the program has {len(e.ins)} instructions; the device's prog_words "
                            f"limit is {limits.prog_words}")
@@ -196,9 +225,15 @@ def _embed(e):
     e.emit(Op.SAMPLE, "token check", fn=SampleFn.TCHECK, n=mm.V)
     es = e.sr("embed.scale")
     e.sop("embed: row scale", SFn.LOAD, d=es, s=(Space.EMBS, 0), dyn=(Dyn.A, DynSrc.TOKEN, 0))
+    row_dyn = (Dyn.A, DynSrc.TOKEN, log2_exact(mm.emb_stride))
+    if mm.sd is not None:       # the token's row into EMB row 0
+        e.xfer("embed: fetch the row", XFn.IN, (Space.EMB, 0), mm.sd.emb, mm.sd.row_words,
+               s_dyn=log2_exact(mm.sd.row_words), dyn_src=DynSrc.TOKEN)
+        e.wait("embed: wait for the row")
+        row_dyn = None
     e.vop("embed: row to Q15.16, range", VFn.MULS, mm.d, (Space.EMB, 0), (Space.SR, es), e.V("x"),
           sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16,
-          dyn=(Dyn.A, DynSrc.TOKEN, log2_exact(mm.emb_stride)))
+          dyn=row_dyn)
     return _StepRegs(res_scale=res_scale, r=e.sr("r"))
 
 
@@ -211,6 +246,7 @@ def _attention_inputs(e, regs, i):
     act, r = (Space.ACT, 0), regs.r
     p = names.layer(i)
     ln = f"layer {i}"
+    _kv_transfers(e, i, XFn.IN)
     e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, regs.res_scale, act, r,
            ranged=True)
     e.matvec(f"{ln} q/k/v matvec", p + QKV[0], sv("qkv"))
@@ -239,7 +275,33 @@ def _attention_inputs(e, regs, i):
                          (space, mm.kv_row(i, g)), kv_dyn, sc, ranged=not v)
             e.sop(f"{ln} store {kind} head {g} scale", SFn.STORE, a=sc,
                   s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
+    _kv_transfers(e, i, XFn.OUT)
     return qsc
+
+
+def _kv_transfers(e, i, fn):
+    """Streamed from the SDRAM, layer ``i``'s KV cache lives in on-chip slot 0 while the
+    layer runs: IN brings its rows and scales of the positions before the step's (its
+    WAIT is the attention's), OUT writes the step's position back."""
+    mm = e.mm
+    sd = mm.sd
+    if sd is None:
+        return
+    kst, rw = log2_exact(mm.kv_stride), sd.kv_row_words
+    for g in range(mm.nkv):
+        for kind, c, per in (("k", (Space.KVK, mm.kv_row(i, g)), rw),
+                             ("v", (Space.KVV, mm.kv_row(i, g)), rw),
+                             ("ks", (Space.KVS, mm.kvs(i, g, 0)), 1),
+                             ("vs", (Space.KVS, mm.kvs(i, g, 1)), 1)):
+            what = {"k": "K rows", "v": "V rows", "ks": "K scales", "vs": "V scales"}[kind]
+            k = log2_exact(per)
+            if fn == XFn.IN:
+                e.xfer(f"layer {i} kv head {g}: fetch the {what}", fn, c, sd.kv_sd(kind, i, g), 0,
+                       npos_k=k)
+            else:
+                e.xfer(f"layer {i} kv head {g}: write back the step's {what[:-1]}", fn, c,
+                       sd.kv_sd(kind, i, g), per, c_dyn=kst if kind in ("k", "v") else 0,
+                       s_dyn=k)
 
 
 def _attend(e, i, qsc, *, smul2, fuse_attention):
@@ -253,6 +315,8 @@ def _attend(e, i, qsc, *, smul2, fuse_attention):
     asc = [e.sr(("a_sc", h)) for h in range(nh)]
     score_k = e.const("score_k", im.score_k)
     kst = log2_exact(mm.kv_stride)
+    if mm.sd is not None:
+        e.wait(f"{ln} attn: wait for the KV cache")
     for h in range(nh):
         g = h // group
         an = f"{ln} attn head {h}"
@@ -425,9 +489,20 @@ def _head_and_sampler(e, regs, sampling):
     e.norm("final norm", names.FINAL_NORM, sv("x"), d, regs.res_scale, sv("q8"), r, ranged=True)
     rows, scales = ((Space.EMB, Space.EMBS) if mm.config.tie_word_embeddings
                     else (Space.HEAD, Space.HEADS))
-    e.emit(Op.DOT, "lm_head: dots", n=V, a_space=Space.VMEM, a_addr=mm.vmem["q8"],
-           b_space=rows, b_addr=0, d_space=Space.VMEM, d_addr=mm.vmem["s0"], len=d,
-           stride=log2_exact(mm.emb_stride), gen_only=1)
+    dot = dict(a_space=Space.VMEM, a_addr=mm.vmem["q8"], b_space=rows, d_space=Space.VMEM,
+               len=d, stride=log2_exact(mm.emb_stride))
+    sd = mm.sd
+    if sd is None:
+        e.emit(Op.DOT, "lm_head: dots", n=V, b_addr=0, d_addr=mm.vmem["s0"], **dot)
+    else:                       # chunks of the rows, in the two halves of the buffer in turn
+        R = sd.head_rows
+        for j, r0 in enumerate(range(0, V, R)):
+            n, half = min(R, V - r0), (j % 2) * R * mm.emb_stride
+            part = f"lm_head rows {r0}..{r0 + n - 1}"
+            e.xfer(f"{part}: fetch", XFn.IN, (rows, half), sd.head + r0 * sd.row_words,
+                   n * sd.row_words)
+            e.wait(f"{part}: wait for the rows")
+            e.emit(Op.DOT, f"{part}: dots", n=n, b_addr=half, d_addr=mm.vmem["s0"] + r0, **dot)
     e.emit(Op.SVOP, "lm_head: row scales", fn=SVFn.SMUL, n=V, a_space=scales, a_addr=0,
            b_space=Space.SR, b_addr=r, d_space=Space.VMEM, d_addr=mm.vmem["s1"], gen_only=1)
     e.vop("lm_head: logits to Q15.16", VFn.MULS, V, sv("s0"), sv("s1"), sv("s2"),
@@ -482,7 +557,7 @@ class Program:
 
 
 def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
-                    fuse_attention=False):
+                    fuse_attention=False, sdram=None):
     """The step program of ``im`` for a device with ``limits`` (default: the smallest
     that hold the model at ``im.max_len``). ``sampling`` adds the temperature/top-k tail
     (selected at run time by ``cond``); without it the program is greedy only.
@@ -492,8 +567,9 @@ def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,
     (:class:`~.isa.Feature`): the host compiles with them exactly when the device's limits
     say it runs them (:meth:`DeviceLimits.compile_options
     <ternary_core.offload.limits.DeviceLimits.compile_options>`); the Python machine and
-    the RTL VM run both."""
+    the RTL VM run both. ``sdram``: where the model lives (:class:`MemoryMap`: None puts
+    it on chip if it fits there, else in the device's SDRAM)."""
     engine = engine or DEFAULT_ENGINE
     limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
-    mm, e = _compile(im, limits, engine, sampling, smul2, fuse_attention)
+    mm, e = _compile(im, limits, engine, sampling, smul2, fuse_attention, sdram)
     return Program(e.ins, mm, e.sr_init)

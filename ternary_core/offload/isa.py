@@ -79,6 +79,7 @@ class Op(IntEnum):
     SAMPLE = 7    # top-k mask, draw, emit
     END = 8       # end of the step program
     ATTN = 9      # fused attention passes over the keys (added after the first commit)
+    XFER = 10     # a transfer between the SDRAM and an on-chip space (issue 20)
 
 
 class VFn(IntEnum):
@@ -149,6 +150,18 @@ class AttnFn(IntEnum):
 ATTN_SCORE_BITS = 24    # ATTN SCORES saturates its scores to this signed width
 
 
+class XFn(IntEnum):
+    """XFER functions. A transfer runs beside the instructions after it (one at a time:
+    IN and OUT wait for the one before to finish first); see :func:`xfer_bytes`."""
+    IN = 0        # SDRAM words [s_addr, +n) -> the on-chip space from c_addr
+    OUT = 1       # the on-chip space from c_addr -> SDRAM words [s_addr, +n)
+    WAIT = 2      # wait until no transfer runs (END waits too)
+
+
+SDRAM_WORD_BYTES = 8    # an SDRAM word is 64 bits (the device's port word)
+SDRAM_ADDR_BITS = 26    # XFER's SDRAM word address (512 MB; the ULX3S has 32 MB)
+
+
 class Feature(IntFlag):
     """Instructions added after the first commit, which a VM may lack: its limits' (and
     INFO's) ``features`` bits say which it runs, and the host compiles with them exactly
@@ -205,10 +218,12 @@ class Space(IntEnum):
     TOKENS = 11   # u16 token id per position
     SR = 12       # as an operand: the scalar register file (addr = index)
     IR = 13       # as an operand: the integer register file (addr = index)
+    WGT = 14      # the engine's weight store (words of its tile layout); XFER only
     PROG = 16     # the program, 64-bit words (2 per instruction)
     SRINIT = 17   # initial SR values (scalar words), loaded into SR at the start of a run
     CYCLES = 18   # u32 cycles of the step at each position (written by the VM)
     PARAM = 19    # run parameters and result, 32-bit words (PARAM_WORDS)
+    SDRAM = 20    # the board's SDRAM, 64-bit words (DeviceLimits.sdram_words; none: 0)
 
 
 @dataclass(frozen=True)
@@ -239,10 +254,30 @@ SPACES = {
     Space.SRINIT: SpaceInfo(SW_BITS, False, False, True),
     Space.CYCLES: SpaceInfo(32, False, False, False),
     Space.PARAM: SpaceInfo(32, False, False, True),
+    Space.SDRAM: SpaceInfo(64, False, False, True),
 }
 
 SCALAR_SPACES = (Space.EMBS, Space.HEADS, Space.KVS)   # VMEM may also hold scalar words
 ROW_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)
+# What XFER moves to and from the SDRAM, and the bytes one word takes there (the space's
+# words, little-endian, packed; wider than 16 bits: one SDRAM word each, zero-extended).
+# WGT's word is the engine's tile word: EngineConfig.word_bytes.
+XFER_SPACES = {Space.VMEM: 8, Space.TMEM: 2, Space.EMB: 1, Space.EMBS: 8, Space.HEAD: 1,
+               Space.HEADS: 8, Space.KVK: 1, Space.KVV: 1, Space.KVS: 8, Space.WGT: None}
+
+
+def xfer_bytes(space, wgt_word_bytes):
+    """Bytes a word of ``space`` takes in the SDRAM (TernaryError if XFER cannot reach
+    it). A transfer of ``n`` SDRAM words moves ``n * 8 / xfer_bytes`` words of the
+    on-chip space; its first word must start an SDRAM word (``c_addr * xfer_bytes`` a
+    multiple of 8) and it must move whole words."""
+    try:
+        s = Space(space)
+    except ValueError:
+        s = None
+    if s not in XFER_SPACES:
+        raise TernaryError(f"XFER cannot reach space {space}")
+    return wgt_word_bytes if s == Space.WGT else XFER_SPACES[s]
 
 # ---- registers -------------------------------------------------------------------------
 
@@ -311,7 +346,18 @@ LAYOUTS[Op.ATTN] = {
     "red_ir": Field(115, 4),        # SCORES: max score; PV: sum of the exp2 weights
     "ir_b": Field(119, 4),          # PV: IR of the max score
 }
-FN_ENUMS = {Op.VOP: VFn, Op.SVOP: SVFn, Op.SOP: SFn, Op.SAMPLE: SampleFn, Op.ATTN: AttnFn}
+LAYOUTS[Op.XFER] = {
+    "npos": Field(8, 1),            # n += pos << npos_k
+    "npos_k": Field(9, 4),
+    "n": Field(13, 16),             # SDRAM words
+    "c_space": Field(29, 4), "c_addr": Field(33, ADDR_BITS),      # the on-chip side
+    "s_addr": Field(51, SDRAM_ADDR_BITS),                         # the SDRAM side
+    "dyn_src": Field(77, 1),        # DynSrc of both dynamic offsets
+    "c_dyn": Field(78, 1), "c_dyn_k": Field(79, 5),   # c_addr += (pos or token) << c_dyn_k
+    "s_dyn": Field(84, 1), "s_dyn_k": Field(85, 5),   # s_addr += (pos or token) << s_dyn_k
+}
+FN_ENUMS = {Op.VOP: VFn, Op.SVOP: SVFn, Op.SOP: SFn, Op.SAMPLE: SampleFn, Op.ATTN: AttnFn,
+            Op.XFER: XFn}
 
 
 def _check_layouts():

@@ -7,7 +7,8 @@ from dataclasses import dataclass, fields as dc_fields, replace
 
 from ..engine_config import EngineConfig
 from ..errors import TernaryError
-from .isa import ADDR_BITS, DOT_LANES, FEATURES_ALL, PARAM_DEPTH, SR_COUNT, Feature, Space
+from .isa import (ADDR_BITS, DOT_LANES, FEATURES_ALL, PARAM_DEPTH, SDRAM_ADDR_BITS, SR_COUNT,
+                  Feature, Space)
 
 # The ternary engine the whole-model device carries (the ULX3S-85F's: 16x16 lanes, 2-bit
 # weights, the activation buffer in LUT RAM): what the compiler packs for and the Python
@@ -60,10 +61,21 @@ class DeviceLimits:
     # added later (INFO reports fields in this order; a device that stops before one
     # implies its value in LATER_FIELDS): the optional instructions (isa.Feature bits)
     features: int = int(FEATURES_ALL)
+    # the SDRAM (issue 20): its 64-bit words (0: none; a device with SDRAM runs XFER), and
+    # the on-chip buffers a model streamed from it uses: rows of EMB/HEAD (0: ``vocab``)
+    # and layers of the KV cache (0: ``layers``)
+    sdram_words: int = 0
+    emb_rows: int = 0
+    kv_layers: int = 0
 
     def __post_init__(self):
         for f in dc_fields(self):
             v = getattr(self, f.name)
+            if f.name in ZERO_MEANS_DEFAULT:
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise TernaryError(f"DeviceLimits.{f.name} must be a non-negative integer, "
+                                       f"got {v!r}")
+                continue
             if f.name == "features":
                 if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v & ~int(FEATURES_ALL):
                     raise TernaryError(f"DeviceLimits.features must be a sum of isa.Feature bits "
@@ -79,12 +91,34 @@ class DeviceLimits:
         for name in ("hidden", "ffn", "vocab", "context"):
             if getattr(self, name) >= 1 << 14:
                 raise TernaryError(f"DeviceLimits.{name} must be below 16384 (14-bit n fields)")
+        if self.sdram_words >= 1 << SDRAM_ADDR_BITS:
+            raise TernaryError(f"DeviceLimits.sdram_words must be below 2**{SDRAM_ADDR_BITS} "
+                               f"(XFER's SDRAM address), got {self.sdram_words}")
+        for name, most in (("emb_rows", self.vocab), ("kv_layers", self.layers)):
+            if getattr(self, name) > most:
+                raise TernaryError(f"DeviceLimits.{name} must be at most "
+                                   f"{'vocab' if name == 'emb_rows' else 'layers'} ({most})")
         for s in Space:
-            if s in (Space.NONE, Space.SR, Space.IR):
+            if s in (Space.NONE, Space.SR, Space.IR, Space.WGT):
                 continue
-            if s not in (Space.PROG,) and self.depth(s) > 1 << ADDR_BITS:
+            if s not in (Space.PROG, Space.SDRAM) and self.depth(s) > 1 << ADDR_BITS:
                 raise TernaryError(f"DeviceLimits: space {s.name} needs {self.depth(s)} words, "
                                    f"more than the {1 << ADDR_BITS} of an {ADDR_BITS}-bit address")
+
+    @property
+    def sdram(self):
+        """Whether the device has SDRAM (and so runs XFER)."""
+        return self.sdram_words > 0
+
+    @property
+    def emb_buffer_rows(self):
+        """On-chip EMB (and HEAD) rows."""
+        return self.emb_rows or self.vocab
+
+    @property
+    def kv_buffer_layers(self):
+        """Layers of the KV cache on chip."""
+        return self.kv_layers or self.layers
 
     def has(self, feature):
         """Whether the device runs the optional instructions of ``feature`` (an
@@ -112,14 +146,15 @@ class DeviceLimits:
         """Words of a space in a device built with these limits."""
         s = Space(space)
         gains = (3 * self.layers + 1) * self.hidden + self.layers * self.ffn
-        kv = self.layers * self.kv_heads * self.context
+        kv = self.kv_buffer_layers * self.kv_heads * self.context
+        emb = self.emb_buffer_rows * self.emb_stride
         return {
             Space.VMEM: self.vmem_words,
             Space.ACT: self.max_k,
             Space.TMEM: gains + self.context * self.rope_stride,
-            Space.EMB: self.vocab * self.emb_stride,
+            Space.EMB: emb,
             Space.EMBS: self.vocab,
-            Space.HEAD: self.vocab * self.emb_stride,
+            Space.HEAD: emb,
             Space.HEADS: self.vocab,
             Space.KVK: kv * self.kv_stride,
             Space.KVV: kv * self.kv_stride,
@@ -129,11 +164,14 @@ class DeviceLimits:
             Space.SRINIT: self.sr_regs,
             Space.CYCLES: self.context,
             Space.PARAM: PARAM_DEPTH,
+            Space.SDRAM: self.sdram_words,
         }[s]
 
-    def check(self, config, context=None):
+    def check(self, config, context=None, streamed=False):
         """Raise a TernaryError naming the first field of ``config`` (a
-        :class:`~ternary_core.model.config.BitNetConfig`) that the device cannot hold."""
+        :class:`~ternary_core.model.config.BitNetConfig`) that the device cannot hold.
+        ``streamed``: the weights stream from the SDRAM in row chunks, so only a stack's
+        ``k`` is bounded (by ``max_k``), not its ``m``."""
         c = config
         context = int(context or c.max_position_embeddings)
         check_activation(c)
@@ -155,7 +193,7 @@ class DeviceLimits:
                             c.hidden_size),
                            ("gate/up stack", 2 * c.intermediate_size, c.hidden_size),
                            ("down_proj", c.hidden_size, c.intermediate_size)):
-            if m > self.max_m or k > self.max_k:
+            if (m > self.max_m and not streamed) or k > self.max_k:
                 raise TernaryError(f"{name} is {m}x{k}; the engine's max_m x max_k is "
                                    f"{self.max_m}x{self.max_k}")
 
@@ -183,7 +221,9 @@ class DeviceLimits:
 
 # The fields of DeviceLimits added after INFO first carried them, and the value a device
 # that reports fewer fields implies for each (it predates them).
-LATER_FIELDS = {"features": 0}
+LATER_FIELDS = {"features": 0, "sdram_words": 0, "emb_rows": 0, "kv_layers": 0}
+# Fields where 0 stands for a default (none, or another field's value)
+ZERO_MEANS_DEFAULT = ("sdram_words", "emb_rows", "kv_layers")
 
 
 def vmem_regions(config, context):

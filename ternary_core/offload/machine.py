@@ -25,12 +25,12 @@ from ..integer.sampling import xorshift32
 from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS,
                   RESULT_WORDS, RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS,
                   SW_M_BITS, AttnFn, Dyn, Op, Red, RunParams, RunResult,
-                  SampleFn, SFn, Space, MachineStatus, SVFn, VFn, decode, encode, kv_scale_addr,
-                  to_signed)
+                  SampleFn, SFn, Space, MachineStatus, SVFn, VFn, XFn, SDRAM_WORD_BYTES,
+                  decode, encode, kv_scale_addr, to_signed, xfer_bytes)
 from .compiler import compile_program
 from .limits import DEFAULT_ENGINE, DeviceLimits
 from .memory_map import memory_images, weight_stacks
-from .semantics import dyn_offset, element_count, runs
+from .semantics import dyn_offset, element_count, runs, xfer_addresses
 
 _SW_M_MASK = (1 << SW_M_BITS) - 1
 _SW_E_MASK = (1 << SW_E_BITS) - 1
@@ -93,10 +93,14 @@ class Machine:
         self.layout = layout or DEFAULT_ENGINE.layout
         self.strict = strict
         self.mem = {s: np.zeros(self.limits.depth(s), np.int64) for s in SPACES
-                    if s not in (Space.PROG,)}
+                    if s not in (Space.PROG, Space.SDRAM)}
         self.prog = []
         self.names = []
         self.weights = np.zeros(self.limits.weight_words * self.layout.word_bytes, np.uint8)
+        # the SDRAM as bytes (little-endian 64-bit words) and the transfer that runs, as
+        # (XFn, on-chip space, first word, end word, name) until WAIT or END
+        self.sdram = np.zeros(self.limits.sdram_words * SDRAM_WORD_BYTES, np.uint8)
+        self.xfer = None
         self._wcache = {}
         self.ir = [0] * IR_COUNT
         self.sr_m = [0] * SR_COUNT
@@ -147,6 +151,16 @@ class Machine:
             self.prog[at:at + len(ins)] = ins
             self.names[at:at + len(ins)] = [""] * len(ins)
             return
+        if space == Space.SDRAM:
+            if not isinstance(words, np.ndarray):
+                words = [int(w) for w in words]
+            data = np.ascontiguousarray(words, "<u8").view(np.uint8)
+            at = int(addr) * SDRAM_WORD_BYTES
+            if addr < 0 or at + data.size > self.sdram.size:
+                raise TernaryError(f"SDRAM: words {addr}..{addr + data.size // 8 - 1} are past "
+                                   f"its depth {self.limits.sdram_words}")
+            self.sdram[at:at + data.size] = data
+            return
         info = SPACES[space]
         mem = self.mem[space]
         words = np.asarray(words, np.int64)
@@ -180,6 +194,11 @@ class Machine:
                 return 0
             w = encode(self.prog[addr // 2])
             return (w >> 64) if addr % 2 else w & ((1 << 64) - 1)
+        if space == Space.SDRAM:
+            if not 0 <= addr < self.limits.sdram_words:
+                raise TernaryError(f"SDRAM: address {addr} is past its depth "
+                                   f"{self.limits.sdram_words}")
+            return int(self.sdram[addr * 8:addr * 8 + 8].view(np.uint64)[0])
         mem = self.mem[space]
         if not 0 <= addr < mem.size:
             raise TernaryError(f"{space.name}: address {addr} is past its depth {mem.size}")
@@ -254,6 +273,7 @@ class Machine:
                 raise DeviceStop(MachineStatus.PROG_END)
             ins = prog[self.pc]
             if execute(self, ins):
+                self.xfer = None            # END waits for the transfer
                 return
             if on_instr is not None:
                 on_instr(self, self.pc, ins)
@@ -262,6 +282,7 @@ class Machine:
     # ---- matvec engine
     def matvec(self, base, m, k):
         key = (base, m, k)
+        _hazard(self, Space.WGT, base, base + self.layout.words(m, k), False, "MATVEC")
         w = self._wcache.get(key)
         if w is None:
             lay = self.layout
@@ -293,6 +314,7 @@ def _read(mc, space, addr, n, what, ins):
     if addr < 0 or addr + n > mem.size:
         raise TernaryError(f"{ins.name or ins.op.name}: {what} reads {space.name} "
                            f"{addr}..{addr + n - 1}, past its depth {mem.size}")
+    _hazard(mc, space, addr, addr + n, False, ins.name or ins.op.name)
     return mem[addr:addr + n]
 
 
@@ -306,6 +328,7 @@ def _write(mc, space, addr, values, ins, what="D"):
     if addr < 0 or addr + values.size > mem.size:
         raise TernaryError(f"{ins.name or ins.op.name}: {what} writes {space.name} "
                            f"{addr}..{addr + values.size - 1}, past its depth {mem.size}")
+    _hazard(mc, space, addr, addr + values.size, True, ins.name or ins.op.name)
     w = _wrap(values, info.word_bits, info.signed)
     if mc.strict and not np.array_equal(w, values):
         raise TernaryError(f"{ins.name or ins.op.name}: a value does not fit {space.name}'s "
@@ -488,6 +511,7 @@ def _rows(mc, ins, n):
     mem = mc.mem[space]
     if base + n * stride > mem.size:
         raise TernaryError(f"{ins.name}: rows past {space.name}'s depth {mem.size}")
+    _hazard(mc, space, base, base + n * stride, False, ins.name)
     return mem[base:base + n * stride].reshape(n, stride)[:, :ins.len]
 
 
@@ -577,7 +601,69 @@ def _attn(mc, ins):
         mc.set_ir(ins.red_ir, int(e.sum()))
 
 
-_EXEC = {Op.ATTN: _attn, Op.VOP: _vop, Op.SVOP: _svop, Op.SOP: _sop, Op.DOT: _dot, Op.AXPY: _axpy,
+def _hazard(mc, space, lo, hi, writes, name):
+    """A TernaryError if an access of ``space`` words ``[lo, hi)`` meets the running
+    transfer's on-chip words (which an IN writes and an OUT reads while the VM goes on):
+    the hardware would read or write them at an undefined point of the transfer."""
+    x = mc.xfer
+    if x is None or x[1] != space or hi <= x[2] or x[3] <= lo or lo == hi:
+        return
+    if x[0] == XFn.IN or writes:
+        raise TernaryError(f"{name}: {'writes' if writes else 'reads'} {Space(space).name} "
+                           f"{lo}..{hi - 1} while the transfer '{x[4]}' "
+                           f"{'writes' if x[0] == XFn.IN else 'reads'} {x[2]}..{x[3] - 1} "
+                           f"(a WAIT is missing)")
+
+
+def _xfer(mc, ins):
+    """XFER: the whole transfer happens now; its on-chip words stay in ``mc.xfer``
+    (checked by every access, :func:`_hazard`) until the next XFER, WAIT or END."""
+    fn = _fn(XFn, ins)
+    mc.xfer = None                          # IN and OUT wait for the transfer before them
+    if fn == XFn.WAIT:
+        return
+    name = ins.name or "XFER"
+    if not mc.limits.sdram:
+        raise TernaryError(f"{name}: the device has no SDRAM")
+    n = element_count(ins, mc.pos)
+    c_addr, s_addr = xfer_addresses(ins, mc.pos, mc.token)
+    space = Space(ins.c_space) if ins.c_space in Space._value2member_map_ else ins.c_space
+    per = xfer_bytes(space, mc.layout.word_bytes)
+    nbytes = n * SDRAM_WORD_BYTES
+    if (c_addr * per) % SDRAM_WORD_BYTES or nbytes % per:
+        raise TernaryError(f"{name}: {n} SDRAM words from {space.name} word {c_addr} are not "
+                           f"whole words of {per} bytes starting an SDRAM word")
+    words = nbytes // per
+    if s_addr < 0 or s_addr + n > mc.limits.sdram_words:
+        raise TernaryError(f"{name}: SDRAM words {s_addr}..{s_addr + n - 1} are past its depth "
+                           f"{mc.limits.sdram_words}")
+    sd = mc.sdram[s_addr * 8:(s_addr + n) * 8]
+    if space == Space.WGT:
+        at = c_addr * per
+        if at + nbytes > mc.weights.size:
+            raise TernaryError(f"{name}: WGT words {c_addr}..{c_addr + words - 1} are past the "
+                               f"store's {mc.limits.weight_words}")
+        if fn == XFn.IN:
+            mc.weights[at:at + nbytes] = sd
+            mc._wcache.clear()
+        else:
+            sd[:] = mc.weights[at:at + nbytes]
+    else:
+        info, mem = SPACES[space], mc.mem[space]
+        if c_addr < 0 or c_addr + words > mem.size:
+            raise TernaryError(f"{name}: {space.name} words {c_addr}..{c_addr + words - 1} are "
+                               f"past its depth {mem.size}")
+        if fn == XFn.IN:
+            raw = sd.view(f"<u{per}").astype(np.int64) if per < 8 else \
+                (sd.view("<u8") & np.uint64((1 << info.word_bits) - 1)).astype(np.int64)
+            mem[c_addr:c_addr + words] = _wrap(raw, info.word_bits, info.signed)
+        else:
+            v = mem[c_addr:c_addr + words] & ((1 << info.word_bits) - 1)
+            sd[:] = v.astype(f"<u{per}").view(np.uint8)
+    mc.xfer = (fn, space, c_addr, c_addr + words, name)
+
+
+_EXEC = {Op.XFER: _xfer, Op.ATTN: _attn, Op.VOP: _vop, Op.SVOP: _svop, Op.SOP: _sop, Op.DOT: _dot, Op.AXPY: _axpy,
          Op.MATVEC: _matvec, Op.SAMPLE: _sample}
 
 

@@ -1,6 +1,11 @@
 """Where a model lives on the whole-model device: the memory map (:class:`MemoryMap`) that
 the program (:mod:`.compiler`) and the memory images (:func:`memory_images`,
-:func:`weight_stacks`) share, so the two cannot disagree."""
+:func:`weight_stacks`) share, so the two cannot disagree.
+
+A model lives on chip (the weights in the engine's store, every embedding row in EMB,
+every layer's KV cache in KVK/KVV/KVS) or, on a device with SDRAM where it does not fit,
+in the SDRAM (:class:`SdramMap`): the weights, the embedding / lm_head rows and the KV
+cache there, streamed through on-chip buffers by XFER."""
 
 from dataclasses import dataclass
 
@@ -8,7 +13,7 @@ import numpy as np
 
 from ..errors import TernaryError
 from ..model import names
-from .isa import ADDR_BITS, Space, kv_scale_addr, scalar_word
+from .isa import ADDR_BITS, SDRAM_WORD_BYTES, Space, kv_scale_addr, scalar_word
 from .limits import DEFAULT_ENGINE, DeviceLimits, pow2_at_least, vmem_regions
 
 def log2_exact(n):
@@ -26,10 +31,94 @@ class WeightStack:
     packed: bytes
 
 
-class MemoryMap:
-    """Where everything lives, from the model's shapes and the device limits."""
+@dataclass(frozen=True)
+class WeightChunk:
+    """Rows ``[row0, row0 + m)`` of a stack (whole row tiles but for the last): in the
+    SDRAM from word ``sd`` (``words`` tile words), run from WGT word ``wgt``."""
+    row0: int
+    m: int
+    k: int
+    sd: int
+    words: int
+    wgt: int
 
-    def __init__(self, config, context, limits, engine):
+
+class SdramMap:
+    """Where a model streamed from the SDRAM lives there (64-bit word addresses), and its
+    on-chip buffers: each stack in row chunks of at most half the weight store, the two
+    halves taken in turn; the embedding (and lm_head) rows, ``rows`` of them a chunk, in
+    the two halves of EMB (HEAD), the step's embedding row in row 0; one layer's KV cache
+    on chip (slot 0), every layer's in the SDRAM: K rows, V rows, K scales, V scales
+    (one SDRAM word each), each ``[layer][kv head][position]``."""
+
+    def __init__(self, mm):
+        lim, lay, c = mm.limits, mm.engine.layout, mm.config
+        self._nkv, self._context = mm.nkv, mm.context
+        if lay.word_bytes % SDRAM_WORD_BYTES:
+            raise TernaryError(f"the engine's tile word is {lay.word_bytes} bytes; streaming "
+                               f"from the SDRAM needs a multiple of {SDRAM_WORD_BYTES}")
+        wpw = lay.word_bytes // SDRAM_WORD_BYTES            # SDRAM words per tile word
+        half = lim.weight_words // 2
+        at, turn = 0, 0
+        self.chunks = {}                                    # stack's first name -> chunks
+        for members, _, m, k in mm.stacks:
+            kt = lay.tiles(1, k)[1]
+            per = min(half // kt, lim.max_m // lay.rows)    # row tiles a chunk
+            if per < 1:
+                raise TernaryError(f"{members[0]}: a row of tiles ({kt} words, k = {k}) does "
+                                   f"not fit half the weight store ({half} of the device's "
+                                   f"weight_words {lim.weight_words}) or max_m "
+                                   f"{lim.max_m} is below a tile's {lay.rows} rows")
+            rows = per * lay.rows
+            out = []
+            for r0 in range(0, m, rows):
+                mc = min(rows, m - r0)
+                words = lay.words(mc, k)
+                out.append(WeightChunk(r0, mc, k, at + (r0 // lay.rows) * kt * wpw, words,
+                                       turn * half))
+                turn ^= 1
+            self.chunks[members[0]] = out
+            at += lay.words(m, k) * wpw
+        self.weights_words = at
+        # embedding and lm_head rows
+        self.emb_rows = lim.emb_buffer_rows
+        if self.emb_rows < 2:
+            raise TernaryError(f"streaming the embedding rows needs emb_rows >= 2; the device "
+                               f"has {self.emb_rows}")
+        self.head_rows = self.emb_rows // 2                 # rows per lm_head chunk
+        self.row_words = mm.emb_stride // SDRAM_WORD_BYTES
+        self.emb = at
+        at += mm.V * self.row_words
+        self.head = self.emb
+        if not c.tie_word_embeddings:
+            self.head = at
+            at += mm.V * self.row_words
+        # the KV cache
+        if mm.kv_stride < SDRAM_WORD_BYTES:
+            raise TernaryError(f"head_dim {mm.hd}: a KV row streamed from the SDRAM needs "
+                               f"head_dim >= {SDRAM_WORD_BYTES}")
+        self.kv_row_words = mm.kv_stride // SDRAM_WORD_BYTES
+        rows = mm.L * mm.nkv * mm.context
+        self.kv = {}
+        for kind, per in (("k", self.kv_row_words), ("v", self.kv_row_words), ("ks", 1), ("vs", 1)):
+            self.kv[kind] = at
+            at += rows * per
+        self.words = at
+
+    def kv_sd(self, kind, layer, g):
+        """SDRAM word of ``kind`` ("k", "v", "ks", "vs") of (layer, kv head g, position 0)."""
+        per = self.kv_row_words if kind in ("k", "v") else 1
+        return self.kv[kind] + (layer * self._nkv + g) * self._context * per
+
+
+class MemoryMap:
+    """Where everything lives, from the model's shapes and the device limits.
+
+    ``sdram``: None puts the model on chip if it fits there and else (on a device with
+    SDRAM) in the SDRAM; True and False ask for one of the two. ``self.sd`` is the
+    :class:`SdramMap` of a model in the SDRAM (else None)."""
+
+    def __init__(self, config, context, limits, engine, sdram=None):
         c = self.config = config
         self.context, self.limits, self.engine = int(context), limits, engine
         d, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
@@ -60,6 +149,22 @@ class MemoryMap:
                 self.stacks.append((tuple(group), at, m, k))
                 at += lay.words(m, k)
         self.weight_words_used = at
+        self.sd = None
+        if sdram is None:
+            try:
+                self.check()
+                return
+            except TernaryError:
+                if not limits.sdram:
+                    raise
+            sdram = True
+        if not sdram:
+            self.check()
+            return
+        if not limits.sdram:
+            raise TernaryError("the model is to stream from the SDRAM; the device has none "
+                               "(sdram_words 0)")
+        self.sd = SdramMap(self)
         self.check()
 
     def stack_of(self, name):
@@ -69,8 +174,10 @@ class MemoryMap:
         raise KeyError(name)
 
     def kv_row(self, layer, g):
-        """KVK/KVV address of (layer, kv head g, position 0)."""
-        return ((layer * self.nkv + g) * self.context) * self.kv_stride
+        """KVK/KVV address of (layer, kv head g, position 0): on chip, the layer's own
+        rows; streamed from the SDRAM, slot 0's (one layer at a time)."""
+        slot = 0 if self.sd else layer
+        return ((slot * self.nkv + g) * self.context) * self.kv_stride
 
     def kvs(self, layer, g, v):
         """KVS address of the K (v=0) or V (v=1) scale of (layer, g, position 0):
@@ -79,28 +186,36 @@ class MemoryMap:
 
     def check(self):
         lim = self.limits
-        lim.check(self.config, self.context)
-        used = {"vmem_words": (self.vmem_used, lim.vmem_words),
-                "weight_words": (self.weight_words_used, lim.weight_words)}
+        lim.check(self.config, self.context, streamed=self.sd is not None)
+        used = {"vmem_words": (self.vmem_used, lim.vmem_words)}
+        if self.sd is None:
+            used["weight_words"] = (self.weight_words_used, lim.weight_words)
+        else:
+            used["sdram_words"] = (self.sd.words, lim.sdram_words)
         for name, (need, have) in used.items():
             if need > have:
                 raise TernaryError(f"the model needs {need} {name}; the device's limit is {have}")
         if self.tmem_used > lim.depth(Space.TMEM):
             raise TernaryError(f"the model needs {self.tmem_used} TMEM words; the device has "
                                f"{lim.depth(Space.TMEM)} (limits hidden/ffn/context/head_dim)")
-        for s, need in ((Space.EMB, self.V * self.emb_stride),
-                        (Space.KVK, self.L * self.nkv * self.context * self.kv_stride)):
+        rows, layers = (self.V, self.L) if self.sd is None else (2, 1)
+        for s, need in ((Space.EMB, rows * self.emb_stride),
+                        (Space.KVK, layers * self.nkv * self.context * self.kv_stride)):
             if need > lim.depth(s):
                 raise TernaryError(f"the model needs {need} {s.name} words; the device has "
                                    f"{lim.depth(s)}")
 
 
-def weight_stacks(im, limits=None, engine=None):
+def weight_stacks(im, limits=None, engine=None, sdram=None):
     """The engine's weight store image: :class:`WeightStack` per MATVEC, consecutive from
-    word 0, packed in the engine's native layout."""
+    word 0, packed in the engine's native layout (none for a model in the SDRAM, whose
+    weights are in its SDRAM image: :func:`memory_images`). ``sdram`` as for
+    :class:`MemoryMap`."""
     engine = engine or DEFAULT_ENGINE
     limits = limits or DeviceLimits.for_config(im.config, im.max_len).with_engine(engine)
-    mm = MemoryMap(im.config, im.max_len, limits, engine)
+    mm = MemoryMap(im.config, im.max_len, limits, engine, sdram)
+    if mm.sd is not None:
+        return []
     out = []
     for members, base, m, k in mm.stacks:
         trits = np.vstack([im.model.bitlinears[n].trits for n in members])
@@ -137,14 +252,38 @@ def memory_images(im, program):
         return out.reshape(-1)
 
     images = {Space.PROG: np.array(program.words(), dtype=object), Space.SRINIT: srinit,
-              Space.TMEM: tmem, Space.EMB: rows_image(im.embed_q),
-              Space.EMBS: _scalar_words(im.embed_scale)}
+              Space.TMEM: tmem, Space.EMBS: _scalar_words(im.embed_scale)}
     if not c.tie_word_embeddings:
-        images[Space.HEAD] = rows_image(im.head_q)
         images[Space.HEADS] = _scalar_words(im.head_scale)
+    if mm.sd is None:
+        images[Space.EMB] = rows_image(im.embed_q)
+        if not c.tie_word_embeddings:
+            images[Space.HEAD] = rows_image(im.head_q)
+    else:
+        images[Space.SDRAM] = sdram_image(im, mm, rows_image)
     for s, words in images.items():
         if len(words) > mm.limits.depth(s):
             raise TernaryError(f"the {s.name} image has {len(words)} words; the device holds "
                                f"{mm.limits.depth(s)}")
-    assert all(len(w) <= 1 << ADDR_BITS for s, w in images.items() if s != Space.PROG)
+    assert all(len(w) <= 1 << ADDR_BITS for s, w in images.items()
+               if s not in (Space.PROG, Space.SDRAM))
     return images
+
+
+def sdram_image(im, mm, rows_image):
+    """The SDRAM image (uint64 words from word 0) of a model streamed from it: the
+    stacks in the engine's layout, the embedding (and lm_head) rows; the KV cache is left
+    zero (the program writes a position's rows before it reads them)."""
+    sd, lay = mm.sd, mm.engine.layout
+    out = np.zeros(sd.words * SDRAM_WORD_BYTES, np.uint8)
+    for members, _, _, _ in mm.stacks:
+        trits = np.vstack([im.model.bitlinears[n].trits for n in members])
+        packed = np.frombuffer(bytes(lay.pack(trits)), np.uint8)
+        at = sd.chunks[members[0]][0].sd * SDRAM_WORD_BYTES
+        out[at:at + packed.size] = packed
+    for at, q in ((sd.emb, im.embed_q), (sd.head, None if mm.config.tie_word_embeddings
+                                          else im.head_q)):
+        if q is not None:
+            rows = rows_image(q).astype(np.int8).view(np.uint8)
+            out[at * SDRAM_WORD_BYTES:at * SDRAM_WORD_BYTES + rows.size] = rows
+    return out.view("<u8")
