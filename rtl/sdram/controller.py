@@ -271,6 +271,20 @@ class BurstWriter(wiring.Component):
         return m
 
 
+class StreamsSignature(wiring.Signature):
+    """The user side of :class:`SdramStreams`, from its user's side (the vector machine's
+    XFER unit, the command engine's SDRAM uploads): burst requests and write data go out,
+    read data come in, in request order."""
+
+    def __init__(self, address_width, data_width, count_width=16):
+        super().__init__({
+            "write_req": Out(stream.Signature(burst_layout(address_width, count_width))),
+            "write_data": Out(stream.Signature(data_width)),
+            "read_req": Out(stream.Signature(burst_layout(address_width, count_width))),
+            "read_data": In(stream.Signature(data_width)),
+        })
+
+
 class SdramStreams(wiring.Component):
     """A :class:`BurstWriter` and a :class:`BurstReader` sharing one core's port (the
     writer's command first when both have one)."""
