@@ -25,6 +25,19 @@ class WeightBusSignature(wiring.Signature):
         })
 
 
+class WeightWriteSignature(wiring.Signature):
+    """Whole-word writes into the store beside the engine's reads (the vector machine's
+    XFER IN to WGT, which fills one half of the store while a MATVEC reads the other),
+    seen from the writer: ``addr``, ``data`` and ``en`` out, no back-pressure."""
+
+    def __init__(self, addr_bits, word_bytes):
+        super().__init__({
+            "addr": Out(unsigned(addr_bits)),
+            "data": Out(unsigned(8 * word_bytes)),
+            "en": Out(1),
+        })
+
+
 IMPLS = ("generic", "sliced", "packed", "ice40_spram")
 
 
