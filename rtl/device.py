@@ -1,17 +1,48 @@
 """The device top: UART -> frame parser -> command engine -> framer -> UART."""
 
+from dataclasses import replace
+
 from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from ternary_core.offload.isa import SDRAM_WORD_BYTES, Space
 
 from .command_engine import CommandEngine
 from .framing import FrameParser, Framer
 from .stream_register import StreamRegister
 from .uart import UartRx, UartTx
-from .vm.spaces import vm_spaces
+from .vm.spaces import spaces_for, vm_spaces
 from .vm_commands import VmCommandEngine, is_vm_command
 
 DEFAULT_MAX_PAYLOAD = 512
+
+
+def link_spaces(vm):
+    """The :class:`~rtl.vm.spaces.VmSpaces` the link's memory commands serve for ``vm``.
+    A machine without SDRAM has no ``Space.SDRAM``: ``spaces_for`` refuses its depth 0, so
+    it is asked with one word and the space left out (the command engine's ROMs, and so
+    the Verilog, are then those of the machine before the SDRAM existed)."""
+    limits = getattr(vm, "limits", None)
+    if getattr(vm, "vm_spaces", None) is not None or limits is None or limits.sdram:
+        return vm_spaces(vm)
+    spaces = spaces_for(replace(limits, sdram_words=1))
+    del spaces.spaces[int(Space.SDRAM)]
+    return spaces
+
+
+def check_sdram(vm, sdram):
+    """Refuse an SDRAM core the device cannot use with ``vm`` (a ValueError naming it)."""
+    limits = getattr(vm, "limits", None)
+    if vm is None or limits is None or not limits.sdram:
+        raise ValueError("sdram needs a vector machine whose limits have sdram_words > 0")
+    g = sdram.geometry
+    if g.data_width != 8 * SDRAM_WORD_BYTES:
+        raise ValueError(f"sdram: the port's word must be {8 * SDRAM_WORD_BYTES} bits (the ISA's "
+                         f"SDRAM word), not {g.data_width} (LiteDramCore(port_data_width=64))")
+    if limits.sdram_words > 1 << g.address_width:
+        raise ValueError(f"sdram: sdram_words {limits.sdram_words} is more than the "
+                         f"{1 << g.address_width} words of the {g.module}")
 
 
 class DeviceCore(wiring.Component):
@@ -21,18 +52,28 @@ class DeviceCore(wiring.Component):
     :class:`~rtl.vm_commands.VmCommandEngine` beside the command engine, and the
     machine drives the matvec engine while it runs (:func:`connect_vm`).
 
-    Ports: ``i`` (request bytes in), ``o`` (response bytes out)."""
+    With ``sdram`` (a :class:`~rtl.sdram.controller.LiteDramCore` on a 64-bit port; the
+    machine's ``limits.sdram_words`` > 0) the device carries the SDRAM behind
+    :class:`~rtl.sdram.controller.SdramStreams`: the link's memory commands reach it as
+    ``Space.SDRAM`` (:class:`~rtl.sdram.link_port.SdramLinkPort`), and the machine's
+    ``sdram`` port drives the streams while the machine runs. The caller adds
+    ``sdram.verilog`` to the design's sources and clocks the core's domains.
 
-    i: In(stream.Signature(8))
-    o: Out(stream.Signature(8))
-    idle: Out(1)
+    Ports: ``i`` (request bytes in), ``o`` (response bytes out), ``idle``; with ``sdram``,
+    ``sdram_timing_violation`` (the model core's sticky flag; 0 on a board)."""
 
     def __init__(self, config, *, max_payload=DEFAULT_MAX_PAYLOAD, timeout=100_000,
-                 weight_store="generic", base3_impl="arith", vm=None):
+                 weight_store="generic", base3_impl="arith", vm=None, sdram=None):
         self.config, self.max_payload, self.timeout = config, max_payload, timeout
         self.weight_store, self.base3_impl = weight_store, base3_impl
         self.vm = vm
-        super().__init__()
+        if sdram is not None:
+            check_sdram(vm, sdram)
+        self.sdram = sdram
+        ports = {"i": In(stream.Signature(8)), "o": Out(stream.Signature(8)), "idle": Out(1)}
+        if sdram is not None:
+            ports["sdram_timing_violation"] = Out(1)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -75,7 +116,7 @@ class DeviceCore(wiring.Component):
         vm = self.vm
         m.submodules.vm = vm
         m.submodules.vm_commands = vmc = VmCommandEngine(
-            vm_spaces(vm), self.max_payload, buf_read_latency=getattr(parser, "read_latency", 1))
+            link_spaces(vm), self.max_payload, buf_read_latency=getattr(parser, "read_latency", 1))
         m.submodules.resp_buf = resp_buf = StreamRegister(8)
         m.submodules.out_buf = out_buf = StreamRegister(8)
         wiring.connect(m, wiring.flipped(self.i), parser.i)
@@ -96,18 +137,76 @@ class DeviceCore(wiring.Component):
             m.d.comb += [dst.valid.eq(Mux(route, b.valid, a.valid)),
                          dst.payload.eq(Mux(route, b.payload, a.payload)),
                          a.ready.eq(dst.ready & ~route), b.ready.eq(dst.ready & route)]
-        for name in ("load", "peek_req", "run"):
+        idle = cmds.idle & vmc.idle & framer.idle & ~resp_buf.busy & ~out_buf.busy
+        if self.sdram is not None:
+            idle &= ~self._connect_sdram(m, vmc, vm)
+        # in this order, and the SDRAM's ports left to _connect_sdram: the names of the
+        # Verilog's signals follow it
+        memory_ports = () if self.sdram is not None else ("load", "peek_req")
+        for name in (*memory_ports, "run"):
             wiring.connect(m, getattr(vmc, name), getattr(vm, name))
-        for name in ("peek", "done"):
-            wiring.connect(m, getattr(vm, name), getattr(vmc, name))
+        for name in ("peek" if self.sdram is None else None, "done"):
+            if name is not None:
+                wiring.connect(m, getattr(vm, name), getattr(vmc, name))
         if cmds.share_engine:
             wiring.connect(m, vm.engine, cmds.vm_engine)
             m.d.comb += cmds.vm_owns.eq(route)
         wiring.connect(m, resp_buf.o, framer.payload)
         wiring.connect(m, framer.o, out_buf.i)
         wiring.connect(m, out_buf.o, wiring.flipped(self.o))
-        m.d.comb += self.idle.eq(cmds.idle & vmc.idle & framer.idle & ~resp_buf.busy & ~out_buf.busy)
+        m.d.comb += self.idle.eq(idle)
         return m
+
+    def _connect_sdram(self, m, vmc, vm):
+        """The SDRAM's streams, the command engine's ``load`` / ``peek`` through the
+        :class:`SdramLinkPort`, and the streams handed to the machine's ``sdram`` port
+        from its ``run`` beat to its ``done`` beat (a machine without the port, one
+        built before XFER, leaves its side tied off)."""
+        from .sdram.controller import SdramStreams
+        from .sdram.link_port import SdramLinkPort
+
+        m.submodules.sdram = streams = SdramStreams(self.sdram)
+        m.submodules.sdram_link = link = SdramLinkPort(
+            int(Space.SDRAM), vmc.spaces.space_bits, self.sdram.geometry.address_width)
+        wiring.connect(m, vmc.load, link.load)
+        wiring.connect(m, vmc.peek_req, link.peek_req)
+        wiring.connect(m, link.peek, vmc.peek)
+        wiring.connect(m, link.vm_load, vm.load)
+        wiring.connect(m, link.vm_peek_req, vm.peek_req)
+        wiring.connect(m, vm.peek, link.vm_peek)
+        m.d.comb += self.sdram_timing_violation.eq(streams.timing_violation)
+        users = [link.sdram]
+        running = Signal()
+        if "sdram" in vm.signature.members:
+            with m.If(vmc.run.valid & vmc.run.ready):
+                m.d.sync += running.eq(1)
+            with m.If(vm.done.valid & vm.done.ready):
+                m.d.sync += running.eq(0)
+            users.append(vm.sdram)
+        mux_streams(m, running, users, streams)
+        return link.busy
+
+
+def mux_streams(m, select, users, streams):
+    """Give ``streams`` (an :class:`~rtl.sdram.controller.SdramStreams`) to ``users[select]``
+    (``StreamsSignature`` ports of their users, whose addresses may be narrower): a
+    user not selected sees no ``ready`` and no ``valid``."""
+    for i, user in enumerate(users):
+        chosen = select == i
+        for name in ("write_req", "write_data", "read_req"):
+            src, dst = getattr(user, name), getattr(streams, name)
+            m.d.comb += src.ready.eq(dst.ready & chosen)
+            with m.If(chosen):
+                m.d.comb += dst.valid.eq(src.valid)
+                if name == "write_data":
+                    m.d.comb += dst.payload.eq(src.payload)
+                else:     # field by field: the addresses' widths differ
+                    m.d.comb += [dst.payload.addr.eq(src.payload.addr),
+                                 dst.payload.count.eq(src.payload.count)]
+        m.d.comb += [user.read_data.valid.eq(streams.read_data.valid & chosen),
+                     user.read_data.payload.eq(streams.read_data.payload)]
+        with m.If(chosen):
+            m.d.comb += streams.read_data.ready.eq(user.read_data.ready)
 
 
 class DeviceTop(wiring.Component):
@@ -127,21 +226,24 @@ class DeviceTop(wiring.Component):
     vm : VectorMachine or None
         The vector machine that runs the whole decode step (model offload), or None for
         a matvec-only device (see :class:`DeviceCore`).
+    sdram : LiteDramCore or None
+        The SDRAM (see :class:`DeviceCore`); adds ``sdram_timing_violation``.
     """
 
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-    # Nothing to do until the next request byte: the simulated board's harness then
-    # sleeps on its input pipe instead of clocking. Unused (and removed) on a board.
-    idle: Out(1)
+    # rx, tx; idle: nothing to do until the next request byte: the simulated board's
+    # harness then sleeps on its input pipe instead of clocking. Unused (and removed) on
+    # a board.
 
     def __init__(self, config, *, divisor, max_payload=DEFAULT_MAX_PAYLOAD, frame_timeout_bits=2000,
-                 weight_store="generic", base3_impl="arith", vm=None):
+                 weight_store="generic", base3_impl="arith", vm=None, sdram=None):
         self.config, self.divisor, self.max_payload = config, divisor, max_payload
         self.timeout = divisor * frame_timeout_bits
         self.weight_store, self.base3_impl = weight_store, base3_impl
-        self.vm = vm
-        super().__init__()
+        self.vm, self.sdram = vm, sdram
+        ports = {"rx": In(1, init=1), "tx": Out(1, init=1), "idle": Out(1)}
+        if sdram is not None:
+            ports["sdram_timing_violation"] = Out(1)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -149,8 +251,11 @@ class DeviceTop(wiring.Component):
         m.submodules.uart_tx = tx = UartTx(self.divisor)
         m.submodules.core = core = DeviceCore(self.config, max_payload=self.max_payload,
                                               timeout=self.timeout, weight_store=self.weight_store,
-                                              base3_impl=self.base3_impl, vm=self.vm)
+                                              base3_impl=self.base3_impl, vm=self.vm,
+                                              sdram=self.sdram)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+        if self.sdram is not None:
+            m.d.comb += self.sdram_timing_violation.eq(core.sdram_timing_violation)
         wiring.connect(m, rx.o, core.i)
         wiring.connect(m, core.o, tx.i)
         m.d.comb += self.idle.eq(core.idle & tx.idle & ~rx.o.valid)

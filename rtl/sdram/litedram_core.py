@@ -31,6 +31,7 @@ so that a slower user clock can still take the SDRAM's whole bandwidth.
 """
 
 import copy
+import re
 from functools import reduce
 from operator import or_
 from dataclasses import dataclass
@@ -130,6 +131,39 @@ def _init_sequencer(dfii, phy_settings, timing, clk_freq):
             ).Else(NextValue(wait, wait + 1)))
     fsm.act("DONE", m.done.eq(1))
     return m
+
+
+BANK_MEMORY = "sdram_bank{}"     # the model's memory of bank i, in the Verilog
+BACK_DOOR_ARG = "sdram_bank{}"    # the plusarg naming the image file of bank i
+
+
+def _name_bank_memories(phy, bank_model):
+    """Name the model's bank memories :data:`BANK_MEMORY` (bank order), for the back door."""
+    from migen.fhdl.specials import Memory
+
+    banks = [sub for _, sub in phy._submodules if isinstance(sub, bank_model)]
+    for i, bank in enumerate(banks):
+        (mem,) = [s for s in bank._fragment.specials if isinstance(s, Memory)]
+        mem.name_override = BANK_MEMORY.format(i)
+
+
+def with_back_door(text, nbanks):
+    """The model core's Verilog with a back door: a simulation run with the plusarg
+    ``+sdram_bank<i>=<file>`` starts with bank i's memory loaded from ``file``
+    (``$readmemh``: hex words of the controller's width, ``@index`` lines; see
+    :func:`rtl.sdram.device_sdram.model_bank_images`); without it, as before."""
+    for i in range(nbanks):
+        name = BANK_MEMORY.format(i)
+        decl = re.search(rf"^reg \[\d+:0\] {name}\[0:\d+\];$", text, re.M)
+        if decl is None:
+            raise ValueError(f"the SDRAM model's Verilog has no memory {name}")
+        path = f"{name}_image"
+        door = (f"\n// back door: +{BACK_DOOR_ARG.format(i)}=<file> loads this bank ($readmemh)\n"
+                f"reg [8*1024-1:0] {path};\n"
+                f"initial if ($value$plusargs(\"{BACK_DOOR_ARG.format(i)}=%s\", {path})) "
+                f"$readmemh({path}, {name});")
+        text = text[:decl.end()] + door + text[decl.end():]
+    return text
 
 
 def _split_port(port_from, port_to):
@@ -235,6 +269,7 @@ def _core(variant, module_name, clk_freq, violation_limit_cycles=None, controlle
                                           verbosity=phy_model.SDRAM_VERBOSE_STD)
         finally:
             phy_model.Display = real_display
+        _name_bank_memories(phy, phy_model.BankModel)
     top.submodules.phy = phy
     timing = module.timing_settings
     if controller_timings:
@@ -354,6 +389,8 @@ def litedram_verilog(*, variant="model", module="MT48LC16M16", clk_freq=50e6, na
         special_overrides = lattice_ecp5_trellis_special_overrides
     text = str(verilog.convert(top, ios=ios, name=name, special_overrides=special_overrides))
     g = top.module.geom_settings
+    if variant == "model":
+        text = with_back_door(text, 2 ** g.bankbits)
     geometry = SdramGeometry(module=module, clk_freq=clk_freq, address_width=len(top.port.cmd.addr),
                              data_width=len(top.port.wdata.data), nbanks=2 ** g.bankbits,
                              nrows=2 ** g.rowbits, ncols=2 ** g.colbits, cl=top.phy_settings.cl,
