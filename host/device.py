@@ -92,10 +92,14 @@ class Device:
         return cls(SerialTransport(port, baud), **kw)
 
     @classmethod
-    def open_sim(cls, config, *, max_payload=None, phy=None, log=None, vm_limits=None, **kw):
-        """The simulated board of ``config`` (with the vector machine of ``vm_limits``)."""
+    def open_sim(cls, config, *, max_payload=None, phy=None, log=None, vm_limits=None,
+                 sdram_image=None, **kw):
+        """The simulated board of ``config`` (with the vector machine of ``vm_limits``).
+        ``sdram_image`` (a uint64 array, or ``(first_word, array)``; ``vm_limits`` with
+        ``sdram_words``): the SDRAM holds it from the start, written by a back door
+        instead of the link (:func:`sim.board.start_board`)."""
         return cls(SimulatedBoardTransport(config, max_payload=max_payload, phy=phy, log=log,
-                                           vm_limits=vm_limits), **kw)
+                                           vm_limits=vm_limits, sdram_image=sdram_image), **kw)
 
     def _read_info(self):
         body = self.link.request(P.Cmd.INFO)

@@ -125,7 +125,10 @@ class PipeTransport(Transport):
 class SimulatedBoardTransport(PipeTransport):
     """Start the simulated board (building it on first use) and talk to it."""
 
-    def __init__(self, config, *, max_payload=None, phy=None, log=None, vm_limits=None):
+    # sdram_image: the simulated SDRAM's content at start (sim.board.start_board's back
+    # door), passed through unchanged
+    def __init__(self, config, *, max_payload=None, phy=None, log=None, vm_limits=None,
+                 sdram_image=None):
         import sys
 
         from sim.board import DEFAULT_PHY, start_board
@@ -134,7 +137,7 @@ class SimulatedBoardTransport(PipeTransport):
         phy = phy or DEFAULT_PHY
         try:
             proc = start_board(config, max_payload=max_payload, phy=phy, log=log or sys.stderr,
-                               vm_limits=vm_limits)
+                               vm_limits=vm_limits, sdram_image=sdram_image)
         except OSError as exc:
             raise DeviceAbsent(f"cannot start the simulated board: {exc}") from None
         super().__init__(proc, name=f"simulated board ({phy} PHY)")

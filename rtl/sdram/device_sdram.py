@@ -3,6 +3,8 @@ with the controller at 50 MHz in a clock domain of its own (the SDRAM at 100 MHz
 port in the device's ``sync`` (the ISA's SDRAM word), and where the model core keeps a
 port word (the simulated board's back door)."""
 
+from functools import lru_cache
+
 import numpy as np
 
 from .controller import LiteDramCore
@@ -21,6 +23,13 @@ def device_sdram_core(variant="model", pins=None):
     see :class:`boards.sdram_probe.SdramClocks`)."""
     return LiteDramCore(variant=variant, module=MODULE, clk_freq=CLOCK_HZ, rate=RATE, pins=pins,
                         controller_domain=DOMAIN, port_data_width=PORT_BITS)
+
+
+@lru_cache(maxsize=None)
+def device_sdram_geometry():
+    """The :class:`~rtl.sdram.litedram_core.SdramGeometry` of :func:`device_sdram_core`
+    (generates the core once: a few seconds)."""
+    return device_sdram_core("model").geometry
 
 
 def model_bank_images(words, geometry, first=0):

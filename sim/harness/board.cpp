@@ -7,12 +7,22 @@
 // idle and no input is pending, the harness sleeps in poll() instead of clocking, so
 // an idle simulated board costs no CPU. On EOF of stdin it prints its statistics to
 // stderr and exits. No Python runs per cycle.
+//
+// The link is the process's original stdout; the design's $display output (the SDRAM
+// model's timing checker) goes to stderr instead, so it never mixes into the link.
+//
+// SDRAM_CLOCKS: the device carries the SDRAM controller in a clock domain of its own
+// (sdram_clk / sdram_rst). Both clocks run from one time base: a half period of sync is
+// SYNC_HALF ticks, of sdram SDRAM_HALF, its edges SDRAM_PHASE ticks late (never on an
+// edge of sync). A "cycle" below is still one of sync. The SDRAM model's timing checker
+// raising sdram_timing_violation ends the run: a message on stderr, exit status 3.
 #include <poll.h>
 #include <unistd.h>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <vector>
 
@@ -36,16 +46,56 @@
 static Vboard *top;
 static uint64_t cycles = 0;
 
+#ifdef SDRAM_CLOCKS
+static uint64_t next_sync_edge = SYNC_HALF, next_sdram_edge = SDRAM_PHASE;
+
+// sync's next edge (to `level`), after every edge of the SDRAM clock before it
+static void set_clk(int level) {
+    while (next_sdram_edge < next_sync_edge) {
+        top->sdram_clk = !top->sdram_clk;
+        top->eval();
+        next_sdram_edge += SDRAM_HALF;
+    }
+    top->clk = level;
+    top->eval();
+    next_sync_edge += SYNC_HALF;
+}
+
+static void set_rst(int level) {
+    top->rst = level;
+    top->sdram_rst = level;
+}
+
+static void check_sdram() {
+    if (top->sdram_timing_violation) {
+        fflush(stdout);
+        fprintf(stderr, "board: SDRAM timing violation (LiteDRAM's model, details above) "
+                        "at cycle %llu\n", (unsigned long long)cycles);
+        top->final();
+        exit(3);
+    }
+}
+#else
+static void set_clk(int level) {
+    top->clk = level;
+    top->eval();
+}
+
+static void set_rst(int level) { top->rst = level; }
+
+static void check_sdram() {}
+#endif
+
 static void tick() {
-    top->clk = 0;
-    top->eval();
-    top->clk = 1;
-    top->eval();
+    set_clk(0);
+    set_clk(1);
     cycles++;
 }
 
 int main(int argc, char **argv) {
     Verilated::commandArgs(argc, argv);
+    int link_fd = dup(1);
+    dup2(2, 1);
     top = new Vboard;
 #ifdef PHY_STREAM
     top->O_READY = 1;
@@ -53,9 +103,9 @@ int main(int argc, char **argv) {
 #else
     top->rx = 1;
 #endif
-    top->rst = 1;
+    set_rst(1);
     for (int i = 0; i < 8; i++) tick();
-    top->rst = 0;
+    set_rst(0);
 
     std::deque<uint8_t> in;
     std::vector<uint8_t> out;
@@ -73,7 +123,7 @@ int main(int argc, char **argv) {
     auto flush = [&]() {
         size_t off = 0;
         while (off < out.size()) {
-            ssize_t n = write(1, out.data() + off, out.size() - off);
+            ssize_t n = write(link_fd, out.data() + off, out.size() - off);
             if (n < 0) {
                 if (errno == EINTR) continue;
                 return false;
@@ -120,14 +170,13 @@ int main(int argc, char **argv) {
         } else {
             top->I_VALID = 0;
         }
-        top->clk = 0;
-        top->eval();
+        set_clk(0);
         bool taken = top->I_VALID && top->I_READY;
         bool sent = top->O_VALID;
         uint8_t byte = top->O_PAYLOAD;
-        top->clk = 1;
-        top->eval();
+        set_clk(1);
         cycles++;
+        check_sdram();
         if (taken) { in.pop_front(); bytes_in++; }
         if (sent) {
             out.push_back(byte);
@@ -153,6 +202,7 @@ int main(int argc, char **argv) {
         }
 
         tick();
+        check_sdram();
 
         // decode tx, sampling each bit in its middle
         if (tx_state < 0) {

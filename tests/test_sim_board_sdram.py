@@ -1,0 +1,114 @@
+"""The simulated board with the SDRAM (issue 20): the device of a machine whose limits have
+``sdram_words``, with LiteDRAM's SDRAM model and timing checker, clocked at the board's
+ratio; the link's WRITE_MEM / CHECK_MEM / READ_MEM of ``Space.SDRAM``, and the back door."""
+
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from host.device import Device
+from host.errors import DeviceRejected
+from ternary_core.offload.isa import Space
+from tests.vm_helpers import small_engine, small_limits
+
+SDRAM = int(Space.SDRAM)
+WORDS = 1 << 22                  # the whole 32 MB part, in 64-bit words
+LIMITS = small_limits(sdram_words=WORDS)
+ENGINE = small_engine(LIMITS)
+# LiteDRAM's layout of the port's words: a bank's row holds 128 of them, and the banks
+# take turns every 128 words (row, bank, column): runs across these boundaries
+ROW_WORDS, BANKS = 128, 4
+
+
+def random_words(rng, n):
+    return rng.integers(0, 1 << 64, n, dtype=np.uint64)
+
+
+def open_board(**kw):
+    return Device.open_sim(ENGINE, vm_limits=LIMITS, timeout=30.0, **kw)
+
+
+def read_words(dev, addr, n):
+    return np.frombuffer(dev.read_mem(SDRAM, addr, n, 8), dtype="<u8").astype(np.uint64)
+
+
+def runs_across_rows_and_banks(rng, count):
+    """``count`` (address, length) runs, each crossing a row or bank boundary, some at the
+    memory's end, none overlapping another."""
+    runs, used = [], set()
+    while len(runs) < count:
+        length = int(rng.integers(2, 40))
+        boundary = int(rng.integers(1, WORDS // ROW_WORDS)) * ROW_WORDS
+        addr = min(boundary - int(rng.integers(1, length)), WORDS - length)
+        span = set(range(addr // 64, (addr + length) // 64 + 1))
+        if span & used:
+            continue
+        used |= span
+        runs.append((addr, length))
+    return runs
+
+
+def test_sdram_words_written_over_the_link_read_back_bit_exact(seed):
+    rng = np.random.default_rng(seed)
+    print(f"SDRAM over the link: seed={seed}")
+    runs = runs_across_rows_and_banks(rng, 12) + [(WORDS - 5, 5), (0, 3)]
+    with open_board() as dev:
+        assert dev.info.has_vm
+        written = {}
+        for addr, n in runs:
+            words = random_words(rng, n)
+            dev.write_mem(SDRAM, addr, words.astype("<u8").tobytes(), 8)
+            written[addr] = words
+        for addr, n in rng.permutation(np.array(runs, dtype=object)):
+            got = read_words(dev, int(addr), int(n))
+            np.testing.assert_array_equal(got, written[addr], err_msg=f"words {addr}..+{n}")
+            crc = dev.check_mem(SDRAM, int(addr), int(n))
+            assert crc == zlib.crc32(written[addr].astype("<u8").tobytes())
+
+
+def test_a_rewritten_word_reads_back_its_last_value(seed):
+    """A write and a read of one address back to back (in one bank's order), and a
+    rewrite in between: the read sees the last write."""
+    rng = np.random.default_rng(seed)
+    print(f"SDRAM rewrite: seed={seed}")
+    addr = int(rng.integers(0, WORDS - 4))
+    with open_board() as dev:
+        for _ in range(3):
+            words = random_words(rng, 4)
+            dev.write_mem(SDRAM, addr, words.astype("<u8").tobytes(), 8)
+            np.testing.assert_array_equal(read_words(dev, addr, 4), words)
+
+
+def test_the_back_door_image_is_what_read_mem_reads(seed, capsys):
+    """A 1 MB image preloaded by the back door: READ_MEM reads it word for word at
+    boundaries of rows and banks, CHECK_MEM's CRC over the whole megabyte is zlib's (and
+    its time is printed), and a word written over the link replaces the image's."""
+    rng = np.random.default_rng(seed)
+    print(f"SDRAM back door: seed={seed}")
+    first, n = 3 * ROW_WORDS * BANKS + 17, (1 << 20) // 8
+    image = random_words(rng, n)
+    with open_board(sdram_image=(first, image)) as dev:
+        for off in [0, ROW_WORDS - 20, ROW_WORDS * BANKS - 3, n - 30,
+                    *rng.integers(0, n - 30, 4).tolist()]:
+            np.testing.assert_array_equal(read_words(dev, first + off, 30), image[off:off + 30],
+                                          err_msg=f"words at image offset {off}")
+        t0 = time.monotonic()
+        crc = dev.check_mem(SDRAM, first, n)
+        seconds = time.monotonic() - t0
+        assert crc == zlib.crc32(image.astype("<u8").tobytes())
+        new = random_words(rng, 1)
+        dev.write_mem(SDRAM, first + 5, new.astype("<u8").tobytes(), 8)
+        np.testing.assert_array_equal(read_words(dev, first + 4, 3),
+                                      [image[4], new[0], image[6]])
+    with capsys.disabled():
+        print(f"\nCHECK_MEM of 1 MB of SDRAM on the simulated board: {seconds:.1f} s")
+
+
+def test_sdram_addresses_past_its_words_are_refused():
+    with open_board() as dev:
+        with pytest.raises(DeviceRejected, match="OUT_OF_RANGE"):
+            dev.read_mem(SDRAM, WORDS - 1, 2, 8)
+        with pytest.raises(DeviceRejected, match="OUT_OF_RANGE"):
+            dev.check_mem(SDRAM, 1, WORDS)
