@@ -54,12 +54,14 @@ class CommandEngine(wiring.Component):
     vm_engine : the engine's ``cmd``, ``result``, ``acts`` and ``busy`` (only with
         ``share_engine``), for a vector machine that drives the engine while ``vm_owns``
     vm_owns : In(1) (only with ``share_engine``)
+    vm_wgt : In(WeightWriteSignature) (only with ``word_writes``) — the vector machine's
+        whole-word writes into the weight store, beside the engine's reads
     """
 
     SHARED_ENGINE_PORTS = ("cmd", "result", "acts", "busy")
 
     def __init__(self, config, max_payload, *, weight_store="generic", base3_impl="arith",
-                 buf_read_latency=1, limits=None, share_engine=False):
+                 buf_read_latency=1, limits=None, share_engine=False, word_writes=False):
         if buf_read_latency not in (1, 2):
             raise ValueError(f"buf_read_latency must be 1 or 2, not {buf_read_latency!r}")
         self.config = config
@@ -67,7 +69,8 @@ class CommandEngine(wiring.Component):
         self.buf_read_latency = buf_read_latency
         # with the vector machine's limits, INFO is the version 3 record that carries them
         self.info = P.info_for(config, max_payload, limits).pack()
-        self.engine = MatvecEngine(config, weight_store=weight_store, base3_impl=base3_impl)
+        self.engine = MatvecEngine(config, weight_store=weight_store, base3_impl=base3_impl,
+                                   word_writes=word_writes)
         self.share_engine = share_engine
         ports = {
             "frame": In(stream.Signature(frame_layout())),
@@ -80,6 +83,8 @@ class CommandEngine(wiring.Component):
             own = self.engine.signature.members
             ports["vm_engine"] = Out(wiring.Signature({n: own[n] for n in self.SHARED_ENGINE_PORTS}))
             ports["vm_owns"] = In(1)
+        if word_writes:
+            ports["vm_wgt"] = In(self.engine.signature.members["wgt"].signature)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -103,6 +108,8 @@ class CommandEngine(wiring.Component):
             self._response(m, r)
         if self.share_engine:
             self._share_engine(m, eng)
+        if "vm_wgt" in self.signature.members:
+            wiring.connect(m, wiring.flipped(self.vm_wgt), eng.wgt)
         return m
 
     def _registers(self, m, eng, results, crc32):

@@ -87,7 +87,8 @@ class DeviceCore(wiring.Component):
                                                      buf_read_latency=parser.read_latency,
                                                      limits=None if self.vm is None else self.vm.limits,
                                                      share_engine=self.vm is not None and
-                                                     "engine" in self.vm.signature.members)
+                                                     "engine" in self.vm.signature.members,
+                                                     word_writes=self._vm_has("wgt"))
         m.submodules.framer = framer = Framer()
         if self.vm is not None:
             return self._elaborate_with_vm(m, parser, cmds, framer)
@@ -107,6 +108,11 @@ class DeviceCore(wiring.Component):
         wiring.connect(m, out_buf.o, wiring.flipped(self.o))
         m.d.comb += self.idle.eq(cmds.idle & framer.idle & ~resp_buf.busy & ~out_buf.busy)
         return m
+
+    def _vm_has(self, port):
+        """Whether the vector machine has ``port`` (a machine built before XFER has
+        neither ``sdram`` nor ``wgt``)."""
+        return self.vm is not None and port in self.vm.signature.members
 
     def _elaborate_with_vm(self, m, parser, cmds, framer):
         """The same path, with each checked frame routed to the command engine or the
@@ -151,6 +157,10 @@ class DeviceCore(wiring.Component):
         if cmds.share_engine:
             wiring.connect(m, vm.engine, cmds.vm_engine)
             m.d.comb += cmds.vm_owns.eq(route)
+        if self._vm_has("wgt"):
+            # field by field: the machine may size its address from its limits
+            m.d.comb += [cmds.vm_wgt.addr.eq(vm.wgt.addr), cmds.vm_wgt.data.eq(vm.wgt.data),
+                         cmds.vm_wgt.en.eq(vm.wgt.en)]
         wiring.connect(m, resp_buf.o, framer.payload)
         wiring.connect(m, framer.o, out_buf.i)
         wiring.connect(m, out_buf.o, wiring.flipped(self.o))
@@ -177,7 +187,7 @@ class DeviceCore(wiring.Component):
         m.d.comb += self.sdram_timing_violation.eq(streams.timing_violation)
         users = [link.sdram]
         running = Signal()
-        if "sdram" in vm.signature.members:
+        if self._vm_has("sdram"):
             with m.If(vmc.run.valid & vmc.run.ready):
                 m.d.sync += running.eq(1)
             with m.If(vm.done.valid & vm.done.ready):

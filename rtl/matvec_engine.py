@@ -10,7 +10,7 @@ from ternary_core.engine_config import EngineConfig
 
 from .decoder import WeightDecoder
 from .mac_array import TernaryMacArray
-from .weight_store import WeightBusSignature, WeightStore
+from .weight_store import WeightBusSignature, WeightStore, WeightWriteSignature
 
 
 
@@ -63,6 +63,7 @@ class MatvecEngine(wiring.Component):
         (:class:`rtl.sdram.streamed_matvec.StreamedMatvec`).
     base3_impl : "arith", "rom" or "bram" (see :class:`WeightDecoder`; "bram" reads its
         table in the decode stage's register, so the latency is the same)
+    word_writes : adds ``wgt`` (the store's whole-word writes, see :class:`WeightStore`).
 
     Two fields of the config shape the pipeline: ``fetch_register`` registers the RAM
     outputs before decoding (a block RAM's clock-to-out is most of a 10 ns cycle on its
@@ -90,6 +91,11 @@ class MatvecEngine(wiring.Component):
         the one cycle :attr:`weight_read_latency` cycles after its address. Accesses
         presented from the cycle before a command is accepted until it is done are
         lost (``cmd`` is not accepted while a write is in the registers).
+    wgt : In(WeightWriteSignature)
+        (``word_writes``) whole words into the store at ``addr`` the cycle ``en`` is
+        high, straight to the RAM's write port, while the sequencer reads elsewhere in
+        the store (the vector machine's XFER IN to WGT fills one half while a MATVEC reads
+        the other); a read of a word written in the same cycle gets the old word.
     acts : Out(WritePort.Signature)
         Byte-granular writes to the activation buffer (the engine *is* this port),
         taking effect two cycles later like the weight writes. Only while no command is
@@ -101,7 +107,8 @@ class MatvecEngine(wiring.Component):
         valid from the cycle after the last beat until the next command.
     """
 
-    def __init__(self, config, *, weight_store="generic", base3_impl="arith", weight_source="store"):
+    def __init__(self, config, *, weight_store="generic", base3_impl="arith", weight_source="store",
+                 word_writes=False):
         if not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, not {config!r}")
         if weight_source not in ("store", "stream"):
@@ -120,6 +127,10 @@ class MatvecEngine(wiring.Component):
                                      levels_per_stage=config.adder_levels_per_stage)
         weights = {"weights": In(WeightBusSignature(self.addr_bits, config.word_bytes))} \
             if weight_source == "store" else {"wstream": In(stream.Signature(8 * config.word_bytes))}
+        if word_writes:
+            if weight_source != "store":
+                raise ValueError("word_writes needs weight_source='store' (it writes the store)")
+            weights["wgt"] = In(WeightWriteSignature(self.addr_bits, config.word_bytes))
         super().__init__({
             "cmd": In(stream.Signature(command_layout(self.addr_bits))),
             "result": Out(stream.Signature(result_layout(config.rows, config.acc_bits))),
@@ -242,7 +253,11 @@ class MatvecEngine(wiring.Component):
 
         streamed = self.weight_source == "stream"
         if not streamed:
-            m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl)
+            word_writes = "wgt" in self.signature.members
+            m.submodules.store = store = WeightStore(cfg.weight_words, cfg.word_bytes, self.weight_store_impl,
+                                                     word_writes=word_writes)
+            if word_writes:
+                wiring.connect(m, wiring.flipped(self.wgt), store.wgt)
         # Yosys folds the register after an asynchronous read back into a block RAM, so a
         # board that needs the buffer in LUT RAM asks for it (cfg.act_lutram); plain
         # Verilog carries no vendor choice.

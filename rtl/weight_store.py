@@ -39,6 +39,7 @@ class WeightWriteSignature(wiring.Signature):
 
 
 IMPLS = ("generic", "sliced", "packed", "ice40_spram")
+WORD_WRITE_IMPLS = ("generic", "packed")
 
 
 class WeightStore(wiring.Component):
@@ -57,11 +58,20 @@ class WeightStore(wiring.Component):
     the word's byte 0, the new one, and zeros above it (a write that ends in the middle
     of a word leaves the rest of that word zero). (Banks of 2,048 + 256 words, the
     obvious packing, make Yosys 0.70's ABC9 fail an assertion.)
+
+    ``word_writes`` (``generic`` and ``packed``) adds ``wgt``
+    (:class:`WeightWriteSignature`): whole-word writes at an address of their own, beside
+    the reads at ``bus.addr`` (the block RAM is simple dual-port). A ``wgt`` write takes
+    the write port from a ``bus`` write in the same cycle: the bus writes while the vector
+    machine is idle, ``wgt`` while it runs. Without it, the store is as before.
     """
 
-    def __init__(self, depth, word_bytes, impl="generic"):
+    def __init__(self, depth, word_bytes, impl="generic", *, word_writes=False):
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {', '.join(map(repr, IMPLS))}, not {impl!r}")
+        if word_writes and impl not in WORD_WRITE_IMPLS:
+            raise ValueError(f"word_writes needs impl {' or '.join(map(repr, WORD_WRITE_IMPLS))} "
+                             f"(one block RAM with a write port of its own), not {impl!r}")
         if impl == "ice40_spram":
             if (8 * word_bytes) % 16:
                 raise ValueError("ice40_spram needs a word width that is a multiple of 16 bits")
@@ -70,7 +80,10 @@ class WeightStore(wiring.Component):
                                  f"than the iCE40UP5K's four 16K x 16 SPRAMs")
         self.depth, self.word_bytes, self.impl = depth, word_bytes, impl
         self.addr_bits = max(1, (depth - 1).bit_length())
-        super().__init__({"bus": In(WeightBusSignature(self.addr_bits, word_bytes))})
+        ports = {"bus": In(WeightBusSignature(self.addr_bits, word_bytes))}
+        if word_writes:
+            ports["wgt"] = In(WeightWriteSignature(self.addr_bits, word_bytes))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -86,6 +99,7 @@ class WeightStore(wiring.Component):
             m.d.comb += [rd.addr.eq(self.bus.addr), wr.addr.eq(self.bus.addr),
                          wr.data.eq(self.bus.wdata), wr.en.eq(self.bus.wmask),
                          self.bus.rdata.eq(rd.data)]
+            self._word_writes(m, wr, -1)
         else:
             self._elaborate_spram(m)
         return m
@@ -122,6 +136,15 @@ class WeightStore(wiring.Component):
         rd, wr = mem.read_port(transparent_for=()), mem.write_port()
         m.d.comb += [rd.addr.eq(self.bus.addr), wr.addr.eq(self.bus.addr), wr.data.eq(word),
                      wr.en.eq(write), self.bus.rdata.eq(rd.data)]
+        self._word_writes(m, wr, 1)
+
+    def _word_writes(self, m, wr, enable):
+        """With ``word_writes``, ``wgt`` takes the write port ``wr`` when it writes
+        (``enable``: the port's enable for a whole word)."""
+        if "wgt" not in self.signature.members:
+            return
+        with m.If(self.wgt.en):
+            m.d.comb += [wr.addr.eq(self.wgt.addr), wr.data.eq(self.wgt.data), wr.en.eq(enable)]
 
     def _elaborate_spram(self, m):
         from amaranth import Cat, Instance, Signal

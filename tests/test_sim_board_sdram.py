@@ -133,3 +133,56 @@ def test_a_controller_with_wrong_timings_ends_the_simulation_loudly():
                 dev.write_mem(SDRAM, addr, bytes(8), 8)
                 read_words(dev, addr, 1)
     assert proc.wait(timeout=10) == 3
+
+
+# ---- the weight store's word writes (the vector machine's XFER IN to WGT) ----------------
+
+@pytest.mark.parametrize("impl", ["generic", "packed"])
+def test_store_word_writes_land_beside_reads_of_other_words(impl, seed):
+    """Whole words written on ``wgt`` into one half of the store, a word most cycles,
+    while the bus reads the other half every cycle (as a MATVEC reads while XFER fills the
+    next chunk): every read gives the word the half holds, and the written half then reads
+    back what was written."""
+    from rtl.weight_store import WeightStore
+    from tests.amaranth_helpers import run
+
+    rng = np.random.default_rng(seed)
+    print(f"store word writes ({impl}): seed={seed}")
+    depth, word_bytes = 32, 8
+    half = depth // 2
+    dut = WeightStore(depth, word_bytes, impl=impl, word_writes=True)
+    old = [int(w) for w in random_words(rng, half)]
+    new = [int(w) for w in random_words(rng, half)]
+
+    async def tb(ctx):
+        for a, w in enumerate(old):            # the first half, through the bus
+            ctx.set(dut.bus.addr, a)
+            ctx.set(dut.bus.wdata, w)
+            ctx.set(dut.bus.wmask, (1 << word_bytes) - 1)
+            await ctx.tick()
+        ctx.set(dut.bus.wmask, 0)
+        pending = list(enumerate(new))
+        while pending:
+            a = int(rng.integers(half))
+            ctx.set(dut.bus.addr, a)
+            write = bool(rng.integers(4))
+            if write:
+                i, w = pending.pop(0)
+                ctx.set(dut.wgt.addr, half + i)
+                ctx.set(dut.wgt.data, w)
+            ctx.set(dut.wgt.en, write)
+            await ctx.tick()
+            assert ctx.get(dut.bus.rdata) == old[a], f"read of word {a}"
+        ctx.set(dut.wgt.en, 0)
+        for i, w in enumerate(new):
+            ctx.set(dut.bus.addr, half + i)
+            await ctx.tick()
+            assert ctx.get(dut.bus.rdata) == w, f"word {half + i} written on wgt"
+    run(dut, tb)
+
+
+def test_store_word_writes_refuse_a_store_of_several_memories():
+    from rtl.weight_store import WeightStore
+
+    with pytest.raises(ValueError, match="word_writes needs impl 'generic' or 'packed'"):
+        WeightStore(16, 8, impl="sliced", word_writes=True)
