@@ -61,11 +61,21 @@ class ULX3STop(Elaboratable):
     def __init__(self, config, clock_hz, baud, vm_limits=None):
         self.config, self.clock_hz, self.baud = config, clock_hz, baud
         self.vm_limits = vm_limits
-        self.clki_div, self.clkfb_div, self.clkop_div = ecp5_pll_params(25e6, clock_hz)
-        self.achieved_hz = 25e6 * self.clkfb_div / self.clki_div
+        self.sdram = vm_limits is not None and vm_limits.sdram
+        if self.sdram:
+            from rtl.sdram.device_sdram import CLOCK_HZ, RATE
+
+            from .sdram_probe import pll_dividers
+            pll_dividers(25e6, clock_hz, [CLOCK_HZ * (2 if RATE == "1:2" else 1), CLOCK_HZ])  # checks
+            self.achieved_hz = clock_hz
+        else:
+            self.clki_div, self.clkfb_div, self.clkop_div = ecp5_pll_params(25e6, clock_hz)
+            self.achieved_hz = 25e6 * self.clkfb_div / self.clki_div
         self.divisor = uart_divisor(self.achieved_hz, baud)
 
     def elaborate(self, platform):
+        if self.sdram:
+            return self._elaborate_with_sdram(platform)
         m = Module()
         clk_pin = platform.request("clk25", dir="-")
         m.submodules.clk_buf = clk_buf = io.Buffer("i", clk_pin)
@@ -86,9 +96,7 @@ class ULX3STop(Elaboratable):
         # nextpnr-ecp5 derives the PLL output's constraint from the 25 MHz pin's and the
         # FREQUENCY_PIN_* attributes, so the sync clock needs none of its own here.
         m.d.comb += [ClockSignal("sync").eq(clk), ResetSignal("sync").eq(~locked)]
-        uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
-        m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+        rx, tx = _uart(m, platform)
         vm = None
         # Without the machine, one DP16KD per 4 bits of the weight word (4096 x 4): no bank
         # multiplexer after the RAMs, for 100 MHz. With it, block RAM is the scarce
@@ -101,6 +109,36 @@ class ULX3STop(Elaboratable):
                                               vm=vm)
         m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
         return m
+
+    def _elaborate_with_sdram(self, platform):
+        """The machine with the SDRAM (``vm_limits.sdram_words``): one PLL makes ``sync``
+        at the device's clock, the controller's ``sdram`` and ``sdram2x`` and the SDRAM's
+        phase-shifted clock (:class:`boards.sdram_probe.SdramClocks`, the probe's
+        clocking); the core's Verilog is added to the build."""
+        from rtl.sdram.device_sdram import CLOCK_HZ, RATE, device_sdram_core
+        from rtl.vm.spaces import VM_WEIGHT_STORE, make_vm
+
+        from .sdram_probe import SDRAM_PINS, SdramClocks
+
+        m = Module()
+        pins = platform.request("sdram", 0, dir={k: "-" for k in SDRAM_PINS})
+        m.submodules.clocks = SdramClocks(CLOCK_HZ, RATE, pins.clk.io, user_freq=self.clock_hz)
+        core = device_sdram_core("board", pins=pins)
+        platform.add_file("litedram_sdr.v", core.verilog)
+        rx, tx = _uart(m, platform)
+        m.submodules.device = dev = DeviceTop(self.config, divisor=self.divisor,
+                                              weight_store=VM_WEIGHT_STORE,
+                                              vm=make_vm(self.config, self.vm_limits), sdram=core)
+        m.d.comb += [dev.rx.eq(rx.i), tx.o.eq(dev.tx)]
+        return m
+
+
+def _uart(m, platform):
+    """The board's UART pins as buffers ``(rx, tx)``."""
+    uart = platform.request("uart", 0, dir={"rx": "-", "tx": "-"})
+    m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+    m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+    return rx, tx
 
 
 def ecp5_pll_params(fin_hz, fout_hz):
