@@ -15,6 +15,7 @@ from .framing import FrameBufferReadSignature, frame_layout, header_layout
 from .matvec_engine import MatvecEngine
 from .responder import FIRST_KIND, KIND_WORD32, Responder
 from .results_memory import ResultsMemory
+from .weight_store import WeightWriteSignature
 
 # What follows a response's status byte, besides the responder's own kinds.
 EXTRA_INFO, EXTRA_RESULTS, EXTRA_CYCLES_RESULTS = range(FIRST_KIND, FIRST_KIND + 3)
@@ -84,7 +85,7 @@ class CommandEngine(wiring.Component):
             ports["vm_engine"] = Out(wiring.Signature({n: own[n] for n in self.SHARED_ENGINE_PORTS}))
             ports["vm_owns"] = In(1)
         if word_writes:
-            ports["vm_wgt"] = In(self.engine.signature.members["wgt"].signature)
+            ports["vm_wgt"] = In(WeightWriteSignature(self.engine.addr_bits, config.word_bytes))
         super().__init__(ports)
 
     def elaborate(self, platform):

@@ -222,3 +222,179 @@ def test_ulx3s_model_build_with_sdram_elaborates_with_its_clocks_and_core():
     verilog = plan.files["litedram_sdr.v"]
     assert "module litedram_sdr" in verilog and "sdram_dq" in verilog
     assert "sdram_bank0" not in verilog      # the board variant: no model of the chip
+
+
+# ---- the device's SDRAM wiring with a machine that has XFER's ports (Amaranth simulator) ----
+# Until the real machine has them: a stand-in machine whose RUN copies SDRAM words into the
+# weight store (``wgt``) and writes each plus one back to the SDRAM (``sdram``), over a
+# stand-in SDRAM core (a memory behind LiteDRAM's native port, one domain).
+
+XFER_WORDS = 4            # the double's transfer: SDRAM [0, 4) -> WGT [0, 4); +1 -> SDRAM [8, 12)
+XFER_OUT = 8
+
+
+def _sdram_double(depth_bits=6):
+    from amaranth import Module, Signal
+    from amaranth.lib import memory, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from rtl.sdram.controller import PortSignature
+    from rtl.sdram.litedram_core import SdramGeometry
+
+    class SdramDouble(wiring.Component):
+        """LiteDRAM's native port on a memory: commands always taken but one write at a
+        time, whose word the port asks for after the command (as the controller does);
+        read data three cycles after the command, in order."""
+        controller_domain = "sync"
+        geometry = SdramGeometry(module="double", clk_freq=1e8, address_width=depth_bits,
+                                 data_width=64, nbanks=1, nrows=1, ncols=1, cl=2, read_latency=2)
+
+        def __init__(self):
+            self.verilog = ""
+            super().__init__({"port": In(PortSignature(depth_bits, 64)), "init_done": Out(1),
+                              "timing_violation": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.mem = mem = memory.Memory(shape=64, depth=1 << depth_bits, init=[])
+            rd, wr = mem.read_port(transparent_for=()), mem.write_port()
+            p = self.port
+            waiting, waddr = Signal(), Signal(depth_bits)
+            valid = [Signal(name=f"rvalid{i}") for i in range(3)]
+            m.d.comb += [self.init_done.eq(1), p.cmd.ready.eq(~waiting), rd.addr.eq(p.cmd.payload.addr),
+                         p.wdata.ready.eq(waiting), wr.addr.eq(waddr), wr.data.eq(p.wdata.payload.data),
+                         wr.en.eq(p.wdata.valid & waiting)]
+            take = p.cmd.valid & ~waiting
+            with m.If(take & p.cmd.payload.we):
+                m.d.sync += [waiting.eq(1), waddr.eq(p.cmd.payload.addr)]
+            with m.If(p.wdata.valid & waiting):
+                m.d.sync += waiting.eq(0)
+            data = [Signal(64, name=f"rdata{i}") for i in range(2)]    # rd.data is valid[0]'s
+            m.d.sync += [valid[0].eq(take & ~p.cmd.payload.we), valid[1].eq(valid[0]),
+                         valid[2].eq(valid[1]), data[0].eq(rd.data), data[1].eq(data[0])]
+            m.d.comb += [p.rdata.valid.eq(valid[2]), p.rdata.payload.eq(data[1])]
+            return m
+
+    return SdramDouble()
+
+
+def _xfer_machine_double(address_width, weight_addr_bits, word_bytes):
+    from amaranth import Module, Signal
+    from amaranth.lib import stream, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from rtl.sdram.controller import StreamsSignature
+    from rtl.vm.layouts import LOAD_DATA_BITS, load_layout, peek_layout, result_layout, run_layout
+    from rtl.vm.spaces import VmSpaces
+    from rtl.weight_store import WeightWriteSignature
+    from tests.vm_double import DoubleLimits
+
+    class Limits(DoubleLimits):
+        sdram = True
+        sdram_words = 1 << address_width
+
+    class XferDouble(wiring.Component):
+        """load/peek of its tokens answer 0; RUN moves :data:`XFER_WORDS` SDRAM words
+        into the weight store and their successors back to the SDRAM from
+        :data:`XFER_OUT`; then done."""
+
+        def __init__(self):
+            self.limits = Limits()
+            self.vm_spaces = VmSpaces({0: (2, 40, True), SDRAM: (8, 1 << address_width, True)},
+                                      0, 40, 5)
+            super().__init__({
+                "load": In(stream.Signature(load_layout(5))),
+                "peek_req": In(stream.Signature(peek_layout(5))),
+                "peek": Out(stream.Signature(LOAD_DATA_BITS)),
+                "run": In(stream.Signature(run_layout())),
+                "done": Out(stream.Signature(result_layout())),
+                "sdram": Out(StreamsSignature(address_width, 64)),
+                "wgt": Out(WeightWriteSignature(weight_addr_bits, word_bytes)),
+            })
+
+        def elaborate(self, platform):
+            m = Module()
+            sd = self.sdram
+            n, word = Signal(8), Signal(64)
+            # the writer takes words only while their burst is asked for: asked at the start
+            writing = Signal()
+            m.d.comb += sd.write_req.valid.eq(writing)
+            with m.If(sd.write_req.ready):
+                m.d.sync += writing.eq(0)
+            m.d.comb += [self.load.ready.eq(1), sd.read_req.payload.addr.eq(0),
+                         sd.read_req.payload.count.eq(XFER_WORDS), sd.write_req.payload.addr.eq(XFER_OUT),
+                         sd.write_req.payload.count.eq(XFER_WORDS), sd.write_data.payload.eq(word + 1),
+                         self.wgt.addr.eq(n), self.wgt.data.eq(word)]
+            with m.FSM():
+                with m.State("IDLE"):
+                    m.d.comb += [self.peek_req.ready.eq(1), self.run.ready.eq(1)]
+                    with m.If(self.peek_req.valid):
+                        m.next = "PEEK"
+                    with m.Elif(self.run.valid):
+                        m.d.sync += [n.eq(0), writing.eq(1)]
+                        m.next = "READ_REQ"
+                with m.State("PEEK"):
+                    m.d.comb += self.peek.valid.eq(1)
+                    with m.If(self.peek.ready):
+                        m.next = "IDLE"
+                with m.State("READ_REQ"):
+                    m.d.comb += sd.read_req.valid.eq(1)
+                    with m.If(sd.read_req.ready):
+                        m.next = "READ"
+                with m.State("READ"):             # a word in, into the store, then out
+                    m.d.comb += sd.read_data.ready.eq(1)
+                    with m.If(sd.read_data.valid):
+                        m.d.sync += word.eq(sd.read_data.payload)
+                        m.next = "STORE"
+                with m.State("STORE"):
+                    m.d.comb += [self.wgt.en.eq(1), sd.write_data.valid.eq(1)]
+                    with m.If(sd.write_data.ready):
+                        m.d.sync += n.eq(n + 1)
+                        m.next = "NEXT"
+                with m.State("NEXT"):
+                    with m.If(n != XFER_WORDS):
+                        m.next = "READ"
+                    with m.Elif(~writing):
+                        m.next = "DONE"
+                with m.State("DONE"):
+                    m.d.comb += self.done.valid.eq(1)
+                    with m.If(self.done.ready):
+                        m.next = "IDLE"
+            return m
+
+    return XferDouble()
+
+
+def test_the_machine_gets_the_sdram_while_it_runs_and_writes_the_weight_store(seed):
+    """SDRAM words written over the link; a RUN whose machine reads them from the SDRAM
+    into the weight store and writes their successors back; then the link reads the
+    SDRAM (the machine's words) and the weight store's CRC (CHECK_WEIGHTS) is the words'."""
+    import struct
+
+    from rtl.device import DeviceCore
+    from ternary_core import protocol as P
+    from ternary_core.engine_config import EngineConfig
+    from ternary_core.offload.isa import RunParams
+    from tests.amaranth_helpers import exchange_bytes
+
+    rng = np.random.default_rng(seed)
+    print(f"machine's SDRAM and weight store: seed={seed}")
+    cfg = EngineConfig(rows=4, cols=8, fmt="2bit", max_m=32, max_k=64, weight_words=16)  # 64-bit tiles
+    sdram = _sdram_double()
+    vm = _xfer_machine_double(sdram.geometry.address_width, 4, cfg.word_bytes)
+    dut = DeviceCore(cfg, max_payload=64, timeout=200, vm=vm, sdram=sdram)
+    words = random_words(rng, XFER_WORDS)
+    data = words.astype("<u8").tobytes()
+    run = P.encode_run(RunParams(pos0=0, n_feed=1, n_new=1, state=0, inv_t_m=0, inv_t_e=0,
+                                 top_k=0), [1])
+    frames = [P.encode_frame(1, P.Cmd.WRITE_MEM, P.encode_mem(SDRAM, 0, data)),
+              P.encode_frame(2, P.Cmd.RUN, run),
+              P.encode_frame(3, P.Cmd.READ_MEM, P.encode_mem(SDRAM, XFER_OUT, struct.pack("<H", 4))),
+              P.encode_frame(4, P.Cmd.READ_MEM, P.encode_mem(SDRAM, 0, struct.pack("<H", 4))),
+              P.encode_frame(5, P.Cmd.CHECK_WEIGHTS, struct.pack("<II", 0, XFER_WORDS))]
+    replies = exchange_bytes(dut, frames, gap=400, cycles=6000)
+    assert [r[0] for r in replies] == [1, 2, 3, 4, 5]
+    assert all(r[2][0] == P.LinkStatus.OK for r in replies), replies
+    assert replies[2][2][1:] == (words + np.uint64(1)).astype("<u8").tobytes()
+    assert replies[3][2][1:] == data
+    assert replies[4][2][1:] == struct.pack("<I", P.check_crc(data))

@@ -8,12 +8,14 @@ from functools import lru_cache
 import numpy as np
 
 from .controller import LiteDramCore
+from .litedram_core import litedram_verilog
 
 MODULE = "MT48LC16M16"          # the ULX3S's 32 MB part
 RATE = "1:2"                    # HalfRateGENSDRPHY: the SDRAM at twice the controller's clock
 CLOCK_HZ = 50_000_000           # the controller's clock (docs/sdram.md: meets timing with margin)
 DOMAIN = "sdram"                # its clock domain; the PHY's fast clock is "sdram2x"
 PORT_BITS = 64                  # the ISA's SDRAM word (isa.SDRAM_WORD_BYTES)
+_CORE_ARGS = dict(module=MODULE, clk_freq=CLOCK_HZ, rate=RATE, port_data_width=PORT_BITS)
 
 
 def device_sdram_core(variant="model", pins=None, **generate_args):
@@ -22,15 +24,15 @@ def device_sdram_core(variant="model", pins=None, **generate_args):
     ``"board"`` with the ``sdram`` resource's ``pins`` (clocks ``sdram`` and ``sdram2x``,
     see :class:`boards.sdram_probe.SdramClocks`). ``generate_args`` go to
     :func:`~rtl.sdram.litedram_core.litedram_verilog` (tests: ``controller_timings``)."""
-    return LiteDramCore(variant=variant, module=MODULE, clk_freq=CLOCK_HZ, rate=RATE, pins=pins,
-                        controller_domain=DOMAIN, port_data_width=PORT_BITS, **generate_args)
+    return LiteDramCore(variant=variant, pins=pins, controller_domain=DOMAIN, **_CORE_ARGS,
+                        **generate_args)
 
 
 @lru_cache(maxsize=None)
 def device_sdram_geometry():
     """The :class:`~rtl.sdram.litedram_core.SdramGeometry` of :func:`device_sdram_core`
-    (generates the core once: a few seconds)."""
-    return device_sdram_core("model").geometry
+    (generates the core's Verilog once: a few seconds)."""
+    return litedram_verilog(variant="model", user_domain=True, **_CORE_ARGS)[2]
 
 
 def model_bank_images(words, geometry, first=0):
