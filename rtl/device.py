@@ -178,12 +178,10 @@ class DeviceCore(wiring.Component):
         m.submodules.sdram = streams = SdramStreams(self.sdram)
         m.submodules.sdram_link = link = SdramLinkPort(
             int(Space.SDRAM), vmc.spaces.space_bits, self.sdram.geometry.address_width)
-        wiring.connect(m, vmc.load, link.load)
-        wiring.connect(m, vmc.peek_req, link.peek_req)
-        wiring.connect(m, link.peek, vmc.peek)
-        wiring.connect(m, link.vm_load, vm.load)
-        wiring.connect(m, link.vm_peek_req, vm.peek_req)
-        wiring.connect(m, vm.peek, link.vm_peek)
+        # the command engine's memory ports through the link port, then on to the machine
+        for source, sink in ((vmc.load, link.load), (vmc.peek_req, link.peek_req), (link.peek, vmc.peek),
+                             (link.vm_load, vm.load), (link.vm_peek_req, vm.peek_req), (vm.peek, link.vm_peek)):
+            wiring.connect(m, source, sink)
         m.d.comb += self.sdram_timing_violation.eq(streams.timing_violation)
         users = [link.sdram]
         running = Signal()
