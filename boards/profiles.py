@@ -31,6 +31,11 @@ class BoardProfile:
 # The shipped model's 589,824 trits in 16x16 tiles: the weight store of the build with the
 # vector machine, whose block RAM also holds the rest of the model.
 MODEL_WEIGHT_WORDS = 2304
+# The ULX3S's SDRAM (32 MB, MT48LC16M16) in the ISA's 64-bit words: a machine whose limits
+# have sdram_words (at most this) carries it, on the board (boards.tops.ULX3STop: the
+# controller at 50 MHz, the SDRAM at 100, the device's sync at vm_clock_hz) and on the
+# simulated board (LiteDRAM's model of the chip, clocked at the same ratio).
+ULX3S_SDRAM_WORDS = (32 << 20) // 8
 # The shipped model at its full context (DeviceLimits' defaults); its program has 1,015
 # instructions.
 ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)

@@ -8,13 +8,14 @@ import zlib
 import numpy as np
 import pytest
 
+from boards.profiles import ULX3S_SDRAM_WORDS
 from host.device import Device
 from host.errors import DeviceRejected
 from ternary_core.offload.isa import Space
 from tests.vm_helpers import small_engine, small_limits
 
 SDRAM = int(Space.SDRAM)
-WORDS = 1 << 22                  # the whole 32 MB part, in 64-bit words
+WORDS = ULX3S_SDRAM_WORDS        # the whole 32 MB part
 LIMITS = small_limits(sdram_words=WORDS)
 ENGINE = small_engine(LIMITS)
 # LiteDRAM's layout of the port's words: a bank's row holds 128 of them, and the banks
@@ -222,6 +223,8 @@ def test_ulx3s_model_build_with_sdram_elaborates_with_its_clocks_and_core():
     verilog = plan.files["litedram_sdr.v"]
     assert "module litedram_sdr" in verilog and "sdram_dq" in verilog
     assert "sdram_bank0" not in verilog      # the board variant: no model of the chip
+    from rtl.sdram.device_sdram import device_sdram_geometry
+    assert 1 << device_sdram_geometry().address_width == WORDS     # the whole chip
 
 
 # ---- the device's SDRAM wiring with a machine that has XFER's ports (Amaranth simulator) ----
