@@ -171,7 +171,8 @@ class DeviceCore(wiring.Component):
         """The SDRAM's streams, the command engine's ``load`` / ``peek`` through the
         :class:`SdramLinkPort`, and the streams handed to the machine's ``sdram`` port
         from its ``run`` beat to its ``done`` beat (a machine without the port, one
-        built before XFER, leaves its side tied off)."""
+        built before XFER, leaves its side tied off). Returns what keeps the device from
+        being idle."""
         from .sdram.controller import SdramStreams
         from .sdram.link_port import SdramLinkPort
 
@@ -192,7 +193,9 @@ class DeviceCore(wiring.Component):
                 m.d.sync += running.eq(0)
             users.append(vm.sdram)
         mux_streams(m, running, users, streams)
-        return link.busy
+        # busy until the SDRAM's power-up sequence is over: the simulated board clocks
+        # through it at start, so no request (no RUN's cycle count) waits for it
+        return link.busy | ~streams.init_done
 
 
 def mux_streams(m, select, users, streams):
