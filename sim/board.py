@@ -165,15 +165,10 @@ def start_board(config, *, max_payload=None, phy=DEFAULT_PHY, log=sys.stderr, vm
     ``sdram_image`` (with SDRAM in ``vm_limits``): the SDRAM's first words at start, a
     uint64 array (the back door: no link, no upload), or ``(first_word, array)``.
     ``sdram_timings``: see :func:`board_verilog`."""
+    image_args = [] if sdram_image is None else sdram_image_args(sdram_image, vm_limits)
     binary = build_board(config, max_payload=max_payload, phy=phy, log=log, vm_limits=vm_limits,
                          sdram_timings=sdram_timings)
-    args = [str(binary)]
-    if sdram_image is not None:
-        if not has_sdram(vm_limits):
-            raise TernaryError("sdram_image: this simulated board has no SDRAM "
-                               "(vm_limits.sdram_words is 0)")
-        args += sdram_image_args(sdram_image, vm_limits)
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    return subprocess.Popen([str(binary), *image_args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=0)
 
 
@@ -188,7 +183,12 @@ def sdram_image_args(image, vm_limits):
     from rtl.sdram.device_sdram import device_sdram_geometry, model_bank_images, write_readmemh
     from rtl.sdram.litedram_core import BACK_DOOR_ARG
 
+    if not has_sdram(vm_limits):
+        raise TernaryError("sdram_image: this simulated board has no SDRAM "
+                           "(vm_limits.sdram_words is 0)")
     first, words = image if isinstance(image, tuple) else (0, image)
+    if isinstance(first, bool) or not isinstance(first, int):
+        raise TernaryError(f"sdram_image: the first word address must be an integer, not {first!r}")
     words = np.asarray(words)
     if words.dtype != np.uint64 or words.ndim != 1:
         raise TernaryError(f"sdram_image must be a 1-D numpy uint64 array, not {words.dtype} "

@@ -401,3 +401,17 @@ def test_the_machine_gets_the_sdram_while_it_runs_and_writes_the_weight_store(se
     assert replies[2][2][1:] == (words + np.uint64(1)).astype("<u8").tobytes()
     assert replies[3][2][1:] == data
     assert replies[4][2][1:] == struct.pack("<I", P.check_crc(data))
+
+
+@pytest.mark.parametrize("image, limits, message", [
+    (np.zeros(4, np.int64), LIMITS, "sdram_image must be a 1-D numpy uint64 array"),
+    ((WORDS - 2, np.zeros(4, np.uint64)), LIMITS, "not all within the device's sdram_words"),
+    (("0", np.zeros(4, np.uint64)), LIMITS, "first word address must be an integer"),
+    (np.zeros(4, np.uint64), small_limits(), "this simulated board has no SDRAM"),
+])
+def test_a_bad_back_door_image_is_refused_by_name_before_any_build(image, limits, message):
+    from sim.board import start_board
+    from ternary_core.errors import TernaryError
+
+    with pytest.raises(TernaryError, match=message):
+        start_board(ENGINE, vm_limits=limits, sdram_image=image)
