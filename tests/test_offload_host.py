@@ -9,9 +9,11 @@ from host.device import Device
 from host.generate import generate, integer_runner
 from host.model_offload import ModelOffload
 from ternary_core import protocol as P
+from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler
 from ternary_core.model.config import BitNetConfig
+from ternary_core.model.names import QKV, layer
 from ternary_core.offload.isa import AttnFn, Feature, Op, Space, SVFn
 from ternary_core.offload.limits import DeviceLimits
 from tests.faulty_transport import FaultRates, FaultyTransport
@@ -239,3 +241,27 @@ def test_generate_cli_offloads_the_model_and_says_so(tiny, tmp_path, monkeypatch
     assert got["offload"] == "model" and got["token_ids"] == want["token_ids"]
     assert got["window_shifts"] == want["window_shifts"] and got["link_bytes_per_token"] <= 16
     assert got["projection"]["board"] == "ulx3s-85f" and got["projection"]["bound"] in ("compute", "link")
+
+
+def test_a_model_too_big_for_the_chip_streams_from_the_sdram_and_stays_resident(rng):
+    """A device with SDRAM and on-chip buffers too small for the model: the host uploads
+    the SDRAM image (checked chunk by chunk) and the ids equal --backend integer's; a
+    second session finds the image resident and sends no SDRAM words again."""
+    model = random_model(rng, BitNetConfig(max_position_embeddings=16, vocab_size=61, **TINY))
+    limits = DeviceLimits.for_config(model.config, sdram_words=1 << 15, emb_rows=8, kv_layers=1,
+                                     weight_words=8)
+    engine = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024, weight_words=8)
+    dev_py = PythonDevice(limits, engine=engine)
+    prompt = [3, 1, 4, 1, 5]
+    want, _ = integer_ids(model, prompt, 12)
+    sdram_writes = []
+    for session in range(2):
+        device = Device(dev_py)
+        run = ModelOffload(device, model, log=open("/dev/null", "w"), step_timeout=0.001)
+        start = len(dev_py.requests)
+        run.prepare()
+        assert run.program.mm.sd is not None and len(run.program.mm.sd.chunks[layer(0) + QKV[0]]) > 1
+        sdram_writes.append(sum(1 for cmd, p in dev_py.requests[start:]
+                                if cmd == P.Cmd.WRITE_MEM and p[0] == Space.SDRAM))
+        assert run.generate(prompt, 12).token_ids == want
+    assert sdram_writes[0] > 0 and sdram_writes[1] == 0
