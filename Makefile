@@ -35,7 +35,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@echo "test seed: $(SEED) (repeat with SEED=$(SEED) make test)"
-	TERNARY_TEST_SEED=$(SEED) $(BIN)/python -m pytest -n $(JOBS) --hypothesis-seed=$(SEED) -ra tests
+	TERNARY_TEST_SEED=$(SEED) $(BIN)/python -m pytest -n $(JOBS) --hypothesis-seed=$(SEED) -ra --durations=20 tests
 
 clean:
 	rm -rf $(VENV) build sim_build .pytest_cache .hypothesis

@@ -21,6 +21,13 @@ CLK_FREQ = 50e6     # the controller's
 # controller's, one domain
 ENGINES = (("2x8", "2bit", None, 32), ("4x8", "2bit", None, 32), ("2x10", "base3", None, 32),
            ("2x8", "2bit", 30e6, 32), ("4x8", "2bit", 30e6, 64))
+# The SDRAM's peak: 16 bits at 100 MHz
+SDRAM_PEAK = 200e6
+# The on-chip buffers of a device streaming from the SDRAM that the projection compiles
+# for (a plan: no build has these yet): half the weight store a chunk, lm_head chunks of
+# 32 rows, one layer of KV cache; PROG as deep as the straight-line program needs.
+PLANNED_LIMITS = dict(sdram_words=1 << 22, emb_rows=64, kv_layers=1, weight_words=2048,
+                      prog_words=8192, max_m=1024, max_k=2048)
 # (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes
 MODEL_SHAPES = (("hidden 512 / 8 layers / FFN 1376 / vocab 8192", 512, 8, 1376, 8, 4, 8192),
                 ("hidden 768 / 12 layers / FFN 2048 / vocab 8192", 768, 12, 2048, 12, 6, 8192))
@@ -54,7 +61,10 @@ def measure(engines=ENGINES, *, seed=1, log=sys.stderr):
             rows.append({"engine": shape, "format": fmt, "macs": r * c, **rec,
                          "words_per_cycle": round(ratio, 3), "of_bound": round(ratio / peak, 3),
                          "mb_per_s": round(rec["mb_per_s"], 1)})
-    return {"clock_mhz": CLK_FREQ / 1e6, "rate": "1:2", "rows": rows, "models": project(rows)}
+    rate = next(r["words_per_cycle"] for r in rows if r["user_mhz"] == 30 and r["port_bits"] == 64) \
+        if any(r["user_mhz"] == 30 and r["port_bits"] == 64 for r in rows) else None
+    return {"clock_mhz": CLK_FREQ / 1e6, "rate": "1:2", "rows": rows, "models": project(rows),
+            "programs": program_projection(rate) if rate else []}
 
 
 def token_bytes(hidden, layers, ffn, heads, kv, vocab, fmt):
@@ -78,6 +88,42 @@ def project(rows):
     return out
 
 
+def program_projection(words_per_cycle, *, context=256, clock_hz=30e6, seed=0):
+    """The step program of each issue-20 shape (a random tied model, compiled to stream
+    from the SDRAM with :data:`PLANNED_LIMITS`) at the last position of ``context``: the
+    SDRAM bytes it moves, its cycles with the transfers beside the machine at
+    ``words_per_cycle`` 64-bit words a device cycle (:func:`~ternary_core.offload.cost.overlapped_cycles`:
+    a projection of the program, not a measurement of a device), against the SDRAM's
+    bound (its bytes at the memory's peak, 200 MB/s)."""
+    import numpy as np
+
+    from ternary_core.integer import compile_model
+    from ternary_core.model.config import BitNetConfig
+    from ternary_core.offload.compiler import compile_program
+    from ternary_core.offload.cost import overlapped_cycles, sdram_words
+    from ternary_core.offload.limits import DeviceLimits
+    from ternary_core.model.random import random_model
+
+    out = []
+    for name, hidden, layers, ffn, heads, kv, vocab in MODEL_SHAPES:
+        cfg = BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
+                           num_hidden_layers=layers, num_attention_heads=heads,
+                           num_key_value_heads=kv, max_position_embeddings=context,
+                           tie_word_embeddings=True)
+        im = compile_model(random_model(np.random.default_rng(seed), cfg))
+        limits = DeviceLimits.for_config(cfg, **PLANNED_LIMITS)
+        program = compile_program(im, limits, smul2=True, fuse_attention=True, sdram=True)
+        pos = context - 1
+        nbytes = 8 * sdram_words(program, pos)
+        cycles = overlapped_cycles(program, pos, words_per_cycle=words_per_cycle)
+        bound = nbytes / (SDRAM_PEAK / clock_hz)
+        out.append({"model": name, "instructions": len(program.instrs),
+                    "mb_per_token": round(nbytes / 1e6, 2), "cycles": cycles,
+                    "bound_cycles": round(bound), "of_bound": round(bound / cycles, 3),
+                    "tokens_per_s": round(clock_hz / cycles, 1)})
+    return out
+
+
 def table(result):
     lines = [f"SDRAM-fed matvec, controller at {result['clock_mhz']:g} MHz ({result['rate']}), "
              "a 512x512 layer (cycles of the engine's clock; the port's peak: a word a cycle, "
@@ -93,4 +139,13 @@ def table(result):
               "| model | format | MB a token | tokens/s |", "| --- | --- | --- | --- |"]
     for p in result["models"]:
         lines.append(f"| {p['model']} | {p['format']} | {p['mb_per_token']} | {p['tokens_per_s']} |")
+    if result.get("programs"):
+        lines += ["", "projected (the compiled step program at position 255, its transfers beside the "
+                  "machine at the 64-bit port's measured rate, 30 MHz):",
+                  "| model | instructions | MB a token | cycles | SDRAM bound | of the bound | tokens/s |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for p in result["programs"]:
+            lines.append(f"| {p['model']} | {p['instructions']:,} | {p['mb_per_token']} | "
+                         f"{p['cycles']:,} | {p['bound_cycles']:,} | {p['of_bound']} | "
+                         f"{p['tokens_per_s']} |")
     return "\n".join(lines)

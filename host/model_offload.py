@@ -16,6 +16,8 @@ does for every other backend (:func:`plan_runs` mirrors it), so the ids equal
 import sys
 import time
 
+import numpy as np
+
 from ternary_core import protocol as P
 from ternary_core.errors import TernaryError
 
@@ -102,7 +104,9 @@ class ModelOffload:
     def prepare(self):
         from ternary_core.integer import compile_model
 
-        self.limits.check(self.model.config)
+        # before the slow compile: a shape the device cannot hold at all (a model streamed
+        # from the SDRAM is bounded in its stacks' k only; the memory map checks the rest)
+        self.limits.check(self.model.config, streamed=self.limits.sdram)
         self.compiled = compile_model(self.model)
         self.program, self.images, self.stacks = compile_for_device(self.compiled, self.limits,
                                                                     self.device.config)
@@ -291,5 +295,9 @@ def image_bytes(space, words):
     from ternary_core.offload.isa import SPACES
 
     nb = SPACES[space].link_bytes
-    mask = (1 << (8 * nb)) - 1
-    return b"".join((int(w) & mask).to_bytes(nb, "little") for w in words), nb
+    w = np.asarray(words)
+    if w.dtype == object:                       # PROG: unsigned 64-bit Python ints
+        w = np.array([int(x) & ((1 << 64) - 1) for x in w], np.uint64)
+    w = w.astype(np.int64, copy=False).view(np.uint64) if w.dtype.kind == "i" else \
+        w.astype(np.uint64, copy=False)
+    return w.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :nb].tobytes(), nb

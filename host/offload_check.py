@@ -21,6 +21,7 @@ def snapshot(mc):
     a run does not change them)."""
     snap = copy.copy(mc)
     snap.mem = {s: a.copy() for s, a in mc.mem.items()}
+    snap.sdram = mc.sdram.copy()
     snap.ir, snap.sr_m, snap.sr_e = list(mc.ir), list(mc.sr_m), list(mc.sr_e)
     return snap
 
@@ -35,7 +36,10 @@ class ShadowCheck:
         for space, (data, nb) in images.items():
             if space == Space.PROG:
                 continue
-            words = [int.from_bytes(data[i:i + nb], "little") for i in range(0, len(data), nb)]
+            if space == Space.SDRAM:
+                words = np.frombuffer(data, "<u8")
+            else:
+                words = [int.from_bytes(data[i:i + nb], "little") for i in range(0, len(data), nb)]
             mc.load(space, words)
         mc.load_program(program)
         for st in stacks:
@@ -72,6 +76,13 @@ class ShadowCheck:
         """(space, first word, words) the step at ``pos`` leaves results in."""
         mm = self.mm
         out = [(Space.VMEM, 0, self.vmem_used)]
+        if mm.sd is not None:           # every layer's rows at pos are in the SDRAM
+            for layer in range(mm.L):
+                for g in range(mm.nkv):
+                    for kind in ("k", "v", "ks", "vs"):
+                        per = mm.sd.kv_row_words if kind in ("k", "v") else 1
+                        out.append((Space.SDRAM, mm.sd.kv_sd(kind, layer, g) + pos * per, per))
+            return out
         for layer in range(mm.L):
             for g in range(mm.nkv):
                 row = mm.kv_row(layer, g) + pos * mm.kv_stride
@@ -95,6 +106,9 @@ class ShadowCheck:
         """A reference machine's words of every region, as link-byte integers."""
         out = []
         for space, at, n in self._regions(pos):
+            if space == Space.SDRAM:
+                out.append(mc.sdram[8 * at:8 * (at + n)].view("<u8").astype(np.uint64))
+                continue
             mask = np.uint64((1 << (8 * SPACES[space].link_bytes)) - 1)
             out.append(mc.mem[space][at:at + n].astype(np.int64).astype(np.uint64) & mask)
         return out
@@ -114,14 +128,13 @@ class ShadowCheck:
         instruction ``k`` (its regions first put back as they were before the step),
         and ``k`` is bisected. Registers are not read back, so an instruction that only
         writes one is named through the first instruction that stores what it computed."""
-        from ternary_core.offload.isa import Instr, Op, encode, prog_words
+        from ternary_core.offload.isa import Instr, Op, encode
 
         states = [self._ref_words(before, pos)]
         before.load(Space.TOKENS, [token], pos)
         before.run(RunParams(pos0=pos, n_feed=1, n_new=1, state=state, inv_t_m=inv_t[0], inv_t_e=inv_t[1],
                              top_k=top_k),
                    on_instr=lambda mc, pc, ins: states.append(self._ref_words(mc, pos)))
-        words = prog_words(self.program.instrs)
         dev = self.device
         regions = self._regions(pos)
 
@@ -130,13 +143,14 @@ class ShadowCheck:
                 nb = SPACES[space].link_bytes
                 dev.write_mem(space, at, b"".join(int(v).to_bytes(nb, "little") for v in w), nb)
             end = encode(Instr(Op.END)) if k < len(self.program.instrs) else None
-            if end is not None:
+            if end is not None:     # (put back what the device holds there, not the program's)
+                held = dev.read_mem(Space.PROG, 2 * k, 2, 8)
                 dev.write_mem(Space.PROG, 2 * k, _instr_bytes(end), 8)
             try:
                 dev.run_model(pos, [token], 1, state=state, inv_t=inv_t, top_k=top_k)
             finally:
                 if end is not None:
-                    dev.write_mem(Space.PROG, 2 * k, _instr_bytes(words[2 * k] | words[2 * k + 1] << 64), 8)
+                    dev.write_mem(Space.PROG, 2 * k, held, 8)
             return bool(self._differences(pos, ref=states[min(k, len(states) - 1)]))
 
         lo, hi = 0, len(states) - 1         # differs(lo) is False, differs(hi) True

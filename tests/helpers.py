@@ -2,12 +2,7 @@
 
 import numpy as np
 
-
-def random_trits(rng, m, k, p_zero=1 / 3):
-    """A random ternary matrix with a given share of zeros."""
-    nz = rng.random((m, k)) >= p_zero
-    sign = np.where(rng.random((m, k)) < 0.5, -1, 1)
-    return (nz * sign).astype(np.int8)
+from ternary_core.model.random import random_trits  # noqa: F401 (the tests' import)
 
 
 def random_int8(rng, n):

@@ -15,6 +15,8 @@ instruction, which the Python machine runs; ``features=0`` is a device without t
 import struct
 from dataclasses import replace
 
+import numpy as np
+
 from host.transport import Transport
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
@@ -99,6 +101,11 @@ class PythonDevice(Transport):
                 return S.BAD_LENGTH, b""
             if not SPACES[space].uploadable:
                 return S.OUT_OF_RANGE, b""
+            if space == Space.SDRAM and len(data) % nb == 0:     # whole words at once
+                if addr + len(data) // nb > depth:
+                    return S.OUT_OF_RANGE, b""
+                self.machine.load(space, np.frombuffer(data, "<u8"), addr)
+                return S.OK, b""
             for i in range(len(data) // nb):
                 if addr + i >= depth:
                     return S.OUT_OF_RANGE, b""
@@ -109,6 +116,9 @@ class PythonDevice(Transport):
             return S.BAD_LENGTH, b""
         if addr >= depth or n > depth - addr or (cmd == P.Cmd.READ_MEM and n == 0):
             return S.OUT_OF_RANGE, b""
+        if space == Space.SDRAM:
+            data = self.machine.sdram[addr * nb:(addr + n) * nb].tobytes()
+            return S.OK, (struct.pack("<I", P.check_crc(data)) if cmd == P.Cmd.CHECK_MEM else data)
         mask = (1 << (8 * nb)) - 1
         data = b"".join((self.peek(space, addr + i) & mask).to_bytes(nb, "little") for i in range(n))
         return S.OK, (struct.pack("<I", P.check_crc(data)) if cmd == P.Cmd.CHECK_MEM else data)

@@ -10,17 +10,9 @@ from host.cli import main
 from host.generate import default_model_path
 from ternary_core.model.config import BitNetConfig
 from ternary_core.model.file import BitLinearWeights, BitNetModel, float_tensor_shapes, load_model, save_model
+from ternary_core.model.random import random_model  # noqa: F401 (the tests' import)
 from ternary_core.reference import BitNetRunner
 from tests.helpers import random_trits
-
-
-def random_model(rng, config):
-    m = BitNetModel(config, {"type": "bytes"})
-    for name, shape in float_tensor_shapes(config).items():
-        m.floats[name] = (rng.normal(size=shape) if len(shape) == 2 else 0.5 + rng.random(shape)).astype(np.float32)
-    for name, (out, k) in config.bitlinear_shapes().items():
-        m.bitlinears[name] = BitLinearWeights(random_trits(rng, out, k), np.float32(rng.uniform(0.5, 4)))
-    return m
 
 
 def test_model_file_round_trip(tmp_path, rng):

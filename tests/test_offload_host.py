@@ -9,9 +9,11 @@ from host.device import Device
 from host.generate import generate, integer_runner
 from host.model_offload import ModelOffload
 from ternary_core import protocol as P
+from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler
 from ternary_core.model.config import BitNetConfig
+from ternary_core.model.names import QKV, layer
 from ternary_core.offload.isa import AttnFn, Feature, Op, Space, SVFn
 from ternary_core.offload.limits import DeviceLimits
 from tests.faulty_transport import FaultRates, FaultyTransport
@@ -239,3 +241,56 @@ def test_generate_cli_offloads_the_model_and_says_so(tiny, tmp_path, monkeypatch
     assert got["offload"] == "model" and got["token_ids"] == want["token_ids"]
     assert got["window_shifts"] == want["window_shifts"] and got["link_bytes_per_token"] <= 16
     assert got["projection"]["board"] == "ulx3s-85f" and got["projection"]["bound"] in ("compute", "link")
+
+
+def test_a_model_too_big_for_the_chip_streams_from_the_sdram_and_stays_resident(rng):
+    """A device with SDRAM and on-chip buffers too small for the model: the host uploads
+    the SDRAM image (checked chunk by chunk) and the ids equal --backend integer's; a
+    second session finds the image resident and sends no SDRAM words again."""
+    model = random_model(rng, BitNetConfig(max_position_embeddings=16, vocab_size=61, **TINY))
+    limits = DeviceLimits.for_config(model.config, sdram_words=1 << 15, emb_rows=8, kv_layers=1,
+                                     weight_words=8)
+    engine = EngineConfig(rows=16, cols=16, fmt="2bit", max_m=1024, max_k=1024, weight_words=8)
+    dev_py = PythonDevice(limits, engine=engine)
+    prompt = [3, 1, 4, 1, 5]
+    want, _ = integer_ids(model, prompt, 12)
+    sdram_writes = []
+    for session in range(2):
+        device = Device(dev_py)
+        run = ModelOffload(device, model, log=open("/dev/null", "w"), step_timeout=0.001)
+        start = len(dev_py.requests)
+        run.prepare()
+        assert run.program.mm.sd is not None and len(run.program.mm.sd.chunks[layer(0) + QKV[0]]) > 1
+        sdram_writes.append(sum(1 for cmd, p in dev_py.requests[start:]
+                                if cmd == P.Cmd.WRITE_MEM and p[0] == Space.SDRAM))
+        assert run.generate(prompt, 12).token_ids == want
+    assert sdram_writes[0] > 0 and sdram_writes[1] == 0
+
+
+def test_check_of_a_streamed_model_compares_the_kv_rows_in_the_sdram(rng):
+    """--check on a model streamed from the SDRAM reads every layer's KV rows at the
+    position back from the SDRAM; a write-back sent to the wrong SDRAM word is named."""
+    from host.matvec_offload import DeviceMismatch
+    from ternary_core.offload.isa import encode
+
+    model = random_model(rng, BitNetConfig(max_position_embeddings=16, vocab_size=61, **TINY))
+    limits = DeviceLimits.for_config(model.config, sdram_words=1 << 15, emb_rows=8, kv_layers=1)
+    prompt = [2, 7, 1]
+    want, _ = integer_ids(model, prompt, 8, 0.8, 3, 9)
+    for broken in (False, True):
+        device = Device(PythonDevice(limits))
+        run = ModelOffload(device, model, log=open("/dev/null", "w"), step_timeout=0.001)
+        run.prepare()
+        run.check = True
+        assert run.program.mm.sd is not None
+        if not broken:
+            assert run.generate(prompt, 8, 0.8, 3, 9).token_ids == want
+            continue
+        pc = next(i for i, ins in enumerate(run.instructions) if "write back the step's V row" in ins.name)
+        bad = run.instructions[pc]
+        word = encode(type(bad)(bad.op, bad.name, **{**bad.f, "s_addr": bad.f["s_addr"] + 1}))
+        device.write_mem(Space.PROG, 2 * pc, (word & (2**64 - 1)).to_bytes(8, "little")
+                         + (word >> 64).to_bytes(8, "little"), 8)
+        with pytest.raises(DeviceMismatch, match=rf"position 0: .*SDRAM.*instruction {pc}: "
+                                                 rf"{bad.name}"):
+            run.generate([1, 2], 4)

@@ -67,6 +67,7 @@ def vm_spaces(vm):
 
 def spaces_for(limits):
     """The :class:`VmSpaces` of a machine built with ``limits`` (a DeviceLimits)."""
-    table = {int(s): (info.link_bytes, limits.depth(s), info.uploadable) for s, info in SPACES.items()}
+    table = {int(s): (info.link_bytes, limits.depth(s), info.uploadable) for s, info in SPACES.items()
+             if limits.depth(s)}             # (a device without SDRAM has no space SDRAM)
     space_bits = max(table).bit_length()
     return VmSpaces(table, int(Space.TOKENS), limits.context + 1, space_bits)

@@ -9,8 +9,8 @@ device left after a step with the reference Machine's and names the earliest ins
 per layer and never overwritten, so a wrong op shows up at its layer.
 """
 
-from .isa import AttnFn, Dyn, Op, Red, SampleFn, SFn, Space
-from .semantics import dyn_offset, element_count, runs
+from .isa import SDRAM_WORD_BYTES, AttnFn, Dyn, Op, Red, SampleFn, SFn, Space, XFn, xfer_bytes
+from .semantics import dyn_offset, element_count, runs, xfer_addresses
 
 
 def instr_writes(ins, pos, token=0):
@@ -35,6 +35,13 @@ def instr_writes(ins, pos, token=0):
             out.append(("IR", ins.ir_d, 1))
         if ins.fn == SampleFn.EMIT:
             out.append((Space.TOKENS, pos + 1, 1))
+    if ins.op == Op.XFER and ins.fn in (XFn.IN, XFn.OUT):
+        c_addr, s_addr = xfer_addresses(ins, pos, token)
+        if ins.fn == XFn.OUT:
+            out.append((Space.SDRAM, s_addr, n))
+        elif ins.c_space != Space.WGT:      # (the weight store is not read back)
+            space = Space(ins.c_space)
+            out.append((space, c_addr, n * SDRAM_WORD_BYTES // xfer_bytes(space, None)))
     if ins.op == Op.SOP:
         if ins.fn in (SFn.FROM_INT, SFn.MUL, SFn.ADD, SFn.SHIFT, SFn.RECIP, SFn.RSQRT, SFn.LOAD):
             out.append(("SR", ins.d, 1))

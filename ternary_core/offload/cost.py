@@ -17,8 +17,13 @@ the program's cost is compared with.
 
 from dataclasses import dataclass
 
-from .isa import DOT_LANES, Op, SampleFn
+from .isa import DOT_LANES, Op, SampleFn, XFn
 from .semantics import element_count, runs
+
+# Cycles from a transfer's start to its first word (a burst's request through the
+# controller, a row activation and the CAS latency, the clock crossing; about what the
+# two-clock tests of docs/sdram.md measure) for the projections.
+SDRAM_LATENCY = 20
 
 
 def _ceil(a, b):
@@ -50,7 +55,37 @@ def instr_cost(ins, pos, engine, *, gen=True, sampled=False, top_k=0, vop_lanes=
         if ins.fn == SampleFn.DRAW:
             return n
         return 1
+    if ins.op == Op.XFER:       # its issue; the transfer itself runs beside (sdram_cycles)
+        return 1
     raise ValueError(f"no cost for {ins.op.name}")
+
+
+def sdram_words(program, pos, *, gen=True, sampled=False):
+    """SDRAM words the step at ``pos`` moves (XFER IN and OUT)."""
+    return sum(element_count(i, pos) for i in program.instrs
+               if i.op == Op.XFER and i.fn != XFn.WAIT and runs(i, gen=gen, sampled=sampled))
+
+
+def overlapped_cycles(program, pos, *, words_per_cycle, latency=SDRAM_LATENCY, gen=True,
+                      sampled=False, top_k=0, engine=None, **lanes):
+    """Cycles of the step at ``pos`` with its transfers running beside the machine as
+    XFER says (a projection, not a measurement): each instruction costs its ideal
+    (:func:`instr_cost`), a transfer ``latency + words / words_per_cycle`` of the
+    transfer unit's time, started when the one before has finished; WAIT and END wait
+    for it. With no transfers it is the op-level ideal."""
+    engine = engine or program.mm.engine
+    t = busy = 0.0
+    for ins in program.instrs:
+        if ins.op == Op.XFER and runs(ins, gen=gen, sampled=sampled):
+            t = max(t, busy)
+            if ins.fn != XFn.WAIT:
+                t += 1
+                busy = t + latency + element_count(ins, pos) / words_per_cycle
+            continue
+        if ins.op == Op.END:
+            t = max(t, busy)
+        t += instr_cost(ins, pos, engine, gen=gen, sampled=sampled, top_k=top_k, **lanes)
+    return int(round(t))
 
 
 def program_cost(program, pos, *, gen=True, sampled=False, top_k=0, engine=None, **lanes):

@@ -98,6 +98,7 @@ class SdramMap:
             raise TernaryError(f"head_dim {mm.hd}: a KV row streamed from the SDRAM needs "
                                f"head_dim >= {SDRAM_WORD_BYTES}")
         self.kv_row_words = mm.kv_stride // SDRAM_WORD_BYTES
+        self.image_words = at           # the image ends here: the KV cache needs none
         rows = mm.L * mm.nkv * mm.context
         self.kv = {}
         for kind, per in (("k", self.kv_row_words), ("v", self.kv_row_words), ("ks", 1), ("vs", 1)):
@@ -272,10 +273,11 @@ def memory_images(im, program):
 
 def sdram_image(im, mm, rows_image):
     """The SDRAM image (uint64 words from word 0) of a model streamed from it: the
-    stacks in the engine's layout, the embedding (and lm_head) rows; the KV cache is left
-    zero (the program writes a position's rows before it reads them)."""
+    stacks in the engine's layout, the embedding (and lm_head) rows. The KV cache after
+    them is not part of it (the program writes a position's rows before it reads them,
+    and an image that leaves it out stays resident across runs)."""
     sd, lay = mm.sd, mm.engine.layout
-    out = np.zeros(sd.words * SDRAM_WORD_BYTES, np.uint8)
+    out = np.zeros(sd.image_words * SDRAM_WORD_BYTES, np.uint8)
     for members, _, _, _ in mm.stacks:
         trits = np.vstack([im.model.bitlinears[n].trits for n in members])
         packed = np.frombuffer(bytes(lay.pack(trits)), np.uint8)

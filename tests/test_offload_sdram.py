@@ -1,0 +1,177 @@
+"""A model streamed from the SDRAM (issue 20) on the Python machine: XFER's semantics
+word by word, the compiled program bit-exact to the integer golden model on random models
+of several shapes with buffers small enough that every stream is chunked, the placement
+(on chip when it fits, in the SDRAM when not, refused by name when neither), and the
+run-time hazard check that catches a missing WAIT."""
+
+import numpy as np
+import pytest
+
+from ternary_core.errors import TernaryError
+from ternary_core.integer import compile_model
+from ternary_core.model.config import BitNetConfig
+from ternary_core.offload import isa
+from ternary_core.offload.compiler import compile_program
+from ternary_core.offload.isa import Instr, Op, Space, XFn
+from ternary_core.offload.limits import DEFAULT_ENGINE, DeviceLimits
+from ternary_core.offload.machine import Machine, execute
+from tests.test_model_files import random_model
+from tests.test_offload_program import assert_same, device, golden
+
+SHAPES = {  # hidden not a power of two, GQA groups of 3 and 2, vocab past a chunk of rows
+    "48/6x8/2": dict(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
+                     num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=24),
+    "36/3x12/1": dict(vocab_size=53, hidden_size=36, intermediate_size=44, num_hidden_layers=1,
+                      num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=20),
+    "64/4x16/2": dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16),
+}
+
+
+def streamed_limits(config, weight_words=16, emb_rows=8, **kw):
+    """The smallest device with SDRAM that streams ``config``: two weight chunks of
+    ``weight_words / 2`` tile words, lm_head chunks of ``emb_rows / 2`` rows, one layer of
+    KV cache on chip."""
+    return DeviceLimits.for_config(config, sdram_words=1 << 16, emb_rows=emb_rows, kv_layers=1,
+                                   weight_words=weight_words, **kw)
+
+
+def transfers(program):
+    return [i for i in program.instrs if i.op == Op.XFER]
+
+
+@pytest.mark.parametrize("shape,tie,act,fused", [("48/6x8/2", False, "relu2", False),
+                                                 ("48/6x8/2", True, "silu", True),
+                                                 ("36/3x12/1", True, "relu2", True),
+                                                 ("64/4x16/2", False, "silu", False)])
+def test_streamed_model_is_bit_exact_to_the_integer_model(rng, seed, shape, tie, act, fused):
+    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, hidden_act=act,
+                                                      **SHAPES[shape])))
+    limits = streamed_limits(im.config)
+    mc, program = Machine.for_model(im, limits, smul2=fused, fuse_attention=fused)
+    # everything streams: several chunks a stack, the lm_head in chunks of 4 rows
+    assert program.mm.sd is not None
+    assert sum(len(c) for c in program.mm.sd.chunks.values()) > 4 * im.config.num_hidden_layers
+    assert program.mm.sd.head_rows < im.config.vocab_size
+    V = im.config.vocab_size
+    prompt = [int(t) for t in rng.integers(0, V, 5)]
+    n = im.max_len - len(prompt) + 1                 # to the end of the context
+    assert_same(device(mc, program, prompt, n), golden(im, prompt, n))
+    s = seed % 1000
+    assert_same(device(mc, program, prompt, n, 0.8, 3, s), golden(im, prompt, n, 0.8, 3, s))
+    # a second request resumes from the KV cache the first left in the SDRAM
+    first = device(mc, program, prompt, 6)
+    resumed = device(mc, program, [first[0][2]], 3, pos0=len(prompt) + 2)
+    assert resumed[0] == first[0][3:6]
+
+
+def test_a_model_lives_on_chip_when_it_fits_and_in_the_sdram_when_not(rng):
+    im = compile_model(random_model(rng, BitNetConfig(**SHAPES["48/6x8/2"])))
+    fits = DeviceLimits.for_config(im.config, sdram_words=1 << 16)
+    assert not transfers(compile_program(im, fits))            # the on-chip program
+    small = streamed_limits(im.config)
+    assert transfers(compile_program(im, small))
+    with pytest.raises(TernaryError, match="the model needs .* weight_words; the device's limit"):
+        compile_program(im, DeviceLimits.for_config(im.config, weight_words=16))
+    with pytest.raises(TernaryError, match="needs 1.* sdram_words; the device's limit is 100"):
+        compile_program(im, DeviceLimits.for_config(im.config, sdram_words=100, emb_rows=8,
+                                                    kv_layers=1, weight_words=16))
+    with pytest.raises(TernaryError, match="the device has none"):
+        compile_program(im, DeviceLimits.for_config(im.config), sdram=True)
+    with pytest.raises(TernaryError, match="emb_rows >= 2"):
+        compile_program(im, DeviceLimits.for_config(im.config, sdram_words=1 << 16, emb_rows=1,
+                                                    kv_layers=1), sdram=True)
+    with pytest.raises(TernaryError, match="does not fit half the weight store"):
+        compile_program(im, streamed_limits(im.config, weight_words=4))
+    with pytest.raises(TernaryError, match="DeviceLimits.emb_rows must be at most vocab"):
+        DeviceLimits(emb_rows=10_000)
+
+
+def test_weight_transfers_start_before_the_work_they_overlap(rng):
+    """Each weight chunk's XFER is hoisted above instructions that do not touch its half
+    of the store, so the SDRAM streams while the machine computes: between the XFER and
+    its WAIT there is work, and no XFER moved above a WAIT, an XFER or a SAMPLE."""
+    im = compile_model(random_model(rng, BitNetConfig(**SHAPES["64/4x16/2"])))
+    program = compile_program(im, streamed_limits(im.config, weight_words=64))
+    ins = program.instrs
+    overlapped = 0
+    for pc, i in enumerate(ins):
+        if i.op == Op.XFER and i.fn == XFn.IN and i.c_space == Space.WGT:
+            wait = next(q for q in range(pc + 1, len(ins)) if ins[q].op == Op.XFER)
+            assert ins[wait].fn == XFn.WAIT
+            overlapped += any(ins[q].op in (Op.VOP, Op.SOP, Op.MATVEC) for q in range(pc, wait))
+    assert overlapped >= 0.75 * sum(1 for i in ins if i.op == Op.XFER and i.c_space == Space.WGT)
+
+
+def test_a_missing_wait_is_caught_by_name(rng):
+    im = compile_model(random_model(rng, BitNetConfig(**SHAPES["36/3x12/1"])))
+    mc, program = Machine.for_model(im, streamed_limits(im.config))
+    ins = program.instrs
+    # a WAIT right before an XFER is redundant (IN and OUT wait for the transfer before
+    # them): drop one that is not, before a MATVEC
+    pc = next(p for p, i in enumerate(ins) if i.op == Op.XFER and i.fn == XFn.WAIT
+              and ins[p + 1].op == Op.MATVEC)
+    mc.prog, mc.names = mc.prog[:pc] + mc.prog[pc + 1:], mc.names[:pc] + mc.names[pc + 1:]
+    with pytest.raises(TernaryError, match=r"MATVEC: reads WGT .* while the transfer "
+                                           r"'.*: fetch' writes .* \(a WAIT is missing\)"):
+        mc.generate([1, 2], 2)
+
+
+def xfer(fn, space, c_addr, s_addr, n, **f):
+    return Instr(Op.XFER, f"xfer {space.name}", fn=fn, c_space=space, c_addr=c_addr,
+                 s_addr=s_addr, n=n, **f)
+
+
+def test_xfer_moves_each_space_as_its_words_packed_little_endian(rng):
+    lim = DeviceLimits(sdram_words=4096)
+    mc = Machine(lim, DEFAULT_ENGINE.layout)
+    raw = rng.integers(0, 256, 4096 * 8, dtype=np.uint8)
+    mc.load(Space.SDRAM, raw.view("<u8"))
+    assert mc.peek(Space.SDRAM, 5) == int(raw[40:48].view("<u8")[0])
+    # int8 rows: 8 a word, signed
+    execute(mc, xfer(XFn.IN, Space.EMB, 64, 10, 3))
+    np.testing.assert_array_equal(mc.mem[Space.EMB][64:88], raw[80:104].view(np.int8))
+    # scalar words: one a word, the low 28 bits
+    execute(mc, xfer(XFn.IN, Space.KVS, 7, 100, 2))
+    want = raw[800:816].view("<u8") & np.uint64((1 << isa.SW_BITS) - 1)
+    np.testing.assert_array_equal(mc.mem[Space.KVS][7:9], want.astype(np.int64))
+    # TMEM: 4 a word, int16
+    execute(mc, xfer(XFn.IN, Space.TMEM, 4, 200, 1))
+    np.testing.assert_array_equal(mc.mem[Space.TMEM][4:8], raw[1600:1608].view("<i2"))
+    # WGT: a 64-byte tile word is 8 SDRAM words
+    execute(mc, xfer(XFn.IN, Space.WGT, 3, 300, 16))
+    np.testing.assert_array_equal(mc.weights[192:320], raw[2400:2528])
+    # OUT is the inverse; scalar words are zero-extended; position-dependent forms
+    mc.pos, mc.token = 5, 9
+    mc.mem[Space.KVK][16:24] = np.arange(-4, 4)
+    execute(mc, xfer(XFn.OUT, Space.KVK, 6, 1000, 1, c_dyn=1, c_dyn_k=1, s_dyn=1,
+                     s_dyn_k=0, dyn_src=isa.DynSrc.POS))      # KVK 6 + 5*2 = 16; word 1005
+    assert list(mc.sdram[8040:8048].view(np.int8)) == list(range(-4, 4))
+    mc.mem[Space.KVS][3] = (1 << isa.SW_BITS) - 1
+    execute(mc, xfer(XFn.OUT, Space.KVS, 3, 1, 1, dyn_src=isa.DynSrc.TOKEN, s_dyn=1, s_dyn_k=2))
+    assert mc.peek(Space.SDRAM, 1 + (9 << 2)) == (1 << isa.SW_BITS) - 1
+    execute(mc, xfer(XFn.IN, Space.KVV, 0, 2000, 0, npos=1, npos_k=1))   # 5 << 1 words
+    np.testing.assert_array_equal(mc.mem[Space.KVV][:80], raw[16000:16080].view(np.int8))
+    assert mc.xfer[2:4] == (0, 80)
+    execute(mc, xfer(XFn.IN, Space.KVV, 0, 2000, 0))          # n = 0: nothing moves
+    assert mc.xfer[2:4] == (0, 0)
+
+
+@pytest.mark.parametrize("ins,message", [
+    (xfer(XFn.IN, Space.EMB, 4, 0, 1), "not whole words of 1 bytes starting an SDRAM word"),
+    (xfer(XFn.IN, Space.WGT, 0, 0, 3), "not whole words of 64 bytes"),
+    (xfer(XFn.IN, Space.KVS, 0, 4090, 8), "SDRAM words 4090..4097 are past its depth 4096"),
+    (xfer(XFn.IN, Space.TOKENS, 0, 0, 1), "XFER cannot reach space 11"),
+    (xfer(XFn.OUT, Space.EMBS, 250, 0, 8), r"EMBS words 250..257 are past its depth 256"),
+])
+def test_a_transfer_the_machine_cannot_do_is_refused_by_name(ins, message):
+    mc = Machine(DeviceLimits(sdram_words=4096), DEFAULT_ENGINE.layout)
+    with pytest.raises(TernaryError, match=message):
+        execute(mc, ins)
+
+
+def test_xfer_needs_a_device_with_sdram():
+    mc = Machine(DeviceLimits(), DEFAULT_ENGINE.layout)
+    with pytest.raises(TernaryError, match="the device has no SDRAM"):
+        execute(mc, xfer(XFn.IN, Space.EMB, 0, 0, 1))
+    execute(mc, Instr(Op.XFER, fn=XFn.WAIT))                   # WAIT is harmless anywhere
