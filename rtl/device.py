@@ -1,7 +1,5 @@
 """The device top: UART -> frame parser -> command engine -> framer -> UART."""
 
-from dataclasses import replace
-
 from amaranth import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -12,23 +10,10 @@ from .command_engine import CommandEngine
 from .framing import FrameParser, Framer
 from .stream_register import StreamRegister
 from .uart import UartRx, UartTx
-from .vm.spaces import spaces_for, vm_spaces
+from .vm.spaces import vm_spaces
 from .vm_commands import VmCommandEngine, is_vm_command
 
 DEFAULT_MAX_PAYLOAD = 512
-
-
-def link_spaces(vm):
-    """The :class:`~rtl.vm.spaces.VmSpaces` the link's memory commands serve for ``vm``.
-    A machine without SDRAM has no ``Space.SDRAM``: ``spaces_for`` refuses its depth 0, so
-    it is asked with one word and the space left out (the command engine's ROMs, and so
-    the Verilog, are then those of the machine before the SDRAM existed)."""
-    limits = getattr(vm, "limits", None)
-    if getattr(vm, "vm_spaces", None) is not None or limits is None or limits.sdram:
-        return vm_spaces(vm)
-    spaces = spaces_for(replace(limits, sdram_words=1))
-    del spaces.spaces[int(Space.SDRAM)]
-    return spaces
 
 
 def check_sdram(vm, sdram):
@@ -122,7 +107,7 @@ class DeviceCore(wiring.Component):
         vm = self.vm
         m.submodules.vm = vm
         m.submodules.vm_commands = vmc = VmCommandEngine(
-            link_spaces(vm), self.max_payload, buf_read_latency=getattr(parser, "read_latency", 1))
+            vm_spaces(vm), self.max_payload, buf_read_latency=getattr(parser, "read_latency", 1))
         m.submodules.resp_buf = resp_buf = StreamRegister(8)
         m.submodules.out_buf = out_buf = StreamRegister(8)
         wiring.connect(m, wiring.flipped(self.i), parser.i)
