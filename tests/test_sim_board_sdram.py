@@ -107,6 +107,23 @@ def test_the_back_door_image_is_what_read_mem_reads(seed, capsys):
         print(f"\nCHECK_MEM of 1 MB of SDRAM on the simulated board: {seconds:.1f} s")
 
 
+def test_an_image_uploaded_by_the_host_is_checked_by_chunk_and_resident_after(seed):
+    """The host's upload of an SDRAM image (Device.write_image: WRITE_MEM by frame, each
+    chunk's CHECK_MEM read back from the SDRAM) on the simulated board; the same image
+    again with ``resident_ok`` sends nothing but one CHECK_MEM."""
+    rng = np.random.default_rng(seed)
+    print(f"SDRAM image upload: seed={seed}")
+    image = random_words(rng, 3000)
+    at = int(rng.integers(0, WORDS - len(image)))
+    with open_board() as dev:
+        dev.write_image(SDRAM, image.astype("<u8").tobytes(), 8, word_addr=at)
+        assert dev.stats.uploads == 1 and dev.stats.chunk_retries == 0
+        np.testing.assert_array_equal(read_words(dev, at, len(image))[-50:], image[-50:])
+        sent = dev.link.stats.bytes_sent
+        dev.write_image(SDRAM, image.astype("<u8").tobytes(), 8, word_addr=at, resident_ok=True)
+        assert dev.stats.resident == 1 and dev.link.stats.bytes_sent - sent < 64
+
+
 def test_sdram_addresses_past_its_words_are_refused():
     with open_board() as dev:
         with pytest.raises(DeviceRejected, match="OUT_OF_RANGE"):
