@@ -74,7 +74,7 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
             raise TernaryError(f"--context: expected 1..{vm_limits.context}, got {context}")
         vm_limits = replace(vm_limits, context=context)
     if vm_limits is not None:
-        cfg = replace(cfg, weight_words=vm_limits.weight_words)
+        cfg = profile.vm_engine(vm_limits)
     clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else default_hz
     # the whole-model device has its own folder: it never replaces the matvec build
     if out is not None and not str(out):

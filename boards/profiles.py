@@ -22,6 +22,29 @@ class BoardProfile:
     # runs the whole decode step (model offload); None: a matvec-only device.
     vm_limits: object = None
     vm_clock_hz: int = None  # target clock of a build that carries the vector machine
+    # The limits of the board's build that streams a model from its SDRAM (issue 20), for
+    # a model the on-chip build cannot hold; None: the board has no such build.
+    vm_sdram_limits: object = None
+
+    def vm_engine(self, limits):
+        """The engine of the board's build with the vector machine of ``limits``: its
+        weight store and buffers as the limits say."""
+        return replace(self.engine, weight_words=limits.weight_words, max_m=limits.max_m,
+                       max_k=limits.max_k)
+
+    def limits_for(self, config, context=None):
+        """The vector machine's limits of the build that runs ``config``: the on-chip
+        build's if the model fits it, else the SDRAM build's (where the board has one)."""
+        from ternary_core.offload.memory_map import MemoryMap
+
+        if self.vm_sdram_limits is None:
+            return self.vm_limits
+        try:
+            MemoryMap(config, context or config.max_position_embeddings, self.vm_limits,
+                      self.engine, sdram=False)
+            return self.vm_limits
+        except TernaryError:
+            return self.vm_sdram_limits
 
     @property
     def link_bytes_per_s(self):
@@ -39,6 +62,16 @@ ULX3S_SDRAM_WORDS = (32 << 20) // 8
 # The shipped model at its full context (DeviceLimits' defaults); its program has 1,015
 # instructions.
 ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)
+# The build that streams a model from the SDRAM: the largest of issue 20's shapes (hidden
+# 768, 12 layers, FFN 2048, 12 / 6 heads of 64, vocab 8192 tied) at context 512 fits the
+# 32 MB part; on chip, halves of a 2,048-word weight store, 64 embedding rows, one layer
+# of the KV cache, and the VMEM and PROG that model's straight-line program needs. These
+# on-chip sizes are not yet fitted to the 85F's block RAM (docs/sdram.md, "Next"): the
+# simulated board runs them, no bitstream does.
+ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
+    hidden=768, layers=12, heads=12, kv_heads=6, head_dim=64, ffn=2048, vocab=8192, context=512,
+    vmem_words=32768, prog_words=8192, max_m=1024, max_k=2048, weight_words=2048,
+    sdram_words=ULX3S_SDRAM_WORDS, emb_rows=64, kv_layers=1)
 _ULX3S_ENGINE = DEFAULT_ENGINE
 
 BOARDS = {
@@ -70,7 +103,9 @@ BOARDS = {
     "ulx3s-85f": BoardProfile(
         "ulx3s-85f", _ULX3S_ENGINE, clock_hz=100_000_000, baud=3_000_000, weight_memory="bram",
         vm_limits=ULX3S_85F_VM_LIMITS.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
-        vm_clock_hz=30_000_000),
+        vm_clock_hz=30_000_000,
+        vm_sdram_limits=ULX3S_85F_SDRAM_VM_LIMITS.with_engine(
+            replace(_ULX3S_ENGINE, weight_words=2048, max_k=2048))),
 }
 
 

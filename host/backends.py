@@ -73,18 +73,24 @@ def check_device_options(args, model):
         check_layers_fit(model.bitlinears, cfg, f"the {args.board} engine")
 
 
-def open_device(args):
-    """The :class:`~host.device.Device` of ``--backend sim|serial`` and the board options."""
+def open_device(args, model=None):
+    """The :class:`~host.device.Device` of ``--backend sim|serial`` and the board options.
+    The simulated board is the board's build for ``model``: the one that streams it from
+    the SDRAM if the on-chip build cannot hold it (:meth:`BoardProfile.limits_for`)."""
     from dataclasses import replace
 
     from .device import Device
 
     profile = board(args.board)
     if args.backend == "sim":
-        cfg = profile.engine
+        cfg, limits = profile.engine, profile.vm_limits
+        if model is not None and getattr(args, "offload", None) != "matvec":
+            limits = profile.limits_for(model.config)
+        if limits is not None and limits.sdram:
+            cfg = profile.vm_engine(limits)
         if args.weight_words:
             cfg = replace(cfg, weight_words=args.weight_words)
-        return Device.open_sim(cfg, phy=args.sim_phy, vm_limits=profile.vm_limits)
+        return Device.open_sim(cfg, phy=args.sim_phy, vm_limits=limits)
     if not args.port:
         raise TernaryError("--backend serial needs --port (e.g. /dev/ttyUSB1)")
     return Device.open_serial(args.port, args.baud or profile.baud)
@@ -142,7 +148,8 @@ def choose_offload(device, model, asked, where="the model"):
     from .model_offload import device_limits
 
     try:
-        device_limits(device.info).check(model.config)
+        limits = device_limits(device.info)
+        limits.check(model.config, streamed=limits.sdram)
     except TernaryError as exc:
         if asked == "model":
             raise TernaryError(f"--offload model: the model does not fit the device: {exc}") from None
@@ -245,7 +252,7 @@ def open_runner(args, model, *, whole_model=True, measuring=False):
         if args.backend == "integer":
             return RunnerBackend(args.backend, matvec, integer_runner(model, matvec), integer=True)
         return RunnerBackend(args.backend, matvec, float_runner(model, matvec))
-    device = open_device(args)
+    device = open_device(args, model if whole_model else None)
     try:
         where = getattr(args, "model", None) or "the shipped model"
         if whole_model and choose_offload(device, model, asked, where) == "model":

@@ -23,7 +23,7 @@ def python_devices(monkeypatch):
     config = load_model(default_model_path()).config
     opened = []
 
-    def open_device(args):
+    def open_device(args, model=None):
         opened.append(Device(PythonDevice(DeviceLimits.for_config(config))))
         return opened[-1]
 

@@ -97,7 +97,7 @@ def no_device(w, monkeypatch):
     fails the test: the refusal must come first."""
     import host.backends as backends
 
-    def refuse(args):
+    def refuse(args, model=None):
         raise AssertionError("a device was opened before the inputs were checked")
     monkeypatch.setattr(backends, "open_device", refuse)
 
@@ -282,7 +282,7 @@ def test_a_tiny_temperature_gives_the_reference_ids_on_every_backend(temperature
     assert reference == greedy and integer == reference
     config = load_model(default_model_path()).config
     monkeypatch.setattr(backends, "open_device",
-                        lambda args: Device(PythonDevice(DeviceLimits.for_config(config))))
+                        lambda args, model=None: Device(PythonDevice(DeviceLimits.for_config(config))))
     device = _ids(capsys, argv + ["--backend", "sim", "--board", "ulx3s-85f", "--offload", "model",
                                   "--temperature", temperature])
     assert device == reference

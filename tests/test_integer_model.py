@@ -312,7 +312,7 @@ def test_chaotic_checkpoint_is_refused_in_integers_and_runs_on_the_float_referen
                         (["--backend", "sim", "--board", "ulx3s-85f", "--offload", "model"],
                          "--offload model")]:
         # refused before any device opens (a simulated board would take minutes to build)
-        monkeypatch.setattr(backends, "open_device", lambda args: pytest.fail("device opened"))
+        monkeypatch.setattr(backends, "open_device", lambda args, model=None: pytest.fail("device opened"))
         assert main(common + extra) == 2
         out = capsys.readouterr()
         assert out.out == "" and "Traceback" not in out.err
@@ -327,7 +327,7 @@ def test_chaotic_checkpoint_is_refused_in_integers_and_runs_on_the_float_referen
     assert len(reference) == 8
 
     # left to choose, a whole-model device runs it with --offload matvec, and says why
-    monkeypatch.setattr(backends, "open_device", lambda args: Device(PythonDevice(
+    monkeypatch.setattr(backends, "open_device", lambda args, model=None: Device(PythonDevice(
         DeviceLimits.for_config(load_model(path).config))))
     monkeypatch.setattr(backends, "open_backend", lambda args, model, device=None: GoldenBackend())
     assert main(common + ["--backend", "sim", "--board", "ulx3s-85f"]) == 0

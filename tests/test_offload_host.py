@@ -183,7 +183,7 @@ def test_generate_cli_refuses_offload_model_of_an_activation_the_vm_lacks_before
     save_model(path, random_model(rng, BitNetConfig(max_position_embeddings=16, hidden_act="silu",
                                                     **TINY)))
     opened = []
-    monkeypatch.setattr(backends, "open_device", lambda args: opened.append(args))
+    monkeypatch.setattr(backends, "open_device", lambda args, model=None: opened.append(args))
     argv = ["generate", "--model", str(path), "--prompt-ids", "1,2,3", "--tokens", "4",
             "--backend", "sim", "--board", "ulx3s-85f", "--offload", "model"]
     assert main(argv) == 2
@@ -231,7 +231,7 @@ def test_generate_cli_offloads_the_model_and_says_so(tiny, tmp_path, monkeypatch
     path = tmp_path / "tiny.safetensors"
     save_model(path, tiny)
     monkeypatch.setattr(backends, "open_device",
-                        lambda args: Device(PythonDevice(DeviceLimits.for_config(tiny.config))))
+                        lambda args, model=None: Device(PythonDevice(DeviceLimits.for_config(tiny.config))))
     argv = ["generate", "--model", str(path), "--prompt-ids", "1,2,3", "--tokens", "30",
             "--temperature", "0", "--json"]
     assert main(argv + ["--backend", "integer"]) == 0
