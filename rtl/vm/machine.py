@@ -13,9 +13,12 @@ from ternary_core.engine_config import EngineConfig
 from ternary_core.offload.isa import Feature
 from ternary_core.offload.limits import DeviceLimits
 
+from ..sdram.controller import StreamsSignature
+from ..weight_store import WeightWriteSignature
 from .datapath import MachineDatapath
 from .engine_port import EngineSignature
 from .layouts import load_layout, peek_layout, result_layout, run_layout
+from .memories import XFER_BITS
 from .sequencer import MachineSequencer
 
 
@@ -85,6 +88,13 @@ class VectorMachine(wiring.Component):
             raise ValueError(f"limits.features asks for instructions this vector machine does "
                              f"not run (bits {lacks:#x}; it runs {self.FEATURES!r})")
         self.limits, self.engine_config = limits, engine_config
+        sdram = {}
+        if limits.sdram:
+            sdram = {"sdram": Out(StreamsSignature(max(1, (limits.sdram_words - 1).bit_length()),
+                                                  XFER_BITS)),
+                     "wgt": Out(WeightWriteSignature(max(1, (engine_config.weight_words - 1)
+                                                         .bit_length()),
+                                                     engine_config.word_bytes))}
         super().__init__({
             "load": In(stream.Signature(load_layout())),
             "peek_req": In(stream.Signature(peek_layout())),
@@ -93,6 +103,7 @@ class VectorMachine(wiring.Component):
             "done": Out(stream.Signature(result_layout())),
             "engine": Out(EngineSignature(engine_config)),
             "busy": Out(1),
+            **sdram,
         })
 
     def elaborate(self, platform):

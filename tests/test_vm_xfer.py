@@ -1,0 +1,241 @@
+"""XFER on the RTL VM (rtl/vm/transfer.py) against isa's Python Machine, bit-exact: random
+IN and OUT of every space the transfer unit moves (random addresses, sizes, dynamic
+offsets and ``npos``), each running beside VOPs and scalar stores into the same spaces at
+other addresses, with WAITs; the SDRAM a Python model of the streams (random latency,
+bubbles and back-pressure); the memories, the SDRAM and the engine's weight store compared
+after the run. Then a whole tiny model streamed from the SDRAM (weight chunks, lm_head
+row chunks, one layer of KV cache on chip) against ``Machine.for_model(..., sdram=True)``."""
+
+import copy
+from functools import partial
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from rtl.vm.transfer import GROUP_SPACES, WORD_SPACES
+from ternary_core.engine_config import EngineConfig
+from ternary_core.errors import TernaryError
+from ternary_core.offload import isa
+from ternary_core.offload.isa import (DynSrc, Instr, MachineStatus, Op, RunParams, SFn, Space,
+                                      VFn, XFn)
+from ternary_core.offload.machine import DeviceStop, Machine, execute
+from tests.vm_helpers import (SdramModel, XferRig, load_space, peek_space, random_images,
+                              random_words, run_vm, small_limits, store_words, word_unsigned)
+
+SDRAM_WORDS = 1 << 10
+COMPARED = (Space.VMEM, Space.EMB, Space.HEAD, Space.KVK, Space.KVV, Space.EMBS, Space.HEADS,
+            Space.KVS)
+
+
+def xfer_limits():
+    return small_limits(sdram_words=SDRAM_WORDS, emb_rows=8)
+
+
+def xfer_engine(limits, cols=16):
+    # 4 x 16 2-bit tiles: a 16-byte tile word, two SDRAM words
+    return EngineConfig(rows=4, cols=cols, max_m=limits.max_m, max_k=limits.max_k,
+                        weight_words=limits.weight_words)
+
+
+def simulate_xfer(rng, limits, engine, images, sdram, instrs, params, spaces=COMPARED,
+                  **model_kw):
+    """Upload ``images``, ``sdram`` (into the model) and ``instrs``, run once; returns
+    (result, {space: words peeked}, SDRAM words, weight store words, model)."""
+    rig = XferRig(limits, engine)
+    model = SdramModel(rng, sdram, **model_kw)
+    got = {}
+
+    async def tb(ctx):
+        for space, words in images.items():
+            await load_space(ctx, rig.vm, space, words)
+        await load_space(ctx, rig.vm, Space.PROG, isa.prog_words(instrs))
+        got["res"] = await run_vm(ctx, rig.vm, params, max_cycles=3_000_000)
+        for sp in spaces:
+            got[sp] = await peek_space(ctx, rig.vm, sp, limits.depth(sp))
+        got["store"] = store_words(ctx, rig)
+
+    sim = Simulator(rig)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.add_testbench(partial(model.run, port=rig.vm.sdram), background=True)
+    sim.run()
+    return got.pop("res"), got, model.mem, got.pop("store"), model
+
+
+def reference_machine(limits, engine, images, sdram):
+    mc = Machine(limits, engine.layout, strict=False)
+    for space, words in images.items():
+        mc.load(space, [isa.to_signed(w, 64) for w in words])
+    mc.load(Space.SDRAM, np.array(sdram, dtype=np.uint64))
+    return mc
+
+
+def store_as_words(mc, engine):
+    wb = engine.word_bytes
+    return [int.from_bytes(mc.weights[i * wb:(i + 1) * wb].tobytes(), "little")
+            for i in range(mc.weights.size // wb)]
+
+
+# --- random transfers --------------------------------------------------------------------
+
+
+def random_transfer(rng, lim, engine, pos, token, fn):
+    """An XFER IN or OUT of a random space, size and place, its addresses split at random
+    into a base and a dynamic offset, its size into ``n`` and ``pos << npos_k``."""
+    wpw = engine.word_bytes // isa.SDRAM_WORD_BYTES
+    spaces = GROUP_SPACES + WORD_SPACES + ((Space.WGT,) if fn == XFn.IN else ())
+    space = Space(rng.choice(spaces))
+    if space == Space.WGT:
+        words = int(rng.integers(0, 7))
+        n, c = words * wpw, int(rng.integers(0, engine.weight_words - words + 1))
+    elif space in GROUP_SPACES:
+        n = int(rng.integers(0, 9))
+        c = 8 * int(rng.integers(0, (lim.depth(space) - 8 * n) // 8 + 1))
+    else:
+        n = int(rng.integers(0, 13))
+        c = int(rng.integers(0, lim.depth(space) - n + 1))
+    s = int(rng.integers(0, SDRAM_WORDS - n + 1))
+    f = dict(fn=fn, c_space=space, dyn_src=int(rng.integers(0, 2)))
+    dyn = token if f["dyn_src"] == DynSrc.TOKEN else pos
+    k = int(rng.integers(3, 6)) if space in GROUP_SPACES else int(rng.integers(0, 4))
+    if rng.random() < 0.5 and (dyn << k) <= c:
+        c -= dyn << k
+        f.update(c_dyn=1, c_dyn_k=k)
+    k = int(rng.integers(0, 5))
+    if rng.random() < 0.5 and (dyn << k) <= s:
+        s -= dyn << k
+        f.update(s_dyn=1, s_dyn_k=k)
+    k = int(rng.integers(0, 3)) if space != Space.WGT or wpw == 1 else wpw.bit_length() - 1
+    if rng.random() < 0.3 and (pos << k) <= n:
+        n -= pos << k
+        f.update(npos=1, npos_k=k)
+    return Instr(Op.XFER, n=n, c_addr=c, s_addr=s, **f)
+
+
+def random_filler(rng, lim):
+    """An instruction beside a transfer: a VOP (its A anywhere readable, its D in VMEM or
+    a KV row space), a scalar store into KVS or a WAIT."""
+    kind = rng.random()
+    if kind < 0.15:
+        return Instr(Op.XFER, fn=XFn.WAIT)
+    if kind < 0.3:
+        return Instr(Op.SOP, fn=SFn.STORE, a=int(rng.integers(1, 16)), s_space=Space.KVS,
+                     s_addr=int(rng.integers(0, lim.depth(Space.KVS))))
+    n = int(rng.integers(1, 24))
+    a_sp = Space(rng.choice([Space.VMEM, Space.EMB, Space.KVK, Space.EMBS, Space.KVS]))
+    d_sp = Space(rng.choice([Space.VMEM, Space.KVK, Space.KVV]))
+    a = int(rng.integers(0, lim.depth(a_sp) - n + 1))
+    d = int(rng.integers(0, min(lim.depth(d_sp), 480) - n + 1))
+    if d_sp == a_sp and not (d + n <= a or a + n <= d):
+        d = a
+    return Instr(Op.VOP, fn=VFn.ADD, n=n, a_space=a_sp, a_addr=a, b_space=Space.IR,
+                 b_addr=int(rng.integers(0, 16)), d_space=d_sp, d_addr=d, bits=8)
+
+
+def random_program(rng, lim, engine, mc, pos, token, transfers, out_share=0.4):
+    """``transfers`` random transfers with fillers between them, each instruction kept only
+    if the Machine (``mc``, at the step's state) runs it without a hazard."""
+    mc.pos, mc.token, mc.gen = pos, token, 1
+    prog = []
+
+    def keep(ins):
+        nonlocal mc
+        trial = copy.deepcopy(mc)
+        try:
+            execute(trial, ins)
+        except (TernaryError, DeviceStop):
+            return False
+        mc = trial
+        prog.append(ins)
+        return True
+
+    for _ in range(transfers):
+        fn = XFn.OUT if rng.random() < out_share else XFn.IN
+        while not keep(random_transfer(rng, lim, engine, pos, token, fn)):
+            pass
+        for _ in range(int(rng.integers(0, 5))):
+            keep(random_filler(rng, lim))
+    return prog + [Instr(Op.END)]
+
+
+def check_against_reference(rng, lim, engine, img, sdram, prog, pos, **model_kw):
+    params = RunParams(pos0=pos, n_feed=1, n_new=1, state=1)
+    res, mems, sd, store, model = simulate_xfer(rng, lim, engine, img, sdram, prog, params,
+                                                **model_kw)
+    mc = reference_machine(lim, engine, img, sdram)
+    mc.load(Space.PROG, isa.prog_words(prog))
+    ref = mc.run(params)
+    assert (res["status"], res["n_done"]) == (int(ref.status), ref.n_done)
+    for sp in COMPARED:
+        want = [word_unsigned(sp, v) for v in mc.mem[sp]]
+        bad = [i for i, (g, w) in enumerate(zip(mems[sp], want)) if g != w]
+        assert not bad, f"{sp.name} differs at {bad[:8]}: {[mems[sp][i] for i in bad[:4]]} " \
+                        f"!= {[want[i] for i in bad[:4]]}"
+    want_sd = mc.sdram.view("<u8")
+    bad = np.flatnonzero(sd != want_sd)
+    assert not bad.size, f"SDRAM differs at words {bad[:8]}"
+    assert store == store_as_words(mc, engine)
+    return res, model
+
+
+@pytest.mark.parametrize("round_,cols", [(0, 16), (1, 16), (2, 8)])
+def test_random_transfers_match_the_reference_machine(round_, cols, rng):
+    lim = xfer_limits()
+    engine = xfer_engine(lim, cols)
+    pos = int(rng.integers(0, lim.context - 1))
+    img = random_images(rng, lim, tokens_below=8)
+    token = img[Space.TOKENS][pos]
+    sdram = [int(v) for v in rng.integers(0, 1 << 63, SDRAM_WORDS, dtype=np.uint64) * 2 +
+             rng.integers(0, 2, SDRAM_WORDS, dtype=np.uint64)]
+    mc = reference_machine(lim, engine, img, sdram)
+    prog = random_program(rng, lim, engine, mc, pos, token, transfers=14)
+    ops = [ins for ins in prog if ins.op == Op.XFER and ins.fn != XFn.WAIT]
+    print(f"{len(ops)} transfers: " + ", ".join(f"{XFn(i.fn).name} {Space(i.c_space).name} "
+                                                f"n={i.n}" for i in ops))
+    res, model = check_against_reference(rng, lim, engine, img, sdram, prog, pos)
+    assert res["status"] == MachineStatus.OK
+    assert model.reads + model.writes > 0
+
+
+def test_transfers_keep_their_words_under_heavy_back_pressure(rng):
+    """Rare grants and long latencies: every word still lands once, in place."""
+    lim = xfer_limits()
+    engine = xfer_engine(lim)
+    img = random_images(rng, lim, tokens_below=8)
+    sdram = [int(v) for v in rng.integers(0, 1 << 62, SDRAM_WORDS, dtype=np.uint64)]
+    mc = reference_machine(lim, engine, img, sdram)
+    prog = random_program(rng, lim, engine, mc, 3, img[Space.TOKENS][3], transfers=8)
+    check_against_reference(rng, lim, engine, img, sdram, prog, 3, p_ready=0.15,
+                            p_bubble=0.8, latency=40)
+
+
+def test_an_in_streams_one_sdram_word_a_cycle(rng):
+    """IN of 32 SDRAM words into KVK (256 bytes) beside nothing, with an SDRAM that
+    grants at once and answers every cycle: the step takes about 32 cycles more than an
+    empty one (XFER n=0)."""
+    lim = xfer_limits()
+    engine = xfer_engine(lim)
+    sdram = [int(v) for v in rng.integers(0, 1 << 62, SDRAM_WORDS, dtype=np.uint64)]
+    fast = dict(p_ready=1.0, p_bubble=0.0, latency=1)
+    cycles = []
+    for n in (0, 32):
+        prog = [Instr(Op.XFER, fn=XFn.IN, n=n, c_space=Space.KVK, c_addr=0, s_addr=5),
+                Instr(Op.END)]
+        res, model = check_against_reference(rng, lim, engine, {}, sdram, prog, 0, **fast)
+        cycles.append(res["cycles"])
+    print(f"step cycles: empty {cycles[0]}, 32-word IN {cycles[1]}")
+    assert cycles[1] - cycles[0] <= 32 + 6
+
+
+@pytest.mark.parametrize("fn,space", [(XFn.IN, Space.TMEM), (XFn.OUT, Space.WGT),
+                                      (XFn.OUT, Space.TMEM), (XFn.IN, Space.ACT),
+                                      (XFn.IN, Space.TOKENS)])
+def test_a_transfer_the_unit_does_not_move_stops_with_bad_opcode(fn, space, rng):
+    lim = xfer_limits()
+    engine = xfer_engine(lim)
+    prog = [Instr(Op.SOP, fn=SFn.IADD, d=1, imm=1),
+            Instr(Op.XFER, fn=fn, n=2, c_space=space, c_addr=0, s_addr=0), Instr(Op.END)]
+    res, _, _, _, _ = simulate_xfer(rng, lim, engine, {}, [0] * SDRAM_WORDS, prog,
+                                    RunParams(pos0=0, n_feed=1, n_new=1, state=1), spaces=())
+    assert (res["status"], res["err_pc"]) == (MachineStatus.BAD_OPCODE, 1)
