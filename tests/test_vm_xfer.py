@@ -16,10 +16,17 @@ from amaranth.sim import Simulator
 from rtl.vm.transfer import GROUP_SPACES, WORD_SPACES
 from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
+from ternary_core.integer import IntegerSampler, compile_model
+from ternary_core.integer.sampling import xorshift32_seed
+from ternary_core.model.config import BitNetConfig
 from ternary_core.offload import isa
+from ternary_core.offload.compiler import compile_program
+from ternary_core.offload.limits import DeviceLimits
+from ternary_core.offload.memory_map import memory_images
 from ternary_core.offload.isa import (DynSrc, Instr, MachineStatus, Op, RunParams, SFn, Space,
                                       VFn, XFn)
 from ternary_core.offload.machine import DeviceStop, Machine, execute
+from tests.test_model_files import random_model
 from tests.vm_helpers import (SdramModel, XferRig, load_space, peek_space, random_images,
                               random_words, run_vm, small_limits, store_words, word_unsigned)
 
@@ -239,3 +246,57 @@ def test_a_transfer_the_unit_does_not_move_stops_with_bad_opcode(fn, space, rng)
     res, _, _, _, _ = simulate_xfer(rng, lim, engine, {}, [0] * SDRAM_WORDS, prog,
                                     RunParams(pos0=0, n_feed=1, n_new=1, state=1), spaces=())
     assert (res["status"], res["err_pc"]) == (MachineStatus.BAD_OPCODE, 1)
+
+
+# --- a whole model streamed from the SDRAM -----------------------------------------------
+
+TINY = dict(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_layers=2,
+            num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=12)
+
+
+def streamed_model(rng, tie, cols, features):
+    im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, **TINY)))
+    c = im.config
+    engine = EngineConfig(rows=4, cols=cols, max_m=80, max_k=64, weight_words=64)
+    limits = DeviceLimits.for_config(c, im.max_len, vmem_words=1024, prog_words=1024,
+                                     sdram_words=1 << 14, emb_rows=8, kv_layers=1,
+                                     features=features).with_engine(engine)
+    program = compile_program(im, limits, engine=engine, sdram=True, **limits.compile_options())
+    return im, engine, limits, program
+
+
+@pytest.mark.parametrize("tie,cols,temperature,top_k,features", [
+    (False, 8, 0.0, 0, isa.FEATURES_ALL), (True, 16, 0.8, 3, isa.FEATURES_ALL),
+    (False, 16, 0.8, 0, 0)])
+def test_a_model_streamed_from_the_sdram_runs_on_the_rtl_vm_as_on_the_reference_machine(
+        tie, cols, temperature, top_k, features, rng, seed):
+    im, engine, limits, program = streamed_model(rng, tie, cols, int(features))
+    xfers = [ins for ins in program.instrs if ins.op == Op.XFER]
+    wgt = sum(ins.c_space == Space.WGT for ins in xfers)
+    print(f"{len(program.instrs)} instructions, {len(xfers)} XFER ({wgt} weight chunks)")
+    assert wgt > 4 * limits.layers          # some stacks in several chunks
+    prompt = [int(t) for t in rng.integers(0, TINY["vocab_size"], 2)]
+    n_new = 2                   # steps at positions 0 (no KV to fetch), 1 and 2
+    inv_t = IntegerSampler(temperature).inv_t if temperature else None
+    inv_t = (int(inv_t.m), int(inv_t.e)) if inv_t is not None else (0, 0)
+    state = xorshift32_seed(seed % 1000)
+    params = RunParams(pos0=0, n_feed=len(prompt), n_new=n_new, state=state, inv_t_m=inv_t[0],
+                       inv_t_e=inv_t[1], top_k=top_k)
+    mc, _ = Machine.for_model(im, limits, engine, sdram=True, **limits.compile_options())
+    want_ids, want = mc.generate(prompt, n_new, state=state, inv_t=inv_t, top_k=top_k)
+    assert want.status == MachineStatus.OK
+
+    images = {sp: [int(w) for w in words] for sp, words in memory_images(im, program).items()}
+    sdram = images.pop(Space.SDRAM) + [0] * limits.sdram_words
+    images.pop(Space.PROG)
+    images[Space.TOKENS] = prompt
+    res, mems, sd, _, model = simulate_xfer(
+        rng, limits, engine, images, sdram[:limits.sdram_words], program.instrs, params,
+        spaces=(Space.TOKENS, Space.KVK, Space.KVS))
+    print(f"cycles {res['cycles']}; SDRAM bursts read {model.reads}, written {model.writes}")
+    assert (res["status"], res["state"], res["n_done"]) == (int(want.status), want.state,
+                                                              want.n_done)
+    assert mems[Space.TOKENS][len(prompt):len(prompt) + n_new] == want_ids
+    for sp in (Space.KVK, Space.KVS):
+        assert mems[sp] == [word_unsigned(sp, v) for v in mc.mem[sp]], sp.name
+    assert np.array_equal(sd, mc.sdram.view("<u8"))
