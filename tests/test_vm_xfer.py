@@ -235,6 +235,22 @@ def test_an_in_streams_one_sdram_word_a_cycle(rng):
     assert cycles[1] - cycles[0] <= 32 + 6
 
 
+@pytest.mark.parametrize("space,c_addr,n", [(Space.KVK, 128, 16), (Space.VMEM, 256, 48)])
+def test_an_in_yields_to_the_vms_own_writes_of_its_memory(space, c_addr, n, rng):
+    """An IN into KVK (8 bytes a write) or VMEM while a VOP writes every cycle into other
+    words of the same memory: both sets of words land."""
+    lim = xfer_limits()
+    engine = xfer_engine(lim)
+    img = random_images(rng, lim, tokens_below=8)
+    sdram = [int(v) for v in rng.integers(0, 1 << 62, SDRAM_WORDS, dtype=np.uint64)]
+    prog = [Instr(Op.XFER, fn=XFn.IN, n=n, c_space=space, c_addr=c_addr, s_addr=7),
+            Instr(Op.VOP, fn=VFn.PASS, n=120, a_space=Space.VMEM, a_addr=380, d_space=space,
+                  d_addr=0, bits=8),
+            Instr(Op.XFER, fn=XFn.WAIT), Instr(Op.END)]
+    check_against_reference(rng, lim, engine, img, sdram, prog, 0, p_ready=1.0, p_bubble=0.0,
+                            latency=1)
+
+
 @pytest.mark.parametrize("fn,space", [(XFn.IN, Space.TMEM), (XFn.OUT, Space.WGT),
                                       (XFn.OUT, Space.TMEM), (XFn.IN, Space.ACT),
                                       (XFn.IN, Space.TOKENS)])
