@@ -251,6 +251,27 @@ def test_an_in_yields_to_the_vms_own_writes_of_its_memory(space, c_addr, n, rng)
                             latency=1)
 
 
+def test_end_waits_for_the_steps_transfer(rng):
+    """Each step copies the VMEM words that the previous step's last instruction, an IN
+    with no WAIT after it, brought in: END finished that IN (a slow SDRAM)."""
+    lim = xfer_limits()
+    engine = xfer_engine(lim)
+    img = random_images(rng, lim, tokens_below=8)
+    sdram = [int(v) for v in rng.integers(0, 1 << 62, SDRAM_WORDS, dtype=np.uint64)]
+    prog = [Instr(Op.VOP, fn=VFn.PASS, n=40, a_space=Space.VMEM, a_addr=100,
+                  d_space=Space.VMEM, d_addr=200, dyn_sel=isa.Dyn.D, dyn_k=6, bits=48),
+            Instr(Op.XFER, fn=XFn.IN, n=40, c_space=Space.VMEM, c_addr=100, s_addr=3, s_dyn=1,
+                  s_dyn_k=6),
+            Instr(Op.END)]
+    params = RunParams(pos0=0, n_feed=3, n_new=1, state=1)
+    res, mems, _, _, _ = simulate_xfer(rng, lim, engine, img, sdram, prog, params,
+                                       spaces=(Space.VMEM,), latency=30, p_bubble=0.5)
+    mc = reference_machine(lim, engine, img, sdram)
+    mc.load(Space.PROG, isa.prog_words(prog))
+    assert mc.run(params).status == res["status"] == MachineStatus.OK
+    assert mems[Space.VMEM] == [word_unsigned(Space.VMEM, v) for v in mc.mem[Space.VMEM]]
+
+
 @pytest.mark.parametrize("fn,space", [(XFn.IN, Space.TMEM), (XFn.OUT, Space.WGT),
                                       (XFn.OUT, Space.TMEM), (XFn.IN, Space.ACT),
                                       (XFn.IN, Space.TOKENS)])
