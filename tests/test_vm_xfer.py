@@ -28,7 +28,7 @@ from ternary_core.offload.isa import (DynSrc, Instr, MachineStatus, Op, RunParam
 from ternary_core.offload.machine import DeviceStop, Machine, execute
 from tests.test_model_files import random_model
 from tests.vm_helpers import (SdramModel, XferRig, load_space, peek_space, random_images,
-                              random_words, run_vm, small_limits, store_words, word_unsigned)
+                              run_vm, small_limits, store_words, word_unsigned)
 
 SDRAM_WORDS = 1 << 10
 COMPARED = (Space.VMEM, Space.EMB, Space.HEAD, Space.KVK, Space.KVV, Space.EMBS, Space.HEADS,

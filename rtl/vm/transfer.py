@@ -1,66 +1,6 @@
-"""The VM's transfer unit: runs one XFER IN or OUT (ternary_core/offload/isa.py, ``XFn``)
-between the SDRAM's streams and an on-chip space, beside the instructions after it.
-
-A transfer moves ``n`` SDRAM words (64 bits, little-endian) from SDRAM word ``s_addr`` and
-on-chip word ``c_addr`` up:
-
-- the row spaces (EMB, HEAD, KVK, KVV; int8): 8 words an SDRAM word, one write of 8 byte
-  lanes of the space's 32-byte RAM row (``SpaceMemory``'s ``x_*``), so IN keeps up with an
-  SDRAM that gives a word a cycle;
-- the scalar-word spaces (EMBS, HEADS, KVS) and VMEM: one word an SDRAM word (its low
-  word bits; zero-extended on OUT);
-- WGT (IN only): the engine's tile words, ``word_bytes / 8`` SDRAM words each (the first
-  one lowest), onto the ``wgt`` port (the weight store's write port beside the engine's
-  reads), registered.
-
-Sharing the memories with the VM:
-
-- IN writes through the space's second write, which yields to the VM's own write of the
-  same memory in the same cycle (the VM's writes come out of pipelines that cannot wait;
-  the compiler keeps their addresses, not their cycles, apart). The words wait in a
-  2-word FIFO (``read_data``'s ready is that FIFO's room, a register, never the VM's
-  write of the cycle), so a yield costs a cycle, not a word.
-- OUT reads the space through its port 0, which the VM's own reads use: the sequencer
-  waits (``reading``) while the unit reads its words into a 4-word FIFO, and the FIFO
-  then drains into ``write_data`` beside the instructions after it. This makes OUT as
-  slow for the VM as its reads (a word a cycle while the SDRAM takes them); the
-  compiler's OUTs are one KV row and one scale a head and layer.
-
-Requests are bursts of at most :data:`MAX_BURST` words (``n`` plus ``pos << npos_k`` may
-pass the streams' 16-bit count). A write request is offered from the transfer's start
-and held until taken while its words follow on ``write_data`` (the BurstWriter takes a
-word only while its request is offered, and the request with its last word).
-
-Parameters
-----------
-address_width : int
-    SDRAM word address bits (``(sdram_words - 1).bit_length()``).
-word_bytes, wgt_addr_bits : int
-    The engine's tile word and its store's address bits (the ``wgt`` port).
-addr_bits : int
-    On-chip word address bits.
-
-Ports
------
-start : In(stream of :func:`request_layout`)
-    A transfer (the sequencer has added the dynamic offsets and ``pos << npos_k``); taken
-    when no transfer runs.
-busy : Out(1)
-    A transfer runs: words to request, receive, write on chip, read or send.
-reading : Out(1)
-    An OUT is reading its on-chip words: port 0 of ``space`` is the unit's.
-space : Out(4)
-    The on-chip space of the transfer (or the last one).
-w_addr, w_data, w_en : Out; w_ready : In
-    An SDRAM word's worth for ``space`` from word ``w_addr``; written when ``w_ready``.
-r_addr, r_en : Out; r_data : In
-    A read of ``space`` (port 0); ``r_data`` is its SDRAM word one cycle later.
-sdram : Out(StreamsSignature(address_width, 64))
-wgt : Out(WeightWriteSignature(wgt_addr_bits, word_bytes))
-
-Latency: a transfer starts the cycle after ``start``; IN writes a word a cycle after it
-arrives (two cycles from ``read_data`` to the memory), OUT sends a word two cycles after
-its read.
+"""The VM's transfer unit (:class:`TransferUnit`): runs one XFER IN or OUT
+(ternary_core/offload/isa.py, ``XFn``) between the SDRAM's streams and an on-chip space,
+beside the instructions after it; transfer_states.py is the sequencer's side.
 """
 
 from amaranth import Cat, Module, Mux, Signal
@@ -91,7 +31,69 @@ def request_layout(address_width, addr_bits):
 
 
 class TransferUnit(wiring.Component):
-    __doc__ = __doc__
+    """Runs one XFER IN or OUT at a time, beside the VM's other instructions.
+
+    A transfer moves ``n`` SDRAM words (64 bits, little-endian) from SDRAM word ``s_addr`` and
+    on-chip word ``c_addr`` up:
+
+    - the row spaces (EMB, HEAD, KVK, KVV; int8): 8 words an SDRAM word, one write of 8 byte
+      lanes of the space's 32-byte RAM row (``SpaceMemory``'s ``x_*``), so IN keeps up with an
+      SDRAM that gives a word a cycle;
+    - the scalar-word spaces (EMBS, HEADS, KVS) and VMEM: one word an SDRAM word (its low
+      word bits; zero-extended on OUT);
+    - WGT (IN only): the engine's tile words, ``word_bytes / 8`` SDRAM words each (the first
+      one lowest), onto the ``wgt`` port (the weight store's write port beside the engine's
+      reads), registered.
+
+    Sharing the memories with the VM:
+
+    - IN writes through the space's second write, which yields to the VM's own write of the
+      same memory in the same cycle (the VM's writes come out of pipelines that cannot wait;
+      the compiler keeps their addresses, not their cycles, apart). The words wait in a
+      2-word FIFO (``read_data``'s ready is that FIFO's room, a register, never the VM's
+      write of the cycle), so a yield costs a cycle, not a word.
+    - OUT reads the space through its port 0, which the VM's own reads use: the sequencer
+      waits (``reading``) while the unit reads its words into a 4-word FIFO, and the FIFO
+      then drains into ``write_data`` beside the instructions after it. This makes OUT as
+      slow for the VM as its reads (a word a cycle while the SDRAM takes them); the
+      compiler's OUTs are one KV row and one scale a head and layer.
+
+    Requests are bursts of at most :data:`MAX_BURST` words (``n`` plus ``pos << npos_k`` may
+    pass the streams' 16-bit count). A write request is offered from the transfer's start
+    and held until taken while its words follow on ``write_data`` (the BurstWriter takes a
+    word only while its request is offered, and the request with its last word).
+
+    Parameters
+    ----------
+    address_width : int
+        SDRAM word address bits (``(sdram_words - 1).bit_length()``).
+    word_bytes, wgt_addr_bits : int
+        The engine's tile word and its store's address bits (the ``wgt`` port).
+    addr_bits : int
+        On-chip word address bits.
+
+    Ports
+    -----
+    start : In(stream of :func:`request_layout`)
+        A transfer (the sequencer has added the dynamic offsets and ``pos << npos_k``); taken
+        when no transfer runs.
+    busy : Out(1)
+        A transfer runs: words to request, receive, write on chip, read or send.
+    reading : Out(1)
+        An OUT is reading its on-chip words: port 0 of ``space`` is the unit's.
+    space : Out(4)
+        The on-chip space of the transfer (or the last one).
+    w_addr, w_data, w_en : Out; w_ready : In
+        An SDRAM word's worth for ``space`` from word ``w_addr``; written when ``w_ready``.
+    r_addr, r_en : Out; r_data : In
+        A read of ``space`` (port 0); ``r_data`` is its SDRAM word one cycle later.
+    sdram : Out(StreamsSignature(address_width, 64))
+    wgt : Out(WeightWriteSignature(wgt_addr_bits, word_bytes))
+
+    Latency: a transfer starts the cycle after ``start``; IN writes a word a cycle after it
+    arrives (two cycles from ``read_data`` to the memory), OUT sends a word two cycles after
+    its read.
+    """
 
     def __init__(self, address_width, word_bytes, wgt_addr_bits, addr_bits):
         for name, v in (("address_width", address_width), ("word_bytes", word_bytes),
