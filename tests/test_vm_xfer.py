@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from rtl.vm.transfer import GROUP_SPACES, WORD_SPACES
+from rtl.vm.machine import VectorMachine
+from rtl.vm.transfer import GROUP_SPACES, WORD_SPACES, TransferUnit
 from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler, compile_model
@@ -283,6 +284,63 @@ def test_a_transfer_the_unit_does_not_move_stops_with_bad_opcode(fn, space, rng)
     res, _, _, _, _ = simulate_xfer(rng, lim, engine, {}, [0] * SDRAM_WORDS, prog,
                                     RunParams(pos0=0, n_feed=1, n_new=1, state=1), spaces=())
     assert (res["status"], res["err_pc"]) == (MachineStatus.BAD_OPCODE, 1)
+
+
+def test_a_vm_without_sdram_has_no_transfer_ports():
+    lim = small_limits()
+    assert {"sdram", "wgt"}.isdisjoint(VectorMachine(lim, xfer_engine(lim)).signature.members)
+    vm = VectorMachine(xfer_limits(), xfer_engine(xfer_limits()))
+    assert len(vm.sdram.read_req.payload.addr) == (SDRAM_WORDS - 1).bit_length()
+    assert len(vm.wgt.data) == 8 * 16
+
+
+def test_the_transfer_unit_asks_for_bursts_of_at_most_max_burst_words(rng):
+    """The unit alone, asking for 3 words a burst at most: an IN of 11 words into VMEM (its
+    memory's write free at random), an OUT of 10 KVS words, an IN of 7 SDRAM words into
+    KVK (8 bytes a write): every word once and in place, in bursts that cover each
+    transfer in order."""
+    xu = TransferUnit(10, 16, 4, 12, max_burst=3)
+    sdram = [int(v) for v in rng.integers(0, 1 << 62, 1 << 10, dtype=np.uint64)]
+    chip = [int(v) for v in rng.integers(0, 1 << 62, 1 << 12, dtype=np.uint64)]
+    model = SdramModel(rng, sdram)
+    written = {}
+    transfers = [dict(out=0, space=Space.VMEM, c_addr=5, s_addr=17, n=11),
+                 dict(out=1, space=Space.KVS, c_addr=100, s_addr=500, n=10),
+                 dict(out=0, space=Space.KVK, c_addr=64, s_addr=40, n=7)]
+
+    async def memory(ctx):
+        while True:
+            ctx.set(xu.w_ready, int(rng.random() < 0.6))
+            _, _, w_en, w_ready, w_addr, w_data, r_en, r_addr = await ctx.tick().sample(
+                xu.w_en, xu.w_ready, xu.w_addr, xu.w_data, xu.r_en, xu.r_addr)
+            if w_en and w_ready:
+                assert int(w_addr) not in written
+                written[int(w_addr)] = int(w_data)
+            ctx.set(xu.r_data, chip[int(r_addr)] if r_en else 0)
+
+    async def tb(ctx):
+        for t in transfers:
+            ctx.set(xu.start.payload, t)
+            ctx.set(xu.start.valid, 1)
+            await ctx.tick().until(xu.start.ready)
+            ctx.set(xu.start.valid, 0)
+        await ctx.tick().until(~xu.busy)
+
+    sim = Simulator(xu)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.add_testbench(memory, background=True)
+    sim.add_testbench(partial(model.run, port=xu.sdram), background=True)
+    sim.run()
+    assert written == {**{5 + i: sdram[17 + i] for i in range(11)},
+                       **{64 + 8 * i: sdram[40 + i] for i in range(7)}}
+    assert [int(w) for w in model.mem[500:510]] == chip[100:110]
+    assert all(1 <= n <= 3 for _, _, n in model.bursts)
+    for kind, t in zip(("read", "write", "read"), transfers):
+        lo, hi = t["s_addr"], t["s_addr"] + t["n"]
+        mine = [b for b in model.bursts if b[0] == kind and lo <= b[1] < hi]
+        assert [b[1] for b in mine] == list(range(lo, hi, 3))
+        assert sum(b[2] for b in mine) == t["n"]
 
 
 # --- a whole model streamed from the SDRAM -----------------------------------------------

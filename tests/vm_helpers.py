@@ -350,6 +350,7 @@ class SdramModel:
         self.rng, self.mem = rng, np.array(words, dtype=np.uint64)
         self.p_ready, self.p_bubble, self.latency = p_ready, p_bubble, latency
         self.reads = self.writes = 0
+        self.bursts = []               # ("read" / "write", addr, count) as taken
 
     async def run(self, ctx, port):
         rng, mem = self.rng, self.mem
@@ -391,6 +392,7 @@ class SdramModel:
                 due = max(due, cyc + int(rng.integers(1, self.latency + 1)))
                 pending += [(due, int(w)) for w in mem[a:a + n]]
                 self.reads += 1
+                self.bursts.append(("read", a, n))
             if rd_v and rd_r:
                 offered = None
             if wd_v and wd_r:
@@ -400,6 +402,7 @@ class SdramModel:
                 assert taken == int(wq.count)
                 taken = 0
                 self.writes += 1
+                self.bursts.append(("write", int(wq.addr), int(wq.count)))
             cyc += 1
 
 

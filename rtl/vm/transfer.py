@@ -58,7 +58,7 @@ class TransferUnit(wiring.Component):
       slow for the VM as its reads (a word a cycle while the SDRAM takes them); the
       compiler's OUTs are one KV row and one scale a head and layer.
 
-    Requests are bursts of at most :data:`MAX_BURST` words (``n`` plus ``pos << npos_k`` may
+    Requests are bursts of at most ``max_burst`` words (``n`` plus ``pos << npos_k`` may
     pass the streams' 16-bit count). A write request is offered from the transfer's start
     and held until taken while its words follow on ``write_data`` (the BurstWriter takes a
     word only while its request is offered, and the request with its last word).
@@ -71,6 +71,8 @@ class TransferUnit(wiring.Component):
         The engine's tile word and its store's address bits (the ``wgt`` port).
     addr_bits : int
         On-chip word address bits.
+    max_burst : int
+        Words a request asks for at the most (:data:`MAX_BURST`; less in tests).
 
     Ports
     -----
@@ -95,12 +97,17 @@ class TransferUnit(wiring.Component):
     its read.
     """
 
-    def __init__(self, address_width, word_bytes, wgt_addr_bits, addr_bits):
+    def __init__(self, address_width, word_bytes, wgt_addr_bits, addr_bits, *,
+                 max_burst=MAX_BURST):
         for name, v in (("address_width", address_width), ("word_bytes", word_bytes),
-                        ("wgt_addr_bits", wgt_addr_bits), ("addr_bits", addr_bits)):
+                        ("wgt_addr_bits", wgt_addr_bits), ("addr_bits", addr_bits),
+                        ("max_burst", max_burst)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"TransferUnit: {name} must be a positive integer, not {v!r}")
-        self.address_width, self.word_bytes = address_width, word_bytes
+        if max_burst > MAX_BURST:
+            raise ValueError(f"TransferUnit: max_burst must be at most {MAX_BURST}, not "
+                             f"{max_burst}")
+        self.address_width, self.word_bytes, self.max_burst = address_width, word_bytes, max_burst
         # WGT needs whole SDRAM words a tile word (else IN of WGT is refused: wgt_ok)
         self.wgt_ok = word_bytes % SDRAM_WORD_BYTES == 0
         self.tile_words = max(1, word_bytes // SDRAM_WORD_BYTES)
@@ -142,7 +149,7 @@ class TransferUnit(wiring.Component):
                          recv_left.eq(Mux(p.out, 0, p.n))]
 
         # requests: bursts of at most MAX_BURST words (a write request held until taken)
-        count = Mux(req_left >= MAX_BURST, MAX_BURST, req_left)
+        count = Mux(req_left >= self.max_burst, self.max_burst, req_left)
         for req in (sd.read_req, sd.write_req):
             m.d.comb += [req.payload.addr.eq(req_addr), req.payload.count.eq(count)]
         m.d.comb += [sd.read_req.valid.eq(~out & (req_left != 0)),
