@@ -24,6 +24,7 @@ from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program
 from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.memory_map import memory_images
+from ternary_core.offload.semantics import element_count
 from ternary_core.offload.isa import (DynSrc, Instr, MachineStatus, Op, RunParams, SFn, Space,
                                       VFn, XFn)
 from ternary_core.offload.machine import DeviceStop, Machine, execute
@@ -204,6 +205,33 @@ def test_random_transfers_match_the_reference_machine(round_, cols, rng):
     res, model = check_against_reference(rng, lim, engine, img, sdram, prog, pos)
     assert res["status"] == MachineStatus.OK
     assert model.reads + model.writes > 0
+
+
+def test_every_space_each_way_lands_in_place(rng):
+    """One IN of each space the unit moves, then one OUT of each into SDRAM words no other
+    transfer writes (nothing one transfer moves is covered by a later one's)."""
+    lim = xfer_limits()
+    engine = xfer_engine(lim)
+    pos = 5
+    img = random_images(rng, lim, tokens_below=8)
+    token = img[Space.TOKENS][pos]
+    sdram = [int(v) for v in rng.integers(0, 1 << 62, SDRAM_WORDS, dtype=np.uint64)]
+    prog, slot = [], SDRAM_WORDS // 2
+    for fn, spaces in ((XFn.IN, GROUP_SPACES + WORD_SPACES + (Space.WGT,)),
+                       (XFn.OUT, GROUP_SPACES + WORD_SPACES)):
+        for space in spaces:
+            while True:
+                ins = random_transfer(rng, lim, engine, pos, token, fn)
+                if ins.c_space == space and ins.fn == fn:
+                    break
+            if fn == XFn.OUT:
+                n = element_count(ins, pos)
+                ins = Instr(Op.XFER, **{**ins.f, "s_addr": slot, "s_dyn": 0, "s_dyn_k": 0})
+                slot += n
+            elif ins.s_addr + element_count(ins, pos) > SDRAM_WORDS // 2:
+                ins = Instr(Op.XFER, **{**ins.f, "s_addr": 0, "s_dyn": 0, "s_dyn_k": 0})
+            prog.append(ins)
+    check_against_reference(rng, lim, engine, img, sdram, prog + [Instr(Op.END)], pos)
 
 
 def test_transfers_keep_their_words_under_heavy_back_pressure(rng):
