@@ -20,6 +20,7 @@ from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler, compile_model
 from ternary_core.integer.sampling import xorshift32_seed
 from ternary_core.model.config import BitNetConfig
+from ternary_core.model.random import random_model
 from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program
 from ternary_core.offload.limits import DeviceLimits
@@ -28,7 +29,6 @@ from ternary_core.offload.semantics import element_count
 from ternary_core.offload.isa import (DynSrc, Instr, MachineStatus, Op, RunParams, SFn, Space,
                                       VFn, XFn)
 from ternary_core.offload.machine import DeviceStop, Machine, execute
-from tests.test_model_files import random_model
 from tests.vm_helpers import (SdramModel, XferRig, load_space, peek_space, random_images,
                               run_vm, small_limits, store_words, word_unsigned)
 
