@@ -23,6 +23,7 @@ from ternary_core.model.config import BitNetConfig
 from ternary_core.model.random import random_model
 from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program
+from ternary_core.offload.cost import overlapped_cycles
 from ternary_core.offload.limits import DeviceLimits
 from ternary_core.offload.memory_map import memory_images
 from ternary_core.offload.semantics import element_count
@@ -417,8 +418,14 @@ def test_a_model_streamed_from_the_sdram_runs_on_the_rtl_vm_as_on_the_reference_
     images[Space.TOKENS] = prompt
     res, mems, sd, _, model = simulate_xfer(
         rng, limits, engine, images, sdram[:limits.sdram_words], program.instrs, params,
-        spaces=(Space.TOKENS, Space.KVK, Space.KVS))
-    print(f"cycles {res['cycles']}; SDRAM bursts read {model.reads}, written {model.writes}")
+        spaces=(Space.TOKENS, Space.KVK, Space.KVS, Space.CYCLES))
+    steps = len(prompt) + n_new - 1
+    cycles = mems[Space.CYCLES][:steps]
+    projected = [overlapped_cycles(program, p, words_per_cycle=0.7, gen=p >= len(prompt) - 1,
+                                   sampled=bool(temperature), top_k=top_k) for p in range(steps)]
+    print(f"cycles per step {cycles} (cost.overlapped_cycles at 0.7 words a cycle: "
+          f"{projected}); SDRAM bursts read {model.reads}, written {model.writes}")
+    assert res["cycles"] == sum(cycles)
     assert (res["status"], res["state"], res["n_done"]) == (int(want.status), want.state,
                                                               want.n_done)
     assert mems[Space.TOKENS][len(prompt):len(prompt) + n_new] == want_ids
