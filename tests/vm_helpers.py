@@ -3,8 +3,8 @@ Amaranth simulator, with async helpers to upload spaces, run, and read spaces ba
 the reference side: isa's Python Machine with the same images and program."""
 
 import numpy as np
-from amaranth import Module
-from amaranth.lib import wiring
+from amaranth import Module, Signal
+from amaranth.lib import memory, wiring
 from amaranth.sim import Simulator
 
 from rtl.matvec_engine import MatvecEngine
@@ -292,3 +292,120 @@ def place(rng, depth, n, offset=0, avoid=None):
         if avoid is None or hi_ <= avoid[0] or lo_ >= avoid[1] or n == 0:
             return base
     return None
+
+
+# --- a VM with SDRAM (XFER) ------------------------------------------------------------
+
+
+class XferRig(wiring.Component):
+    """A VectorMachine with SDRAM: its ``sdram`` port is the testbench's (an
+    :class:`SdramModel`), its ``wgt`` port writes a weight store (``store``) that a
+    MatvecEngine with ``weight_source="stream"`` reads, from the base of each command the
+    VM gives it, beside those writes (as the device's store takes XFER IN while a MATVEC
+    reads its other half)."""
+
+    def __init__(self, limits, engine_config):
+        cfg = engine_config
+        for name in ("rows", "cols"):
+            v = getattr(cfg, name)
+            assert v & (v - 1) == 0, f"the rig's tile count needs a power-of-two {name}"
+        self.cfg = cfg
+        self.vm = VectorMachine(limits, cfg)
+        self.eng = MatvecEngine(cfg, weight_source="stream")
+        self.store = memory.Memory(shape=8 * cfg.word_bytes, depth=cfg.weight_words, init=[])
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        vm, eng, cfg = self.vm, self.eng, self.cfg
+        m.submodules.vm, m.submodules.eng, m.submodules.store = vm, eng, self.store
+        wiring.connect(m, vm.engine.cmd, eng.cmd)
+        wiring.connect(m, vm.engine.acts, eng.acts)
+        wiring.connect(m, eng.result, vm.engine.result)
+        m.d.comb += vm.engine.busy.eq(eng.busy)
+        wr, rd = self.store.write_port(), self.store.read_port(domain="comb")
+        m.d.comb += [wr.addr.eq(vm.wgt.addr), wr.data.eq(vm.wgt.data), wr.en.eq(vm.wgt.en)]
+        at, left = Signal.like(rd.addr), Signal(32)
+        cmd = eng.cmd.payload
+        rb, cb = cfg.rows.bit_length() - 1, cfg.cols.bit_length() - 1
+        with m.If(eng.cmd.valid & eng.cmd.ready):
+            m.d.sync += [at.eq(cmd.base),
+                         left.eq(((cmd.m + cfg.rows - 1) >> rb) * ((cmd.k + cfg.cols - 1) >> cb))]
+        m.d.comb += [rd.addr.eq(at), eng.wstream.payload.eq(rd.data),
+                     eng.wstream.valid.eq(left != 0)]
+        with m.If(eng.wstream.valid & eng.wstream.ready):
+            m.d.sync += [at.eq(at + 1), left.eq(left - 1)]
+        return m
+
+
+class SdramModel:
+    """The user side of rtl.sdram.controller.SdramStreams in Python, for a testbench
+    (``background=True``): ``mem`` (uint64 words); read bursts answered in order after a
+    random latency with random bubbles; write bursts as the BurstWriter takes them (a
+    word only while its request is offered, the request with its last word), each word
+    taken at random. Checks the stream rules on the port (a request, once offered, stays
+    offered and unchanged until taken) and the addresses."""
+
+    def __init__(self, rng, words, *, p_ready=0.7, p_bubble=0.3, latency=12):
+        self.rng, self.mem = rng, np.array(words, dtype=np.uint64)
+        self.p_ready, self.p_bubble, self.latency = p_ready, p_bubble, latency
+        self.reads = self.writes = 0
+        self.bursts = []               # ("read" / "write", addr, count) as taken
+
+    async def run(self, ctx, port):
+        rng, mem = self.rng, self.mem
+        pending, due = [], 0           # read words not yet offered, (cycle due, word)
+        offered = None                 # the read word on read_data
+        taken = 0                      # words of the current write request taken
+        last_req = {}
+        cyc = 0
+        while True:
+            ctx.set(port.read_req.ready, int(rng.random() < self.p_ready))
+            if offered is None and pending and pending[0][0] <= cyc and \
+                    rng.random() >= self.p_bubble:
+                offered = pending.pop(0)[1]
+            ctx.set(port.read_data.valid, int(offered is not None))
+            ctx.set(port.read_data.payload, offered or 0)
+            w_valid = ctx.get(port.write_req.valid)
+            w_take = bool(w_valid) and ctx.get(port.write_data.valid) and \
+                rng.random() < self.p_ready
+            ctx.set(port.write_data.ready, int(w_take))
+            count = ctx.get(port.write_req.payload.count)
+            ctx.set(port.write_req.ready, int(bool(w_valid) and taken + w_take == count))
+            _, _, rq_v, rq_r, rq, rd_v, rd_r, wq_v, wq_r, wq, wd_v, wd_r, wd = \
+                await ctx.tick().sample(
+                    port.read_req.valid, port.read_req.ready, port.read_req.payload,
+                    port.read_data.valid, port.read_data.ready, port.write_req.valid,
+                    port.write_req.ready, port.write_req.payload, port.write_data.valid,
+                    port.write_data.ready, port.write_data.payload)
+            for name, v, r, p in (("read_req", rq_v, rq_r, rq), ("write_req", wq_v, wq_r, wq)):
+                p = (int(p.addr), int(p.count))
+                if name in last_req:
+                    assert v and p == last_req[name], f"{name} withdrawn or changed before taken"
+                    del last_req[name]
+                if v and not r:
+                    last_req[name] = p
+                if v:
+                    assert p[1] > 0 and p[0] + p[1] <= mem.size, f"{name} {p} outside the SDRAM"
+            if rq_v and rq_r:
+                a, n = int(rq.addr), int(rq.count)
+                due = max(due, cyc + int(rng.integers(1, self.latency + 1)))
+                pending += [(due, int(w)) for w in mem[a:a + n]]
+                self.reads += 1
+                self.bursts.append(("read", a, n))
+            if rd_v and rd_r:
+                offered = None
+            if wd_v and wd_r:
+                mem[int(wq.addr) + taken] = int(wd)
+                taken += 1
+            if wq_v and wq_r:
+                assert taken == int(wq.count)
+                taken = 0
+                self.writes += 1
+                self.bursts.append(("write", int(wq.addr), int(wq.count)))
+            cyc += 1
+
+
+def store_words(ctx, rig):
+    """The rig's weight store, a word per entry (int, its little-endian bytes)."""
+    return [int(ctx.get(rig.store.data[i])) for i in range(rig.store.depth)]

@@ -25,6 +25,7 @@ from .engine_driver import EngineDriver
 from .lanes import DotAxpyLanes
 from .layouts import LOAD_ADDR_BITS, LOAD_DATA_BITS, SPACE_BITS, field, run_layout, scalar_layout
 from .memories import SpaceMemory
+from .transfer import OUT_SPACES, TransferUnit
 from .valu import (OUT_BITS, SH_BITS, V_BITS, clamp_signed, element_value, saturate_dynamic,
                    shift_value)
 
@@ -96,6 +97,8 @@ class MachineDatapath:
         self.m, self.vm, self.lim = m, vm, vm.limits
         self._memories()
         self._units()
+        if self.lim.sdram:
+            self._transfer_unit()
         self._registers()
         self._decoded_operands()
         self._buses()
@@ -122,6 +125,8 @@ class MachineDatapath:
             info = isa.SPACES[sp]
             # a shared port takes the write's address: only uploads (VM idle) may write
             assert not (kw.get("shared") and info.writable_by_program), sp
+            if lim.sdram and sp in OUT_SPACES:
+                kw = {**kw, "xfer": True}
             mems[sp] = SpaceMemory(info.word_bits, lim.depth(sp), name=sp.name, **kw)
             m.submodules[f"mem_{sp.name.lower()}"] = mems[sp]
         m.submodules.sr_file = sr_mem = memory.Memory(shape=unsigned(SW_BITS), depth=isa.SR_COUNT,
@@ -156,6 +161,20 @@ class MachineDatapath:
         m.submodules.sigmoid = sg = SigmoidUnit(x_bits=isa.MUL_Y_BITS, z_bits=V_BITS)
         m.d.comb += sg.o.ready.eq(1)
         self.sg = sg
+
+    def _transfer_unit(self):
+        """(A device with SDRAM) the transfer unit ``xu`` on the VM's ``sdram`` and
+        ``wgt`` ports, and the operands OPERANDS registers for it: ``x_c`` (on-chip word),
+        ``x_s`` (SDRAM word) and ``x_n`` (SDRAM words), the dynamic offsets added."""
+        m, vm = self.m, self.vm
+        wgt_bits = len(vm.wgt.addr)
+        m.submodules.xfer = xu = TransferUnit(len(vm.sdram.read_req.payload.addr),
+                                              vm.engine_config.word_bytes, wgt_bits, ADDR_BITS)
+        wiring.connect(m, xu.sdram, wiring.flipped(vm.sdram))
+        wiring.connect(m, xu.wgt, wiring.flipped(vm.wgt))
+        self.xu = xu
+        self.x_c, self.x_s = Signal(ADDR_BITS), Signal.like(xu.start.payload.s_addr)
+        self.x_n = Signal.like(xu.start.payload.n)
 
     # --- registers -----------------------------------------------------------------------
 
@@ -254,6 +273,9 @@ class MachineDatapath:
             two = mem.reads == 2
             with m.If(self.idle):
                 m.d.comb += mem.r_addr(0).eq(self.peek_addr)
+            if mem.xfer:          # an XFER OUT reads while the sequencer waits for it
+                with m.Elif(self.xu.reading & (self.xu.space == sp)):
+                    m.d.comb += mem.r_addr(0).eq(self.xu.r_addr)
             with m.Elif(self.rd_a_sp == sp):
                 m.d.comb += mem.r_addr(0).eq(self.rd_a)
             if sp == Space.KVS:
@@ -270,6 +292,22 @@ class MachineDatapath:
             with m.Else():
                 m.d.comb += [mem.w_addr.eq(self.wr_addr), mem.w_data.eq(self.wr_data),
                              mem.w_en.eq(self.wr_en & (self.wr_sp == sp))]
+        if self.lim.sdram:
+            self._transfer_ports()
+
+    def _transfer_ports(self):
+        """The transfer unit's writes (into the memory's ``x_*``, ready when the VM does
+        not write that memory in the cycle) and reads (port 0's SDRAM word)."""
+        m, xu = self.m, self.xu
+        with m.Switch(xu.space):
+            for sp, mem in self.mems.items():
+                if mem.xfer:
+                    with m.Case(sp):
+                        m.d.comb += [xu.w_ready.eq(~mem.w_en), xu.r_data.eq(mem.x_rdata)]
+        for sp, mem in self.mems.items():
+            if mem.xfer:
+                m.d.comb += [mem.x_addr.eq(xu.w_addr), mem.x_data.eq(xu.w_data),
+                             mem.x_en.eq(xu.w_en & (xu.space == sp))]
 
     def _read_value(self, port, space):
         """The value read on ``port`` (0, 1) of ``space`` (a Signal), sign-extended."""

@@ -13,9 +13,12 @@ from ternary_core.engine_config import EngineConfig
 from ternary_core.offload.isa import Feature
 from ternary_core.offload.limits import DeviceLimits
 
+from ..sdram.controller import StreamsSignature
+from ..weight_store import WeightWriteSignature
 from .datapath import MachineDatapath
 from .engine_port import EngineSignature
 from .layouts import load_layout, peek_layout, result_layout, run_layout
+from .memories import XFER_BITS
 from .sequencer import MachineSequencer
 
 
@@ -44,6 +47,13 @@ class VectorMachine(wiring.Component):
     engine : Out(EngineSignature)
         The matvec engine's cmd, result, acts and busy.
     busy : Out(1)
+    sdram : Out(rtl.sdram.controller.StreamsSignature(address_width, 64))
+        (``limits.sdram_words > 0`` only; ``address_width`` is
+        ``(sdram_words - 1).bit_length()``) XFER's burst requests and words: the user side
+        of :class:`~rtl.sdram.controller.SdramStreams` (transfer.py).
+    wgt : Out(rtl.weight_store.WeightWriteSignature(weight address bits, word_bytes))
+        (with ``sdram``) XFER IN's whole tile words for the engine's weight store, beside
+        the engine's reads (the device routes it to the store's write port).
 
     The device top connects ``engine`` member by member to its MatvecEngine (``cmd``,
     ``acts``, ``result``, ``busy``), muxed with the command engine while the VM is idle.
@@ -56,7 +66,10 @@ class VectorMachine(wiring.Component):
     cycles, its results written into VMEM at one per cycle (a row tile waits in the
     engine while its rows are written); TOPK ``(top_k + 2) * n``; ATTN SCORES ``len + 2``
     to load Q, one 32-byte chunk of a key row a cycle plus 12; ATTN PV per 32 outputs one
-    key a cycle plus 10, then one cycle per output (attention.py).
+    key a cycle plus 10, then one cycle per output (attention.py); XFER (transfer.py) 1
+    cycle to start (IN) once the transfer before it is over, OUT the cycles to read its
+    words on chip too, WAIT until no transfer runs; END waits for it the same way. IN runs
+    beside the instructions after it at up to an SDRAM word a cycle.
 
     What the hardware assumes of a program (the compiler's programs meet it; isa's
     Machine does not check all of it):
@@ -70,7 +83,15 @@ class VectorMachine(wiring.Component):
       in a readable space other than B's, B in KVK; PV: A (the scores) in a space other
       than KVS and KVV, D disjoint from A, B in KVV; ``len`` within the query buffer
       (``max(hidden, head_dim, vocab)``, as DOT's);
-    - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's).
+    - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's);
+    - XFER (with ``sdram``): IN of EMB, HEAD, KVK, KVV, EMBS, HEADS, KVS, VMEM and WGT, OUT
+      of those but WGT; any other space (TMEM, whose one port is the uploads', WGT OUT,
+      a space XFER does not reach) stops the run with BAD_OPCODE. Its addresses and
+      sizes in range and aligned as isa's Machine checks them (the on-chip address of a
+      row space a multiple of 8, WGT moved in whole tile words), the two addresses wrap
+      at their widths. No access to the words of a running transfer (isa's Machine
+      checks it). Without ``sdram`` (no ``sdram``/``wgt`` ports) a program has no XFER:
+      the VM does not finish a step with one (it is not decoded).
     """
 
     FEATURES = Feature.SMUL2 | Feature.ATTN
@@ -85,6 +106,13 @@ class VectorMachine(wiring.Component):
             raise ValueError(f"limits.features asks for instructions this vector machine does "
                              f"not run (bits {lacks:#x}; it runs {self.FEATURES!r})")
         self.limits, self.engine_config = limits, engine_config
+        sdram = {}
+        if limits.sdram:
+            sdram = {"sdram": Out(StreamsSignature(max(1, (limits.sdram_words - 1).bit_length()),
+                                                  XFER_BITS)),
+                     "wgt": Out(WeightWriteSignature(max(1, (engine_config.weight_words - 1)
+                                                         .bit_length()),
+                                                     engine_config.word_bytes))}
         super().__init__({
             "load": In(stream.Signature(load_layout())),
             "peek_req": In(stream.Signature(peek_layout())),
@@ -93,6 +121,7 @@ class VectorMachine(wiring.Component):
             "done": Out(stream.Signature(result_layout())),
             "engine": Out(EngineSignature(engine_config)),
             "busy": Out(1),
+            **sdram,
         })
 
     def elaborate(self, platform):

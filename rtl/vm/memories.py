@@ -5,6 +5,10 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ternary_core.offload.isa import SDRAM_WORD_BYTES
+
+XFER_BITS = 8 * SDRAM_WORD_BYTES        # an SDRAM word: what XFER moves in one write
+
 
 class SpaceMemory(wiring.Component):
     """``depth`` words of ``word_bits`` bits, stored ``wide`` words to a RAM row so that a
@@ -28,6 +32,12 @@ class SpaceMemory(wiring.Component):
     lutram : bool
         Distributed (LUT) RAM rather than a block RAM: for the small spaces (a few
         hundred words), each of which would otherwise take a whole DP16KD.
+    xfer : bool
+        The space is one that XFER moves to and from the SDRAM (transfer.py): a second
+        write, ``x_*``, that yields to ``w_*`` in a cycle that has both, and ``x_rdata``.
+        Its unit is an SDRAM word (:data:`XFER_BITS`): in a wide memory the aligned group
+        of ``XFER_BITS // word_bits`` words (one write of that many byte lanes), else one
+        word (its low ``word_bits``).
 
     Ports
     -----
@@ -37,10 +47,15 @@ class SpaceMemory(wiring.Component):
         Narrow reads: ``r_data`` holds word ``r_addr`` one cycle later.
     r_row[k] : Out
         The whole RAM row of ``r_addr`` (``wide`` words), one cycle later.
+    x_addr, x_data, x_en : In; x_rdata : Out
+        (``xfer``) The transfer's write of an SDRAM word's worth at word ``x_addr``
+        (not written when ``w_en`` is high: the writer sees ``w_en`` and waits), and
+        port 0's read as an SDRAM word (the group holding word ``r_addr[0]``, or that
+        word zero-extended), one cycle later.
     """
 
     def __init__(self, word_bits, depth, *, wide=1, reads=1, shared=False, lutram=False,
-                 name="space"):
+                 xfer=False, name="space"):
         for pname, v, lo in (("word_bits", word_bits, 1), ("depth", depth, 1), ("wide", wide, 1),
                              ("reads", reads, 1)):
             if not isinstance(v, int) or v < lo:
@@ -48,7 +63,11 @@ class SpaceMemory(wiring.Component):
         if wide & (wide - 1):
             raise ValueError(f"{name}: wide must be a power of two, not {wide!r}")
         self.word_bits, self.depth, self.wide, self.reads = word_bits, depth, wide, reads
-        self.shared, self.lutram = bool(shared), bool(lutram)
+        self.shared, self.lutram, self.xfer = bool(shared), bool(lutram), bool(xfer)
+        if xfer and (shared or (wide > 1 and (XFER_BITS % word_bits or
+                                              wide * word_bits % XFER_BITS))):
+            raise ValueError(f"{name}: an xfer space needs its own write port and, if wide, "
+                             f"whole words and rows of {XFER_BITS} bits")
         self.rows = -(-depth // wide)
         self.addr_bits = max(1, (self.rows * wide - 1).bit_length())
         members = {"w_addr": In(self.addr_bits), "w_data": In(word_bits), "w_en": In(1)}
@@ -56,6 +75,9 @@ class SpaceMemory(wiring.Component):
             members[f"r_addr{k}"] = In(self.addr_bits)
             members[f"r_data{k}"] = Out(word_bits)
             members[f"r_row{k}"] = Out(word_bits * wide)
+        if xfer:
+            members.update({"x_addr": In(self.addr_bits), "x_data": In(XFER_BITS),
+                            "x_en": In(1), "x_rdata": Out(XFER_BITS)})
         super().__init__(members)
 
     def r_addr(self, k):
@@ -79,11 +101,14 @@ class SpaceMemory(wiring.Component):
         m.d.comb += port0.eq(Mux(self.w_en, self.w_addr, self.r_addr(0)) if self.shared
                              else self.r_addr(0))
         w_addr = port0 if self.shared else self.w_addr
-        m.d.comb += [wr.addr.eq(w_addr >> lb), wr.data.eq(self.w_data.replicate(W))]
-        if W > 1:
-            m.d.comb += wr.en.eq(Mux(self.w_en, 1 << self.w_addr[:lb], 0))
+        if self.xfer:
+            self._xfer_write(m, wr, lb)
         else:
-            m.d.comb += wr.en.eq(self.w_en)
+            m.d.comb += [wr.addr.eq(w_addr >> lb), wr.data.eq(self.w_data.replicate(W))]
+            if W > 1:
+                m.d.comb += wr.en.eq(Mux(self.w_en, 1 << self.w_addr[:lb], 0))
+            else:
+                m.d.comb += wr.en.eq(self.w_en)
         for k in range(self.reads):
             rd = mem.read_port(transparent_for=(wr,) if self.shared and k else ())
             m.d.comb += [rd.addr.eq((port0 if k == 0 else self.r_addr(k)) >> lb),
@@ -92,6 +117,30 @@ class SpaceMemory(wiring.Component):
                 sel = Signal(lb, name=f"sel{k}")
                 m.d.sync += sel.eq(self.r_addr(k)[:lb])
                 m.d.comb += self.r_data(k).eq(rd.data.word_select(sel, B))
+                if self.xfer and k == 0:
+                    g = (XFER_BITS // B).bit_length() - 1
+                    m.d.comb += self.x_rdata.eq(rd.data.word_select(sel[g:], XFER_BITS))
             else:
                 m.d.comb += self.r_data(k).eq(rd.data)
+                if self.xfer and k == 0:
+                    m.d.comb += self.x_rdata.eq(rd.data)
         return m
+
+    def _xfer_write(self, m, wr, lb):
+        """The RAM's one write port takes ``w_*`` or else ``x_*`` (a group of byte lanes
+        in a wide memory)."""
+        W, B = self.wide, self.word_bits
+        w_sel = self.w_en | ~self.x_en
+        m.d.comb += wr.addr.eq(Mux(w_sel, self.w_addr, self.x_addr) >> lb)
+        if W > 1:
+            per = XFER_BITS // B
+            g = per.bit_length() - 1
+            m.d.comb += [
+                wr.data.eq(Mux(w_sel, self.w_data.replicate(W),
+                               self.x_data.replicate(W // per))),
+                wr.en.eq(Mux(self.w_en, 1 << self.w_addr[:lb],
+                             Mux(self.x_en, ((1 << per) - 1) << (self.x_addr[g:lb] * per), 0))),
+            ]
+        else:
+            m.d.comb += [wr.data.eq(Mux(w_sel, self.w_data, self.x_data[:B])),
+                         wr.en.eq(self.w_en | self.x_en)]

@@ -15,6 +15,7 @@ from ternary_core.offload.isa import (AttnFn, Cond, Dyn, DynSrc, Op, Red, Sample
 from ..arith.scalar_unit import ScalarOp
 from ..arith.xorshift import xorshift32_next
 from .attention import attention_states
+from .transfer_states import latch_transfer_operands, transfer_states
 from .datapath import (INDEX_BITS, IR_BITS, IR_INDEX_BITS, LANE_SHIFT, LANES, SU_EXP_BITS,
                        SW_BITS, VOP_STAGES, scalar_view, scalar_word)
 from .layouts import SPACE_BITS, result_layout
@@ -84,6 +85,8 @@ class MachineSequencer:
             self._topk_states()
             self._finish_states()
             attention_states(self)
+            if self.lim.sdram:
+                transfer_states(self)
 
     # --- between runs --------------------------------------------------------------------
 
@@ -221,6 +224,8 @@ class MachineSequencer:
             self.ocount.eq(0), self.su_err.eq(0), self.maxe.eq(isa.E_MIN), self.seen.eq(0),
             self.csum.eq(0), self.dcount.eq(0),
         ]
+        if self.lim.sdram:
+            latch_transfer_operands(self)
         with m.If(dp.op == Op.SOP):
             m.d.sync += [dp.a_sp.eq(f("s_space", Op.SOP)),
                          dp.a_base.eq(f("s_addr", Op.SOP) +
@@ -269,6 +274,9 @@ class MachineSequencer:
                         m.next = "ATTN_PV"
                     with m.Else():
                         m.next = "DOT_Q"
+                if self.lim.sdram:
+                    with m.Case(Op.XFER):
+                        m.next = "XFER"
 
     def _next_end_states(self):
         """NEXT (pc + 1 and its fetch in one cycle, then LATCH) and END (the step's
@@ -285,14 +293,23 @@ class MachineSequencer:
                 m.next = "LATCH"
 
         with m.State("END"):
-            m.d.comb += [dp.wr_sp.eq(Space.CYCLES), dp.wr_addr.eq(dp.pos),
-                         dp.wr_data.eq(dp.step_cycles), dp.wr_en.eq(1)]
-            m.d.sync += [dp.total.eq(dp.total + dp.step_cycles), dp.in_step.eq(0),
-                         dp.pos.eq(dp.pos + 1), dp.n_done.eq(dp.n_done + dp.gen)]
-            with m.If(dp.pos >= dp.last_pos):
-                m.next = "FINISH"
-            with m.Else():
-                m.next = "STEP_START"
+            if self.lim.sdram:          # the step ends when its last transfer has
+                with m.If(~dp.xu.busy):
+                    self._end_step()
+            else:
+                self._end_step()
+
+    def _end_step(self):
+        """END's cycle: the step's cycles into CYCLES, the next position or FINISH."""
+        m, dp = self.m, self.dp
+        m.d.comb += [dp.wr_sp.eq(Space.CYCLES), dp.wr_addr.eq(dp.pos),
+                     dp.wr_data.eq(dp.step_cycles), dp.wr_en.eq(1)]
+        m.d.sync += [dp.total.eq(dp.total + dp.step_cycles), dp.in_step.eq(0),
+                     dp.pos.eq(dp.pos + 1), dp.n_done.eq(dp.n_done + dp.gen)]
+        with m.If(dp.pos >= dp.last_pos):
+            m.next = "FINISH"
+        with m.Else():
+            m.next = "STEP_START"
 
     # --- VOP, SVOP, SOP ------------------------------------------------------------------
 
@@ -681,7 +698,13 @@ class MachineSequencer:
         m, dp, vm, cnt = self.m, self.dp, self.vm, self.cnt
         with m.State("FINISH"):
             m.d.sync += [dp.in_step.eq(0), cnt.eq(0)]
-            m.next = "PARAM_WRITE"
+            # (a run stopped by an error waits for its transfer: the streams' words in
+            # flight are the transfer's, and uploads write the memories when idle)
+            if self.lim.sdram:
+                with m.If(~dp.xu.busy):
+                    m.next = "PARAM_WRITE"
+            else:
+                m.next = "PARAM_WRITE"
         with m.State("PARAM_WRITE"):
             res = Signal(result_layout())
             m.d.comb += [res.status.eq(dp.status), res.cycles.eq(dp.total), res.state.eq(dp.xs),
