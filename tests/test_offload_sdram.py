@@ -135,9 +135,6 @@ def test_xfer_moves_each_space_as_its_words_packed_little_endian(rng):
     execute(mc, xfer(XFn.IN, Space.KVS, 7, 100, 2))
     want = raw[800:816].view("<u8") & np.uint64((1 << isa.SW_BITS) - 1)
     np.testing.assert_array_equal(mc.mem[Space.KVS][7:9], want.astype(np.int64))
-    # TMEM: 4 a word, int16
-    execute(mc, xfer(XFn.IN, Space.TMEM, 4, 200, 1))
-    np.testing.assert_array_equal(mc.mem[Space.TMEM][4:8], raw[1600:1608].view("<i2"))
     # WGT: a 64-byte tile word is 8 SDRAM words
     execute(mc, xfer(XFn.IN, Space.WGT, 3, 300, 16))
     np.testing.assert_array_equal(mc.weights[192:320], raw[2400:2528])
@@ -162,6 +159,8 @@ def test_xfer_moves_each_space_as_its_words_packed_little_endian(rng):
     (xfer(XFn.IN, Space.WGT, 0, 0, 3), "not whole words of 64 bytes"),
     (xfer(XFn.IN, Space.KVS, 0, 4090, 8), "SDRAM words 4090..4097 are past its depth 4096"),
     (xfer(XFn.IN, Space.TOKENS, 0, 0, 1), "XFER cannot reach space 11"),
+    (xfer(XFn.IN, Space.TMEM, 0, 0, 1), "XFER cannot reach space 3"),
+    (xfer(XFn.OUT, Space.WGT, 0, 0, 8), "XFER OUT of WGT is not defined"),
     (xfer(XFn.OUT, Space.EMBS, 250, 0, 8), r"EMBS words 250..257 are past its depth 256"),
 ])
 def test_a_transfer_the_machine_cannot_do_is_refused_by_name(ins, message):
@@ -170,8 +169,10 @@ def test_a_transfer_the_machine_cannot_do_is_refused_by_name(ins, message):
         execute(mc, ins)
 
 
-def test_xfer_needs_a_device_with_sdram():
+@pytest.mark.parametrize("fn", list(XFn))
+def test_xfer_is_a_bad_opcode_on_a_device_without_sdram(fn):
+    from ternary_core.offload.machine import DeviceStop
     mc = Machine(DeviceLimits(), DEFAULT_ENGINE.layout)
-    with pytest.raises(TernaryError, match="the device has no SDRAM"):
-        execute(mc, xfer(XFn.IN, Space.EMB, 0, 0, 1))
-    execute(mc, Instr(Op.XFER, fn=XFn.WAIT))                   # WAIT is harmless anywhere
+    with pytest.raises(DeviceStop) as stop:
+        execute(mc, xfer(fn, Space.EMB, 0, 0, 1))
+    assert stop.value.status == isa.MachineStatus.BAD_OPCODE

@@ -6,7 +6,7 @@ back-pressure on ``done`` and ``peek``; RTL == isa's Python Machine."""
 import pytest
 
 from ternary_core.offload import isa
-from ternary_core.offload.isa import (AttnFn, Cond, Instr, Op, RunParams, SampleFn, SFn, Space,
+from ternary_core.offload.isa import (AttnFn, Cond, Instr, Op, RunParams, SampleFn, SFn, Space, XFn,
                                       MachineStatus, VFn)
 from tests.vm_helpers import (VmRig, load_space, peek_space, random_images, result_fields,
                               rtl_fields, run_both, simulate, small_engine, small_limits)
@@ -63,7 +63,8 @@ def test_runs_loop_over_positions_as_the_reference_does(params, rng):
         assert got == want, sp.name
 
 
-@pytest.mark.parametrize("case", ["tcheck", "emit", "bad-op", "bad-fn", "prog-end", "attn-fn"])
+@pytest.mark.parametrize("case", ["tcheck", "emit", "bad-op", "bad-fn", "prog-end", "attn-fn",
+                                  "xfer-no-sdram"])
 def test_errors_stop_the_run_with_the_reference_status(case, rng):
     lim = small_limits()
     prog = emit_program(8)        # vocab 8: ids from 8 on are BAD_TOKEN
@@ -76,6 +77,8 @@ def test_errors_stop_the_run_with_the_reference_status(case, rng):
         prog.insert(3, Instr(Op.SOP, fn=len(SFn)))
     elif case == "prog-end":
         prog = prog[:-1]
+    elif case == "xfer-no-sdram":  # XFER (even WAIT) on a machine without SDRAM: no hang
+        prog.insert(3, Instr(Op.XFER, fn=XFn.WAIT))
     elif case == "attn-fn":       # an ATTN function past PV
         prog.insert(3, Instr(Op.ATTN, fn=len(AttnFn), n=1, a_space=Space.VMEM,
                              b_space=Space.KVK, len=2, stride=1, d_space=Space.VMEM, d_addr=100))
@@ -89,7 +92,7 @@ def test_errors_stop_the_run_with_the_reference_status(case, rng):
     res, ref, _ = run_both(rng, lim, img, [], RunParams(pos0=0, n_feed=4, n_new=3, state=3), spaces=(),
                            prog_image=True)
     assert rtl_fields(res) == result_fields(ref)
-    if case in ("bad-op", "bad-fn", "attn-fn"):
+    if case in ("bad-op", "bad-fn", "attn-fn", "xfer-no-sdram"):
         assert res["status"] == MachineStatus.BAD_OPCODE and res["err_pc"] == 3
     assert res["status"] != MachineStatus.OK
 

@@ -232,7 +232,7 @@ class MachineSequencer:
                                       Mux(f("dyn_sel", Op.SOP) != Dyn.NONE, dyn, 0))]
 
     def _dispatch(self):
-        """OPERANDS' next state: BAD_OPCODE for an opcode past ATTN or a function code
+        """OPERANDS' next state: BAD_OPCODE for an opcode past XFER (ATTN without SDRAM) or a function code
         past its class's enum (as decoding is); NEXT for NOP and a skipped instruction
         (``gen_only`` while feeding, a GREEDY/SAMPLED condition not met)."""
         m, dp, op, fn, f = self.m, self.dp, self.dp.op, self.dp.fn, self.dp.field
@@ -245,7 +245,9 @@ class MachineSequencer:
             for o, e in isa.FN_ENUMS.items():
                 with m.Case(o):
                     m.d.comb += fn_ok.eq(fn <= max(e))
-        with m.If(op > max(Op)):
+        # XFER is an opcode only of a machine with SDRAM (without, the test is the one of
+        # before XFER existed)
+        with m.If(op > max(Op) if self.lim.sdram else op >= Op.XFER):
             self.fail(MachineStatus.BAD_OPCODE)
         with m.Elif(op == Op.END):
             m.next = "END"

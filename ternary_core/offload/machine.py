@@ -618,17 +618,19 @@ def _hazard(mc, space, lo, hi, writes, name):
 def _xfer(mc, ins):
     """XFER: the whole transfer happens now; its on-chip words stay in ``mc.xfer``
     (checked by every access, :func:`_hazard`) until the next XFER, WAIT or END."""
+    name = ins.name or "XFER"
+    if not mc.limits.sdram:                 # (an opcode only of a machine with SDRAM)
+        raise DeviceStop(MachineStatus.BAD_OPCODE, f"{name}: XFER on a device without SDRAM")
     fn = _fn(XFn, ins)
     mc.xfer = None                          # IN and OUT wait for the transfer before them
     if fn == XFn.WAIT:
         return
-    name = ins.name or "XFER"
-    if not mc.limits.sdram:
-        raise TernaryError(f"{name}: the device has no SDRAM")
     n = element_count(ins, mc.pos)
     c_addr, s_addr = xfer_addresses(ins, mc.pos, mc.token)
     space = Space(ins.c_space) if ins.c_space in Space._value2member_map_ else ins.c_space
     per = xfer_bytes(space, mc.layout.word_bytes)
+    if space == Space.WGT and fn == XFn.OUT:
+        raise TernaryError(f"{name}: XFER OUT of WGT is not defined (the store is read by MATVEC)")
     nbytes = n * SDRAM_WORD_BYTES
     if (c_addr * per) % SDRAM_WORD_BYTES or nbytes % per:
         raise TernaryError(f"{name}: {n} SDRAM words from {space.name} word {c_addr} are not "
