@@ -20,6 +20,7 @@ import numpy as np
 
 from ternary_core import protocol as P
 from ternary_core.errors import TernaryError
+from ternary_core.offload.isa import Space
 
 from .errors import DeviceRejected
 from .generate import GenerationResult
@@ -85,7 +86,7 @@ class ModelOffload:
     name = "model"
 
     def __init__(self, device, model, *, check=False, log=sys.stderr, chunk=RUN_CHUNK,
-                 step_timeout=1.0, board_profile=None):
+                 step_timeout=1.0, board_profile=None, sdram_preloaded=False):
         if not device.has_vm:
             raise TernaryError(f"--offload model: the {device.transport.name} has no vector "
                                f"machine (protocol version {device.info.version}); use "
@@ -93,6 +94,9 @@ class ModelOffload:
         self.device, self.model, self.check, self.log = device, model, check, log
         self.chunk, self.step_timeout = chunk, step_timeout
         self.board_profile = board_profile     # the board the summary projects to
+        # the simulated board's SDRAM already holds the image (its back door, for the bench
+        # and the tests that do not exercise the upload): neither sent nor checked
+        self.sdram_preloaded = sdram_preloaded
         self.limits = device_limits(device.info)
         self.positions = 0
         self.instructions = []
@@ -118,7 +122,8 @@ class ModelOffload:
             for st in self.stacks:
                 self.device.write_packed(st.base, st.packed, resident_ok=True)
             for space, (data, word_bytes) in self.images.items():
-                self.device.write_image(space, data, word_bytes, resident_ok=True)
+                if not (space == Space.SDRAM and self.sdram_preloaded):
+                    self.device.write_image(space, data, word_bytes, resident_ok=True)
         self.link_base = self._link_bytes()
 
     def _link_bytes(self):
@@ -287,6 +292,17 @@ def compile_for_device(compiled, limits, engine):
     images = {space: image_bytes(space, words)
               for space, words in memory_images(compiled, program).items()}
     return program, images, weight_stacks(compiled, limits, engine)
+
+
+def sdram_image(model, limits, engine):
+    """The SDRAM image (uint64 words) of ``model`` streamed by a device of ``limits``, for
+    the simulated board's back door (``Device.open_sim(..., sdram_image=...)``)."""
+    from ternary_core.integer import compile_model
+
+    _, images, _ = compile_for_device(compile_model(model), limits, engine)
+    if Space.SDRAM not in images:
+        raise TernaryError("the model does not stream from the SDRAM on this device")
+    return np.frombuffer(images[Space.SDRAM][0], "<u8")
 
 
 def image_bytes(space, words):
