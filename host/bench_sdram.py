@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ternary_core.errors import TernaryError
+
 CLK_FREQ = 50e6     # the controller's
 # (engine, format, the engine's clock, the port's bits); the engine's clock None: the
 # controller's, one domain
@@ -124,6 +126,57 @@ def program_projection(words_per_cycle, *, context=256, clock_hz=30e6, seed=0):
     return out
 
 
+def measure_models(board_name="ulx3s-85f", shapes=MODEL_SHAPES, *, context=256, seed=0,
+                   log=sys.stderr):
+    """Each shape (a random tied model) streamed from the SDRAM on the simulated board of
+    ``board_name``'s SDRAM build (its machine, LiteDRAM's controller and LiteDRAM's model
+    of the chip at the board's clock ratio; the image written by the back door): the
+    device cycles of the steps that generate at positions 0..2 and at ``context - 2``
+    (the KV cache fetched over the whole context; the rows below are whatever the SDRAM
+    holds, which changes no step's time), against the SDRAM's bound (the step's bytes at
+    the memory's 200 MB/s peak), and tokens/s at the build's clock."""
+    import numpy as np
+
+    from boards.profiles import board
+    from ternary_core.model.config import BitNetConfig
+    from ternary_core.model.random import random_model
+    from ternary_core.offload.cost import sdram_words
+    from ternary_core.offload.isa import Space
+
+    from .device import Device
+    from .model_offload import ModelOffload, sdram_image
+
+    profile = board(board_name)
+    limits = profile.vm_sdram_limits
+    if limits is None:
+        raise TernaryError(f"the {board_name} has no build that streams from an SDRAM")
+    engine, clock = profile.vm_engine(limits), profile.vm_clock_hz
+    rows = []
+    for name, hidden, layers, ffn, heads, kv, vocab in shapes:
+        cfg = BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
+                           num_hidden_layers=layers, num_attention_heads=heads,
+                           num_key_value_heads=kv, max_position_embeddings=context,
+                           tie_word_embeddings=True)
+        model = random_model(np.random.default_rng(seed), cfg)
+        print(f"measuring {name} streamed from the SDRAM on the simulated {board_name} "
+              f"(Verilator; seconds a step) ...", file=log, flush=True)
+        image = sdram_image(model, limits, engine)
+        with Device.open_sim(engine, vm_limits=limits, sdram_image=image, log=log) as dev:
+            run = ModelOffload(dev, model, log=log, step_timeout=3600, sdram_preloaded=True)
+            run.prepare()
+            ids, _, _ = dev.run_model(0, [1], 3, state=1, timeout=3600)
+            dev.run_model(context - 2, [ids[-1]], 1, state=1, timeout=3600)
+            for pos in (0, 1, 2, context - 2):
+                cycles = int(np.frombuffer(dev.read_mem(Space.CYCLES, pos, 1, 4), "<u4")[0])
+                nbytes = 8 * sdram_words(run.program, pos)
+                bound = nbytes / (SDRAM_PEAK / clock)
+                rows.append({"model": name, "position": pos, "mb": round(nbytes / 1e6, 2),
+                             "cycles": cycles, "bound_cycles": round(bound),
+                             "of_bound": round(bound / cycles, 3),
+                             "tokens_per_s": round(clock / cycles, 1), "clock_mhz": clock / 1e6})
+    return rows
+
+
 def table(result):
     lines = [f"SDRAM-fed matvec, controller at {result['clock_mhz']:g} MHz ({result['rate']}), "
              "a 512x512 layer (cycles of the engine's clock; the port's peak: a word a cycle, "
@@ -139,6 +192,16 @@ def table(result):
               "| model | format | MB a token | tokens/s |", "| --- | --- | --- | --- |"]
     for p in result["models"]:
         lines.append(f"| {p['model']} | {p['format']} | {p['mb_per_token']} | {p['tokens_per_s']} |")
+    if result.get("measured_models"):
+        clock = result["measured_models"][0]["clock_mhz"]
+        lines += ["", f"measured: models streamed from the SDRAM on the simulated board "
+                  f"(the device at {clock:g} MHz, LiteDRAM at 50, its SDRAM model at 100; the "
+                  f"step that generates at each position):",
+                  "| model | position | MB a step | cycles | SDRAM bound (200 MB/s) | of the bound "
+                  f"| tokens/s at {clock:g} MHz |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in result["measured_models"]:
+            lines.append(f"| {r['model']} | {r['position']} | {r['mb']} | {r['cycles']:,} | "
+                         f"{r['bound_cycles']:,} | {r['of_bound']} | {r['tokens_per_s']} |")
     if result.get("programs"):
         lines += ["", "projected (the compiled step program at position 255, its transfers beside the "
                   "machine at the 64-bit port's measured rate, 30 MHz):",

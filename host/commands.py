@@ -454,11 +454,12 @@ def register_bench(sub):
                    help="builds run at once, each in its own process (default: the machine's "
                         "cores)")
     p.add_argument("--sdram", action="store_true",
-                   help="instead: the matvec engine fed from the ULX3S SDRAM (LiteDRAM and its "
-                        "SDRAM model under Verilator, a few minutes): cycles of a 512x512 "
-                        "layer against the port's peak, with the engine at the controller's 50 MHz "
-                        "and at the device's 30 MHz across clock domains, and the tokens/s that "
-                        "rate makes of issue 20's model shapes (docs/sdram.md)")
+                   help="instead: the ULX3S SDRAM (LiteDRAM and its SDRAM model under "
+                        "Verilator, about fifteen minutes): the matvec engine fed from it (a "
+                        "512x512 layer against the port's peak, at the controller's 50 MHz and "
+                        "at the device's 30 MHz across clock domains), then issue 20's model "
+                        "shapes streamed from it on the simulated board's SDRAM build: cycles "
+                        "a token against the SDRAM's bound, tokens/s (docs/sdram.md)")
     p.set_defaults(func=_bench)
 
 
@@ -490,6 +491,7 @@ def _bench(args):
         from host import bench_sdram
 
         result = bench_sdram.measure()
+        result["measured_models"] = bench_sdram.measure_models()
         print(bench_sdram.table(result))
         if args.json_out:
             write_output(args.json_out, json.dumps(result, indent=2), what="--json")

@@ -115,15 +115,16 @@ class ModelOffload:
         self.program, self.images, self.stacks = compile_for_device(self.compiled, self.limits,
                                                                     self.device.config)
         self.instructions = program_instructions(self.program)
-        total = sum(len(b) for b, _ in self.images.values()) + sum(len(s.packed) for s in self.stacks)
-        n = len(self.stacks) + len(self.images)
+        images = {s: im for s, im in self.images.items()
+                  if not (s == Space.SDRAM and self.sdram_preloaded)}
+        total = sum(len(b) for b, _ in images.values()) + sum(len(s.packed) for s in self.stacks)
+        n = len(self.stacks) + len(images)
         with self.device.uploading(f"the model: {len(self.stacks)} weight stacks and "
-                                   f"{len(self.images)} memory images", total, n, self.log):
+                                   f"{len(images)} memory images", total, n, self.log):
             for st in self.stacks:
                 self.device.write_packed(st.base, st.packed, resident_ok=True)
-            for space, (data, word_bytes) in self.images.items():
-                if not (space == Space.SDRAM and self.sdram_preloaded):
-                    self.device.write_image(space, data, word_bytes, resident_ok=True)
+            for space, (data, word_bytes) in images.items():
+                self.device.write_image(space, data, word_bytes, resident_ok=True)
         self.link_base = self._link_bytes()
 
     def _link_bytes(self):
