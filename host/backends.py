@@ -90,7 +90,21 @@ def open_device(args, model=None):
             cfg = profile.vm_engine(limits)
         if args.weight_words:
             cfg = replace(cfg, weight_words=args.weight_words)
-        return Device.open_sim(cfg, phy=args.sim_phy, vm_limits=limits)
+        image = None
+        if limits is not None and limits.sdram and model is not None:
+            from .model_offload import sdram_image
+
+            # megabytes over the simulated link are minutes of Verilator: the simulated
+            # board's SDRAM is written by its back door (the upload itself is tested)
+            image = sdram_image(model, limits, cfg)
+            print(f"note: the model streams from the SDRAM of the {args.board}'s SDRAM build; "
+                  f"the simulated board's SDRAM is loaded with its {image.size * 8 / 1e6:.1f} MB "
+                  f"by a back door (a board takes them over the link: "
+                  f"{image.size * 8 / profile.link_bytes_per_s:.0f} s at "
+                  f"{profile.baud / 1e6:g} Mbaud)", file=sys.stderr)
+        device = Device.open_sim(cfg, phy=args.sim_phy, vm_limits=limits, sdram_image=image)
+        device.sdram_preloaded = image is not None
+        return device
     if not args.port:
         raise TernaryError("--backend serial needs --port (e.g. /dev/ttyUSB1)")
     return Device.open_serial(args.port, args.baud or profile.baud)
@@ -260,9 +274,12 @@ def open_runner(args, model, *, whole_model=True, measuring=False):
 
             # a step of the shipped model: about a second on the simulated board (Verilator,
             # growing with the context), about a millisecond on a board
+            # (a step of a model streamed from the SDRAM: seconds on the simulated board)
+            preloaded = device.sdram_preloaded
             run = ModelOffload(device, model, check=args.check, log=sys.stderr,
-                               step_timeout=5.0 if args.backend == "sim" else 0.5,
-                               board_profile=board(args.board))
+                               step_timeout=(600.0 if preloaded else 5.0) if args.backend == "sim"
+                               else 0.5, board_profile=board(args.board),
+                               sdram_preloaded=preloaded)
             run.prepare()
             return ModelOffloadBackend(args.backend, run)
         matvec = open_backend(args, model, device)

@@ -69,6 +69,8 @@ class Device:
         self.link = Link(transport, timeout=timeout, retries=retries)
         self.stats = DeviceStats()
         self.on_bytes = None       # progress of an upload: called with each chunk's bytes
+        # the simulated board's SDRAM holds the model's image from its start (its back door)
+        self.sdram_preloaded = False
         try:
             self.info = self._read_info()
         except DeviceMute:

@@ -119,3 +119,26 @@ def test_a_faulty_link_gives_the_right_ids_or_one_clear_error(rng, seed):
         assert got == want
         assert ft.injected.total() > 0 and dev.link.stats.retries > 0
         print(f"right ids through {ft.injected.counts} faults, {dev.link.stats.retries} retries")
+
+
+def test_the_cli_streams_a_model_the_chip_cannot_hold_from_the_ulx3s_sdram(tmp_path, capsys, rng):
+    """Issue 20's new user: a BitNet with hidden 256 (the on-chip build's limit is 128)
+    runs with one command on the simulated ULX3S's SDRAM build, and its ids are the
+    integer backend's."""
+    import json
+
+    from host.cli import main
+    from ternary_core.model.file import save_model
+
+    cfg = BitNetConfig(vocab_size=256, hidden_size=256, intermediate_size=384, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    path = tmp_path / "wide.safetensors"
+    save_model(path, random_model(rng, cfg))
+    argv = ["generate", "--model", str(path), "--prompt-ids", "5,17,2", "--tokens", "6",
+            "--temperature", "0", "--json"]
+    assert main(argv + ["--backend", "integer"]) == 0
+    want = json.loads(capsys.readouterr().out.splitlines()[-1])["token_ids"]   # (after the seed line)
+    assert main(argv + ["--backend", "sim", "--board", "ulx3s-85f", "--offload", "model"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out.splitlines()[-1])["token_ids"] == want
+    assert "streams from the SDRAM of the ulx3s-85f's SDRAM build" in out.err
