@@ -90,6 +90,17 @@ def project(rows):
     return out
 
 
+def shape_config(shape, context):
+    """The tied BitNetConfig of a :data:`MODEL_SHAPES` entry's numbers at ``context``."""
+    from ternary_core.model.config import BitNetConfig
+
+    hidden, layers, ffn, heads, kv, vocab = shape
+    return BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
+                        num_hidden_layers=layers, num_attention_heads=heads,
+                        num_key_value_heads=kv, max_position_embeddings=context,
+                        tie_word_embeddings=True)
+
+
 def program_projection(words_per_cycle, *, context=256, clock_hz=30e6, seed=0):
     """The step program of each issue-20 shape (a random tied model, compiled to stream
     from the SDRAM with :data:`PLANNED_LIMITS`) at the last position of ``context``: the
@@ -100,18 +111,14 @@ def program_projection(words_per_cycle, *, context=256, clock_hz=30e6, seed=0):
     import numpy as np
 
     from ternary_core.integer import compile_model
-    from ternary_core.model.config import BitNetConfig
     from ternary_core.offload.compiler import compile_program
     from ternary_core.offload.cost import overlapped_cycles, sdram_words
     from ternary_core.offload.limits import DeviceLimits
     from ternary_core.model.random import random_model
 
     out = []
-    for name, hidden, layers, ffn, heads, kv, vocab in MODEL_SHAPES:
-        cfg = BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
-                           num_hidden_layers=layers, num_attention_heads=heads,
-                           num_key_value_heads=kv, max_position_embeddings=context,
-                           tie_word_embeddings=True)
+    for name, *shape in MODEL_SHAPES:
+        cfg = shape_config(shape, context)
         im = compile_model(random_model(np.random.default_rng(seed), cfg))
         limits = DeviceLimits.for_config(cfg, **PLANNED_LIMITS)
         program = compile_program(im, limits, smul2=True, fuse_attention=True, sdram=True)
@@ -138,7 +145,6 @@ def measure_models(board_name="ulx3s-85f", shapes=MODEL_SHAPES, *, context=256, 
     import numpy as np
 
     from boards.profiles import board
-    from ternary_core.model.config import BitNetConfig
     from ternary_core.model.random import random_model
     from ternary_core.offload.cost import sdram_words
     from ternary_core.offload.isa import Space
@@ -152,16 +158,13 @@ def measure_models(board_name="ulx3s-85f", shapes=MODEL_SHAPES, *, context=256, 
         raise TernaryError(f"the {board_name} has no build that streams from an SDRAM")
     engine, clock = profile.vm_engine(limits), profile.vm_clock_hz
     rows = []
-    for name, hidden, layers, ffn, heads, kv, vocab in shapes:
-        cfg = BitNetConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
-                           num_hidden_layers=layers, num_attention_heads=heads,
-                           num_key_value_heads=kv, max_position_embeddings=context,
-                           tie_word_embeddings=True)
-        model = random_model(np.random.default_rng(seed), cfg)
+    for name, *shape in shapes:
+        model = random_model(np.random.default_rng(seed), shape_config(shape, context))
         print(f"measuring {name} streamed from the SDRAM on the simulated {board_name} "
               f"(Verilator; seconds a step) ...", file=log, flush=True)
         image = sdram_image(model, limits, engine)
-        with Device.open_sim(engine, vm_limits=limits, sdram_image=image, log=log) as dev:
+        with Device.open_sim(engine, vm_limits=limits, sdram_image=_with_kv_cache(image, model, limits, engine),
+                             log=log) as dev:
             run = ModelOffload(dev, model, log=log, step_timeout=3600, sdram_preloaded=True)
             run.prepare()
             ids, _, _ = dev.run_model(0, [1], 3, state=1, timeout=3600)
@@ -175,6 +178,26 @@ def measure_models(board_name="ulx3s-85f", shapes=MODEL_SHAPES, *, context=256, 
                              "of_bound": round(bound / cycles, 3),
                              "tokens_per_s": round(clock / cycles, 1), "clock_mhz": clock / 1e6})
     return rows
+
+
+def _with_kv_cache(image, model, limits, engine, seed=0):
+    """``image`` followed by a KV cache of random int8 rows and canonical scales, so that a
+    step far into the context (measured without running the ones before it) attends over
+    rows like a run's, not over zeros (whose zero scales overflow the softmax's scale)."""
+    import numpy as np
+
+    from ternary_core.offload.compiler import compile_program
+    from ternary_core.integer import compile_model
+    from ternary_core.offload.isa import scalar_word
+
+    sd = compile_program(compile_model(model), limits, engine=engine, sdram=True).mm.sd
+    rng = np.random.default_rng(seed)
+    kv = np.zeros(sd.words - sd.image_words, np.uint64)
+    rows = sd.kv["ks"] - sd.kv["k"]                     # K and V rows: random int8
+    kv[:rows] = rng.integers(0, 1 << 63, rows, dtype=np.uint64)
+    scales = np.array([scalar_word(m, -12) for m in rng.integers(1 << 15, 1 << 16, 1024)], np.uint64)
+    kv[rows:] = np.resize(scales, kv.size - rows)
+    return np.concatenate([image, kv])
 
 
 def table(result):

@@ -78,3 +78,20 @@ class FaultyTransport(Transport):
     @property
     def proc(self):
         return self.inner.proc
+
+
+def right_ids_or_one_clear_error(run_ids, want, ft, dev):
+    """Through a :class:`FaultyTransport` ``ft``: ``run_ids()`` (upload and generate) gives
+    ``want``, with faults injected and retried, or stops with one DeviceError of one line
+    that says what it tried; never wrong ids."""
+    from host.errors import DeviceError
+
+    try:
+        got = run_ids()
+    except DeviceError as exc:
+        assert "\n" not in str(exc) and "after" in str(exc)
+        print(f"the link gave up with a clear error: {exc}")
+        return
+    assert got == want
+    assert ft.injected.total() > 0 and dev.link.stats.retries > 0
+    print(f"right ids through {ft.injected.counts} faults, {dev.link.stats.retries} retries")
