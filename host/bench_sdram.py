@@ -186,11 +186,11 @@ def _with_kv_cache(image, model, limits, engine, seed=0):
     rows like a run's, not over zeros (whose zero scales overflow the softmax's scale)."""
     import numpy as np
 
-    from ternary_core.offload.compiler import compile_program
-    from ternary_core.integer import compile_model
     from ternary_core.offload.isa import scalar_word
+    from ternary_core.offload.memory_map import MemoryMap
 
-    sd = compile_program(compile_model(model), limits, engine=engine, sdram=True).mm.sd
+    cfg = model.config
+    sd = MemoryMap(cfg, cfg.max_position_embeddings, limits, engine, sdram=True).sd
     rng = np.random.default_rng(seed)
     kv = np.zeros(sd.words - sd.image_words, np.uint64)
     rows = sd.kv["ks"] - sd.kv["k"]                     # K and V rows: random int8

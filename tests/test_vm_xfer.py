@@ -391,9 +391,13 @@ def streamed_model(rng, tie, cols, features):
     return im, engine, limits, program
 
 
+# (40 s each in Amaranth's simulator: the default run keeps the richest variant; the
+# simulated board runs the same RTL over whole models under Verilator in
+# tests/test_offload_sim_board_sdram.py)
 @pytest.mark.parametrize("tie,cols,temperature,top_k,features", [
-    (False, 8, 0.0, 0, isa.FEATURES_ALL), (True, 16, 0.8, 3, isa.FEATURES_ALL),
-    (False, 16, 0.8, 0, 0)])
+    pytest.param(False, 8, 0.0, 0, isa.FEATURES_ALL, marks=pytest.mark.slow),
+    (True, 16, 0.8, 3, isa.FEATURES_ALL),
+    pytest.param(False, 16, 0.8, 0, 0, marks=pytest.mark.slow)])
 def test_a_model_streamed_from_the_sdram_runs_on_the_rtl_vm_as_on_the_reference_machine(
         tie, cols, temperature, top_k, features, rng, seed):
     im, engine, limits, program = streamed_model(rng, tie, cols, int(features))
