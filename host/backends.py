@@ -62,15 +62,23 @@ def check_device_options(args, model):
         except TernaryError as exc:
             raise TernaryError(f"--offload model: {exc}; use --offload matvec (the device runs "
                                f"the BitLinears, the host the rest)") from None
+    if args.backend == "sim" and getattr(args, "offload", None) == "model" and \
+            board(args.board).vm_limits is None:
+        raise TernaryError(f"--offload model: the simulated {args.board} has no vector machine; "
+                           f"use --offload matvec")
     if args.backend == "sim":
         from dataclasses import replace
 
         from .matvec_offload import check_layers_fit
 
-        cfg = board(args.board).engine
-        if args.weight_words:
-            cfg = replace(cfg, weight_words=args.weight_words)
-        check_layers_fit(model.bitlinears, cfg, f"the {args.board} engine")
+        profile = board(args.board)
+        if not (getattr(args, "offload", None) == "model" and profile.vm_sdram_limits is not None):
+            # (--offload model on a board with an SDRAM build: the vector machine streams
+            # a stack in row chunks; its limits are checked before a board is built)
+            cfg = profile.engine
+            if args.weight_words:
+                cfg = replace(cfg, weight_words=args.weight_words)
+            check_layers_fit(model.bitlinears, cfg, f"the {args.board} engine")
 
 
 def open_device(args, model=None):
@@ -83,20 +91,28 @@ def open_device(args, model=None):
 
     profile = board(args.board)
     if args.backend == "sim":
-        cfg, limits = profile.engine, profile.vm_limits
-        if model is not None and getattr(args, "offload", None) != "matvec":
+        limits, image = profile.vm_limits, None
+        offload = getattr(args, "offload", None)
+        if model is not None and offload != "matvec" and not args.stream:
             limits = profile.limits_for(model.config)
-        if limits is not None and limits.sdram:
-            cfg = profile.vm_engine(limits)
+        cfg = profile.vm_engine(limits) if limits is not None and limits.sdram else profile.engine
         if args.weight_words:
             cfg = replace(cfg, weight_words=args.weight_words)
-        image = None
         if limits is not None and limits.sdram and model is not None:
             from .model_offload import sdram_image
 
             # megabytes over the simulated link are minutes of Verilator: the simulated
             # board's SDRAM is written by its back door (the upload itself is tested)
-            image = sdram_image(model, limits, cfg)
+            try:
+                image = sdram_image(model, limits, cfg)
+            except TernaryError:
+                if offload == "model":
+                    raise
+                # neither build holds the model: the on-chip build, with --offload matvec
+                limits, cfg = profile.vm_limits, profile.engine
+                if args.weight_words:
+                    cfg = replace(cfg, weight_words=args.weight_words)
+        if image is not None:
             print(f"note: the model streams from the SDRAM of the {args.board}'s SDRAM build; "
                   f"the simulated board's SDRAM is loaded with its {image.size * 8 / 1e6:.1f} MB "
                   f"by a back door (a board takes them over the link: "
@@ -159,11 +175,13 @@ def choose_offload(device, model, asked, where="the model"):
             raise TernaryError(f"--offload model: the {device.transport.name} has no vector machine "
                                f"(protocol version {device.info.version}); use --offload matvec")
         return "matvec"
+    from ternary_core.offload.memory_map import MemoryMap
+
     from .model_offload import device_limits
 
+    limits = device_limits(device.info)        # impossible limits: ProtocolMismatch
     try:
-        limits = device_limits(device.info)
-        limits.check(model.config, streamed=limits.sdram)
+        MemoryMap(model.config, model.config.max_position_embeddings, limits, device.config)
     except TernaryError as exc:
         if asked == "model":
             raise TernaryError(f"--offload model: the model does not fit the device: {exc}") from None

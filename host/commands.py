@@ -445,7 +445,7 @@ def register_bench(sub):
                                    "cycles per token of the shipped model on the simulated engine, "
                                    "and compute compute-, memory- and link-bound tokens/s. Prints a "
                                    "table; writes JSON and a plot on request.")
-    p.add_argument("--boards", type=comma_list, default="icebreaker",
+    p.add_argument("--boards", type=comma_list,
                    help="comma-separated boards (default icebreaker)")
     p.add_argument("--configs", type=comma_list, help="comma-separated ROWSxCOLS/FORMAT (default: a set per board)")
     p.add_argument("--json", dest="json_out", help="write the results as JSON")
@@ -474,9 +474,10 @@ def _bench(args):
     from ternary_core.errors import TernaryError
     from ternary_core.output_file import check_output_path, open_output, write_output
 
-    if args.sdram and (args.plot or args.configs):
+    if args.sdram and (args.plot or args.configs or args.boards):
         raise TernaryError("--sdram measures the SDRAM-fed engine only; --plot and --configs are "
-                           "for the board bench")
+                           "for the board bench, and it measures the ULX3S, not --boards")
+    args.boards = args.boards or ["icebreaker"]
     # everything checkable before the builds, which take minutes each
     for name in args.boards:
         engine = board(name).engine

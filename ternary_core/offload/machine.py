@@ -267,6 +267,7 @@ class Machine:
     def step(self, on_instr=None):
         """Run the program once (the step at ``self.pos``) until END."""
         self.pc = 0
+        self.xfer = None        # a run stopped by an error left its transfer to finish
         prog = self.prog
         while True:
             if self.pc >= len(prog):
@@ -606,7 +607,7 @@ def _hazard(mc, space, lo, hi, writes, name):
     transfer's on-chip words (which an IN writes and an OUT reads while the VM goes on):
     the hardware would read or write them at an undefined point of the transfer."""
     x = mc.xfer
-    if x is None or x[1] != space or hi <= x[2] or x[3] <= lo or lo == hi:
+    if x is None or x[1] != space or hi <= x[2] or x[3] <= lo or lo == hi or x[2] == x[3]:
         return
     if x[0] == XFn.IN or writes:
         raise TernaryError(f"{name}: {'writes' if writes else 'reads'} {Space(space).name} "
