@@ -325,6 +325,17 @@ def test_stream_opens_the_matvec_build_and_says_nothing_of_the_sdram(models, mon
     assert opened and not opened[0].limits.sdram
 
 
+@pytest.mark.xfail(strict=True, reason="host/backends.py check_device_options: --offload "
+                   "model on a board whose profile has no vector machine (vm_limits None) is "
+                   "refused only by ModelOffload, after the simulated board is built")
+def test_offload_model_on_a_board_without_a_vector_machine_is_refused_before_a_board(
+        models, monkeypatch, capsys):
+    no_board(monkeypatch)
+    refused(capsys, ["--model", models["wide"], *GEN, "--backend", "sim", "--board",
+                     "icebreaker", "--offload", "model"],
+            r"--offload model: .*icebreaker.* no vector machine.*use --offload matvec")
+
+
 # ------------------------------------------------------------- the SDRAM image's upload
 
 def _streamed_session(model, pd, prompt, n):
