@@ -5,9 +5,9 @@ map's SDRAM placement, the hoisting of transfers, the SDRAM image's upload).
 A refusal is one line on stderr (exit 2) naming the field or limit, and comes before a
 simulated board is built (minutes of Verilator). Nothing here builds a board: where a
 run is needed, the simulated board is a Python double (``tests/python_device.py``: the
-reference Machine behind the real protocol), loaded as the board would be. The tests
-marked ``xfail(strict=True)`` are problems found here whose fix is in a file this round
-does not touch; each says what the fix is.
+reference Machine behind the real protocol), loaded as the board would be. Ten problems
+found here were fixed (host/backends.py's choice of build and offload, the machine's
+hazard check after an empty or stopped transfer, ``bench --sdram --boards``).
 """
 
 import copy
@@ -244,9 +244,6 @@ def test_an_older_info_without_the_sdram_fields_has_no_sdram(models, monkeypatch
             r"the device's hidden limit 128")
 
 
-@pytest.mark.xfail(strict=True, reason="host/backends.py choose_offload: device_limits(info) "
-                   "is inside the try whose TernaryError means 'does not fit', so a device "
-                   "reporting impossible limits quietly gets --offload matvec")
 def test_impossible_limits_in_info_are_a_protocol_mismatch_when_offload_is_chosen(
         models, monkeypatch, capsys):
     serial_device(monkeypatch, *sdram_build(), values={"sdram_words": 1 << 26})
@@ -255,10 +252,6 @@ def test_impossible_limits_in_info_are_a_protocol_mismatch_when_offload_is_chose
             r"the device reports impossible model limits: DeviceLimits\.sdram_words")
 
 
-@pytest.mark.xfail(strict=True, reason="host/backends.py choose_offload checks limits.check() "
-                   "only, not the memory map (MemoryMap: sdram_words, emb_rows, weight store "
-                   "halves, head_dim >= 8 when streamed), so a model the device cannot hold "
-                   "is refused instead of falling back to --offload matvec")
 @pytest.mark.parametrize("values", [{"sdram_words": 1000}, {"emb_rows": 1}])
 def test_a_model_a_device_with_sdram_cannot_hold_falls_back_to_matvec(values, models,
                                                                       monkeypatch, capsys):
@@ -269,11 +262,6 @@ def test_a_model_a_device_with_sdram_cannot_hold_falls_back_to_matvec(values, mo
 
 # ------------------------------------------------------------- which build --backend sim opens
 
-@pytest.mark.xfail(strict=True, reason="host/backends.py check_device_options refuses any "
-                   "layer past the board's matvec engine (max_m x max_k 1024 x 1024) even "
-                   "with --offload model, where the SDRAM build streams a stack in row chunks "
-                   "(its max_k is 2048): issue 20's FFN 1376 and 2048 shapes cannot run from "
-                   "the command line")
 def test_issue_20s_ffn_runs_from_the_sdram_build(models, monkeypatch, capsys):
     python_board(monkeypatch)
     argv = ["--model", models["ffn1376"], *GEN]
@@ -284,10 +272,6 @@ def test_issue_20s_ffn_runs_from_the_sdram_build(models, monkeypatch, capsys):
     assert token_ids(out) == want
 
 
-@pytest.mark.xfail(strict=True, reason="host/backends.py open_device calls "
-                   "model_offload.sdram_image for every model the on-chip build cannot hold; "
-                   "it raises 'the model does not stream from the SDRAM on this device' for "
-                   "one that the SDRAM build holds on chip")
 def test_a_model_the_sdram_build_holds_on_chip_runs(models, monkeypatch, capsys):
     """Five layers of hidden 64: one layer past the on-chip build, and small enough for
     the SDRAM build's on-chip buffers. Before issue 20 it ran with --offload matvec."""
@@ -299,10 +283,6 @@ def test_a_model_the_sdram_build_holds_on_chip_runs(models, monkeypatch, capsys)
     assert token_ids(out) == want
 
 
-@pytest.mark.xfail(strict=True, reason="host/backends.py open_device: the SDRAM build's "
-                   "image is compiled (and the model refused) before choose_offload, so a "
-                   "model neither build holds no longer falls back to --offload matvec "
-                   "(it did before issue 20)")
 @pytest.mark.parametrize("model", ["l13", "hd4", "ctx600"])
 def test_a_model_neither_build_holds_runs_with_offload_matvec(model, models, monkeypatch,
                                                               capsys):
@@ -312,9 +292,6 @@ def test_a_model_neither_build_holds_runs_with_offload_matvec(model, models, mon
     assert opened and not opened[0].limits.sdram
 
 
-@pytest.mark.xfail(strict=True, reason="host/backends.py open_device looks at args.offload "
-                   "only: --stream (which means --offload matvec) opens the SDRAM build, "
-                   "compiles its image and says the model streams from the SDRAM")
 def test_stream_opens_the_matvec_build_and_says_nothing_of_the_sdram(models, monkeypatch,
                                                                      capsys):
     opened = python_board(monkeypatch)
@@ -325,9 +302,6 @@ def test_stream_opens_the_matvec_build_and_says_nothing_of_the_sdram(models, mon
     assert opened and not opened[0].limits.sdram
 
 
-@pytest.mark.xfail(strict=True, reason="host/backends.py check_device_options: --offload "
-                   "model on a board whose profile has no vector machine (vm_limits None) is "
-                   "refused only by ModelOffload, after the simulated board is built")
 def test_offload_model_on_a_board_without_a_vector_machine_is_refused_before_a_board(
         models, monkeypatch, capsys):
     no_board(monkeypatch)
@@ -416,9 +390,6 @@ def _vop_read(space, addr, n):
                  bits=40)
 
 
-@pytest.mark.xfail(strict=True, reason="ternary_core/offload/machine.py _hazard: an empty "
-                   "transfer (first word == end) is taken to meet any access that spans its "
-                   "address; fix: return when x[2] == x[3]")
 @pytest.mark.parametrize("space,npos", [(Space.KVK, 1), (Space.VMEM, 0)])
 def test_an_empty_transfer_meets_no_access(space, npos):
     """XFER of 0 words (the KV cache's IN at position 0 is ``0 + (pos << npos_k)``)
@@ -437,10 +408,6 @@ STOPS = [Instr(Op.SAMPLE, "token check", fn=SampleFn.TCHECK, n=4),
          Instr(Op.END, "end")]
 
 
-@pytest.mark.xfail(strict=True, reason="ternary_core/offload/machine.py: a run stopped by a "
-                   "device error keeps its transfer in Machine.xfer (only END clears it), and "
-                   "the next run's first access of its words is 'a WAIT is missing'; fix: "
-                   "self.xfer = None where Machine.step starts (pc = 0)")
 def test_a_run_stopped_with_a_transfer_running_leaves_none_for_the_next():
     mc = Machine(DeviceLimits(sdram_words=4096, context=8), DEFAULT_ENGINE.layout)
     mc.prog, mc.names = list(STOPS), [i.name for i in STOPS]
@@ -712,9 +679,6 @@ def test_a_hoisted_program_still_stops_at_the_token_check(seed):
 
 # ------------------------------------------------------------- ternary bench --sdram
 
-@pytest.mark.xfail(strict=True, reason="host/commands.py _bench: --sdram measures the ULX3S "
-                   "only and ignores --boards (and --jobs) after minutes of Verilator; it "
-                   "refuses --plot and --configs alone")
 def test_bench_sdram_refuses_boards_it_does_not_measure(monkeypatch, capsys):
     from host import bench_sdram
 
