@@ -22,107 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module,
-                          ResetSignal, Signal)
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from .tops import ecp5_pll_params
+from .sdram_clocks import SDRAM_PINS, SdramClocks
 from .yowasp import tool_env
-
-SDRAM_PINS = ("clk", "clk_en", "cs", "we", "ras", "cas", "ba", "a", "dq", "dqm")
-
-
-PLL_VCO = (400e6, 800e6)     # the ECP5 EHXPLLL's VCO range
-PLL_PFD_MIN = 3.125e6
-
-
-def pll_dividers(fin, fout, others):
-    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV, [divider of each of others])`` making ``fout`` on
-    CLKOP (the feedback) and every frequency of ``others`` exactly from one VCO; the
-    highest such VCO. Raises ``TernaryError`` if there is none."""
-    from ternary_core.errors import TernaryError
-
-    best = None
-    for clki in range(1, 129):
-        if fin / clki < PLL_PFD_MIN:
-            break
-        for clkfb in range(1, 129):
-            if fin * clkfb / clki != fout:
-                continue
-            for clkop in range(1, 129):
-                vco = fout * clkop
-                divs = [vco / f for f in others]
-                exact = all(d == int(d) and 1 <= d <= 128 for d in divs)
-                if PLL_VCO[0] <= vco <= PLL_VCO[1] and exact:
-                    if best is None or vco > best[0]:
-                        best = (vco, clki, clkfb, clkop, [int(d) for d in divs])
-    if best is None:
-        rest = ", ".join(f"{f / 1e6:g}" for f in others)
-        raise TernaryError(f"no ECP5 PLL setting makes {fout / 1e6:g} MHz and {rest} MHz from "
-                           f"{fin / 1e6:g} MHz")
-    return best[1:]
-
-
-class SdramClocks(Elaboratable):
-    """EHXPLLL from the 25 MHz oscillator: the controller's clock at ``freq``, at half rate
-    one at twice it in phase with it, and the phase-shifted SDRAM clock on
-    ``sdram_clk_pin`` through ``ODDRX1F``. Without ``user_freq`` the controller's domains
-    are ``sync`` and ``sync2x``; with it, ``sdram`` and ``sdram2x``, and ``sync`` runs at
-    ``user_freq`` (the PLL's feedback output; every output exact from one VCO). Every
-    domain's reset is the PLL's lock, so both sides of a crossing are reset together (the
-    core synchronizes its resets to its clocks itself)."""
-
-    def __init__(self, freq, rate, sdram_clk_pin, user_freq=None):
-        self.freq, self.rate, self.pin, self.user_freq = freq, rate, sdram_clk_pin, user_freq
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.clk_buf = clk_buf = io.Buffer("i", platform.request("clk25", dir="-"))
-        half = self.rate == "1:2"
-        fast = self.freq * (2 if half else 1)
-        if self.user_freq:
-            clki, clkfb, clkop, (div, ctrl_div) = pll_dividers(25e6, self.user_freq,
-                                                               [fast, self.freq])
-            ctrl, ctrl2x = "sdram", "sdram2x"
-        else:
-            clki, clkfb, clkop = ecp5_pll_params(25e6, self.freq)
-            div, ctrl_div = clkop // (2 if half else 1), None
-            ctrl, ctrl2x = "sync", "sync2x"
-        # LiteX's ECP5PLL phase: eighths of a VCO period
-        phase = round((180 if half else 90) * div / 45)
-        locked, clk, clk_ps, clk2x, clk_ctrl = Signal(), Signal(), Signal(), Signal(), Signal()
-        # a second domain's clock on CLKOS3, in phase with CLKOS2 (both with no phase shift)
-        os3 = {} if ctrl_div is None else dict(
-            a_FREQUENCY_PIN_CLKOS3=str(self.freq / 1e6), p_CLKOS3_ENABLE="ENABLED",
-            p_CLKOS3_DIV=ctrl_div, p_CLKOS3_CPHASE=ctrl_div - 1, p_CLKOS3_FPHASE=0,
-            o_CLKOS3=clk_ctrl)
-        m.submodules.pll = Instance(
-            "EHXPLLL", **os3,
-            a_FREQUENCY_PIN_CLKI="25",
-            a_FREQUENCY_PIN_CLKOP=str((self.user_freq or self.freq) / 1e6),
-            a_FREQUENCY_PIN_CLKOS=str(fast / 1e6), a_FREQUENCY_PIN_CLKOS2=str(fast / 1e6),
-            a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1", a_MFG_GMCREF_SEL="2",
-            p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-            p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA",
-            p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=clkop, p_CLKOP_CPHASE=clkop - 1, p_CLKOP_FPHASE=0,
-            p_CLKOS_ENABLE="ENABLED", p_CLKOS_DIV=div, p_CLKOS_CPHASE=(phase >> 3) + div - 1,
-            p_CLKOS_FPHASE=phase & 7,
-            p_CLKOS2_ENABLE="ENABLED", p_CLKOS2_DIV=div, p_CLKOS2_CPHASE=div - 1, p_CLKOS2_FPHASE=0,
-            p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=clkfb, p_CLKI_DIV=clki,
-            i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=clk, o_CLKOS=clk_ps, o_CLKOS2=clk2x,
-            i_CLKFB=clk, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
-            i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
-        clocks = {"sync": clk}
-        if self.user_freq:
-            clocks[ctrl] = clk_ctrl
-        if half:
-            clocks[ctrl2x] = clk2x
-        for name, sig in clocks.items():
-            m.domains += ClockDomain(name)
-            m.d.comb += [ClockSignal(name).eq(sig), ResetSignal(name).eq(~locked)]
-        m.submodules.sdram_clk = Instance("ODDRX1F", i_SCLK=clk_ps, i_RST=0, i_D0=1, i_D1=0,
-                                          o_Q=self.pin)
-        return m
 
 
 class SdramProbeTop(Elaboratable):

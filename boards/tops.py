@@ -6,6 +6,7 @@ from amaranth.lib import io
 from rtl.device import DeviceTop
 from ternary_core.errors import TernaryError
 
+from .ecp5_pll import ecp5_pll_params
 from .ice40_pll import ice40_pll_params
 
 
@@ -65,7 +66,7 @@ class ULX3STop(Elaboratable):
         if self.sdram:
             from rtl.sdram.device_sdram import CLOCK_HZ, RATE
 
-            from .sdram_probe import pll_dividers
+            from .ecp5_pll import pll_dividers
             pll_dividers(25e6, clock_hz, [CLOCK_HZ * (2 if RATE == "1:2" else 1), CLOCK_HZ])  # checks
             self.achieved_hz = clock_hz
         else:
@@ -113,12 +114,12 @@ class ULX3STop(Elaboratable):
     def _elaborate_with_sdram(self, platform):
         """The machine with the SDRAM (``vm_limits.sdram_words``): one PLL makes ``sync``
         at the device's clock, the controller's ``sdram`` and ``sdram2x`` and the SDRAM's
-        phase-shifted clock (:class:`boards.sdram_probe.SdramClocks`, the probe's
+        phase-shifted clock (:class:`boards.sdram_clocks.SdramClocks`, the probe's
         clocking); the core's Verilog is added to the build."""
         from rtl.sdram.device_sdram import CLOCK_HZ, RATE, device_sdram_core
         from rtl.vm.spaces import VM_WEIGHT_STORE, make_vm
 
-        from .sdram_probe import SDRAM_PINS, SdramClocks
+        from .sdram_clocks import SDRAM_PINS, SdramClocks
 
         m = Module()
         pins = platform.request("sdram", 0, dir={k: "-" for k in SDRAM_PINS})
@@ -139,23 +140,3 @@ def _uart(m, platform):
     m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
     m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
     return rx, tx
-
-
-def ecp5_pll_params(fin_hz, fout_hz):
-    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` making ``fout`` exactly or as near as can be."""
-    best = None
-    for clki in range(1, 129):
-        if fin_hz / clki < 3.125e6:
-            break
-        for clkfb in range(1, 81):
-            f = fin_hz * clkfb / clki
-            for clkop in range(1, 129):
-                if 400e6 <= f * clkop <= 800e6:
-                    err = abs(f - fout_hz)
-                    if best is None or err < best[0]:
-                        best = (err, clki, clkfb, clkop)
-                    break
-    if best is None or best[0] > 0.01 * fout_hz:
-        raise TernaryError(f"--freq: no ECP5 PLL setting makes {fout_hz / 1e6:g} MHz from "
-                           f"{fin_hz / 1e6:g} MHz")
-    return best[1:]

@@ -70,7 +70,7 @@ def test_ulx3s_85f_bitstream_meets_timing_with_no_dsp(tmp_path):
 
 
 def test_sdram_probe_pll_makes_every_clock_exactly_from_one_vco():
-    from boards.sdram_probe import pll_dividers
+    from boards.ecp5_pll import pll_dividers
 
     # the device's 30 MHz on the feedback output; the SDRAM's 100 and the controller's 50
     clki, clkfb, clkop, (fast, ctrl) = pll_dividers(25e6, 30e6, [100e6, 50e6])

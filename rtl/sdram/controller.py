@@ -74,7 +74,7 @@ class LiteDramCore(wiring.Component):
     pins : (``board``) the board's ``sdram`` resource requested with ``dir="-"`` for every
         subsignal (the core has its own I/O registers); its ``clk`` is the caller's to
         drive (the SDRAM clock is a phase-shifted copy of the controller's, see
-        :class:`boards.sdram_probe.SdramClocks`).
+        :class:`boards.sdram_clocks.SdramClocks`).
 
     Members
     -------

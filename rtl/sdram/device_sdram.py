@@ -22,7 +22,7 @@ def device_sdram_core(variant="model", pins=None, **generate_args):
     """The :class:`LiteDramCore` a device with SDRAM carries: ``"model"`` (LiteDRAM's
     SDRAM model and timing checker, for the simulated board; clocks ``sdram``) or
     ``"board"`` with the ``sdram`` resource's ``pins`` (clocks ``sdram`` and ``sdram2x``,
-    see :class:`boards.sdram_probe.SdramClocks`). ``generate_args`` go to
+    see :class:`boards.sdram_clocks.SdramClocks`). ``generate_args`` go to
     :func:`~rtl.sdram.litedram_core.litedram_verilog` (tests: ``controller_timings``)."""
     return LiteDramCore(variant=variant, pins=pins, controller_domain=DOMAIN, **_CORE_ARGS,
                         **generate_args)

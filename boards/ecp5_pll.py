@@ -1,0 +1,52 @@
+"""The ECP5's EHXPLLL settings: the dividers that make a clock (or several, from one VCO)
+from the board's oscillator."""
+
+from ternary_core.errors import TernaryError
+
+PLL_VCO = (400e6, 800e6)     # the ECP5 EHXPLLL's VCO range
+PLL_PFD_MIN = 3.125e6
+
+
+def pll_dividers(fin, fout, others):
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV, [divider of each of others])`` making ``fout`` on
+    CLKOP (the feedback) and every frequency of ``others`` exactly from one VCO; the
+    highest such VCO. Raises ``TernaryError`` if there is none."""
+    best = None
+    for clki in range(1, 129):
+        if fin / clki < PLL_PFD_MIN:
+            break
+        for clkfb in range(1, 129):
+            if fin * clkfb / clki != fout:
+                continue
+            for clkop in range(1, 129):
+                vco = fout * clkop
+                divs = [vco / f for f in others]
+                exact = all(d == int(d) and 1 <= d <= 128 for d in divs)
+                if PLL_VCO[0] <= vco <= PLL_VCO[1] and exact:
+                    if best is None or vco > best[0]:
+                        best = (vco, clki, clkfb, clkop, [int(d) for d in divs])
+    if best is None:
+        rest = ", ".join(f"{f / 1e6:g}" for f in others)
+        raise TernaryError(f"no ECP5 PLL setting makes {fout / 1e6:g} MHz and {rest} MHz from "
+                           f"{fin / 1e6:g} MHz")
+    return best[1:]
+
+
+def ecp5_pll_params(fin_hz, fout_hz):
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV)`` making ``fout`` exactly or as near as can be."""
+    best = None
+    for clki in range(1, 129):
+        if fin_hz / clki < 3.125e6:
+            break
+        for clkfb in range(1, 81):
+            f = fin_hz * clkfb / clki
+            for clkop in range(1, 129):
+                if 400e6 <= f * clkop <= 800e6:
+                    err = abs(f - fout_hz)
+                    if best is None or err < best[0]:
+                        best = (err, clki, clkfb, clkop)
+                    break
+    if best is None or best[0] > 0.01 * fout_hz:
+        raise TernaryError(f"--freq: no ECP5 PLL setting makes {fout_hz / 1e6:g} MHz from "
+                           f"{fin_hz / 1e6:g} MHz")
+    return best[1:]
