@@ -9,15 +9,18 @@ import numpy as np
 import pytest
 
 from boards.profiles import ULX3S_SDRAM_WORDS
+from tests.test_offload_sim_board_sdram import ENGINE as STREAMING_ENGINE
+from tests.test_offload_sim_board_sdram import LIMITS as STREAMING_LIMITS
 from host.device import Device
 from host.errors import DeviceRejected
 from ternary_core.offload.isa import Space
-from tests.vm_helpers import small_engine, small_limits
+from tests.vm_helpers import small_limits
 
 SDRAM = int(Space.SDRAM)
 WORDS = ULX3S_SDRAM_WORDS        # the whole 32 MB part
-LIMITS = small_limits(sdram_words=WORDS)
-ENGINE = small_engine(LIMITS)
+# the board of tests/test_offload_sim_board_sdram.py (one Verilator build for both)
+LIMITS, ENGINE = STREAMING_LIMITS, STREAMING_ENGINE
+assert LIMITS.sdram_words == WORDS
 # LiteDRAM's layout of the port's words: a bank's row holds 128 of them, and the banks
 # take turns every 128 words (row, bank, column): runs across these boundaries
 ROW_WORDS, BANKS = 128, 4
@@ -83,12 +86,12 @@ def test_a_rewritten_word_reads_back_its_last_value(seed):
 
 
 def test_the_back_door_image_is_what_read_mem_reads(seed, capsys):
-    """A 1 MB image preloaded by the back door: READ_MEM reads it word for word at
-    boundaries of rows and banks, CHECK_MEM's CRC over the whole megabyte is zlib's (and
-    its time is printed), and a word written over the link replaces the image's."""
+    """A 256 KB image preloaded by the back door: READ_MEM reads it word for word at
+    boundaries of rows and banks, CHECK_MEM's CRC over all of it is zlib's (and its time is
+    printed), and a word written over the link replaces the image's."""
     rng = np.random.default_rng(seed)
     print(f"SDRAM back door: seed={seed}")
-    first, n = 3 * ROW_WORDS * BANKS + 17, (1 << 20) // 8
+    first, n = 3 * ROW_WORDS * BANKS + 17, (1 << 18) // 8
     image = random_words(rng, n)
     with open_board(sdram_image=(first, image)) as dev:
         for off in [0, ROW_WORDS - 20, ROW_WORDS * BANKS - 3, n - 30,
@@ -104,7 +107,7 @@ def test_the_back_door_image_is_what_read_mem_reads(seed, capsys):
         np.testing.assert_array_equal(read_words(dev, first + 4, 3),
                                       [image[4], new[0], image[6]])
     with capsys.disabled():
-        print(f"\nCHECK_MEM of 1 MB of SDRAM on the simulated board: {seconds:.1f} s")
+        print(f"\nCHECK_MEM of 256 KB of SDRAM on the simulated board: {seconds:.1f} s")
 
 
 def test_an_image_uploaded_by_the_host_is_checked_by_chunk_and_resident_after(seed):
