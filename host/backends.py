@@ -57,6 +57,9 @@ def check_device_options(args, model):
     if args.backend in ("sim", "serial") and getattr(args, "offload", None) == "model":
         from ternary_core.offload.limits import check_activation
 
+        # the model's numerics first: no board or build makes a refused model run
+        check_integer_numerics(args, model)
+
         try:
             check_activation(model.config)
         except TernaryError as exc:
