@@ -28,7 +28,7 @@ SDRAM_PEAK = 200e6
 # The on-chip buffers of a device streaming from the SDRAM that the projection compiles
 # for (a plan: no build has these yet): half the weight store a chunk, lm_head chunks of
 # 32 rows, one layer of KV cache; PROG as deep as the straight-line program needs.
-PLANNED_LIMITS = dict(sdram_words=1 << 22, emb_rows=64, kv_layers=1, weight_words=2048,
+PLANNED_LIMITS = dict(sdram_words=1 << 22, emb_rows=64, kv_slots=1, weight_words=2048,
                       prog_words=8192, max_m=1024, max_k=2048)
 # (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes
 MODEL_SHAPES = (("hidden 512 / 8 layers / FFN 1376 / vocab 8192", 512, 8, 1376, 8, 4, 8192),

@@ -222,7 +222,7 @@ def sdram_build():
     ({"sdram_words": 1 << 26}, r"sdram_words must be below 2\*\*26 \(XFER's SDRAM address\), "
                                r"got 67108864"),
     ({"sdram_words": (1 << 32) - 1}, r"sdram_words must be below 2\*\*26"),
-    ({"kv_layers": 13}, r"kv_layers must be at most layers \(12\)"),
+    ({"kv_slots": 73}, r"kv_slots must be at most layers x kv_heads \(72\)"),
     ({"emb_rows": 8193}, r"emb_rows must be at most vocab \(8192\)"),
 ])
 def test_impossible_sdram_limits_in_info_are_one_line_with_offload_model(values, message,
@@ -445,7 +445,7 @@ def test_xfer_fn_3_is_a_bad_opcode():
 # transfers and the instructions around them meet often.
 HL = DeviceLimits(hidden=32, layers=1, heads=2, kv_heads=2, head_dim=16, ffn=32, vocab=64,
                   context=8, vmem_words=96, prog_words=512, sdram_words=4096, emb_rows=4,
-                  kv_layers=1, weight_words=16)
+                  kv_slots=1, weight_words=16)
 HLAYOUT = DEFAULT_ENGINE.layout
 MAX_POS, MAX_TOKEN = HL.context - 1, HL.vocab - 1
 READ = [Space.VMEM, Space.TMEM, Space.EMB, Space.EMBS, Space.HEAD, Space.HEADS, Space.KVK,

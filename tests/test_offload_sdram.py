@@ -32,7 +32,7 @@ def streamed_limits(config, weight_words=16, emb_rows=8, **kw):
     """The smallest device with SDRAM that streams ``config``: two weight chunks of
     ``weight_words / 2`` tile words, lm_head chunks of ``emb_rows / 2`` rows, one layer of
     KV cache on chip."""
-    return DeviceLimits.for_config(config, sdram_words=1 << 16, emb_rows=emb_rows, kv_layers=1,
+    return DeviceLimits.for_config(config, sdram_words=1 << 16, emb_rows=emb_rows, kv_slots=1,
                                    weight_words=weight_words, **kw)
 
 
@@ -75,12 +75,12 @@ def test_a_model_lives_on_chip_when_it_fits_and_in_the_sdram_when_not(rng):
         compile_program(im, DeviceLimits.for_config(im.config, weight_words=16))
     with pytest.raises(TernaryError, match="needs 1.* sdram_words; the device's limit is 100"):
         compile_program(im, DeviceLimits.for_config(im.config, sdram_words=100, emb_rows=8,
-                                                    kv_layers=1, weight_words=16))
+                                                    kv_slots=1, weight_words=16))
     with pytest.raises(TernaryError, match="the device has none"):
         compile_program(im, DeviceLimits.for_config(im.config), sdram=True)
     with pytest.raises(TernaryError, match="emb_rows >= 2"):
         compile_program(im, DeviceLimits.for_config(im.config, sdram_words=1 << 16, emb_rows=1,
-                                                    kv_layers=1), sdram=True)
+                                                    kv_slots=1), sdram=True)
     with pytest.raises(TernaryError, match="does not fit half the weight store"):
         compile_program(im, streamed_limits(im.config, weight_words=4))
     with pytest.raises(TernaryError, match="DeviceLimits.emb_rows must be at most vocab"):

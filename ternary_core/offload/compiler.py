@@ -246,7 +246,6 @@ def _attention_inputs(e, regs, i):
     act, r = (Space.ACT, 0), regs.r
     p = names.layer(i)
     ln = f"layer {i}"
-    _kv_transfers(e, i, XFn.IN)
     e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, regs.res_scale, act, r,
            ranged=True)
     e.matvec(f"{ln} q/k/v matvec", p + QKV[0], sv("qkv"))
@@ -265,6 +264,10 @@ def _attention_inputs(e, regs, i):
                      sv("q8", h * hd), None, qsc[h], ranged=True)
     kv_dyn = (Dyn.D, DynSrc.POS, log2_exact(mm.kv_stride))
     for g in range(nkv):
+        # on chip: into the cache at the step's position; streamed from the SDRAM: into
+        # the KV head's staging row, from which it goes to the SDRAM
+        row, kvs, dyn = ((mm.kv_row(i, g), lambda v: mm.kvs(i, g, v), kv_dyn) if mm.sd is None
+                         else (mm.kv_stage(g), lambda v: mm.kvs_stage(g, v), None))
         e.vop(f"{ln} rope k head {g}, range", VFn.ROT, hd, sv("qkv", d + g * hd), rope,
               sv("rot", d + g * hd), sh_imm=ops.ROPE_FRAC_BITS, dyn=rope_dyn, red=Red.NORM,
               red_ir=IR_S, rbits=17)
@@ -272,36 +275,38 @@ def _attention_inputs(e, regs, i):
                                     ("v", sv("qkv", d + mm.kvd + g * hd), Space.KVV, 1)):
             sc = e.sr("kv_sc")
             e.quant_head(f"{ln} quantize {kind} head {g} into the cache", src, lin[1 + v],
-                         (space, mm.kv_row(i, g)), kv_dyn, sc, ranged=not v)
-            e.sop(f"{ln} store {kind} head {g} scale", SFn.STORE, a=sc,
-                  s=(Space.KVS, mm.kvs(i, g, v)), dyn=(Dyn.A, DynSrc.POS, 0))
+                         (space, row), dyn, sc, ranged=not v)
+            e.sop(f"{ln} store {kind} head {g} scale", SFn.STORE, a=sc, s=(Space.KVS, kvs(v)),
+                  dyn=None if dyn is None else (Dyn.A, DynSrc.POS, 0))
     _kv_transfers(e, i, XFn.OUT)
     return qsc
 
 
-def _kv_transfers(e, i, fn):
-    """Streamed from the SDRAM, layer ``i``'s KV cache lives in on-chip slot 0 while the
-    layer runs: IN brings its rows and scales of the positions before the step's (its
-    WAIT is the attention's), OUT writes the step's position back."""
+_KV_KINDS = {"k": "K rows", "v": "V rows", "ks": "K scales", "vs": "V scales"}
+
+
+def _kv_transfers(e, i, fn, heads=None):
+    """Streamed from the SDRAM, the KV cache of layer ``i``: OUT writes the step's rows
+    and scales from the staging rows to their position, IN brings the rows and scales of
+    positions 0..pos of the KV ``heads`` (default all) into their slot (one transfer at a
+    time: the step's own come back with the rest)."""
     mm = e.mm
     sd = mm.sd
     if sd is None:
         return
-    kst, rw = log2_exact(mm.kv_stride), sd.kv_row_words
-    for g in range(mm.nkv):
-        for kind, c, per in (("k", (Space.KVK, mm.kv_row(i, g)), rw),
-                             ("v", (Space.KVV, mm.kv_row(i, g)), rw),
-                             ("ks", (Space.KVS, mm.kvs(i, g, 0)), 1),
-                             ("vs", (Space.KVS, mm.kvs(i, g, 1)), 1)):
-            what = {"k": "K rows", "v": "V rows", "ks": "K scales", "vs": "V scales"}[kind]
-            k = log2_exact(per)
+    rw = sd.kv_row_words
+    for g in range(mm.nkv) if heads is None else heads:
+        row = mm.kv_row(i, g) if fn == XFn.IN else mm.kv_stage(g)
+        scale = (lambda v: mm.kvs(i, g, v)) if fn == XFn.IN else (lambda v: mm.kvs_stage(g, v))
+        for kind, c, per in (("k", (Space.KVK, row), rw), ("v", (Space.KVV, row), rw),
+                             ("ks", (Space.KVS, scale(0)), 1), ("vs", (Space.KVS, scale(1)), 1)):
+            what, k = _KV_KINDS[kind], log2_exact(per)
             if fn == XFn.IN:
-                e.xfer(f"layer {i} kv head {g}: fetch the {what}", fn, c, sd.kv_sd(kind, i, g), 0,
-                       npos_k=k)
+                e.xfer(f"layer {i} kv head {g}: fetch the {what}", fn, c, sd.kv_sd(kind, i, g),
+                       per, npos_k=k)
             else:
-                e.xfer(f"layer {i} kv head {g}: write back the step's {what[:-1]}", fn, c,
-                       sd.kv_sd(kind, i, g), per, c_dyn=kst if kind in ("k", "v") else 0,
-                       s_dyn=k)
+                e.xfer(f"layer {i} kv head {g}: write the step's {what[:-1]}", fn, c,
+                       sd.kv_sd(kind, i, g), per, s_dyn=k)
 
 
 def _attend(e, i, qsc, *, smul2, fuse_attention):
@@ -315,12 +320,13 @@ def _attend(e, i, qsc, *, smul2, fuse_attention):
     asc = [e.sr(("a_sc", h)) for h in range(nh)]
     score_k = e.const("score_k", im.score_k)
     kst = log2_exact(mm.kv_stride)
-    if mm.sd is not None:
-        e.wait(f"{ln} attn: wait for the KV cache")
     for h in range(nh):
         g = h // group
         an = f"{ln} attn head {h}"
         if h % group == 0:      # once per KV head: its query heads follow in order
+            if mm.sd is not None:
+                _kv_transfers(e, i, XFn.IN, (g,))
+                e.wait(f"{ln} kv head {g}: wait for its cache")
             e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0,
                    npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE,
                    red_ir=IR_EMAX)

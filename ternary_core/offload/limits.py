@@ -63,10 +63,12 @@ class DeviceLimits:
     features: int = int(FEATURES_ALL)
     # the SDRAM (issue 20): its 64-bit words (0: none; a device with SDRAM runs XFER), and
     # the on-chip buffers a model streamed from it uses: rows of EMB/HEAD (0: ``vocab``)
-    # and layers of the KV cache (0: ``layers``)
+    # and slots of the KV cache, each one KV head's rows over the context (0: ``layers *
+    # kv_heads``, the whole cache); a device with SDRAM also has ``kv_heads`` staging rows
+    # (the step's K and V rows, on their way to the SDRAM)
     sdram_words: int = 0
     emb_rows: int = 0
-    kv_layers: int = 0
+    kv_slots: int = 0
 
     def __post_init__(self):
         for f in dc_fields(self):
@@ -94,10 +96,10 @@ class DeviceLimits:
         if self.sdram_words >= 1 << SDRAM_ADDR_BITS:
             raise TernaryError(f"DeviceLimits.sdram_words must be below 2**{SDRAM_ADDR_BITS} "
                                f"(XFER's SDRAM address), got {self.sdram_words}")
-        for name, most in (("emb_rows", self.vocab), ("kv_layers", self.layers)):
+        for name, most, what in (("emb_rows", self.vocab, "vocab"),
+                                 ("kv_slots", self.layers * self.kv_heads, "layers x kv_heads")):
             if getattr(self, name) > most:
-                raise TernaryError(f"DeviceLimits.{name} must be at most "
-                                   f"{'vocab' if name == 'emb_rows' else 'layers'} ({most})")
+                raise TernaryError(f"DeviceLimits.{name} must be at most {what} ({most})")
         for s in Space:
             if s in (Space.NONE, Space.SR, Space.IR, Space.WGT):
                 continue
@@ -116,9 +118,14 @@ class DeviceLimits:
         return self.emb_rows or self.vocab
 
     @property
-    def kv_buffer_layers(self):
-        """Layers of the KV cache on chip."""
-        return self.kv_layers or self.layers
+    def kv_buffer_slots(self):
+        """Slots of the KV cache on chip (one KV head's rows over the context each)."""
+        return self.kv_slots or self.layers * self.kv_heads
+
+    @property
+    def kv_rows(self):
+        """Rows of KVK (and of KVV): the slots' and, with SDRAM, the staging rows."""
+        return self.kv_buffer_slots * self.context + (self.kv_heads if self.sdram else 0)
 
     def has(self, feature):
         """Whether the device runs the optional instructions of ``feature`` (an
@@ -146,7 +153,7 @@ class DeviceLimits:
         """Words of a space in a device built with these limits."""
         s = Space(space)
         gains = (3 * self.layers + 1) * self.hidden + self.layers * self.ffn
-        kv = self.kv_buffer_layers * self.kv_heads * self.context
+        kv = self.kv_rows
         emb = self.emb_buffer_rows * self.emb_stride
         return {
             Space.VMEM: self.vmem_words,
@@ -221,9 +228,9 @@ class DeviceLimits:
 
 # The fields of DeviceLimits added after INFO first carried them, and the value a device
 # that reports fewer fields implies for each (it predates them).
-LATER_FIELDS = {"features": 0, "sdram_words": 0, "emb_rows": 0, "kv_layers": 0}
+LATER_FIELDS = {"features": 0, "sdram_words": 0, "emb_rows": 0, "kv_slots": 0}
 # Fields where 0 stands for a default (none, or another field's value)
-ZERO_MEANS_DEFAULT = ("sdram_words", "emb_rows", "kv_layers")
+ZERO_MEANS_DEFAULT = ("sdram_words", "emb_rows", "kv_slots")
 
 
 def vmem_regions(config, context):

@@ -47,9 +47,10 @@ class SdramMap:
     """Where a model streamed from the SDRAM lives there (64-bit word addresses), and its
     on-chip buffers: each stack in row chunks of at most half the weight store, the two
     halves taken in turn; the embedding (and lm_head) rows, ``rows`` of them a chunk, in
-    the two halves of EMB (HEAD), the step's embedding row in row 0; one layer's KV cache
-    on chip (slot 0), every layer's in the SDRAM: K rows, V rows, K scales, V scales
-    (one SDRAM word each), each ``[layer][kv head][position]``."""
+    the two halves of EMB (HEAD), the step's embedding row in row 0; the KV cache in the
+    SDRAM: K rows, V rows, K scales, V scales (one SDRAM word each), each ``[layer][kv
+    head][position]``, brought into an on-chip slot a KV head at a time (the step's own
+    rows go out from the staging rows first: :meth:`MemoryMap.kv_row`)."""
 
     def __init__(self, mm):
         lim, lay, c = mm.limits, mm.engine.layout, mm.config
@@ -176,9 +177,21 @@ class MemoryMap:
 
     def kv_row(self, layer, g):
         """KVK/KVV address of (layer, kv head g, position 0): on chip, the layer's own
-        rows; streamed from the SDRAM, slot 0's (one layer at a time)."""
-        slot = 0 if self.sd else layer
-        return ((slot * self.nkv + g) * self.context) * self.kv_stride
+        rows; streamed from the SDRAM, those of the on-chip slot the KV head takes its turn
+        in (``kv_slots`` of them, in turn)."""
+        slot = layer * self.nkv + g
+        if self.sd:
+            slot %= self.limits.kv_buffer_slots
+        return slot * self.context * self.kv_stride
+
+    def kv_stage(self, g):
+        """KVK/KVV address of KV head ``g``'s staging row (a device with SDRAM): where a
+        streamed model's step writes its K and V rows before they go to the SDRAM."""
+        return (self.limits.kv_buffer_slots * self.context + g) * self.kv_stride
+
+    def kvs_stage(self, g, v):
+        """KVS address of the scale of KV head ``g``'s staging K (v=0) or V (v=1) row."""
+        return kv_scale_addr(self.limits, self.kv_stage(g), log2_exact(self.kv_stride), v)
 
     def kvs(self, layer, g, v):
         """KVS address of the K (v=0) or V (v=1) scale of (layer, g, position 0):
@@ -199,9 +212,10 @@ class MemoryMap:
         if self.tmem_used > lim.depth(Space.TMEM):
             raise TernaryError(f"the model needs {self.tmem_used} TMEM words; the device has "
                                f"{lim.depth(Space.TMEM)} (limits hidden/ffn/context/head_dim)")
-        rows, layers = (self.V, self.L) if self.sd is None else (2, 1)
-        for s, need in ((Space.EMB, rows * self.emb_stride),
-                        (Space.KVK, layers * self.nkv * self.context * self.kv_stride)):
+        rows, kv_rows = ((self.V, self.L * self.nkv * self.context) if self.sd is None else
+                         (2, lim.kv_buffer_slots * self.context + self.nkv))
+        for s, need in ((Space.EMB, rows * self.emb_stride), (Space.KVK, kv_rows * self.kv_stride),
+                        (Space.KVS, 2 * kv_rows)):      # (a row's scales: kv_scale_addr)
             if need > lim.depth(s):
                 raise TernaryError(f"the model needs {need} {s.name} words; the device has "
                                    f"{lim.depth(s)}")
