@@ -70,7 +70,7 @@ ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)
 # simulated board runs them, no bitstream does.
 ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
     hidden=768, layers=12, heads=12, kv_heads=6, head_dim=64, ffn=2048, vocab=8192, context=512,
-    vmem_words=32768, prog_words=8192, max_m=1024, max_k=2048, weight_words=2048,
+    vmem_words=32768, prog_words=9216, max_m=1024, max_k=2048, weight_words=2048,
     sdram_words=ULX3S_SDRAM_WORDS, emb_rows=64, kv_slots=1)
 _ULX3S_ENGINE = DEFAULT_ENGINE
 

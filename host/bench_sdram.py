@@ -29,7 +29,7 @@ SDRAM_PEAK = 200e6
 # for (a plan: no build has these yet): half the weight store a chunk, lm_head chunks of
 # 32 rows, one layer of KV cache; PROG as deep as the straight-line program needs.
 PLANNED_LIMITS = dict(sdram_words=1 << 22, emb_rows=64, kv_slots=1, weight_words=2048,
-                      prog_words=8192, max_m=1024, max_k=2048)
+                      prog_words=9216, max_m=1024, max_k=2048)
 # (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes
 MODEL_SHAPES = (("hidden 512 / 8 layers / FFN 1376 / vocab 8192", 512, 8, 1376, 8, 4, 8192),
                 ("hidden 768 / 12 layers / FFN 2048 / vocab 8192", 768, 12, 2048, 12, 6, 8192))

@@ -444,7 +444,7 @@ def test_xfer_fn_3_is_a_bad_opcode():
 # A small device with SDRAM for random programs: every space a few rows deep, so that
 # transfers and the instructions around them meet often.
 HL = DeviceLimits(hidden=32, layers=1, heads=2, kv_heads=2, head_dim=16, ffn=32, vocab=64,
-                  context=8, vmem_words=96, prog_words=512, sdram_words=4096, emb_rows=4,
+                  context=8, vmem_words=96, prog_words=512, sdram_words=4096, emb_rows=32,
                   kv_slots=1, weight_words=16)
 HLAYOUT = DEFAULT_ENGINE.layout
 MAX_POS, MAX_TOKEN = HL.context - 1, HL.vocab - 1

@@ -39,7 +39,7 @@ COMPARED = (Space.VMEM, Space.EMB, Space.HEAD, Space.KVK, Space.KVV, Space.EMBS,
 
 
 def xfer_limits():
-    return small_limits(sdram_words=SDRAM_WORDS, emb_rows=8)
+    return small_limits(sdram_words=SDRAM_WORDS, emb_rows=32)
 
 
 def xfer_engine(limits, cols=16):

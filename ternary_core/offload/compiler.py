@@ -224,13 +224,16 @@ def _embed(e):
     res_scale = e.const("res_scale", scalar_from_int(1, -ops.RES_FRAC_BITS))
     e.emit(Op.SAMPLE, "token check", fn=SampleFn.TCHECK, n=mm.V)
     es = e.sr("embed.scale")
-    e.sop("embed: row scale", SFn.LOAD, d=es, s=(Space.EMBS, 0), dyn=(Dyn.A, DynSrc.TOKEN, 0))
     row_dyn = (Dyn.A, DynSrc.TOKEN, log2_exact(mm.emb_stride))
-    if mm.sd is not None:       # the token's row into EMB row 0
+    scale_dyn = (Dyn.A, DynSrc.TOKEN, 0)
+    if mm.sd is not None:       # the token's scale and row into EMBS[0], EMB row 0
+        e.xfer("embed: fetch the row scale", XFn.IN, (Space.EMBS, 0), mm.sd.emb_scales, 1,
+               s_dyn=0, dyn_src=DynSrc.TOKEN)
         e.xfer("embed: fetch the row", XFn.IN, (Space.EMB, 0), mm.sd.emb, mm.sd.row_words,
                s_dyn=log2_exact(mm.sd.row_words), dyn_src=DynSrc.TOKEN)
         e.wait("embed: wait for the row")
-        row_dyn = None
+        row_dyn = scale_dyn = None
+    e.sop("embed: row scale", SFn.LOAD, d=es, s=(Space.EMBS, 0), dyn=scale_dyn)
     e.vop("embed: row to Q15.16, range", VFn.MULS, mm.d, (Space.EMB, 0), (Space.SR, es), e.V("x"),
           sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS, red=Red.NORM, red_ir=IR_S, rbits=16,
           dyn=row_dyn)
@@ -498,19 +501,24 @@ def _head_and_sampler(e, regs, sampling):
     dot = dict(a_space=Space.VMEM, a_addr=mm.vmem["q8"], b_space=rows, d_space=Space.VMEM,
                len=d, stride=log2_exact(mm.emb_stride))
     sd = mm.sd
+    smul = dict(fn=SVFn.SMUL, a_space=scales, b_space=Space.SR, b_addr=r, d_space=Space.VMEM,
+                gen_only=1)
     if sd is None:
         e.emit(Op.DOT, "lm_head: dots", n=V, b_addr=0, d_addr=mm.vmem["s0"], **dot)
-    else:                       # chunks of the rows, in the two halves of the buffer in turn
+        e.emit(Op.SVOP, "lm_head: row scales", n=V, a_addr=0, d_addr=mm.vmem["s1"], **smul)
+    else:   # chunks of the rows and their scales, in the two halves of the buffers in turn
         R = sd.head_rows
         for j, r0 in enumerate(range(0, V, R)):
-            n, half = min(R, V - r0), (j % 2) * R * mm.emb_stride
+            n, half = min(R, V - r0), (j % 2) * R
             part = f"lm_head rows {r0}..{r0 + n - 1}"
-            e.xfer(f"{part}: fetch", XFn.IN, (rows, half), sd.head + r0 * sd.row_words,
-                   n * sd.row_words)
+            e.xfer(f"{part}: fetch the scales", XFn.IN, (scales, half), sd.head_scales + r0, n)
+            e.xfer(f"{part}: fetch", XFn.IN, (rows, half * mm.emb_stride),
+                   sd.head + r0 * sd.row_words, n * sd.row_words)
             e.wait(f"{part}: wait for the rows")
-            e.emit(Op.DOT, f"{part}: dots", n=n, b_addr=half, d_addr=mm.vmem["s0"] + r0, **dot)
-    e.emit(Op.SVOP, "lm_head: row scales", fn=SVFn.SMUL, n=V, a_space=scales, a_addr=0,
-           b_space=Space.SR, b_addr=r, d_space=Space.VMEM, d_addr=mm.vmem["s1"], gen_only=1)
+            e.emit(Op.DOT, f"{part}: dots", n=n, b_addr=half * mm.emb_stride,
+                   d_addr=mm.vmem["s0"] + r0, **dot)
+            e.emit(Op.SVOP, f"{part}: row scales", n=n, a_addr=half,
+                   d_addr=mm.vmem["s1"] + r0, **smul)
     e.vop("lm_head: logits to Q15.16", VFn.MULS, V, sv("s0"), sv("s1"), sv("s2"),
           sh_imm=-ops.LOGIT_FRAC_BITS, bits=ops.LOGIT_BITS)
     e.vop("sample: argmax", VFn.PASS, V, sv("s2"), red=Red.ARGMAX, red_ir=IR_ID, cond=Cond.GREEDY)

@@ -47,7 +47,8 @@ class SdramMap:
     """Where a model streamed from the SDRAM lives there (64-bit word addresses), and its
     on-chip buffers: each stack in row chunks of at most half the weight store, the two
     halves taken in turn; the embedding (and lm_head) rows, ``rows`` of them a chunk, in
-    the two halves of EMB (HEAD), the step's embedding row in row 0; the KV cache in the
+    the two halves of EMB (HEAD), the step's embedding row in row 0, each row's scale
+    (an SDRAM word) beside it in EMBS (HEADS); the KV cache in the
     SDRAM: K rows, V rows, K scales, V scales (one SDRAM word each), each ``[layer][kv
     head][position]``, brought into an on-chip slot a KV head at a time (the step's own
     rows go out from the staging rows first: :meth:`MemoryMap.kv_row`)."""
@@ -94,6 +95,11 @@ class SdramMap:
         if not c.tie_word_embeddings:
             self.head = at
             at += mm.V * self.row_words
+        self.emb_scales = self.head_scales = at             # a row's scale: one word
+        at += mm.V
+        if not c.tie_word_embeddings:
+            self.head_scales = at
+            at += mm.V
         # the KV cache
         if mm.kv_stride < SDRAM_WORD_BYTES:
             raise TernaryError(f"head_dim {mm.hd}: a KV row streamed from the SDRAM needs "
@@ -214,7 +220,8 @@ class MemoryMap:
                                f"{lim.depth(Space.TMEM)} (limits hidden/ffn/context/head_dim)")
         rows, kv_rows = ((self.V, self.L * self.nkv * self.context) if self.sd is None else
                          (2, lim.kv_buffer_slots * self.context + self.nkv))
-        for s, need in ((Space.EMB, rows * self.emb_stride), (Space.KVK, kv_rows * self.kv_stride),
+        for s, need in ((Space.EMB, rows * self.emb_stride), (Space.EMBS, rows),
+                        (Space.KVK, kv_rows * self.kv_stride),
                         (Space.KVS, 2 * kv_rows)):      # (a row's scales: kv_scale_addr)
             if need > lim.depth(s):
                 raise TernaryError(f"the model needs {need} {s.name} words; the device has "
@@ -267,13 +274,13 @@ def memory_images(im, program):
         return out.reshape(-1)
 
     images = {Space.PROG: np.array(program.words(), dtype=object), Space.SRINIT: srinit,
-              Space.TMEM: tmem, Space.EMBS: _scalar_words(im.embed_scale)}
-    if not c.tie_word_embeddings:
-        images[Space.HEADS] = _scalar_words(im.head_scale)
+              Space.TMEM: tmem}
     if mm.sd is None:
         images[Space.EMB] = rows_image(im.embed_q)
+        images[Space.EMBS] = _scalar_words(im.embed_scale)
         if not c.tie_word_embeddings:
             images[Space.HEAD] = rows_image(im.head_q)
+            images[Space.HEADS] = _scalar_words(im.head_scale)
     else:
         images[Space.SDRAM] = sdram_image(im, mm, rows_image)
     for s, words in images.items():
@@ -287,7 +294,8 @@ def memory_images(im, program):
 
 def sdram_image(im, mm, rows_image):
     """The SDRAM image (uint64 words from word 0) of a model streamed from it: the
-    stacks in the engine's layout, the embedding (and lm_head) rows. The KV cache after
+    stacks in the engine's layout, the embedding (and lm_head) rows and their scales
+    (scalar words, one an SDRAM word). The KV cache after
     them is not part of it (the program writes a position's rows before it reads them,
     and an image that leaves it out stays resident across runs)."""
     sd, lay = mm.sd, mm.engine.layout
@@ -302,4 +310,8 @@ def sdram_image(im, mm, rows_image):
         if q is not None:
             rows = rows_image(q).astype(np.int8).view(np.uint8)
             out[at * SDRAM_WORD_BYTES:at * SDRAM_WORD_BYTES + rows.size] = rows
-    return out.view("<u8")
+    words = out.view("<u8")
+    words[sd.emb_scales:sd.emb_scales + mm.V] = _scalar_words(im.embed_scale)
+    if not mm.config.tie_word_embeddings:
+        words[sd.head_scales:sd.head_scales + mm.V] = _scalar_words(im.head_scale)
+    return words
