@@ -163,11 +163,17 @@ def test_a_device_with_features_this_host_does_not_know_runs_the_model(offload, 
     import ternary_core.protocol as protocol
     from tests.helpers import python_devices
 
+    from dataclasses import fields
+
+    from ternary_core.offload.limits import DeviceLimits
+
     real_info_for = protocol.info_for
+    at = [f.name for f in fields(DeviceLimits)].index("features")
 
     def info_for(*args, **kw):
         info = real_info_for(*args, **kw)
-        return replace(info, limits=info.limits[:-1] + (info.limits[-1] | 4,))
+        lim = info.limits
+        return replace(info, limits=lim[:at] + (lim[at] | 4,) + lim[at + 1:])
 
     monkeypatch.setattr(protocol, "info_for", info_for)
     opened = python_devices(monkeypatch)
@@ -180,4 +186,4 @@ def test_a_device_with_features_this_host_does_not_know_runs_the_model(offload, 
     assert code == 0, err
     got = json.loads(out)
     assert got["offload"] == "model" and got["token_ids"] == want
-    assert opened[0].info.limits[-1] & 4
+    assert opened[0].info.limits[at] & 4

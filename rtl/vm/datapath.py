@@ -126,7 +126,8 @@ class MachineDatapath:
             # a shared port takes the write's address: only uploads (VM idle) may write
             assert not (kw.get("shared") and info.writable_by_program), sp
             if lim.sdram and sp in OUT_SPACES:
-                kw = {**kw, "xfer": True}
+                # (TMEM too: a port of its own for the transfer's writes, not the uploads')
+                kw = {**kw, "xfer": True, "shared": False}
             mems[sp] = SpaceMemory(info.word_bits, lim.depth(sp), name=sp.name, **kw)
             m.submodules[f"mem_{sp.name.lower()}"] = mems[sp]
         m.submodules.sr_file = sr_mem = memory.Memory(shape=unsigned(SW_BITS), depth=isa.SR_COUNT,

@@ -84,9 +84,9 @@ class VectorMachine(wiring.Component):
       than KVS and KVV, D disjoint from A, B in KVV; ``len`` within the query buffer
       (``max(hidden, head_dim, vocab)``, as DOT's);
     - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's);
-    - XFER (with ``sdram``): IN of EMB, HEAD, KVK, KVV, EMBS, HEADS, KVS, VMEM and WGT, OUT
-      of those but WGT; any other space (TMEM, whose one port is the uploads', WGT OUT,
-      a space XFER does not reach) stops the run with BAD_OPCODE. Its addresses and
+    - XFER (with ``sdram``): IN of EMB, HEAD, KVK, KVV, EMBS, HEADS, KVS, VMEM, TMEM and
+      WGT, OUT of those but WGT; any other space (WGT OUT, a space XFER does not reach)
+      stops the run with BAD_OPCODE. Its addresses and
       sizes in range and aligned as isa's Machine checks them (the on-chip address of a
       row space a multiple of 8, WGT moved in whole tile words), the two addresses wrap
       at their widths. No access to the words of a running transfer (isa's Machine

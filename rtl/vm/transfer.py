@@ -15,7 +15,7 @@ from ..weight_store import WeightWriteSignature
 from .memories import XFER_BITS
 
 GROUP_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)    # 8 int8 words a SDRAM word
-WORD_SPACES = (Space.VMEM, Space.EMBS, Space.HEADS, Space.KVS)  # one word a SDRAM word
+WORD_SPACES = (Space.VMEM, Space.TMEM, Space.EMBS, Space.HEADS, Space.KVS)  # a word an SDRAM word
 OUT_SPACES = GROUP_SPACES + WORD_SPACES
 IN_SPACES = OUT_SPACES + (Space.WGT,)
 GROUP_WORDS = SDRAM_WORD_BYTES       # int8 words in an SDRAM word

@@ -25,8 +25,8 @@ def latch_transfer_operands(seq):
 
 def transfer_states(seq):
     """XFER: WAIT until no transfer runs; IN and OUT wait for the one before, then start
-    theirs (BAD_OPCODE for a space the unit does not move that way: TMEM, WGT OUT, a
-    space XFER does not reach); IN then goes on at once, OUT in XFER_OUT once its
+    theirs (BAD_OPCODE for a space the unit does not move that way: WGT OUT, a space
+    XFER does not reach); IN then goes on at once, OUT in XFER_OUT once its
     on-chip words are read (the VM's reads of the space share the port)."""
     m, dp, xu = seq.m, seq.dp, seq.dp.xu
     space = dp.field("c_space", Op.XFER)

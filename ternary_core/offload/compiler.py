@@ -226,7 +226,12 @@ def _embed(e):
     es = e.sr("embed.scale")
     row_dyn = (Dyn.A, DynSrc.TOKEN, log2_exact(mm.emb_stride))
     scale_dyn = (Dyn.A, DynSrc.TOKEN, 0)
-    if mm.sd is not None:       # the token's scale and row into EMBS[0], EMB row 0
+    if mm.sd is not None:       # the step's RoPE row, the final norm's gains; the token's
+        sd = mm.sd              # scale and row into EMBS[0], EMB row 0
+        e.xfer("rope: fetch the step's row", XFn.IN, (Space.TMEM, 0), sd.rope, mm.rope_stride,
+               s_dyn=log2_exact(mm.rope_stride))
+        e.xfer("final norm: fetch the gains", XFn.IN, (Space.TMEM, mm.gain[names.FINAL_NORM]),
+               sd.gains + mm.L * sd.layer_gains, mm.d)
         e.xfer("embed: fetch the row scale", XFn.IN, (Space.EMBS, 0), mm.sd.emb_scales, 1,
                s_dyn=0, dyn_src=DynSrc.TOKEN)
         e.xfer("embed: fetch the row", XFn.IN, (Space.EMB, 0), mm.sd.emb, mm.sd.row_words,
@@ -249,6 +254,10 @@ def _attention_inputs(e, regs, i):
     act, r = (Space.ACT, 0), regs.r
     p = names.layer(i)
     ln = f"layer {i}"
+    if mm.sd is not None:       # the layer's gains, into the TMEM half of its parity
+        e.xfer(f"{ln} norms: fetch the gains", XFn.IN, (Space.TMEM, mm.gain[p + names.INPUT_NORM]),
+               mm.sd.gains + i * mm.sd.layer_gains, mm.sd.layer_gains)
+        e.wait(f"{ln} norms: wait for the gains")
     e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, regs.res_scale, act, r,
            ranged=True)
     e.matvec(f"{ln} q/k/v matvec", p + QKV[0], sv("qkv"))
@@ -256,8 +265,8 @@ def _attention_inputs(e, regs, i):
     for reg, n in zip(lin, QKV):
         e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
               b=e.const(("lin", p + n), im.linear_scale[p + n]))
-    rope = (Space.TMEM, 0)
-    rope_dyn = (Dyn.B, DynSrc.POS, log2_exact(mm.rope_stride))
+    rope = (Space.TMEM, 0)      # the step's row (streamed: the one row on chip)
+    rope_dyn = (Dyn.B, DynSrc.POS, log2_exact(mm.rope_stride)) if mm.sd is None else None
     qsc = [e.sr(("q_sc", h)) for h in range(nh)]
     for h in range(nh):     # each RoPE pass leaves its head's range for the quantizer
         e.vop(f"{ln} rope q head {h}, range", VFn.ROT, hd, sv("qkv", h * hd), rope,

@@ -262,9 +262,10 @@ ROW_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)
 # What XFER moves to and from the SDRAM, and the bytes one word takes there (the space's
 # words, little-endian, packed; wider than 8 bits: one SDRAM word each, zero-extended).
 # WGT's word is the engine's tile word: EngineConfig.word_bytes.
-# TMEM (written only by uploads in the RTL) is not one of them; WGT only for IN.
-XFER_SPACES = {Space.VMEM: 8, Space.EMB: 1, Space.EMBS: 8, Space.HEAD: 1, Space.HEADS: 8,
-               Space.KVK: 1, Space.KVV: 1, Space.KVS: 8, Space.WGT: None}
+# TMEM (a model streamed from the SDRAM brings its tables in: RoPE rows, norm gains) a
+# word an SDRAM word too; WGT only for IN.
+XFER_SPACES = {Space.VMEM: 8, Space.TMEM: 8, Space.EMB: 1, Space.EMBS: 8, Space.HEAD: 1,
+               Space.HEADS: 8, Space.KVK: 1, Space.KVV: 1, Space.KVS: 8, Space.WGT: None}
 
 
 def xfer_bytes(space, wgt_word_bytes):

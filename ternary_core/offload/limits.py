@@ -158,7 +158,8 @@ class DeviceLimits:
         return {
             Space.VMEM: self.vmem_words,
             Space.ACT: self.max_k,
-            Space.TMEM: gains + self.context * self.rope_stride,
+            Space.TMEM: self.rope_stride + 2 * (3 * self.hidden + self.ffn) + self.hidden
+                        if self.sdram else gains + self.context * self.rope_stride,
             Space.EMB: emb,
             Space.EMBS: self.emb_buffer_rows,
             Space.HEAD: emb,

@@ -100,6 +100,13 @@ class SdramMap:
         if not c.tie_word_embeddings:
             self.head_scales = at
             at += mm.V
+        # TMEM's tables, a word each: the RoPE rows (the step's comes in), the norm gains
+        # (a layer's come in before it runs, into the TMEM half of the layer's parity)
+        self.rope = at
+        at += mm.context * mm.rope_stride
+        self.gains = at
+        self.layer_gains = 3 * mm.d + mm.f              # names.NORMS of a layer, in order
+        at += mm.L * self.layer_gains + mm.d            # then the final norm's
         # the KV cache
         if mm.kv_stride < SDRAM_WORD_BYTES:
             raise TernaryError(f"head_dim {mm.hd}: a KV row streamed from the SDRAM needs "
@@ -137,13 +144,8 @@ class MemoryMap:
         self.emb_stride = pow2_at_least(max(d, 32))
         self.kv_stride = pow2_at_least(hd)
         self.rope_stride = pow2_at_least(hd)
-        # TMEM: RoPE rows from 0, then the norm gains
-        self.gain = {}
-        at = self.context * self.rope_stride
-        for name in names.norm_names(self.L):
-            self.gain[name] = at
-            at += f if name.endswith(names.FFN_SUB_NORM) else d
-        self.tmem_used = at
+        self.sd = None
+        self._tmem_layout(self.context)
         self.vmem, self.vmem_used = vmem_regions(c, self.context)
         # weight stacks (names.STACKS), consecutive from word 0
         self.stacks = []
@@ -173,7 +175,27 @@ class MemoryMap:
             raise TernaryError("the model is to stream from the SDRAM; the device has none "
                                "(sdram_words 0)")
         self.sd = SdramMap(self)
+        self._tmem_layout(1)
         self.check()
+
+    def _tmem_layout(self, rope_rows):
+        """TMEM: ``rope_rows`` RoPE rows from 0 (every position's on chip, the step's one
+        streamed), then the norm gains (:attr:`gain`: each norm's first word): on chip
+        every norm's, one after another; streamed, layer ``i``'s in the half ``i % 2`` of
+        two layers' room (their order as in the SDRAM), then the final norm's."""
+        d, f = self.d, self.f
+        self.gain = {}
+        at = start = rope_rows * self.rope_stride
+        for name in names.norm_names(self.L):
+            if self.sd is not None and name != names.FINAL_NORM:
+                i = int(name.split(".")[2])             # model.layers.<i>.
+                if name.endswith(names.NORMS[0]):
+                    at = start + (i % 2) * self.sd.layer_gains
+            elif self.sd is not None:
+                at = start + 2 * self.sd.layer_gains
+            self.gain[name] = at
+            at += f if name.endswith(names.FFN_SUB_NORM) else d
+        self.tmem_used = at
 
     def stack_of(self, name):
         for members, base, m, k in self.stacks:
@@ -255,15 +277,6 @@ def memory_images(im, program):
     HEAD(S) (untied models only). Each array starts at address 0 of its space."""
     mm = program.mm
     c = im.config
-    half = mm.hd // 2
-    tmem = np.zeros(mm.tmem_used, np.int64)
-    rows = np.zeros((mm.context, mm.rope_stride), np.int64)
-    rows[:, :half] = im.rope_cos[:mm.context]
-    rows[:, half:2 * half] = im.rope_sin[:mm.context]
-    tmem[:rows.size] = rows.reshape(-1)
-    for name, at in mm.gain.items():
-        g = im.norms[name].gain.astype(np.int64)
-        tmem[at:at + g.size] = g
     srinit = np.zeros(max(program.sr_init, default=0) + 1, np.int64)
     for i, (m, e) in program.sr_init.items():
         srinit[i] = scalar_word(m, e)
@@ -273,9 +286,9 @@ def memory_images(im, program):
         out[:, :c.hidden_size] = q
         return out.reshape(-1)
 
-    images = {Space.PROG: np.array(program.words(), dtype=object), Space.SRINIT: srinit,
-              Space.TMEM: tmem}
+    images = {Space.PROG: np.array(program.words(), dtype=object), Space.SRINIT: srinit}
     if mm.sd is None:
+        images[Space.TMEM] = np.concatenate([rope_rows(im, mm), gains(im, mm)])
         images[Space.EMB] = rows_image(im.embed_q)
         images[Space.EMBS] = _scalar_words(im.embed_scale)
         if not c.tie_word_embeddings:
@@ -314,4 +327,20 @@ def sdram_image(im, mm, rows_image):
     words[sd.emb_scales:sd.emb_scales + mm.V] = _scalar_words(im.embed_scale)
     if not mm.config.tie_word_embeddings:
         words[sd.head_scales:sd.head_scales + mm.V] = _scalar_words(im.head_scale)
+    for at, table in ((sd.rope, rope_rows(im, mm)), (sd.gains, gains(im, mm))):
+        words[at:at + table.size] = table.astype(np.int16).view(np.uint16)   # zero-extended
     return words
+
+
+def rope_rows(im, mm):
+    """TMEM's RoPE table: a row of ``rope_stride`` words a position (cos, then sin)."""
+    half = mm.hd // 2
+    rows = np.zeros((mm.context, mm.rope_stride), np.int64)
+    rows[:, :half] = im.rope_cos[:mm.context]
+    rows[:, half:2 * half] = im.rope_sin[:mm.context]
+    return rows.reshape(-1)
+
+
+def gains(im, mm):
+    """Every norm's gains, one after another in :func:`~..model.names.norm_names` order."""
+    return np.concatenate([im.norms[n].gain.astype(np.int64) for n in names.norm_names(mm.L)])
