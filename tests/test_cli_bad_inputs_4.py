@@ -579,7 +579,8 @@ class ProgramGen:
             c_off = 0
             if r.random() < 0.3 and space != Space.WGT and not npos:
                 src = DynSrc.POS if per == 1 else self.pick([DynSrc.POS, DynSrc.TOKEN])
-                kk = 3 if per == 1 else int(r.integers(3))      # whole SDRAM words of row bytes
+                # whole SDRAM words of a packed space's words
+                kk = (SDRAM_WORD_BYTES // per).bit_length() - 1 if per < 8 else int(r.integers(3))
                 f.update(dyn_src=src, c_dyn=1, c_dyn_k=kk)
                 c_off = (MAX_POS if src == DynSrc.POS else MAX_TOKEN) << kk
                 if HL.depth(space) < words + c_off:

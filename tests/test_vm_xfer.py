@@ -14,7 +14,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from rtl.vm.machine import VectorMachine
-from rtl.vm.transfer import GROUP_SPACES, WORD_SPACES, TransferUnit
+from rtl.vm.transfer import GROUP_SPACES, HALF_SPACES, WORD_SPACES, TransferUnit
 from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
 from ternary_core.integer import IntegerSampler, compile_model
@@ -94,21 +94,23 @@ def random_transfer(rng, lim, engine, pos, token, fn):
     """An XFER IN or OUT of a random space, size and place, its addresses split at random
     into a base and a dynamic offset, its size into ``n`` and ``pos << npos_k``."""
     wpw = engine.word_bytes // isa.SDRAM_WORD_BYTES
-    spaces = GROUP_SPACES + WORD_SPACES + ((Space.WGT,) if fn == XFn.IN else ())
+    spaces = GROUP_SPACES + HALF_SPACES + WORD_SPACES + ((Space.WGT,) if fn == XFn.IN else ())
     space = Space(rng.choice(spaces))
     if space == Space.WGT:
         words = int(rng.integers(0, 7))
         n, c = words * wpw, int(rng.integers(0, engine.weight_words - words + 1))
-    elif space in GROUP_SPACES:
+    elif space in GROUP_SPACES + HALF_SPACES:       # 8 (int8) or 4 (int16) words a word
+        per = 8 if space in GROUP_SPACES else 4
         n = int(rng.integers(0, 9))
-        c = 8 * int(rng.integers(0, (lim.depth(space) - 8 * n) // 8 + 1))
+        c = per * int(rng.integers(0, (lim.depth(space) - per * n) // per + 1))
     else:
         n = int(rng.integers(0, 13))
         c = int(rng.integers(0, lim.depth(space) - n + 1))
     s = int(rng.integers(0, SDRAM_WORDS - n + 1))
     f = dict(fn=fn, c_space=space, dyn_src=int(rng.integers(0, 2)))
     dyn = token if f["dyn_src"] == DynSrc.TOKEN else pos
-    k = int(rng.integers(3, 6)) if space in GROUP_SPACES else int(rng.integers(0, 4))
+    k = (int(rng.integers(3, 6)) if space in GROUP_SPACES else
+         int(rng.integers(2, 5)) if space in HALF_SPACES else int(rng.integers(0, 4)))
     if rng.random() < 0.5 and (dyn << k) <= c:
         c -= dyn << k
         f.update(c_dyn=1, c_dyn_k=k)
@@ -218,8 +220,8 @@ def test_every_space_each_way_lands_in_place(rng):
     token = img[Space.TOKENS][pos]
     sdram = [int(v) for v in rng.integers(0, 1 << 62, SDRAM_WORDS, dtype=np.uint64)]
     prog, slot = [], SDRAM_WORDS // 2
-    for fn, spaces in ((XFn.IN, GROUP_SPACES + WORD_SPACES + (Space.WGT,)),
-                       (XFn.OUT, GROUP_SPACES + WORD_SPACES)):
+    for fn, spaces in ((XFn.IN, GROUP_SPACES + HALF_SPACES + WORD_SPACES + (Space.WGT,)),
+                       (XFn.OUT, GROUP_SPACES + HALF_SPACES + WORD_SPACES)):
         for space in spaces:
             while True:
                 ins = random_transfer(rng, lim, engine, pos, token, fn)

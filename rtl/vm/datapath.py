@@ -24,8 +24,8 @@ from ..arith.sigmoid import SigmoidUnit
 from .engine_driver import EngineDriver
 from .lanes import DotAxpyLanes
 from .layouts import LOAD_ADDR_BITS, LOAD_DATA_BITS, SPACE_BITS, field, run_layout, scalar_layout
-from .memories import SpaceMemory
-from .transfer import OUT_SPACES, TransferUnit
+from .memories import XFER_BITS, SpaceMemory
+from .transfer import HALF_SPACES, OUT_SPACES, TransferUnit
 from .valu import (OUT_BITS, SH_BITS, V_BITS, clamp_signed, element_value, saturate_dynamic,
                    shift_value)
 
@@ -126,8 +126,11 @@ class MachineDatapath:
             # a shared port takes the write's address: only uploads (VM idle) may write
             assert not (kw.get("shared") and info.writable_by_program), sp
             if lim.sdram and sp in OUT_SPACES:
-                # (TMEM too: a port of its own for the transfer's writes, not the uploads')
+                # (TMEM too: a port of its own for the transfer's writes, not the uploads',
+                # and rows of an SDRAM word: its int16 words come four to a word)
                 kw = {**kw, "xfer": True, "shared": False}
+                if sp in HALF_SPACES:
+                    kw["wide"] = XFER_BITS // info.word_bits
             mems[sp] = SpaceMemory(info.word_bits, lim.depth(sp), name=sp.name, **kw)
             m.submodules[f"mem_{sp.name.lower()}"] = mems[sp]
         m.submodules.sr_file = sr_mem = memory.Memory(shape=unsigned(SW_BITS), depth=isa.SR_COUNT,

@@ -15,8 +15,9 @@ from ..weight_store import WeightWriteSignature
 from .memories import XFER_BITS
 
 GROUP_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)    # 8 int8 words a SDRAM word
-WORD_SPACES = (Space.VMEM, Space.TMEM, Space.EMBS, Space.HEADS, Space.KVS)  # a word an SDRAM word
-OUT_SPACES = GROUP_SPACES + WORD_SPACES
+HALF_SPACES = (Space.TMEM,)                                      # 4 int16 words a SDRAM word
+WORD_SPACES = (Space.VMEM, Space.EMBS, Space.HEADS, Space.KVS)  # one word a SDRAM word
+OUT_SPACES = GROUP_SPACES + HALF_SPACES + WORD_SPACES
 IN_SPACES = OUT_SPACES + (Space.WGT,)
 GROUP_WORDS = SDRAM_WORD_BYTES       # int8 words in an SDRAM word
 COUNT_BITS = 32                      # n + (pos << npos_k): 16 + 16 << 15 bits
@@ -130,9 +131,10 @@ class TransferUnit(wiring.Component):
         move_left = Signal(COUNT_BITS)         # IN: words not yet written; OUT: not yet read
         c_addr = Signal.like(self.w_addr)
         group = Signal()
-        m.d.comb += group.eq(Cat(*(self.space == s for s in GROUP_SPACES)).any())
+        m.d.comb += group.eq(Cat(*(self.space == s for s in GROUP_SPACES + HALF_SPACES)).any())
         wgt = self.space == Space.WGT
-        step = Mux(group, GROUP_WORDS, 1)
+        half = Cat(*(self.space == s for s in HALF_SPACES)).any()
+        step = Mux(group, Mux(half, GROUP_WORDS // 2, GROUP_WORDS), 1)   # words an SDRAM word
         m.submodules.in_fifo = in_fifo = SyncFIFO(width=XFER_BITS, depth=IN_FIFO_DEPTH)
         m.submodules.out_fifo = out_fifo = SyncFIFO(width=XFER_BITS, depth=OUT_FIFO_DEPTH)
         in_flight = Signal()                   # OUT: a read whose word lands next cycle

@@ -20,7 +20,7 @@ from ..model.names import GATE_UP, QKV
 from .isa import (ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SDRAM_WORD_BYTES, SR_INV_T, AttnFn, Cond,
                   Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn, XFn, prog_words)
 from .schedule import hoist_transfers
-from .limits import DEFAULT_ENGINE, VM_ACTIVATIONS, DeviceLimits
+from .limits import DEFAULT_ENGINE, TMEM_PER_WORD, VM_ACTIVATIONS, DeviceLimits
 from .memory_map import MemoryMap, log2_exact
 
 # Integer registers by role (IR[0] is zero)
@@ -228,10 +228,11 @@ def _embed(e):
     scale_dyn = (Dyn.A, DynSrc.TOKEN, 0)
     if mm.sd is not None:       # the step's RoPE row, the final norm's gains; the token's
         sd = mm.sd              # scale and row into EMBS[0], EMB row 0
-        e.xfer("rope: fetch the step's row", XFn.IN, (Space.TMEM, 0), sd.rope, mm.rope_stride,
-               s_dyn=log2_exact(mm.rope_stride))
+        per = TMEM_PER_WORD
+        e.xfer("rope: fetch the step's row", XFn.IN, (Space.TMEM, 0), sd.rope,
+               mm.rope_stride // per, s_dyn=log2_exact(mm.rope_stride // per))
         e.xfer("final norm: fetch the gains", XFn.IN, (Space.TMEM, mm.gain[names.FINAL_NORM]),
-               sd.gains + mm.L * sd.layer_gains, mm.d)
+               sd.gains + mm.L * sd.layer_gains // per, sd.final_gains // per)
         e.xfer("embed: fetch the row scale", XFn.IN, (Space.EMBS, 0), mm.sd.emb_scales, 1,
                s_dyn=0, dyn_src=DynSrc.TOKEN)
         e.xfer("embed: fetch the row", XFn.IN, (Space.EMB, 0), mm.sd.emb, mm.sd.row_words,
@@ -255,8 +256,9 @@ def _attention_inputs(e, regs, i):
     p = names.layer(i)
     ln = f"layer {i}"
     if mm.sd is not None:       # the layer's gains, into the TMEM half of its parity
+        lg = mm.sd.layer_gains // TMEM_PER_WORD
         e.xfer(f"{ln} norms: fetch the gains", XFn.IN, (Space.TMEM, mm.gain[p + names.INPUT_NORM]),
-               mm.sd.gains + i * mm.sd.layer_gains, mm.sd.layer_gains)
+               mm.sd.gains + i * lg, lg)
         e.wait(f"{ln} norms: wait for the gains")
     e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, regs.res_scale, act, r,
            ranged=True)

@@ -260,11 +260,11 @@ SPACES = {
 SCALAR_SPACES = (Space.EMBS, Space.HEADS, Space.KVS)   # VMEM may also hold scalar words
 ROW_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)
 # What XFER moves to and from the SDRAM, and the bytes one word takes there (the space's
-# words, little-endian, packed; wider than 8 bits: one SDRAM word each, zero-extended).
+# words, little-endian, packed; wider than 16 bits: one SDRAM word each, zero-extended).
 # WGT's word is the engine's tile word: EngineConfig.word_bytes.
-# TMEM (a model streamed from the SDRAM brings its tables in: RoPE rows, norm gains) a
-# word an SDRAM word too; WGT only for IN.
-XFER_SPACES = {Space.VMEM: 8, Space.TMEM: 8, Space.EMB: 1, Space.EMBS: 8, Space.HEAD: 1,
+# TMEM: a model streamed from the SDRAM brings its tables in (RoPE rows, norm gains),
+# four int16 words an SDRAM word. WGT only for IN.
+XFER_SPACES = {Space.VMEM: 8, Space.TMEM: 2, Space.EMB: 1, Space.EMBS: 8, Space.HEAD: 1,
                Space.HEADS: 8, Space.KVK: 1, Space.KVV: 1, Space.KVS: 8, Space.WGT: None}
 
 

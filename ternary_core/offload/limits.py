@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields as dc_fields, replace
 
 from ..engine_config import EngineConfig
 from ..errors import TernaryError
-from .isa import (ADDR_BITS, DOT_LANES, FEATURES_ALL, PARAM_DEPTH, SDRAM_ADDR_BITS, SR_COUNT,
-                  Feature, Space)
+from .isa import (ADDR_BITS, DOT_LANES, FEATURES_ALL, PARAM_DEPTH, SDRAM_ADDR_BITS,
+                  SDRAM_WORD_BYTES, SR_COUNT, XFER_SPACES, Feature, Space)
 
 # The ternary engine the whole-model device carries (the ULX3S-85F's: 16x16 lanes, 2-bit
 # weights, the activation buffer in LUT RAM): what the compiler packs for and the Python
@@ -29,6 +29,15 @@ def check_activation(config):
     if config.hidden_act not in VM_ACTIVATIONS:
         raise TernaryError(f"hidden_act is {config.hidden_act!r}; the device's vector machine "
                            f"runs {' or '.join(VM_ACTIVATIONS)} only")
+
+
+# TMEM's int16 words in an SDRAM word (XFER packs them: isa.XFER_SPACES)
+TMEM_PER_WORD = SDRAM_WORD_BYTES // XFER_SPACES[Space.TMEM]
+
+
+def tmem_words(n):
+    """``n`` TMEM words padded to whole SDRAM words."""
+    return -(-int(n) // TMEM_PER_WORD) * TMEM_PER_WORD
 
 
 def pow2_at_least(n):
@@ -158,7 +167,7 @@ class DeviceLimits:
         return {
             Space.VMEM: self.vmem_words,
             Space.ACT: self.max_k,
-            Space.TMEM: self.rope_stride + 2 * (3 * self.hidden + self.ffn) + self.hidden
+            Space.TMEM: self.rope_stride + 2 * tmem_words(3 * self.hidden + self.ffn) + tmem_words(self.hidden)
                         if self.sdram else gains + self.context * self.rope_stride,
             Space.EMB: emb,
             Space.EMBS: self.emb_buffer_rows,

@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import TernaryError
 from ..model import names
 from .isa import ADDR_BITS, SDRAM_WORD_BYTES, Space, kv_scale_addr, scalar_word
-from .limits import DEFAULT_ENGINE, DeviceLimits, pow2_at_least, vmem_regions
+from .limits import (DEFAULT_ENGINE, TMEM_PER_WORD, DeviceLimits, pow2_at_least, tmem_words,
+                     vmem_regions)
 
 def log2_exact(n):
     """log2 of a power of two (the strides of the row spaces)."""
@@ -100,13 +101,16 @@ class SdramMap:
         if not c.tie_word_embeddings:
             self.head_scales = at
             at += mm.V
-        # TMEM's tables, a word each: the RoPE rows (the step's comes in), the norm gains
-        # (a layer's come in before it runs, into the TMEM half of the layer's parity)
+        # TMEM's tables, TMEM_PER_WORD int16 words an SDRAM word: the RoPE rows (the
+        # step's comes in), the norm gains (a layer's come in before it runs, into the
+        # TMEM half of the layer's parity), each layer's and the final norm's padded to
+        # whole SDRAM words
         self.rope = at
-        at += mm.context * mm.rope_stride
+        at += mm.context * mm.rope_stride // TMEM_PER_WORD
         self.gains = at
-        self.layer_gains = 3 * mm.d + mm.f              # names.NORMS of a layer, in order
-        at += mm.L * self.layer_gains + mm.d            # then the final norm's
+        self.layer_gains = tmem_words(3 * mm.d + mm.f)   # names.NORMS of a layer, in order
+        self.final_gains = tmem_words(mm.d)
+        at += (mm.L * self.layer_gains + self.final_gains) // TMEM_PER_WORD
         # the KV cache
         if mm.kv_stride < SDRAM_WORD_BYTES:
             raise TernaryError(f"head_dim {mm.hd}: a KV row streamed from the SDRAM needs "
@@ -185,7 +189,7 @@ class MemoryMap:
         two layers' room (their order as in the SDRAM), then the final norm's."""
         d, f = self.d, self.f
         self.gain = {}
-        at = start = rope_rows * self.rope_stride
+        at = start = rope_rows * self.rope_stride       # (a multiple of TMEM_PER_WORD)
         for name in names.norm_names(self.L):
             if self.sd is not None and name != names.FINAL_NORM:
                 i = int(name.split(".")[2])             # model.layers.<i>.
@@ -327,8 +331,15 @@ def sdram_image(im, mm, rows_image):
     words[sd.emb_scales:sd.emb_scales + mm.V] = _scalar_words(im.embed_scale)
     if not mm.config.tie_word_embeddings:
         words[sd.head_scales:sd.head_scales + mm.V] = _scalar_words(im.head_scale)
-    for at, table in ((sd.rope, rope_rows(im, mm)), (sd.gains, gains(im, mm))):
-        words[at:at + table.size] = table.astype(np.int16).view(np.uint16)   # zero-extended
+    padded = [np.zeros(n, np.int64) for n in [sd.layer_gains] * mm.L + [sd.final_gains]]
+    for name in names.norm_names(mm.L):
+        i = mm.L if name == names.FINAL_NORM else int(name.split(".")[2])
+        g = im.norms[name].gain
+        at = mm.gain[name] - mm.gain[names.layer(i) + names.NORMS[0]] if i < mm.L else 0
+        padded[i][at:at + g.size] = g
+    for at, table in ((sd.rope, rope_rows(im, mm)), (sd.gains, np.concatenate(padded))):
+        raw = table.astype("<i2").view(np.uint8)
+        out[at * SDRAM_WORD_BYTES:at * SDRAM_WORD_BYTES + raw.size] = raw
     return words
 
 
