@@ -55,6 +55,24 @@ VOP_WRITE = 6        # the stage that writes D[i] and reduces (the squares one s
 PV_WEIGHT = 7        # the stage at which ATTN PV's weight leaves (its multiply: a stage more)
 
 
+def memory_kwargs(lim):
+    """``{space: SpaceMemory keyword arguments}`` of a machine built with ``lim``: MEMORIES,
+    and on a machine with SDRAM the transfer's write port on every space XFER moves."""
+    out = {}
+    for sp, kw in MEMORIES.items():
+        info = isa.SPACES[sp]
+        # a shared port takes the write's address: only uploads (VM idle) may write
+        assert not (kw.get("shared") and info.writable_by_program), sp
+        if lim.sdram and sp in OUT_SPACES:
+            # (TMEM too: a port of its own for the transfer's writes, not the uploads',
+            # and rows of an SDRAM word: its int16 words come four to a word)
+            kw = {**kw, "xfer": True, "shared": False}
+            if sp in HALF_SPACES:
+                kw["wide"] = XFER_BITS // info.word_bits
+        out[sp] = kw
+    return out
+
+
 def sext(v, bits, is_signed):
     return v[:bits].as_signed() if is_signed else v[:bits]
 
@@ -121,16 +139,8 @@ class MachineDatapath:
         All reads take one cycle."""
         m, lim = self.m, self.lim
         mems = {}
-        for sp, kw in MEMORIES.items():
+        for sp, kw in memory_kwargs(lim).items():
             info = isa.SPACES[sp]
-            # a shared port takes the write's address: only uploads (VM idle) may write
-            assert not (kw.get("shared") and info.writable_by_program), sp
-            if lim.sdram and sp in OUT_SPACES:
-                # (TMEM too: a port of its own for the transfer's writes, not the uploads',
-                # and rows of an SDRAM word: its int16 words come four to a word)
-                kw = {**kw, "xfer": True, "shared": False}
-                if sp in HALF_SPACES:
-                    kw["wide"] = XFER_BITS // info.word_bits
             mems[sp] = SpaceMemory(info.word_bits, lim.depth(sp), name=sp.name, **kw)
             m.submodules[f"mem_{sp.name.lower()}"] = mems[sp]
         m.submodules.sr_file = sr_mem = memory.Memory(shape=unsigned(SW_BITS), depth=isa.SR_COUNT,
