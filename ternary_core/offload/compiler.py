@@ -312,8 +312,10 @@ def _kv_transfers(e, i, fn, heads=None):
     for g in range(mm.nkv) if heads is None else heads:
         row = mm.kv_row(i, g) if fn == XFn.IN else mm.kv_stage(g)
         scale = (lambda v: mm.kvs(i, g, v)) if fn == XFn.IN else (lambda v: mm.kvs_stage(g, v))
-        for kind, c, per in (("k", (Space.KVK, row), rw), ("v", (Space.KVV, row), rw),
-                             ("ks", (Space.KVS, scale(0)), 1), ("vs", (Space.KVS, scale(1)), 1)):
+        # (the V rows last: the scales and the K rows are in when it starts, so the scores
+        # run while they come: the attention WAITs before its weights . values)
+        for kind, c, per in (("ks", (Space.KVS, scale(0)), 1), ("vs", (Space.KVS, scale(1)), 1),
+                             ("k", (Space.KVK, row), rw), ("v", (Space.KVV, row), rw)):
             what, k = _KV_KINDS[kind], log2_exact(per)
             if fn == XFn.IN:
                 e.xfer(f"layer {i} kv head {g}: fetch the {what}", fn, c, sd.kv_sd(kind, i, g),
@@ -337,10 +339,14 @@ def _attend(e, i, qsc, *, smul2, fuse_attention):
     for h in range(nh):
         g = h // group
         an = f"{ln} attn head {h}"
+
+        def wait_v():           # streamed: the KV head's V rows are in before they are read
+            if mm.sd is not None and h % group == 0:
+                e.wait(f"{ln} kv head {g}: wait for its V rows")
+
         if h % group == 0:      # once per KV head: its query heads follow in order
             if mm.sd is not None:
                 _kv_transfers(e, i, XFn.IN, (g,))
-                e.wait(f"{ln} kv head {g}: wait for its cache")
             e.emit(Op.SVOP, f"{an}: largest value-scale exponent", fn=SVFn.MAXE, n=0,
                    npos=1, a_space=Space.KVS, a_addr=mm.kvs(i, g, 1), red=Red.MAXE,
                    red_ir=IR_EMAX)
@@ -362,6 +368,7 @@ def _attend(e, i, qsc, *, smul2, fuse_attention):
                    b_space=Space.KVK, b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
                    d_addr=key_scales, len=hd, stride=kst, sh_imm=-ops.SCORE_FRAC_BITS,
                    red_ir=IR_ZMAX)
+            wait_v()
             e.emit(Op.ATTN, f"{an}: exp2, sum, weights . values", fn=AttnFn.PV, n=0,
                    npos=1, a_space=Space.VMEM, a_addr=key_scales, b_space=Space.KVV,
                    b_addr=mm.kv_row(i, g), d_space=Space.VMEM,
@@ -380,6 +387,7 @@ def _attend(e, i, qsc, *, smul2, fuse_attention):
             e.vop(f"{an}: weights x value scales", VFn.MULS, 0, sv("s3"),
                   (Space.KVS, mm.kvs(i, g, 1)), sv("s4"), npos=1, sh_imm=16,
                   sh_ir=IR_EMAX)
+            wait_v()
             e.emit(Op.AXPY, f"{an}: weights . values", n=0, npos=1, a_space=Space.VMEM,
                    a_addr=mm.vmem["s4"], b_space=Space.KVV, b_addr=mm.kv_row(i, g),
                    d_space=Space.VMEM, d_addr=mm.vmem["acc"] + h * hd, len=hd,
