@@ -448,11 +448,13 @@ HL = DeviceLimits(hidden=32, layers=1, heads=2, kv_heads=2, head_dim=16, ffn=32,
                   kv_slots=1, weight_words=16)
 HLAYOUT = DEFAULT_ENGINE.layout
 MAX_POS, MAX_TOKEN = HL.context - 1, HL.vocab - 1
-READ = [Space.VMEM, Space.TMEM, Space.EMB, Space.EMBS, Space.HEAD, Space.HEADS, Space.KVK,
-        Space.KVV, Space.KVS, Space.TOKENS]
+# (HEAD and HEADS are a word each on a device with SDRAM: an untied lm_head streams
+# through EMB)
+READ = [Space.VMEM, Space.TMEM, Space.EMB, Space.EMBS, Space.KVK, Space.KVV, Space.KVS,
+        Space.TOKENS]
 WRITE = [Space.VMEM, Space.KVK, Space.KVV, Space.KVS, Space.TOKENS, Space.ACT]
-ROWS = [Space.EMB, Space.HEAD, Space.KVK, Space.KVV]
-SCALARS = [Space.EMBS, Space.HEADS, Space.KVS, Space.VMEM]
+ROWS = [Space.EMB, Space.KVK, Space.KVV]
+SCALARS = [Space.EMBS, Space.KVS, Space.VMEM]
 WGT_SRC = 2048            # SDRAM words from here hold packed trits (for XFER IN to WGT)
 
 
@@ -567,7 +569,8 @@ class ProgramGen:
                           m=m, k=k, d_space=Space.VMEM, d_addr=self.addr(Space.VMEM, m))]
         if kind in ("xin", "xout"):
             fn = XFn.IN if kind == "xin" else XFn.OUT
-            spaces = [s for s in XFER_SPACES if not (s == Space.WGT and fn == XFn.OUT)]
+            spaces = [s for s in XFER_SPACES if not (s == Space.WGT and fn == XFn.OUT)
+                      and s not in (Space.HEAD, Space.HEADS)]
             space = self.pick(spaces)
             per = xfer_bytes(space, HLAYOUT.word_bytes)
             n = int(r.integers(0, 5)) * max(1, per // SDRAM_WORD_BYTES)

@@ -75,7 +75,11 @@ def test_a_model_lives_on_chip_when_it_fits_and_in_the_sdram_when_not(rng):
     # layers' gains): a model whose every table does not fit there streams
     assert compile_program(im, replace(fits, sdram_words=1 << 16)).mm.sd is not None
     roomy = replace(fits, sdram_words=1 << 16, hidden=4096, ffn=4096)
-    assert not transfers(compile_program(im, roomy))           # unless they do
+    assert not im.config.tie_word_embeddings                   # and HEAD is one word: an
+    assert compile_program(im, roomy).mm.sd is not None        # untied lm_head streams
+    tied = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=True,
+                                                        **SHAPES["48/6x8/2"])))
+    assert not transfers(compile_program(tied, roomy))         # unless it is tied
     small = streamed_limits(im.config)
     assert transfers(compile_program(im, small))
     with pytest.raises(TernaryError, match="the model needs .* weight_words; the device's limit"):

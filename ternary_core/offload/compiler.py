@@ -515,7 +515,8 @@ def _head_and_sampler(e, regs, sampling):
     d, V, r = mm.d, mm.V, regs.r
     e.gen = 1
     e.norm("final norm", names.FINAL_NORM, sv("x"), d, regs.res_scale, sv("q8"), r, ranged=True)
-    rows, scales = ((Space.EMB, Space.EMBS) if mm.config.tie_word_embeddings
+    # (streamed, the lm_head's chunks take EMB's halves: the step's embedding row is used)
+    rows, scales = ((Space.EMB, Space.EMBS) if mm.config.tie_word_embeddings or mm.sd
                     else (Space.HEAD, Space.HEADS))
     dot = dict(a_space=Space.VMEM, a_addr=mm.vmem["q8"], b_space=rows, d_space=Space.VMEM,
                len=d, stride=log2_exact(mm.emb_stride))

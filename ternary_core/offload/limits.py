@@ -171,8 +171,9 @@ class DeviceLimits:
                         if self.sdram else gains + self.context * self.rope_stride,
             Space.EMB: emb,
             Space.EMBS: self.emb_buffer_rows,
-            Space.HEAD: emb,
-            Space.HEADS: self.emb_buffer_rows,
+            # (a device with SDRAM streams an untied lm_head through EMB: HEAD's one word)
+            Space.HEAD: 1 if self.sdram else emb,
+            Space.HEADS: 1 if self.sdram else self.emb_buffer_rows,
             Space.KVK: kv * self.kv_stride,
             Space.KVV: kv * self.kv_stride,
             Space.KVS: 2 * kv,

@@ -246,7 +246,9 @@ class MemoryMap:
                                f"{lim.depth(Space.TMEM)} (limits hidden/ffn/context/head_dim)")
         rows, kv_rows = ((self.V, self.L * self.nkv * self.context) if self.sd is None else
                          (2, lim.kv_buffer_slots * self.context + self.nkv))
-        for s, need in ((Space.EMB, rows * self.emb_stride), (Space.EMBS, rows),
+        heads = () if self.sd is not None or self.config.tie_word_embeddings else (
+            (Space.HEAD, self.V * self.emb_stride), (Space.HEADS, self.V))
+        for s, need in ((Space.EMB, rows * self.emb_stride), (Space.EMBS, rows), *heads,
                         (Space.KVK, kv_rows * self.kv_stride),
                         (Space.KVS, 2 * kv_rows)):      # (a row's scales: kv_scale_addr)
             if need > lim.depth(s):
