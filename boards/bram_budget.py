@@ -55,7 +55,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     profile = board("ulx3s-85f")
     limits = profile.vm_sdram_limits if args.sdram else profile.vm_limits
-    engine = profile.vm_engine(limits) if limits.sdram else profile.engine
+    engine = profile.vm_engine(limits)
     print(f"synthesizing each memory of the ULX3S-85F {'SDRAM' if args.sdram else 'on-chip'} "
           f"build alone (synth_ecp5; minutes) ...", file=sys.stderr, flush=True)
     rows = budget(limits, engine)
