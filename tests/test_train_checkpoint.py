@@ -113,7 +113,7 @@ def test_train_act_gives_a_model_whose_reference_matches_the_trained_net(tmp_pat
     assert model.config.hidden_act == act
     ids = np.frombuffer(corpus.read_bytes()[:16], np.uint8).astype(np.int64)
     with torch.no_grad():
-        want = nets[-1].eval()(torch.from_numpy(ids)[None])[0].numpy()
+        want = nets[-1].double().eval()(torch.from_numpy(ids)[None])[0].numpy()
     scale = np.abs(want).max()
     got = BitNetRunner(model).score(ids)
     print(f"max abs diff {np.abs(got - want).max():.3g} of max abs logit {scale:.3g}")
