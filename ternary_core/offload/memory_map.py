@@ -17,6 +17,13 @@ from .isa import ADDR_BITS, SDRAM_WORD_BYTES, Space, kv_scale_addr, scalar_word
 from .limits import (DEFAULT_ENGINE, TMEM_PER_WORD, DeviceLimits, pow2_at_least, tmem_words,
                      vmem_regions)
 
+def layer_norms(num_layers):
+    """``(layer, norm name)`` of every RMSNorm in execution order (names.norm_names); the
+    final norm's layer is ``num_layers``."""
+    return [(i, names.layer(i) + n) for i in range(num_layers) for n in names.NORMS] + \
+        [(num_layers, names.FINAL_NORM)]
+
+
 def log2_exact(n):
     """log2 of a power of two (the strides of the row spaces)."""
     return int(n).bit_length() - 1
@@ -187,18 +194,13 @@ class MemoryMap:
         streamed), then the norm gains (:attr:`gain`: each norm's first word): on chip
         every norm's, one after another; streamed, layer ``i``'s in the half ``i % 2`` of
         two layers' room (their order as in the SDRAM), then the final norm's."""
-        d, f = self.d, self.f
         self.gain = {}
         at = start = rope_rows * self.rope_stride       # (a multiple of TMEM_PER_WORD)
-        for name in names.norm_names(self.L):
-            if self.sd is not None and name != names.FINAL_NORM:
-                i = int(name.split(".")[2])             # model.layers.<i>.
-                if name.endswith(names.NORMS[0]):
-                    at = start + (i % 2) * self.sd.layer_gains
-            elif self.sd is not None:
-                at = start + 2 * self.sd.layer_gains
+        for i, name in layer_norms(self.L):
+            if self.sd is not None and name in (names.layer(i) + names.NORMS[0], names.FINAL_NORM):
+                at = start + (i % 2 if i < self.L else 2) * self.sd.layer_gains
             self.gain[name] = at
-            at += f if name.endswith(names.FFN_SUB_NORM) else d
+            at += self.f if name.endswith(names.FFN_SUB_NORM) else self.d
         self.tmem_used = at
 
     def stack_of(self, name):
@@ -334,8 +336,7 @@ def sdram_image(im, mm, rows_image):
     if not mm.config.tie_word_embeddings:
         words[sd.head_scales:sd.head_scales + mm.V] = _scalar_words(im.head_scale)
     padded = [np.zeros(n, np.int64) for n in [sd.layer_gains] * mm.L + [sd.final_gains]]
-    for name in names.norm_names(mm.L):
-        i = mm.L if name == names.FINAL_NORM else int(name.split(".")[2])
+    for i, name in layer_norms(mm.L):
         g = im.norms[name].gain
         at = mm.gain[name] - mm.gain[names.layer(i) + names.NORMS[0]] if i < mm.L else 0
         padded[i][at:at + g.size] = g
