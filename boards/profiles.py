@@ -65,13 +65,14 @@ ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)
 # The build that streams a model from the SDRAM: the largest of issue 20's shapes (hidden
 # 768, 12 layers, FFN 2048, 12 / 6 heads of 64, vocab 8192 tied) at context 512 fits the
 # 32 MB part; on chip, halves of a 2,048-word weight store, 64 embedding rows, one KV
-# head's cache (one slot), and the VMEM and PROG that model's straight-line program needs. These
+# head's cache (one slot), the vocabulary's logits and sampler weights in VMEM's
+# single-copy bank, and the VMEM and PROG that model's straight-line program needs. These
 # on-chip sizes are not yet fitted to the 85F's block RAM (docs/sdram.md, "Next"): the
 # simulated board runs them, no bitstream does.
 ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
     hidden=768, layers=12, heads=12, kv_heads=6, head_dim=64, ffn=2048, vocab=8192, context=512,
-    vmem_words=32768, prog_words=9216, max_m=1024, max_k=2048, weight_words=2048,
-    sdram_words=ULX3S_SDRAM_WORDS, emb_rows=64, kv_slots=1)
+    vmem_words=13312, prog_words=9216, max_m=1024, max_k=2048, weight_words=2048,
+    sdram_words=ULX3S_SDRAM_WORDS, emb_rows=64, kv_slots=1, vmem_single=2 * 8192)
 _ULX3S_ENGINE = DEFAULT_ENGINE
 
 BOARDS = {

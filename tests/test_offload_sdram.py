@@ -14,7 +14,7 @@ from ternary_core.integer import compile_model
 from ternary_core.model.config import BitNetConfig
 from ternary_core.offload import isa
 from ternary_core.offload.compiler import compile_program
-from ternary_core.offload.isa import Instr, Op, Space, XFn
+from ternary_core.offload.isa import Instr, Op, Space, VFn, XFn
 from ternary_core.offload.limits import DEFAULT_ENGINE, DeviceLimits
 from ternary_core.offload.machine import Machine, execute
 from tests.test_model_files import random_model
@@ -42,14 +42,16 @@ def transfers(program):
     return [i for i in program.instrs if i.op == Op.XFER]
 
 
-@pytest.mark.parametrize("shape,tie,act,fused", [("48/6x8/2", False, "relu2", False),
-                                                 ("48/6x8/2", True, "silu", True),
-                                                 ("36/3x12/1", True, "relu2", True),
-                                                 ("64/4x16/2", False, "silu", False)])
-def test_streamed_model_is_bit_exact_to_the_integer_model(rng, seed, shape, tie, act, fused):
+@pytest.mark.parametrize("shape,tie,act,fused,single", [("48/6x8/2", False, "relu2", False, 0),
+                                                        ("48/6x8/2", True, "silu", True, 1),
+                                                        ("36/3x12/1", True, "relu2", True, 0),
+                                                        ("64/4x16/2", False, "silu", False, 1)])
+def test_streamed_model_is_bit_exact_to_the_integer_model(rng, seed, shape, tie, act, fused,
+                                                          single):
+    """``single``: the logits and the sampler's weights in VMEM's single-copy bank."""
     im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, hidden_act=act,
                                                       **SHAPES[shape])))
-    limits = streamed_limits(im.config)
+    limits = streamed_limits(im.config, vmem_single=single * 2 * im.config.vocab_size)
     mc, program = Machine.for_model(im, limits, smul2=fused, fuse_attention=fused)
     # everything streams: several chunks a stack, the lm_head in chunks of 4 rows
     assert program.mm.sd is not None
@@ -65,6 +67,33 @@ def test_streamed_model_is_bit_exact_to_the_integer_model(rng, seed, shape, tie,
     first = device(mc, program, prompt, 6)
     resumed = device(mc, program, [first[0][2]], 3, pos0=len(prompt) + 2)
     assert resumed[0] == first[0][3:6]
+
+
+def test_the_single_copy_bank_holds_the_vocabulary_sized_regions_and_only_port_0_reads_it(rng):
+    """With ``vmem_single``, the two-copy VMEM words hold no vocabulary-sized region (the
+    lm_head's chunks pass through s0/s1), an on-chip model's lm_head runs in chunks too and
+    stays bit-exact, and a program reading the bank other than as operand A is refused."""
+    c = BitNetConfig(vocab_size=200, **{k: v for k, v in SHAPES["48/6x8/2"].items()
+                                        if k != "vocab_size"})
+    im = compile_model(random_model(rng, c))
+    V = c.vocab_size
+    plain = DeviceLimits.for_config(c)
+    lim = DeviceLimits.for_config(c, vmem_single=2 * V)   # (chunks of V / 2 rows)
+    assert lim.vmem_words < plain.vmem_words - V    # s0..s2 were vocabulary-sized
+    mc, program = Machine.for_model(im, lim)
+    assert program.mm.sd is None
+    lg, n = program.logits
+    assert lg >= lim.vmem_words and n == V
+    assert program.mm.vmem["wt"] == lg + V
+    prompt = [int(t) for t in rng.integers(0, V, 4)]
+    assert_same(device(mc, program, prompt, 8, 0.7, 5, 3), golden(im, prompt, 8, 0.7, 5, 3))
+    # the bank's words read as operand B: refused by name
+    bad = Instr(Op.VOP, "logits as B", fn=VFn.ADD, n=4, a_space=Space.VMEM, a_addr=0,
+                b_space=Space.VMEM, b_addr=lg, d_space=Space.VMEM, d_addr=0, bits=40)
+    with pytest.raises(TernaryError, match="logits as B: B reads VMEM .* single-copy bank"):
+        execute(mc, bad)
+    with pytest.raises(TernaryError, match="vmem_single"):
+        compile_program(im, DeviceLimits.for_config(c, vmem_single=2 * V - 1))
 
 
 def test_a_model_lives_on_chip_when_it_fits_and_in_the_sdram_when_not(rng):

@@ -26,11 +26,12 @@ from tests.test_offload_sdram import SHAPES
 
 # One board for every shape: the largest of each field, on-chip buffers small enough that
 # every stack is in several chunks (weight store halves of 8 tile words), the lm_head in
-# chunks of 4 rows, one KV head's cache on chip.
+# chunks of 4 rows, one KV head's cache on chip, the logits in VMEM's single-copy bank.
 # (tests/test_sim_board_sdram.py uses this board too: one Verilator build)
 LIMITS = DeviceLimits(hidden=64, layers=3, heads=6, kv_heads=2, head_dim=16, ffn=96, vocab=97,
                       context=24, vmem_words=1024, prog_words=1280, max_m=256, max_k=128,
-                      weight_words=16, sdram_words=ULX3S_SDRAM_WORDS, emb_rows=8, kv_slots=1)
+                      weight_words=16, sdram_words=ULX3S_SDRAM_WORDS, emb_rows=8, kv_slots=1,
+                      vmem_single=2 * 97)
 ENGINE = replace(DEFAULT_ENGINE, weight_words=LIMITS.weight_words, max_m=LIMITS.max_m,
                  max_k=LIMITS.max_k)
 QUIET = open("/dev/null", "w")

@@ -393,7 +393,7 @@ def streamed_model(rng, tie, cols, features):
     engine = EngineConfig(rows=4, cols=cols, max_m=80, max_k=64, weight_words=64)
     limits = DeviceLimits.for_config(c, im.max_len, vmem_words=1024, prog_words=1024,
                                      sdram_words=1 << 14, emb_rows=8, kv_slots=1,
-                                     features=features).with_engine(engine)
+                                     vmem_single=2 * c.vocab_size, features=features).with_engine(engine)
     program = compile_program(im, limits, engine=engine, sdram=True, **limits.compile_options())
     return im, engine, limits, program
 

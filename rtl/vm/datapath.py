@@ -57,7 +57,8 @@ PV_WEIGHT = 7        # the stage at which ATTN PV's weight leaves (its multiply:
 
 def memory_kwargs(lim):
     """``{space: SpaceMemory keyword arguments}`` of a machine built with ``lim``: MEMORIES,
-    and on a machine with SDRAM the transfer's write port on every space XFER moves."""
+    on a machine with SDRAM the transfer's write port on every space XFER moves, and
+    VMEM's single-copy bank (``vmem_single``)."""
     out = {}
     for sp, kw in MEMORIES.items():
         info = isa.SPACES[sp]
@@ -69,6 +70,8 @@ def memory_kwargs(lim):
             kw = {**kw, "xfer": True, "shared": False}
             if sp in HALF_SPACES:
                 kw["wide"] = XFER_BITS // info.word_bits
+        if sp == Space.VMEM and lim.vmem_single:
+            kw = {**kw, "single_from": lim.vmem_words}
         out[sp] = kw
     return out
 

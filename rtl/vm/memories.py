@@ -55,7 +55,7 @@ class SpaceMemory(wiring.Component):
     """
 
     def __init__(self, word_bits, depth, *, wide=1, reads=1, shared=False, lutram=False,
-                 xfer=False, name="space"):
+                 xfer=False, single_from=0, name="space"):
         for pname, v, lo in (("word_bits", word_bits, 1), ("depth", depth, 1), ("wide", wide, 1),
                              ("reads", reads, 1)):
             if not isinstance(v, int) or v < lo:
@@ -68,6 +68,11 @@ class SpaceMemory(wiring.Component):
                                               wide * word_bits % XFER_BITS))):
             raise ValueError(f"{name}: an xfer space needs its own write port and, if wide, "
                              f"whole words and rows of {XFER_BITS} bits")
+        if single_from and not (0 < single_from < depth and wide == 1 and not shared
+                                and not lutram):
+            raise ValueError(f"{name}: single_from must be inside the depth, of a plain "
+                             f"block-RAM space (not wide or shared), not {single_from!r}")
+        self.single_from = single_from
         self.rows = -(-depth // wide)
         self.addr_bits = max(1, (self.rows * wide - 1).bit_length())
         members = {"w_addr": In(self.addr_bits), "w_data": In(word_bits), "w_en": In(1)}
@@ -94,7 +99,8 @@ class SpaceMemory(wiring.Component):
         W, B = self.wide, self.word_bits
         lb = (W - 1).bit_length()
         attrs = {"ram_style": "distributed"} if self.lutram else None
-        m.submodules.mem = mem = memory.Memory(shape=unsigned(W * B), depth=self.rows, init=[],
+        lo_rows = self.single_from or self.rows
+        m.submodules.mem = mem = memory.Memory(shape=unsigned(W * B), depth=lo_rows, init=[],
                                                attrs=attrs)
         wr = mem.write_port(granularity=B) if W > 1 else mem.write_port()
         port0 = Signal(self.addr_bits)     # read port 0's address (and the write's, shared)
@@ -124,7 +130,36 @@ class SpaceMemory(wiring.Component):
                 m.d.comb += self.r_data(k).eq(rd.data)
                 if self.xfer and k == 0:
                     m.d.comb += self.x_rdata.eq(rd.data)
+        if self.single_from:
+            self._single_bank(m, wr, port0, w_addr)
         return m
+
+    def _single_bank(self, m, wr, port0, w_addr):
+        """Words from ``single_from``: their own RAM, written by the one write (``w_*`` or
+        else ``x_*``, as the first RAM's, whose write is masked off for them), read on port
+        0, whose data (and ``x_rdata``) it gives in the cycle after an address there."""
+        S, B = self.single_from, self.word_bits
+        m.submodules.single = hi = memory.Memory(shape=unsigned(B), depth=self.depth - S,
+                                                 init=[])
+        hw, hr = hi.write_port(), hi.read_port(transparent_for=())
+        addr, data, en = w_addr, self.w_data, self.w_en
+        if self.xfer:
+            w_sel = self.w_en | ~self.x_en
+            addr, data = Mux(w_sel, w_addr, self.x_addr), Mux(w_sel, self.w_data, self.x_data[:B])
+            en = self.w_en | self.x_en
+        w_hi, r_hi, was_hi = addr >= S, port0 >= S, Signal()
+        m.d.comb += [hw.addr.eq(addr - S), hw.data.eq(data), hw.en.eq(en & w_hi),
+                     wr.en.eq(en & ~w_hi), hr.addr.eq(port0 - S)]
+        m.d.sync += was_hi.eq(r_hi)
+        with m.If(was_hi):
+            m.d.comb += self.r_data(0).eq(hr.data)
+            if self.xfer:
+                m.d.comb += self.x_rdata.eq(hr.data)
+        for k in range(1, self.reads):
+            r_hi_k, was_k = self.r_addr(k) >= S, Signal(name=f"was_hi{k}")
+            m.d.sync += was_k.eq(r_hi_k)
+            with m.If(was_k):
+                m.d.comb += self.r_data(k).eq(0)
 
     def _xfer_write(self, m, wr, lb):
         """The RAM's one write port takes ``w_*`` or else ``x_*`` (a group of byte lanes

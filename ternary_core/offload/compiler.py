@@ -523,37 +523,44 @@ def _head_and_sampler(e, regs, sampling):
     sd = mm.sd
     smul = dict(fn=SVFn.SMUL, a_space=scales, b_space=Space.SR, b_addr=r, d_space=Space.VMEM,
                 gen_only=1)
-    if sd is None:
+    to_q15 = dict(sh_imm=-ops.LOGIT_FRAC_BITS, bits=ops.LOGIT_BITS)
+    if sd is None and not mm.limits.vmem_single:
         e.emit(Op.DOT, "lm_head: dots", n=V, b_addr=0, d_addr=mm.vmem["s0"], **dot)
         e.emit(Op.SVOP, "lm_head: row scales", n=V, a_addr=0, d_addr=mm.vmem["s1"], **smul)
-    else:   # chunks of the rows and their scales, in the two halves of the buffers in turn
-        R = sd.head_rows
+        e.vop("lm_head: logits to Q15.16", VFn.MULS, V, sv("s0"), sv("s1"), sv("lg"), **to_q15)
+    else:
+        # in chunks: streamed, the rows and their scales in the two halves of the buffers
+        # in turn; each chunk's dots and scales in s0 and s1, its logits into lg (on a
+        # device with a single-copy VMEM bank, lg is there, and s0/s1 a chunk long)
+        R = mm.limits.head_chunk_rows
         for j, r0 in enumerate(range(0, V, R)):
-            n, half = min(R, V - r0), (j % 2) * R
+            n = min(R, V - r0)
             part = f"lm_head rows {r0}..{r0 + n - 1}"
-            e.xfer(f"{part}: fetch the scales", XFn.IN, (scales, half), sd.head_scales + r0, n)
-            e.xfer(f"{part}: fetch", XFn.IN, (rows, half * mm.emb_stride),
-                   sd.head + r0 * sd.row_words, n * sd.row_words)
-            e.wait(f"{part}: wait for the rows")
-            e.emit(Op.DOT, f"{part}: dots", n=n, b_addr=half * mm.emb_stride,
-                   d_addr=mm.vmem["s0"] + r0, **dot)
-            e.emit(Op.SVOP, f"{part}: row scales", n=n, a_addr=half,
-                   d_addr=mm.vmem["s1"] + r0, **smul)
-    e.vop("lm_head: logits to Q15.16", VFn.MULS, V, sv("s0"), sv("s1"), sv("s2"),
-          sh_imm=-ops.LOGIT_FRAC_BITS, bits=ops.LOGIT_BITS)
-    e.vop("sample: argmax", VFn.PASS, V, sv("s2"), red=Red.ARGMAX, red_ir=IR_ID, cond=Cond.GREEDY)
-    if sampling:
+            at, row_at = r0, r0 * mm.emb_stride
+            if sd is not None:
+                half = (j % 2) * R
+                at, row_at = half, half * mm.emb_stride
+                e.xfer(f"{part}: fetch the scales", XFn.IN, (scales, half), sd.head_scales + r0, n)
+                e.xfer(f"{part}: fetch", XFn.IN, (rows, row_at),
+                       sd.head + r0 * sd.row_words, n * sd.row_words)
+                e.wait(f"{part}: wait for the rows")
+            e.emit(Op.DOT, f"{part}: dots", n=n, b_addr=row_at, d_addr=mm.vmem["s0"], **dot)
+            e.emit(Op.SVOP, f"{part}: row scales", n=n, a_addr=at, d_addr=mm.vmem["s1"], **smul)
+            e.vop(f"{part}: logits to Q15.16", VFn.MULS, n, sv("s0"), sv("s1"), sv("lg", r0),
+                  **to_q15)
+    e.vop("sample: argmax", VFn.PASS, V, sv("lg"), red=Red.ARGMAX, red_ir=IR_ID, cond=Cond.GREEDY)
+    if sampling:    # the weights in wt, computed in place
         S = Cond.SAMPLED
-        e.vop("sample: max logit", VFn.PASS, V, sv("s2"), red=Red.MAX, red_ir=IR_LMAX, cond=S)
-        e.vop("sample: max - logit", VFn.RSUB, V, sv("s2"), (Space.IR, IR_LMAX), sv("s3"), cond=S)
-        e.vop("sample: x log2(e)/T", VFn.MULS, V, sv("s3"), (Space.SR, SR_INV_T), sv("s3"),
+        e.vop("sample: max logit", VFn.PASS, V, sv("lg"), red=Red.MAX, red_ir=IR_LMAX, cond=S)
+        e.vop("sample: max - logit", VFn.RSUB, V, sv("lg"), (Space.IR, IR_LMAX), sv("wt"), cond=S)
+        e.vop("sample: x log2(e)/T", VFn.MULS, V, sv("wt"), (Space.SR, SR_INV_T), sv("wt"),
               sh_imm=ops.LOGIT_FRAC_BITS - ops.SCORE_FRAC_BITS, cond=S)
-        e.vop("sample: exp2 weights", VFn.EXP2X, V, sv("s3"), (Space.IR, 0), sv("s4"), cond=S)
+        e.vop("sample: exp2 weights", VFn.EXP2X, V, sv("wt"), (Space.IR, 0), sv("wt"), cond=S)
         e.emit(Op.SAMPLE, "sample: top-k mask", fn=SampleFn.TOPK, n=V, a_space=Space.VMEM,
-               a_addr=mm.vmem["s2"], d_space=Space.VMEM, d_addr=mm.vmem["s4"], cond=S, gen_only=1)
-        e.vop("sample: sum of weights", VFn.PASS, V, sv("s4"), red=Red.SUM, red_ir=IR_LSUM, cond=S)
+               a_addr=mm.vmem["lg"], d_space=Space.VMEM, d_addr=mm.vmem["wt"], cond=S, gen_only=1)
+        e.vop("sample: sum of weights", VFn.PASS, V, sv("wt"), red=Red.SUM, red_ir=IR_LSUM, cond=S)
         e.emit(Op.SAMPLE, "sample: draw", fn=SampleFn.DRAW, n=V, a_space=Space.VMEM,
-               a_addr=mm.vmem["s4"], ir_a=IR_LSUM, ir_d=IR_ID, cond=S, gen_only=1)
+               a_addr=mm.vmem["wt"], ir_a=IR_LSUM, ir_d=IR_ID, cond=S, gen_only=1)
     e.emit(Op.SAMPLE, "sample: emit the id", fn=SampleFn.EMIT, n=V, ir_a=IR_ID, gen_only=1)
     e.emit(Op.END, "end of step", gen_only=0)
 
@@ -587,7 +594,7 @@ class Program:
     @property
     def logits(self):
         """VMEM (address, length) of the logits after a sampling step."""
-        return self.mm.vmem["s2"], self.mm.V
+        return self.mm.vmem["lg"], self.mm.V
 
 
 def compile_program(im, limits=None, sampling=True, engine=None, smul2=False,

@@ -78,6 +78,11 @@ class DeviceLimits:
     sdram_words: int = 0
     emb_rows: int = 0
     kv_slots: int = 0
+    # VMEM words above ``vmem_words`` in a bank of one copy (0: none), which only operand A
+    # of an element pass (and a SAMPLE's) reads, on read port 0: the vocabulary-sized
+    # regions (the logits and the sampler's weights), so that they do not take two copies
+    # of block RAM as the two-port words do (issue 20: 8,192 logits are 40 DP16KD a copy)
+    vmem_single: int = 0
 
     def __post_init__(self):
         for f in dc_fields(self):
@@ -127,6 +132,13 @@ class DeviceLimits:
         return self.emb_rows or self.vocab
 
     @property
+    def head_chunk_rows(self):
+        """lm_head rows a chunk when the lm_head runs in chunks (a model streamed from the
+        SDRAM: half of EMB's rows; or a device with a single-copy VMEM bank, whose logits
+        are written a chunk at a time)."""
+        return max(1, self.emb_buffer_rows // 2)
+
+    @property
     def kv_buffer_slots(self):
         """Slots of the KV cache on chip (one KV head's rows over the context each)."""
         return self.kv_slots or self.layers * self.kv_heads
@@ -165,7 +177,7 @@ class DeviceLimits:
         kv = self.kv_rows
         emb = self.emb_buffer_rows * self.emb_stride
         return {
-            Space.VMEM: self.vmem_words,
+            Space.VMEM: self.vmem_words + self.vmem_single,
             Space.ACT: self.max_k,
             Space.TMEM: self.rope_stride + 2 * tmem_words(3 * self.hidden + self.ffn) + tmem_words(self.hidden)
                         if self.sdram else gains + self.context * self.rope_stride,
@@ -227,37 +239,52 @@ class DeviceLimits:
         c = config
         context = int(context or c.max_position_embeddings)
         base = dict(hidden=c.hidden_size, layers=c.num_hidden_layers,
-                    vmem_words=vmem_regions(c, context)[1], heads=c.num_attention_heads, kv_heads=c.num_key_value_heads,
+                    heads=c.num_attention_heads, kv_heads=c.num_key_value_heads,
                     head_dim=c.head_dim, ffn=c.intermediate_size, vocab=c.vocab_size,
                     context=context,
                     max_m=max(c.hidden_size + 2 * c.num_key_value_heads * c.head_dim,
                               2 * c.intermediate_size),
                     max_k=max(c.hidden_size, c.intermediate_size))
         base.update(kw)
+        if "vmem_words" not in kw:      # the two-copy words the model's regions need
+            probe = cls(**{**base, "vmem_words": 1})
+            single = {"chunk": probe.head_chunk_rows, "single_at": 0} if probe.vmem_single else {}
+            base["vmem_words"] = vmem_regions(c, context, **single)[1]
         return cls(**base)
 
 
 # The fields of DeviceLimits added after INFO first carried them, and the value a device
 # that reports fewer fields implies for each (it predates them).
-LATER_FIELDS = {"features": 0, "sdram_words": 0, "emb_rows": 0, "kv_slots": 0}
+LATER_FIELDS = {"features": 0, "sdram_words": 0, "emb_rows": 0, "kv_slots": 0,
+                "vmem_single": 0}
 # Fields where 0 stands for a default (none, or another field's value)
-ZERO_MEANS_DEFAULT = ("sdram_words", "emb_rows", "kv_slots")
+ZERO_MEANS_DEFAULT = ("sdram_words", "emb_rows", "kv_slots", "vmem_single")
 
 
-def vmem_regions(config, context):
+def vmem_regions(config, context, chunk=None, single_at=None):
     """``(start of each VMEM region, words used)`` of a model at ``context``.
 
     The regions of different phases of a layer share words, since each phase's are dead
     before the next one's are written (VMEM's 2,048 words are 10 of the ULX3S's 208
-    block RAMs: 40-bit words, two copies for two read ports): the attention inputs (qkv, rot), the per-key scratch of the heads and the
-    sampler (s0..s2; s3 and s4 are s0 and s1 again: s0 is dead once s2 is written, s1
-    once s3 is), the merged heads (m16, att), the MLP (gu, t3)."""
+    block RAMs: 40-bit words, two copies for two read ports): the attention inputs (qkv,
+    rot), the per-key scratch of the heads and the lm_head (s0..s2; s3 and s4 are s0 and
+    s1 again: s0 is dead once s2 is written, s1 once s3 is), the merged heads
+    (m16, att), the MLP (gu, t3). The logits ``lg`` and the sampler's weights ``wt``:
+    without ``single_at``, s2 and s1 (vocabulary-sized; s1, the lm_head's row scales, is
+    dead once the logits are written); with it (a device's single-copy bank from VMEM word
+    ``single_at``: DeviceLimits.vmem_single), two vocabulary-sized regions there, the
+    lm_head written a chunk of at most ``chunk`` rows at a time through s0 and s1. ``words
+    used`` counts the two-copy words only."""
     c = config
-    d, f = c.hidden_size, c.intermediate_size
+    d, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
     kvd = c.num_key_value_heads * c.head_dim
-    big, scratch = max(d, f), max(int(context), c.vocab_size)
+    big = max(d, f)
+    if single_at is None:
+        s01 = s2 = max(int(context), V)
+    else:
+        s01, s2 = max(int(context), int(chunk)), int(context)
     phases = [[("qkv", d + 2 * kvd), ("rot", d + kvd)],
-              [("s0", scratch), ("s1", scratch), ("s2", scratch)],
+              [("s0", s01), ("s1", s01), ("s2", s2)],
               [("m16", d), ("att", d)],
               [("gu", 2 * f), ("t3", big)]]
     regions = [("x", d), ("q8", d), ("t1", big), ("t2", big), ("acc", d), ("o", d)]
@@ -271,5 +298,9 @@ def vmem_regions(config, context):
             start[name] = off
             off += size
     used = at + max(sum(size for _, size in phase) for phase in phases)
-    start["s3"], start["s4"] = start["s0"], start["s1"]
+    start["s3"], start["s4"] = start["s0"], start["s1"]     # (the heads' scratch)
+    if single_at is None:
+        start["lg"], start["wt"] = start["s2"], start["s1"]
+    else:
+        start["lg"], start["wt"] = int(single_at), int(single_at) + V
     return start, used

@@ -315,8 +315,23 @@ def _read(mc, space, addr, n, what, ins):
     if addr < 0 or addr + n > mem.size:
         raise TernaryError(f"{ins.name or ins.op.name}: {what} reads {space.name} "
                            f"{addr}..{addr + n - 1}, past its depth {mem.size}")
+    single = mc.limits.vmem_words
+    if (space == Space.VMEM and addr + n > single and mc.limits.vmem_single
+            and not _reads_port0(ins, what)):
+        raise TernaryError(f"{ins.name or ins.op.name}: {what} reads VMEM {addr}..{addr + n - 1}, "
+                           f"in the single-copy bank from {single}, which only operand A of "
+                           f"an element pass or a SAMPLE reads")
     _hazard(mc, space, addr, addr + n, False, ins.name or ins.op.name)
     return mem[addr:addr + n]
+
+
+def _reads_port0(ins, what):
+    """Whether the read ``what`` of ``ins`` is one the RTL makes on VMEM's read port 0,
+    the only one of its single-copy bank: operand A of an element pass but ROT (which
+    reads A's pairs on both ports), of an SVOP, of a SAMPLE (whose TOPK also rewrites D)."""
+    if ins.op == Op.VOP:
+        return what == "A" and ins.fn != VFn.ROT
+    return (ins.op == Op.SVOP and what == "A") or (ins.op == Op.SAMPLE and what in ("A", "D"))
 
 
 def _write(mc, space, addr, values, ins, what="D"):

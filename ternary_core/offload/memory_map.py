@@ -95,7 +95,7 @@ class SdramMap:
         if self.emb_rows < 2:
             raise TernaryError(f"streaming the embedding rows needs emb_rows >= 2; the device "
                                f"has {self.emb_rows}")
-        self.head_rows = self.emb_rows // 2                 # rows per lm_head chunk
+        self.head_rows = lim.head_chunk_rows                # rows per lm_head chunk
         self.row_words = mm.emb_stride // SDRAM_WORD_BYTES
         self.emb = at
         at += mm.V * self.row_words
@@ -157,7 +157,9 @@ class MemoryMap:
         self.rope_stride = pow2_at_least(hd)
         self.sd = None
         self._tmem_layout(self.context)
-        self.vmem, self.vmem_used = vmem_regions(c, self.context)
+        single = ({"chunk": limits.head_chunk_rows, "single_at": limits.vmem_words}
+                  if limits.vmem_single else {})
+        self.vmem, self.vmem_used = vmem_regions(c, self.context, **single)
         # weight stacks (names.STACKS), consecutive from word 0
         self.stacks = []
         lay = engine.layout
@@ -236,6 +238,8 @@ class MemoryMap:
         lim = self.limits
         lim.check(self.config, self.context, streamed=self.sd is not None)
         used = {"vmem_words": (self.vmem_used, lim.vmem_words)}
+        if lim.vmem_single:     # the logits and the sampler's weights
+            used["vmem_single"] = (2 * self.V, lim.vmem_single)
         if self.sd is None:
             used["weight_words"] = (self.weight_words_used, lim.weight_words)
         else:
