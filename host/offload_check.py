@@ -62,8 +62,12 @@ class ShadowCheck:
         want = int(self.machine.mem[Space.TOKENS][pos + 1])
         if diffs:
             space, addr, dev, ref = diffs[0]
-            pc = self._first_writer(before, pos, token, state, inv_t, top_k, diffs)
-            name = self.program.instrs[pc].name if pc is not None else "no instruction (a stale word)"
+            if self.program.segmented:      # (PROG's words come in from the SDRAM: no END
+                pc, name = None, "not bisected (the program streams through PROG)"  # to write)
+            else:
+                pc = self._first_writer(before, pos, token, state, inv_t, top_k, diffs)
+                name = (self.program.instrs[pc].name if pc is not None
+                        else "no instruction (a stale word)")
             raise DeviceMismatch(
                 f"--check: position {pos}: {len(diffs)} words differ, first {space.name}[{addr}] "
                 f"(device {dev}, reference {ref}); instruction {pc}: {name}")

@@ -12,11 +12,12 @@ import pytest
 from ternary_core.errors import TernaryError
 from ternary_core.integer import compile_model
 from ternary_core.model.config import BitNetConfig
-from ternary_core.offload import isa
+from ternary_core.offload import isa, overlay
 from ternary_core.offload.compiler import compile_program
 from ternary_core.offload.isa import Instr, Op, Space, VFn, XFn
 from ternary_core.offload.limits import DEFAULT_ENGINE, DeviceLimits
 from ternary_core.offload.machine import Machine, execute
+from ternary_core.offload.memory_map import memory_images
 from tests.test_model_files import random_model
 from tests.test_offload_program import assert_same, device, golden
 
@@ -42,21 +43,23 @@ def transfers(program):
     return [i for i in program.instrs if i.op == Op.XFER]
 
 
-@pytest.mark.parametrize("shape,tie,act,fused,single", [("48/6x8/2", False, "relu2", False, 0),
-                                                        ("48/6x8/2", True, "silu", True, 1),
-                                                        ("36/3x12/1", True, "relu2", True, 0),
-                                                        ("64/4x16/2", False, "silu", False, 1)])
+@pytest.mark.parametrize("shape,tie,act,fused,single,prog", [
+    ("48/6x8/2", False, "relu2", False, 0, 0), ("48/6x8/2", True, "silu", True, 1, 64),
+    ("36/3x12/1", True, "relu2", True, 0, 30), ("64/4x16/2", False, "silu", False, 1, 0)])
 def test_streamed_model_is_bit_exact_to_the_integer_model(rng, seed, shape, tie, act, fused,
-                                                          single):
-    """``single``: the logits and the sampler's weights in VMEM's single-copy bank."""
+                                                          single, prog):
+    """``single``: the logits and the sampler's weights in VMEM's single-copy bank;
+    ``prog``: a PROG of that many instructions, through which the program streams."""
     im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, hidden_act=act,
                                                       **SHAPES[shape])))
-    limits = streamed_limits(im.config, vmem_single=single * 2 * im.config.vocab_size)
+    limits = streamed_limits(im.config, vmem_single=single * 2 * im.config.vocab_size,
+                             **({"prog_words": prog} if prog else {}))
     mc, program = Machine.for_model(im, limits, smul2=fused, fuse_attention=fused)
     # everything streams: several chunks a stack, the lm_head in chunks of 4 rows
     assert program.mm.sd is not None
     assert sum(len(c) for c in program.mm.sd.chunks.values()) > 4 * im.config.num_hidden_layers
     assert program.mm.sd.head_rows < im.config.vocab_size
+    assert program.segmented == bool(prog)
     V = im.config.vocab_size
     prompt = [int(t) for t in rng.integers(0, V, 5)]
     n = im.max_len - len(prompt) + 1                 # to the end of the context
@@ -94,6 +97,54 @@ def test_the_single_copy_bank_holds_the_vocabulary_sized_regions_and_only_port_0
         execute(mc, bad)
     with pytest.raises(TernaryError, match="vmem_single"):
         compile_program(im, DeviceLimits.for_config(c, vmem_single=2 * V - 1))
+
+
+def test_a_program_longer_than_prog_streams_in_segments_and_a_missing_one_is_caught(rng):
+    """overlay.segment: halves of PROG in turn, each segment fetching the next and waiting
+    for it at its end, the last (in half 1) fetching segment 0 back; the Python machine
+    checks every fetched instruction against the program and the transfer that brings it."""
+    im = compile_model(random_model(rng, BitNetConfig(**SHAPES["48/6x8/2"])))
+    plain = compile_program(im, streamed_limits(im.config))
+    P = 48
+    mc, program = Machine.for_model(im, streamed_limits(im.config, prog_words=P))
+    H, instrs = P // 2, program.instrs
+    K = len(instrs) // H
+    assert len(instrs) == K * H and K % 2 == 0 and K == overlay.segment_count(len(plain.instrs), P)
+    body = [i for i in instrs if not i.name.startswith("program: ")]
+    assert [i.name for i in body] == [i.name for i in plain.instrs]
+    for k in range(K):
+        seg = instrs[k * H:(k + 1) * H]
+        nxt = (k + 1) % K
+        assert (seg[0].op, seg[0].fn, seg[0].c_space, seg[0].c_addr, seg[0].n) == (
+            Op.XFER, XFn.IN, isa.XFER_PROG, (nxt % 2) * 2 * H, 2 * H)
+        assert seg[0].s_addr == program.mm.sd.prog + nxt * 2 * H and not seg[0].gen_only
+        if k < K - 1:
+            assert (seg[-1].op, seg[-1].fn) == (Op.XFER, XFn.WAIT)
+        else:
+            assert Op.END in [i.op for i in seg]
+    images = memory_images(im, program)
+    assert len(images[Space.PROG]) == 2 * P
+    sd = images[Space.SDRAM]
+    assert list(sd[program.mm.sd.prog:program.mm.sd.image_words]) == program.words()
+    prompt = [1, 2, 3]
+    assert_same(device(mc, program, prompt, 5), golden(im, prompt, 5))
+
+    def load(at, ins):          # the program with instruction ``at`` replaced, everywhere
+        changed = replace(program, instrs=instrs[:at] + [ins] + instrs[at + 1:])
+        mc.load_program(changed)
+        mc.sdram.view("<u8")[program.mm.sd.prog:program.mm.sd.image_words] = changed.words()
+
+    # a segment's WAIT left out: its next is fetched while the transfer runs (in a segment
+    # with no transfer of its own, which would wait for the fetch before it starts)
+    k = next(k for k in range(K - 1)
+             if all(i.op != Op.XFER for i in instrs[k * H + 1:(k + 1) * H - 1]))
+    load((k + 1) * H - 1, Instr(Op.NOP, "no wait"))
+    with pytest.raises(TernaryError, match=f"pc {(k + 1) * H}: reads PROG .*a WAIT is missing"):
+        device(mc, program, prompt, 2)
+    # a segment's fetch left out: the half still holds the segment before
+    load(k * H, Instr(Op.NOP, "no fetch"))
+    with pytest.raises(TernaryError, match=f"pc {(k + 1) * H}: PROG words .* hold another instruction"):
+        device(mc, program, prompt, 2)
 
 
 def test_a_model_lives_on_chip_when_it_fits_and_in_the_sdram_when_not(rng):

@@ -26,10 +26,11 @@ from tests.test_offload_sdram import SHAPES
 
 # One board for every shape: the largest of each field, on-chip buffers small enough that
 # every stack is in several chunks (weight store halves of 8 tile words), the lm_head in
-# chunks of 4 rows, one KV head's cache on chip, the logits in VMEM's single-copy bank.
+# chunks of 4 rows, one KV head's cache on chip, the logits in VMEM's single-copy bank, and
+# a PROG of 256 instructions, through which every shape's program streams in segments.
 # (tests/test_sim_board_sdram.py uses this board too: one Verilator build)
 LIMITS = DeviceLimits(hidden=64, layers=3, heads=6, kv_heads=2, head_dim=16, ffn=96, vocab=97,
-                      context=24, vmem_words=1024, prog_words=1280, max_m=256, max_k=128,
+                      context=24, vmem_words=1024, prog_words=256, max_m=256, max_k=128,
                       weight_words=16, sdram_words=ULX3S_SDRAM_WORDS, emb_rows=8, kv_slots=1,
                       vmem_single=2 * 97)
 ENGINE = replace(DEFAULT_ENGINE, weight_words=LIMITS.weight_words, max_m=LIMITS.max_m,
@@ -62,7 +63,7 @@ def test_streamed_models_generate_the_integer_backends_ids(board, rng, seed, sha
     run = ModelOffload(board, model, log=QUIET, step_timeout=5.0)
     run.prepare()
     mm = run.program.mm
-    assert mm.sd is not None and mm.sd.head_rows < V
+    assert mm.sd is not None and mm.sd.head_rows < V and run.program.segmented
     n = ctx - len(prompt)                           # to the end of the context
     assert run.generate(prompt, n).token_ids == integer_ids(model, prompt, n)
     s = seed % 1000

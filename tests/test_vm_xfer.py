@@ -387,11 +387,11 @@ TINY = dict(vocab_size=37, hidden_size=48, intermediate_size=40, num_hidden_laye
             num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=12)
 
 
-def streamed_model(rng, tie, cols, features):
+def streamed_model(rng, tie, cols, features, prog_words=1024):
     im = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=tie, **TINY)))
     c = im.config
     engine = EngineConfig(rows=4, cols=cols, max_m=80, max_k=64, weight_words=64)
-    limits = DeviceLimits.for_config(c, im.max_len, vmem_words=1024, prog_words=1024,
+    limits = DeviceLimits.for_config(c, im.max_len, vmem_words=1024, prog_words=prog_words,
                                      sdram_words=1 << 14, emb_rows=8, kv_slots=1,
                                      vmem_single=2 * c.vocab_size, features=features).with_engine(engine)
     program = compile_program(im, limits, engine=engine, sdram=True, **limits.compile_options())
@@ -401,13 +401,15 @@ def streamed_model(rng, tie, cols, features):
 # (40 s each in Amaranth's simulator: the default run keeps the richest variant; the
 # simulated board runs the same RTL over whole models under Verilator in
 # tests/test_offload_sim_board_sdram.py)
-@pytest.mark.parametrize("tie,cols,temperature,top_k,features", [
-    pytest.param(False, 8, 0.0, 0, isa.FEATURES_ALL, marks=pytest.mark.slow),
-    (True, 16, 0.8, 3, isa.FEATURES_ALL),
-    pytest.param(False, 16, 0.8, 0, 0, marks=pytest.mark.slow)])
+# (prog_words 64: the program streams through PROG in segments of 32 instructions)
+@pytest.mark.parametrize("tie,cols,temperature,top_k,features,prog_words", [
+    pytest.param(False, 8, 0.0, 0, isa.FEATURES_ALL, 1024, marks=pytest.mark.slow),
+    (True, 16, 0.8, 3, isa.FEATURES_ALL, 64),
+    pytest.param(False, 16, 0.8, 0, 0, 1024, marks=pytest.mark.slow)])
 def test_a_model_streamed_from_the_sdram_runs_on_the_rtl_vm_as_on_the_reference_machine(
-        tie, cols, temperature, top_k, features, rng, seed):
-    im, engine, limits, program = streamed_model(rng, tie, cols, int(features))
+        tie, cols, temperature, top_k, features, prog_words, rng, seed):
+    im, engine, limits, program = streamed_model(rng, tie, cols, int(features), prog_words)
+    assert program.segmented == (prog_words < 1024)
     xfers = [ins for ins in program.instrs if ins.op == Op.XFER]
     wgt = sum(ins.c_space == Space.WGT for ins in xfers)
     print(f"{len(program.instrs)} instructions, {len(xfers)} XFER ({wgt} weight chunks)")
@@ -425,10 +427,11 @@ def test_a_model_streamed_from_the_sdram_runs_on_the_rtl_vm_as_on_the_reference_
 
     images = {sp: [int(w) for w in words] for sp, words in memory_images(im, program).items()}
     sdram = images.pop(Space.SDRAM) + [0] * limits.sdram_words
-    images.pop(Space.PROG)
+    images.pop(Space.PROG)      # (the program's first prog_words instructions)
     images[Space.TOKENS] = prompt
     res, mems, sd, _, model = simulate_xfer(
-        rng, limits, engine, images, sdram[:limits.sdram_words], program.instrs, params,
+        rng, limits, engine, images, sdram[:limits.sdram_words],
+        program.instrs[:limits.prog_words], params,
         spaces=(Space.TOKENS, Space.KVK, Space.KVS, Space.CYCLES))
     steps = len(prompt) + n_new - 1
     cycles = mems[Space.CYCLES][:steps]

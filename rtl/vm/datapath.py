@@ -16,6 +16,7 @@ from amaranth.lib import data, memory, wiring
 
 from ternary_core.offload import isa
 from ternary_core.offload.isa import Op, Red, Space, VFn
+from ternary_core.offload.overlay import PC_LIMIT
 
 from ..arith.exp2 import Exp2Unit
 from ..arith.pipeline import normalize_left
@@ -25,7 +26,7 @@ from .engine_driver import EngineDriver
 from .lanes import DotAxpyLanes
 from .layouts import LOAD_ADDR_BITS, LOAD_DATA_BITS, SPACE_BITS, field, run_layout, scalar_layout
 from .memories import XFER_BITS, SpaceMemory
-from .transfer import HALF_SPACES, OUT_SPACES, TransferUnit
+from .transfer import HALF_SPACES, OUT_SPACES, TransferUnit, xfer_code
 from .valu import (OUT_BITS, SH_BITS, V_BITS, clamp_signed, element_value, saturate_dynamic,
                    shift_value)
 
@@ -64,7 +65,7 @@ def memory_kwargs(lim):
         info = isa.SPACES[sp]
         # a shared port takes the write's address: only uploads (VM idle) may write
         assert not (kw.get("shared") and info.writable_by_program), sp
-        if lim.sdram and sp in OUT_SPACES:
+        if lim.sdram and (sp in OUT_SPACES or sp == Space.PROG):
             # (TMEM too: a port of its own for the transfer's writes, not the uploads',
             # and rows of an SDRAM word: its int16 words come four to a word)
             kw = {**kw, "xfer": True, "shared": False}
@@ -226,6 +227,11 @@ class MachineDatapath:
                                                                       last_pos, in_step)
         self.cur = cur
         self.op, self.fn = self.field("op"), self.field("fn")
+        # PROG's instruction at pc: pc itself, or (with SDRAM, where a program longer
+        # than PROG streams in segments: offload/overlay.py) pc modulo prog_words; the
+        # pc past which the step stops with PROG_END
+        self.fa = Signal(range(max(2, self.lim.prog_words)), name="fa") if self.lim.sdram else pc
+        self.pc_limit = PC_LIMIT if self.lim.sdram else self.lim.prog_words
 
     def _decoded_operands(self):
         """The operands OPERANDS registers from the instruction (one cycle before its
@@ -291,7 +297,7 @@ class MachineDatapath:
             with m.If(self.idle):
                 m.d.comb += mem.r_addr(0).eq(self.peek_addr)
             if mem.xfer:          # an XFER OUT reads while the sequencer waits for it
-                with m.Elif(self.xu.reading & (self.xu.space == sp)):
+                with m.Elif(self.xu.reading & (self.xu.space == xfer_code(sp))):
                     m.d.comb += mem.r_addr(0).eq(self.xu.r_addr)
             with m.Elif(self.rd_a_sp == sp):
                 m.d.comb += mem.r_addr(0).eq(self.rd_a)
@@ -319,12 +325,12 @@ class MachineDatapath:
         with m.Switch(xu.space):
             for sp, mem in self.mems.items():
                 if mem.xfer:
-                    with m.Case(sp):
+                    with m.Case(xfer_code(sp)):
                         m.d.comb += [xu.w_ready.eq(~mem.w_en), xu.r_data.eq(mem.x_rdata)]
         for sp, mem in self.mems.items():
             if mem.xfer:
                 m.d.comb += [mem.x_addr.eq(xu.w_addr), mem.x_data.eq(xu.w_data),
-                             mem.x_en.eq(xu.w_en & (xu.space == sp))]
+                             mem.x_en.eq(xu.w_en & (xu.space == xfer_code(sp)))]
 
     def _read_value(self, port, space):
         """The value read on ``port`` (0, 1) of ``space`` (a Signal), sign-extended."""

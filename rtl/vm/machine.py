@@ -83,9 +83,11 @@ class VectorMachine(wiring.Component):
       in a readable space other than B's, B in KVK; PV: A (the scores) in a space other
       than KVS and KVV, D disjoint from A, B in KVV; ``len`` within the query buffer
       (``max(hidden, head_dim, vocab)``, as DOT's);
-    - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's);
-    - XFER (with ``sdram``): IN of EMB, HEAD, KVK, KVV, EMBS, HEADS, KVS, VMEM, TMEM and
-      WGT, OUT of those but WGT; any other space (WGT OUT, a space XFER does not reach)
+    - PROG_END when ``pc`` reaches ``prog_words`` (the memory's end, not the program's;
+      with SDRAM, 2**16: a longer program streams through PROG, overlay.py);
+    - XFER (with ``sdram``): IN of EMB, HEAD, KVK, KVV, EMBS, HEADS, KVS, VMEM, TMEM, WGT
+      and PROG (c_space ``isa.XFER_PROG``; not into the half that runs: overlay.py), OUT
+      of those but WGT and PROG; any other space (WGT OUT, a space XFER does not reach)
       stops the run with BAD_OPCODE. Its addresses and
       sizes in range and aligned as isa's Machine checks them (the on-chip address of a
       row space a multiple of 8, WGT moved in whole tile words), the two addresses wrap

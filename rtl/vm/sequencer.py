@@ -149,7 +149,7 @@ class MachineSequencer:
 
         with m.State("STEP_START"):
             m.d.comb += [dp.rd_a_sp.eq(Space.TOKENS), dp.rd_a.eq(dp.pos)]
-            m.d.sync += [dp.pc.eq(0), dp.step_cycles.eq(1), dp.in_step.eq(1),
+            m.d.sync += [dp.pc.eq(0), dp.fa.eq(0), dp.step_cycles.eq(1), dp.in_step.eq(1),
                          dp.gen.eq(dp.pos + 1 >= prm.pos0 + prm.n_feed)]
             m.next = "STEP_TOKEN"
         with m.State("STEP_TOKEN"):
@@ -160,13 +160,14 @@ class MachineSequencer:
     # --- fetch and decode ----------------------------------------------------------------
 
     def _fetch_decode_states(self):
-        """FETCH (the program word at ``pc``; PROG_END past the memory), LATCH (into the
-        instruction register), OPERANDS (the decoded operands registered, the pass's
-        counters cleared, then to the instruction's first state): 3 cycles."""
-        m, dp, lim = self.m, self.dp, self.lim
+        """FETCH (the program word at ``pc``, which is PROG's ``fa``; PROG_END past the
+        program), LATCH (into the instruction register), OPERANDS (the decoded operands
+        registered, the pass's counters cleared, then to the instruction's first state):
+        3 cycles."""
+        m, dp = self.m, self.dp
         with m.State("FETCH"):
-            m.d.comb += [dp.rd_a_sp.eq(Space.PROG), dp.rd_a.eq(dp.pc << 1)]
-            with m.If(dp.pc >= lim.prog_words):
+            m.d.comb += [dp.rd_a_sp.eq(Space.PROG), dp.rd_a.eq(dp.fa << 1)]
+            with m.If(dp.pc >= dp.pc_limit):
                 self.fail(MachineStatus.PROG_END)
             with m.Else():
                 m.next = "LATCH"
@@ -285,9 +286,12 @@ class MachineSequencer:
         cycles into CYCLES, the next position or the run's end)."""
         m, dp, lim = self.m, self.dp, self.lim
         with m.State("NEXT"):               # pc + 1 and its fetch in one cycle
-            m.d.comb += [dp.rd_a_sp.eq(Space.PROG), dp.rd_a.eq((dp.pc + 1) << 1)]
-            m.d.sync += dp.pc.eq(dp.pc + 1)
-            with m.If(dp.pc + 1 >= lim.prog_words):
+            fa = dp.fa + 1
+            if lim.sdram:                   # PROG's instructions in turn (overlay.py)
+                fa = Mux(dp.fa == lim.prog_words - 1, 0, fa)
+            m.d.comb += [dp.rd_a_sp.eq(Space.PROG), dp.rd_a.eq(fa << 1)]
+            m.d.sync += [dp.pc.eq(dp.pc + 1), dp.fa.eq(fa)]
+            with m.If(dp.pc + 1 >= dp.pc_limit):
                 m.d.sync += [dp.status.eq(MachineStatus.PROG_END), dp.err_pc.eq(dp.pc + 1),
                              dp.err_pos.eq(dp.pos)]
                 m.next = "FINISH"

@@ -8,7 +8,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ternary_core.offload.isa import SDRAM_WORD_BYTES, Space
+from ternary_core.offload.isa import SDRAM_WORD_BYTES, XFER_PROG, Space
 
 from ..sdram.controller import StreamsSignature
 from ..weight_store import WeightWriteSignature
@@ -18,7 +18,13 @@ GROUP_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)    # 8 int8 words a
 HALF_SPACES = (Space.TMEM,)                                      # 4 int16 words a SDRAM word
 WORD_SPACES = (Space.VMEM, Space.EMBS, Space.HEADS, Space.KVS)  # one word a SDRAM word
 OUT_SPACES = GROUP_SPACES + HALF_SPACES + WORD_SPACES
-IN_SPACES = OUT_SPACES + (Space.WGT,)
+# (PROG, IN only: a 64-bit word an SDRAM word, named by its XFER code)
+IN_SPACES = OUT_SPACES + (Space.WGT, XFER_PROG)
+
+
+def xfer_code(space):
+    """The code of ``space`` in XFER's 4-bit c_space (and the unit's ``space``)."""
+    return XFER_PROG if space == Space.PROG else int(space)
 GROUP_WORDS = SDRAM_WORD_BYTES       # int8 words in an SDRAM word
 COUNT_BITS = 32                      # n + (pos << npos_k): 16 + 16 << 15 bits
 COUNT_WIDTH = 16                     # the streams' burst count
@@ -41,7 +47,8 @@ class TransferUnit(wiring.Component):
       lanes of the space's 32-byte RAM row (``SpaceMemory``'s ``x_*``), so IN keeps up with an
       SDRAM that gives a word a cycle;
     - the scalar-word spaces (EMBS, HEADS, KVS) and VMEM: one word an SDRAM word (its low
-      word bits; zero-extended on OUT);
+      word bits; zero-extended on OUT); PROG (IN only, code ``XFER_PROG``): a 64-bit word
+      an SDRAM word;
     - WGT (IN only): the engine's tile words, ``word_bytes / 8`` SDRAM words each (the first
       one lowest), onto the ``wgt`` port (the weight store's write port beside the engine's
       reads), registered.

@@ -9,7 +9,8 @@ device left after a step with the reference Machine's and names the earliest ins
 per layer and never overwritten, so a wrong op shows up at its layer.
 """
 
-from .isa import SDRAM_WORD_BYTES, AttnFn, Dyn, Op, Red, SampleFn, SFn, Space, XFn, xfer_bytes
+from .isa import (SDRAM_WORD_BYTES, AttnFn, Dyn, Op, Red, SampleFn, SFn, Space, XFn, xfer_bytes,
+                  xfer_space)
 from .semantics import dyn_offset, element_count, runs, xfer_addresses
 
 
@@ -39,7 +40,7 @@ def instr_writes(ins, pos, token=0):
         c_addr, s_addr = xfer_addresses(ins, pos, token)
         if ins.fn == XFn.OUT:
             out.append((Space.SDRAM, s_addr, n))
-        elif ins.c_space != Space.WGT:      # (the weight store is not read back)
+        elif xfer_space(ins.c_space) not in (Space.WGT, Space.PROG):   # (not read back)
             space = Space(ins.c_space)
             out.append((space, c_addr, n * SDRAM_WORD_BYTES // xfer_bytes(space, None)))
     if ins.op == Op.SOP:

@@ -19,6 +19,7 @@ from ..model import names
 from ..model.names import GATE_UP, QKV
 from .isa import (ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SDRAM_WORD_BYTES, SR_INV_T, AttnFn, Cond,
                   Dyn, DynSrc, Instr, Op, Red, SampleFn, SFn, Space, SVFn, VFn, XFn, prog_words)
+from . import overlay
 from .schedule import hoist_transfers
 from .limits import DEFAULT_ENGINE, TMEM_PER_WORD, VM_ACTIVATIONS, DeviceLimits
 from .memory_map import MemoryMap, log2_exact
@@ -189,8 +190,25 @@ class _Emitter:
 
 
 def _compile(im, limits, engine, sampling, smul2, fuse_attention, sdram):
-    """The step program, phase by phase (each phase's instructions in the golden order)."""
-    mm = MemoryMap(im.config, im.max_len, limits, engine, sdram)
+    """The step program, phase by phase (each phase's instructions in the golden order);
+    a streamed model's program longer than PROG streams from the SDRAM in segments
+    (:mod:`.overlay`: compiled twice, the second time with its room in the SDRAM image,
+    which moves the KV cache's addresses but no instruction)."""
+    mm, e = _emit(im, limits, engine, sampling, smul2, fuse_attention, sdram, 0)
+    if len(e.ins) > limits.prog_words and mm.sd is not None:
+        room = overlay.sdram_words(len(e.ins), limits.prog_words)
+        mm, e2 = _emit(im, limits, engine, sampling, smul2, fuse_attention, sdram, room)
+        assert len(e2.ins) == len(e.ins)
+        e2.ins = overlay.segment(e2.ins, limits.prog_words, mm.sd.prog)
+        return mm, e2
+    if len(e.ins) > limits.prog_words:
+        raise TernaryError(f"the program has {len(e.ins)} instructions; the device's prog_words "
+                           f"limit is {limits.prog_words}")
+    return mm, e
+
+
+def _emit(im, limits, engine, sampling, smul2, fuse_attention, sdram, prog_sd_words):
+    mm = MemoryMap(im.config, im.max_len, limits, engine, sdram, prog_sd_words)
     e = _Emitter(mm, im)
     regs = _embed(e)
     for i in range(mm.L):
@@ -201,9 +219,6 @@ def _compile(im, limits, engine, sampling, smul2, fuse_attention, sdram):
     _head_and_sampler(e, regs, sampling)
     if mm.sd is not None:
         e.ins = hoist_transfers(e.ins, limits, engine.layout)
-    if len(e.ins) > limits.prog_words:
-        raise TernaryError(f"the program has {len(e.ins)} instructions; the device's prog_words "
-                           f"limit is {limits.prog_words}")
     if len(e.sr_names) + 1 > limits.sr_regs:
         raise TernaryError(f"the program needs {len(e.sr_names) + 1} scalar registers; the "
                            f"device's sr_regs limit is {limits.sr_regs}")
@@ -579,6 +594,12 @@ class Program:
 
     def words(self):
         return prog_words(self.instrs)
+
+    @property
+    def segmented(self):
+        """Whether the program streams from the SDRAM in segments (:mod:`.overlay`): PROG
+        holds its first ``prog_words`` instructions, the SDRAM image all of them."""
+        return len(self.instrs) > self.mm.limits.prog_words
 
     def listing(self):
         """One line per instruction: ``pc  CLASS fn  name  field=value ...`` (non-zero

@@ -264,8 +264,21 @@ ROW_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)
 # WGT's word is the engine's tile word: EngineConfig.word_bytes.
 # TMEM: a model streamed from the SDRAM brings its tables in (RoPE rows, norm gains),
 # four int16 words an SDRAM word. WGT only for IN.
+# PROG (IN only): a program longer than the device's PROG streams from the SDRAM in
+# segments (offload/overlay.py), a 64-bit PROG word an SDRAM word.
 XFER_SPACES = {Space.VMEM: 8, Space.TMEM: 2, Space.EMB: 1, Space.EMBS: 8, Space.HEAD: 1,
-               Space.HEADS: 8, Space.KVK: 1, Space.KVV: 1, Space.KVS: 8, Space.WGT: None}
+               Space.HEADS: 8, Space.KVK: 1, Space.KVV: 1, Space.KVS: 8, Space.WGT: None,
+               Space.PROG: 8}
+# XFER's c_space field is 4 bits: it names PROG (id 16) by this code
+XFER_PROG = 15
+
+
+def xfer_space(code):
+    """The on-chip space an XFER's ``c_space`` field names (:data:`XFER_PROG`: PROG), or
+    the code itself if it names none."""
+    if code == XFER_PROG:
+        return Space.PROG
+    return Space(code) if code in Space._value2member_map_ else code
 
 
 def xfer_bytes(space, wgt_word_bytes):
@@ -273,10 +286,7 @@ def xfer_bytes(space, wgt_word_bytes):
     it). A transfer of ``n`` SDRAM words moves ``n * 8 / xfer_bytes`` words of the
     on-chip space; its first word must start an SDRAM word (``c_addr * xfer_bytes`` a
     multiple of 8) and it must move whole words."""
-    try:
-        s = Space(space)
-    except ValueError:
-        s = None
+    s = xfer_space(space)
     if s not in XFER_SPACES:
         raise TernaryError(f"XFER cannot reach space {space}")
     return wgt_word_bytes if s == Space.WGT else XFER_SPACES[s]

@@ -26,7 +26,7 @@ from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS,
                   RESULT_WORDS, RUN_PARAMS, SPACES, SR_COUNT, SR_INV_T, SW_E_BITS,
                   SW_M_BITS, AttnFn, Dyn, Op, Red, RunParams, RunResult,
                   SampleFn, SFn, Space, MachineStatus, SVFn, VFn, XFn, SDRAM_WORD_BYTES,
-                  decode, encode, kv_scale_addr, to_signed, xfer_bytes)
+                  decode, encode, kv_scale_addr, to_signed, xfer_bytes, xfer_space)
 from .compiler import compile_program
 from .limits import DEFAULT_ENGINE, DeviceLimits
 from .memory_map import memory_images, weight_stacks
@@ -96,6 +96,10 @@ class Machine:
                     if s not in (Space.PROG, Space.SDRAM)}
         self.prog = []
         self.names = []
+        # a program streamed in segments (overlay.py): PROG's words as the device holds
+        # them, and the whole program's, which every fetch checks them against
+        self.prog_mem = np.zeros(2 * self.limits.prog_words if self.limits.sdram else 0, np.uint64)
+        self.prog_words = None
         self.weights = np.zeros(self.limits.weight_words * self.layout.word_bytes, np.uint8)
         # the SDRAM as bytes (little-endian 64-bit words) and the transfer that runs, as
         # (XFn, on-chip space, first word, end word, name) until WAIT or END
@@ -170,8 +174,16 @@ class Machine:
         mem[addr:addr + words.size] = _wrap(words, info.word_bits, info.signed)
 
     def load_program(self, program):
-        """The compiled program, keeping its instruction names (for --check)."""
-        if len(program.instrs) > self.limits.prog_words:
+        """The compiled program, keeping its instruction names (for --check). A program
+        longer than PROG (``program.segmented``) streams from the SDRAM: PROG gets its
+        first ``prog_words`` instructions (its SDRAM image, :func:`~.memory_map.memory_images`,
+        is loaded with the others)."""
+        self.prog_words = None
+        if program.segmented and self.limits.sdram:
+            words = np.array([int(w) for w in program.words()], np.uint64)
+            self.prog_mem[:] = words[:self.prog_mem.size]
+            self.prog_words = words
+        elif len(program.instrs) > self.limits.prog_words:
             raise TernaryError(f"PROG: {len(program.instrs)} instructions; prog_words limit is "
                                f"{self.limits.prog_words}")
         self.prog = list(program.instrs)
@@ -273,12 +285,24 @@ class Machine:
             if self.pc >= len(prog):
                 raise DeviceStop(MachineStatus.PROG_END)
             ins = prog[self.pc]
+            if self.prog_words is not None:
+                self._fetch_check()
             if execute(self, ins):
                 self.xfer = None            # END waits for the transfer
                 return
             if on_instr is not None:
                 on_instr(self, self.pc, ins)
             self.pc += 1
+
+    def _fetch_check(self):
+        """A segmented program: the instruction at ``pc`` must be in PROG (at ``pc %
+        prog_words``), brought in by a transfer that has finished."""
+        at = 2 * (self.pc % self.limits.prog_words)
+        name = f"pc {self.pc}"
+        _hazard(self, Space.PROG, at, at + 2, False, name)
+        if not np.array_equal(self.prog_mem[at:at + 2], self.prog_words[2 * self.pc:2 * self.pc + 2]):
+            raise TernaryError(f"{name}: PROG words {at}..{at + 1} hold another instruction (the "
+                               f"program's segment is not there)")
 
     # ---- matvec engine
     def matvec(self, base, m, k):
@@ -643,7 +667,7 @@ def _xfer(mc, ins):
         return
     n = element_count(ins, mc.pos)
     c_addr, s_addr = xfer_addresses(ins, mc.pos, mc.token)
-    space = Space(ins.c_space) if ins.c_space in Space._value2member_map_ else ins.c_space
+    space = xfer_space(ins.c_space)
     per = xfer_bytes(space, mc.layout.word_bytes)
     if space == Space.WGT and fn == XFn.OUT:
         raise TernaryError(f"{name}: XFER OUT of WGT is not defined (the store is read by MATVEC)")
@@ -656,7 +680,14 @@ def _xfer(mc, ins):
         raise TernaryError(f"{name}: SDRAM words {s_addr}..{s_addr + n - 1} are past its depth "
                            f"{mc.limits.sdram_words}")
     sd = mc.sdram[s_addr * 8:(s_addr + n) * 8]
-    if space == Space.WGT:
+    if space == Space.PROG:
+        if fn != XFn.IN:
+            raise TernaryError(f"{name}: XFER OUT of PROG is not defined")
+        if c_addr < 0 or c_addr + words > mc.prog_mem.size:
+            raise TernaryError(f"{name}: PROG words {c_addr}..{c_addr + words - 1} are past its "
+                               f"depth {mc.prog_mem.size}")
+        mc.prog_mem[c_addr:c_addr + words] = sd.view("<u8")
+    elif space == Space.WGT:
         at = c_addr * per
         if at + nbytes > mc.weights.size:
             raise TernaryError(f"{name}: WGT words {c_addr}..{c_addr + words - 1} are past the "

@@ -61,7 +61,7 @@ class SdramMap:
     head][position]``, brought into an on-chip slot a KV head at a time (the step's own
     rows go out from the staging rows first: :meth:`MemoryMap.kv_row`)."""
 
-    def __init__(self, mm):
+    def __init__(self, mm, prog_words=0):
         lim, lay, c = mm.limits, mm.engine.layout, mm.config
         self._nkv, self._context = mm.nkv, mm.context
         if lay.word_bytes % SDRAM_WORD_BYTES:
@@ -123,6 +123,9 @@ class SdramMap:
             raise TernaryError(f"head_dim {mm.hd}: a KV row streamed from the SDRAM needs "
                                f"head_dim >= {SDRAM_WORD_BYTES}")
         self.kv_row_words = mm.kv_stride // SDRAM_WORD_BYTES
+        # the program, when it is longer than PROG (overlay.py): ``prog_words`` SDRAM words
+        self.prog = at
+        at += prog_words
         self.image_words = at           # the image ends here: the KV cache needs none
         rows = mm.L * mm.nkv * mm.context
         self.kv = {}
@@ -142,9 +145,10 @@ class MemoryMap:
 
     ``sdram``: None puts the model on chip if it fits there and else (on a device with
     SDRAM) in the SDRAM; True and False ask for one of the two. ``self.sd`` is the
-    :class:`SdramMap` of a model in the SDRAM (else None)."""
+    :class:`SdramMap` of a model in the SDRAM (else None), with ``prog_sd_words`` SDRAM
+    words for a program longer than PROG (:mod:`.overlay`)."""
 
-    def __init__(self, config, context, limits, engine, sdram=None):
+    def __init__(self, config, context, limits, engine, sdram=None, prog_sd_words=0):
         c = self.config = config
         self.context, self.limits, self.engine = int(context), limits, engine
         d, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
@@ -187,7 +191,7 @@ class MemoryMap:
         if not limits.sdram:
             raise TernaryError("the model is to stream from the SDRAM; the device has none "
                                "(sdram_words 0)")
-        self.sd = SdramMap(self)
+        self.sd = SdramMap(self, prog_sd_words)
         self._tmem_layout(1)
         self.check()
 
@@ -298,7 +302,9 @@ def memory_images(im, program):
         out[:, :c.hidden_size] = q
         return out.reshape(-1)
 
-    images = {Space.PROG: np.array(program.words(), dtype=object), Space.SRINIT: srinit}
+    words = program.words()
+    images = {Space.PROG: np.array(words[:2 * mm.limits.prog_words], dtype=object),
+              Space.SRINIT: srinit}
     if mm.sd is None:
         images[Space.TMEM] = np.concatenate([rope_rows(im, mm), gains(im, mm)])
         images[Space.EMB] = rows_image(im.embed_q)
@@ -307,7 +313,8 @@ def memory_images(im, program):
             images[Space.HEAD] = rows_image(im.head_q)
             images[Space.HEADS] = _scalar_words(im.head_scale)
     else:
-        images[Space.SDRAM] = sdram_image(im, mm, rows_image)
+        images[Space.SDRAM] = sdram_image(im, mm, rows_image,
+                                          words if program.segmented else ())
     for s, words in images.items():
         if len(words) > mm.limits.depth(s):
             raise TernaryError(f"the {s.name} image has {len(words)} words; the device holds "
@@ -317,10 +324,11 @@ def memory_images(im, program):
     return images
 
 
-def sdram_image(im, mm, rows_image):
+def sdram_image(im, mm, rows_image, prog=()):
     """The SDRAM image (uint64 words from word 0) of a model streamed from it: the
     stacks in the engine's layout, the embedding (and lm_head) rows and their scales
-    (scalar words, one an SDRAM word). The KV cache after
+    (scalar words, one an SDRAM word), TMEM's tables, and ``prog`` (the PROG words of a
+    program longer than PROG: :mod:`.overlay`). The KV cache after
     them is not part of it (the program writes a position's rows before it reads them,
     and an image that leaves it out stays resident across runs)."""
     sd, lay = mm.sd, mm.engine.layout
@@ -347,6 +355,9 @@ def sdram_image(im, mm, rows_image):
     for at, table in ((sd.rope, rope_rows(im, mm)), (sd.gains, np.concatenate(padded))):
         raw = table.astype("<i2").view(np.uint8)
         out[at * SDRAM_WORD_BYTES:at * SDRAM_WORD_BYTES + raw.size] = raw
+    if len(prog):
+        assert len(prog) == sd.image_words - sd.prog, (len(prog), sd.image_words - sd.prog)
+        words[sd.prog:sd.image_words] = np.array([int(w) for w in prog], np.uint64)
     return words
 
 
