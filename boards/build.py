@@ -41,13 +41,15 @@ def _platform_and_top(name, config, clock_hz, baud, vm_limits=None):
 
 
 def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offload="matvec",
-          context=None, log=sys.stderr):
+          context=None, sdram=False, log=sys.stderr):
     """Build ``name``'s bitstream; return the report dict (also written as report.json).
 
     ``offload="model"`` builds the device with the vector machine (the whole decode step,
     at the profile's ``vm_clock_hz``; its weight store sized to the machine's
     ``weight_words``, its KV cache and RoPE table to ``context`` positions, default the
-    machine's); ``"matvec"`` the matvec engine alone.
+    machine's); ``"matvec"`` the matvec engine alone. ``sdram`` (with ``"model"``): the
+    board's build that streams a model from its SDRAM (``vm_sdram_limits``; folder
+    ``build/NAME-model-sdram``).
 
     A build that misses timing does not replace the last good bitstream and report:
     it is kept beside them as ``NAME.failed.EXT`` and ``report.failed.json`` (see
@@ -66,6 +68,14 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
     if offload == "model" and vm_limits is None:
         raise TernaryError(f"--offload model: the {name} build has no vector machine "
                            f"(boards with one: {', '.join(n for n, b in BOARDS.items() if b.vm_limits)})")
+    if sdram:
+        if vm_limits is None:
+            raise TernaryError("--sdram: only with --offload model (the machine streams the model)")
+        if profile.vm_sdram_limits is None:
+            raise TernaryError(f"--sdram: the {name} has no build that streams from an SDRAM "
+                               f"(boards with one: "
+                               f"{', '.join(n for n, b in BOARDS.items() if b.vm_sdram_limits)})")
+        vm_limits = profile.vm_sdram_limits
     default_hz = profile.vm_clock_hz if vm_limits is not None else profile.clock_hz
     if context is not None:
         if vm_limits is None:
@@ -79,7 +89,8 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
     # the whole-model device has its own folder: it never replaces the matvec build
     if out is not None and not str(out):
         raise TernaryError("--out: the output folder is empty (leave --out out for the default)")
-    out = Path(out or Path("build") / (f"{name}-model" if vm_limits is not None else name))
+    folder = name if vm_limits is None else f"{name}-model-sdram" if sdram else f"{name}-model"
+    out = Path(out or Path("build") / folder)
     if out.is_symlink():  # the folder it names is replaced, the link stays
         out = Path(os.path.realpath(out))
     check_out_folder(out)
@@ -113,6 +124,7 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
             raise TernaryError(f"the {name} build failed ({out} is unchanged):\n{tail}") from None
         report = make_report(name, cfg, clock_hz, stage, time.time() - t0)
         report["offload"] = offload
+        report["sdram"] = bool(sdram)
         if vm_limits is not None:
             report["vm_limits"] = vm_limits.__dict__
         report = publish(stage, name, ext, report, final=out)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, replace
 
 from ternary_core.engine_config import EngineConfig
 from ternary_core.errors import TernaryError
-from ternary_core.offload.limits import DEFAULT_ENGINE, DeviceLimits
+from ternary_core.model.config import BitNetConfig
+from ternary_core.offload.limits import DEFAULT_ENGINE, LIN_SCALE_WORDS, DeviceLimits, vmem_regions
 
 
 @dataclass(frozen=True)
@@ -62,17 +63,22 @@ ULX3S_SDRAM_WORDS = (32 << 20) // 8
 # The shipped model at its full context (DeviceLimits' defaults); its program has 1,015
 # instructions.
 ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)
-# The build that streams a model from the SDRAM: the largest of issue 20's shapes (hidden
-# 768, 12 layers, FFN 2048, 12 / 6 heads of 64, vocab 8192 tied) at context 512 fits the
-# 32 MB part; on chip, halves of a 2,048-word weight store, 64 embedding rows, one KV
-# head's cache (one slot), the vocabulary's logits and sampler weights in VMEM's
-# single-copy bank, and the VMEM and PROG that model's straight-line program needs. These
-# on-chip sizes are not yet fitted to the 85F's block RAM (docs/sdram.md, "Next"): the
-# simulated board runs them, no bitstream does.
+# The build that streams a model from the SDRAM, fitted to the 85F's block RAM (docs/sdram.md
+# "Block RAM"; `python -m boards.bram_budget --sdram`): on chip, the activations of hidden
+# 512 / FFN 1536 (VMEM's two-copy words; the vocabulary's logits and sampler weights in
+# its single-copy bank), halves of a 1,024-word weight store, 64 embedding / lm_head rows,
+# one KV head's cache of 504 positions (with the 8 staging rows, 512 rows: two block RAMs
+# deep), a PROG of 1,024 instructions through which the program streams. The layers are
+# bounded by the 32 MB (MemoryMap.check names sdram_words), not by anything on chip.
+_FITTED = BitNetConfig(hidden_size=512, intermediate_size=1536, num_attention_heads=8,
+                       num_key_value_heads=8, vocab_size=8192)     # (head_dim 64)
+_FITTED_CONTEXT = 504
 ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
-    hidden=768, layers=12, heads=12, kv_heads=6, head_dim=64, ffn=2048, vocab=8192, context=512,
-    vmem_words=13312, prog_words=9216, max_m=1024, max_k=2048, weight_words=2048,
-    sdram_words=ULX3S_SDRAM_WORDS, emb_rows=64, kv_slots=1, vmem_single=2 * 8192)
+    hidden=512, layers=64, heads=16, kv_heads=8, head_dim=64, ffn=1536, vocab=8192,
+    context=_FITTED_CONTEXT, prog_words=1024, max_m=1024, max_k=2048, weight_words=1024,
+    sdram_words=ULX3S_SDRAM_WORDS, emb_rows=64, kv_slots=1, vmem_single=2 * 8192,
+    vmem_words=vmem_regions(_FITTED, _FITTED_CONTEXT, chunk=32, single_at=0,
+                            lin_scales=2 * LIN_SCALE_WORDS)[1])
 _ULX3S_ENGINE = DEFAULT_ENGINE
 
 BOARDS = {
@@ -106,7 +112,7 @@ BOARDS = {
         vm_limits=ULX3S_85F_VM_LIMITS.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
         vm_clock_hz=30_000_000,
         vm_sdram_limits=ULX3S_85F_SDRAM_VM_LIMITS.with_engine(
-            replace(_ULX3S_ENGINE, weight_words=2048, max_k=2048))),
+            replace(_ULX3S_ENGINE, weight_words=1024, max_k=2048))),
 }
 
 

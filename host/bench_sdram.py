@@ -25,14 +25,42 @@ ENGINES = (("2x8", "2bit", None, 32), ("4x8", "2bit", None, 32), ("2x10", "base3
            ("2x8", "2bit", 30e6, 32), ("4x8", "2bit", 30e6, 64))
 # The SDRAM's peak: 16 bits at 100 MHz
 SDRAM_PEAK = 200e6
-# The on-chip buffers of a device streaming from the SDRAM that the projection compiles
-# for (a plan: no build has these yet): half the weight store a chunk, lm_head chunks of
-# 32 rows, one layer of KV cache; PROG as deep as the straight-line program needs.
-PLANNED_LIMITS = dict(sdram_words=1 << 22, emb_rows=64, kv_slots=1, weight_words=2048,
-                      prog_words=9216, max_m=1024, max_k=2048)
-# (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes
+# (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes (the projection
+# of the engine's rate)
 MODEL_SHAPES = (("hidden 512 / 8 layers / FFN 1376 / vocab 8192", 512, 8, 1376, 8, 4, 8192),
                 ("hidden 768 / 12 layers / FFN 2048 / vocab 8192", 768, 12, 2048, 12, 6, 8192))
+# A step program's instructions a layer, at most (the largest-model search's room for the
+# program in the SDRAM; the compile that follows checks the real one)
+_INSTRS_A_LAYER, _INSTRS_BESIDE = 800, 4000
+
+
+def build_shapes(limits, engine, context):
+    """The shapes the SDRAM build runs in the bench: issue 20's hidden-512 model, and the
+    largest of its kind (the most layers) whose SDRAM image, program and KV cache at
+    ``context`` fit the build's SDRAM."""
+    from ternary_core.offload import overlay
+    from ternary_core.offload.memory_map import MemoryMap
+
+    name, hidden, layers, ffn, heads, kv, vocab = MODEL_SHAPES[0]
+
+    def fits(n):
+        cfg = shape_config((hidden, n, ffn, heads, kv, vocab), context)
+        room = overlay.sdram_words(_INSTRS_A_LAYER * n + _INSTRS_BESIDE, limits.prog_words)
+        try:
+            MemoryMap(cfg, context, limits, engine, sdram=True, prog_sd_words=room)
+            return True
+        except TernaryError:
+            return False
+
+    lo, hi = layers, limits.layers + 1         # fits(lo); not fits(hi)
+    if not fits(lo):
+        raise TernaryError(f"{name} does not fit the SDRAM build")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    big = (f"hidden {hidden} / {lo} layers / FFN {ffn} / vocab {vocab} (the most layers that "
+           f"fit)", hidden, lo, ffn, heads, kv, vocab)
+    return (MODEL_SHAPES[0], big)
 
 
 def measure(engines=ENGINES, *, seed=1, log=sys.stderr):
@@ -101,9 +129,10 @@ def shape_config(shape, context):
                         tie_word_embeddings=True)
 
 
-def program_projection(words_per_cycle, *, context=256, clock_hz=30e6, seed=0):
-    """The step program of each issue-20 shape (a random tied model, compiled to stream
-    from the SDRAM with :data:`PLANNED_LIMITS`) at the last position of ``context``: the
+def program_projection(words_per_cycle, *, board_name="ulx3s-85f", context=256, clock_hz=30e6,
+                       seed=0):
+    """The step program of each :func:`build_shapes` shape (a random tied model, compiled
+    for the board's SDRAM build) at the last position of ``context``: the
     SDRAM bytes it moves, its cycles with the transfers beside the machine at
     ``words_per_cycle`` 64-bit words a device cycle (:func:`~ternary_core.offload.cost.overlapped_cycles`:
     a projection of the program, not a measurement of a device), against the SDRAM's
@@ -113,15 +142,18 @@ def program_projection(words_per_cycle, *, context=256, clock_hz=30e6, seed=0):
     from ternary_core.integer import compile_model
     from ternary_core.offload.compiler import compile_program
     from ternary_core.offload.cost import overlapped_cycles, sdram_words
-    from ternary_core.offload.limits import DeviceLimits
+    from boards.profiles import board
     from ternary_core.model.random import random_model
 
+    profile = board(board_name)
+    limits = profile.vm_sdram_limits
+    engine = profile.vm_engine(limits)
     out = []
-    for name, *shape in MODEL_SHAPES:
+    for name, *shape in build_shapes(limits, engine, context):
         cfg = shape_config(shape, context)
         im = compile_model(random_model(np.random.default_rng(seed), cfg))
-        limits = DeviceLimits.for_config(cfg, **PLANNED_LIMITS)
-        program = compile_program(im, limits, smul2=True, fuse_attention=True, sdram=True)
+        program = compile_program(im, limits, engine=engine, sdram=True,
+                                  **limits.compile_options())
         pos = context - 1
         nbytes = 8 * sdram_words(program, pos)
         cycles = overlapped_cycles(program, pos, words_per_cycle=words_per_cycle)
@@ -133,9 +165,10 @@ def program_projection(words_per_cycle, *, context=256, clock_hz=30e6, seed=0):
     return out
 
 
-def measure_models(board_name="ulx3s-85f", shapes=MODEL_SHAPES, *, context=256, seed=0,
+def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
                    log=sys.stderr):
-    """Each shape (a random tied model) streamed from the SDRAM on the simulated board of
+    """Each shape (a random tied model; default :func:`build_shapes`) streamed from the
+    SDRAM on the simulated board of
     ``board_name``'s SDRAM build (its machine, LiteDRAM's controller and LiteDRAM's model
     of the chip at the board's clock ratio; the image written by the back door): the
     device cycles of the steps that generate at positions 0..2 and at ``context - 2``
@@ -158,7 +191,7 @@ def measure_models(board_name="ulx3s-85f", shapes=MODEL_SHAPES, *, context=256, 
         raise TernaryError(f"the {board_name} has no build that streams from an SDRAM")
     engine, clock = profile.vm_engine(limits), profile.vm_clock_hz
     rows = []
-    for name, *shape in shapes:
+    for name, *shape in shapes or build_shapes(limits, engine, context):
         model = random_model(np.random.default_rng(seed), shape_config(shape, context))
         print(f"measuring {name} streamed from the SDRAM on the simulated {board_name} "
               f"(Verilator; seconds a step) ...", file=log, flush=True)

@@ -391,6 +391,10 @@ def register_build(sub):
                    help="matvec: the ternary engine alone (default, the board's clock); model: "
                         "with the vector machine that runs the whole decode step (ulx3s-85f; "
                         "its own, lower clock)")
+    p.add_argument("--sdram", action="store_true",
+                   help="with --offload model: the build that streams a model from the board's "
+                        "SDRAM (ulx3s-85f: for models the on-chip build cannot hold; folder "
+                        "build/BOARD-model-sdram; docs/sdram.md)")
     p.add_argument("--context", type=positive_int,
                    help="with --offload model: KV cache positions (default: the full context "
                         "the board's machine is sized for, "
@@ -404,7 +408,7 @@ def _build(args):
     from boards.build import build, summary
 
     report = build(args.board, rows=args.rows, cols=args.cols, fmt=args.fmt, freq_mhz=args.freq,
-                   out=args.out, offload=args.offload, context=args.context)
+                   out=args.out, offload=args.offload, context=args.context, sdram=args.sdram)
     print(summary(report))
     print(f"bitstream: {report['bitstream']}", file=sys.stderr)
     if not report["timing_met"]:

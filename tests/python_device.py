@@ -20,7 +20,7 @@ import numpy as np
 from host.transport import Transport
 from ternary_core import protocol as P
 from ternary_core.engine_config import EngineConfig
-from ternary_core.offload.isa import SPACES, Space, prog_unwords
+from ternary_core.offload.isa import SPACES, Space
 from ternary_core.offload.limits import LATER_FIELDS
 from ternary_core.offload.machine import Machine
 
@@ -146,8 +146,8 @@ class PythonDevice(Transport):
             return S.OUT_OF_RANGE, b""
         if self.prog_dirty:   # the program as uploaded: two PROG words an instruction
             n = max(self.prog, default=-1) // 2 + 1
-            self.machine.prog = prog_unwords([self.prog.get(i, 0) for i in range(2 * n)])
-            self.machine.names = [""] * n
+            self.machine.prog, self.machine.names = [], []
+            self.machine.load(Space.PROG, [self.prog.get(i, 0) for i in range(2 * n)])
             self.prog_dirty = False
         self.machine.load(Space.TOKENS, ids, pos0)
         res = self.machine.run(params)

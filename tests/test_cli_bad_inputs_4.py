@@ -40,9 +40,10 @@ SIM = ["--backend", "sim", "--board", ULX3S]
 SMALL = dict(vocab_size=256, num_attention_heads=4, num_key_value_heads=2,
              max_position_embeddings=64)
 # name: config. "wide" is the model of issue 20's new user: hidden 256 is past the on-chip
-# build's 128 and its 3,840 weight words past the SDRAM build's 2,048 on chip, so it
+# build's 128 and its 3,840 weight words past the SDRAM build's 1,024 on chip, so it
 # streams; "l5" has one layer more than the on-chip build and fits the SDRAM build's
-# on-chip buffers; "l13" fits neither build (layers 12 at most); "hd4" streams (its
+# on-chip buffers; "l13" fits neither build where the SDRAM build's layers are cut to 12
+# (its own are bounded by the SDRAM only); "hd4" streams (its
 # FFN's weights) with a head_dim of 4 (a KV row in the SDRAM needs 8 bytes); "ctx600"
 # is past both builds' context; "ffn1376" has issue 20's hidden-512 shape's FFN (past the
 # matvec engine's max_m 1024, which the SDRAM build streams in row chunks).
@@ -139,17 +140,17 @@ MODEL = ["--offload", "model"]
 
 
 @pytest.mark.parametrize("model,extra,limits,message", [
-    pytest.param("l13", MODEL, {}, r"num_hidden_layers 13 is more than the device's layers "
-                 r"limit 12", id="more layers than the SDRAM build"),
-    pytest.param("ctx600", MODEL, {}, r"context 600 is more than the device's context limit 512",
+    pytest.param("l13", MODEL, {"layers": 12}, r"num_hidden_layers 13 is more than the device's "
+                 r"layers limit 12", id="more layers than the SDRAM build"),
+    pytest.param("ctx600", MODEL, {}, r"context 600 is more than the device's context limit 504",
                  id="a context past the SDRAM build's"),
     pytest.param("hd4", MODEL, {}, r"head_dim 4: a KV row streamed from the SDRAM needs "
                  r"head_dim >= 8", id="head_dim 4 streamed"),
     # the ULX3S's SDRAM build with less of a resource than it has
     pytest.param("wide", MODEL, {"sdram_words": 10_000}, r"the model needs \d{5} sdram_words; "
                  r"the device's limit is 10000", id="an image past the SDRAM"),
-    pytest.param("wide", MODEL, {"prog_words": 100}, r"the program has \d+ instructions; the "
-                 r"device's prog_words limit is 100", id="a program past PROG"),
+    pytest.param("wide", MODEL, {"prog_words": 7}, r"streaming the program from the SDRAM needs "
+                 r"an even prog_words >= 8; the device's is 7", id="a PROG too small to stream"),
     pytest.param("wide", MODEL, {"emb_rows": 1}, r"streaming the embedding rows needs "
                  r"emb_rows >= 2; the device has 1", id="one embedding row on chip"),
 ])
@@ -222,7 +223,7 @@ def sdram_build():
     ({"sdram_words": 1 << 26}, r"sdram_words must be below 2\*\*26 \(XFER's SDRAM address\), "
                                r"got 67108864"),
     ({"sdram_words": (1 << 32) - 1}, r"sdram_words must be below 2\*\*26"),
-    ({"kv_slots": 73}, r"kv_slots must be at most layers x kv_heads \(72\)"),
+    ({"kv_slots": 513}, r"kv_slots must be at most layers x kv_heads \(512\)"),
     ({"emb_rows": 8193}, r"emb_rows must be at most vocab \(8192\)"),
 ])
 def test_impossible_sdram_limits_in_info_are_one_line_with_offload_model(values, message,
@@ -288,6 +289,7 @@ def test_a_model_neither_build_holds_runs_with_offload_matvec(model, models, mon
                                                               capsys):
     opened = python_board(monkeypatch)
     matvec_chosen(monkeypatch)
+    with_sdram_build(monkeypatch, layers=12)
     refused(capsys, ["--model", models[model], *GEN, *SIM], r"sentinel: --offload matvec")
     assert opened and not opened[0].limits.sdram
 
@@ -423,7 +425,7 @@ def test_a_run_stopped_with_a_transfer_running_leaves_none_for_the_next():
     (_xfer(XFn.IN, Space.VMEM, 0, 0, 65535, npos=1, npos_k=15),
      r"SDRAM words 0\.\.9895934 are past its depth 4096"),          # n past 16 bits
     (_xfer(XFn.IN, Space.WGT, 4095, 0, 16), r"WGT words 4095\.\.4096 are past the store's 4096"),
-    (Instr(Op.XFER, "x", fn=XFn.IN, c_space=15, n=1), r"XFER cannot reach space 15"),
+    (Instr(Op.XFER, "x", fn=XFn.IN, c_space=13, n=1), r"XFER cannot reach space 13"),
 ])
 def test_a_transfer_past_a_space_is_refused_by_name(ins, message):
     mc = Machine(DeviceLimits(sdram_words=4096), DEFAULT_ENGINE.layout)
@@ -569,8 +571,9 @@ class ProgramGen:
                           m=m, k=k, d_space=Space.VMEM, d_addr=self.addr(Space.VMEM, m))]
         if kind in ("xin", "xout"):
             fn = XFn.IN if kind == "xin" else XFn.OUT
+            # (PROG: the program's own segments, added after the hoisting: overlay.py)
             spaces = [s for s in XFER_SPACES if not (s == Space.WGT and fn == XFn.OUT)
-                      and s not in (Space.HEAD, Space.HEADS)]
+                      and s not in (Space.HEAD, Space.HEADS, Space.PROG)]
             space = self.pick(spaces)
             per = xfer_bytes(space, HLAYOUT.word_bytes)
             n = int(r.integers(0, 5)) * max(1, per // SDRAM_WORD_BYTES)

@@ -153,8 +153,9 @@ def test_a_model_lives_on_chip_when_it_fits_and_in_the_sdram_when_not(rng):
     assert not transfers(compile_program(im, fits))            # the on-chip program
     # a device with SDRAM has TMEM for the streamed tables only (the step's RoPE row, two
     # layers' gains): a model whose every table does not fit there streams
-    assert compile_program(im, replace(fits, sdram_words=1 << 16)).mm.sd is not None
-    roomy = replace(fits, sdram_words=1 << 16, hidden=4096, ffn=4096)
+    with_sdram = DeviceLimits.for_config(im.config, sdram_words=1 << 16)
+    assert compile_program(im, with_sdram).mm.sd is not None
+    roomy = replace(with_sdram, hidden=4096, ffn=4096)
     assert not im.config.tie_word_embeddings                   # and HEAD is one word: an
     assert compile_program(im, roomy).mm.sd is not None        # untied lm_head streams
     tied = compile_model(random_model(rng, BitNetConfig(tie_word_embeddings=True,

@@ -22,7 +22,7 @@ from .isa import (ATTN_SCORE_BITS, FN_ENUMS, IR_COUNT, SDRAM_WORD_BYTES, SR_INV_
 from . import overlay
 from .schedule import hoist_transfers
 from .limits import DEFAULT_ENGINE, TMEM_PER_WORD, VM_ACTIVATIONS, DeviceLimits
-from .memory_map import MemoryMap, log2_exact
+from .memory_map import LIN_SCALE_WORDS, MemoryMap, log2_exact
 
 # Integer registers by role (IR[0] is zero)
 assert ATTN_SCORE_BITS == ops.SCORE_BITS
@@ -52,6 +52,20 @@ class _Emitter:
             self.sr_names[key] = i
             self.sr_init[i] = (int(np.ravel(sc.m)[0]), int(np.ravel(sc.e)[0]))
         return self.sr_names[key]
+
+    def lin_scale(self, i, n):
+        """The SR holding the weight scale of layer ``i``'s BitLinear ``n`` (a
+        names.BITLINEARS entry): on chip an SRINIT constant; streamed, a register loaded
+        from the layer's scales in VMEM (``ls``, fetched with its gains), so that the SR
+        file does not grow with the layers."""
+        lin = names.layer(i) + n
+        if self.mm.sd is None:
+            return self.const(("lin", lin), self.im.linear_scale[lin])
+        reg = self.sr("lin")
+        at = self.mm.vmem["ls"] + (i % 2) * LIN_SCALE_WORDS + names.BITLINEARS.index(n)
+        self.sop(f"layer {i} {n.split('.')[-1]}: load the weight scale", SFn.LOAD, d=reg,
+                 s=(Space.VMEM, at))
+        return reg
 
     def sr(self, key):
         """A temporary scalar register named ``key`` (allocated once, reused)."""
@@ -147,11 +161,10 @@ class _Emitter:
         self.sop(f"{name}: range shift of the scale", SFn.SHIFT, d=hs, a=q, b=IR_S)
         self.sop(f"{name}: times the row scale", SFn.MUL, d=scale_out, a=hs, b=xs)
 
-    def rescale_residual(self, name, src, r, lin):
-        """x = residual_add(x, to_fixed(acc, r * linear_scale))."""
+    def rescale_residual(self, name, src, r, i, n):
+        """x = residual_add(x, to_fixed(acc, r * linear_scale)) of layer ``i``'s ``n``."""
         scale = self.sr("res.c")
-        self.sop(f"{name}: scale", SFn.MUL, d=scale, a=r,
-                 b=self.const(("lin", lin), self.im.linear_scale[lin]))
+        self.sop(f"{name}: scale", SFn.MUL, d=scale, a=r, b=self.lin_scale(i, n))
         self.vop(f"{name}: rescale to Q15.16", VFn.MULS, self.mm.d, src, (Space.SR, scale),
                  self.V("t1"),
                  sh_imm=-ops.RES_FRAC_BITS, bits=ops.RES_BITS)
@@ -274,14 +287,17 @@ def _attention_inputs(e, regs, i):
         lg = mm.sd.layer_gains // TMEM_PER_WORD
         e.xfer(f"{ln} norms: fetch the gains", XFn.IN, (Space.TMEM, mm.gain[p + names.INPUT_NORM]),
                mm.sd.gains + i * lg, lg)
-        e.wait(f"{ln} norms: wait for the gains")
+        e.xfer(f"{ln}: fetch the weight scales", XFn.IN,
+               (Space.VMEM, mm.vmem["ls"] + (i % 2) * LIN_SCALE_WORDS),
+               mm.sd.lin_scales + i * LIN_SCALE_WORDS, LIN_SCALE_WORDS)
+        e.wait(f"{ln} norms: wait for the gains and scales")
     e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, regs.res_scale, act, r,
            ranged=True)
     e.matvec(f"{ln} q/k/v matvec", p + QKV[0], sv("qkv"))
     lin = [e.sr(n) for n in ("qs", "ks", "vs")]
     for reg, n in zip(lin, QKV):
         e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
-              b=e.const(("lin", p + n), im.linear_scale[p + n]))
+              b=e.lin_scale(i, n))
     rope = (Space.TMEM, 0)      # the step's row (streamed: the one row on chip)
     rope_dyn = (Dyn.B, DynSrc.POS, log2_exact(mm.rope_stride)) if mm.sd is None else None
     qsc = [e.sr(("q_sc", h)) for h in range(nh)]
@@ -439,7 +455,7 @@ def _attention_output(e, regs, i, asc):
     e.sop(f"{mn}: scale", SFn.FROM_INT, d=one, b=IR_TOP, imm=1)
     e.norm(f"{ln} attn sub-norm", p + names.ATTN_SUB_NORM, sv("att"), d, one, act, r)
     e.matvec(f"{ln} o_proj matvec", p + names.O_PROJ, sv("o"))
-    e.rescale_residual(f"{ln} o_proj", sv("o"), r, p + names.O_PROJ)
+    e.rescale_residual(f"{ln} o_proj", sv("o"), r, i, names.O_PROJ)
 
 
 def _mlp(e, regs, i):
@@ -457,12 +473,12 @@ def _mlp(e, regs, i):
     gs, us = e.sr("gs"), e.sr("us")
     for reg, n in ((gs, GATE_UP[0]), (us, GATE_UP[1])):
         e.sop(f"{ln} {n.split('.')[-1]} scale", SFn.MUL, d=reg, a=r,
-              b=e.const(("lin", p + n), im.linear_scale[p + n]))
+              b=e.lin_scale(i, n))
     gsc = _GLUS[im.config.hidden_act](e, f"{ln} glu", gs, us)
     e.norm(f"{ln} ffn sub-norm", p + names.FFN_SUB_NORM, sv("gu"), f, gsc, act, r,
            ranged=True)
     e.matvec(f"{ln} down_proj matvec", p + names.DOWN_PROJ, sv("o"))
-    e.rescale_residual(f"{ln} down_proj", sv("o"), r, p + names.DOWN_PROJ)
+    e.rescale_residual(f"{ln} down_proj", sv("o"), r, i, names.DOWN_PROJ)
 
 
 def _glu_product(e, gn, a):

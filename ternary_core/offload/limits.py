@@ -35,6 +35,11 @@ def check_activation(config):
 TMEM_PER_WORD = SDRAM_WORD_BYTES // XFER_SPACES[Space.TMEM]
 
 
+# A layer's BitLinear weight scales in the SDRAM (a streamed model): names.BITLINEARS in
+# order, scalar words, one an SDRAM word, padded to this many; two layers' in VMEM's ``ls``
+LIN_SCALE_WORDS = 8
+
+
 def tmem_words(n):
     """``n`` TMEM words padded to whole SDRAM words."""
     return -(-int(n) // TMEM_PER_WORD) * TMEM_PER_WORD
@@ -249,7 +254,8 @@ class DeviceLimits:
         if "vmem_words" not in kw:      # the two-copy words the model's regions need
             probe = cls(**{**base, "vmem_words": 1})
             single = {"chunk": probe.head_chunk_rows, "single_at": 0} if probe.vmem_single else {}
-            base["vmem_words"] = vmem_regions(c, context, **single)[1]
+            ls = 2 * LIN_SCALE_WORDS if probe.sdram else 0   # (room for a streamed model's)
+            base["vmem_words"] = vmem_regions(c, context, lin_scales=ls, **single)[1]
         return cls(**base)
 
 
@@ -261,7 +267,7 @@ LATER_FIELDS = {"features": 0, "sdram_words": 0, "emb_rows": 0, "kv_slots": 0,
 ZERO_MEANS_DEFAULT = ("sdram_words", "emb_rows", "kv_slots", "vmem_single")
 
 
-def vmem_regions(config, context, chunk=None, single_at=None):
+def vmem_regions(config, context, chunk=None, single_at=None, lin_scales=0):
     """``(start of each VMEM region, words used)`` of a model at ``context``.
 
     The regions of different phases of a layer share words, since each phase's are dead
@@ -273,8 +279,9 @@ def vmem_regions(config, context, chunk=None, single_at=None):
     without ``single_at``, s2 and s1 (vocabulary-sized; s1, the lm_head's row scales, is
     dead once the logits are written); with it (a device's single-copy bank from VMEM word
     ``single_at``: DeviceLimits.vmem_single), two vocabulary-sized regions there, the
-    lm_head written a chunk of at most ``chunk`` rows at a time through s0 and s1. ``words
-    used`` counts the two-copy words only."""
+    lm_head written a chunk of at most ``chunk`` rows at a time through s0 and s1.
+    ``lin_scales``: words of ``ls`` (a streamed model's BitLinear weight scales, two layers'
+    worth). ``words used`` counts the two-copy words only."""
     c = config
     d, f, V = c.hidden_size, c.intermediate_size, c.vocab_size
     kvd = c.num_key_value_heads * c.head_dim
@@ -287,7 +294,8 @@ def vmem_regions(config, context, chunk=None, single_at=None):
               [("s0", s01), ("s1", s01), ("s2", s2)],
               [("m16", d), ("att", d)],
               [("gu", 2 * f), ("t3", big)]]
-    regions = [("x", d), ("q8", d), ("t1", big), ("t2", big), ("acc", d), ("o", d)]
+    regions = [("x", d), ("q8", d), ("t1", big), ("t2", big), ("acc", d), ("o", d),
+               ("ls", int(lin_scales))]
     start, at = {}, 0
     for name, size in regions:
         start[name] = at

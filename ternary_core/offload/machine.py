@@ -28,6 +28,7 @@ from .isa import (ATTN_SCORE_BITS, E_MAX, E_MIN, IR_BITS, IR_COUNT, MUL_Y_BITS,
                   SampleFn, SFn, Space, MachineStatus, SVFn, VFn, XFn, SDRAM_WORD_BYTES,
                   decode, encode, kv_scale_addr, to_signed, xfer_bytes, xfer_space)
 from .compiler import compile_program
+from .overlay import PC_LIMIT
 from .limits import DEFAULT_ENGINE, DeviceLimits
 from .memory_map import memory_images, weight_stacks
 from .semantics import dyn_offset, element_count, runs, xfer_addresses
@@ -100,6 +101,9 @@ class Machine:
         # them, and the whole program's, which every fetch checks them against
         self.prog_mem = np.zeros(2 * self.limits.prog_words if self.limits.sdram else 0, np.uint64)
         self.prog_words = None
+        # uploaded as PROG words (load) on a device with SDRAM: every fetch decodes PROG's
+        # words at pc % prog_words, as the device does (the program may stream through it)
+        self._from_mem, self._decoded = False, {}
         self.weights = np.zeros(self.limits.weight_words * self.layout.word_bytes, np.uint8)
         # the SDRAM as bytes (little-endian 64-bit words) and the transfer that runs, as
         # (XFn, on-chip space, first word, end word, name) until WAIT or END
@@ -154,6 +158,9 @@ class Machine:
                                    f"{self.limits.prog_words}")
             self.prog[at:at + len(ins)] = ins
             self.names[at:at + len(ins)] = [""] * len(ins)
+            if self.limits.sdram:       # (fetched from PROG's words: see step)
+                self.prog_mem[addr:addr + len(words)] = np.array(words, np.uint64)
+                self.prog_words, self._from_mem = None, True
             return
         if space == Space.SDRAM:
             if not isinstance(words, np.ndarray):
@@ -178,7 +185,7 @@ class Machine:
         longer than PROG (``program.segmented``) streams from the SDRAM: PROG gets its
         first ``prog_words`` instructions (its SDRAM image, :func:`~.memory_map.memory_images`,
         is loaded with the others)."""
-        self.prog_words = None
+        self.prog_words, self._from_mem = None, False
         if program.segmented and self.limits.sdram:
             words = np.array([int(w) for w in program.words()], np.uint64)
             self.prog_mem[:] = words[:self.prog_mem.size]
@@ -282,17 +289,33 @@ class Machine:
         self.xfer = None        # a run stopped by an error left its transfer to finish
         prog = self.prog
         while True:
-            if self.pc >= len(prog):
-                raise DeviceStop(MachineStatus.PROG_END)
-            ins = prog[self.pc]
-            if self.prog_words is not None:
-                self._fetch_check()
+            if self._from_mem:
+                ins = self._fetch_mem()
+            else:
+                if self.pc >= len(prog):
+                    raise DeviceStop(MachineStatus.PROG_END)
+                ins = prog[self.pc]
+                if self.prog_words is not None:
+                    self._fetch_check()
             if execute(self, ins):
                 self.xfer = None            # END waits for the transfer
                 return
             if on_instr is not None:
                 on_instr(self, self.pc, ins)
             self.pc += 1
+
+    def _fetch_mem(self):
+        """The instruction in PROG's words at ``pc % prog_words`` (PROG_END at pc 2**16),
+        once no transfer writes them."""
+        if self.pc >= PC_LIMIT:
+            raise DeviceStop(MachineStatus.PROG_END)
+        at = 2 * (self.pc % self.limits.prog_words)
+        _hazard(self, Space.PROG, at, at + 2, False, f"pc {self.pc}")
+        key = (int(self.prog_mem[at]), int(self.prog_mem[at + 1]))
+        ins = self._decoded.get(key)
+        if ins is None:
+            ins = self._decoded[key] = decode(key[0] | (key[1] << 64))
+        return ins
 
     def _fetch_check(self):
         """A segmented program: the instruction at ``pc`` must be in PROG (at ``pc %

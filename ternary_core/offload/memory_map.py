@@ -14,8 +14,11 @@ import numpy as np
 from ..errors import TernaryError
 from ..model import names
 from .isa import ADDR_BITS, SDRAM_WORD_BYTES, Space, kv_scale_addr, scalar_word
-from .limits import (DEFAULT_ENGINE, TMEM_PER_WORD, DeviceLimits, pow2_at_least, tmem_words,
-                     vmem_regions)
+from .limits import (DEFAULT_ENGINE, LIN_SCALE_WORDS, TMEM_PER_WORD, DeviceLimits, pow2_at_least,
+                     tmem_words, vmem_regions)
+
+assert len(names.BITLINEARS) <= LIN_SCALE_WORDS
+
 
 def layer_norms(num_layers):
     """``(layer, norm name)`` of every RMSNorm in execution order (names.norm_names); the
@@ -118,6 +121,10 @@ class SdramMap:
         self.layer_gains = tmem_words(3 * mm.d + mm.f)   # names.NORMS of a layer, in order
         self.final_gains = tmem_words(mm.d)
         at += (mm.L * self.layer_gains + self.final_gains) // TMEM_PER_WORD
+        # each layer's BitLinear weight scales (LIN_SCALE_WORDS words a layer), fetched
+        # with its gains into VMEM's ``ls``
+        self.lin_scales = at
+        at += mm.L * LIN_SCALE_WORDS
         # the KV cache
         if mm.kv_stride < SDRAM_WORD_BYTES:
             raise TernaryError(f"head_dim {mm.hd}: a KV row streamed from the SDRAM needs "
@@ -161,9 +168,7 @@ class MemoryMap:
         self.rope_stride = pow2_at_least(hd)
         self.sd = None
         self._tmem_layout(self.context)
-        single = ({"chunk": limits.head_chunk_rows, "single_at": limits.vmem_words}
-                  if limits.vmem_single else {})
-        self.vmem, self.vmem_used = vmem_regions(c, self.context, **single)
+        self._vmem_layout(False)
         # weight stacks (names.STACKS), consecutive from word 0
         self.stacks = []
         lay = engine.layout
@@ -193,7 +198,17 @@ class MemoryMap:
                                "(sdram_words 0)")
         self.sd = SdramMap(self, prog_sd_words)
         self._tmem_layout(1)
+        self._vmem_layout(True)
         self.check()
+
+    def _vmem_layout(self, streamed):
+        """VMEM's regions (limits.vmem_regions): ``streamed`` adds ``ls``, two layers' weight
+        scales."""
+        lim = self.limits
+        single = ({"chunk": lim.head_chunk_rows, "single_at": lim.vmem_words}
+                  if lim.vmem_single else {})
+        self.vmem, self.vmem_used = vmem_regions(
+            self.config, self.context, lin_scales=2 * LIN_SCALE_WORDS if streamed else 0, **single)
 
     def _tmem_layout(self, rope_rows):
         """TMEM: ``rope_rows`` RoPE rows from 0 (every position's on chip, the step's one
@@ -352,6 +367,10 @@ def sdram_image(im, mm, rows_image, prog=()):
         g = im.norms[name].gain
         at = mm.gain[name] - mm.gain[names.layer(i) + names.NORMS[0]] if i < mm.L else 0
         padded[i][at:at + g.size] = g
+    for i in range(mm.L):
+        lins = [im.linear_scale[names.layer(i) + n] for n in names.BITLINEARS]
+        words[sd.lin_scales + i * LIN_SCALE_WORDS:][:len(lins)] = [
+            scalar_word(int(np.ravel(s.m)[0]), int(np.ravel(s.e)[0])) for s in lins]
     for at, table in ((sd.rope, rope_rows(im, mm)), (sd.gains, np.concatenate(padded))):
         raw = table.astype("<i2").view(np.uint8)
         out[at * SDRAM_WORD_BYTES:at * SDRAM_WORD_BYTES + raw.size] = raw
