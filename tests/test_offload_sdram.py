@@ -147,6 +147,22 @@ def test_a_program_longer_than_prog_streams_in_segments_and_a_missing_one_is_cau
         device(mc, program, prompt, 2)
 
 
+def test_a_streamed_programs_scalar_registers_do_not_grow_with_the_layers(rng):
+    """On chip every BitLinear's weight scale is an SRINIT constant (seven a layer);
+    streamed, they come from the SDRAM with the layer's gains, so a deeper model needs no
+    more of the SR file (whose 256 registers held 27 layers)."""
+    counts = {}
+    for layers in (1, 4):
+        cfg = BitNetConfig(**{**SHAPES["36/3x12/1"], "num_hidden_layers": layers})
+        im = compile_model(random_model(rng, cfg))
+        on_chip = compile_program(im, DeviceLimits.for_config(cfg))
+        streamed = compile_program(im, streamed_limits(cfg))
+        assert streamed.mm.sd is not None
+        counts[layers] = (len(on_chip.sr_init), len(streamed.sr_init))
+    assert counts[4][0] - counts[1][0] == 3 * 7
+    assert counts[4][1] == counts[1][1]
+
+
 def test_a_model_lives_on_chip_when_it_fits_and_in_the_sdram_when_not(rng):
     im = compile_model(random_model(rng, BitNetConfig(**SHAPES["48/6x8/2"])))
     fits = DeviceLimits.for_config(im.config)
