@@ -72,12 +72,12 @@ ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)
 # bounded by the 32 MB (MemoryMap.check names sdram_words), not by anything on chip.
 _FITTED = BitNetConfig(hidden_size=512, intermediate_size=1536, num_attention_heads=8,
                        num_key_value_heads=8, vocab_size=8192)     # (head_dim 64)
-_FITTED_CONTEXT = 504
+_FITTED_CONTEXT, _FITTED_EMB_ROWS = 504, 64
 ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
     hidden=512, layers=64, heads=16, kv_heads=8, head_dim=64, ffn=1536, vocab=8192,
     context=_FITTED_CONTEXT, prog_words=1024, max_m=1024, max_k=2048, weight_words=1024,
-    sdram_words=ULX3S_SDRAM_WORDS, emb_rows=64, kv_slots=1, vmem_single=2 * 8192,
-    vmem_words=vmem_regions(_FITTED, _FITTED_CONTEXT, chunk=32, single_at=0,
+    sdram_words=ULX3S_SDRAM_WORDS, emb_rows=_FITTED_EMB_ROWS, kv_slots=1, vmem_single=2 * 8192,
+    vmem_words=vmem_regions(_FITTED, _FITTED_CONTEXT, chunk=_FITTED_EMB_ROWS // 2, single_at=0,
                             lin_scales=2 * LIN_SCALE_WORDS)[1])
 _ULX3S_ENGINE = DEFAULT_ENGINE
 

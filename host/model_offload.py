@@ -127,6 +127,14 @@ class ModelOffload:
                 self.device.write_image(space, data, word_bytes, resident_ok=True)
         self.link_base = self._link_bytes()
 
+    def _restore_program(self):
+        """A program streamed through PROG (``program.segmented``) that stopped mid-step
+        may have left a later segment in half 0, where the next run starts: PROG's image
+        (segment 0) goes back (checked by CRC: nothing is sent if it is there)."""
+        if self.program.segmented:
+            data, word_bytes = self.images[Space.PROG]
+            self.device.write_image(Space.PROG, data, word_bytes, resident_ok=True)
+
     def _link_bytes(self):
         s = self.device.link.stats
         return s.bytes_sent + s.bytes_received
@@ -165,6 +173,7 @@ class ModelOffload:
                         timeout=self.device.link.timeout + steps * self.step_timeout)
             except DeviceRejected as exc:
                 if exc.status == P.LinkStatus.MODEL_ERROR:
+                    self._restore_program()
                     raise model_error(exc, self.instructions) from None
                 raise
             self.cycles += cycles

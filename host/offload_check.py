@@ -80,6 +80,8 @@ class ShadowCheck:
         """(space, first word, words) the step at ``pos`` leaves results in."""
         mm = self.mm
         out = [(Space.VMEM, 0, self.vmem_used)]
+        if mm.limits.vmem_single:       # the logits and the sampler's weights
+            out.append((Space.VMEM, mm.limits.vmem_words, 2 * mm.V))
         if mm.sd is not None:           # every layer's rows at pos are in the SDRAM
             for layer in range(mm.L):
                 for g in range(mm.nkv):

@@ -77,6 +77,8 @@ def test_streamed_models_generate_the_integer_backends_ids(board, rng, seed, sha
 
 
 def test_the_sdram_image_stays_resident_across_sessions(board, rng):
+    """The second session sends neither the SDRAM image nor the program (streamed through
+    PROG in segments: every step leaves segment 0 in PROG's half 0, as uploaded)."""
     model = streamed(rng, "48/6x8/2", True)
     prompt = [5, 3, 9]
     want = integer_ids(model, prompt, 6)
@@ -94,10 +96,12 @@ def test_the_sdram_image_stays_resident_across_sessions(board, rng):
             run = ModelOffload(board, model, log=QUIET, step_timeout=5.0)
             run.prepare()
             assert run.generate(prompt, 6).token_ids == want
+            assert run.program.segmented
         finally:
             board.link.request = link_request
-        writes.append(sum(1 for cmd, p in requests if cmd == P.Cmd.WRITE_MEM and p[0] == Space.SDRAM))
-    assert writes[0] > 0 and writes[1] == 0
+        writes.append([sum(1 for cmd, p in requests if cmd == P.Cmd.WRITE_MEM and p[0] == sp)
+                       for sp in (Space.SDRAM, Space.PROG)])
+    assert writes[0][0] > 0 and writes[0][1] > 0 and writes[1] == [0, 0]
 
 
 def test_a_faulty_link_gives_the_right_ids_or_one_clear_error(rng, seed):

@@ -427,11 +427,11 @@ def test_a_model_streamed_from_the_sdram_runs_on_the_rtl_vm_as_on_the_reference_
 
     images = {sp: [int(w) for w in words] for sp, words in memory_images(im, program).items()}
     sdram = images.pop(Space.SDRAM) + [0] * limits.sdram_words
-    images.pop(Space.PROG)      # (the program's first prog_words instructions)
+    prog = images.pop(Space.PROG)    # (segmented: segment 0)
     images[Space.TOKENS] = prompt
     res, mems, sd, _, model = simulate_xfer(
         rng, limits, engine, images, sdram[:limits.sdram_words],
-        program.instrs[:limits.prog_words], params,
+        program.instrs[:len(prog) // 2], params,
         spaces=(Space.TOKENS, Space.KVK, Space.KVS, Space.CYCLES))
     steps = len(prompt) + n_new - 1
     cycles = mems[Space.CYCLES][:steps]

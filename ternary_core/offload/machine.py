@@ -183,12 +183,14 @@ class Machine:
     def load_program(self, program):
         """The compiled program, keeping its instruction names (for --check). A program
         longer than PROG (``program.segmented``) streams from the SDRAM: PROG gets its
-        first ``prog_words`` instructions (its SDRAM image, :func:`~.memory_map.memory_images`,
-        is loaded with the others)."""
+        segment 0 (the first ``prog_words / 2`` instructions, as the upload does; its SDRAM
+        image, :func:`~.memory_map.memory_images`, is loaded with the others)."""
         self.prog_words, self._from_mem = None, False
         if program.segmented and self.limits.sdram:
             words = np.array([int(w) for w in program.words()], np.uint64)
-            self.prog_mem[:] = words[:self.prog_mem.size]
+            half = self.prog_mem.size // 2             # (PROG's image: segment 0)
+            self.prog_mem[:] = 0
+            self.prog_mem[:half] = words[:half]
             self.prog_words = words
         elif len(program.instrs) > self.limits.prog_words:
             raise TernaryError(f"PROG: {len(program.instrs)} instructions; prog_words limit is "
@@ -308,6 +310,7 @@ class Machine:
         """The instruction in PROG's words at ``pc % prog_words`` (PROG_END at pc 2**16),
         once no transfer writes them."""
         if self.pc >= PC_LIMIT:
+            self.pc %= PC_LIMIT             # (the RTL's 16-bit pc)
             raise DeviceStop(MachineStatus.PROG_END)
         at = 2 * (self.pc % self.limits.prog_words)
         _hazard(self, Space.PROG, at, at + 2, False, f"pc {self.pc}")

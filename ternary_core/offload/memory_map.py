@@ -318,8 +318,10 @@ def memory_images(im, program):
         return out.reshape(-1)
 
     words = program.words()
-    images = {Space.PROG: np.array(words[:2 * mm.limits.prog_words], dtype=object),
-              Space.SRINIT: srinit}
+    # (a program streamed through PROG: its segment 0 in half 0, which every step leaves
+    # as it found it, so the image stays resident; segment 0 fetches the rest)
+    on_chip = mm.limits.prog_words // 2 if program.segmented else mm.limits.prog_words
+    images = {Space.PROG: np.array(words[:2 * on_chip], dtype=object), Space.SRINIT: srinit}
     if mm.sd is None:
         images[Space.TMEM] = np.concatenate([rope_rows(im, mm), gains(im, mm)])
         images[Space.EMB] = rows_image(im.embed_q)
