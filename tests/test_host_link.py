@@ -131,8 +131,8 @@ def test_a_device_that_predates_the_features_limit_runs_no_optional_instructions
         body = frame[1:P.INFO_STRUCT.size + 1] + bytes([14]) + frame[P.INFO_STRUCT.size + 2:][:56]
         return P.encode_frame(seq, cmd | P.RESPONSE_BIT, bytes([0]) + body)
 
-    # 14 limits, features, then issue 20's sdram_words, emb_rows, kv_slots
-    assert len(P.info_for(EngineConfig(), 512, DeviceLimits()).limits) == 18
+    # 14 limits, features, then issue 20's sdram_words, emb_rows, kv_slots, vmem_single
+    assert len(P.info_for(EngineConfig(), 512, DeviceLimits()).limits) == 19
     dev = Device(ScriptedDevice(older), timeout=0.05)
     limits = device_limits(dev.info)
     assert limits == replace(DeviceLimits(), features=0)
