@@ -696,3 +696,23 @@ def test_bench_sdram_refuses_boards_it_does_not_measure(monkeypatch, capsys):
     assert main(["bench", "--sdram", "--boards", "icebreaker"]) == 2
     err = capsys.readouterr().err
     assert "--boards" in err and "sentinel" not in err
+
+
+# ------------------------------------------------------------- ternary build --sdram
+
+@pytest.mark.parametrize("argv,sdram_build,message", [
+    (["--board", ULX3S, "--sdram"], True, r"--sdram: only with --offload model"),
+    (["--board", "icebreaker", "--offload", "model", "--sdram"], True,
+     r"--offload model: the icebreaker build has no vector machine"),
+    (["--board", ULX3S, "--offload", "model", "--sdram"], False,
+     r"--sdram: the ulx3s-85f has no build that streams from an SDRAM"),
+])
+def test_build_sdram_is_refused_by_name_where_there_is_no_such_build(argv, sdram_build, message,
+                                                                      monkeypatch, capsys):
+    if not sdram_build:
+        monkeypatch.setitem(BOARDS, ULX3S, replace(BOARDS[ULX3S], vm_sdram_limits=None))
+    capsys.readouterr()
+    code = main(["build", *argv])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert re.search(message, lines[0]), lines[0]
