@@ -168,13 +168,19 @@ def test_a_model_the_sdram_build_cannot_run_is_refused_by_name_before_a_board(
     ["--temperature", "0"],
     ["--temperature", "0.9", "--top-k", "5", "--seed", "3"],
     ["--temperature", "0", "--check"],
-], ids=["greedy", "sampled", "check"])
+    ["--temperature", "0.9", "--top-k", "5", "--seed", "3", "--check", "segments"],
+], ids=["greedy", "sampled", "check", "check, the program in segments"])
 def test_a_streamed_model_past_its_context_equals_the_integer_backend(extra, models,
                                                                       monkeypatch, capsys):
     """The wide model (context 24) from the SDRAM build's double: a prompt longer than the
     context and ids past it (the window slides; the KV cache in the SDRAM is written
     again from position 0), greedy, sampled and with --check (which reads every layer's
-    KV rows back from the SDRAM)."""
+    KV rows back from the SDRAM); "segments": a PROG of 64 instructions, through which
+    the program streams."""
+    segments = "segments" in extra
+    if segments:
+        extra = [a for a in extra if a != "segments"]
+        with_sdram_build(monkeypatch, prog_words=64)
     opened = python_board(monkeypatch)
     check = "--check" in extra
     n = 4 if check else 30
@@ -189,6 +195,9 @@ def test_a_streamed_model_past_its_context_equals_the_integer_backend(extra, mod
     assert token_ids(out) == want
     assert "streams from the SDRAM of the ulx3s-85f's SDRAM build" in err
     assert len(opened) == 1 and opened[0].limits.sdram_words > 0
+    assert (opened[0].limits.prog_words == 64) == segments
+    if segments:    # (the machine fetched from PROG's words: more than its 64 were run)
+        assert opened[0].machine._from_mem and opened[0].machine.pc > 64
 
 
 # ------------------------------------------------------------- what a device's INFO says
