@@ -62,9 +62,8 @@ class _Emitter:
         if self.mm.sd is None:
             return self.const(("lin", lin), self.im.linear_scale[lin])
         reg = self.sr("lin")
-        at = self.mm.vmem["ls"] + (i % 2) * LIN_SCALE_WORDS + names.BITLINEARS.index(n)
         self.sop(f"layer {i} {n.split('.')[-1]}: load the weight scale", SFn.LOAD, d=reg,
-                 s=(Space.VMEM, at))
+                 s=(Space.VMEM, self.mm.lin_scales_at(i, n)))
         return reg
 
     def sr(self, key):
@@ -288,7 +287,7 @@ def _attention_inputs(e, regs, i):
         e.xfer(f"{ln} norms: fetch the gains", XFn.IN, (Space.TMEM, mm.gain[p + names.INPUT_NORM]),
                mm.sd.gains + i * lg, lg)
         e.xfer(f"{ln}: fetch the weight scales", XFn.IN,
-               (Space.VMEM, mm.vmem["ls"] + (i % 2) * LIN_SCALE_WORDS),
+               (Space.VMEM, mm.lin_scales_at(i)),
                mm.sd.lin_scales + i * LIN_SCALE_WORDS, LIN_SCALE_WORDS)
         e.wait(f"{ln} norms: wait for the gains and scales")
     e.norm(f"{ln} input norm", p + names.INPUT_NORM, sv("x"), d, regs.res_scale, act, r,
@@ -613,9 +612,17 @@ class Program:
 
     @property
     def segmented(self):
-        """Whether the program streams from the SDRAM in segments (:mod:`.overlay`): PROG
-        holds its first ``prog_words`` instructions, the SDRAM image all of them."""
+        """Whether the program streams from the SDRAM in segments (:mod:`.overlay`): the
+        SDRAM image holds all of it, PROG's image its segment 0."""
         return len(self.instrs) > self.mm.limits.prog_words
+
+    def prog_image(self, words=None):
+        """PROG's upload image (of ``words``, default :meth:`words`): the whole program,
+        or a segmented one's segment 0 (half 0, which every step leaves as it found it, so
+        the image stays resident; segment 0 fetches the rest)."""
+        words = self.words() if words is None else words
+        P = self.mm.limits.prog_words
+        return words[:P] if self.segmented else words[:2 * P]
 
     def listing(self):
         """One line per instruction: ``pc  CLASS fn  name  field=value ...`` (non-zero

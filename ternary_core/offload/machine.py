@@ -187,11 +187,11 @@ class Machine:
         image, :func:`~.memory_map.memory_images`, is loaded with the others)."""
         self.prog_words, self._from_mem = None, False
         if program.segmented and self.limits.sdram:
-            words = np.array([int(w) for w in program.words()], np.uint64)
-            half = self.prog_mem.size // 2             # (PROG's image: segment 0)
+            words = [int(w) for w in program.words()]
+            image = program.prog_image(words)
             self.prog_mem[:] = 0
-            self.prog_mem[:half] = words[:half]
-            self.prog_words = words
+            self.prog_mem[:len(image)] = image
+            self.prog_words = np.array(words, np.uint64)
         elif len(program.instrs) > self.limits.prog_words:
             raise TernaryError(f"PROG: {len(program.instrs)} instructions; prog_words limit is "
                                f"{self.limits.prog_words}")
@@ -306,14 +306,19 @@ class Machine:
                 on_instr(self, self.pc, ins)
             self.pc += 1
 
+    def _prog_slot(self):
+        """PROG's first word of the instruction at ``pc`` (``pc % prog_words``), once no
+        transfer writes it."""
+        at = 2 * (self.pc % self.limits.prog_words)
+        _hazard(self, Space.PROG, at, at + 2, False, f"pc {self.pc}")
+        return at
+
     def _fetch_mem(self):
-        """The instruction in PROG's words at ``pc % prog_words`` (PROG_END at pc 2**16),
-        once no transfer writes them."""
+        """The instruction in PROG's words at ``pc % prog_words`` (PROG_END at pc 2**16)."""
         if self.pc >= PC_LIMIT:
             self.pc %= PC_LIMIT             # (the RTL's 16-bit pc)
             raise DeviceStop(MachineStatus.PROG_END)
-        at = 2 * (self.pc % self.limits.prog_words)
-        _hazard(self, Space.PROG, at, at + 2, False, f"pc {self.pc}")
+        at = self._prog_slot()
         key = (int(self.prog_mem[at]), int(self.prog_mem[at + 1]))
         ins = self._decoded.get(key)
         if ins is None:
@@ -323,11 +328,9 @@ class Machine:
     def _fetch_check(self):
         """A segmented program: the instruction at ``pc`` must be in PROG (at ``pc %
         prog_words``), brought in by a transfer that has finished."""
-        at = 2 * (self.pc % self.limits.prog_words)
-        name = f"pc {self.pc}"
-        _hazard(self, Space.PROG, at, at + 2, False, name)
+        at = self._prog_slot()
         if not np.array_equal(self.prog_mem[at:at + 2], self.prog_words[2 * self.pc:2 * self.pc + 2]):
-            raise TernaryError(f"{name}: PROG words {at}..{at + 1} hold another instruction (the "
+            raise TernaryError(f"pc {self.pc}: PROG words {at}..{at + 1} hold another instruction (the "
                                f"program's segment is not there)")
 
     # ---- matvec engine

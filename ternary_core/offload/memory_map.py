@@ -244,6 +244,13 @@ class MemoryMap:
         streamed model's step writes its K and V rows before they go to the SDRAM."""
         return (self.limits.kv_buffer_slots * self.context + g) * self.kv_stride
 
+    def lin_scales_at(self, i, n=None):
+        """VMEM word of layer ``i``'s BitLinear ``n`` weight scale (a streamed model's,
+        fetched with the layer's gains into the half of ``ls`` of its parity), or of its
+        first (``n`` None)."""
+        at = self.vmem["ls"] + (i % 2) * LIN_SCALE_WORDS
+        return at if n is None else at + names.BITLINEARS.index(n)
+
     def kvs_stage(self, g, v):
         """KVS address of the scale of KV head ``g``'s staging K (v=0) or V (v=1) row."""
         return kv_scale_addr(self.limits, self.kv_stage(g), log2_exact(self.kv_stride), v)
@@ -318,10 +325,7 @@ def memory_images(im, program):
         return out.reshape(-1)
 
     words = program.words()
-    # (a program streamed through PROG: its segment 0 in half 0, which every step leaves
-    # as it found it, so the image stays resident; segment 0 fetches the rest)
-    on_chip = mm.limits.prog_words // 2 if program.segmented else mm.limits.prog_words
-    images = {Space.PROG: np.array(words[:2 * on_chip], dtype=object), Space.SRINIT: srinit}
+    images = {Space.PROG: np.array(program.prog_image(words), dtype=object), Space.SRINIT: srinit}
     if mm.sd is None:
         images[Space.TMEM] = np.concatenate([rope_rows(im, mm), gains(im, mm)])
         images[Space.EMB] = rows_image(im.embed_q)
@@ -370,9 +374,9 @@ def sdram_image(im, mm, rows_image, prog=()):
         at = mm.gain[name] - mm.gain[names.layer(i) + names.NORMS[0]] if i < mm.L else 0
         padded[i][at:at + g.size] = g
     for i in range(mm.L):
-        lins = [im.linear_scale[names.layer(i) + n] for n in names.BITLINEARS]
-        words[sd.lin_scales + i * LIN_SCALE_WORDS:][:len(lins)] = [
-            scalar_word(int(np.ravel(s.m)[0]), int(np.ravel(s.e)[0])) for s in lins]
+        at = sd.lin_scales + i * LIN_SCALE_WORDS
+        words[at:at + len(names.BITLINEARS)] = np.concatenate(
+            [_scalar_words(im.linear_scale[names.layer(i) + n]) for n in names.BITLINEARS])
     for at, table in ((sd.rope, rope_rows(im, mm)), (sd.gains, np.concatenate(padded))):
         raw = table.astype("<i2").view(np.uint8)
         out[at * SDRAM_WORD_BYTES:at * SDRAM_WORD_BYTES + raw.size] = raw

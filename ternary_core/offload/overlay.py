@@ -9,8 +9,8 @@ Each segment's first instruction brings the next segment into the other half (an
 of PROG), its last waits for it (WAIT; the segment's spare instructions before it are
 NOPs); the last segment (an odd one, in half 1) brings segment 0 back into half 0 for
 the next step, and ends the step (END waits for the transfer). So a step starts with
-segment 0 in half 0, as the upload left it (PROG's image: the program's first
-``prog_words`` instructions).
+segment 0 in half 0, as the upload left it (PROG's image: segment 0,
+``Program.prog_image``).
 
 The added instructions always run (``gen_only`` 0): a step that does not sample skips
 the lm_head's instructions but walks through their segments all the same.
