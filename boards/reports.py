@@ -25,7 +25,8 @@ def read_json_object(path, what):
 
 
 def parse_nextpnr_report(path):
-    """Utilisation and achieved Fmax of the ``sync`` clock from ``nextpnr --report``."""
+    """Utilisation, and each clock's achieved Fmax beside its constraint (MHz), from
+    ``nextpnr --report``."""
     rep = read_json_object(path, "nextpnr report")
     try:
         util = rep.get("utilization", {})
@@ -34,10 +35,11 @@ def parse_nextpnr_report(path):
             used = sum(util.get(n, {}).get("used", 0) for n in names)
             total = sum(util.get(n, {}).get("available", 0) for n in names)
             out[key], out[f"{key}_total"] = used, total
-        fmax = [v.get("achieved") for k, v in rep.get("fmax", {}).items() if v.get("achieved")]
-    except (AttributeError, TypeError) as exc:
+        clocks = {k: {"achieved": float(v["achieved"]), "constraint": float(v["constraint"])}
+                  for k, v in rep.get("fmax", {}).items() if v.get("achieved")}
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise TernaryError(f"cannot read the nextpnr report {path}: unexpected layout ({exc})") from None
-    return {"utilization": out, "fmax_mhz": min(fmax) if fmax else None}
+    return {"utilization": out, "clocks": clocks}
 
 
 def parse_yosys_stat(path):

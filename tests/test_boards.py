@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from boards.build import timing
 from boards.ice40_pll import ice40_pll_params
 from boards.program import program
 from boards.tops import uart_divisor
@@ -97,3 +98,18 @@ def test_ulx3s_sdram_path_meets_timing_at_half_rate(tmp_path):
     # nextpnr derives 30.0003 MHz from the PLL (a period of 33.333 ns)
     assert sorted(round(f["constraint"]) for f in rep["fmax"].values()) == [30, 50, 100]
     assert rep["utilization"]["EHXPLLL"]["used"] == 1 and rep["utilization"]["IOLOGIC"]["used"] >= 39
+
+
+def test_timing_is_met_only_when_every_clock_meets_its_own_constraint():
+    # The SDRAM build's report: the device's clock beside the controller's two. The
+    # device's Fmax is the one reported; a controller clock short of its constraint fails
+    # the build even though every Fmax is above the device's target.
+    clocks = {"$glbnet$clocks.clk": {"achieved": 31.0, "constraint": 30.0},
+              "$glbnet$clocks.sdram_clk": {"achieved": 65.0, "constraint": 50.0},
+              "$glbnet$clocks.sdram2x_clk": {"achieved": 113.0, "constraint": 100.0}}
+    assert timing(clocks, 30.0) == {"fmax_mhz": 31.0, "timing_met": True, "clocks": clocks}
+    slow_controller = {**clocks, "$glbnet$clocks.sdram_clk": {"achieved": 49.0, "constraint": 50.0}}
+    assert timing(slow_controller, 30.0)["timing_met"] is False
+    slow_device = {**clocks, "$glbnet$clocks.clk": {"achieved": 29.9, "constraint": 30.0}}
+    assert timing(slow_device, 30.0) == {"fmax_mhz": 29.9, "timing_met": False, "clocks": slow_device}
+    assert timing({}, 30.0)["timing_met"] is False

@@ -219,10 +219,10 @@ def snapshot(*roots):
 
 class FakePlan:
     """What Amaranth's build plan does, minus the tools: write nextpnr's and Yosys's
-    outputs with the given Fmax."""
+    outputs with the given Fmax against the build's clock."""
 
-    def __init__(self, fmax):
-        self.fmax = fmax
+    def __init__(self, fmax, target_mhz):
+        self.fmax, self.target_mhz = fmax, target_mhz
 
     def execute_local(self, out, env=None):
         out = Path(out)
@@ -230,15 +230,15 @@ class FakePlan:
         (out / "top.stat.json").write_text(json.dumps({"design": {"num_cells_by_type": {"SB_DFF": 3}}}))
         (out / "top.report.json").write_text(json.dumps({
             "utilization": {"ICESTORM_LC": {"used": 10, "available": 5280}},
-            "fmax": {"sync": {"achieved": self.fmax}}}))
+            "fmax": {"sync": {"achieved": self.fmax, "constraint": self.target_mhz}}}))
 
 
 class FakePlatform:
-    def __init__(self, fmax):
-        self.fmax = fmax
+    def __init__(self, fmax, clock_hz):
+        self.fmax, self.target_mhz = fmax, clock_hz / 1e6
 
     def prepare(self, top, **kwargs):
-        return FakePlan(self.fmax)
+        return FakePlan(self.fmax, self.target_mhz)
 
 
 def fake_build(fmax):
@@ -248,7 +248,7 @@ def fake_build(fmax):
         (d / "icebreaker.bin").write_bytes(b"the last good bitstream")
         (d / "report.json").write_text(json.dumps({"timing_met": True, "fmax_mhz": 26.0}))
         monkeypatch.setattr(build_mod, "_platform_and_top",
-                            lambda name, cfg, clock_hz, baud, vm_limits=None: (FakePlatform(fmax), None, ".bin"))
+                            lambda name, cfg, clock_hz, baud, vm_limits=None: (FakePlatform(fmax, clock_hz), None, ".bin"))
         monkeypatch.setattr(build_mod, "tool_env", lambda: {})
     return setup
 
@@ -516,7 +516,7 @@ def test_failed_build_keeps_the_good_one_and_a_good_build_replaces_it(work, monk
     assert json.loads((d / "report.json").read_text()) == {"timing_met": True, "fmax_mhz": 26.0}
 
     # above the iCEBreaker's 36 MHz target
-    monkeypatch.setattr(build_mod, "_platform_and_top", lambda *a: (FakePlatform(40.0), None, ".bin"))
+    monkeypatch.setattr(build_mod, "_platform_and_top", lambda name, cfg, clock_hz, *a: (FakePlatform(40.0, clock_hz), None, ".bin"))
     capsys.readouterr()
     assert main(["build", "--board", "icebreaker", "--out", str(d)]) == 0
     assert (d / "icebreaker.bin").read_bytes() == b"bitstream at 40.0 MHz"
