@@ -8,28 +8,33 @@ PLL_PFD_MIN = 3.125e6
 
 
 def pll_dividers(fin, fout, others):
-    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV, [divider of each of others])`` making ``fout`` on
-    CLKOP (the feedback) and every frequency of ``others`` exactly from one VCO; the
-    highest such VCO. Raises ``TernaryError`` if there is none."""
-    best = None
-    for clki in range(1, 129):
-        if fin / clki < PLL_PFD_MIN:
-            break
-        for clkfb in range(1, 129):
-            if fin * clkfb / clki != fout:
-                continue
-            for clkop in range(1, 129):
-                vco = fout * clkop
-                divs = [vco / f for f in others]
-                exact = all(d == int(d) and 1 <= d <= 128 for d in divs)
-                if PLL_VCO[0] <= vco <= PLL_VCO[1] and exact:
-                    if best is None or vco > best[0]:
-                        best = (vco, clki, clkfb, clkop, [int(d) for d in divs])
-    if best is None:
-        rest = ", ".join(f"{f / 1e6:g}" for f in others)
-        raise TernaryError(f"no ECP5 PLL setting makes {fout / 1e6:g} MHz and {rest} MHz from "
-                           f"{fin / 1e6:g} MHz")
-    return best[1:]
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV, [divider of each of others], feedback)`` making
+    ``fout`` on CLKOP and every frequency of ``others`` exactly from one VCO. The feedback
+    is CLKOP (``feedback`` None) where the phase detector can compare ``fout`` with the
+    input (``fin / CLKI_DIV`` at least 3.125 MHz), else the first of ``others`` it can
+    (``feedback`` its index): 24 MHz from 25 needs CLKI_DIV 25, but 50 MHz beside it feeds
+    back at 25 MHz. The highest such VCO. Raises ``TernaryError`` if there is none."""
+    wanted = [fout, *others]
+    for fb, ffb in enumerate(wanted):
+        best = None
+        for clki in range(1, 129):
+            if fin / clki < PLL_PFD_MIN:
+                break
+            for clkfb in range(1, 129):
+                if fin * clkfb / clki != ffb:
+                    continue
+                for div in range(1, 129):
+                    vco = ffb * div
+                    divs = [vco / f for f in wanted]
+                    exact = all(d == int(d) and 1 <= d <= 128 for d in divs)
+                    if PLL_VCO[0] <= vco <= PLL_VCO[1] and exact and (best is None or vco > best[0]):
+                        best = (vco, clki, clkfb, [int(d) for d in divs])
+        if best is not None:
+            _, clki, clkfb, (clkop, *divs) = best
+            return clki, clkfb, clkop, divs, (None if fb == 0 else fb - 1)
+    rest = ", ".join(f"{f / 1e6:g}" for f in others)
+    raise TernaryError(f"no ECP5 PLL setting makes {fout / 1e6:g} MHz and {rest} MHz from "
+                       f"{fin / 1e6:g} MHz")
 
 
 def ecp5_pll_params(fin_hz, fout_hz):

@@ -6,6 +6,8 @@ SDRAM clock through ``ODDRX1F``; the probe (:mod:`.sdram_probe`) and the device'
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
 from amaranth.lib import io
 
+from ternary_core.errors import TernaryError
+
 from .ecp5_pll import ecp5_pll_params, pll_dividers
 
 SDRAM_PINS = ("clk", "clk_en", "cs", "we", "ras", "cas", "ba", "a", "dq", "dqm")
@@ -29,12 +31,16 @@ class SdramClocks(Elaboratable):
         half = self.rate == "1:2"
         fast = self.freq * (2 if half else 1)
         if self.user_freq:
-            clki, clkfb, clkop, (div, ctrl_div) = pll_dividers(25e6, self.user_freq,
-                                                               [fast, self.freq])
+            # the controller's clock first: the feedback where the user's cannot be
+            clki, clkfb, clkop, (ctrl_div, div), fb = pll_dividers(25e6, self.user_freq,
+                                                                   [self.freq, fast])
+            if fb not in (None, 0):     # CLKOS is phase-shifted; only CLKOS3 can feed back
+                raise TernaryError(f"no ECP5 PLL setting feeds back {self.user_freq / 1e6:g} or "
+                                   f"{self.freq / 1e6:g} MHz and makes {fast / 1e6:g} MHz")
             ctrl, ctrl2x = "sdram", "sdram2x"
         else:
             clki, clkfb, clkop = ecp5_pll_params(25e6, self.freq)
-            div, ctrl_div = clkop // (2 if half else 1), None
+            div, ctrl_div, fb = clkop // (2 if half else 1), None, None
             ctrl, ctrl2x = "sync", "sync2x"
         # LiteX's ECP5PLL phase: eighths of a VCO period
         phase = round((180 if half else 90) * div / 45)
@@ -56,9 +62,11 @@ class SdramClocks(Elaboratable):
             p_CLKOS_ENABLE="ENABLED", p_CLKOS_DIV=div, p_CLKOS_CPHASE=(phase >> 3) + div - 1,
             p_CLKOS_FPHASE=phase & 7,
             p_CLKOS2_ENABLE="ENABLED", p_CLKOS2_DIV=div, p_CLKOS2_CPHASE=div - 1, p_CLKOS2_FPHASE=0,
-            p_FEEDBK_PATH="CLKOP", p_CLKFB_DIV=clkfb, p_CLKI_DIV=clki,
+            # the feedback: CLKOP (the user's clock), or the controller's on CLKOS3 where
+            # the user's cannot be compared with the input (pll_dividers)
+            p_FEEDBK_PATH="CLKOP" if fb is None else "CLKOS3", p_CLKFB_DIV=clkfb, p_CLKI_DIV=clki,
             i_RST=0, i_STDBY=0, i_CLKI=clk_buf.i, o_CLKOP=clk, o_CLKOS=clk_ps, o_CLKOS2=clk2x,
-            i_CLKFB=clk, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
+            i_CLKFB=clk if fb is None else clk_ctrl, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
             i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
         clocks = {"sync": clk}
         if self.user_freq:

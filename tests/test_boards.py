@@ -74,10 +74,16 @@ def test_sdram_probe_pll_makes_every_clock_exactly_from_one_vco():
     from boards.ecp5_pll import pll_dividers
 
     # the device's 30 MHz on the feedback output; the SDRAM's 100 and the controller's 50
-    clki, clkfb, clkop, (fast, ctrl) = pll_dividers(25e6, 30e6, [100e6, 50e6])
+    clki, clkfb, clkop, (fast, ctrl), feedback = pll_dividers(25e6, 30e6, [100e6, 50e6])
     vco = 25e6 * clkfb / clki * clkop
-    assert 25e6 * clkfb / clki == 30e6 and 25e6 / clki >= 3.125e6 and 400e6 <= vco <= 800e6
-    assert vco / fast == 100e6 and vco / ctrl == 50e6
+    assert feedback is None and 25e6 * clkfb / clki == 30e6 and 25e6 / clki >= 3.125e6
+    assert 400e6 <= vco <= 800e6 and vco / fast == 100e6 and vco / ctrl == 50e6
+    # 24 MHz cannot be the feedback (25 / 25 MHz at the phase detector): the first of the
+    # others that can be, the controller's 50 MHz, is, and 24 comes from the same 600 MHz VCO
+    clki, clkfb, clkop, (ctrl, fast), feedback = pll_dividers(25e6, 24e6, [50e6, 100e6])
+    vco = 25e6 * clkfb / clki * ctrl
+    assert feedback == 0 and 25e6 * clkfb / clki == 50e6 and 25e6 / clki >= 3.125e6
+    assert 400e6 <= vco <= 800e6 and vco / clkop == 24e6 and vco / fast == 100e6
     with pytest.raises(TernaryError, match="no ECP5 PLL setting makes 30 MHz and 100, 49.9 MHz "
                                            "from 25 MHz"):
         pll_dividers(25e6, 30e6, [100e6, 49.9e6])
