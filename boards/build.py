@@ -81,7 +81,8 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
                                f"(boards with one: "
                                f"{', '.join(n for n, b in BOARDS.items() if b.vm_sdram_limits)})")
         vm_limits = profile.vm_sdram_limits
-    default_hz = profile.vm_clock_hz if vm_limits is not None else profile.clock_hz
+    default_hz = (profile.vm_sdram_clock_hz if sdram else profile.vm_clock_hz
+                  if vm_limits is not None else profile.clock_hz)
     if context is not None:
         if vm_limits is None:
             raise TernaryError("--context: only with --offload model (the machine's KV cache)")

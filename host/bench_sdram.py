@@ -189,7 +189,7 @@ def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
     limits = profile.vm_sdram_limits
     if limits is None:
         raise TernaryError(f"the {board_name} has no build that streams from an SDRAM")
-    engine, clock = profile.vm_engine(limits), profile.vm_clock_hz
+    engine, clock = profile.vm_engine(limits), profile.vm_sdram_clock_hz
     rows = []
     for name, *shape in shapes or build_shapes(limits, engine, context):
         model = random_model(np.random.default_rng(seed), shape_config(shape, context))

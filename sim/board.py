@@ -37,8 +37,8 @@ DEFAULT_PHY = "stream"
 HARNESS = Path(__file__).parent / "harness" / "board.cpp"
 TOP = "board"
 # The device's clock on the board that carries the SDRAM (boards/profiles.py: the ULX3S's
-# vm_clock_hz); the harness clocks sync and the SDRAM controller at this ratio.
-SYNC_HZ = 30_000_000
+# vm_sdram_clock_hz); the harness clocks sync and the SDRAM controller at this ratio.
+SYNC_HZ = 24_000_000
 SDRAM_IMAGES_KEPT = 8      # back-door images kept in the cache (the newest)
 
 

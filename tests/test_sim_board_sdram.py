@@ -216,7 +216,7 @@ def test_the_simulated_board_clocks_the_sdram_at_the_ulx3s_ratio():
     from rtl.sdram.device_sdram import CLOCK_HZ
     from sim.board import SYNC_HZ, sdram_clock_flags
 
-    assert SYNC_HZ == board("ulx3s-85f").vm_clock_hz
+    assert SYNC_HZ == board("ulx3s-85f").vm_sdram_clock_hz
     flags = dict(f[2:].split("=") for f in sdram_clock_flags().split() if "=" in f)
     half_sync, half_sdram = int(flags["SYNC_HALF"]), int(flags["SDRAM_HALF"])
     assert half_sync * SYNC_HZ == half_sdram * CLOCK_HZ
@@ -227,17 +227,18 @@ def test_the_simulated_board_clocks_the_sdram_at_the_ulx3s_ratio():
 def test_ulx3s_model_build_with_sdram_elaborates_with_its_clocks_and_core():
     """The ULX3S-85F top of a machine with SDRAM (no bitstream: the build takes hours):
     the PLL, the SDRAM clock through ODDRX1F, the LiteDRAM core (board variant) as an
-    instance whose Verilog is in the build, at the device's 30 MHz UART divisor."""
+    instance whose Verilog is in the build, at the SDRAM build's 24 MHz UART divisor."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
     from boards.profiles import board
     from boards.tops import ULX3STop
 
     p = board("ulx3s-85f")
-    top = ULX3STop(ENGINE, p.vm_clock_hz, p.baud, vm_limits=LIMITS)
-    assert top.divisor == 10
+    top = ULX3STop(ENGINE, p.vm_sdram_clock_hz, p.baud, vm_limits=LIMITS)
+    assert top.divisor == 8
     plan = ULX3S_85F_Platform().prepare(top, name="top")
     il = plan.files["top.il"]
+    assert 'parameter \\FEEDBK_PATH "CLKOS3"' in il     # 24 MHz: the controller's clock feeds back
     for cell in ("EHXPLLL", "ODDRX1F", "litedram_sdr"):
         assert f"cell \\{cell} " in il, cell
     verilog = plan.files["litedram_sdr.v"]
