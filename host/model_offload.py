@@ -231,7 +231,8 @@ class ModelOffload:
                  f"{t['link_bytes_per_token']:,.1f} link bytes"]
         profile = self.board_profile
         if profile and t["device_cycles_per_token"] and t["link_bytes_per_token"]:
-            t["projection"] = project(profile, t, *board_clock(profile, "model"))
+            build = "model-sdram" if self.limits.sdram else "model"
+            t["projection"] = project(profile, t, *board_clock(profile, build))
             lines.append(t["projection"]["line"])
         t["summary_lines"] = lines
         return t

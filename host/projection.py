@@ -9,17 +9,23 @@ REPORTS = Path(__file__).resolve().parent.parent / "boards" / "reports"
 LINK_BAUDS = (3_000_000, 8_000_000, 12_000_000)
 
 
+# The builds a profile can have: the matvec engine alone, with the vector machine, and with
+# the vector machine streaming from the SDRAM; each one's target clock
+BUILD_CLOCKS = {"matvec": "clock_hz", "model": "vm_clock_hz", "model-sdram": "vm_sdram_clock_hz"}
+
+
 def report_path(profile, offload="matvec"):
     """The committed build report of ``profile``'s board: ``NAME.json`` for the matvec
-    engine alone, ``NAME-model.json`` for the build with the vector machine."""
-    return REPORTS / (f"{profile.name}-model.json" if offload == "model" else f"{profile.name}.json")
+    engine alone, ``NAME-model.json`` for the build with the vector machine,
+    ``NAME-model-sdram.json`` for its SDRAM build."""
+    return REPORTS / (f"{profile.name}.json" if offload == "matvec" else f"{profile.name}-{offload}.json")
 
 
 def board_clock(profile, offload="matvec"):
     """``(clock_hz, source)``: the clock ``profile``'s committed build (of ``offload``'s
     device) runs at — its target if the build met it, else the achieved Fmax — and where
     that figure came from."""
-    target = profile.vm_clock_hz if offload == "model" else profile.clock_hz
+    target = getattr(profile, BUILD_CLOCKS[offload])
     path = report_path(profile, offload)
     if not path.is_file():
         return target, "no build report yet"

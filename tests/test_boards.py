@@ -119,3 +119,18 @@ def test_timing_is_met_only_when_every_clock_meets_its_own_constraint():
     slow_device = {**clocks, "$glbnet$clocks.clk": {"achieved": 29.9, "constraint": 30.0}}
     assert timing(slow_device, 30.0) == {"fmax_mhz": 29.9, "timing_met": False, "clocks": slow_device}
     assert timing({}, 30.0)["timing_met"] is False
+
+
+def test_each_build_projects_at_its_own_clock_from_its_own_report():
+    # A model streamed from the SDRAM runs on the SDRAM build: its tokens/s are projected
+    # at that build's clock (24 MHz on the ULX3S), not at the on-chip build's 30
+    from host.projection import board_clock, report_path
+
+    p = board("ulx3s-85f")
+    for build, target in (("matvec", p.clock_hz), ("model", p.vm_clock_hz),
+                          ("model-sdram", p.vm_sdram_clock_hz)):
+        clock, source = board_clock(p, build)
+        assert clock <= target and (source == "no build report yet"
+                                    or source.endswith(report_path(p, build).name)), (build, source)
+    assert report_path(p, "model-sdram").name == "ulx3s-85f-model-sdram.json"
+    assert board_clock(p, "model-sdram")[0] <= 24e6 < board_clock(p, "model")[0]
