@@ -151,6 +151,8 @@ class PythonDevice(Transport):
             self.prog_dirty = False
         self.machine.load(Space.TOKENS, ids, pos0)
         res = self.machine.run(params)
+        if self.limits.sdram:   # PROG as the device holds it: a streamed program's XFERs wrote it
+            self.prog = {i: int(w) for i, w in enumerate(self.machine.prog_mem) if w}
         if res.status:
             return S.MODEL_ERROR, P.RUN_ERROR.pack(status=res.status, err_pc=res.err_pc, err_pos=res.err_pos)
         steps = n_feed + n_new - 1

@@ -441,7 +441,7 @@ def test_an_interrupted_build_leaves_the_folder_as_it_was(work, monkeypatch, cap
 
     class Platform:
         def prepare(self, top, **kw):
-            return InterruptedPlan(40.0)
+            return InterruptedPlan(40.0, 36.0)
 
     monkeypatch.setattr(build_mod, "_platform_and_top", lambda *a, **kw: (Platform(), None, ".bin"))
     before = snapshot(work)

@@ -295,3 +295,39 @@ def test_check_of_a_streamed_model_compares_the_kv_rows_in_the_sdram(rng):
         with pytest.raises(DeviceMismatch, match=rf"position 0: .* differ.*instruction {pc}: "
                                                  rf"{bad.name}"):
             run.generate([1, 2], 4)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_a_machine_error_in_a_later_segment_leaves_segment_0_for_the_next_run(rng, restore,
+                                                                            monkeypatch):
+    """A program streamed through PROG in segments that stops on a machine error in
+    segment 2 leaves segment 2 in PROG's half 0, where every run starts: the host writes
+    segment 0 back, so the next run (the bad instruction mended in the SDRAM) gives
+    --backend integer's ids. Without that restore (``restore`` False) it does not."""
+    from ternary_core.offload.isa import encode
+
+    model = random_model(rng, BitNetConfig(max_position_embeddings=16, vocab_size=61, **TINY))
+    limits = DeviceLimits.for_config(model.config, sdram_words=1 << 15, emb_rows=8, kv_slots=1,
+                                     prog_words=64)
+    prompt = [3, 1, 4]
+    want, _ = integer_ids(model, prompt, 6)
+    if not restore:
+        monkeypatch.setattr(ModelOffload, "_restore_program", lambda self: None)
+    run = ModelOffload(Device(PythonDevice(limits)), model, log=open("/dev/null", "w"),
+                       step_timeout=0.001)
+    run.prepare()
+    half = limits.prog_words // 2
+    assert run.program.segmented and len(run.instructions) >= 4 * half
+    pc = next(i for i in range(2 * half, 3 * half) if run.instructions[i].op not in (Op.XFER, Op.NOP))
+    at = run.program.mm.sd.prog + 2 * pc            # two SDRAM words an instruction
+    word = encode(run.instructions[pc])
+    good = (word & (2**64 - 1)).to_bytes(8, "little") + (word >> 64).to_bytes(8, "little")
+    run.device.write_mem(Space.SDRAM, at, (0xF1).to_bytes(8, "little") + good[8:], 8)
+    with pytest.raises(TernaryError, match=rf"BAD_OPCODE at instruction {pc} "):
+        run.generate(prompt, 6)
+    run.device.write_mem(Space.SDRAM, at, good, 8)
+    if restore:
+        assert run.generate(prompt, 6).token_ids == want
+    else:
+        with pytest.raises(TernaryError):
+            assert run.generate(prompt, 6).token_ids != want
