@@ -178,7 +178,9 @@ def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
     device cycles of the steps that generate at positions 0..2 and at ``context - 2``
     (the KV cache fetched over the whole context; the rows below are whatever the SDRAM
     holds, which changes no step's time), against the SDRAM's bound (the step's bytes at
-    the memory's 200 MB/s peak), and tokens/s at the build's clock."""
+    the memory's 200 MB/s peak), and tokens/s at the build's clock. The ids of the steps
+    at 0..2 must equal ``--backend integer``'s (else a TernaryError: no figures of a
+    machine that computes wrong)."""
     import numpy as np
 
     from boards.profiles import board
@@ -205,6 +207,10 @@ def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
             run = ModelOffload(dev, model, log=log, step_timeout=3600, sdram_preloaded=True)
             run.prepare()
             ids, _, _ = dev.run_model(0, [1], 3, state=1, timeout=3600)
+            want = _integer_ids(model, [1], 3)
+            if ids != want:     # a bench of a wrong machine measures nothing
+                raise TernaryError(f"{name}: the simulated board generated {ids}, the integer "
+                                   f"backend {want}")
             dev.run_model(context - 2, [ids[-1]], 1, state=1, timeout=3600)
             for pos in (0, 1, 2, context - 2):
                 cycles = int(np.frombuffer(dev.read_mem(Space.CYCLES, pos, 1, 4), "<u4")[0])
@@ -213,8 +219,18 @@ def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
                 rows.append({"model": name, "position": pos, "mb": round(nbytes / 1e6, 2),
                              "cycles": cycles, "bound_cycles": round(bound),
                              "of_bound": round(bound / cycles, 3),
-                             "tokens_per_s": round(clock / cycles, 1), "clock_mhz": clock / 1e6})
+                             "tokens_per_s": round(clock / cycles, 1), "clock_mhz": clock / 1e6,
+                             "ids_equal_integer": True})
     return rows
+
+
+def _integer_ids(model, prompt, n):
+    """The ids ``--backend integer`` generates greedily after ``prompt``."""
+    from ternary_core.integer import IntegerSampler
+
+    from .generate import generate, integer_runner
+
+    return generate(model, integer_runner(model), prompt, n, IntegerSampler(0.0, 0, 0)).token_ids
 
 
 def _with_kv_cache(image, model, limits, engine, seed=0):
