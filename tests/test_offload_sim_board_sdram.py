@@ -17,6 +17,7 @@ from host.generate import generate, integer_runner
 from host.model_offload import ModelOffload
 from ternary_core import protocol as P
 from ternary_core.integer import IntegerSampler
+from ternary_core.errors import TernaryError
 from ternary_core.model.config import BitNetConfig
 from ternary_core.model.random import random_model
 from ternary_core.offload.cost import overlapped_cycles
@@ -143,5 +144,27 @@ def test_the_cli_streams_a_model_the_chip_cannot_hold_from_the_ulx3s_sdram(tmp_p
     want = json.loads(capsys.readouterr().out.splitlines()[-1])["token_ids"]   # (after the seed line)
     assert main(argv + ["--backend", "sim", "--board", "ulx3s-85f", "--offload", "model"]) == 0
     out = capsys.readouterr()
-    assert json.loads(out.out.splitlines()[-1])["token_ids"] == want
+    got = json.loads(out.out.splitlines()[-1])
+    assert got["token_ids"] == want
     assert "streams from the SDRAM of the ulx3s-85f's SDRAM build" in out.err
+    # its tokens/s projected at the SDRAM build's clock, not the on-chip build's 30 MHz
+    assert got["projection"]["clock_mhz"] <= 24.0
+
+
+def test_the_sdram_bench_measures_only_a_machine_that_equals_the_integer_backend(monkeypatch):
+    """``bench_sdram.measure_models`` on a small shape: cycles against the bound at each
+    measured position; and no figures at all when the board's ids differ from the
+    integer backend's (here: the integer backend's made to differ)."""
+    from host import bench_sdram
+
+    shape = ("hidden 64 / 2 layers", 64, 2, 96, 4, 2, 97)
+    rows = bench_sdram.measure_models(shapes=[shape], context=16, log=QUIET)
+    assert [r["position"] for r in rows] == [0, 1, 2, 14]
+    for r in rows:
+        assert r["ids_equal_integer"] and r["clock_mhz"] == 24.0
+        assert 0 < r["of_bound"] < 1 and r["cycles"] > r["bound_cycles"] > 0
+    assert rows[-1]["mb"] > rows[0]["mb"]            # the KV cache of 14 positions
+    real = bench_sdram._integer_ids
+    monkeypatch.setattr(bench_sdram, "_integer_ids", lambda *a: [(t + 1) % 97 for t in real(*a)])
+    with pytest.raises(TernaryError, match="the simulated board generated .*, the integer backend"):
+        bench_sdram.measure_models(shapes=[shape], context=16, log=QUIET)
