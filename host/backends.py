@@ -75,9 +75,13 @@ def check_device_options(args, model):
         from .matvec_offload import check_layers_fit
 
         profile = board(args.board)
-        if not (getattr(args, "offload", None) == "model" and profile.vm_sdram_limits is not None):
-            # (--offload model on a board with an SDRAM build: the vector machine streams
-            # a stack in row chunks; its limits are checked before a board is built)
+        offload = getattr(args, "offload", None)
+        streams = offload != "matvec" and not args.stream and profile.vm_sdram_limits is not None \
+            and (offload == "model" or profile.limits_for(model.config).sdram)
+        if not streams:
+            # (a model the SDRAM build streams, as open_device chooses it: the vector
+            # machine takes a stack in row chunks; its limits are checked before a board
+            # is built)
             cfg = profile.engine
             if args.weight_words:
                 cfg = replace(cfg, weight_words=args.weight_words)
@@ -106,10 +110,12 @@ def open_device(args, model=None):
 
             # megabytes over the simulated link are minutes of Verilator: the simulated
             # board's SDRAM is written by its back door (the upload itself is tested)
-            try:
-                image = sdram_image(model, limits, cfg)
-            except TernaryError:
+            try:    # the limits the simulated device reports: its engine's (--weight-words)
+                image = sdram_image(model, limits.with_engine(cfg), cfg)
+            except TernaryError as exc:
                 if offload == "model":
+                    if args.weight_words:
+                        raise TernaryError(f"{exc} (with --weight-words {args.weight_words})") from None
                     raise
                 # neither build holds the model: the on-chip build, with --offload matvec
                 limits, cfg = profile.vm_limits, profile.engine

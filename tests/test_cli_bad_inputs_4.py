@@ -169,7 +169,10 @@ def test_a_model_the_sdram_build_cannot_run_is_refused_by_name_before_a_board(
     ["--temperature", "0.9", "--top-k", "5", "--seed", "3"],
     ["--temperature", "0", "--check"],
     ["--temperature", "0.9", "--top-k", "5", "--seed", "3", "--check", "segments"],
-], ids=["greedy", "sampled", "check", "check, the program in segments"])
+    ["--temperature", "0", "--weight-words", "64", "segments"],
+], ids=["greedy", "sampled", "check", "check, the program in segments",
+        "a weight store of --weight-words, the program in segments (the back door's image "
+        "compiled for them)"])
 def test_a_streamed_model_past_its_context_equals_the_integer_backend(extra, models,
                                                                       monkeypatch, capsys):
     """The wide model (context 24) from the SDRAM build's double: a prompt longer than the
@@ -183,6 +186,8 @@ def test_a_streamed_model_past_its_context_equals_the_integer_backend(extra, mod
         with_sdram_build(monkeypatch, prog_words=64)
     opened = python_board(monkeypatch)
     check = "--check" in extra
+    store = extra[extra.index("--weight-words"):][:2] if "--weight-words" in extra else []
+    extra = [a for a in extra if a not in store]
     n = 4 if check else 30
     prompt = ",".join(str(i) for i in range(1, 256, 9))           # 29 ids
     argv = ["--model", models["wide"], "--prompt-ids", prompt, "--tokens", n, "--json",
@@ -190,12 +195,14 @@ def test_a_streamed_model_past_its_context_equals_the_integer_backend(extra, mod
     code, out, err = generate(capsys, *argv, "--backend", "integer")
     assert code == 0, err
     want = token_ids(out)
-    code, out, err = generate(capsys, *argv, *SIM, *(["--check"] if check else []))
+    code, out, err = generate(capsys, *argv, *SIM, *(["--check"] if check else []), *store)
     assert code == 0, err
     assert token_ids(out) == want
     assert "streams from the SDRAM of the ulx3s-85f's SDRAM build" in err
     assert len(opened) == 1 and opened[0].limits.sdram_words > 0
     assert (opened[0].limits.prog_words == 64) == segments
+    if store:
+        assert opened[0].limits.weight_words == 64
     if segments:    # (the machine fetched from PROG's words: more than its 64 were run)
         assert opened[0].machine._from_mem and opened[0].machine.pc > 64
 
