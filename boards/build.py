@@ -64,6 +64,12 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
     beside ``out`` that replaces ``out`` whole only when it is done.
     """
     profile = board(name)
+    given = [f for f, v in (("--rows", rows), ("--cols", cols), ("--format", fmt)) if v is not None]
+    if offload == "model" and given:
+        e = profile.engine
+        raise TernaryError(f"{'/'.join(given)}: the whole-model build (--offload model) has "
+                           f"the {name}'s {e.rows}x{e.cols} {e.fmt} engine; leave "
+                           f"{'them' if len(given) > 1 else 'it'} out")
     cfg = profile.engine
     cfg = replace(cfg, rows=cfg.rows if rows is None else rows, cols=cfg.cols if cols is None else cols,
                   fmt=fmt or cfg.fmt)  # EngineConfig checks the values and sizes
@@ -93,15 +99,18 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
         vm_limits = replace(vm_limits, context=context)
     if vm_limits is not None:
         cfg = profile.vm_engine(vm_limits)
-    clock_hz = int(freq_mhz * 1e6) if freq_mhz is not None else default_hz
+    clock_hz = round(freq_mhz * 1e6) if freq_mhz is not None else default_hz
+    if clock_hz < 1e6:
+        raise TernaryError(f"--freq: {freq_mhz:g} MHz is below any clock a board's PLL makes")
     # the whole-model device has its own folder: it never replaces the matvec build
     if out is not None and not str(out):
         raise TernaryError("--out: the output folder is empty (leave --out out for the default)")
     folder = name if vm_limits is None else f"{name}-model-sdram" if sdram else f"{name}-model"
     out = Path(out or Path("build") / folder)
+    check_out_folder(out)
     if out.is_symlink():  # the folder it names is replaced, the link stays
         out = Path(os.path.realpath(out))
-    check_out_folder(out)
+        check_out_folder(out)
     platform, top, ext = _platform_and_top(name, cfg, clock_hz, profile.baud,  # checks the PLL
                                            vm_limits)
     try:
@@ -150,7 +159,20 @@ TOOL_OUTPUTS = ("top.", "build_top.")
 
 def check_out_folder(out):
     """``--out`` must be a folder a build can replace (or not exist yet), checked before
-    the build's minutes."""
+    the build's minutes: not the working folder, one of its parents or the root (a build
+    replaces its folder whole)."""
+    try:
+        _check_out_folder(out)
+    except (OSError, RuntimeError) as exc:       # a symlink loop, a name too long
+        raise TernaryError(f"--out {out}: cannot use it ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _check_out_folder(out):
+    real, here = out.resolve(), Path.cwd().resolve()
+    if real == here or real in here.parents:
+        where = "the working folder" if real == here else "a parent of the working folder"
+        raise TernaryError(f"--out {out}: is {where}, which a build would replace whole; name "
+                           f"a folder of its own")
     if out.exists() and not out.is_dir():
         raise TernaryError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
@@ -239,8 +261,9 @@ def timing(clocks, target_mhz):
 
 def summary(report):
     r = report
+    fmax = "none" if r["fmax_mhz"] is None else f"{r['fmax_mhz']:.1f} MHz"
     parts = [f"{r['board']}: {r['rows']}x{r['cols']} {r['format']}",
-             f"Fmax {r['fmax_mhz']:.1f} MHz (target {r['target_mhz']:g}: "
+             f"Fmax {fmax} (target {r['target_mhz']:g}: "
              f"{'met' if r['timing_met'] else 'NOT MET'})",
              f"LUT {r['luts']}/{r['luts_total']}", f"FF {r['ffs']}", f"BRAM {r['bram']}/{r['bram_total']}"]
     if r.get("spram_total"):

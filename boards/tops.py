@@ -67,7 +67,11 @@ class ULX3STop(Elaboratable):
             from rtl.sdram.device_sdram import CLOCK_HZ, RATE
 
             from .ecp5_pll import pll_dividers
-            pll_dividers(25e6, clock_hz, [CLOCK_HZ, CLOCK_HZ * (2 if RATE == "1:2" else 1)])  # checks
+            try:
+                pll_dividers(25e6, clock_hz, [CLOCK_HZ, CLOCK_HZ * (2 if RATE == "1:2" else 1)])
+            except TernaryError as exc:
+                raise TernaryError(f"--freq: {exc} (beside the SDRAM controller's clocks; "
+                                   f"24 and 30 MHz can be made, for example)") from None
             self.achieved_hz = clock_hz
         else:
             self.clki_div, self.clkfb_div, self.clkop_div = ecp5_pll_params(25e6, clock_hz)

@@ -439,6 +439,23 @@ CASES = {
     "ULX3S PLL": Case("build --board ulx3s-85f --freq 1000", 2, r"--freq: no ECP5 PLL setting makes 1000 MHz"),
     "ULX3S UART divisor": Case("build --board ulx3s-85f --freq 10", 2, r"--freq: a 10 MHz clock cannot make 3000000 baud"),
     "iCE40 PLL": Case("build --board icebreaker --freq 300", 2, r"no iCE40 PLL setting makes 300 MHz"),
+    # red team 5: the SDRAM build's clock, the whole-model build's engine, --out a folder
+    # the build would have to replace with everything in it
+    "SDRAM build PLL": Case("build --board ulx3s-85f --offload model --sdram --freq 27", 2,
+                            r"--freq: no ECP5 PLL setting makes 27 MHz and 50, 100 MHz .*24 and 30"),
+    "SDRAM build --freq 1e-7": Case("build --board ulx3s-85f --offload model --sdram --freq 1e-7", 2,
+                                    r"--freq: 1e-07 MHz is below any clock"),
+    "model build --rows": Case("build --board ulx3s-85f --offload model --rows 8 --format base3", 2,
+                               r"--rows/--format: the whole-model build \(--offload model\) has the "
+                               r"ulx3s-85f's 16x16 2bit engine; leave them out"),
+    "build --out .": Case("build --board icebreaker --out .", 2, r"--out \.: is the working folder"),
+    "build --out ..": Case("build --board icebreaker --out ..", 2,
+                           r"--out \.\.: is a parent of the working folder"),
+    "build --out /": Case("build --board icebreaker --out /", 2, r"--out /: is a parent of the working"),
+    "build --out a symlink loop": Case("build --board icebreaker --out {w}/loop1", 2,
+                                       r"--out .*loop1: cannot use it", setup=lambda w, mp: (
+                                           (w / "loop1").symlink_to(w / "loop2"),
+                                           (w / "loop2").symlink_to(w / "loop1"))),
     "build unknown board": Case("build --board nope", 2, r"argument --board: invalid choice: 'nope'"),
     "generate unknown board": Case("generate --board nope", 2, r"argument --board: invalid choice"),
     # -- zero silently meant "default"
