@@ -40,7 +40,23 @@ def _mhz(rep, key, rep_path):
     return float(v)
 
 
-def check_build_report(bit):
+def _clocks_met(rep, rep_path):
+    """Whether every clock in the report's ``clocks`` (``{name: {achieved, constraint}}``,
+    MHz; absent in reports of builds before it) meets its constraint; a malformed entry is
+    an error naming the report."""
+    clocks = rep.get("clocks", {})
+    ok = isinstance(clocks, dict) and all(
+        isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
+                                    and math.isfinite(c.get(k)) and c.get(k) > 0
+                                    for k in ("achieved", "constraint"))
+        for c in clocks.values())
+    if not ok:
+        raise TernaryError(f"{rep_path}: clocks must map each clock to its achieved and "
+                           f"constraint MHz, got {clocks!r:.80}; rebuild, or pass --force")
+    return [n for n, c in clocks.items() if c["achieved"] < c["constraint"]]
+
+
+def check_build_report(bit, name=None):
     """Refuse a bitstream whose build report says timing was not met (a board clocked past
     its Fmax can compute wrong results without any error), or whose report describes
     another bitstream, or contradicts itself. The report is ``report.json`` beside it
@@ -57,6 +73,9 @@ def check_build_report(bit):
         raise TernaryError(f"{rep_path}: is not a regular file, so not a build report; remove "
                            f"it, or pass --force to program without it")
     rep = read_report(rep_path)
+    if name is not None and rep.get("board") not in (None, name):
+        raise TernaryError(f"--bitstream {bit}: {rep_path} is of a {rep.get('board')!r} build, "
+                           f"not {name}'s; give the right --board, or pass --force")
     met, sha = rep.get("timing_met"), rep.get("bitstream_sha256")
     if not isinstance(met, bool):
         raise TernaryError(f"{rep_path}: timing_met must be true or false, got {met!r}; rebuild, "
@@ -65,6 +84,10 @@ def check_build_report(bit):
     if met and (fmax is None or fmax < target):
         raise TernaryError(f"{rep_path}: says timing met, but Fmax {fmax} MHz < target {target} "
                            f"MHz; rebuild, or pass --force")
+    missed = _clocks_met(rep, rep_path)
+    if met and missed:
+        raise TernaryError(f"{rep_path}: says timing met, but its clocks say {', '.join(missed)} "
+                           f"missed; rebuild, or pass --force")
     if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
         raise TernaryError(f"{rep_path}: has no bitstream_sha256 (got {sha!r}), so it cannot say "
                            f"which bitstream it describes; rebuild, or pass --force")
@@ -87,13 +110,15 @@ def program(name, bitstream=None, force=False):
     if name not in PROGRAMMERS:
         raise TernaryError(f"no programmer recipe for board {name!r}; known: {', '.join(PROGRAMMERS)}")
     bit = Path(bitstream or Path("build") / name / BITSTREAM[name])
+    if bit.exists() and not bit.is_file():
+        raise TernaryError(f"--bitstream {bit}: is not a regular file, so not a bitstream")
     if not bit.is_file():
         raise TernaryError(f"no bitstream at {bit}: run `ternary build --board {name}` first "
                            f"(or give --bitstream)")
     if bit.stat().st_size == 0:
         raise TernaryError(f"--bitstream {bit}: is empty (0 bytes); rebuild it")
     if not force:
-        check_build_report(bit)
+        check_build_report(bit, name)
     for exe, args in PROGRAMMERS[name]:
         path = shutil.which(exe)
         if not path:

@@ -429,7 +429,9 @@ def register_program(sub):
                                    "is installed).")
     p.add_argument("--board", required=True, choices=_board_names())
     p.add_argument("--bitstream", help="bitstream file (default build/BOARD/BOARD.bin|.bit; the "
-                                       "whole-model device: build/BOARD-model/BOARD.bit)")
+                                       "whole-model device: build/BOARD-model/BOARD.bit; the one "
+                                       "that streams from the SDRAM: "
+                                       "build/BOARD-model-sdram/BOARD.bit)")
     p.add_argument("--force", action="store_true",
                    help="program even if the build report says timing was not met")
     p.set_defaults(func=_program)

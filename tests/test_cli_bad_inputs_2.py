@@ -180,6 +180,19 @@ CASES = {
     "program: target a string": Case("program --board icebreaker", 2,
                                      r"target_mhz must be a number of MHz greater than 0, got '36'",
                                      setup=report_beside({**GOOD, "target_mhz": "36"})),
+    # red team 5: a report of another board; clocks that contradict timing_met
+    "program: a report of another board": Case(
+        "program --board icebreaker", 2, r"report\.json is of a 'ulx3s-85f' build, not icebreaker's",
+        setup=report_beside({**GOOD, "board": "ulx3s-85f"})),
+    "program: a controller clock that missed": Case(
+        "program --board icebreaker", 2, r"says timing met, but its clocks say sdram_clk missed",
+        setup=report_beside({**GOOD, "clocks": {"clk": {"achieved": 40.0, "constraint": 36.0},
+                                                 "sdram_clk": {"achieved": 41.0, "constraint": 50.0}}})),
+    "program: clocks not a map": Case("program --board icebreaker", 2,
+                                      r"clocks must map each clock to its achieved and constraint MHz",
+                                      setup=report_beside({**GOOD, "clocks": "garbage"})),
+    "program: a FIFO as the bitstream": Case("program --board icebreaker --bitstream {w}/fifo", 2,
+                                             r"--bitstream .*fifo: is not a regular file"),
     # 11: nothing printed before every input is checked (stdout checked in run_case_2)
     "prompt ids past the vocabulary print nothing": Case(
         "generate --prompt-ids 72,105,300", 2, r"prompt token id 300 is outside the vocabulary \(0\.\.255\)"),
