@@ -481,9 +481,10 @@ def _bench(args):
     from ternary_core.errors import TernaryError
     from ternary_core.output_file import check_output_path, open_output, write_output
 
-    if args.sdram and (args.plot or args.configs or args.boards):
-        raise TernaryError("--sdram measures the SDRAM-fed engine only; --plot and --configs are "
-                           "for the board bench, and it measures the ULX3S, not --boards")
+    if args.sdram and (args.plot or args.configs or args.boards or args.jobs):
+        raise TernaryError("--sdram measures the SDRAM-fed engine only; --plot, --configs and "
+                           "--jobs are for the board bench, and it measures the ULX3S, not "
+                           "--boards")
     args.boards = args.boards or ["icebreaker"]
     # everything checkable before the builds, which take minutes each
     for name in args.boards:
@@ -491,9 +492,9 @@ def _bench(args):
         for text in args.configs or DEFAULT_CONFIGS.get(name, []):
             r, c, fmt = parse_config(text)
             replace(engine, rows=r, cols=c, fmt=fmt)  # EngineConfig checks sizes against the boards
-    if args.json_out:
+    if args.json_out is not None:     # ('' is refused there, not skipped)
         check_output_path(args.json_out, what="--json")
-    if args.plot:
+    if args.plot is not None:
         check_output_path(args.plot, what="--plot")
     if args.sdram:
         from host import bench_sdram

@@ -68,6 +68,8 @@ def check_output_path(path, *, what="output", inputs=()):
                            f"refusing to replace it")
     if not real.parent.is_dir():
         raise TernaryError(f"{what} {given}: the folder {real.parent} does not exist")
+    if not os.access(real.parent, os.W_OK | os.X_OK):     # (the output is written beside it)
+        raise TernaryError(f"{what} {given}: cannot write in the folder {real.parent}")
     for inp in inputs:
         if st is not None and os.path.exists(inp) and os.path.samefile(real, inp):
             raise TernaryError(f"{what} {given}: is the input {os.fspath(inp)}; "

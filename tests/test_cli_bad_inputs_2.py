@@ -254,7 +254,7 @@ CASES = {
         "generate --model {b}/silu.safetensors --offload model", 2,
         r"--offload applies to --backend sim or serial, not reference"),
     "bench --sdram --plot": Case("bench --sdram --plot {w}/b.png", 2,
-                                 r"--sdram measures the SDRAM-fed engine only; --plot and --configs"),
+                                 r"--sdram measures the SDRAM-fed engine only; --plot, --configs and --jobs"),
     "bench --sdram --configs": Case("bench --sdram --configs 4x8/2bit", 2,
                                     r"--sdram measures the SDRAM-fed engine only"),
 }
