@@ -114,9 +114,9 @@ def open_device(args, model=None):
                 image = sdram_image(model, limits.with_engine(cfg), cfg)
             except TernaryError as exc:
                 if offload == "model":
-                    if args.weight_words:
-                        raise TernaryError(f"{exc} (with --weight-words {args.weight_words})") from None
-                    raise
+                    store = f" (with --weight-words {args.weight_words})" if args.weight_words else ""
+                    raise TernaryError(f"--offload model: the model does not fit the "
+                                       f"{args.board}'s SDRAM build: {exc}{store}") from None
                 # neither build holds the model: the on-chip build, with --offload matvec
                 limits, cfg = profile.vm_limits, profile.engine
                 if args.weight_words:
