@@ -66,7 +66,7 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
     profile = board(name)
     given = [f for f, v in (("--rows", rows), ("--cols", cols), ("--format", fmt)) if v is not None]
     if offload == "model" and given:
-        e = profile.engine
+        e = profile.sdram_engine if sdram and profile.sdram_engine else profile.engine
         raise TernaryError(f"{'/'.join(given)}: the whole-model build (--offload model) has "
                            f"the {name}'s {e.rows}x{e.cols} {e.fmt} engine; leave "
                            f"{'them' if len(given) > 1 else 'it'} out")

@@ -27,11 +27,14 @@ class BoardProfile:
     # a model the on-chip build cannot hold; None: the board has no such build.
     vm_sdram_limits: object = None
     vm_sdram_clock_hz: int = None  # target clock of that build's device (sync)
+    # that build's matvec engine (None: ``engine``'s array)
+    sdram_engine: object = None
 
     def vm_engine(self, limits):
         """The engine of the board's build with the vector machine of ``limits``: its
         weight store and buffers as the limits say."""
-        return replace(self.engine, weight_words=limits.weight_words, max_m=limits.max_m,
+        base = self.sdram_engine if limits.sdram and self.sdram_engine else self.engine
+        return replace(base, weight_words=limits.weight_words, max_m=limits.max_m,
                        max_k=limits.max_k)
 
     def limits_for(self, config, context=None):
@@ -67,7 +70,7 @@ ULX3S_85F_VM_LIMITS = DeviceLimits(prog_words=1024)
 # The build that streams a model from the SDRAM, fitted to the 85F's block RAM (docs/sdram.md
 # "Block RAM"; `python -m boards.bram_budget --sdram`): on chip, the activations of hidden
 # 512 / FFN 1536 (VMEM's two-copy words; the vocabulary's logits and sampler weights in
-# its single-copy bank), halves of a 1,024-word weight store, 64 embedding / lm_head rows,
+# its single-copy bank), halves of a 64 KB weight store, 64 embedding / lm_head rows,
 # one KV head's cache of 504 positions (with the 8 staging rows, 512 rows: two block RAMs
 # deep), a PROG of 1,024 instructions through which the program streams. The layers are
 # bounded by the 32 MB (MemoryMap.check names sdram_words), not by anything on chip.
@@ -76,11 +79,16 @@ _FITTED = BitNetConfig(hidden_size=512, intermediate_size=1536, num_attention_he
 _FITTED_CONTEXT, _FITTED_EMB_ROWS = 504, 64
 ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
     hidden=512, layers=64, heads=16, kv_heads=8, head_dim=64, ffn=1536, vocab=8192,
-    context=_FITTED_CONTEXT, prog_words=1024, max_m=1024, max_k=2048, weight_words=1024,
+    context=_FITTED_CONTEXT, prog_words=1024, max_m=1024, max_k=2048, weight_words=2048,
     sdram_words=ULX3S_SDRAM_WORDS, emb_rows=_FITTED_EMB_ROWS, kv_slots=1, vmem_single=2 * 8192,
     vmem_words=vmem_regions(_FITTED, _FITTED_CONTEXT, chunk=_FITTED_EMB_ROWS // 2, single_at=0,
                             lin_scales=2 * LIN_SCALE_WORDS)[1])
 _ULX3S_ENGINE = DEFAULT_ENGINE
+# The SDRAM build's engine: 8x16 (128 MACs). The SDRAM brings 31 trits a 24 MHz cycle, so
+# the on-chip build's 16x16 array would wait for it 8/9 of the time; half of it costs 0.7 %
+# more cycles a token (cost.overlapped_cycles, hidden-512 model) and takes half of its
+# adder trees out of a build that was too congested to route (docs/sdram.md).
+_ULX3S_SDRAM_ENGINE = replace(DEFAULT_ENGINE, rows=8, cols=16)
 
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
@@ -113,7 +121,8 @@ BOARDS = {
         vm_limits=ULX3S_85F_VM_LIMITS.with_engine(replace(_ULX3S_ENGINE, weight_words=MODEL_WEIGHT_WORDS)),
         vm_clock_hz=30_000_000,
         vm_sdram_limits=ULX3S_85F_SDRAM_VM_LIMITS.with_engine(
-            replace(_ULX3S_ENGINE, weight_words=1024, max_k=2048)),
+            replace(_ULX3S_SDRAM_ENGINE, weight_words=2048, max_k=2048)),
+        sdram_engine=_ULX3S_SDRAM_ENGINE,
         # The SDRAM build's device: placed for 30 MHz it was estimated at 23.5 (the on-chip
         # build's estimate, 25.7, routed at 32.1) and router1 did not converge; 27 MHz is
         # not made beside the controller's 50 and 100 from one VCO, 24 is (the controller's
