@@ -84,11 +84,13 @@ ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
     vmem_words=vmem_regions(_FITTED, _FITTED_CONTEXT, chunk=_FITTED_EMB_ROWS // 2, single_at=0,
                             lin_scales=2 * LIN_SCALE_WORDS)[1])
 _ULX3S_ENGINE = DEFAULT_ENGINE
-# The SDRAM build's engine: 8x16 (128 MACs). The SDRAM brings 31 trits a 24 MHz cycle, so
-# the on-chip build's 16x16 array would wait for it 8/9 of the time; half of it costs 0.7 %
+# The SDRAM build's engine: 16x8 (128 MACs). The SDRAM brings 31 trits a 24 MHz cycle, so
+# the on-chip build's 16x16 array would wait for it 8/9 of the time; half of it costs 0.6 %
 # more cycles a token (cost.overlapped_cycles, hidden-512 model) and takes half of its
-# adder trees out of a build that was too congested to route (docs/sdram.md).
-_ULX3S_SDRAM_ENGINE = replace(DEFAULT_ENGINE, rows=8, cols=16)
+# adder trees out of a build that was too congested to route (docs/sdram.md). 16 rows, not
+# 8: the engine's result banks (max_m / rows deep, a bank a row) stay in LUT RAM; at 8
+# rows they took 8 more DP16KD than the 85F has.
+_ULX3S_SDRAM_ENGINE = replace(DEFAULT_ENGINE, rows=16, cols=8)
 
 BOARDS = {
     # iCE40UP5K: four 16K x 16 SPRAMs = 64 bits a cycle = one 40-trit base-3 tile.
