@@ -169,7 +169,7 @@ def test_a_model_the_sdram_build_cannot_run_is_refused_by_name_before_a_board(
     ["--temperature", "0.9", "--top-k", "5", "--seed", "3"],
     ["--temperature", "0", "--check"],
     ["--temperature", "0.9", "--top-k", "5", "--seed", "3", "--check", "segments"],
-    ["--temperature", "0", "--weight-words", "64", "segments"],
+    ["--temperature", "0", "--weight-words", "128", "segments"],
 ], ids=["greedy", "sampled", "check", "check, the program in segments",
         "a weight store of --weight-words, the program in segments (the back door's image "
         "compiled for them)"])
@@ -202,7 +202,7 @@ def test_a_streamed_model_past_its_context_equals_the_integer_backend(extra, mod
     assert len(opened) == 1 and opened[0].limits.sdram_words > 0
     assert (opened[0].limits.prog_words == 64) == segments
     if store:
-        assert opened[0].limits.weight_words == 64
+        assert opened[0].limits.weight_words == 128
     if segments:    # (the machine fetched from PROG's words: more than its 64 were run)
         assert opened[0].machine._from_mem and opened[0].machine.pc > 64
 
