@@ -448,6 +448,8 @@ CASES = {
     "model build --rows": Case("build --board ulx3s-85f --offload model --rows 8 --format base3", 2,
                                r"--rows/--format: the whole-model build \(--offload model\) has the "
                                r"ulx3s-85f's 16x16 2bit engine; leave them out"),
+    "generate --model a name too long": Case("generate --model {w}/" + "m" * 300, 2,
+                                             r"m{300}: cannot read it \(File name too long\)"),
     "bench --json ''": Case("bench --sdram", 2, r"--json: the output path is empty", extra=["--json", ""]),
     "bench --sdram --jobs": Case("bench --sdram --jobs 2", 2, r"--plot, --configs and --jobs are for the board bench"),
     "build --out .": Case("build --board icebreaker --out .", 2, r"--out \.: is the working folder"),

@@ -17,6 +17,7 @@ shape and value range, and the error names the tensor and the problem.
 """
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +169,12 @@ def save_model(path, model, *, what="output", inputs=()):
 
 def _read(path):
     path = Path(path)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:      # a name too long, a symlink loop, no permission
+        raise TernaryError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if path.is_dir():
         raise TernaryError(f"{path}: is a folder, not a model file (`ternary import` reads "
                            f"Hugging Face folders)")
