@@ -25,9 +25,10 @@ from .yowasp import tool_env
 ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:fsm_state'
 
 # nextpnr for every build: its report (read by make_report) and a fixed seed (a build is
-# repeatable). The 85F's whole-model SDRAM build routes with router2: router1 left it
-# 116,000 wires overused after 80 minutes. Not the others: router2 took the iCEBreaker's
-# Fmax from 37.0 to 30.6 MHz.
+# repeatable). The 85F's whole-model SDRAM build uses router2: router1 left its 16x16
+# version 116,000 wires overused after 80 minutes, router2 takes the 16x8 one to about
+# 21,000 in a quarter of an hour (still not routed: docs/sdram.md, "Next"). Not the
+# others: router2 took the iCEBreaker's Fmax from 37.0 to 30.6 MHz.
 NEXTPNR_OPTS = "--report top.report.json --timing-allow-fail --seed 1"
 CONGESTED_OPTS = " --router router2"
 
