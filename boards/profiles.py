@@ -12,6 +12,13 @@ from ternary_core.model.config import BitNetConfig
 from ternary_core.offload.limits import DEFAULT_ENGINE, LIN_SCALE_WORDS, DeviceLimits, vmem_regions
 
 
+# A board's builds: the matvec engine alone, with the vector machine, and with the vector
+# machine streaming from the SDRAM: each one's name after the board's (its folder
+# build/NAME..., its report boards/reports/NAME....json) and its target clock's field.
+BUILDS = {"matvec": ("", "clock_hz"), "model": ("-model", "vm_clock_hz"),
+          "model-sdram": ("-model-sdram", "vm_sdram_clock_hz")}
+
+
 @dataclass(frozen=True)
 class BoardProfile:
     name: str
@@ -29,6 +36,14 @@ class BoardProfile:
     vm_sdram_clock_hz: int = None  # target clock of that build's device (sync)
     # that build's matvec engine (None: ``engine``'s array)
     sdram_engine: object = None
+
+    def build_name(self, kind):
+        """The name of the board's build ``kind`` (a :data:`BUILDS` key): ``ulx3s-85f-model``."""
+        return self.name + BUILDS[kind][0]
+
+    def build_clock_hz(self, kind):
+        """The target clock of the board's build ``kind``."""
+        return getattr(self, BUILDS[kind][1])
 
     def vm_engine(self, limits):
         """The engine of the board's build with the vector machine of ``limits``: its

@@ -10,6 +10,8 @@ from pathlib import Path
 from ternary_core.errors import TernaryError
 from ternary_core.formats.json_text import parse_json
 
+from .reports import missed_clocks
+
 PROGRAMMERS = {
     "icebreaker": [("iceprog", ["{bit}"]), ("openFPGALoader", ["-b", "ice40_generic", "{bit}"])],
     "ulx3s-85f": [("openFPGALoader", ["-b", "ulx3s", "{bit}"]), ("fujprog", ["{bit}"])],
@@ -40,10 +42,10 @@ def _mhz(rep, key, rep_path):
     return float(v)
 
 
-def _clocks_met(rep, rep_path):
-    """Whether every clock in the report's ``clocks`` (``{name: {achieved, constraint}}``,
-    MHz; absent in reports of builds before it) meets its constraint; a malformed entry is
-    an error naming the report."""
+def _missed_clocks(rep, rep_path):
+    """The clocks of the report's ``clocks`` (``{name: {achieved, constraint}}``, MHz;
+    absent in reports of builds before it) below their constraint; a malformed entry is an
+    error naming the report."""
     clocks = rep.get("clocks", {})
     ok = isinstance(clocks, dict) and all(
         isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
@@ -53,7 +55,7 @@ def _clocks_met(rep, rep_path):
     if not ok:
         raise TernaryError(f"{rep_path}: clocks must map each clock to its achieved and "
                            f"constraint MHz, got {clocks!r:.80}; rebuild, or pass --force")
-    return [n for n, c in clocks.items() if c["achieved"] < c["constraint"]]
+    return missed_clocks(clocks)
 
 
 def check_build_report(bit, name=None):
@@ -84,7 +86,7 @@ def check_build_report(bit, name=None):
     if met and (fmax is None or fmax < target):
         raise TernaryError(f"{rep_path}: says timing met, but Fmax {fmax} MHz < target {target} "
                            f"MHz; rebuild, or pass --force")
-    missed = _clocks_met(rep, rep_path)
+    missed = _missed_clocks(rep, rep_path)
     if met and missed:
         raise TernaryError(f"{rep_path}: says timing met, but its clocks say {', '.join(missed)} "
                            f"missed; rebuild, or pass --force")

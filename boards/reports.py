@@ -42,6 +42,13 @@ def parse_nextpnr_report(path):
     return {"utilization": out, "clocks": clocks}
 
 
+def missed_clocks(clocks):
+    """The names of the clocks (``{name: {"achieved", "constraint"}}`` in MHz, as
+    :func:`parse_nextpnr_report` gives them and a build report keeps them) below their
+    constraint."""
+    return [n for n, c in clocks.items() if c["achieved"] < c["constraint"]]
+
+
 def parse_yosys_stat(path):
     """Cell counts by type after synthesis (``stat -json``)."""
     stat = read_json_object(path, "Yosys statistics")

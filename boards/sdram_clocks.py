@@ -13,6 +13,21 @@ from .ecp5_pll import ecp5_pll_params, pll_dividers
 SDRAM_PINS = ("clk", "clk_en", "cs", "we", "ras", "cas", "ba", "a", "dq", "dqm")
 
 
+def two_domain_pll(user_freq, freq, rate):
+    """``(CLKI_DIV, CLKFB_DIV, CLKOP_DIV, CLKOS3_DIV, CLKOS/CLKOS2_DIV, feedback)`` of
+    :class:`SdramClocks` with ``user_freq``: the user's clock on CLKOP, the controller's
+    ``freq`` on CLKOS3 and, at half rate, twice it on CLKOS/CLKOS2, all from one VCO. The
+    controller's clock is offered first as the feedback where the user's cannot be
+    (``feedback`` 0; None: CLKOP); CLKOS is phase-shifted, so it never is. Raises
+    ``TernaryError`` where there is no such setting."""
+    fast = freq * (2 if rate == "1:2" else 1)
+    clki, clkfb, clkop, (ctrl_div, div), fb = pll_dividers(25e6, user_freq, [freq, fast])
+    if fb not in (None, 0):
+        raise TernaryError(f"no ECP5 PLL setting feeds back {user_freq / 1e6:g} or "
+                           f"{freq / 1e6:g} MHz and makes {fast / 1e6:g} MHz")
+    return clki, clkfb, clkop, ctrl_div, div, fb
+
+
 class SdramClocks(Elaboratable):
     """EHXPLLL from the 25 MHz oscillator: the controller's clock at ``freq``, at half rate
     one at twice it in phase with it, and the phase-shifted SDRAM clock on
@@ -31,12 +46,8 @@ class SdramClocks(Elaboratable):
         half = self.rate == "1:2"
         fast = self.freq * (2 if half else 1)
         if self.user_freq:
-            # the controller's clock first: the feedback where the user's cannot be
-            clki, clkfb, clkop, (ctrl_div, div), fb = pll_dividers(25e6, self.user_freq,
-                                                                   [self.freq, fast])
-            if fb not in (None, 0):     # CLKOS is phase-shifted; only CLKOS3 can feed back
-                raise TernaryError(f"no ECP5 PLL setting feeds back {self.user_freq / 1e6:g} or "
-                                   f"{self.freq / 1e6:g} MHz and makes {fast / 1e6:g} MHz")
+            clki, clkfb, clkop, ctrl_div, div, fb = two_domain_pll(self.user_freq, self.freq,
+                                                                   self.rate)
             ctrl, ctrl2x = "sdram", "sdram2x"
         else:
             clki, clkfb, clkop = ecp5_pll_params(25e6, self.freq)

@@ -66,9 +66,9 @@ class ULX3STop(Elaboratable):
         if self.sdram:
             from rtl.sdram.device_sdram import CLOCK_HZ, RATE
 
-            from .ecp5_pll import pll_dividers
+            from .sdram_clocks import two_domain_pll
             try:
-                pll_dividers(25e6, clock_hz, [CLOCK_HZ, CLOCK_HZ * (2 if RATE == "1:2" else 1)])
+                two_domain_pll(clock_hz, CLOCK_HZ, RATE)     # (what SdramClocks will build)
             except TernaryError as exc:
                 raise TernaryError(f"--freq: {exc} (beside the SDRAM controller's clocks; "
                                    f"24 and 30 MHz can be made, for example)") from None

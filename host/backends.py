@@ -75,17 +75,24 @@ def check_device_options(args, model):
         from .matvec_offload import check_layers_fit
 
         profile = board(args.board)
-        offload = getattr(args, "offload", None)
-        streams = offload != "matvec" and not args.stream and profile.vm_sdram_limits is not None \
-            and (offload == "model" or profile.limits_for(model.config).sdram)
-        if not streams:
-            # (a model the SDRAM build streams, as open_device chooses it: the vector
-            # machine takes a stack in row chunks; its limits are checked before a board
-            # is built)
+        sdram_build = profile.vm_sdram_limits is not None and \
+            (getattr(args, "offload", None) == "model" or sim_limits(args, profile, model).sdram)
+        if not sdram_build:
+            # (a model the SDRAM build streams: the vector machine takes a stack in row
+            # chunks; its limits are checked before a board is built)
             cfg = profile.engine
             if args.weight_words:
                 cfg = replace(cfg, weight_words=args.weight_words)
             check_layers_fit(model.bitlinears, cfg, f"the {args.board} engine")
+
+
+def sim_limits(args, profile, model):
+    """The vector machine's limits of the simulated board ``open_device`` opens for
+    ``model``: the build that holds it (:meth:`BoardProfile.limits_for`: on chip, else
+    the SDRAM build) unless ``--offload matvec`` or ``--stream`` asks for the on-chip one."""
+    if model is not None and getattr(args, "offload", None) != "matvec" and not args.stream:
+        return profile.limits_for(model.config)
+    return profile.vm_limits
 
 
 def open_device(args, model=None):
@@ -98,10 +105,8 @@ def open_device(args, model=None):
 
     profile = board(args.board)
     if args.backend == "sim":
-        limits, image = profile.vm_limits, None
+        limits, image = sim_limits(args, profile, model), None
         offload = getattr(args, "offload", None)
-        if model is not None and offload != "matvec" and not args.stream:
-            limits = profile.limits_for(model.config)
         cfg = profile.vm_engine(limits) if limits is not None and limits.sdram else profile.engine
         if args.weight_words:
             cfg = replace(cfg, weight_words=args.weight_words)

@@ -17,14 +17,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from boards.profiles import board
 from ternary_core.errors import TernaryError
 
 CLK_FREQ = 50e6     # the controller's
+# the device's clock of the ULX3S's SDRAM build, where its port is measured too
+DEVICE_HZ = board("ulx3s-85f").vm_sdram_clock_hz
 # (engine, format, the engine's clock, the port's bits); the engine's clock None: the
 # controller's, one domain
 ENGINES = (("2x8", "2bit", None, 32), ("4x8", "2bit", None, 32), ("2x10", "base3", None, 32),
            ("2x8", "2bit", 30e6, 32), ("4x8", "2bit", 30e6, 64),
-           ("4x8", "2bit", 24e6, 64))     # the SDRAM build's device clock (vm_sdram_clock_hz)
+           ("4x8", "2bit", DEVICE_HZ, 64))
 # The SDRAM's peak: 16 bits at 100 MHz
 SDRAM_PEAK = 200e6
 # (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes (the projection
@@ -93,11 +96,8 @@ def measure(engines=ENGINES, *, seed=1, log=sys.stderr):
             rows.append({"engine": shape, "format": fmt, "macs": r * c, **rec,
                          "words_per_cycle": round(ratio, 3), "of_bound": round(ratio / peak, 3),
                          "mb_per_s": round(rec["mb_per_s"], 1)})
-    from boards.profiles import board
-
-    device_mhz = board("ulx3s-85f").vm_sdram_clock_hz / 1e6
     rate = next((r["words_per_cycle"] for r in rows
-                 if r["user_mhz"] == device_mhz and r["port_bits"] == 64), None)
+                 if r["user_mhz"] == DEVICE_HZ / 1e6 and r["port_bits"] == 64), None)
     return {"clock_mhz": CLK_FREQ / 1e6, "rate": "1:2", "rows": rows, "models": project(rows),
             "programs": program_projection(rate) if rate else []}
 
@@ -146,7 +146,6 @@ def program_projection(words_per_cycle, *, board_name="ulx3s-85f", context=256, 
     from ternary_core.integer import compile_model
     from ternary_core.offload.compiler import compile_program
     from ternary_core.offload.cost import overlapped_cycles, sdram_words
-    from boards.profiles import board
     from ternary_core.model.random import random_model
 
     profile = board(board_name)
@@ -183,7 +182,6 @@ def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
     machine that computes wrong)."""
     import numpy as np
 
-    from boards.profiles import board
     from ternary_core.model.random import random_model
     from ternary_core.offload.cost import sdram_words
     from ternary_core.offload.isa import Space

@@ -9,23 +9,19 @@ REPORTS = Path(__file__).resolve().parent.parent / "boards" / "reports"
 LINK_BAUDS = (3_000_000, 8_000_000, 12_000_000)
 
 
-# The builds a profile can have: the matvec engine alone, with the vector machine, and with
-# the vector machine streaming from the SDRAM; each one's target clock
-BUILD_CLOCKS = {"matvec": "clock_hz", "model": "vm_clock_hz", "model-sdram": "vm_sdram_clock_hz"}
-
-
 def report_path(profile, offload="matvec"):
-    """The committed build report of ``profile``'s board: ``NAME.json`` for the matvec
-    engine alone, ``NAME-model.json`` for the build with the vector machine,
-    ``NAME-model-sdram.json`` for its SDRAM build."""
-    return REPORTS / (f"{profile.name}.json" if offload == "matvec" else f"{profile.name}-{offload}.json")
+    """The committed build report of ``profile``'s build ``offload`` (a
+    :data:`boards.profiles.BUILDS` key): ``NAME.json`` for the matvec engine alone,
+    ``NAME-model.json`` for the build with the vector machine, ``NAME-model-sdram.json``
+    for its SDRAM build."""
+    return REPORTS / f"{profile.build_name(offload)}.json"
 
 
 def board_clock(profile, offload="matvec"):
     """``(clock_hz, source)``: the clock ``profile``'s committed build (of ``offload``'s
     device) runs at — its target if the build met it, else the achieved Fmax — and where
     that figure came from."""
-    target = getattr(profile, BUILD_CLOCKS[offload])
+    target = profile.build_clock_hz(offload)
     path = report_path(profile, offload)
     if not path.is_file():
         return target, "no build report yet"
