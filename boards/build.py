@@ -30,7 +30,7 @@ ONE_HOT_FSMS = 'setattr -set fsm_encoding "one-hot" w:fsm_state'
 # 21,000 in a quarter of an hour (still not routed: docs/sdram.md, "Next"). Not the
 # others: router2 took the iCEBreaker's Fmax from 37.0 to 30.6 MHz.
 NEXTPNR_OPTS = "--report top.report.json --timing-allow-fail --seed 1"
-CONGESTED_OPTS = " --router router2"
+CONGESTED_OPTS = " --router router2 --placer-heap-beta 0.7"
 
 
 def _platform_and_top(name, config, clock_hz, baud, vm_limits=None):

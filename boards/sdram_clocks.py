@@ -84,9 +84,18 @@ class SdramClocks(Elaboratable):
             clocks[ctrl] = clk_ctrl
         if half:
             clocks[ctrl2x] = clk2x
+        # The reset of ``sync`` (every flip-flop of the device with one) rides a global
+        # network through a DCCA, as the clocks do: nextpnr promotes only clocks itself,
+        # and the reset routed through the fabric was among the most congested nets of
+        # the SDRAM build (router2's heatmap, docs/sdram.md). The controller's domains
+        # keep the lock itself: the core synchronizes its resets to its clocks.
+        unlocked, sync_rst = Signal(), Signal()
+        m.d.comb += unlocked.eq(~locked)
+        m.submodules.sync_rst_buf = Instance("DCCA", i_CLKI=unlocked, i_CE=1, o_CLKO=sync_rst)
         for name, sig in clocks.items():
             m.domains += ClockDomain(name)
-            m.d.comb += [ClockSignal(name).eq(sig), ResetSignal(name).eq(~locked)]
+            m.d.comb += [ClockSignal(name).eq(sig),
+                         ResetSignal(name).eq(sync_rst if name == "sync" else unlocked)]
         m.submodules.sdram_clk = Instance("ODDRX1F", i_SCLK=clk_ps, i_RST=0, i_D0=1, i_D1=0,
                                           o_Q=self.pin)
         return m

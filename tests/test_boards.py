@@ -134,3 +134,32 @@ def test_each_build_projects_at_its_own_clock_from_its_own_report():
                                     or source.endswith(report_path(p, build).name)), (build, source)
     assert report_path(p, "model-sdram").name == "ulx3s-85f-model-sdram.json"
     assert board_clock(p, "model-sdram")[0] <= 24e6 < board_clock(p, "model")[0]
+
+
+def test_sdram_clocks_put_the_device_reset_on_a_global_buffer():
+    """SdramClocks drives the ``sync`` reset (every device flip-flop with one) from a
+    DCCA, so nextpnr routes it on a global network; the controller's domains keep the
+    PLL's lock through the fabric."""
+    import re
+
+    from amaranth import Elaboratable, Module, Signal
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    from boards.sdram_clocks import SdramClocks
+
+    class Top(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.clocks = SdramClocks(50e6, "1:2", Signal(), user_freq=24e6)
+            a, b = Signal(), Signal()
+            m.d.sync += a.eq(~a)
+            m.d.sdram += b.eq(~b)
+            return m
+
+    il = ULX3S_85F_Platform().prepare(Top(), name="top").files["top.il"]
+    clocks = next(mod for mod in il.split("\nmodule ") if "cell \\DCCA" in mod)
+    assert clocks.count("cell \\DCCA") == 1
+    driven = re.search(r"cell \\DCCA .*?connect \\CLKO \\(\S+)", clocks, re.S).group(1)
+    # the net the DCCA drives is the module's output for sync's reset (``rst``), not sdram's
+    assert driven == "rst" and re.search(r"wire width 1 output \d+\s+\\rst\n", clocks)
+    assert not re.search(r"connect \\sdram_rst \\rst\b", clocks)

@@ -22,3 +22,15 @@ def test_the_budget_names_every_space_and_the_weight_store():
     rows = budget(lim, small_engine(lim), log=open("/dev/null", "w"))
     assert [r[0] for r in rows] == [s.name for s in MEMORIES] + ["weight store"]
     assert all(r[1] == lim.depth(Space[r[0]]) for r in rows[:-1])
+
+
+def test_tokens_and_cycles_are_lut_ram_on_chip_and_block_ram_with_sdram():
+    """The on-chip build's block RAM is full, so the small TOKENS and CYCLES are LUT RAM
+    there; the SDRAM build has the block RAM and not the routing for them."""
+    for sdram in (0, 1 << 10):
+        kws = memory_kwargs(small_limits(sdram_words=sdram))
+        for sp in (Space.TOKENS, Space.CYCLES):
+            mem = SpaceMemory(SPACES[sp].word_bits, 256, name=sp.name, **kws[sp])
+            bram, lutram = memory_blocks(mem)
+            assert (bram > 0, lutram > 0) == ((True, False) if sdram else (False, True)), \
+                (sp, sdram, bram, lutram)

@@ -43,6 +43,10 @@ MEMORIES = {
     Space.TOKENS: dict(lutram=True), Space.PROG: dict(wide=2), Space.SRINIT: dict(lutram=True),
     Space.CYCLES: dict(lutram=True), Space.PARAM: dict(lutram=True),
 }
+# LUT RAM in the on-chip build (its block RAM is full), block RAM with SDRAM: there, 384 of
+# the build's DPR16X4 and their read muxes were among the most congested routing of the
+# placed design (router2's heatmap, docs/sdram.md), and it has the 3 DP16KD they take
+SDRAM_BLOCK_RAM = (Space.TOKENS, Space.CYCLES)
 ROW_SPACES = (Space.EMB, Space.HEAD, Space.KVK, Space.KVV)   # the lanes' 32-byte rows
 IR_BITS, SW_BITS = isa.IR_BITS, isa.SW_BITS
 IR_INDEX_BITS = (isa.IR_COUNT - 1).bit_length()
@@ -58,8 +62,8 @@ PV_WEIGHT = 7        # the stage at which ATTN PV's weight leaves (its multiply:
 
 def memory_kwargs(lim):
     """``{space: SpaceMemory keyword arguments}`` of a machine built with ``lim``: MEMORIES,
-    on a machine with SDRAM the transfer's write port on every space XFER moves, and
-    VMEM's single-copy bank (``vmem_single``)."""
+    on a machine with SDRAM the transfer's write port on every space XFER moves and
+    SDRAM_BLOCK_RAM in block RAM, and VMEM's single-copy bank (``vmem_single``)."""
     out = {}
     for sp, kw in MEMORIES.items():
         info = isa.SPACES[sp]
@@ -71,6 +75,8 @@ def memory_kwargs(lim):
             kw = {**kw, "xfer": True, "shared": False}
             if sp in HALF_SPACES:
                 kw["wide"] = XFER_BITS // info.word_bits
+        if lim.sdram and sp in SDRAM_BLOCK_RAM:
+            kw = {**kw, "lutram": False}
         if sp == Space.VMEM and lim.vmem_single:
             kw = {**kw, "single_from": lim.vmem_words}
         out[sp] = kw
