@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from boards.profiles import BOARDS, board
+from boards.profiles import BOARDS, board, build_kind
 from ternary_core.errors import TernaryError
 from ternary_core.output_file import replace_folder, staging_folder, write_output
 
@@ -90,7 +90,7 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
                                f"(boards with one: "
                                f"{', '.join(n for n, b in BOARDS.items() if b.vm_sdram_limits)})")
         vm_limits = profile.vm_sdram_limits
-    kind = "model-sdram" if sdram else offload          # (profiles.BUILDS)
+    kind = build_kind(offload, sdram)
     if context is not None:
         if vm_limits is None:
             raise TernaryError("--context: only with --offload model (the machine's KV cache)")

@@ -19,6 +19,11 @@ BUILDS = {"matvec": ("", "clock_hz"), "model": ("-model", "vm_clock_hz"),
           "model-sdram": ("-model-sdram", "vm_sdram_clock_hz")}
 
 
+def build_kind(offload, sdram):
+    """The :data:`BUILDS` key of ``--offload OFFLOAD`` with or without ``--sdram``."""
+    return "model-sdram" if sdram else offload
+
+
 @dataclass(frozen=True)
 class BoardProfile:
     name: str

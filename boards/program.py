@@ -10,6 +10,7 @@ from pathlib import Path
 from ternary_core.errors import TernaryError
 from ternary_core.formats.json_text import parse_json
 
+from .profiles import board, build_kind
 from .reports import missed_clocks
 
 PROGRAMMERS = {
@@ -103,20 +104,29 @@ def check_build_report(bit, name=None):
     return rep
 
 
-def program(name, bitstream=None, force=False):
-    """Load ``bitstream`` (default ``build/NAME/NAME.EXT``) with the first programmer found.
+def program(name, bitstream=None, force=False, offload="matvec", sdram=False):
+    """Load ``bitstream`` with the first programmer found; by default the bitstream of
+    the build that ``ternary build --offload OFFLOAD [--sdram]`` makes
+    (``build/NAME/NAME.EXT``, ``build/NAME-model/...``, ``build/NAME-model-sdram/...``).
 
     Raises :class:`TernaryError` if the build report beside the bitstream says timing
     was not met (unless ``force``), or no programmer is installed, or it fails.
     """
     if name not in PROGRAMMERS:
         raise TernaryError(f"no programmer recipe for board {name!r}; known: {', '.join(PROGRAMMERS)}")
-    bit = Path(bitstream or Path("build") / name / BITSTREAM[name])
+    if sdram and offload != "model":
+        raise TernaryError("--sdram: only with --offload model (the build that streams the "
+                           "model from the SDRAM)")
+    kind, profile = build_kind(offload, sdram), board(name)
+    build_flags = "" if kind == "matvec" else f" --offload model{' --sdram' if sdram else ''}"
+    if bitstream is None and profile.build_clock_hz(kind) is None:
+        raise TernaryError(f"{build_flags.strip()}: the {name} has no such build")
+    bit = Path(bitstream or Path("build") / profile.build_name(kind) / BITSTREAM[name])
     if bit.exists() and not bit.is_file():
         raise TernaryError(f"--bitstream {bit}: is not a regular file, so not a bitstream")
     if not bit.is_file():
-        raise TernaryError(f"no bitstream at {bit}: run `ternary build --board {name}` first "
-                           f"(or give --bitstream)")
+        raise TernaryError(f"no bitstream at {bit}: run `ternary build --board {name}"
+                           f"{build_flags}` first (or give --bitstream)")
     if bit.stat().st_size == 0:
         raise TernaryError(f"--bitstream {bit}: is empty (0 bytes); rebuild it")
     if not force:

@@ -428,10 +428,15 @@ def register_program(sub):
                        description="Program the board with iceprog or openFPGALoader (whichever "
                                    "is installed).")
     p.add_argument("--board", required=True, choices=_board_names())
-    p.add_argument("--bitstream", help="bitstream file (default build/BOARD/BOARD.bin|.bit; the "
-                                       "whole-model device: build/BOARD-model/BOARD.bit; the one "
-                                       "that streams from the SDRAM: "
+    p.add_argument("--bitstream", help="bitstream file (default: the one `ternary build` "
+                                       "made with the same --offload/--sdram: "
+                                       "build/BOARD/BOARD.bin|.bit, build/BOARD-model/BOARD.bit, "
                                        "build/BOARD-model-sdram/BOARD.bit)")
+    p.add_argument("--offload", choices=["matvec", "model"], default="matvec",
+                   help="which build's bitstream, as for `ternary build`: matvec (default) or "
+                        "model (the whole-model device)")
+    p.add_argument("--sdram", action="store_true",
+                   help="with --offload model: the build that streams a model from the SDRAM")
     p.add_argument("--force", action="store_true",
                    help="program even if the build report says timing was not met")
     p.set_defaults(func=_program)
@@ -440,7 +445,8 @@ def register_program(sub):
 def _program(args):
     from boards.program import program
 
-    tool = program(args.board, args.bitstream, force=args.force)
+    tool = program(args.board, args.bitstream, force=args.force, offload=args.offload,
+                   sdram=args.sdram)
     print(f"programmed {args.board} with {tool}")
 
 

@@ -53,6 +53,26 @@ def test_program_without_bitstream_or_programmer_is_a_clear_error(tmp_path, monk
         program("icebreaker", bit)
 
 
+def test_program_finds_the_bitstream_of_the_build_its_flags_name(tmp_path, monkeypatch, capsys):
+    """Without --bitstream, `ternary program` looks where `ternary build` with the same
+    --offload/--sdram writes, and says which build command makes it."""
+    from host.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    for flags, folder in (([], "ulx3s-85f"), (["--offload", "model"], "ulx3s-85f-model"),
+                          (["--offload", "model", "--sdram"], "ulx3s-85f-model-sdram")):
+        with pytest.raises(TernaryError) as e:
+            program("ulx3s-85f", offload="model" if flags else "matvec", sdram="--sdram" in flags)
+        assert f"no bitstream at build/{folder}/ulx3s-85f.bit" in str(e.value)
+        assert f"`ternary build --board ulx3s-85f{''.join(' ' + f for f in flags)}`" in str(e.value)
+    with pytest.raises(TernaryError, match="--sdram: only with --offload model"):
+        program("ulx3s-85f", sdram=True)
+    with pytest.raises(TernaryError, match="--offload model: the icebreaker has no such build"):
+        program("icebreaker", offload="model")
+    assert cli(["program", "--board", "ulx3s-85f", "--offload", "model", "--sdram"]) == 2
+    assert "no bitstream at build/ulx3s-85f-model-sdram/ulx3s-85f.bit" in capsys.readouterr().err
+
+
 def test_committed_board_report_is_of_the_shipped_engine():
     from host.projection import REPORTS
     rep = json.loads((REPORTS / "icebreaker.json").read_text())
