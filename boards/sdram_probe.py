@@ -25,7 +25,7 @@ from pathlib import Path
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Signal
 from amaranth.lib import io
 
-from .build import NEXTPNR_OPTS
+from .build import nextpnr_opts
 from .sdram_clocks import SDRAM_PINS, SdramClocks
 from .yowasp import tool_env
 
@@ -97,7 +97,7 @@ def main(argv=None):
     t0 = time.time()
     top = SdramProbeTop(args.freq * 1e6, args.rate, args.user_freq * 1e6 or None, args.port_bits)
     plan = ULX3S_85F_Platform().prepare(top, name="top",
-                                        nextpnr_opts=NEXTPNR_OPTS)
+                                        nextpnr_opts=nextpnr_opts())
     plan.execute_local(str(args.out), env=tool_env())
     report = json.loads((args.out / "top.report.json").read_text())
     used = {k: v["used"] for k, v in report["utilization"].items() if v["used"]}

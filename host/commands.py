@@ -405,7 +405,7 @@ def register_build(sub):
 def _build(args):
     import sys
 
-    from boards.build import build, summary
+    from boards.build import build, shortfall, summary
 
     report = build(args.board, rows=args.rows, cols=args.cols, fmt=args.fmt, freq_mhz=args.freq,
                    out=args.out, offload=args.offload, context=args.context, sdram=args.sdram)
@@ -415,9 +415,11 @@ def _build(args):
         last = report.get("last_good_bitstream")
         kept = (f"the last good bitstream {last} and its report.json are unchanged" if last else
                 "there is no earlier good bitstream")
-        fmax = "none" if report["fmax_mhz"] is None else f"{report['fmax_mhz']:.1f} MHz"
-        print(f"timing NOT met: Fmax {fmax} < {report['target_mhz']:g} MHz; this build is kept as "
-              f"{report['bitstream']} and report.failed.json, {kept}; try a lower --freq",
+        print(f"timing NOT met: {shortfall(report)}; this build is kept as "
+              f"{report['bitstream']} and report.failed.json, {kept}; "
+              + ("try a lower --freq" if report["fmax_mhz"] is None
+                 or report["fmax_mhz"] < report["target_mhz"] else
+                 "--freq sets only the device's clock, not the SDRAM controller's"),
               file=sys.stderr)
         return 1
     return 0

@@ -139,6 +139,19 @@ def test_timing_is_met_only_when_every_clock_meets_its_own_constraint():
     slow_device = {**clocks, "$glbnet$clocks.clk": {"achieved": 29.9, "constraint": 30.0}}
     assert timing(slow_device, 30.0) == {"fmax_mhz": 29.9, "timing_met": False, "clocks": slow_device}
     assert timing({}, 30.0)["timing_met"] is False
+    # the message names what missed: the controller's clock, not the device's Fmax above it
+    from boards.build import shortfall, summary
+
+    rep = dict(board="ulx3s-85f", rows=16, cols=8, format="2bit", target_mhz=30.0, luts=1,
+               luts_total=2, ffs=1, bram=1, bram_total=2, dsp=0, dsp_total=1)
+    rep.update(timing(slow_controller, 30.0))
+    assert shortfall(rep) == "sdram_clk 49.0 MHz < 50 MHz"
+    assert "(target 30: NOT MET: sdram_clk 49.0 MHz < 50 MHz)" in summary(rep)
+    rep.update(timing(slow_device, 30.0))
+    assert shortfall(rep) == "Fmax 29.9 MHz < 30 MHz"
+    rep.update(timing({**slow_device, "$glbnet$clocks.sdram_clk": {"achieved": 49.0, "constraint": 50.0}},
+                      30.0))
+    assert shortfall(rep) == "Fmax 29.9 MHz < 30 MHz, sdram_clk 49.0 MHz < 50 MHz"
 
 
 def test_each_build_projects_at_its_own_clock_from_its_own_report():
