@@ -263,17 +263,23 @@ def test_unit_normal_checkpoint_is_chaotic_even_for_float(tmp_path, seed):
     model = load_model(tmp_path / "m.safetensors")
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, 256, (8, model.config.max_position_embeddings))
-    nudged = load_model(tmp_path / "m.safetensors")
-    e = nudged.floats["model.embed_tokens.weight"]
-    nudged.floats["model.embed_tokens.weight"] = (e * (1 + 1e-5 * rng.standard_normal(e.shape))).astype(np.float32)
+    # three independent nudges, pooled: one alone moved no argmax of 512 with some seeds
+    nudges = []
+    for _ in range(3):
+        nudged = load_model(tmp_path / "m.safetensors")
+        e = nudged.floats["model.embed_tokens.weight"]
+        nudged.floats["model.embed_tokens.weight"] = (
+            e * (1 + 1e-5 * rng.standard_normal(e.shape))).astype(np.float32)
+        nudges.append(nudged)
     runner = IntegerRunner(compile_model(model))
     same_float = same_int = 0
     for window in ids:
         ref = float_logits(model, window).argmax(1)
-        same_float += int((float_logits(nudged, window).argmax(1) == ref).sum())
+        same_float += sum(int((float_logits(n, window).argmax(1) == ref).sum()) for n in nudges)
         same_int += int((runner.score(window)[0].argmax(1) == ref).sum())
-    print(f"float nudged by 1e-5: {same_float / ids.size:.4f}; integer: {same_int / ids.size:.4f}")
-    assert same_float / ids.size < 0.995
+    float_agree = same_float / (len(nudges) * ids.size)
+    print(f"float nudged by 1e-5: {float_agree:.4f}; integer: {same_int / ids.size:.4f}")
+    assert float_agree < 0.995
 
 
 def test_chaotic_checkpoint_is_refused_in_integers_and_runs_on_the_float_reference(
