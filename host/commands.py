@@ -405,7 +405,7 @@ def register_build(sub):
 def _build(args):
     import sys
 
-    from boards.build import build, shortfall, summary
+    from boards.build import build, device_missed, shortfall, summary
 
     report = build(args.board, rows=args.rows, cols=args.cols, fmt=args.fmt, freq_mhz=args.freq,
                    out=args.out, offload=args.offload, context=args.context, sdram=args.sdram)
@@ -417,8 +417,7 @@ def _build(args):
                 "there is no earlier good bitstream")
         print(f"timing NOT met: {shortfall(report)}; this build is kept as "
               f"{report['bitstream']} and report.failed.json, {kept}; "
-              + ("try a lower --freq" if report["fmax_mhz"] is None
-                 or report["fmax_mhz"] < report["target_mhz"] else
+              + ("try a lower --freq" if device_missed(report) else
                  "--freq sets only the device's clock, not the SDRAM controller's"),
               file=sys.stderr)
         return 1
