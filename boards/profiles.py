@@ -104,7 +104,7 @@ ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
     vmem_words=vmem_regions(_FITTED, _FITTED_CONTEXT, chunk=_FITTED_EMB_ROWS // 2, single_at=0,
                             lin_scales=2 * LIN_SCALE_WORDS)[1])
 _ULX3S_ENGINE = DEFAULT_ENGINE
-# The SDRAM build's engine: 16x8 (128 MACs). The SDRAM brings 31 trits a 24 MHz cycle, so
+# The SDRAM build's engine: 16x8 (128 MACs). The SDRAM brings 25 trits a 30 MHz cycle, so
 # the on-chip build's 16x16 array would wait for it 8/9 of the time; half of it costs 0.6 %
 # more cycles a token (cost.overlapped_cycles, hidden-512 model) and takes half of its
 # adder trees out of a build that was too congested to route (docs/sdram.md). 16 rows, not
@@ -145,12 +145,13 @@ BOARDS = {
         vm_sdram_limits=ULX3S_85F_SDRAM_VM_LIMITS.with_engine(
             replace(_ULX3S_SDRAM_ENGINE, weight_words=2048, max_k=2048)),
         sdram_engine=_ULX3S_SDRAM_ENGINE,
-        # The SDRAM build's device: placed for 30 MHz it was estimated at 23.5 (the on-chip
-        # build's estimate, 25.7, routed at 32.1) and router1 did not converge; 27 MHz is
-        # not made beside the controller's 50 and 100 from one VCO, 24 is (the controller's
-        # clock the PLL's feedback) and makes 3 Mbaud at 8 clocks a bit. Its streams stay
-        # at the SDRAM's rate: the 64-bit port's peak at 24 MHz is 192 MB/s (docs/sdram.md).
-        vm_sdram_clock_hz=24_000_000),
+        # The SDRAM build's device: 30 MHz, as the on-chip build's (from one VCO beside the
+        # controller's 50 and 100, the PLL's feedback; 3 Mbaud at 10 clocks a bit). It
+        # routed at 30.08 (nextpnr's static placer, router1, CONGESTED_SEED); first built
+        # for 24 MHz, it made 30.04 there (docs/sdram.md, "The bitstream"). Its streams
+        # keep the SDRAM's rate: the 64-bit port's peak at 30 MHz is 240 MB/s, the
+        # SDRAM's 200.
+        vm_sdram_clock_hz=30_000_000),
 }
 
 

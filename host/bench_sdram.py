@@ -7,8 +7,8 @@ the port's peak (its words at one a cycle), and what that rate makes of a token 
 issue-20 model shapes (bytes a token: ternary weights plus the int8 lm_head). Then the
 same with the engine at 30 MHz, the controller at 50 MHz in its own clock domain
 (LiteDRAM's clock-domain crossing): on a 32-bit port (bound by the port: a word a 30 MHz
-cycle) and on a 64-bit one (bound by the SDRAM); and on a 64-bit port at the SDRAM
-build's 24 MHz (the port's peak, 192 MB/s, just above the SDRAM's).
+cycle) and on a 64-bit one (bound by the SDRAM): the SDRAM build's device clock (a row of
+its own if that is not 30 MHz).
 """
 
 import dataclasses
@@ -24,10 +24,10 @@ CLK_FREQ = 50e6     # the controller's
 # the device's clock of the ULX3S's SDRAM build, where its port is measured too
 DEVICE_HZ = board("ulx3s-85f").vm_sdram_clock_hz
 # (engine, format, the engine's clock, the port's bits); the engine's clock None: the
-# controller's, one domain
-ENGINES = (("2x8", "2bit", None, 32), ("4x8", "2bit", None, 32), ("2x10", "base3", None, 32),
-           ("2x8", "2bit", 30e6, 32), ("4x8", "2bit", 30e6, 64),
-           ("4x8", "2bit", DEVICE_HZ, 64))
+# controller's, one domain; the last the SDRAM build's (once, if it is 30 MHz)
+ENGINES = tuple(dict.fromkeys((
+    ("2x8", "2bit", None, 32), ("4x8", "2bit", None, 32), ("2x10", "base3", None, 32),
+    ("2x8", "2bit", 30e6, 32), ("4x8", "2bit", 30e6, 64), ("4x8", "2bit", DEVICE_HZ, 64))))
 # The SDRAM's peak: 16 bits at 100 MHz
 SDRAM_PEAK = 200e6
 # (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes (the projection

@@ -470,9 +470,9 @@ def register_bench(sub):
                    help="instead: the ULX3S SDRAM (LiteDRAM and its SDRAM model under "
                         "Verilator, about fifteen minutes): the matvec engine fed from it (a "
                         "512x512 layer against the port's peak, at the controller's 50 MHz and "
-                        "at 30 and 24 MHz across clock domains), then issue 20's model "
+                        "at 30 MHz across clock domains), then issue 20's model "
                         "shapes streamed from it on the simulated board's SDRAM build (its "
-                        "device at 24 MHz): cycles a token against the SDRAM's bound, "
+                        "device at 30 MHz): cycles a token against the SDRAM's bound, "
                         "tokens/s (docs/sdram.md)")
     p.set_defaults(func=_bench)
 

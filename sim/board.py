@@ -38,7 +38,7 @@ HARNESS = Path(__file__).parent / "harness" / "board.cpp"
 TOP = "board"
 # The device's clock on the board that carries the SDRAM (boards/profiles.py: the ULX3S's
 # vm_sdram_clock_hz); the harness clocks sync and the SDRAM controller at this ratio.
-SYNC_HZ = 24_000_000
+SYNC_HZ = 30_000_000
 SDRAM_IMAGES_KEPT = 8      # back-door images kept in the cache (the newest)
 
 

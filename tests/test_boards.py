@@ -156,7 +156,7 @@ def test_timing_is_met_only_when_every_clock_meets_its_own_constraint():
 
 def test_each_build_projects_at_its_own_clock_from_its_own_report():
     # A model streamed from the SDRAM runs on the SDRAM build: its tokens/s are projected
-    # at that build's clock (24 MHz on the ULX3S), not at the on-chip build's 30
+    # at that build's clock, from that build's report, not the on-chip build's
     from host.projection import board_clock, report_path
 
     p = board("ulx3s-85f")
@@ -166,7 +166,6 @@ def test_each_build_projects_at_its_own_clock_from_its_own_report():
         assert clock <= target and (source == "no build report yet"
                                     or source.endswith(report_path(p, build).name)), (build, source)
     assert report_path(p, "model-sdram").name == "ulx3s-85f-model-sdram.json"
-    assert board_clock(p, "model-sdram")[0] <= 24e6 < board_clock(p, "model")[0]
 
 
 def test_sdram_clocks_put_the_device_reset_on_a_global_buffer():

@@ -227,7 +227,7 @@ def test_the_simulated_board_clocks_the_sdram_at_the_ulx3s_ratio():
 def test_ulx3s_model_build_with_sdram_elaborates_with_its_clocks_and_core():
     """The ULX3S-85F top of a machine with SDRAM (no bitstream: the build takes hours):
     the PLL, the SDRAM clock through ODDRX1F, the LiteDRAM core (board variant) as an
-    instance whose Verilog is in the build, at the SDRAM build's 24 MHz UART divisor."""
+    instance whose Verilog is in the build, at the SDRAM build's 30 MHz UART divisor."""
     from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
     from boards.profiles import board
@@ -235,10 +235,10 @@ def test_ulx3s_model_build_with_sdram_elaborates_with_its_clocks_and_core():
 
     p = board("ulx3s-85f")
     top = ULX3STop(ENGINE, p.vm_sdram_clock_hz, p.baud, vm_limits=LIMITS)
-    assert top.divisor == 8
+    assert top.divisor == 10
     plan = ULX3S_85F_Platform().prepare(top, name="top")
     il = plan.files["top.il"]
-    assert 'parameter \\FEEDBK_PATH "CLKOS3"' in il     # 24 MHz: the controller's clock feeds back
+    assert 'parameter \\FEEDBK_PATH "CLKOP"' in il      # 30 MHz: the device's clock feeds back
     for cell in ("EHXPLLL", "ODDRX1F", "litedram_sdr"):
         assert f"cell \\{cell} " in il, cell
     verilog = plan.files["litedram_sdr.v"]
