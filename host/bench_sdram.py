@@ -28,6 +28,8 @@ DEVICE_HZ = board("ulx3s-85f").vm_sdram_clock_hz
 ENGINES = tuple(dict.fromkeys((
     ("2x8", "2bit", None, 32), ("4x8", "2bit", None, 32), ("2x10", "base3", None, 32),
     ("2x8", "2bit", 30e6, 32), ("4x8", "2bit", 30e6, 64), ("4x8", "2bit", DEVICE_HZ, 64))))
+# The context the bench's models run at
+CONTEXT = 256
 # The SDRAM's peak: 16 bits at 100 MHz
 SDRAM_PEAK = 200e6
 # (name, hidden, layers, ffn, heads, kv heads, vocab): issue 20's shapes (the projection
@@ -134,7 +136,7 @@ def shape_config(shape, context):
                         tie_word_embeddings=True)
 
 
-def program_projection(words_per_cycle, *, board_name="ulx3s-85f", context=256, seed=0):
+def program_projection(words_per_cycle, *, board_name="ulx3s-85f", context=CONTEXT, seed=0):
     """The step program of each :func:`build_shapes` shape (a random tied model, compiled
     for the board's SDRAM build) at the last position of ``context``: the
     SDRAM bytes it moves, its cycles with the transfers beside the machine at
@@ -168,15 +170,15 @@ def program_projection(words_per_cycle, *, board_name="ulx3s-85f", context=256, 
     return out
 
 
-def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
+def measure_models(board_name="ulx3s-85f", shapes=None, *, context=CONTEXT, seed=0,
                    log=sys.stderr):
     """Each shape (a random tied model; default :func:`build_shapes`) streamed from the
     SDRAM on the simulated board of
     ``board_name``'s SDRAM build (its machine, LiteDRAM's controller and LiteDRAM's model
     of the chip at the board's clock ratio; the image written by the back door): the
-    device cycles of the steps that generate at positions 0..2 and at ``context - 2``
-    (the KV cache fetched over the whole context; the rows below are whatever the SDRAM
-    holds, which changes no step's time), against the SDRAM's bound (the step's bytes at
+    device cycles of the steps that generate at :func:`positions` (from ``context // 4``
+    on, each step alone over a KV cache of random rows, which the step fetches whole:
+    what it holds changes no step's time), against the SDRAM's bound (the step's bytes at
     the memory's 200 MB/s peak), and tokens/s at the build's clock. The ids of the steps
     at 0..2 must equal ``--backend integer``'s (else a TernaryError: no figures of a
     machine that computes wrong)."""
@@ -209,8 +211,9 @@ def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
             if ids != want:     # a bench of a wrong machine measures nothing
                 raise TernaryError(f"{name}: the simulated board generated {ids}, the integer "
                                    f"backend {want}")
-            dev.run_model(context - 2, [ids[-1]], 1, state=1, timeout=3600)
-            for pos in (0, 1, 2, context - 2):
+            for pos in positions(context)[3:]:
+                dev.run_model(pos, [ids[-1]], 1, state=1, timeout=3600)
+            for pos in positions(context):
                 cycles = int(np.frombuffer(dev.read_mem(Space.CYCLES, pos, 1, 4), "<u4")[0])
                 nbytes = 8 * sdram_words(run.program, pos)
                 bound = nbytes / (SDRAM_PEAK / clock)
@@ -220,6 +223,33 @@ def measure_models(board_name="ulx3s-85f", shapes=None, *, context=256, seed=0,
                              "tokens_per_s": round(clock / cycles, 1), "clock_mhz": clock / 1e6,
                              "ids_equal_integer": True})
     return rows
+
+
+def positions(context):
+    """The positions :func:`measure_models` measures: the first three (a run's), then
+    a quarter, half and three quarters of ``context`` and ``context - 2``, the last
+    step that generates."""
+    return tuple(sorted({0, 1, 2, context // 4, context // 2, 3 * context // 4, context - 2}))
+
+
+def context_mean(rows, context):
+    """``{model: tokens/s}`` over a whole context: ``context`` tokens, one a position, in
+    the cycles the measured positions' steps make by the trapezoid rule between them (the
+    last segment's slope carried on to ``context - 1``). A step's cycles grow with the KV
+    cache it fetches, no slower near the end, where its KV heads wait for the one slot,
+    than near the start: between two measured points the trapezoid counts at least the
+    true cycles, and the figure is a lower bound of the tokens/s."""
+    out = {}
+    for name in dict.fromkeys(r["model"] for r in rows):
+        pts = sorted((r["position"], r["cycles"]) for r in rows if r["model"] == name)
+        (p0, c0), (p1, c1) = pts[-2:]
+        pts.append((context - 1, c1 + (c1 - c0) * (context - 1 - p1) / (p1 - p0)))
+        # the sum over every position: the trapezoids' area, and half of each end
+        total = (sum((p1 - p0) * (c0 + c1) / 2 for (p0, c0), (p1, c1) in zip(pts, pts[1:]))
+                 + (pts[0][1] + pts[-1][1]) / 2)
+        clock = next(r["clock_mhz"] for r in rows if r["model"] == name) * 1e6
+        out[name] = round(clock * context / total, 1)
+    return out
 
 
 def _integer_ids(model, prompt, n):
@@ -276,6 +306,10 @@ def table(result):
         for r in result["measured_models"]:
             lines.append(f"| {r['model']} | {r['position']} | {r['mb']} | {r['cycles']:,} | "
                          f"{r['bound_cycles']:,} | {r['of_bound']} | {r['tokens_per_s']} |")
+        lines += ["", f"over a whole context ({result['context']} tokens; the measured steps' "
+                  "cycles by the trapezoid rule between their positions, a lower bound):"]
+        lines += [f"- {name}: {tps} tokens/s at {clock:g} MHz"
+                  for name, tps in context_mean(result["measured_models"], result["context"]).items()]
     if result.get("programs"):
         lines += ["", "projected (the compiled step program at position 255, its transfers beside the "
                   "machine at the 64-bit port's measured rate at the device's clock):",

@@ -21,15 +21,6 @@ def cli_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-def test_acceptance_200_greedy_tokens_equal_the_integer_backend(capsys):
-    args = ["--tokens", "200", "--temperature", "0"]
-    want = cli_json(capsys, "--backend", "integer", *args)
-    got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
-    assert got["offload"] == "model"
-    assert got["token_ids"] == want["token_ids"]
-    assert got["link_bytes_per_token"] <= 16 and got["device_cycles_per_token"] > 0
-
-
 def test_a_silu_model_greedy_tokens_equal_the_integer_backend(capsys, tmp_path, rng):
     """The shipped model's shape with ``hidden_act: silu`` and random weights: the SiLU GLU
     runs on the vector machine (VOP SIGMUL, the SigmoidUnit)."""
@@ -74,14 +65,16 @@ def test_sampled_tokens_equal_the_integer_backend():
         assert again.generate(prompt, 48, 0.8, 40, 7).token_ids == want
 
 
-def test_past_the_full_context_the_window_slides_as_on_the_integer_backend(capsys):
-    """300 tokens: the full context of 256 positions, then the window slides (about two
-    minutes on the simulated board)."""
+def test_greedy_ids_equal_the_integer_backend_over_the_full_context_and_as_the_window_slides(capsys):
+    """300 greedy tokens of the shipped model through the CLI: the full context of 256
+    positions, then the window slides (about two minutes on the simulated board)."""
     args = ["--tokens", "300", "--temperature", "0", "--prompt", "KING:"]
     want = cli_json(capsys, "--backend", "integer", *args)
     got = cli_json(capsys, "--backend", "sim", "--board", BOARD, "--offload", "model", *args)
+    assert got["offload"] == "model"
     assert got["token_ids"] == want["token_ids"] and got["window_shifts"] == want["window_shifts"]
     assert want["window_shifts"]
+    assert got["link_bytes_per_token"] <= 16 and got["device_cycles_per_token"] > 0
 
 
 def test_dropped_and_corrupted_frames_give_the_right_ids_or_a_clear_error(seed):
@@ -97,7 +90,9 @@ def test_dropped_and_corrupted_frames_give_the_right_ids_or_a_clear_error(seed):
     rates = FaultRates(flip=0.03, drop=0.02, dup=0.02, garbage=0.02)
     inner = SimulatedBoardTransport(profile.engine, vm_limits=profile.vm_limits)
     ft = FaultyTransport(inner, tx=rates, rx=rates, seed=seed)
-    with Device(ft, timeout=1.0, retries=20) as dev:
+    # a frame's reply takes the simulated board milliseconds: a lost one is retried after
+    # 0.25 s (1 s made the upload through these faults 73 s of the test's 85)
+    with Device(ft, timeout=0.25, retries=30) as dev:
         run = ModelOffload(dev, model, step_timeout=5.0)
 
         def run_ids():

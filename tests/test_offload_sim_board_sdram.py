@@ -162,7 +162,7 @@ def test_the_sdram_bench_measures_only_a_machine_that_equals_the_integer_backend
 
     shape = ("hidden 64 / 2 layers", 64, 2, 96, 4, 2, 97)
     rows = bench_sdram.measure_models(shapes=[shape], context=16, log=QUIET)
-    assert [r["position"] for r in rows] == [0, 1, 2, 14]
+    assert [r["position"] for r in rows] == [0, 1, 2, 4, 8, 12, 14]
     for r in rows:
         assert r["ids_equal_integer"] and r["clock_mhz"] == board_profile("ulx3s-85f").vm_sdram_clock_hz / 1e6
         assert 0 < r["of_bound"] < 1 and r["cycles"] > r["bound_cycles"] > 0
@@ -171,3 +171,19 @@ def test_the_sdram_bench_measures_only_a_machine_that_equals_the_integer_backend
     monkeypatch.setattr(bench_sdram, "_integer_ids", lambda *a: [(t + 1) % 97 for t in real(*a)])
     with pytest.raises(TernaryError, match="the simulated board generated .*, the integer backend"):
         bench_sdram.measure_models(shapes=[shape], context=16, log=QUIET)
+
+
+def test_the_sdram_benchs_context_mean_sums_the_steps_of_a_whole_context():
+    """``context_mean``: exact where a step's cycles grow linearly with its position
+    (the sum of 1000 + 10 p over p < 16 is 17,200 cycles: 16 tokens at 30 MHz are
+    27,906.98 tokens/s), and below the true tokens/s where they grow faster at the end."""
+    from host.bench_sdram import context_mean, positions
+
+    def rows(cycles):
+        return [{"model": "m", "position": p, "cycles": cycles(p), "clock_mhz": 30.0}
+                for p in positions(16)]
+
+    assert context_mean(rows(lambda p: 1000 + 10 * p), 16) == {"m": 27907.0}
+    convex = lambda p: 1000 + p * p                          # noqa: E731
+    true = 30e6 * 16 / sum(convex(p) for p in range(16))
+    assert context_mean(rows(convex), 16)["m"] <= round(true, 1)
