@@ -59,6 +59,10 @@ def _platform_and_top(name, config, clock_hz, baud, vm_limits=None):
     raise TernaryError(f"no build recipe for board {name!r}")
 
 
+# Above any PLL output of the boards' families (ECP5: 400 MHz, iCE40: 275)
+MAX_FREQ_MHZ = 1000
+
+
 def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offload="matvec",
           context=None, sdram=False, log=sys.stderr):
     """Build ``name``'s bitstream; return the report dict (also written as report.json).
@@ -76,6 +80,8 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
     beside ``out`` that replaces ``out`` whole only when it is done.
     """
     profile = board(name)
+    if sdram and offload != "model":
+        raise TernaryError("--sdram: only with --offload model (the machine streams the model)")
     given = [f for f, v in (("--rows", rows), ("--cols", cols), ("--format", fmt)) if v is not None]
     if offload == "model" and given:
         e = profile.sdram_engine if sdram and profile.sdram_engine else profile.engine
@@ -87,6 +93,9 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
                   fmt=fmt or cfg.fmt)  # EngineConfig checks the values and sizes
     if freq_mhz is not None and not (math.isfinite(freq_mhz) and freq_mhz > 0):
         raise TernaryError(f"--freq: expected a clock in MHz greater than 0, got {freq_mhz!r}")
+    if freq_mhz is not None and freq_mhz > MAX_FREQ_MHZ:
+        raise TernaryError(f"--freq: {freq_mhz:g} MHz is above any clock a board's PLL makes "
+                           f"(at most {MAX_FREQ_MHZ} MHz)")
     if offload not in ("matvec", "model"):
         raise TernaryError(f"--offload: expected matvec or model, got {offload!r}")
     vm_limits = profile.vm_limits if offload == "model" else None
@@ -94,8 +103,6 @@ def build(name, *, rows=None, cols=None, fmt=None, freq_mhz=None, out=None, offl
         raise TernaryError(f"--offload model: the {name} build has no vector machine "
                            f"(boards with one: {', '.join(n for n, b in BOARDS.items() if b.vm_limits)})")
     if sdram:
-        if vm_limits is None:
-            raise TernaryError("--sdram: only with --offload model (the machine streams the model)")
         if profile.vm_sdram_limits is None:
             raise TernaryError(f"--sdram: the {name} has no build that streams from an SDRAM "
                                f"(boards with one: "

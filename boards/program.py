@@ -119,18 +119,31 @@ def program(name, bitstream=None, force=False, offload="matvec", sdram=False):
                            "model from the SDRAM)")
     kind, profile = build_kind(offload, sdram), board(name)
     build_flags = "" if kind == "matvec" else f" --offload model{' --sdram' if sdram else ''}"
-    if bitstream is None and profile.build_clock_hz(kind) is None:
+    if profile.build_clock_hz(kind) is None:
         raise TernaryError(f"{build_flags.strip()}: the {name} has no such build")
+    if bitstream is not None and not str(bitstream):
+        raise TernaryError("--bitstream: the path is empty (leave --bitstream out for the "
+                           "build's own)")
     bit = Path(bitstream or Path("build") / profile.build_name(kind) / BITSTREAM[name])
     if bit.exists() and not bit.is_file():
         raise TernaryError(f"--bitstream {bit}: is not a regular file, so not a bitstream")
     if not bit.is_file():
+        if bitstream is not None:
+            raise TernaryError(f"--bitstream {bit}: no such file")
         raise TernaryError(f"no bitstream at {bit}: run `ternary build --board {name}"
                            f"{build_flags}` first (or give --bitstream)")
     if bit.stat().st_size == 0:
         raise TernaryError(f"--bitstream {bit}: is empty (0 bytes); rebuild it")
     if not force:
-        check_build_report(bit, name)
+        rep = check_build_report(bit, name)
+        # the build the flags name (the default folder's, or --offload model [--sdram]
+        # given with --bitstream) is the one its report describes
+        if rep is not None and (bitstream is None or kind != "matvec"):
+            built = build_kind(rep.get("offload") or "matvec", bool(rep.get("sdram")))
+            if built != kind:
+                raise TernaryError(f"--bitstream {bit}: its report is of the {built} build, not "
+                                   f"the {kind} build{build_flags and ' (' + build_flags.strip() + ')'}; "
+                                   f"give the flags of its build, or pass --force")
     for exe, args in PROGRAMMERS[name]:
         path = shutil.which(exe)
         if not path:

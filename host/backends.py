@@ -29,7 +29,7 @@ def add_device_options(p):
                    help="also compute every device result with the golden model; stop on a mismatch")
     p.add_argument("--stream", action="store_true",
                    help="stream layers every token even if the model fits the device")
-    p.add_argument("--sim-phy", choices=["stream", "uart"], default="stream",
+    p.add_argument("--sim-phy", choices=["stream", "uart"],
                    help="simulated board's link: 'stream' (the device core on a byte stream, "
                         "fast; default) or 'uart' (the full device top with its UART)")
     p.add_argument("--weight-words", type=positive_int,
@@ -42,11 +42,12 @@ def check_device_options(args, model):
     ignore, and on the simulated board what the model cannot do on its engine (found
     otherwise only after a first-use board build, minutes)."""
     given = {"--check": args.check, "--stream": args.stream, "--port": args.port,
-             "--baud": args.baud, "--weight-words": args.weight_words}
+             "--baud": args.baud, "--weight-words": args.weight_words, "--sim-phy": args.sim_phy}
     takes = {"reference": (), "integer": (), "serial": ("--check", "--stream", "--port", "--baud"),
-             "sim": ("--check", "--stream", "--weight-words")}[args.backend]
+             "sim": ("--check", "--stream", "--weight-words", "--sim-phy")}[args.backend]
     why = {"--port": "a board on a serial port", "--baud": "a board on a serial port",
-           "--weight-words": "the simulated board (a board's weight store is what it was built with)"}
+           "--weight-words": "the simulated board (a board's weight store is what it was built with)",
+           "--sim-phy": "the simulated board (a board's link is its UART)"}
     for flag, value in given.items():
         if value and flag not in takes:
             where = why.get(flag, "a device (--backend sim or serial)")
@@ -75,9 +76,8 @@ def check_device_options(args, model):
         from .matvec_offload import check_layers_fit
 
         profile = board(args.board)
-        sdram_build = profile.vm_sdram_limits is not None and \
-            (getattr(args, "offload", None) == "model" or sim_limits(args, profile, model).sdram)
-        if not sdram_build:
+        limits = sim_limits(args, profile, model)
+        if limits is None or not limits.sdram:
             # (a model the SDRAM build streams: the vector machine takes a stack in row
             # chunks; its limits are checked before a board is built)
             cfg = profile.engine
@@ -132,7 +132,7 @@ def open_device(args, model=None):
                   f"by a back door (a board takes them over the link: "
                   f"{image.size * 8 / profile.link_bytes_per_s:.0f} s at "
                   f"{profile.baud / 1e6:g} Mbaud)", file=sys.stderr)
-        device = Device.open_sim(cfg, phy=args.sim_phy, vm_limits=limits, sdram_image=image)
+        device = Device.open_sim(cfg, phy=args.sim_phy or "stream", vm_limits=limits, sdram_image=image)
         device.sdram_preloaded = image is not None
         return device
     if not args.port:

@@ -480,6 +480,7 @@ def register_bench(sub):
 
 def _bench(args):
     import json
+    import os
 
     from dataclasses import replace
 
@@ -503,6 +504,9 @@ def _bench(args):
         check_output_path(args.json_out, what="--json")
     if args.plot is not None:
         check_output_path(args.plot, what="--plot")
+        if args.json_out is not None and os.path.realpath(args.plot) == os.path.realpath(args.json_out):
+            raise TernaryError(f"--json and --plot name the same file ({args.plot}); the plot "
+                               f"would replace the JSON")
     if args.sdram:
         from host import bench_sdram
 

@@ -23,6 +23,7 @@ from ..formats.gguf import unpack as unpack_tq
 from . import names
 from .config import ACTIVATIONS, BitNetConfig
 from .names import GGUF_LINEARS, GGUF_NORMS
+from .gguf_layout import check_gguf_layout
 from .gguf_tokenizer import read_tokenizer_metadata, tokenizer_from_gguf
 from .file import MIN_WEIGHT_SCALE, BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
 from ..quant import quantize_weights
@@ -56,8 +57,15 @@ def input_files(src):
     return sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
 
 
+def _refuse_irregular(path):
+    """A FIFO or device where a checkpoint's file should be: never read (it may block)."""
+    if path.exists() and not path.is_file():
+        raise TernaryError(f"{path}: not a regular file, so not a checkpoint's file")
+
+
 def import_hf_folder(folder):
     cfg_path = folder / "config.json"
+    _refuse_irregular(cfg_path)
     if not cfg_path.is_file():
         raise TernaryError(f"{folder}: no config.json (not a Hugging Face checkpoint folder)")
     raw_cfg = parse_json(cfg_path.read_bytes(), str(cfg_path), expect=dict)
@@ -69,6 +77,7 @@ def import_hf_folder(folder):
     if not files:
         raise TernaryError(f"{folder}: no .safetensors files")
     for f in files:
+        _refuse_irregular(f)
         tensors.update(read_safetensors(f)[1])
 
     model = BitNetModel(config, _hf_tokenizer(folder, config))
@@ -118,6 +127,7 @@ def _take(tensors, name, shape, where):
 
 def _hf_tokenizer(folder, config):
     tj = folder / "tokenizer.json"
+    _refuse_irregular(tj)
     if tj.is_file():
         try:
             return {"type": "tokenizers", "json": tj.read_bytes().decode("utf-8")}
@@ -142,6 +152,7 @@ def import_gguf(path, notes=None):
     tied to ``token_embd`` when there is no ``output.weight``. Any tensor it would not use is refused by name."""
     notes = {} if notes is None else notes
 
+    check_gguf_layout(path)
     try:
         reader = GGUFReader(str(path))
     except Exception as exc:  # the reader raises ValueError/struct.error/... on a bad file
