@@ -205,9 +205,16 @@ def test_tied_embeddings_share_the_int8_rows(rng):
     assert im.head_q is im.embed_q
     ids = rng.integers(0, 256, 16)
     logits, scales = IntegerRunner(im).score(ids)
-    ref = float_logits(model, ids)
-    # a random model is chaotic (see docs/integer-decode.md); the first position is not
-    assert logits[0].argmax() == ref[0].argmax()
+    ref = float_logits(model, ids)[0]
+    # a random model is chaotic (see docs/integer-decode.md); the first position is not,
+    # but its top logits can be near-tied (16.30 and 16.43 of a 31.1 range with seed
+    # 46437), so the argmax is not the check: the logits follow the float ones (correlation
+    # >= 0.995; 0.9984 the least over seeds 0..199) and the integer argmax is a float logit
+    # within 3 % of the range of the top (1.3 % the most over those seeds). Rows that
+    # were not the embedding's would correlate near 0.
+    got = logits[0].argmax()
+    assert np.corrcoef(logits[0], ref)[0, 1] >= 0.995
+    assert ref.max() - ref[got] <= 0.03 * (ref.max() - ref.min()), (got, ref.argmax())
 
 
 def test_errors_are_one_line_and_name_the_problem(shipped):
