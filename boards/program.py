@@ -18,6 +18,9 @@ PROGRAMMERS = {
     "ulx3s-85f": [("openFPGALoader", ["-b", "ulx3s", "{bit}"]), ("fujprog", ["{bit}"])],
 }
 BITSTREAM = {"icebreaker": "icebreaker.bin", "ulx3s-85f": "ulx3s-85f.bit"}
+# where the programmers come from, for the message when none is installed
+INSTALL = {"icebreaker": "e.g. apt install fpga-icestorm (iceprog) or openfpgaloader",
+           "ulx3s-85f": "e.g. apt install openfpgaloader, or fujprog from its releases"}
 
 
 def read_report(path):
@@ -156,5 +159,4 @@ def program(name, bitstream=None, force=False, offload="matvec", sdram=False):
             raise TernaryError(f"{exe} failed (is the board plugged in and powered?): {last[0]}")
         return exe
     names = " or ".join(exe for exe, _ in PROGRAMMERS[name])
-    raise TernaryError(f"no programmer found for {name}: install {names} "
-                       f"(e.g. apt install fpga-icestorm openfpgaloader)")
+    raise TernaryError(f"no programmer found for {name}: install {names} ({INSTALL[name]})")

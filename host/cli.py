@@ -34,15 +34,15 @@ def build_parser():
 
 def main(argv=None):
     """Run one command; return its exit status (0 done, 1 done but failed, e.g. timing
-    not met; 2 bad input; 130 interrupted; 141 stdout closed early)."""
+    not met; 2 bad input or no command; 130 interrupted; 141 stdout closed early)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and the error (or --help)
         return exc.code if isinstance(exc.code, int) else 2
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
+    if not getattr(args, "func", None):   # no command: a usage error, as argparse's
+        parser.print_help(sys.stderr)
+        return 2
     try:
         status = args.func(args) or 0
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

@@ -130,8 +130,10 @@ def test_program_checks_the_build_its_flags_name_against_the_report(tmp_path, ca
                      r"--bitstream nope\.bit: no such file$")
     # the right flags pass the checks and reach the programmers (none installed here)
     capsys.readouterr()
-    assert main(["program", "--board", "ulx3s-85f", "--offload", "model", "--bitstream", str(bit)]) != 0
-    assert "report is of" not in capsys.readouterr().err
+    assert main(["program", "--board", "ulx3s-85f", "--offload", "model", "--bitstream", str(bit)]) == 2
+    err = capsys.readouterr().err
+    assert "report is of" not in err and "no programmer found for ulx3s-85f" in err
+    assert "openfpgaloader" in err and "icestorm" not in err     # the ECP5's, not the iCE40's
 
 
 def test_bench_refuses_one_file_for_json_and_plot(tmp_path, capsys):
@@ -139,3 +141,9 @@ def test_bench_refuses_one_file_for_json_and_plot(tmp_path, capsys):
     one_line_refusal(capsys, ["bench", "--json", str(out), "--plot", str(out)],
                      r"--json and --plot name the same file")
     assert not out.exists()
+
+
+def test_no_command_is_a_usage_error(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "usage: ternary" in out.err
