@@ -158,6 +158,8 @@ def _import(args):
     from ternary_core.output_file import check_output_path
     from ternary_core.model.tokenizer import make_tokenizer
 
+    if not args.src:       # Path('') is the current folder
+        raise TernaryError("SRC: the path is empty")
     inputs = input_files(args.src) if Path(args.src).exists() else []
     check_output_path(args.out, what="-o", inputs=inputs)  # before reading a large checkpoint
     notes = {}

@@ -147,3 +147,15 @@ def test_no_command_is_a_usage_error(capsys):
     assert main([]) == 2
     out = capsys.readouterr()
     assert out.out == "" and "usage: ternary" in out.err
+
+
+def test_import_names_what_is_wrong_with_its_source(tmp_path, capsys):
+    out = str(tmp_path / "m.safetensors")
+    one_line_refusal(capsys, ["import", "", "-o", out], r"SRC: the path is empty")
+    os.mkfifo(tmp_path / "f.gguf")
+    one_line_refusal(capsys, ["import", str(tmp_path / "f.gguf"), "-o", out],
+                     r"f\.gguf: not a regular file")
+    (tmp_path / "noarch.gguf").write_bytes(gguf_header([]))
+    one_line_refusal(capsys, ["import", str(tmp_path / "noarch.gguf"), "-o", out],
+                     r"GGUF has no general\.architecture key")
+    assert not (tmp_path / "m.safetensors").exists()

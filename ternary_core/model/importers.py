@@ -36,8 +36,12 @@ def import_checkpoint(src, notes=None):
     file on load (shapes, finite numbers, scales > 0), so import never passes on a model
     that could not run. ``notes`` (a dict), if given, receives what the importer read
     that decides the numbers (activation, where the weight scales came from)."""
+    if not str(src):
+        raise TernaryError("the checkpoint's path is empty")
     src = Path(src)
     notes = {} if notes is None else notes
+    if src.suffix == ".gguf":
+        _refuse_irregular(src)
     if src.is_dir():
         model = import_hf_folder(src)
         notes.update(activation=model.config.hidden_act, scales="weight_scale tensors")
@@ -175,6 +179,9 @@ def import_gguf(path, notes=None):
         return v.item()
 
     arch = field("general.architecture")
+    if arch is None:
+        raise TernaryError(f"{path}: GGUF has no general.architecture key; only 'bitnet' is "
+                           f"supported")
     if arch != "bitnet":
         raise TernaryError(f"{path}: GGUF architecture is {arch!r}; only 'bitnet' is supported")
     tensors = {t.name: t for t in reader.tensors}
