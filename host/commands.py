@@ -11,9 +11,11 @@ def _board_names():
     return sorted(BOARDS)
 
 
-def _vm_contexts():
+def _vm_contexts(sdram=False):
+    """``{board: context}`` of each board's model build (``sdram``: its SDRAM build)."""
     from boards.profiles import BOARDS
-    return {name: b.vm_limits.context for name, b in BOARDS.items() if b.vm_limits}
+    limits = {name: b.vm_sdram_limits if sdram else b.vm_limits for name, b in BOARDS.items()}
+    return {name: lim.context for name, lim in limits.items() if lim}
 
 
 def _model_options(p):
@@ -400,7 +402,10 @@ def register_build(sub):
     p.add_argument("--context", type=positive_int,
                    help="with --offload model: KV cache positions (default: the full context "
                         "the board's machine is sized for, "
-                        + ", ".join(f"{n} on the {b}" for b, n in _vm_contexts().items()) + ")")
+                        + ", ".join(f"{n} on the {b}" for b, n in _vm_contexts().items())
+                        + "; with --sdram "
+                        + ", ".join(f"{n} on the {b}" for b, n in _vm_contexts(sdram=True).items())
+                        + ")")
     p.set_defaults(func=_build)
 
 
