@@ -66,6 +66,17 @@ def count_at_most(limit):
     return count
 
 
+def positive_at_most(limit):
+    """A type for an integer 1..``limit`` (a count where a huge one would only run for
+    ever)."""
+    def count(text):
+        v = positive_int(text)
+        if v > limit:
+            raise argparse.ArgumentTypeError(f"must be at most {limit:,}, got {v:,}")
+        return v
+    return count
+
+
 def seed(text):
     """An integer 0..2**32-1: the samplers' seed is 32 bits (xorshift32's state, the
     device's RUN field), so a larger one would quietly repeat a smaller one's samples."""

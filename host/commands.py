@@ -1,8 +1,12 @@
 """Subcommands of the ``ternary`` CLI, one ``register_*`` function each."""
 
 from .arg_types import (comma_list, count_at_most, non_negative_float, non_negative_int, png_path,
-                        positive_float, positive_int, seed, token_ids, utf8_text,
+                        positive_at_most, positive_float, positive_int, seed, token_ids, utf8_text,
                         verilog_identifier)
+
+# generate --tokens at most: half an hour on the fastest backend here; a larger count would run
+# for days
+MAX_TOKENS = 1_000_000
 
 
 def _board_names():
@@ -221,7 +225,8 @@ def register_generate(sub):
     g.add_argument("--prompt-ids", type=token_ids,
                    help="prompt as comma- or space-separated token ids (for models without a "
                         "tokenizer)")
-    p.add_argument("--tokens", type=positive_int, default=64, help="tokens to generate (default 64)")
+    p.add_argument("--tokens", type=positive_at_most(MAX_TOKENS), default=64,
+                   help=f"tokens to generate (default 64, at most {MAX_TOKENS:,})")
     p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 for greedy (default 0.8)")
     p.add_argument("--top-k", type=non_negative_int, default=40, help="sample from the k likeliest (0: all)")
     p.add_argument("--seed", type=seed, default=0, help="0..2**32-1 (default 0)")

@@ -159,3 +159,11 @@ def test_import_names_what_is_wrong_with_its_source(tmp_path, capsys):
     one_line_refusal(capsys, ["import", str(tmp_path / "noarch.gguf"), "-o", out],
                      r"GGUF has no general\.architecture key")
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_generate_tokens_has_an_upper_bound(capsys):
+    """--tokens 99999999999999999999 was taken and generated for ever."""
+    capsys.readouterr()
+    assert main(["generate", "--tokens", "99999999999999999999"]) == 2
+    err = capsys.readouterr().err
+    assert "--tokens" in err and "must be at most 1,000,000" in err
