@@ -55,22 +55,11 @@ def non_negative_int(text):
     return v
 
 
-def count_at_most(limit):
-    """A type for an integer 0..``limit`` (a count where 0 has a stated meaning and a huge
-    one would only exhaust memory or time)."""
+def count_at_most(limit, *, least=0):
+    """A type for an integer ``least``..``limit`` (0 or 1; a count where a huge one would
+    only exhaust memory or time)."""
     def count(text):
-        v = non_negative_int(text)
-        if v > limit:
-            raise argparse.ArgumentTypeError(f"must be at most {limit:,}, got {v:,}")
-        return v
-    return count
-
-
-def positive_at_most(limit):
-    """A type for an integer 1..``limit`` (a count where a huge one would only run for
-    ever)."""
-    def count(text):
-        v = positive_int(text)
+        v = (positive_int if least else non_negative_int)(text)
         if v > limit:
             raise argparse.ArgumentTypeError(f"must be at most {limit:,}, got {v:,}")
         return v

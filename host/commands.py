@@ -1,7 +1,7 @@
 """Subcommands of the ``ternary`` CLI, one ``register_*`` function each."""
 
 from .arg_types import (comma_list, count_at_most, non_negative_float, non_negative_int, png_path,
-                        positive_at_most, positive_float, positive_int, seed, token_ids, utf8_text,
+                        positive_float, positive_int, seed, token_ids, utf8_text,
                         verilog_identifier)
 
 # generate --tokens at most: half an hour on the fastest backend here; a larger count would run
@@ -225,7 +225,7 @@ def register_generate(sub):
     g.add_argument("--prompt-ids", type=token_ids,
                    help="prompt as comma- or space-separated token ids (for models without a "
                         "tokenizer)")
-    p.add_argument("--tokens", type=positive_at_most(MAX_TOKENS), default=64,
+    p.add_argument("--tokens", type=count_at_most(MAX_TOKENS, least=1), default=64,
                    help=f"tokens to generate (default 64, at most {MAX_TOKENS:,})")
     p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 for greedy (default 0.8)")
     p.add_argument("--top-k", type=non_negative_int, default=40, help="sample from the k likeliest (0: all)")
