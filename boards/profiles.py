@@ -105,7 +105,7 @@ ULX3S_85F_SDRAM_VM_LIMITS = DeviceLimits(
                             lin_scales=2 * LIN_SCALE_WORDS)[1])
 _ULX3S_ENGINE = DEFAULT_ENGINE
 # The SDRAM build's engine: 16x8 (128 MACs). The SDRAM brings 25 trits a 30 MHz cycle, so
-# the on-chip build's 16x16 array would wait for it 8/9 of the time; half of it costs 0.6 %
+# the on-chip build's 16x16 array would wait for it nine tenths of the time; half of it costs 0.6 %
 # more cycles a token (cost.overlapped_cycles, hidden-512 model) and takes half of its
 # adder trees out of a build that was too congested to route (docs/sdram.md). 16 rows, not
 # 8: the engine's result banks (max_m / rows deep, a bank a row) stay in LUT RAM; at 8

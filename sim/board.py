@@ -21,6 +21,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from boards.profiles import board
 from ternary_core.errors import TernaryError
 from ternary_core.output_file import exclusive
 
@@ -36,9 +37,9 @@ PHYS = ("stream", "uart")
 DEFAULT_PHY = "stream"
 HARNESS = Path(__file__).parent / "harness" / "board.cpp"
 TOP = "board"
-# The device's clock on the board that carries the SDRAM (boards/profiles.py: the ULX3S's
-# vm_sdram_clock_hz); the harness clocks sync and the SDRAM controller at this ratio.
-SYNC_HZ = 30_000_000
+# The device's clock on the board that carries the SDRAM (the ULX3S's SDRAM build's); the
+# harness clocks sync and the SDRAM controller at this ratio.
+SYNC_HZ = board("ulx3s-85f").vm_sdram_clock_hz
 SDRAM_IMAGES_KEPT = 8      # back-door images kept in the cache (the newest)
 
 

@@ -167,6 +167,12 @@ def save_model(path, model, *, what="output", inputs=()):
     write_output(path, save(tensors, metadata=meta), what=what, inputs=inputs)
 
 
+def refuse_irregular(path, what):
+    """A FIFO or device where ``what`` should be: never read (it may block)."""
+    if path.exists() and not path.is_file():
+        raise TernaryError(f"{path}: not a regular file, so not {what}")
+
+
 def _read(path):
     path = Path(path)
     try:
@@ -178,8 +184,7 @@ def _read(path):
     if path.is_dir():
         raise TernaryError(f"{path}: is a folder, not a model file (`ternary import` reads "
                            f"Hugging Face folders)")
-    if path.exists() and not path.is_file():   # a FIFO or device: never read, it may block
-        raise TernaryError(f"{path}: not a regular file, so not a model file")
+    refuse_irregular(path, "a model file")
     if not path.is_file():
         raise TernaryError(f"{path}: no such model file")
     return read_safetensors(path)

@@ -25,7 +25,8 @@ from .config import ACTIVATIONS, BitNetConfig
 from .names import GGUF_LINEARS, GGUF_NORMS
 from .gguf_layout import check_gguf_layout
 from .gguf_tokenizer import read_tokenizer_metadata, tokenizer_from_gguf
-from .file import MIN_WEIGHT_SCALE, BitLinearWeights, BitNetModel, check_model, float_tensor_shapes
+from .file import (MIN_WEIGHT_SCALE, BitLinearWeights, BitNetModel, check_model, float_tensor_shapes,
+                   refuse_irregular)
 from ..quant import quantize_weights
 from ..formats.json_text import parse_json
 from ..formats.safetensors import read_safetensors
@@ -41,7 +42,7 @@ def import_checkpoint(src, notes=None):
     src = Path(src)
     notes = {} if notes is None else notes
     if src.suffix == ".gguf":
-        _refuse_irregular(src)
+        refuse_irregular(src, "a checkpoint's file")
     if src.is_dir():
         model = import_hf_folder(src)
         notes.update(activation=model.config.hidden_act, scales="weight_scale tensors")
@@ -61,15 +62,9 @@ def input_files(src):
     return sorted(p for p in src.iterdir() if p.is_file()) if src.is_dir() else [src]
 
 
-def _refuse_irregular(path):
-    """A FIFO or device where a checkpoint's file should be: never read (it may block)."""
-    if path.exists() and not path.is_file():
-        raise TernaryError(f"{path}: not a regular file, so not a checkpoint's file")
-
-
 def import_hf_folder(folder):
     cfg_path = folder / "config.json"
-    _refuse_irregular(cfg_path)
+    refuse_irregular(cfg_path, "a checkpoint's file")
     if not cfg_path.is_file():
         raise TernaryError(f"{folder}: no config.json (not a Hugging Face checkpoint folder)")
     raw_cfg = parse_json(cfg_path.read_bytes(), str(cfg_path), expect=dict)
@@ -81,7 +76,7 @@ def import_hf_folder(folder):
     if not files:
         raise TernaryError(f"{folder}: no .safetensors files")
     for f in files:
-        _refuse_irregular(f)
+        refuse_irregular(f, "a checkpoint's file")
         tensors.update(read_safetensors(f)[1])
 
     model = BitNetModel(config, _hf_tokenizer(folder, config))
@@ -131,7 +126,7 @@ def _take(tensors, name, shape, where):
 
 def _hf_tokenizer(folder, config):
     tj = folder / "tokenizer.json"
-    _refuse_irregular(tj)
+    refuse_irregular(tj, "a checkpoint's file")
     if tj.is_file():
         try:
             return {"type": "tokenizers", "json": tj.read_bytes().decode("utf-8")}
